@@ -1,0 +1,84 @@
+"""Keyed, deterministic remapping: the one place where the gateway secret is turned into pseudonyms.
+
+Everything derives from HMAC-SHA256 with a purpose label, so values for different purposes never collide
+and the same input gives the same output on any worker and machine that shares the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET_BYTES = 32
+
+
+class SecretError(RuntimeError):
+    """The gateway secret is missing, unreadable or too open."""
+
+
+def load_or_create_secret(path: Path, *, create: bool = True) -> bytes:
+    """Read the secret file; create it (0600) on first run when allowed. Refuse group/world-readable files."""
+    if not path.exists():
+        if not create:
+            raise SecretError(f"secret file {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(SECRET_BYTES) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SecretError(f"secret file {path} has mode {mode:o}; run: chmod 600 {path}")
+    text = path.read_text().strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = text.encode()
+    if len(secret) < 16:
+        raise SecretError(f"secret in {path} is shorter than 16 bytes")
+    return secret
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Derives every keyed value from one secret."""
+
+    secret: bytes
+
+    def digest(self, purpose: str, *parts: str) -> bytes:
+        msg = "\x1f".join((purpose, *parts)).encode("utf-8")
+        return hmac.new(self.secret, msg, hashlib.sha256).digest()
+
+    def uid(self, original_uid: str) -> str:
+        """UID → 2.25.<decimal of 128 bits>; fits the 64-character UI limit."""
+        value = int.from_bytes(self.digest("uid", original_uid)[:16], "big")
+        return f"2.25.{value}"
+
+    def patient_pseudonym(self, patient_id: str, issuer: str = "") -> str:
+        """Stable pseudonym for PatientID/PatientName, safe to log."""
+        return "P" + self.digest("patient", issuer, patient_id)[:8].hex().upper()
+
+    def date_offset_days(self, patient_pseudonym: str, min_days: int = -365, max_days: int = -30) -> int:
+        """Per-patient date shift in [min_days, max_days], so intervals inside one patient survive."""
+        span = max_days - min_days + 1
+        value = int.from_bytes(self.digest("date-offset", patient_pseudonym)[:8], "big")
+        return min_days + value % span
+
+    def identity_seed(self, patient_pseudonym: str) -> int:
+        """Seed of the synthetic identity of one patient: the same in every photo, study and worker."""
+        return int.from_bytes(self.digest("identity-seed", patient_pseudonym)[:8], "big")
+
+    def short_hash(self, purpose: str, value: str, length: int = 12) -> str:
+        """A short keyed hash for logs and the 'hash' tag action."""
+        return self.digest(purpose, value)[: length // 2].hex().upper()
+
+
+def seed_id(seed: int) -> str:
+    """A loggable name for an identity seed (not the seed itself)."""
+    return hashlib.sha256(seed.to_bytes(8, "big")).hexdigest()[:10]

@@ -1,0 +1,120 @@
+"""Typed plans: what the caller (the gateway, through dicom_rules) asks the anonymizer to do.
+
+These are the narrow interfaces between the rule language and the library. They are frozen
+dataclasses so that a plan, once built, is valid and cannot drift while a job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Region(StrEnum):
+    """Clinical regions that can be preserved exactly as photographed."""
+
+    MOUTH = "mouth"
+    NOSE = "nose"
+    EYES = "eyes"
+    BROWS = "brows"
+    FACE = "face"
+
+
+class PairingScope(StrEnum):
+    """Which photos share one synthetic identity: all of a study, or all of a patient (any study)."""
+
+    STUDY = "study"
+    PATIENT = "patient"
+
+
+class NoFaceAction(StrEnum):
+    """What to do with a photo the plan says holds a face when no face is found."""
+
+    QUARANTINE = "quarantine"
+    MASK = "mask"
+
+
+class PixelMode(StrEnum):
+    """Whether pixels are anonymized, passed through (non-face images a rule vouches for), or blanked."""
+
+    ANONYMIZE = "anonymize"
+    PASSTHROUGH = "passthrough"
+    BLANK = "blank"
+
+
+@dataclass(frozen=True)
+class PixelPlan:
+    """How the pixels of one route are handled."""
+
+    mode: PixelMode = PixelMode.ANONYMIZE
+    engine: str = "surrogate"  # registered engine name: surrogate | vera | blur | pixelate | mask
+    preserve: tuple[Region, ...] = ()
+    pairing: PairingScope = PairingScope.PATIENT
+    no_face: NoFaceAction = NoFaceAction.QUARANTINE
+    fallback_engine: str | None = None  # only used when the rule names one explicitly
+    jpeg_quality: int = 95
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+
+class TagAction(StrEnum):
+    """Per-tag override actions an admin may write in a rule file."""
+
+    KEEP = "keep"
+    REMOVE = "remove"
+    EMPTY = "empty"
+    REPLACE = "replace"
+    HASH = "hash"
+    SHIFT_DATE = "shift-date"
+
+
+@dataclass(frozen=True)
+class TagOverride:
+    tag: int  # (group << 16) | element
+    action: TagAction
+    value: str | None = None  # for REPLACE
+
+
+class ProfileOption(StrEnum):
+    """PS3.15 Table E.1-1 option columns."""
+
+    RETAIN_SAFE_PRIVATE = "retain_safe_private"
+    RETAIN_UIDS = "retain_uids"
+    RETAIN_DEVICE_IDENTITY = "retain_device_identity"
+    RETAIN_INSTITUTION_IDENTITY = "retain_institution_identity"
+    RETAIN_PATIENT_CHARACTERISTICS = "retain_patient_characteristics"
+    RETAIN_LONGITUDINAL_FULL_DATES = "retain_longitudinal_full_dates"
+    RETAIN_LONGITUDINAL_MODIFIED_DATES = "retain_longitudinal_modified_dates"
+    CLEAN_DESCRIPTORS = "clean_descriptors"
+    CLEAN_STRUCTURED_CONTENT = "clean_structured_content"
+    CLEAN_GRAPHICS = "clean_graphics"
+
+
+@dataclass(frozen=True)
+class MetadataPlan:
+    """How the header of one route is de-identified."""
+
+    options: frozenset[ProfileOption] = frozenset(
+        {ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES, ProfileOption.CLEAN_DESCRIPTORS}
+    )
+    strict: bool = False  # remove every text-VR attribute that is not on the keep list
+    overrides: tuple[TagOverride, ...] = ()
+    safe_private: tuple[str, ...] = ()  # "gggg,\"Creator\",ee" entries kept under Retain Safe Private
+    allow_burned_in_annotation: bool = False
+    rule_set_name: str = "default"
+    rule_set_hash: str = ""
+    shift_time: bool = False  # shift TM values with the per-patient offset too
+
+
+@dataclass(frozen=True)
+class PixelReport:
+    """What the pixel stage did to one image; the metadata stage marks the header from it."""
+
+    faces_found: int
+    faces_replaced_and_verified: bool
+    engine: str
+    preserved: tuple[Region, ...] = ()
+    identity_seed_id: str = ""  # short hash of the seed, safe to log
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)
+    lossy_recompressed: bool = False
