@@ -1,4 +1,4 @@
-"""Output contract of the rules: a RouteDecision per dataset. The loader (YAML, validation) builds RuleSets."""
+"""Output contract of the rules: one RouteDecision per dataset. The YAML loader builds RuleSets."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Face anonymization engines, registered by name. See :mod:`anonymizer.engines.base` for the contract."""

@@ -1,0 +1,62 @@
+"""Engine contract: engines see aligned face crops of ONE pairing group and return anonymized crops.
+
+The face pipeline (detection, alignment, region masks, paste-back, exact compositing of the preserved region
+and verification) is shared by every engine; an engine only turns faces into synthetic faces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from anonymizer.plans import Region
+
+
+@dataclass
+class AlignedFace:
+    """One face, similarity-aligned to a square canonical crop."""
+
+    image: np.ndarray  # (S, S, 3) uint8 RGB
+    landmarks: np.ndarray  # (68, 2) float32, crop pixel coordinates (x, y)
+    masks: dict[Region, np.ndarray] = field(default_factory=dict)  # (S, S) float32 in [0, 1]
+    photo_index: int = 0  # which photo of the group this face came from
+
+
+class Engine(Protocol):
+    """A face generator back-end: surrogate (donor bank), vera (neural), or a baseline."""
+
+    name: str
+    crop_size: int  # the canonical crop side the engine wants
+
+    def anonymize(
+        self, faces: Sequence[AlignedFace], identity_seed: int, preserve: tuple[Region, ...]
+    ) -> list[np.ndarray]:
+        """Return one (S, S, 3) uint8 crop per face. All faces share one synthetic identity from the seed."""
+        ...
+
+
+EngineFactory = Callable[[dict[str, Any]], Engine]
+_REGISTRY: dict[str, EngineFactory] = {}
+
+
+def register(name: str) -> Callable[[EngineFactory], EngineFactory]:
+    def wrap(factory: EngineFactory) -> EngineFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def create_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
+    """Build a registered engine; an unknown name is a clear error, never a silent fallback."""
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise KeyError(f"unknown engine {name!r} (registered: {known})")
+    return _REGISTRY[name](options or {})
+
+
+def registered_engines() -> list[str]:
+    return sorted(_REGISTRY)
