@@ -6,7 +6,7 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for bin in /usr/bin/storescu /usr/bin/Orthanc /usr/bin/openssl; do
+for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl; do
   [ -x "$bin" ] || need_apt+=("$bin")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
