@@ -209,7 +209,9 @@ def scu_tls_args(
     return ctx, (host if check_hostname else None)
 
 
-def tls_settings_from_mapping(data: dict[str, Any] | None, base_dir: Path | None = None) -> TlsSettings | None:
+def tls_settings_from_mapping(
+    data: dict[str, Any] | None, base_dir: Path | None = None
+) -> TlsSettings | None:
     """Build :class:`TlsSettings` from a config mapping (``certificate``, ``private_key``, ``ca_bundle``,
     ``require_peer_certificate``); relative paths resolve against ``base_dir``. ``None`` means plain TCP."""
     if not data:

@@ -69,7 +69,9 @@ def write_instance(path: Path, seed: int = 0) -> Dataset:
 
 
 @contextmanager
-def dcmtk_storescp(port: int, out_dir: Path, tls_args: Sequence[str] = ()) -> Iterator[subprocess.Popen[bytes]]:
+def dcmtk_storescp(
+    port: int, out_dir: Path, tls_args: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
     """DCMTK storescp on loopback, writing received instances into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(STORESCP), *tls_args, "--output-directory", str(out_dir), "--accept-all", str(port)]
@@ -86,7 +88,13 @@ def dcmtk_storescp(port: int, out_dir: Path, tls_args: Sequence[str] = ()) -> It
             proc.wait()
 
 
-def storescu(port: int, files: Sequence[Path], tls_args: Sequence[str] = (), timeout: float = 30.0,
-             aet: str = "STORESCU", aec: str = "ANY-SCP") -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int,
+    files: Sequence[Path],
+    tls_args: Sequence[str] = (),
+    timeout: float = 30.0,
+    aet: str = "STORESCU",
+    aec: str = "ANY-SCP",
+) -> subprocess.CompletedProcess[str]:
     cmd = [str(STORESCU), *tls_args, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)]
     return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)

@@ -1,4 +1,4 @@
-"""DICOM TLS against real peers: DCMTK storescp/storescu on one side, pynetdicom with our contexts on the other."""
+"""DICOM TLS with real peers: DCMTK storescp/storescu on one side, pynetdicom with our contexts."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_client_refuses_destination_with_untrusted_certificate(pki: Pki, tmp_pat
 
 
 def test_dcmtk_client_without_valid_certificate_cannot_send_to_dcmtk(pki: Pki, tmp_path: Path) -> None:
-    """Control for the peers themselves: DCMTK refuses our rogue client, so the gateway tests below mean something."""
+    """Control: DCMTK refuses our rogue client too, so the refusal tests below mean something."""
     port = free_port()
     with dcmtk_storescp(port, tmp_path / "in", _dcmtk_server_tls(pki)):
         status = _send(port, client_context(_client_settings(pki, "rogue")), secondary_capture(3))
@@ -103,7 +103,9 @@ def tls_scp(pki: Pki):  # type: ignore[no-untyped-def]
     scp.close()
 
 
-def test_dcmtk_storescu_sends_over_tls_to_gateway_listener(pki: Pki, tls_scp: _TlsScp, tmp_path: Path) -> None:
+def test_dcmtk_storescu_sends_over_tls_to_gateway_listener(
+    pki: Pki, tls_scp: _TlsScp, tmp_path: Path
+) -> None:
     ds = write_instance(tmp_path / "a.dcm", 4)
     tls = ["+tls", str(pki.client.private_key), str(pki.client.certificate), "+cf", str(pki.ca)]
     result = storescu(tls_scp.port, [tmp_path / "a.dcm"], tls)
