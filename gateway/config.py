@@ -1,0 +1,137 @@
+"""Service configuration: one frozen, validated model built from an optional YAML file plus CLI overrides.
+
+Every path the service writes lives under ``data_dir`` unless the file names it explicitly. Errors name the
+file and the offending field, so an admin can fix them without reading code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import dicom_rules
+from dicom_rules import RuleSet
+
+
+class ConfigError(ValueError):
+    """The service configuration is invalid; the message names the file and the field."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CallerRule(_Frozen):
+    """One allowed calling AE title, optionally restricted to IP networks (CIDR)."""
+
+    ae_title: str = Field(min_length=1, max_length=16)
+    networks: tuple[str, ...] = ()
+
+    @field_validator("networks")
+    @classmethod
+    def _valid_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+
+class ForwardSettings(_Frozen):
+    """Forwarder retry policy: exponential back-off with jitter, circuit breaker, give-up → quarantine."""
+
+    backoff_initial_s: float = Field(2.0, gt=0)
+    backoff_max_s: float = Field(300.0, gt=0)
+    jitter: float = Field(0.2, ge=0, le=1)  # ± fraction of the delay
+    give_up_s: float = Field(24 * 3600.0, gt=0)
+    breaker_failures: int = Field(5, ge=1)  # consecutive failures that open the breaker
+    breaker_reset_s: float = Field(30.0, gt=0)  # open → half-open after this long
+    batch_size: int = Field(50, ge=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    dimse_timeout_s: float = Field(60.0, gt=0)
+
+
+class GatewayConfig(_Frozen):
+    """Everything `vera-gateway serve` needs. Paths resolve against ``data_dir``."""
+
+    data_dir: Path = Path("var")
+    ae_title: str = Field("VERA_GW", min_length=1, max_length=16)
+    bind: str = "127.0.0.1"
+    port: int = Field(11112, ge=0, le=65535)
+    allowed_callers: tuple[CallerRule, ...] = ()  # empty: any caller (the default bind is loopback only)
+    max_associations: int = Field(10, ge=1)
+    max_pdu: int = Field(262144, ge=0)  # 0 = unlimited
+    acse_timeout_s: float = Field(30.0, gt=0)
+    dimse_timeout_s: float = Field(60.0, gt=0)
+    network_timeout_s: float = Field(60.0, gt=0)
+    quiet_period_s: float = Field(30.0, ge=0)
+    max_wait_s: float = Field(600.0, gt=0)
+    workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
+    rules_file: Path | None = None  # None: dicom_rules.default_rules()
+    secret_file: Path | None = None  # None: <data_dir>/secret.key
+    metrics_port: int | None = Field(9108, ge=0, le=65535)  # None: no HTTP endpoint
+    metrics_bind: str = "127.0.0.1"
+    poll_interval_s: float = Field(0.2, gt=0)
+    forward: ForwardSettings = ForwardSettings()
+
+    @field_validator("bind", "metrics_bind")
+    @classmethod
+    def _valid_ip(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    def _under(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.data_dir / path
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def secret_path(self) -> Path:
+        return self._under(self.secret_file) if self.secret_file else self.data_dir / "secret.key"
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a relative path (e.g. a folder destination) against the data dir."""
+        return self._under(path)
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
+    """Build the config from an optional YAML file; keyword overrides (CLI flags, None ignored) win."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        where = str(path) if path else "<command line>"
+        lines = [f"{where}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+def load_rule_set(config: GatewayConfig) -> RuleSet:
+    """The RuleSet named by the config, or the shipped defaults."""
+    if config.rules_file is None:
+        return dicom_rules.default_rules()
+    return dicom_rules.load_rules(config.resolve(config.rules_file))
