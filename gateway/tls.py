@@ -102,23 +102,18 @@ class _BoundedHandshakeContext(ssl.SSLContext):
 
 
 def _log_handshake_failure(sock: socket.socket, exc: BaseException) -> None:
+    """Observer: log (peer address and OpenSSL reason only) and count; must never raise."""
     try:
         peer = sock.getpeername()[0]
     except OSError:
         peer = "?"
     reason = getattr(exc, "reason", None) or type(exc).__name__
-    LOG.warning("tls_handshake_failed peer_ip=%s reason=%s", peer, reason)
-    _count_handshake_failure(str(reason))
-
-
-def _count_handshake_failure(reason: str) -> None:
-    """Observer: metrics must never break the handshake path."""
     try:
-        from gateway.policy import count_refusal
+        from gateway.policy import RefusalReason, count_refusal
 
-        count_refusal("tls_handshake", reason)
+        count_refusal(RefusalReason.TLS_HANDSHAKE, f"peer_ip={peer} tls_reason={reason}")
     except Exception:  # pragma: no cover - observers may fail without harm
-        LOG.debug("tls handshake failure not counted", exc_info=True)
+        LOG.warning("tls_handshake_failed peer_ip=%s tls_reason=%s", peer, reason)
 
 
 def _require_file(path: Path | None, what: str, fix: str) -> Path:
