@@ -15,7 +15,6 @@ data) and counted in ``vera_gateway_association_refusals_total{reason}``.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
@@ -23,11 +22,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import structlog
 from prometheus_client import Counter, Gauge
 
 from dicom_rules.decision import RuleSet, Source
 
-LOG = logging.getLogger(__name__)
+LOG = structlog.get_logger(__name__)
 
 REFUSALS = Counter(
     "vera_gateway_association_refusals_total",
@@ -163,11 +163,11 @@ def policy_from_rules(
     return AssociationPolicy(tuple(rules.sources), frozenset(called_ae_titles), limits or AssociationLimits())
 
 
-def count_refusal(reason: RefusalReason | str, detail: str = "") -> None:
-    """Log and count one refusal. ``detail`` holds AE titles/addresses only, never dataset content."""
+def count_refusal(reason: RefusalReason | str, **context: str) -> None:
+    """Log and count one refusal. ``context`` holds AE titles/addresses only, never dataset content."""
     reason = RefusalReason(reason)
     REFUSALS.labels(reason=reason.value).inc()
-    LOG.warning("association_refused reason=%s %s", reason.value, detail)
+    LOG.warning("association_refused", reason=reason.value, **context)
 
 
 class AssociationGate:
@@ -196,7 +196,7 @@ class AssociationGate:
                 ACTIVE.inc()
         if refusal is not None:
             count_refusal(
-                refusal.reason, f"calling_ae={calling_ae.strip()!r} peer_ip={peer_ip} {refusal.detail}"
+                refusal.reason, calling_ae=calling_ae.strip(), peer_ip=peer_ip, detail=refusal.detail
             )
         return refusal
 

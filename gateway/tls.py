@@ -14,16 +14,17 @@ raises :class:`TlsConfigError` naming the file and the fix, at startup, never at
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from dicom_rules.decision import TlsSettings
 
-LOG = logging.getLogger(__name__)
+LOG = structlog.get_logger(__name__)
 
 # RFC 7525 §4.2 (BCP 195) recommended suites, plus their ECDSA twins (RFC 9325 §4.2). TLS 1.3 suites
 # are all AEAD and are left to OpenSSL's defaults.
@@ -111,9 +112,9 @@ def _log_handshake_failure(sock: socket.socket, exc: BaseException) -> None:
     try:
         from gateway.policy import RefusalReason, count_refusal
 
-        count_refusal(RefusalReason.TLS_HANDSHAKE, f"peer_ip={peer} tls_reason={reason}")
+        count_refusal(RefusalReason.TLS_HANDSHAKE, peer_ip=str(peer), tls_reason=str(reason))
     except Exception:  # pragma: no cover - observers may fail without harm
-        LOG.warning("tls_handshake_failed peer_ip=%s tls_reason=%s", peer, reason)
+        LOG.warning("tls_handshake_failed", peer_ip=peer, tls_reason=reason)
 
 
 def _require_file(path: Path | None, what: str, fix: str) -> Path:
@@ -187,7 +188,7 @@ def client_context(settings: TlsLike, *, check_hostname: bool = False) -> ssl.SS
         ctx.check_hostname = check_hostname
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:
-        LOG.warning("tls_peer_verification_disabled: the destination's certificate is not checked")
+        LOG.warning("tls_peer_verification_disabled", detail="the destination's certificate is not checked")
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
