@@ -104,6 +104,11 @@ class MetadataPlan:
     rule_set_name: str = "default"
     rule_set_hash: str = ""
     shift_time: bool = False  # shift TM values with the per-patient offset too
+    # Added by the metadata engineer (all defaulted, backwards compatible):
+    strict_keep: tuple[str, ...] = ()  # extra keywords strict mode keeps (beside the built-in keep list)
+    clean_vocabulary: tuple[str, ...] = ()  # extra words that Clean (C) keeps in descriptors
+    date_offset_min_days: int = -365  # per-patient date shift range, inclusive
+    date_offset_max_days: int = -30
 
 
 @dataclass(frozen=True)
