@@ -1,0 +1,146 @@
+"""`vera-gateway doctor`: exit 0 on a good setup; non-zero naming each problem on a broken one."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from anonymizer.engines.base import register
+from anonymizer.plans import MetadataPlan, PixelPlan
+from dicom_rules.decision import (
+    DicomDestination,
+    FolderDestination,
+    RouteAction,
+    RouteDecision,
+    RuleSet,
+    TlsSettings,
+)
+from gateway.config import load_config
+from gateway.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
+from tests.ops.peers import dcmtk_storescp, free_port
+from tests.ops.pki import Pki
+
+ENGINE = "ops-doctor-bank"
+FAST = DoctorOptions(min_free_bytes=0, probe_bytes=1 << 20, echo_timeout_s=3)
+
+
+class _BankEngine:
+    """A registered engine that, like the surrogate engine, cannot start without its donor bank."""
+
+    name, crop_size = ENGINE, 64
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        with np.load(options["donor_bank"]) as bank:
+            self.templates = bank["templates"]
+
+    def anonymize(self, faces: Any, identity_seed: int, preserve: Any) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+register(ENGINE)(_BankEngine)
+
+
+def _rules(bank: Path, destinations: list[Any]) -> RuleSet:
+    pixels = PixelPlan(engine=ENGINE, engine_options={"donor_bank": str(bank)})
+    decision = RouteDecision("catch-all", RouteAction.FORWARD, destinations[0], pixels, MetadataPlan())
+    dests = {d.name: d for d in destinations}
+    return RuleSet(name="site", sha256="a" * 64, destinations=dests, catch_all=decision)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Any]:
+    data = tmp_path / "data"
+    data.mkdir()
+    secret = data / "secret.key"
+    secret.write_text("ab" * 32 + "\n")
+    secret.chmod(0o600)
+    bank = tmp_path / "donors.npz"
+    np.savez(bank, templates=np.zeros((4, 68, 2), np.float32))
+    return {"config": load_config(None, data_dir=data), "bank": bank, "secret": secret, "tmp": tmp_path}
+
+
+def _names(checks: list[Any]) -> list[str]:
+    return [c.name for c in failed(checks)]
+
+
+@pytest.mark.integration
+def test_doctor_passes_on_good_setup_with_reachable_destination(site: dict[str, Any]) -> None:
+    port = free_port()
+    dest = DicomDestination("research", "STORESCP", "127.0.0.1", port)
+    folder = FolderDestination("copy", Path("outbox-copy"))
+    with dcmtk_storescp(port, site["tmp"] / "pacs"):
+        checks = run_checks(site["config"], _rules(site["bank"], [dest, folder]), FAST)
+    assert failed(checks) == [], render(checks)
+    by_name = {c.name: c for c in checks}
+    assert "C-ECHO status 0x0000" in by_name["destination research"].detail
+    engine = [c.detail for c in checks if c.name == f"engine {ENGINE} (catch-all)"]
+    assert any(sha256_of(site["bank"])[:16] in d for d in engine) and any("loads" in d for d in engine)
+    assert "all checks passed" in render(checks)
+
+
+def test_doctor_names_missing_bank_open_secret_and_unreachable_destination(site: dict[str, Any]) -> None:
+    site["bank"].unlink()
+    site["secret"].chmod(0o644)
+    dest = DicomDestination("research", "PACS", "127.0.0.1", free_port())  # nothing listens there
+    checks = run_checks(site["config"], _rules(site["bank"], [dest]), FAST)
+    assert sorted(_names(checks)) == sorted(
+        [f"engine {ENGINE} (catch-all)", "secret", "destination research"]
+    )
+    text = render(checks)
+    assert "chmod 600" in text and "donors build" in text and "did not answer" in text
+    assert "3 problem(s)" in text
+
+
+def test_doctor_flags_bank_whose_hash_differs_from_its_sidecar(site: dict[str, Any]) -> None:
+    Path(str(site["bank"]) + ".sha256").write_text("0" * 64 + "  donors.npz\n")
+    checks = run_checks(site["config"], _rules(site["bank"], [FolderDestination("f", Path("out"))]), FAST)
+    assert _names(checks) == [f"engine {ENGINE} (catch-all)"]
+    assert "sha256" in failed(checks)[0].detail
+
+
+def test_doctor_fails_on_corrupt_ledger_and_missing_secret(site: dict[str, Any]) -> None:
+    site["config"].ledger_path.write_bytes(b"this is not a database" * 100)
+    site["secret"].unlink()
+    checks = run_checks(site["config"], _rules(site["bank"], [FolderDestination("f", Path("out"))]), FAST)
+    assert sorted(_names(checks)) == ["ledger", "secret"]
+
+
+def test_doctor_accepts_healthy_ledger(site: dict[str, Any]) -> None:
+    with sqlite3.connect(site["config"].ledger_path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE instances (id INTEGER PRIMARY KEY, state TEXT)")
+        db.execute("INSERT INTO instances (state) VALUES ('received')")
+    checks = run_checks(site["config"], _rules(site["bank"], [FolderDestination("f", Path("out"))]), FAST)
+    ledger = next(c for c in checks if c.name == "ledger")
+    assert ledger.status == Status.OK and "integrity ok" in ledger.detail
+
+
+@pytest.mark.integration
+def test_doctor_echoes_tls_destination_with_its_certificates(site: dict[str, Any], pki: Pki) -> None:
+    port = free_port()
+    tls = TlsSettings(pki.client.certificate, pki.client.private_key, pki.ca, True)
+    dest = DicomDestination("research", "STORESCP", "127.0.0.1", port, tls)
+    server = ["+tls", str(pki.server.private_key), str(pki.server.certificate), "+cf", str(pki.ca), "-rc"]
+    with dcmtk_storescp(port, site["tmp"] / "tls-pacs", server):
+        good = run_checks(site["config"], _rules(site["bank"], [dest]), FAST)
+        no_cert = dataclasses.replace(dest, tls=TlsSettings(None, None, pki.ca, True))
+        bad = run_checks(site["config"], _rules(site["bank"], [no_cert]), FAST)
+    assert failed(good) == [], render(good)
+    assert _names(bad) == ["destination research"]
+    assert "certificates" in failed(bad)[0].fix
+
+
+def test_doctor_cli_exits_nonzero_on_default_rules_without_donor_bank(
+    site: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = site["tmp"] / "gateway.yaml"
+    config.write_text(f"data_dir: {site['config'].data_dir}\n")
+    code = main(["--config", str(config), "--no-network", "--min-free-gb", "0"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "no donor bank configured" in out and "engine surrogate" in out
