@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dicom_rules.decision import TlsSettings
 
@@ -43,7 +44,7 @@ DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
 __all__ = [
     "BCP195_CIPHERS",
     "TlsConfigError",
-    "TlsListenerSettings",
+    "TlsListenerConfig",
     "TlsSettings",
     "client_context",
     "describe_peer",
@@ -70,13 +71,33 @@ class TlsLike(Protocol):
     def require_peer_certificate(self) -> bool: ...
 
 
-@dataclass(frozen=True)
-class TlsListenerSettings:
-    """A TLS listener beside the plain one: its own port, the same AE title and policy."""
+class TlsListenerConfig(BaseModel):
+    """The ``tls:`` section of the service config: a TLS listener beside the plain one, with the same AE
+    title, allow-list and limits. Relative paths resolve against the data dir."""
 
-    port: int
-    tls: TlsSettings
-    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: int = Field(2762, ge=0, le=65535)  # 2762: the IANA port for DICOM over TLS
+    certificate: Path
+    private_key: Path
+    ca_bundle: Path | None = None
+    require_peer_certificate: bool = True
+    handshake_timeout_s: float = Field(DEFAULT_HANDSHAKE_TIMEOUT_S, gt=0)
+
+    @model_validator(mode="after")
+    def _ca_when_required(self) -> TlsListenerConfig:
+        if self.require_peer_certificate and self.ca_bundle is None:
+            raise ValueError("require_peer_certificate needs ca_bundle (the CA that signs the senders)")
+        return self
+
+    def settings(self, resolve: Callable[[Path], Path] = Path) -> TlsSettings:
+        ca = resolve(self.ca_bundle) if self.ca_bundle is not None else None
+        return TlsSettings(
+            resolve(self.certificate), resolve(self.private_key), ca, self.require_peer_certificate
+        )
+
+    def context(self, resolve: Callable[[Path], Path] = Path) -> ssl.SSLContext:
+        return server_context(self.settings(resolve), handshake_timeout_s=self.handshake_timeout_s)
 
 
 class _BoundedHandshakeContext(ssl.SSLContext):

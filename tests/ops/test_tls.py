@@ -187,3 +187,21 @@ def test_settings_from_mapping_resolves_relative_paths(tmp_path: Path) -> None:
     assert tls_settings_from_mapping(None) is None
     with pytest.raises(TlsConfigError, match="unknown"):
         tls_settings_from_mapping({"cert": "x"})
+
+
+def test_service_config_tls_section_builds_listener_context(pki: Pki, tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load_config
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        f"data_dir: {tmp_path}\ntls:\n  port: 2762\n  certificate: {pki.server.certificate}\n"
+        f"  private_key: {pki.server.private_key}\n  ca_bundle: {pki.ca}\n"
+    )
+    config = load_config(path)
+    assert config.tls is not None and config.tls.port == 2762
+    assert config.tls.context(config.resolve).verify_mode == ssl.CERT_REQUIRED
+    path.write_text(
+        f"tls:\n  certificate: {pki.server.certificate}\n  private_key: {pki.server.private_key}\n"
+    )
+    with pytest.raises(ConfigError, match="ca_bundle"):
+        load_config(path)
