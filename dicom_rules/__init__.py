@@ -1,7 +1,8 @@
 """The admin's rule language: which route a study takes, where it goes, and how it is de-identified.
 
-Entry points: :func:`load_rules` (file → :class:`RuleSet`), :func:`default_rules`, and
-:meth:`RuleSet.decide` (dataset + caller → :class:`RouteDecision`).
+Entry points: :func:`load_rules` (file → :class:`RuleSet`, or :class:`RulesError` with file:line errors),
+:func:`default_rules`, :meth:`RuleSet.decide` (dataset + caller → :class:`RouteDecision`) and
+:class:`RulesWatcher` (hot reload between jobs).
 """
 
 from dicom_rules.decision import (
@@ -10,16 +11,25 @@ from dicom_rules.decision import (
     RouteAction,
     RouteDecision,
     RuleSet,
+    Source,
+    TlsSettings,
     default_rules,
     load_rules,
 )
+from dicom_rules.source import RuleError, RulesError
+from dicom_rules.watcher import RulesWatcher
 
 __all__ = [
     "DicomDestination",
     "FolderDestination",
     "RouteAction",
     "RouteDecision",
+    "RuleError",
     "RuleSet",
+    "RulesError",
+    "RulesWatcher",
+    "Source",
+    "TlsSettings",
     "default_rules",
     "load_rules",
 ]

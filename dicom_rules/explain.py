@@ -1,0 +1,237 @@
+"""``rules explain``: which route a DICOM file takes and why, and what happens to every attribute.
+
+The header is de-identified for real (``anonymizer.metadata.deidentify`` on a copy), so before → after is
+what the gateway would send. The output holds PHI: it is rendered to the admin's terminal only, never logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from rich.console import Console
+from rich.table import Table
+
+from anonymizer.keys import KeyRing
+from anonymizer.metadata import deidentify
+from anonymizer.plans import PixelReport
+from dicom_rules.decision import RouteAction, RouteDecision, RuleSet
+from dicom_rules.matching import ConditionResult
+
+MAX_SHOWN = 60
+
+
+@dataclass(frozen=True)
+class RouteTrace:
+    name: str
+    matched: bool
+    reached: bool  # False for routes after the first match
+    results: tuple[ConditionResult, ...]
+
+
+@dataclass(frozen=True)
+class AttributeChange:
+    path: str  # "(0010,0010)" or "(0040,A730)[0].(0008,0100)"
+    keyword: str
+    vr: str
+    action: str  # kept | replaced | emptied | removed | added, plus "(override: …)" when a rule says so
+    before: str  # PHI: terminal only
+    after: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    rules_name: str
+    rules_sha256: str
+    source_allowed: bool
+    traces: tuple[RouteTrace, ...]
+    decision: RouteDecision
+    changes: tuple[AttributeChange, ...]
+    note: str = ""
+
+    def change(self, keyword: str) -> AttributeChange:
+        return next(c for c in self.changes if c.keyword == keyword)
+
+
+def explain_file(path: Path, rules: RuleSet, **kwargs: object) -> Explanation:
+    return explain(dcmread(path), rules, **kwargs)  # type: ignore[arg-type]
+
+
+def explain(
+    ds: Dataset,
+    rules: RuleSet,
+    *,
+    calling_ae: str = "",
+    calling_ip: str = "",
+    keys: KeyRing | None = None,
+    pixel_report: PixelReport | None = None,
+) -> Explanation:
+    """Trace the routes, decide, and de-identify a copy of the header to show before → after."""
+    traces = _trace(ds, rules, calling_ae)
+    decision = rules.decide(ds, calling_ae, calling_ip)
+    note = (
+        ""
+        if keys is not None
+        else "pseudonyms use a throw-away secret (pass --secret-file to match the gateway)"
+    )
+    changes: tuple[AttributeChange, ...] = ()
+    if decision.action != RouteAction.FORWARD:
+        note = f"not forwarded ({decision.action.value}: {decision.reason}); the header is not de-identified"
+    else:
+        after = deidentify(
+            copy.deepcopy(ds), decision.metadata, keys or KeyRing(secrets.token_bytes(32)), pixel_report
+        )
+        overrides = {o.tag: o.action.value for o in decision.metadata.overrides}
+        changes = tuple(_diff(ds, after, "", overrides))
+        if hasattr(ds, "file_meta"):
+            changes += tuple(_diff(ds.file_meta, getattr(after, "file_meta", Dataset()), "meta:", {}))
+    return Explanation(
+        rules.name,
+        rules.sha256,
+        rules.source_allowed(calling_ae, calling_ip),
+        tuple(traces),
+        decision,
+        changes,
+        note,
+    )
+
+
+def _trace(ds: Dataset, rules: RuleSet, calling_ae: str) -> list[RouteTrace]:
+    traces, found = [], False
+    for route in rules.routes:
+        matched, results = route.evaluate(ds, calling_ae)
+        traces.append(RouteTrace(route.name, matched and not found, not found, tuple(results)))
+        found = found or matched
+    return traces
+
+
+def _diff(before: Dataset, after: Dataset, prefix: str, overrides: dict[int, str]) -> list[AttributeChange]:
+    out: list[AttributeChange] = []
+    for elem in before:
+        path = f"{prefix}{_tag(elem.tag)}"
+        new = after.get(elem.tag) if after is not None else None
+        rule = f" (override: {overrides[elem.tag]})" if elem.tag in overrides and not prefix else ""
+        if elem.VR == "SQ" and new is not None and new.VR == "SQ":
+            out.append(
+                AttributeChange(
+                    path, elem.keyword, "SQ", _seq_action(elem, new) + rule, _show(elem), _show(new)
+                )
+            )
+            for i, item in enumerate(elem.value):
+                other = new.value[i] if i < len(new.value) else Dataset()
+                out.extend(_diff(item, other, f"{path}[{i}].", {}))
+            continue
+        out.append(
+            AttributeChange(
+                path,
+                elem.keyword,
+                elem.VR,
+                _action(elem, new) + rule,
+                _show(elem),
+                _show(new) if new is not None else "—",
+            )
+        )
+    for elem in after if after is not None else ():
+        if elem.tag not in before:
+            out.append(
+                AttributeChange(f"{prefix}{_tag(elem.tag)}", elem.keyword, elem.VR, "added", "—", _show(elem))
+            )
+    return out
+
+
+def _action(old: DataElement, new: DataElement | None) -> str:
+    if new is None:
+        return "removed"
+    if new.value == old.value:
+        return "kept"
+    return "emptied" if new.value in (None, "", b"", []) else "replaced"
+
+
+def _seq_action(old: DataElement, new: DataElement) -> str:
+    if not new.value:
+        return "emptied" if old.value else "kept"
+    return "cleaned" if new.value != old.value else "kept"
+
+
+def _tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _show(elem: DataElement | None) -> str:
+    if elem is None:
+        return "—"
+    value = elem.value
+    if elem.VR == "SQ":
+        return f"<{len(value)} item{'s' if len(value) != 1 else ''}>"
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def render(expl: Explanation, console: Console, *, source: str = "") -> None:
+    """Rich output for the admin's terminal (holds PHI: never send it to a log)."""
+    console.print(f"[bold]rules[/] {expl.rules_name}  sha256 {expl.rules_sha256[:16]}  {source}")
+    if not expl.source_allowed:
+        console.print(
+            "[red]calling AE title/address is not in sources: the gateway refuses the association[/]"
+        )
+    console.print(_routes_table(expl))
+    d = expl.decision
+    target = d.destination.name if d.destination is not None else d.reason
+    console.print(f"[bold]decision[/] route [cyan]{d.route_name}[/] → {d.action.value} {target}")
+    console.print(_plan_table(expl))
+    if expl.note:
+        console.print(f"[yellow]note:[/] {expl.note}")
+    if expl.changes:
+        console.print(_changes_table(expl))
+
+
+def _routes_table(expl: Explanation) -> Table:
+    table = Table(title="routes (first match wins)", show_lines=False)
+    for col in ("#", "route", "result", "conditions (value tested)"):
+        table.add_column(col)
+    for i, t in enumerate(expl.traces, 1):
+        result = "[green]MATCH[/]" if t.matched else ("no" if t.reached else "[dim]not reached[/]")
+        conds = "\n".join(f"{'✔' if r.passed else '✘'} {r.label}  ({r.actual})" for r in t.results)
+        table.add_row(str(i), t.name, result, conds or "(catch-all)")
+    return table
+
+
+def _plan_table(expl: Explanation) -> Table:
+    p, m = expl.decision.pixels, expl.decision.metadata
+    table = Table(title="plan", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row(
+        "pixels",
+        f"mode {p.mode.value}, engine {p.engine}"
+        + (f" (fallback {p.fallback_engine})" if p.fallback_engine else ""),
+    )
+    table.add_row("preserve", ", ".join(r.value for r in p.preserve) or "nothing")
+    table.add_row("pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
+    if p.engine_options:
+        table.add_row("engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
+    table.add_row(
+        "metadata",
+        "basic profile + "
+        + (", ".join(sorted(o.value for o in m.options)) or "no options")
+        + (" (strict)" if m.strict else ""),
+    )
+    table.add_row("overrides", ", ".join(f"{_tag(o.tag)} {o.action.value}" for o in m.overrides) or "none")
+    return table
+
+
+def _changes_table(expl: Explanation) -> Table:
+    table = Table(title="attributes (before → after)")
+    for col in ("tag", "keyword", "VR", "action", "before", "after"):
+        table.add_column(col, overflow="fold")
+    for c in expl.changes:
+        style = "dim" if c.action.startswith("kept") else None
+        table.add_row(c.path, c.keyword, c.vr, c.action, c.before, c.after, style=style)
+    return table

@@ -1,0 +1,83 @@
+"""rules explain: names the matched route and why, and shows an attribute's before → after."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from anonymizer.keys import KeyRing
+from dicom_rules import load_rules
+from dicom_rules.cli import main
+from dicom_rules.explain import explain, render
+from tests.rules.conftest import photo_dataset
+
+RULES = """\
+destinations: {out: {folder: out}}
+routes:
+  - name: derm
+    match: {Modality: OP}
+    to: out
+  - name: ortho
+    match:
+      Modality: XC
+      StudyDescription: {regex: '(?i)ortho'}
+    pixels: {preserve: [mouth]}
+    metadata:
+      overrides: {StudyDescription: keep}
+    to: out
+  - {name: catch-all, quarantine: unmatched}
+"""
+
+
+def _rules(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def test_explain_names_route_conditions_and_before_after(tmp_path: Path) -> None:
+    rules = load_rules(_rules(tmp_path))
+    keys = KeyRing(b"k" * 32)
+    expl = explain(photo_dataset(), rules, calling_ae="CAM", keys=keys)
+    assert expl.decision.route_name == "ortho"
+    assert [(t.name, t.matched, t.reached) for t in expl.traces] == [
+        ("derm", False, True),
+        ("ortho", True, True),
+        ("catch-all", False, False),
+    ]
+    derm, ortho = expl.traces[0].results, expl.traces[1].results
+    assert (derm[0].passed, derm[0].actual) == (False, "XC")
+    assert all(r.passed for r in ortho)
+    name = expl.change("PatientName")
+    assert name.before == "Doe^Jane" and name.after == keys.patient_pseudonym("MRN-0042")
+    assert name.action == "replaced"
+    assert expl.change("StudyDescription").action.endswith("(override: keep)")
+    out = io.StringIO()
+    render(expl, Console(file=out, width=200, color_system=None), source="photo.dcm")
+    text = out.getvalue()
+    assert "route ortho → forward out" in text
+    assert "Doe^Jane" in text and keys.patient_pseudonym("MRN-0042") in text
+    assert "preserve" in text and "mouth" in text
+
+
+def test_explain_of_a_quarantined_file_says_so(tmp_path: Path) -> None:
+    expl = explain(photo_dataset(Modality="SM"), load_rules(_rules(tmp_path)))
+    assert expl.decision.route_name == "catch-all" and not expl.changes
+    assert "quarantine: unmatched" in expl.note
+
+
+def test_cli_check_and_explain(tmp_path: Path, capsys: object) -> None:
+    rules = _rules(tmp_path)
+    dcm = tmp_path / "photo.dcm"
+    photo_dataset().save_as(dcm, enforce_file_format=True)
+    assert main(["check", str(rules)]) == 0
+    assert main(["explain", str(dcm), "--rules", str(rules)]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "OK rules" in out and "MATCH" in out and "Doe^Jane" in out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("routes:\n  - {name: a, to: nowhere}\n")
+    assert main(["check", str(broken)]) == 1
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert f"{broken.resolve()}:2:19: error: destination 'nowhere' is not defined\n" in out

@@ -1,0 +1,177 @@
+"""A broken rule file yields every error at its exact file:line:column; shipped files validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dicom_rules import RulesError, load_rules
+from dicom_rules.cli import SCHEMA_PATH, schema_text
+
+SHIPPED = sorted(Path(__file__).resolve().parents[2].joinpath("dicom_rules").rglob("*.yaml"))
+
+BROKEN = """\
+version: 1
+name: broken
+sources:
+  - ae_title: CAM1
+    networks: [10.0.0.1/8, not-a-net]
+destinations:
+  pacs:
+    ae_title: PACS
+    host: pacs
+    port: 99999
+routes:
+  - name: first
+    match:
+      PatientNam: {equals: X}
+      StudyDescription: {regex: '(unclosed'}
+      PatientAge: {gt: 40}
+    pixels:
+      preserve: [mouth, chin]
+      enginee: vera
+    metadata:
+      overrides:
+        PatientAge: {replace: "40 years"}
+        StudyDate: hash
+        (0010,1010): keep
+    to: pacz
+  - name: catch
+    to: pacs
+  - name: late
+    match: {Modality: XC}
+    quarantine: never
+    drop: twice
+"""
+
+EXPECTED = [
+    (5, 16, "'10.0.0.1/8' is not a network address", "did you mean 10.0.0.0/8?"),
+    (5, 28, "'not-a-net' is not a network address", ""),
+    (10, 11, "port:", ""),
+    (14, 7, "unknown DICOM keyword 'PatientNam'", "'PatientName'"),
+    (15, 33, "invalid regular expression '(unclosed'", ""),
+    (16, 19, "numeric comparison on PatientAge", ""),
+    (18, 25, "preserve:", ""),
+    (19, 7, "unknown key 'enginee'", "did you mean 'engine'?"),
+    (22, 21, "'40 years' is not a valid AS value", "040Y"),
+    (23, 20, "hash needs a text attribute", ""),
+    (24, 9, "PatientAge (0010,1010) has two overrides", ""),
+    (25, 9, "destination 'pacz' is not defined", "did you mean 'pacs'?"),
+    (28, 5, "exactly one of to, quarantine or drop", ""),
+    (28, 5, "route 'late' is unreachable", ""),
+]
+
+
+def _errors(path: Path) -> RulesError:
+    with pytest.raises(RulesError) as info:
+        load_rules(path)
+    return info.value
+
+
+def test_broken_file_reports_every_error_at_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    errors = _errors(path).errors
+    got = [(e.loc.line, e.loc.column) for e in errors]
+    assert got == [(line, col) for line, col, _, _ in EXPECTED]
+    for error, (_, _, message, hint) in zip(errors, EXPECTED, strict=True):
+        assert error.loc.file == path.resolve()
+        assert message in error.message
+        assert hint in error.hint
+    assert str(errors[0]).startswith(f"{path.resolve()}:5:16: error: ")
+
+
+def test_yaml_syntax_error_reports_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("routes:\n  - name: a\n    to: [x\n  - name: b\n")
+    (error,) = _errors(path).errors
+    assert error.message.startswith("YAML syntax")
+    assert error.loc.line == 4
+
+
+def test_duplicate_yaml_key_is_a_conflict(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("routes:\n  - name: a\n    quarantine: x\n    quarantine: y\n")
+    (error,) = _errors(path).errors
+    assert (error.loc.line, error.loc.column, error.message) == (4, 5, "duplicate key 'quarantine'")
+    assert "line 3" in error.hint
+
+
+def test_missing_catch_all_and_missing_routes(tmp_path: Path) -> None:
+    path = tmp_path / "nocatch.yaml"
+    path.write_text(
+        "destinations: {out: {folder: out}}\nroutes:\n  - name: a\n    match: {Modality: XC}\n    to: out\n"
+    )
+    (error,) = _errors(path).errors
+    assert "no catch-all route" in error.message
+    assert (error.loc.line, error.loc.column) == (2, 1)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("name: x\n")
+    (missing,) = _errors(empty).errors
+    assert missing.message == "missing required key 'routes'"
+
+
+def test_conflicting_options_and_tls_pairs(tmp_path: Path) -> None:
+    path = tmp_path / "conflict.yaml"
+    path.write_text(
+        "destinations:\n"
+        "  pacs: {ae_title: P, host: h, port: 104, tls: {certificate: c.pem, ca_bundle: ca.pem}}\n"
+        "routes:\n"
+        "  - name: all\n"
+        "    metadata:\n"
+        "      options: [retain_longitudinal_full_dates, retain_longitudinal_modified_dates]\n"
+        "    pixels: {mode: blank, preserve: [nose]}\n"
+        "    to: pacs\n"
+    )
+    errors = _errors(path).errors
+    assert [(e.loc.line, e.message.split(" ")[0]) for e in errors] == [
+        (2, "certificate"),
+        (6, "full"),
+        (7, "preserve"),
+    ]
+
+
+def test_errors_in_an_included_file_name_that_file(tmp_path: Path) -> None:
+    (tmp_path / "dest.yaml").write_text("destinations:\n  pacs:\n    ae_title: P\n    host: h\n    port: 0\n")
+    main = tmp_path / "main.yaml"
+    main.write_text("include: [dest.yaml]\nroutes:\n  - {name: all, to: pacs}\n")
+    (error,) = _errors(main).errors
+    assert (error.loc.file.name, error.loc.line, error.loc.column) == ("dest.yaml", 5, 11)
+
+
+def test_include_merges_destinations_and_routes_in_order(tmp_path: Path) -> None:
+    (tmp_path / "shared.yaml").write_text(
+        "destinations: {pacs: {ae_title: P, host: h, port: 104}}\n"
+        "routes:\n  - {name: shared-first, match: {Modality: OP}, drop: fundus}\n"
+    )
+    main = tmp_path / "main.yaml"
+    main.write_text("include: shared.yaml\nroutes:\n  - {name: all, to: pacs}\n")
+    rules = load_rules(main)
+    assert [r.name for r in rules.routes] == ["shared-first", "all"]
+    assert {f.name for f in rules.files} == {"main.yaml", "shared.yaml"}
+    assert rules.destinations["pacs"].port == 104  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_rule_files_validate(path: Path) -> None:
+    rules = load_rules(path)
+    assert rules.routes and not rules.routes[-1].conditions
+    assert len(rules.sha256) == 64
+
+
+def test_shipped_files_cover_default_and_three_specialties() -> None:
+    assert {p.name for p in SHIPPED} >= {
+        "default.yaml",
+        "orthodontics.yaml",
+        "rhinoplasty.yaml",
+        "ophthalmology.yaml",
+    }
+
+
+def test_schema_file_is_current() -> None:
+    fix = f"run: python -m dicom_rules.cli schema > {SCHEMA_PATH}"
+    assert SCHEMA_PATH.read_text() == schema_text(), fix
+    schema = json.loads(schema_text())
+    assert "routes" in schema["required"]
