@@ -132,8 +132,7 @@ class Ledger:
         self.clock = clock
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self.transaction() as db:
-            db.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -274,6 +273,35 @@ class Ledger:
                     (job_id, InstanceState.PROCESSING),
                 )
             )
+
+    def apply_job_result(self, job_id: int, items: Sequence[tuple[int, str, dict[str, Any]]]) -> str:
+        """Record a finished job in one transaction: (instance_id, state, fields) per instance.
+
+        A quarantined instance also gets a quarantine record (fields carry ``reason``). Returns the job state.
+        """
+        now = self.clock()
+        with self.transaction() as db:
+            for instance_id, state, fields in items:
+                cols = "".join(f", {k}=?" for k in fields)
+                db.execute(
+                    f"UPDATE instances SET state=?, updated_at=?{cols} WHERE id=? AND job_id=?",
+                    (state, now, *fields.values(), instance_id, job_id),
+                )
+                if state == InstanceState.QUARANTINED:
+                    db.execute(
+                        "INSERT INTO quarantine (kind, instance_id, job_id, reason, calling_ae, created_at)"
+                        " SELECT 'instance', id, job_id, ?, calling_ae, ? FROM instances WHERE id=?",
+                        (fields.get("reason", ""), now, instance_id),
+                    )
+            return self._settle_job(db, job_id, now)
+
+    def job_attempts(self, job_id: int) -> int:
+        rows = self.query("SELECT attempts FROM jobs WHERE id=?", (job_id,))
+        return int(rows[0]["attempts"]) if rows else 0
+
+    def job_instance_ids(self, job_id: int, state: InstanceState) -> list[int]:
+        rows = self.query("SELECT id FROM instances WHERE job_id=? AND state=? ORDER BY id", (job_id, state))
+        return [int(r["id"]) for r in rows]
 
     def finish_instance_ok(self, instance_id: int, destination: str, out_path: str, out_sop_uid: str) -> None:
         self._set_instance(

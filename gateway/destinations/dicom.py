@@ -1,0 +1,110 @@
+"""DICOM destination: C-STORE SCU offering each output's own SOP class and transfer syntax (no transcoding).
+
+The association is opened in :func:`open_association`, the one place where TLS (``gateway.tls``) applies.
+Success and warning statuses count as stored; anything else, or a lost association, is a failure the
+forwarder retries. Deterministic output UIDs make a re-send idempotent at the destination.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.filereader import read_file_meta_info
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from dicom_rules import DicomDestination
+from gateway.config import GatewayConfig
+from gateway.destinations import OutboundFile, SendResult, register
+from gateway.tls import scu_tls_args
+
+MAX_CONTEXTS = 128
+
+
+def _nodelay(event: Any) -> None:
+    sock = getattr(event.assoc.dul.socket, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def is_stored(status: int) -> bool:
+    """PS3.4 C-STORE: 0x0000 success; 0xB000/0xB007/0xB006 warnings still mean stored."""
+    return status == 0x0000 or (status & 0xF000) == 0xB000
+
+
+def open_association(
+    destination: DicomDestination, config: GatewayConfig, contexts: Sequence[tuple[str, str]]
+) -> Any:
+    """Request an association offering ``(sop_class, transfer_syntax)`` contexts, with TLS when configured."""
+    ae = AE(ae_title=config.ae_title)
+    ae.connection_timeout = config.forward.connect_timeout_s
+    ae.acse_timeout = config.forward.connect_timeout_s
+    ae.dimse_timeout = config.forward.dimse_timeout_s
+    ae.network_timeout = config.forward.dimse_timeout_s
+    ae.maximum_pdu_size = config.max_pdu
+    for sop_class, syntax in contexts:
+        ae.add_requested_context(sop_class, [syntax])
+    return ae.associate(
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        tls_args=scu_tls_args(destination.tls, destination.host),
+        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+    )
+
+
+class DicomSender:
+    def __init__(self, destination: DicomDestination, config: GatewayConfig) -> None:
+        self.destination = destination
+        self.config = config
+
+    def send(self, files: Sequence[OutboundFile]) -> list[SendResult]:
+        contexts: list[tuple[str, str]] = []
+        for f in files:
+            meta = read_file_meta_info(f.path)
+            pair = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+            if pair not in contexts:
+                contexts.append(pair)
+        contexts = contexts[:MAX_CONTEXTS]
+        try:
+            assoc = open_association(self.destination, self.config, contexts)
+        except Exception as exc:  # TLS or socket setup errors
+            return [SendResult(f.instance_id, False, f"connect:{type(exc).__name__}") for f in files]
+        if not assoc.is_established:
+            return [SendResult(f.instance_id, False, "association-refused") for f in files]
+        try:
+            return [self._store_one(assoc, f) for f in files]
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _store_one(self, assoc: Any, f: OutboundFile) -> SendResult:
+        if not assoc.is_established:
+            return SendResult(f.instance_id, False, "association-lost")
+        try:
+            status = assoc.send_c_store(dcmread(f.path))
+        except (OSError, ValueError, AttributeError, RuntimeError) as exc:
+            return SendResult(f.instance_id, False, f"c-store:{type(exc).__name__}")
+        code = int(getattr(status, "Status", -1)) if status else -1
+        if code >= 0 and is_stored(code):
+            return SendResult(f.instance_id, True)
+        return SendResult(f.instance_id, False, f"status:0x{code:04X}" if code >= 0 else "no-response")
+
+    def echo(self) -> bool:
+        try:
+            assoc = open_association(self.destination, self.config, [(Verification, "1.2.840.10008.1.2")])
+        except Exception:
+            return False
+        if not assoc.is_established:
+            return False
+        status = assoc.send_c_echo()
+        assoc.release()
+        return bool(status) and int(status.Status) == 0
+
+
+@register(DicomDestination)
+def make_dicom_sender(destination: DicomDestination, config: GatewayConfig) -> DicomSender:
+    return DicomSender(destination, config)

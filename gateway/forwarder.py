@@ -1,0 +1,163 @@
+"""The forwarder: sends de-identified outputs to their destinations, with back-off, breaker and give-up.
+
+Per destination: a batch goes out over one association; each instance that the destination stored becomes
+``forwarded``; a failure schedules a retry with exponential back-off and jitter (``retry_waiting``); after
+``give_up_s`` of failures the instance is quarantined (replayable). A circuit breaker per destination stops
+hammering a peer that is down: after N consecutive failed batches it opens for ``breaker_reset_s``, then lets
+one batch through (half-open). Time and randomness are injected.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from dicom_rules import RuleSet
+from gateway import faults
+from gateway.config import ForwardSettings, GatewayConfig
+from gateway.destinations import OutboundFile, Sender, SendResult, sender_for
+from gateway.ledger import Ledger, OutputItem
+from gateway.metrics import BREAKER_OPEN, FORWARD_FAILURES, FORWARDED, QUARANTINED
+
+LOG = structlog.get_logger("gateway.forwarder")
+
+
+def backoff_delay(attempts: int, settings: ForwardSettings, rng: random.Random) -> float:
+    """Delay before attempt ``attempts + 1``: initial · 2^attempts, capped, ± jitter."""
+    base = min(settings.backoff_max_s, settings.backoff_initial_s * (2 ** min(attempts, 30)))
+    return max(0.0, base * (1 + settings.jitter * (2 * rng.random() - 1)))
+
+
+@dataclass
+class Breaker:
+    """Consecutive-failure circuit breaker for one destination."""
+
+    threshold: int
+    reset_s: float
+    failures: int = 0
+    opened_at: float | None = None
+
+    def allows(self, now: float) -> bool:
+        return self.opened_at is None or now - self.opened_at >= self.reset_s
+
+    def record(self, ok: bool, now: float) -> None:
+        if ok:
+            self.failures, self.opened_at = 0, None
+            return
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = now
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+
+class Forwarder:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        ledger: Ledger,
+        rules: Callable[[], RuleSet],
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = config.forward
+        self.ledger = ledger
+        self.rules = rules
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.breakers: dict[str, Breaker] = {}
+
+    def _breaker(self, name: str) -> Breaker:
+        if name not in self.breakers:
+            self.breakers[name] = Breaker(self.settings.breaker_failures, self.settings.breaker_reset_s)
+        return self.breakers[name]
+
+    def tick(self) -> int:
+        """Send what is due; returns how many instances were forwarded."""
+        by_dest: dict[str, list[OutputItem]] = defaultdict(list)
+        for item in self.ledger.due_outputs(limit=self.settings.batch_size * 4):
+            by_dest[item.destination].append(item)
+        sent = 0
+        for name, items in by_dest.items():
+            breaker = self._breaker(name)
+            if not breaker.allows(self.clock()):
+                continue
+            for start in range(0, len(items), self.settings.batch_size):
+                sent += self._send_batch(name, items[start : start + self.settings.batch_size], breaker)
+                if breaker.is_open:
+                    break
+        return sent
+
+    def _send_batch(self, name: str, items: list[OutputItem], breaker: Breaker) -> int:
+        destination = self.rules().destinations.get(name)
+        if destination is None:
+            for item in items:
+                self._give_up(item, "unknown-destination")
+            return 0
+        sender: Sender = sender_for(destination, self.config)
+        files = [
+            OutboundFile(i.instance_id, self.config.outbox_dir / i.out_path, i.out_sop_uid) for i in items
+        ]
+        results = sender.send(files)
+        faults.hold("forward.after_send")
+        ok_any = any(r.ok for r in results)
+        breaker.record(ok_any or not results, self.clock())
+        BREAKER_OPEN.labels(destination=name).set(1 if breaker.is_open else 0)
+        by_id = {r.instance_id: r for r in results}
+        sent = 0
+        for item in items:
+            result = by_id.get(item.instance_id, SendResult(item.instance_id, False, "no-result"))
+            if result.ok:
+                self.ledger.mark_forwarded(item.instance_id)
+                FORWARDED.labels(destination=name).inc()
+                LOG.info(
+                    "instance.forwarded",
+                    instance_id=item.instance_id,
+                    destination=name,
+                    out_sop_uid=item.out_sop_uid,
+                    attempts=item.attempts + 1,
+                )
+                sent += 1
+            else:
+                self._failed(name, item, result.reason)
+        return sent
+
+    def _failed(self, name: str, item: OutputItem, reason: str) -> None:
+        FORWARD_FAILURES.labels(destination=name).inc()
+        now = self.clock()
+        first = item.first_failure_at if item.first_failure_at is not None else now
+        if now - first >= self.settings.give_up_s:
+            self._give_up(item, f"forward-gave-up:{reason}")
+            return
+        delay = backoff_delay(item.attempts, self.settings, self.rng)
+        self.ledger.mark_forward_failed(item, reason, delay)
+        LOG.warning(
+            "instance.retry_waiting",
+            instance_id=item.instance_id,
+            destination=name,
+            reason=reason,
+            attempts=item.attempts + 1,
+            delay_s=round(delay, 3),
+        )
+
+    def _give_up(self, item: OutputItem, reason: str) -> None:
+        qid = self.ledger.quarantine_instance(item.instance_id, reason, kind="forward")
+        QUARANTINED.labels(stage="forward").inc()
+        LOG.warning("instance.quarantined", instance_id=item.instance_id, reason=reason, quarantine_id=qid)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                LOG.exception("forwarder.tick_failed")
+            stop.wait(self.config.poll_interval_s)

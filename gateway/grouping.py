@@ -1,0 +1,192 @@
+"""Study grouping and job dispatch: the scheduler between the ledger and the worker pool.
+
+Each tick: received instances join the collecting job of their study (a late instance opens a follow-up
+job for the same study); jobs whose study was quiet for ``quiet_period_s`` (or that waited ``max_wait_s``)
+start and go to the process pool; finished jobs are recorded in the ledger in one transaction each.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import structlog
+
+from dicom_rules import RuleSet
+from gateway.config import GatewayConfig
+from gateway.ledger import InstanceState, Job, Ledger
+from gateway.metrics import QUARANTINED, STAGE_SECONDS
+from gateway.pipeline import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec, init_worker, process_job
+
+LOG = structlog.get_logger("gateway.grouping")
+MAX_JOB_ATTEMPTS = 3
+
+
+def job_retry_delay(attempts: int) -> float:
+    return float(min(300, 5 * 2 ** max(0, attempts - 1)))
+
+
+def item_update(item: ItemResult) -> tuple[int, str, dict[str, Any]]:
+    """The ledger change for one pipeline item."""
+    if item.kind is ItemKind.OK:
+        fields = {
+            "destination": item.destination,
+            "out_path": item.out_path,
+            "out_sop_uid": item.out_sop_uid,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "first_failure_at": None,
+            "reason": "",
+        }
+        return item.instance_id, InstanceState.DEIDENTIFIED, fields
+    if item.kind is ItemKind.DROP:
+        return item.instance_id, InstanceState.DROPPED, {"reason": item.reason}
+    return item.instance_id, InstanceState.QUARANTINED, {"reason": item.reason}
+
+
+class Scheduler:
+    """Owns the worker pool. ``rules`` is a callable so a hot-reloaded rule set applies to the next job."""
+
+    def __init__(
+        self, config: GatewayConfig, ledger: Ledger, rules: Callable[[], RuleSet], secret: bytes
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.rules = rules
+        self.secret = secret
+        self.in_flight: dict[int, tuple[Future[JobResult], float]] = {}
+        self.pool: ProcessPoolExecutor | None = None
+        if config.workers == 0:
+            init_worker(secret)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["gateway.pipeline"])
+            self.pool = ProcessPoolExecutor(
+                self.config.workers, mp_context=ctx, initializer=init_worker, initargs=(self.secret,)
+            )
+        return self.pool
+
+    def tick(self) -> int:
+        """One round of grouping, dispatch and collection; returns how many jobs finished."""
+        for instance_id, job_id in self.ledger.group_received():
+            LOG.info("instance.grouped", instance_id=instance_id, job_id=job_id)
+        capacity = max(1, self.config.workers * 2) - len(self.in_flight)
+        if capacity > 0:
+            for job in self.ledger.ready_jobs(self.config.quiet_period_s, self.config.max_wait_s, capacity):
+                if job.id not in self.in_flight:
+                    self._dispatch(job)
+        return self._collect()
+
+    def _dispatch(self, job: Job) -> None:
+        rows = self.ledger.start_job(job.id)
+        LOG.info(
+            "job.processing",
+            job_id=job.id,
+            patient=job.patient_key,
+            instances=len(rows),
+            follow_up_of=job.follow_up_of,
+        )
+        spool_root = self.config.spool_dir
+        spec = JobSpec(
+            job_id=job.id,
+            instances=tuple(
+                InstanceSpec(r["id"], str(spool_root / r["spool_path"]), r["calling_ae"], r["calling_ip"])
+                for r in rows
+            ),
+            outbox_root=str(self.config.outbox_dir),
+            rules=self.rules(),
+        )
+        future: Future[JobResult]
+        if self.config.workers == 0:
+            future = Future()
+            try:
+                future.set_result(process_job(spec))
+            except Exception as exc:
+                future.set_exception(exc)
+        else:
+            try:
+                future = self._pool().submit(process_job, spec)
+            except BrokenProcessPool:
+                self._reset_pool()
+                future = self._pool().submit(process_job, spec)
+        self.in_flight[job.id] = (future, time.perf_counter())
+
+    def _collect(self) -> int:
+        done = [jid for jid, (fut, _) in self.in_flight.items() if fut.done()]
+        for job_id in done:
+            future, started = self.in_flight.pop(job_id)
+            STAGE_SECONDS.labels(stage="job").observe(time.perf_counter() - started)
+            try:
+                self._record(future.result())
+            except Exception as exc:
+                if isinstance(exc, BrokenProcessPool):
+                    self._reset_pool()
+                self._job_failed(job_id, f"worker-error:{type(exc).__name__}")
+        return len(done)
+
+    def _record(self, result: JobResult) -> None:
+        for stage, seconds in result.seconds.items():
+            STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        if result.retry_reason:
+            self._job_failed(result.job_id, result.retry_reason)
+            return
+        state = self.ledger.apply_job_result(result.job_id, [item_update(i) for i in result.items])
+        for item in result.items:
+            if item.kind is ItemKind.QUARANTINE:
+                QUARANTINED.labels(stage="pipeline").inc()
+                LOG.warning(
+                    "instance.quarantined",
+                    instance_id=item.instance_id,
+                    job_id=result.job_id,
+                    reason=item.reason,
+                )
+            elif item.kind is ItemKind.OK:
+                LOG.info(
+                    "instance.deidentified",
+                    instance_id=item.instance_id,
+                    job_id=result.job_id,
+                    out_sop_uid=item.out_sop_uid,
+                    destination=item.destination,
+                )
+            else:
+                LOG.info("instance.dropped", instance_id=item.instance_id, reason=item.reason)
+        LOG.info("job.finished", job_id=result.job_id, state=state, instances=len(result.items))
+
+    def _job_failed(self, job_id: int, reason: str) -> None:
+        attempts = self.ledger.job_attempts(job_id)
+        if attempts >= MAX_JOB_ATTEMPTS:
+            ids = self.ledger.job_instance_ids(job_id, InstanceState.PROCESSING)
+            self.ledger.apply_job_result(
+                job_id, [(i, InstanceState.QUARANTINED, {"reason": reason}) for i in ids]
+            )
+            QUARANTINED.labels(stage="pipeline").inc(len(ids))
+            LOG.warning("job.quarantined", job_id=job_id, reason=reason, attempts=attempts)
+            return
+        delay = job_retry_delay(attempts)
+        self.ledger.retry_job(job_id, reason, delay)
+        LOG.warning("job.retry_waiting", job_id=job_id, reason=reason, attempts=attempts, delay_s=delay)
+
+    def _reset_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                LOG.exception("scheduler.tick_failed")
+            stop.wait(self.config.poll_interval_s)
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

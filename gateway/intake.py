@@ -1,0 +1,182 @@
+"""The receive path behind the SCP: check the dataset, spool it durably, record it in the ledger, answer.
+
+Status codes come from here only: Success after the spool file is fsynced and the ledger committed; 0xA700
+when the disk or the ledger cannot take it (nothing half-written is left under a final name); 0xA900 when the
+dataset does not match the negotiated SOP class or instance; 0xC210 when it cannot be decoded. Rejected
+datasets are kept in the quarantine store with a ledger record, and the SCP keeps serving.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import time
+from dataclasses import dataclass
+from io import BytesIO
+
+import structlog
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+
+from anonymizer.keys import KeyRing
+from gateway import faults
+from gateway.ledger import Duplicate, Ledger, ReceivedInstance
+from gateway.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
+from gateway.spool import ContentStore
+
+LOG = structlog.get_logger("gateway.intake")
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC210
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+class Nonconformant(ValueError):
+    """The dataset decoded but breaks a rule the gateway relies on; the message is a reason code."""
+
+    def __init__(self, reason: str, status: int = DATASET_MISMATCH) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Caller:
+    ae_title: str
+    address: str
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """The C-STORE as the SCP saw it: raw bytes (preamble + file meta + dataset) and the request's UIDs."""
+
+    data: bytes
+    sop_class_uid: str
+    sop_instance_uid: str
+    caller: Caller
+
+
+def parse_header(data: bytes) -> Dataset:
+    """Decode the whole dataset and check it is complete; raises on anything undecodable or truncated."""
+    try:
+        ds = dcmread(BytesIO(data))
+    except Exception as exc:  # pydicom raises many types on garbage
+        raise Nonconformant(f"undecodable:{type(exc).__name__}", CANNOT_UNDERSTAND) from exc
+    for tag, elem in ds._dict.items():
+        if not isinstance(elem, RawDataElement) or elem.length == UNDEFINED_LENGTH or elem.value is None:
+            continue
+        if len(elem.value) != elem.length:
+            raise Nonconformant(f"truncated-element:{tag:08X}", CANNOT_UNDERSTAND)
+    return ds
+
+
+def check_conformance(ds: Dataset, request: StoreRequest) -> None:
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
+        if not str(ds.get(keyword, "")).strip():
+            raise Nonconformant(f"missing:{keyword}")
+    if str(ds.SOPClassUID) != request.sop_class_uid:
+        raise Nonconformant("sop-class-mismatch")
+    if str(ds.SOPInstanceUID) != request.sop_instance_uid:
+        raise Nonconformant("sop-instance-mismatch")
+    if "Rows" in ds and "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise Nonconformant("pixel-data-missing-or-truncated", CANNOT_UNDERSTAND)
+
+
+class Intake:
+    """Spool + ledger for one gateway; shared by all association threads."""
+
+    def __init__(self, spool: ContentStore, quarantine: ContentStore, ledger: Ledger, keys: KeyRing) -> None:
+        self.spool = spool
+        self.quarantine = quarantine
+        self.ledger = ledger
+        self.keys = keys
+
+    def receive(self, request: StoreRequest) -> int:
+        started = time.perf_counter()
+        try:
+            ds = parse_header(request.data)
+            check_conformance(ds, request)
+        except Nonconformant as exc:
+            return self._reject(request, str(exc), exc.status)
+        status = self._store(request, ds)
+        STAGE_SECONDS.labels(stage="receive").observe(time.perf_counter() - started)
+        return status
+
+    def _store(self, request: StoreRequest, ds: Dataset) -> int:
+        try:
+            stored = self.spool.put(request.data)
+        except OSError as exc:
+            return self._out_of_resources("spool-write-failed", exc)
+        faults.hold("receive.after_spool")
+        item = self._describe(request, ds, stored.sha256, stored.relpath, stored.size)
+        try:
+            result = self.ledger.record_received(item)
+        except (sqlite3.Error, OSError) as exc:
+            if not self._in_use(stored.relpath):
+                self.spool.discard(stored.relpath)
+            return self._out_of_resources("ledger-write-failed", exc)
+        outcome = "duplicate" if result.duplicate is Duplicate.SAME_BYTES else "stored"
+        RECEIVED.labels(outcome=outcome).inc()
+        LOG.info(
+            "instance.received",
+            instance_id=result.instance_id,
+            sop_key=item.sop_key[:12],
+            study_key=item.study_key[:12],
+            patient=item.patient_key,
+            duplicate=str(result.duplicate),
+            size=item.size,
+            calling_ae=request.caller.ae_title,
+        )
+        return SUCCESS
+
+    def _describe(
+        self, request: StoreRequest, ds: Dataset, sha: str, rel: str, size: int
+    ) -> ReceivedInstance:
+        patient = self.keys.patient_pseudonym(
+            str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", ""))
+        )
+        return ReceivedInstance(
+            sop_key=self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
+            study_key=self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
+            patient_key=patient,
+            sop_class_uid=request.sop_class_uid,
+            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
+            sha256=sha,
+            spool_path=rel,
+            size=size,
+            calling_ae=request.caller.ae_title,
+            calling_ip=request.caller.address,
+        )
+
+    def _in_use(self, relpath: str) -> bool:
+        try:
+            return self.ledger.spool_path_in_use(relpath)
+        except sqlite3.Error:
+            return True  # cannot tell: keep the file (it is complete), never delete a referenced one
+
+    def _out_of_resources(self, reason: str, exc: BaseException) -> int:
+        code = errno.errorcode.get(getattr(exc, "errno", 0) or 0, type(exc).__name__)
+        RECEIVED.labels(outcome="out_of_resources").inc()
+        LOG.error("instance.refused", reason=reason, error=code, status="0xA700")
+        return OUT_OF_RESOURCES
+
+    def _reject(self, request: StoreRequest, reason: str, status: int) -> int:
+        RECEIVED.labels(outcome="rejected").inc()
+        QUARANTINED.labels(stage="receive").inc()
+        blob: str | None = None
+        try:
+            blob = self.quarantine.put(request.data).relpath
+            qid = self.ledger.quarantine_received(reason, blob, request.caller.ae_title)
+        except (OSError, sqlite3.Error) as exc:
+            LOG.error("quarantine.record_failed", reason=reason, error=type(exc).__name__)
+            qid = -1
+        LOG.warning(
+            "instance.rejected",
+            reason=reason,
+            status=f"0x{status:04X}",
+            quarantine_id=qid,
+            calling_ae=request.caller.ae_title,
+        )
+        return status

@@ -1,0 +1,217 @@
+"""The per-job pipeline, run in a worker process: load → decide route → pixel stage → metadata stage → outbox.
+
+A worker gets a picklable :class:`JobSpec` (spool paths, never datasets) and returns a :class:`JobResult` with
+one typed item per instance. It touches no ledger: the scheduler in the parent records results, so a worker
+crash loses nothing (the job is simply run again; outputs are content-addressed and deterministic).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import structlog
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from anonymizer import pixel_stage
+from anonymizer.keys import KeyRing
+from anonymizer.metadata import deidentify
+from anonymizer.metadata.errors import MetadataError
+from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
+from anonymizer.plans import PairingScope, PixelMode, PixelPlan, PixelReport
+from dicom_rules import RouteAction, RouteDecision, RuleSet
+from gateway import faults
+from gateway.spool import ContentStore
+
+LOG = structlog.get_logger("gateway.pipeline")
+PLACEHOLDER_REASON = "pixel-engine-unavailable"
+_KEYS: KeyRing | None = None
+
+
+class ItemKind(StrEnum):
+    OK = "ok"
+    QUARANTINE = "quarantine"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    instance_id: int
+    spool_file: str  # absolute path of the spooled file
+    calling_ae: str
+    calling_ip: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: int
+    instances: tuple[InstanceSpec, ...]
+    outbox_root: str
+    rules: RuleSet
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    instance_id: int
+    kind: ItemKind
+    reason: str = ""
+    destination: str = ""
+    out_path: str = ""  # relative to the outbox root
+    out_sop_uid: str = ""  # de-identified (keyed) UID: safe to log and store
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    items: tuple[ItemResult, ...] = ()
+    retry_reason: str = ""  # non-empty: a stage asked to retry the whole job
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def init_worker(secret: bytes) -> None:
+    """Process-pool initializer: the key ring lives in the worker, never in a job message."""
+    global _KEYS
+    _KEYS = KeyRing(secret)
+
+
+@dataclass
+class _Item:
+    spec: InstanceSpec
+    ds: Dataset
+    decision: RouteDecision
+
+
+def process_job(spec: JobSpec) -> JobResult:
+    """Run one job; never raises for a per-instance problem (those become quarantine items)."""
+    assert _KEYS is not None, "init_worker was not called"
+    timings: dict[str, float] = defaultdict(float)
+    results: list[ItemResult] = []
+    groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+    for inst in spec.instances:
+        started = time.perf_counter()
+        item_or_result = _load_and_decide(inst, spec.rules)
+        timings["decide"] += time.perf_counter() - started
+        if isinstance(item_or_result, ItemResult):
+            results.append(item_or_result)
+        else:
+            groups[_group_key(item_or_result, _KEYS)].append(item_or_result)
+    store = ContentStore(Path(spec.outbox_root))
+    for items in groups.values():
+        group_results = _run_group(items, _KEYS, store, timings)
+        if isinstance(group_results, Retry):
+            return JobResult(spec.job_id, retry_reason=group_results.reason, seconds=dict(timings))
+        results.extend(group_results)
+    faults.hold("pipeline.after_outbox")
+    return JobResult(spec.job_id, tuple(sorted(results, key=lambda r: r.instance_id)), "", dict(timings))
+
+
+def _load_and_decide(inst: InstanceSpec, rules: RuleSet) -> _Item | ItemResult:
+    try:
+        ds = dcmread(inst.spool_file)
+    except Exception as exc:
+        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"spool-unreadable:{type(exc).__name__}")
+    try:
+        decision = rules.decide(ds, inst.calling_ae, inst.calling_ip)
+    except Exception as exc:
+        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"rules-error:{type(exc).__name__}")
+    if decision.action is RouteAction.QUARANTINE:
+        return ItemResult(
+            inst.instance_id, ItemKind.QUARANTINE, f"rule:{decision.route_name}:{decision.reason}"
+        )
+    if decision.action is RouteAction.DROP:
+        return ItemResult(inst.instance_id, ItemKind.DROP, f"rule:{decision.route_name}:{decision.reason}")
+    if decision.destination is None:
+        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"rule:{decision.route_name}:no-destination")
+    return _Item(inst, ds, decision)
+
+
+def patient_pseudonym(ds: Dataset, keys: KeyRing) -> str:
+    return keys.patient_pseudonym(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
+
+
+def _group_key(item: _Item, keys: KeyRing) -> tuple[str, str]:
+    """Photos that share one synthetic identity: same route and same patient (or same study)."""
+    pixels = item.decision.pixels
+    scope = str(item.ds.get("StudyInstanceUID", "")) if pixels.pairing is PairingScope.STUDY else ""
+    return (item.decision.route_name, patient_pseudonym(item.ds, keys) + "|" + scope)
+
+
+def _run_group(
+    items: list[_Item], keys: KeyRing, store: ContentStore, timings: dict[str, float]
+) -> list[ItemResult] | Retry:
+    plan = items[0].decision.pixels
+    seed = keys.identity_seed(patient_pseudonym(items[0].ds, keys))
+    started = time.perf_counter()
+    outcomes = run_pixel_stage([i.ds for i in items], plan, seed)
+    timings["pixels"] += time.perf_counter() - started
+    retry = next((o for o in outcomes if isinstance(o, Retry)), None)
+    if retry is not None:
+        return retry
+    results = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        started = time.perf_counter()
+        results.append(_finish_item(item, outcome, keys, store))
+        timings["metadata"] += time.perf_counter() - started
+    return results
+
+
+def _finish_item(item: _Item, outcome: Outcome, keys: KeyRing, store: ContentStore) -> ItemResult:
+    iid = item.spec.instance_id
+    if isinstance(outcome, Quarantine):
+        return ItemResult(iid, ItemKind.QUARANTINE, f"pixels:{outcome.reason}")
+    assert isinstance(outcome, Ok)
+    try:
+        out = deidentify(outcome.dataset, item.decision.metadata, keys, outcome.report)
+        buf = BytesIO()
+        out.save_as(buf, enforce_file_format=True)
+        stored = store.put(buf.getvalue())
+    except MetadataError as exc:
+        return ItemResult(iid, ItemKind.QUARANTINE, f"metadata:{exc.reason}")
+    except OSError as exc:
+        return ItemResult(iid, ItemKind.QUARANTINE, f"outbox-write:{type(exc).__name__}")
+    except Exception as exc:
+        return ItemResult(iid, ItemKind.QUARANTINE, f"metadata-error:{type(exc).__name__}")
+    dest = item.decision.destination
+    return ItemResult(
+        iid, ItemKind.OK, "", dest.name if dest else "", stored.relpath, str(out.SOPInstanceUID)
+    )
+
+
+def run_pixel_stage(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
+    """The library's pixel stage; the gateway's own BLANK/PASSTHROUGH handling is used only while the
+    library still returns its placeholder for those modes (logged, never silent)."""
+    outcomes = pixel_stage.anonymize_group(datasets, plan, seed)
+    if plan.mode is PixelMode.ANONYMIZE:
+        return outcomes
+    if not all(isinstance(o, Quarantine) and o.reason == PLACEHOLDER_REASON for o in outcomes):
+        return outcomes
+    LOG.warning("pipeline.pixel_mode_fallback", mode=str(plan.mode), count=len(datasets))
+    if plan.mode is PixelMode.PASSTHROUGH:
+        return [Ok(ds, PixelReport(0, False, "passthrough")) for ds in datasets]
+    return [blank_pixels(ds) for ds in datasets]
+
+
+def blank_pixels(ds: Dataset) -> Outcome:
+    """Replace every pixel with zero, uncompressed (Explicit VR Little Endian)."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples, frames = int(ds.get("SamplesPerPixel", 1)), int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 8))
+    except (AttributeError, TypeError, ValueError):
+        return Quarantine("blank:no-image-geometry")
+    zeros = np.zeros(rows * cols * samples * frames * (bits // 8), dtype=np.uint8).tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PixelData = zeros
+    ds["PixelData"].VR = "OB" if bits <= 8 else "OW"
+    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
+    if samples > 1:
+        ds.PlanarConfiguration = 0
+    return Ok(ds, PixelReport(0, False, "blank"))

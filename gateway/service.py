@@ -1,0 +1,128 @@
+"""Wiring: one running gateway = SCP + intake + scheduler thread + forwarder thread + metrics endpoint.
+
+Dependencies are built here and passed in; tests build a :class:`Service` in-process with their own
+config, rule set, clock or spool writer (the fault-injection seam for disk-full tests).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from anonymizer.keys import KeyRing, load_or_create_secret
+from dicom_rules import RuleSet
+from gateway.config import GatewayConfig, load_rule_set
+from gateway.forwarder import Forwarder
+from gateway.grouping import Scheduler
+from gateway.intake import Intake
+from gateway.ledger import InstanceState, Ledger
+from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, start_http
+from gateway.scp import start_scp
+from gateway.spool import ContentStore, Writer, write_all
+
+LOG = structlog.get_logger("gateway.service")
+
+
+class Service:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        rules: RuleSet | None = None,
+        spool_writer: Writer = write_all,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secret = load_or_create_secret(config.secret_path)
+        self.keys = KeyRing(self.secret)
+        self._rules = rules if rules is not None else load_rule_set(config)
+        self.ledger = Ledger(config.ledger_path, clock=clock)
+        self.spool = ContentStore(config.spool_dir, writer=spool_writer)
+        self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
+        self.outbox = ContentStore(config.outbox_dir)
+        self.intake = Intake(self.spool, self.quarantine, self.ledger, self.keys)
+        self.scheduler = Scheduler(config, self.ledger, self.rules, self.secret)
+        self.forwarder = Forwarder(config, self.ledger, self.rules, clock=clock)
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.server: Any = None
+        self.http: Any = None
+
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    def set_rules(self, rules: RuleSet) -> None:
+        """Swap the rule set atomically; the next job and forward batch use it."""
+        self._rules = rules
+        LOG.info("rules.swapped", name=rules.name, sha256=rules.sha256[:16])
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def metrics_port(self) -> int | None:
+        return int(self.http.server_address[1]) if self.http is not None else None
+
+    def start(self) -> Service:
+        for store in (self.spool, self.quarantine, self.outbox):
+            store.clean_temp_files()
+        recovered = self.ledger.recover()
+        LOG.info("service.recovered", **recovered)
+        self.server = start_scp(self.config, self.intake, self.rules())
+        for name, target in (
+            ("scheduler", self.scheduler.run),
+            ("forwarder", self.forwarder.run),
+            ("gauges", self._gauges),
+        ):
+            thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.config.metrics_port is not None:
+            self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
+        return self
+
+    def health(self) -> dict[str, bool]:
+        return {
+            "scp": self.server is not None,
+            "threads": all(t.is_alive() for t in self.threads),
+        }
+
+    def _gauges(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.update_gauges()
+            except Exception:
+                LOG.exception("service.gauges_failed")
+            stop.wait(1.0)
+
+    def update_gauges(self) -> None:
+        now = time.time()
+        counts = self.ledger.counts().get("instances", {})
+        for state in InstanceState:
+            n, oldest = counts.get(state, (0, None))
+            QUEUE_DEPTH.labels(state=state.value).set(n)
+            OLDEST_AGE.labels(state=state.value).set(now - oldest if oldest else 0)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.shutdown()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        self.scheduler.shutdown()
+        if self.http is not None:
+            self.http.shutdown()
+        LOG.info("service.stopped")
+
+    def __enter__(self) -> Service:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
