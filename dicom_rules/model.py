@@ -17,10 +17,13 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     Tag,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from anonymizer.plans import NoFaceAction, PairingScope, PixelMode, ProfileOption, Region, TagAction
 from dicom_rules.tags import resolve, rule_error
@@ -162,6 +165,17 @@ class Condition(_Model):
             return {"equals": value}
         return value
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        scalar = {"type": ["string", "number"]}
+        shorthand = [
+            {**scalar, "description": "equals"},
+            {"type": "array", "items": scalar, "description": "one_of"},
+        ]
+        return {"anyOf": [*shorthand, handler(schema)]}
+
     @model_validator(mode="after")
     def _consistent(self) -> Condition:
         if not self.model_fields_set:
@@ -233,6 +247,19 @@ class OverrideModel(_Model):
             raw = value["replace"]
             return {"action": "replace", "value": raw if isinstance(raw, str) else str(raw)}
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        bare = {"enum": [a.value for a in TagAction if a != TagAction.REPLACE]}
+        replace = {
+            "type": "object",
+            "properties": {"replace": {"type": ["string", "number"]}},
+            "required": ["replace"],
+            "additionalProperties": False,
+        }
+        return {"anyOf": [bare, replace, handler(schema)]}
 
     @model_validator(mode="after")
     def _consistent(self) -> OverrideModel:
@@ -326,17 +353,10 @@ class RulesFile(_Model):
     version: Literal[1] = 1
     name: Name | None = Field(default=None, description="rule-set name; defaults to the file name")
     description: str = ""
-    include: tuple[str, ...] = Field(default=(), description="files relative to this one")
+    include: str | tuple[str, ...] = Field(default=(), description="files relative to this one")
     sources: tuple[SourceModel, ...] = Field(default=(), description="allowed senders; empty allows any")
     destinations: dict[Name, DestinationModel] = Field(default_factory=dict)
     routes: tuple[RouteModel, ...] = Field(description="ordered, first match wins; the last is a catch-all")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _include_list(cls, value: Any) -> Any:
-        if isinstance(value, dict) and isinstance(value.get("include"), str):
-            return {**value, "include": [value["include"]]}
-        return value
 
 
 def all_field_names() -> frozenset[str]:

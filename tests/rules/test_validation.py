@@ -175,3 +175,15 @@ def test_schema_file_is_current() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), fix
     schema = json.loads(schema_text())
     assert "routes" in schema["required"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_files_pass_the_editor_schema(path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))] == []
+    broken = yaml.safe_load(path.read_text())
+    broken["routes"][0]["pixelz"] = {}
+    assert any("pixelz" in e.message for e in validator.iter_errors(broken))
