@@ -78,6 +78,18 @@ class KeyRing:
         """A short keyed hash for logs and the 'hash' tag action."""
         return self.digest(purpose, value)[: length // 2].hex().upper()
 
+    def time_offset_seconds(self, patient_pseudonym: str) -> int:
+        """Per-patient time-of-day shift in [0, 86399] s, used when a plan shifts TM values too."""
+        return int.from_bytes(self.digest("time-offset", patient_pseudonym)[:8], "big") % 86400
+
+    def study_id(self, study_instance_uid: str, study_id: str) -> str:
+        """Non-empty StudyID pseudonym (SH, 16 max), the same for every instance of one study."""
+        return "S" + self.digest("study-id", study_instance_uid, study_id)[:6].hex().upper()
+
+    def accession_number(self, accession: str, study_instance_uid: str) -> str:
+        """Non-empty AccessionNumber pseudonym (SH); from the study UID when the original is empty."""
+        return "A" + self.digest("accession", accession, study_instance_uid)[:6].hex().upper()
+
 
 def seed_id(seed: int) -> str:
     """A loggable name for an identity seed (not the seed itself)."""

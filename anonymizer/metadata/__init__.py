@@ -1,22 +1,94 @@
-"""PS3.15 header de-identification. Entry point: :func:`deidentify`."""
+"""PS3.15 header de-identification. Entry point: :func:`deidentify`.
+
+``deidentify`` applies the shipped Table E.1-1 with the plan's options and overrides (compiled once per plan),
+keyed pseudonyms and date shift from the :class:`~anonymizer.keys.KeyRing`, removes private tags, strips
+APP1–APP15/COM from encapsulated JPEG frames without decoding them, and marks the header. Any failure raises a
+:class:`~anonymizer.metadata.errors.MetadataError`, on which the caller quarantines.
+"""
 
 from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
-from anonymizer.plans import MetadataPlan, PixelReport
+from anonymizer.metadata.compiled import CompiledPlan, compile_plan
+from anonymizer.metadata.encapsulated import strip_jpeg_markers
+from anonymizer.metadata.errors import BurnedInAnnotationError, MetadataError
+from anonymizer.metadata.marking import mark
+from anonymizer.metadata.walker import Context, scrub
+from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption
+
+__all__ = ["BurnedInAnnotationError", "MetadataError", "deidentify"]
+
+# File meta attributes that can name the sending station or carry private payloads.
+FILE_META_DROP = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+PSEUDONYM_KEYWORDS = (
+    (0x00100020, "PatientID", "patient_pseudonym"),
+    (0x00100010, "PatientName", "patient_pseudonym"),
+    (0x00200010, "StudyID", "study_id"),
+    (0x00080050, "AccessionNumber", "accession"),
+)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
+    """Keyed per-instance values, taken from the original header before anything changes."""
+    study_uid = _text(ds, "StudyInstanceUID")
+    pid = _text(ds, "PatientID")
+    if pid:
+        pseudonym = keys.patient_pseudonym(pid, _text(ds, "IssuerOfPatientID"))
+    else:  # no PatientID: the study is its own patient, never pooled with other ID-less photos
+        pseudonym = keys.patient_pseudonym("study:" + study_uid, "\x00no-patient-id")
+    plan = cp.plan
+    return Context(
+        keys=keys,
+        compiled=cp,
+        patient_pseudonym=pseudonym,
+        days=keys.date_offset_days(pseudonym, plan.date_offset_min_days, plan.date_offset_max_days),
+        seconds=keys.time_offset_seconds(pseudonym),
+        study_id=keys.study_id(study_uid, _text(ds, "StudyID")),
+        accession=keys.accession_number(_text(ds, "AccessionNumber"), study_uid),
+    )
+
+
+def _ensure_pseudonyms(ds: Dataset, ctx: Context) -> None:
+    """Type 2 identifiers that research PACSes merge on must be present and non-empty."""
+    overridden = {o.tag for o in ctx.compiled.plan.overrides}
+    for tag, keyword, value in PSEUDONYM_KEYWORDS:
+        if tag not in overridden and not _text(ds, keyword):
+            setattr(ds, keyword, getattr(ctx, value))
+
+
+def _file_meta(ds: Dataset, ctx: Context) -> None:
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return
+    for tag in FILE_META_DROP:
+        if tag in meta:
+            del meta[tag]
+    if "MediaStorageSOPInstanceUID" in meta and ProfileOption.RETAIN_UIDS not in ctx.compiled.plan.options:
+        meta.MediaStorageSOPInstanceUID = ctx.uid(str(meta.MediaStorageSOPInstanceUID))
 
 
 def deidentify(ds: Dataset, plan: MetadataPlan, keys: KeyRing, pixel_report: PixelReport | None) -> Dataset:
-    """Placeholder until the full Table E.1-1 lands: remaps the identifying core deterministically."""
-    pseudonym = keys.patient_pseudonym(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
-    ds.PatientID = pseudonym
-    ds.PatientName = pseudonym
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        if keyword in ds:
-            setattr(ds, keyword, keys.uid(str(getattr(ds, keyword))))
-    if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PatientIdentityRemoved = "YES"
+    """De-identify ``ds`` in place and return it. Raises MetadataError; never returns a half-done header."""
+    burned_in = _text(ds, "BurnedInAnnotation").upper() == "YES"
+    if burned_in and not plan.allow_burned_in_annotation:
+        raise BurnedInAnnotationError("BurnedInAnnotation is YES and the rule does not allow it")
+    cp = compile_plan(plan)
+    ctx = _context(ds, cp, keys)
+    try:
+        scrub(ds, ctx)
+        _ensure_pseudonyms(ds, ctx)
+        _file_meta(ds, ctx)
+        strip_jpeg_markers(ds)
+        mark(ds, plan, pixel_report, burned_in)
+    except MetadataError:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise MetadataError(f"header could not be de-identified: {type(exc).__name__}") from exc
     return ds

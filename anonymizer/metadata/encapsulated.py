@@ -1,0 +1,107 @@
+"""Encapsulated Pixel Data: split into frames, strip JPEG markers per frame, re-encapsulate only on change.
+
+The Pixel Data bytes are read in place (no decode, no copy); a new value is built, in one copy, only when a
+frame actually lost a segment.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from anonymizer.metadata.errors import UnsupportedPixelEncodingError
+from anonymizer.metadata.jpeg_markers import strip_frame
+
+PIXEL_DATA = 0x7FE00010
+EXTENDED_OFFSET_TABLE = 0x7FE00001
+EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
+ITEM = b"\xfe\xff\x00\xe0"
+SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"
+# Transfer syntaxes whose frames are JPEG marker streams (baseline, extended, progressive, lossless, LS).
+JPEG_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+})
+
+
+def fragments(value: bytes) -> tuple[bool, list[tuple[int, int]]]:
+    """(has a non-empty basic offset table, [(start, stop)] of every fragment after it) — offsets in value."""
+    spans: list[tuple[int, int]] = []
+    pos, size = 0, len(value)
+    while pos + 8 <= size:
+        tag = value[pos:pos + 4]
+        length = struct.unpack_from("<I", value, pos + 4)[0]
+        if tag == SEQUENCE_DELIMITER:
+            break
+        if tag != ITEM or pos + 8 + length > size:
+            raise UnsupportedPixelEncodingError("encapsulated Pixel Data: malformed item")
+        spans.append((pos + 8, pos + 8 + length))
+        pos += 8 + length
+    if not spans:
+        raise UnsupportedPixelEncodingError("encapsulated Pixel Data: no basic offset table item")
+    bot = spans.pop(0)
+    return bot[1] > bot[0], spans
+
+
+def frames(value: bytes, spans: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Group fragments into frames: a fragment that starts with SOI starts a new frame."""
+    grouped: list[list[tuple[int, int]]] = []
+    for start, stop in spans:
+        if value[start:start + 2] == b"\xff\xd8" or not grouped:
+            grouped.append([])
+        grouped[-1].append((start, stop))
+    return grouped
+
+
+def _strip(value: bytes, frame: list[tuple[int, int]], fast: bool) -> bytes | None:
+    if len(frame) == 1:
+        return strip_frame(value, frame[0][0], frame[0][1], fast=fast)
+    return strip_frame(_joined(value, frame), fast=fast)
+
+
+def _joined(value: bytes, frame: list[tuple[int, int]]) -> bytes:
+    return b"".join(memoryview(value)[a:b] for a, b in frame)
+
+
+def _encapsulate(frames_out: list[bytes | memoryview], with_bot: bool) -> bytes:
+    items: list[bytes | memoryview] = []
+    offsets, offset = [], 0
+    for data in frames_out:
+        pad = len(data) & 1
+        offsets.append(offset)
+        items += [ITEM, struct.pack("<I", len(data) + pad), data, b"\x00" * pad]
+        offset += 8 + len(data) + pad
+    bot = struct.pack(f"<{len(offsets)}I", *offsets) if with_bot else b""
+    return b"".join([ITEM, struct.pack("<I", len(bot)), bot, *items])
+
+
+def strip_jpeg_markers(ds: Dataset, fast: bool = True) -> bool:
+    """Strip APP1–APP15/COM from every frame of a JPEG-encoded dataset in place; True when bytes changed."""
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    raw = ds.get_item(PIXEL_DATA)
+    if syntax not in JPEG_SYNTAXES or raw is None or not raw.value:
+        return False
+    value = raw.value
+    has_bot, spans = fragments(value)
+    grouped = frames(value, spans)
+    expected = int(ds.get("NumberOfFrames", 1) or 1)
+    if len(grouped) != expected:
+        raise UnsupportedPixelEncodingError("encapsulated Pixel Data: frame count does not match")
+    stripped = [_strip(value, frame, fast) for frame in grouped]
+    if all(s is None for s in stripped):
+        return False
+    view = memoryview(value)
+    out: list[bytes | memoryview] = []
+    for frame, new in zip(grouped, stripped, strict=True):
+        if new is not None:
+            out.append(new)
+        else:
+            out.append(view[frame[0][0]:frame[0][1]] if len(frame) == 1 else _joined(value, frame))
+    ds[PIXEL_DATA] = DataElement(PIXEL_DATA, "OB", _encapsulate(out, has_bot or expected > 1),
+                                 is_undefined_length=True)
+    for tag in (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):
+        if tag in ds:
+            del ds[tag]  # offsets changed; the basic offset table above is rebuilt instead
+    return True

@@ -1,0 +1,77 @@
+"""Mark a de-identified header: identity removed, method, CID 7050 codes, temporal and visual flags."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
+from anonymizer.metadata.table import load_table
+from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption
+
+ENGINE = "VerA Gateway metadata 1"
+
+# CID 7050 De-identification Method (PS3.16), coding scheme DCM.
+CID_7050: dict[str, str] = {
+    "113100": "Basic Application Confidentiality Profile",
+    "113101": "Clean Pixel Data Option",
+    "113102": "Clean Recognizable Visual Features Option",
+    "113103": "Clean Graphics Option",
+    "113104": "Clean Structured Content Option",
+    "113105": "Clean Descriptors Option",
+    "113106": "Retain Longitudinal Temporal Information Full Dates Option",
+    "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
+    "113108": "Retain Patient Characteristics Option",
+    "113109": "Retain Device Identity Option",
+    "113110": "Retain UIDs Option",
+    "113111": "Retain Safe Private Option",
+    "113112": "Retain Institution Identity Option",
+}
+OPTION_CODE: dict[ProfileOption, str] = {
+    ProfileOption.CLEAN_GRAPHICS: "113103",
+    ProfileOption.CLEAN_STRUCTURED_CONTENT: "113104",
+    ProfileOption.CLEAN_DESCRIPTORS: "113105",
+    ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES: "113106",
+    ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES: "113107",
+    ProfileOption.RETAIN_PATIENT_CHARACTERISTICS: "113108",
+    ProfileOption.RETAIN_DEVICE_IDENTITY: "113109",
+    ProfileOption.RETAIN_UIDS: "113110",
+    ProfileOption.RETAIN_SAFE_PRIVATE: "113111",
+    ProfileOption.RETAIN_INSTITUTION_IDENTITY: "113112",
+}
+
+
+def applied_codes(plan: MetadataPlan, pixel_report: PixelReport | None) -> list[str]:
+    """CID 7050 codes for exactly what this plan and pixel report applied, in code order."""
+    options = set(plan.options)
+    if ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in options:
+        options.discard(ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES)  # modified dates win (table.resolve)
+    codes = {"113100", *(OPTION_CODE[ProfileOption(o)] for o in options)}
+    if pixel_report is not None and pixel_report.faces_replaced_and_verified:
+        codes.add("113102")
+    return sorted(codes)
+
+
+def _method_values(plan: MetadataPlan, pixel_report: PixelReport | None) -> list[str]:
+    values = [ENGINE, f"PS3.15 E.1-1 {load_table().edition}",
+              f"rules {plan.rule_set_name} {plan.rule_set_hash[:16]}".strip()]
+    if pixel_report is not None:
+        values.append(f"pixels {pixel_report.engine}")
+    return [v.replace("\\", "/")[:64] for v in values]
+
+
+def mark(ds: Dataset, plan: MetadataPlan, pixel_report: PixelReport | None, burned_in: bool) -> None:
+    """Write the de-identification marking attributes (PS3.15 E.1.1, PS3.3 C.12.1)."""
+    ds.PatientIdentityRemoved = "NO" if burned_in else "YES"
+    ds.DeidentificationMethod = _method_values(plan, pixel_report)
+    items = []
+    for code in applied_codes(plan, pixel_report):
+        item = Dataset()
+        item.CodeValue = code
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = CID_7050[code]
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = items
+    full = ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES in plan.options
+    modified = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in plan.options
+    ds.LongitudinalTemporalInformationModified = "UNMODIFIED" if full and not modified else "MODIFIED"
+    verified = pixel_report is not None and pixel_report.faces_replaced_and_verified
+    ds.RecognizableVisualFeatures = "NO" if verified else "YES"
