@@ -14,6 +14,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from rich.console import Console
 from rich.table import Table
 
@@ -48,7 +49,7 @@ class AttributeChange:
 class Explanation:
     rules_name: str
     rules_sha256: str
-    source_allowed: bool
+    source_allowed: bool | None  # None: no calling AE/address given, sources not checked
     traces: tuple[RouteTrace, ...]
     decision: RouteDecision
     changes: tuple[AttributeChange, ...]
@@ -72,33 +73,39 @@ def explain(
     pixel_report: PixelReport | None = None,
 ) -> Explanation:
     """Trace the routes, decide, and de-identify a copy of the header to show before → after."""
-    traces = _trace(ds, rules, calling_ae)
     decision = rules.decide(ds, calling_ae, calling_ip)
-    note = (
-        ""
-        if keys is not None
-        else "pseudonyms use a throw-away secret (pass --secret-file to match the gateway)"
-    )
-    changes: tuple[AttributeChange, ...] = ()
     if decision.action != RouteAction.FORWARD:
+        changes: tuple[AttributeChange, ...] = ()
         note = f"not forwarded ({decision.action.value}: {decision.reason}); the header is not de-identified"
     else:
-        after = deidentify(
-            copy.deepcopy(ds), decision.metadata, keys or KeyRing(secrets.token_bytes(32)), pixel_report
-        )
-        overrides = {o.tag: o.action.value for o in decision.metadata.overrides}
-        changes = tuple(_diff(ds, after, "", overrides))
-        if hasattr(ds, "file_meta"):
-            changes += tuple(_diff(ds.file_meta, getattr(after, "file_meta", Dataset()), "meta:", {}))
+        changes, note = _changes(ds, decision, keys, pixel_report)
     return Explanation(
         rules.name,
         rules.sha256,
-        rules.source_allowed(calling_ae, calling_ip),
-        tuple(traces),
+        rules.source_allowed(calling_ae, calling_ip) if calling_ae or calling_ip else None,
+        tuple(_trace(ds, rules, calling_ae)),
         decision,
         changes,
         note,
     )
+
+
+def _changes(
+    ds: Dataset, decision: RouteDecision, keys: KeyRing | None, pixel_report: PixelReport | None
+) -> tuple[tuple[AttributeChange, ...], str]:
+    note = "" if keys else "pseudonyms use a throw-away secret (pass --secret-file to match the gateway)"
+    try:
+        after = deidentify(
+            copy.deepcopy(ds), decision.metadata, keys or KeyRing(secrets.token_bytes(32)), pixel_report
+        )
+    except Exception as exc:  # the gateway quarantines on these; explain says so instead of crashing
+        reason = getattr(exc, "reason", type(exc).__name__)
+        return (), f"the metadata stage refuses this file ({reason}: {exc}); the gateway would quarantine it"
+    overrides = {o.tag: o.action.value for o in decision.metadata.overrides}
+    changes = _diff(ds, after, "", overrides)
+    if hasattr(ds, "file_meta"):
+        changes += _diff(ds.file_meta, getattr(after, "file_meta", Dataset()), "meta:", {})
+    return tuple(changes), note
 
 
 def _trace(ds: Dataset, rules: RuleSet, calling_ae: str) -> list[RouteTrace]:
@@ -170,6 +177,8 @@ def _show(elem: DataElement | None) -> str:
         return f"<{len(value)} item{'s' if len(value) != 1 else ''}>"
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
+    if isinstance(value, MultiValue | list):
+        value = "\\".join(str(v) for v in value)
     text = "" if value is None else str(value)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
@@ -177,7 +186,7 @@ def _show(elem: DataElement | None) -> str:
 def render(expl: Explanation, console: Console, *, source: str = "") -> None:
     """Rich output for the admin's terminal (holds PHI: never send it to a log)."""
     console.print(f"[bold]rules[/] {expl.rules_name}  sha256 {expl.rules_sha256[:16]}  {source}")
-    if not expl.source_allowed:
+    if expl.source_allowed is False:
         console.print(
             "[red]calling AE title/address is not in sources: the gateway refuses the association[/]"
         )

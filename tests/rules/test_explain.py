@@ -81,3 +81,16 @@ def test_cli_check_and_explain(tmp_path: Path, capsys: object) -> None:
     assert main(["check", str(broken)]) == 1
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert f"{broken.resolve()}:2:19: error: destination 'nowhere' is not defined\n" in out
+
+
+def test_explain_a_real_photo_with_the_orthodontics_example(tmp_path: Path, capsys: object) -> None:
+    from tests.conftest import face_photos, make_vl_photo
+
+    dcm = tmp_path / "ortho.dcm"
+    make_vl_photo(face_photos(1)[0]).save_as(dcm, enforce_file_format=True)
+    rules = Path(__file__).resolve().parents[2] / "dicom_rules" / "examples" / "orthodontics.yaml"
+    assert main(["explain", str(dcm), "--rules", str(rules), "--calling-ae", "ORTHO_CAM1"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "route ortho-photos → forward research-orthanc" in out
+    assert "Doe^Jane^Q" in out  # before value, on the admin's terminal only
+    assert "preserve" in out and "mouth" in out and "vera" in out
