@@ -106,7 +106,7 @@ def build_ae(config: GatewayConfig) -> AE:
 def association_limits(config: GatewayConfig) -> AssociationLimits:
     return AssociationLimits(
         max_associations=config.max_associations,
-        max_per_source=config.max_associations,
+        max_per_source=config.max_associations_per_source,
         acse_timeout_s=config.acse_timeout_s,
         dimse_timeout_s=config.dimse_timeout_s,
         idle_timeout_s=config.network_timeout_s,
@@ -117,7 +117,8 @@ def association_limits(config: GatewayConfig) -> AssociationLimits:
 def association_policy(config: GatewayConfig, rules: RuleSet) -> AssociationPolicy:
     """Allowed callers from the service config plus the rule file's ``sources``; none at all = open."""
     sources = tuple(Source(c.ae_title, tuple(c.networks)) for c in config.allowed_callers)
-    return AssociationPolicy(sources + tuple(rules.sources), frozenset(), association_limits(config))
+    called = frozenset({config.ae_title}) if config.check_called_ae else frozenset()
+    return AssociationPolicy(sources + tuple(rules.sources), called, association_limits(config))
 
 
 def association_handlers(config: GatewayConfig, rules: RuleSet) -> list[tuple[Any, Any]]:

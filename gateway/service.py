@@ -15,6 +15,7 @@ import structlog
 
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
+from dicom_rules.watcher import RulesWatcher
 from gateway.config import GatewayConfig, load_rule_set
 from gateway.forwarder import Forwarder
 from gateway.grouping import Scheduler
@@ -40,7 +41,10 @@ class Service:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.secret = load_or_create_secret(config.secret_path)
         self.keys = KeyRing(self.secret)
-        self._rules = rules if rules is not None else load_rule_set(config)
+        self.watcher: RulesWatcher | None = None
+        if rules is None and config.rules_file is not None:
+            self.watcher = RulesWatcher(config.resolve(config.rules_file))
+        self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = Ledger(config.ledger_path, clock=clock)
         self.spool = ContentStore(config.spool_dir, writer=spool_writer)
         self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
@@ -51,9 +55,14 @@ class Service:
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
         self.server: Any = None
+        self.tls_server: Any = None
         self.http: Any = None
 
     def rules(self) -> RuleSet:
+        """The rule set in force (hot-reloaded from the rules file when one is configured)."""
+        if self.watcher is not None:
+            return self.watcher.current()
+        assert self._rules is not None
         return self._rules
 
     def set_rules(self, rules: RuleSet) -> None:
@@ -75,6 +84,11 @@ class Service:
         recovered = self.ledger.recover()
         LOG.info("service.recovered", **recovered)
         self.server = start_scp(self.config, self.intake, self.rules())
+        if self.config.tls is not None:
+            ctx = self.config.tls.context(self.config.resolve)
+            self.tls_server = start_scp(
+                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx
+            )
         for name, target in (
             ("scheduler", self.scheduler.run),
             ("forwarder", self.forwarder.run),
@@ -98,6 +112,8 @@ class Service:
         while not stop.is_set():
             try:
                 self.update_gauges()
+                if self.watcher is not None:
+                    self.watcher.poll()
             except Exception:
                 LOG.exception("service.gauges_failed")
             stop.wait(1.0)
@@ -112,8 +128,9 @@ class Service:
 
     def stop(self) -> None:
         self.stop_event.set()
-        if self.server is not None:
-            self.server.shutdown()
+        for server in (self.server, self.tls_server):
+            if server is not None:
+                server.shutdown()
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()

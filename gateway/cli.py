@@ -1,0 +1,227 @@
+"""``vera-gateway``: serve, status, quarantine list|show|replay, echo, plus other modules' command groups.
+
+Adding a command group: write a module with ``add_parser(subparsers) -> ArgumentParser`` that registers its
+sub-command and sets ``func(args) -> int`` as the parser default, then append its dotted name to
+``COMMAND_MODULES``. The global ``--config`` and ``--data-dir`` options are on ``args``. A listed module that
+does not exist yet is skipped; any other import error is raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+COMMAND_MODULES = (
+    "dicom_rules.cli",  # rules check|explain|schema
+    "gateway.doctor",  # doctor
+    "gateway.face_cli",  # donors, anonymize, import-photos (face pipeline)
+    "anonymizer.engines.vera.cli",  # vera (neural engine)
+)
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> Any:
+    from gateway.config import load_config
+
+    return load_config(args.config, data_dir=args.data_dir, **overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.logs import configure_logging
+    from gateway.service import Service
+
+    configure_logging(args.log_level)
+    config = _config(
+        args,
+        port=args.port,
+        bind=args.bind,
+        ae_title=args.ae_title,
+        rules_file=args.rules,
+        metrics_port=args.metrics_port,
+        workers=args.workers,
+        quiet_period_s=args.quiet_period,
+    )
+    service = Service(config)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    service.start()
+    done.wait()
+    service.stop()
+    return 0
+
+
+def _age(oldest: float | None) -> str:
+    if oldest is None:
+        return "-"
+    seconds = max(0.0, time.time() - oldest)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.ledger import Ledger
+
+    config = _config(args)
+    if not config.ledger_path.exists():
+        print(f"no ledger at {config.ledger_path}", file=sys.stderr)
+        return 1
+    ledger = Ledger(config.ledger_path)
+    counts = ledger.counts()
+    console = Console()
+    for table_name in ("instances", "jobs"):
+        table = Table(title=table_name)
+        for col in ("state", "count", "oldest"):
+            table.add_column(col, justify="left" if col == "state" else "right")
+        for state, (n, oldest) in sorted(counts.get(table_name, {}).items()):
+            table.add_row(state, str(n), _age(oldest))
+        console.print(table)
+    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from gateway.ledger import Ledger
+
+    ledger = Ledger(_config(args).ledger_path)
+    console = Console()
+    if args.quarantine_command == "list":
+        table = Table(title="quarantine")
+        for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
+            table.add_column(col)
+        for row in ledger.quarantine_items(include_released=args.all):
+            table.add_row(
+                str(row["id"]),
+                row["kind"],
+                str(row["instance_id"] or "-"),
+                str(row["job_id"] or "-"),
+                row["reason"],
+                row["calling_ae"],
+                _age(row["created_at"]),
+                "yes" if row["released_at"] else "",
+            )
+        console.print(table)
+        return 0
+    if args.quarantine_command == "show":
+        row = ledger.quarantine_item(args.id)
+        if row is None:
+            console.print(f"no quarantine item {args.id}")
+            return 1
+        table = Table(title=f"quarantine item {args.id}", show_header=False)
+        for key in row.keys():  # noqa: SIM118 (sqlite3.Row)
+            table.add_row(key, str(row[key]))
+        if row["instance_id"] is not None:
+            inst = ledger.query(
+                "SELECT state, patient_key, sop_class_uid, size, job_id FROM instances WHERE id=?",
+                (row["instance_id"],),
+            )
+            for key in inst[0].keys() if inst else ():
+                table.add_row(f"instance.{key}", str(inst[0][key]))
+        console.print(table)
+        return 0
+    try:
+        new_state = ledger.release_quarantine(args.id)
+    except LookupError as exc:
+        console.print(str(exc))
+        return 1
+    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
+    return 0
+
+
+def resolve_destination(name: str, config: Any) -> Any:
+    """A destination name from the rules, or ``AE@host:port`` for an ad-hoc DICOM peer."""
+    from dicom_rules import DicomDestination
+    from gateway.config import load_rule_set
+
+    if "@" in name:
+        ae_title, _, address = name.partition("@")
+        host, _, port = address.rpartition(":")
+        return DicomDestination(name=name, ae_title=ae_title, host=host, port=int(port))
+    destinations = load_rule_set(config).destinations
+    if name not in destinations:
+        raise LookupError(f"unknown destination {name!r}; known: {', '.join(sorted(destinations)) or 'none'}")
+    return destinations[name]
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    from gateway.destinations import sender_for
+
+    config = _config(args)
+    try:
+        destination = resolve_destination(args.destination, config)
+    except (LookupError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    ok = sender_for(destination, config).echo()
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"{args.destination}: {'OK' if ok else 'FAILED'} ({elapsed:.0f} ms)")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vera-gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=None, help="service config YAML (optional)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="spool/ledger/outbox root (default var/)")
+    # also accepted after the sub-command (``serve --data-dir var``); SUPPRESS keeps the global value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run the gateway (SCP, pipeline, forwarder, metrics)"
+    )
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--bind")
+    serve.add_argument("--ae-title")
+    serve.add_argument("--rules", type=Path, help="rule file (default: the shipped default rules)")
+    serve.add_argument("--metrics-port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--quiet-period", type=float)
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser(
+        "status", parents=[common], help="queue depth per state, oldest item age, quarantine count"
+    ).set_defaults(func=cmd_status)
+    quarantine = sub.add_parser("quarantine", parents=[common], help="list, show or replay quarantined items")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    qlist = qsub.add_parser("list")
+    qlist.add_argument("--all", action="store_true", help="include released items")
+    for name in ("show", "replay"):
+        qsub.add_parser(name).add_argument("id", type=int)
+    quarantine.set_defaults(func=cmd_quarantine)
+    echo = sub.add_parser(
+        "echo", parents=[common], help="C-ECHO a destination (rule-file name or AE@host:port)"
+    )
+    echo.add_argument("destination")
+    echo.set_defaults(func=cmd_echo)
+    for module_name in COMMAND_MODULES:
+        _register(module_name, sub)
+    return parser
+
+
+def _register(module_name: str, subparsers: Any) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return  # not written yet
+        raise
+    module.add_parser(subparsers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
