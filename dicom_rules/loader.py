@@ -21,6 +21,7 @@ from dicom_rules.decision import (
     Source,
     TlsSettings,
 )
+from dicom_rules.hints import hint_for
 from dicom_rules.matching import AttributeCondition, Route
 from dicom_rules.model import (
     CALLING_AE,
@@ -72,7 +73,7 @@ def _from_pydantic(doc: SourceDoc, error: Any) -> RuleError:
     where = doc.loc(loc, at_key=kind in AT_KEY_TYPES)
     names = [p for p in loc if isinstance(p, str) and p not in UNION_TAGS and p != KEY]
     field = names[-1] if names else ""
-    hint = str((error.get("ctx") or {}).get("hint", ""))
+    hint = hint_for(kind, field, error.get("ctx"))
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(field, sorted(all_field_names()), n=1)
         return RuleError(

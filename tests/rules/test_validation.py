@@ -80,6 +80,7 @@ def test_broken_file_reports_every_error_at_its_line_and_column(tmp_path: Path) 
         assert error.loc.file == path.resolve()
         assert message in error.message
         assert hint in error.hint
+        assert error.hint, f"no hint for: {error.message}"
     assert str(errors[0]).startswith(f"{path.resolve()}:5:16: error: ")
 
 
