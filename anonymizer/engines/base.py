@@ -23,6 +23,7 @@ class AlignedFace:
     landmarks: np.ndarray  # (68, 2) float32, crop pixel coordinates (x, y)
     masks: dict[Region, np.ndarray] = field(default_factory=dict)  # (S, S) float32 in [0, 1]
     photo_index: int = 0  # which photo of the group this face came from
+    descriptor: np.ndarray | None = None  # (128,) dlib descriptor of the original face, when known
 
 
 class Engine(Protocol):

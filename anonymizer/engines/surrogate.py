@@ -1,0 +1,276 @@
+"""Surrogate engine (weight-free default): a k-Same-style synthetic face from a consented donor bank.
+
+For one pairing group the keyed identity seed walks a seeded permutation of the donor identities and keeps the
+first k that are far from the patient in identity (dlib distance) but close in skin tone and apparent sex/age.
+For every face of the group the same donors are used: each donor contributes the photo closest in expression,
+their shape-free textures are averaged, the face shape moves to the donors' mean shape (aligned to the
+patient's
+pose; preserved-region landmarks stay put), the texture is warped onto it, matched in colour (Lab) to the
+patient's skin and Poisson-blended into the crop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import (
+    DonorBank,
+    DonorBankError,
+    DonorPhoto,
+    cached_bank,
+    expression,
+    ita_degrees,
+    skin_lab,
+    skin_mask,
+)
+from anonymizer.engines.base import AlignedFace, register
+from anonymizer.faces import align
+from anonymizer.faces.verify import descriptor, distance
+from anonymizer.faces.warp import extended, piecewise_affine, triangulate
+from anonymizer.plans import Region
+
+log = logging.getLogger(__name__)
+
+DONOR_BANK_ENV = "VERA_DONOR_BANK"
+# landmark indices that stay at the patient's position when their region is preserved
+REGION_POINTS: dict[Region, tuple[int, ...]] = {
+    Region.MOUTH: tuple(range(48, 68)),
+    Region.NOSE: tuple(range(27, 36)),
+    Region.EYES: tuple(range(36, 48)),
+    Region.BROWS: tuple(range(17, 27)),
+    Region.FACE: tuple(range(68)),
+}
+# donor-selection tiers, strictest first: (min identity distance, skin-tone tolerance in ITA°, same sex, age)
+# dlib puts different people of one sex and ancestry at 0.55-0.75, so identity is a floor, not a goal: the
+# average of k donors moves far from everyone. Tone relaxes before sex, sex before anything else.
+TIERS: tuple[tuple[float, float, bool, bool], ...] = (
+    (0.62, 8.0, True, True),
+    (0.62, 12.0, True, False),
+    (0.60, 18.0, True, False),
+    (0.60, 28.0, True, False),
+    (0.55, 45.0, True, False),
+    (0.55, 360.0, True, False),
+    (0.55, 360.0, False, False),
+)
+
+
+@dataclass(frozen=True)
+class SurrogateSettings:
+    donor_bank: Path | None = None
+    k: int = 4  # donors averaged per synthetic identity
+    shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
+    jaw_weight: float = 0.35  # outline landmarks move less: the face must still fit the head
+    sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
+    age_tolerance: float = 15.0
+    max_std_ratio: float = 1.5  # colour transfer limits
+
+
+@dataclass(frozen=True)
+class DonorChoice:
+    identities: tuple[str, ...]
+    tier: int
+
+
+class SurrogateEngine:
+    name = "surrogate"
+    produces_face = True
+
+    def __init__(self, settings: SurrogateSettings, bank: DonorBank | None = None) -> None:
+        self.settings = settings
+        self._bank = bank
+        self.last_choice: DonorChoice | None = None
+
+    @property
+    def bank(self) -> DonorBank:
+        if self._bank is None:
+            path = self.settings.donor_bank or (
+                Path(os.environ[DONOR_BANK_ENV]) if DONOR_BANK_ENV in os.environ else None
+            )
+            if path is None:
+                raise DonorBankError("no donor bank configured (option donor_bank or $VERA_DONOR_BANK)")
+            self._bank = cached_bank(path)
+        return self._bank
+
+    @property
+    def crop_size(self) -> int:
+        return self.bank.crop_size
+
+    def anonymize(
+        self, faces: Sequence[AlignedFace], identity_seed: int, preserve: tuple[Region, ...]
+    ) -> list[np.ndarray]:
+        if not faces:
+            return []
+        bank = self.bank
+        patient = _patient_profile(faces, bank)
+        choice = choose_donors(bank, identity_seed, patient, self.settings)
+        self.last_choice = choice
+        groups = bank.by_identity()
+        donors = [groups[i] for i in choice.identities]
+        tris = triangulate(extended(bank.reference, bank.crop_size))
+        return [self._synthesize(face, donors, tris, preserve) for face in faces]
+
+    def _synthesize(
+        self,
+        face: AlignedFace,
+        donors: list[list[DonorPhoto]],
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+    ) -> np.ndarray:
+        size = self.bank.crop_size
+        want = expression(face.landmarks)
+        picks = [min(photos, key=lambda p: float(np.abs(p.expression - want).sum())) for photos in donors]
+        texture = _sharpen(robust_mean([p.texture for p in picks]), self.settings.sharpen)
+        target = _target_shape(
+            face.landmarks, np.mean([p.landmarks for p in picks], axis=0), preserve, self.settings
+        )
+        synth = piecewise_affine(
+            texture, extended(self.bank.reference, size), extended(target, size), tris, size
+        )
+        synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
+        return _poisson(synth, face, preserve)
+
+
+def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
+    descs = [f.descriptor if f.descriptor is not None else descriptor(f.image, f.landmarks) for f in faces]
+    lab = np.mean([skin_lab(f.image, skin_mask(f.landmarks, f.image.shape[0])) for f in faces], axis=0)
+    sex, age = _apparent_sex_age(np.mean(descs, axis=0), bank)
+    return {"descriptors": descs, "ita": ita_degrees(lab), "sex": sex, "age": age}
+
+
+def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[str, float]:
+    """Apparent sex from the donors' sex centroids in descriptor space (a linear split, no extra model);
+    apparent age as the median of the k nearest donors' ages."""
+    female = [p.descriptor for p in bank.photos if p.sex == "F"]
+    male = [p.descriptor for p in bank.photos if p.sex == "M"]
+    sex = ""
+    if female and male:
+        mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
+        sex = "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
+    aged = [p for p in bank.photos if np.isfinite(p.age)]
+    near = sorted(aged, key=lambda p: distance(p.descriptor, desc))[:k]
+    return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
+
+
+def choose_donors(
+    bank: DonorBank, seed: int, patient: dict[str, Any], settings: SurrogateSettings
+) -> DonorChoice:
+    """First k identities of the seeded permutation passing the strictest tier that yields k."""
+    groups = bank.by_identity()
+    ids = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    stats = {i: _donor_stats(groups[i], patient) for i in ids}
+    for tier_index, tier in enumerate(TIERS):
+        chosen = [ids[j] for j in order if _passes(stats[ids[j]], patient, tier, settings)][: settings.k]
+        if len(chosen) == settings.k:
+            return DonorChoice(tuple(chosen), tier_index)
+    raise DonorBankError(f"donor bank too small: need {settings.k} donors far from the patient")
+
+
+def _donor_stats(photos: list[DonorPhoto], patient: dict[str, Any]) -> dict[str, Any]:
+    dist = min(distance(p.descriptor, d) for p in photos for d in patient["descriptors"])
+    ita = float(np.mean([ita_degrees(p.skin_lab) for p in photos]))
+    ages = [p.age for p in photos if np.isfinite(p.age)]
+    return {"dist": dist, "ita": ita, "sex": photos[0].sex, "age": ages[0] if ages else float("nan")}
+
+
+def _passes(
+    donor: dict[str, Any],
+    patient: dict[str, Any],
+    tier: tuple[float, float, bool, bool],
+    settings: SurrogateSettings,
+) -> bool:
+    min_dist, tone_tol, same_sex, use_age = tier
+    if donor["dist"] < min_dist or abs(donor["ita"] - patient["ita"]) > tone_tol:
+        return False
+    if same_sex and patient["sex"] and donor["sex"] and donor["sex"] != patient["sex"]:
+        return False
+    both_aged = np.isfinite(donor["age"]) and np.isfinite(patient["age"])
+    return not (use_age and both_aged and abs(donor["age"] - patient["age"]) > settings.age_tolerance)
+
+
+def robust_mean(textures: Sequence[np.ndarray], sigma: float = 28.0) -> np.ndarray:
+    """Per-pixel mean that down-weights outliers (a strand of hair, a fringe) against the per-pixel median."""
+    stack = np.stack([t.astype(np.float32) for t in textures])  # (k, S, S, 3)
+    median = np.median(stack, axis=0)
+    dev = np.abs(stack - median[None]).mean(-1, keepdims=True)
+    weight = np.exp(-((dev / sigma) ** 2))
+    return (weight * stack).sum(0) / (weight.sum(0) + 1e-6)
+
+
+def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
+    if amount > 0:
+        texture = texture + amount * (texture - cv2.GaussianBlur(texture, (0, 0), 2.0))
+    return np.clip(texture, 0, 255).astype(np.uint8)
+
+
+def _target_shape(
+    patient: np.ndarray, donor_mean: np.ndarray, preserve: tuple[Region, ...], settings: SurrogateSettings
+) -> np.ndarray:
+    """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position."""
+    patient = np.asarray(patient, np.float64)
+    donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
+    weight = np.full(68, settings.shape_weight)
+    weight[:17] = settings.jaw_weight
+    for region in preserve:
+        weight[list(REGION_POINTS.get(region, ()))] = 0.0
+    return (patient + weight[:, None] * (donor - patient)).astype(np.float32)
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+def _match_colour(
+    synth: np.ndarray, synth_lm: np.ndarray, patient: np.ndarray, patient_lm: np.ndarray, max_ratio: float
+) -> np.ndarray:
+    """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics."""
+    size = synth.shape[0]
+    src, dst = _lab(synth), _lab(patient)
+    sm, pm = skin_mask(synth_lm, size), skin_mask(patient_lm, size)
+    if not sm.any() or not pm.any():
+        return synth
+    mu_s, sd_s = src[sm].mean(0), src[sm].std(0) + 1e-3
+    mu_p, sd_p = dst[pm].mean(0), dst[pm].std(0) + 1e-3
+    ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
+    out = (src - mu_s) * ratio + mu_p
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def _poisson(synth: np.ndarray, face: AlignedFace, preserve: tuple[Region, ...]) -> np.ndarray:
+    """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes."""
+    size = synth.shape[0]
+    domain = face.masks.get(Region.FACE)
+    if domain is None:
+        from anonymizer.faces.regions import RegionSettings, region_mask
+
+        domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    mask = (np.asarray(domain) > 0.5).astype(np.uint8) * 255
+    for region in preserve:
+        if region in face.masks:
+            mask[np.asarray(face.masks[region]) > 0.5] = 0
+    mask[:3, :] = mask[-3:, :] = 0
+    mask[:, :3] = mask[:, -3:] = 0
+    if not mask.any():
+        return face.image.copy()
+    x, y, w, h = cv2.boundingRect(mask)
+    centre = (x + w // 2, y + h // 2)
+    return cv2.seamlessClone(synth, face.image, mask, centre, cv2.NORMAL_CLONE)
+
+
+@register("surrogate")
+def _factory(options: dict[str, Any]) -> SurrogateEngine:
+    bank = options.get("bank")
+    path = options.get("donor_bank")
+    fields = {
+        k: v for k, v in options.items() if k in SurrogateSettings.__dataclass_fields__ and k != "donor_bank"
+    }
+    settings = SurrogateSettings(donor_bank=Path(path) if path else None, **fields)
+    return SurrogateEngine(settings, bank if isinstance(bank, DonorBank) else None)

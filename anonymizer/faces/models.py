@@ -1,0 +1,63 @@
+"""Lazily loaded face models, shared per process (thread-safe, loaded once, never at import).
+
+MTCNN (facenet-pytorch, weights in the wheel) is the primary detector; dlib's HOG detector is the independent
+second detector used for verification; dlib's 68-point shape predictor and ResNet face recognizer come from
+``face_recognition_models``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DlibModels:
+    hog: Any  # dlib.fhog_object_detector
+    predictor: Any  # dlib.shape_predictor (68 points)
+    recognizer: Any  # dlib.face_recognition_model_v1
+
+
+def _model_paths() -> tuple[str, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # face_recognition_models imports pkg_resources
+        import face_recognition_models as frm
+    return frm.pose_predictor_model_location(), frm.face_recognition_model_location()
+
+
+@lru_cache(maxsize=1)
+def _dlib_models() -> DlibModels:
+    import dlib
+
+    predictor_path, recognizer_path = _model_paths()
+    return DlibModels(
+        hog=dlib.get_frontal_face_detector(),
+        predictor=dlib.shape_predictor(predictor_path),
+        recognizer=dlib.face_recognition_model_v1(recognizer_path),
+    )
+
+
+def dlib_models() -> DlibModels:
+    with _lock:
+        return _dlib_models()
+
+
+@lru_cache(maxsize=1)
+def _mtcnn() -> Any:
+    import torch
+    from facenet_pytorch import MTCNN
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # clinical photos hold large faces: a coarse pyramid start (min face 40 px on the downscaled copy) is
+    # several times faster than the default 20 px and loses nothing at that size
+    return MTCNN(keep_all=True, device=device, post_process=False, min_face_size=40)
+
+
+def mtcnn() -> Any:
+    with _lock:
+        return _mtcnn()

@@ -1,0 +1,174 @@
+"""The face pipeline for one pairing group: detect → align → engine → paste back → keep region → verify.
+
+Every engine shares this code; an engine only turns aligned crops into synthetic crops. Inside the preserved
+region the output equals the input exactly (before any re-encoding); a narrow feathered seam lies outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from anonymizer.engines.base import AlignedFace, Engine
+from anonymizer.faces import align
+from anonymizer.faces.detect import DetectedFace, detect_faces
+from anonymizer.faces.regions import (
+    LandmarkRegions,
+    RegionProvider,
+    RegionSettings,
+    face_outline,
+    feather_out,
+    interocular,
+    region_mask,
+)
+from anonymizer.faces.verify import FaceCheck, VerifySettings, descriptor, verify_face
+from anonymizer.plans import Region
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    feather: float = 0.08  # paste-back feather (sigma), fraction of the inter-ocular distance
+    seam: float = 0.06  # feathered seam outside the preserved region, fraction of the inter-ocular distance
+    regions: RegionSettings = field(default_factory=RegionSettings)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+
+
+@dataclass
+class FaceResult:
+    detection: DetectedFace
+    check: FaceCheck | None = None
+
+
+@dataclass
+class PhotoResult:
+    """One photo of the group: its anonymized pixels (None when it failed) and per-face verification."""
+
+    image: np.ndarray | None
+    faces: list[FaceResult] = field(default_factory=list)
+    reason: str = ""  # "" when every face was replaced and verified
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None and not self.reason
+
+
+@dataclass
+class _Record:
+    photo: int
+    detection: DetectedFace
+    alignment: align.Alignment
+    aligned: AlignedFace
+
+
+def _align_all(
+    images: Sequence[np.ndarray],
+    detections: list[list[DetectedFace]],
+    size: int,
+    preserve: tuple[Region, ...],
+    settings: PipelineSettings,
+) -> list[_Record]:
+    records = []
+    for photo, faces in enumerate(detections):
+        for det in faces:
+            al = align.canonical_alignment(det.landmarks, size)
+            lm = align.apply(al.matrix, det.landmarks)
+            masks = {Region.FACE: region_mask(lm, [Region.FACE], (size, size), settings=RegionSettings(0.0))}
+            if preserve:
+                keep = region_mask(lm, preserve, (size, size), settings=settings.regions)
+                for region in preserve:
+                    masks[region] = keep
+            aligned = AlignedFace(
+                image=align.crop(images[photo], al),
+                landmarks=lm,
+                masks={k: v.astype(np.float32) for k, v in masks.items()},
+                photo_index=photo,
+                descriptor=descriptor(images[photo], det.landmarks),
+            )
+            records.append(_Record(photo, det, al, aligned))
+    return records
+
+
+def paste_face(
+    out: np.ndarray,
+    original: np.ndarray,
+    record: _Record,
+    synthetic: np.ndarray,
+    preserve: tuple[Region, ...],
+    provider: RegionProvider,
+    settings: PipelineSettings,
+) -> None:
+    """Blend one synthetic crop into ``out`` (in place), then restore the preserved region exactly."""
+    lm = record.detection.landmarks
+    iod = interocular(lm)
+    sigma = max(1.0, settings.feather * iod)
+    outline = face_outline(lm)
+    roi = align.clip_box(outline.min(0), outline.max(0), original.shape, pad=int(3 * sigma) + 2)
+    x0, y0, x1, y1 = roi
+    warped = align.warp_crop_to_roi(synthetic, record.alignment, roi).astype(np.float32)
+    hard = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(hard, [np.round(outline - (x0, y0)).astype(np.int32)], 1)
+    alpha = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma)[..., None]
+    keep = np.zeros(hard.shape, bool)
+    if preserve:
+        keep = provider.masks(original, lm, preserve, roi)
+        alpha = alpha * (1.0 - feather_out(keep, settings.seam * iod))[..., None]
+    base = out[y0:y1, x0:x1].astype(np.float32)
+    blended = np.clip(alpha * warped + (1.0 - alpha) * base + 0.5, 0, 255).astype(np.uint8)
+    blended[keep] = original[y0:y1, x0:x1][keep]
+    out[y0:y1, x0:x1] = blended
+
+
+def run_group(
+    images: Sequence[np.ndarray],
+    engine: Engine,
+    identity_seed: int,
+    preserve: tuple[Region, ...] = (),
+    settings: PipelineSettings = PipelineSettings(),
+    provider: RegionProvider | None = None,
+    detections: list[list[DetectedFace]] | None = None,
+) -> list[PhotoResult]:
+    """Anonymize all faces of one pairing group with one synthetic identity; verify every face."""
+    provider = provider or LandmarkRegions(settings.regions)
+    detections = detections if detections is not None else [detect_faces(img) for img in images]
+    records = _align_all(images, detections, engine.crop_size, preserve, settings)
+    crops = engine.anonymize([r.aligned for r in records], identity_seed, preserve) if records else []
+    if len(crops) != len(records):
+        raise RuntimeError(f"engine {engine.name} returned {len(crops)} crops for {len(records)} faces")
+    outputs = [img.copy() for img in images]
+    for rec, synthetic in zip(records, crops, strict=True):
+        assert synthetic.shape == rec.aligned.image.shape and synthetic.dtype == np.uint8, synthetic.shape
+        paste_face(outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings)
+    expect_face = bool(getattr(engine, "produces_face", True))
+    results = []
+    for photo, faces in enumerate(detections):
+        if not faces:
+            results.append(PhotoResult(None, [], "no-face-found"))
+            continue
+        before = {id(r.detection): r.aligned.descriptor for r in records}
+        checks = [
+            FaceResult(
+                det,
+                verify_face(
+                    images[photo],
+                    outputs[photo],
+                    det.landmarks,
+                    settings.verify,
+                    expect_face=expect_face,
+                    original_descriptor=before.get(id(det)),
+                ),
+            )
+            for det in faces
+        ]
+        failed = [c.check.reason for c in checks if c.check is not None and not c.check.passed]
+        results.append(PhotoResult(outputs[photo], checks, failed[0] if failed else ""))
+    return results
+
+
+def original_descriptors(
+    images: Sequence[np.ndarray], detections: list[list[DetectedFace]]
+) -> list[np.ndarray]:
+    """Descriptors of every detected face, photo by photo (for evaluation)."""
+    return [descriptor(images[p], d.landmarks) for p, faces in enumerate(detections) for d in faces]
