@@ -1,0 +1,101 @@
+"""APP1–APP15/COM are stripped from encapsulated JPEG frames; pixels decode identically; fast == reference."""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.encaps import encapsulate, generate_frames
+
+from anonymizer.keys import KeyRing
+from anonymizer.metadata import deidentify
+from anonymizer.metadata.encapsulated import strip_jpeg_markers
+from anonymizer.metadata.errors import UnsupportedPixelEncodingError
+from anonymizer.metadata.jpeg_markers import strip_frame
+from anonymizer.plans import MetadataPlan
+from tests.conftest import face_photos
+from tests.metadata.conftest import PhotoCase
+from tests.metadata.photos import Canaries, photo_jpeg
+
+
+def markers(data: bytes) -> list[int]:
+    """Marker codes of the header segments up to and including SOS."""
+    pos, found = 2, []
+    while pos + 4 <= len(data):
+        marker = data[pos + 1]
+        found.append(marker)
+        if marker == 0xDA:
+            break
+        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+    return found
+
+
+def pixels(data: bytes) -> np.ndarray:
+    with Image.open(BytesIO(data)) as img:
+        img.load()
+        return np.asarray(img).copy()
+
+
+def encoded(mode: str = "RGB", **save: object) -> bytes:
+    with Image.open(face_photos(1)[0]) as img:
+        small = img.convert(mode).resize((160, 120))
+    buf = BytesIO()
+    small.save(buf, "JPEG", quality=85, comment=b"QZCOMMENT", **save)
+    return buf.getvalue()
+
+
+def test_camera_jpeg_loses_every_app_segment_but_decodes_identically():
+    canaries = Canaries()
+    data = photo_jpeg(face_photos(1)[0], (200, 150), canaries)
+    assert {0xE1, 0xE2, 0xED, 0xFE} <= set(markers(data))
+    out = strip_frame(data)
+    assert out is not None and not [c for c in canaries.made if c.encode() in out]
+    assert not {m for m in markers(out) if 0xE1 <= m <= 0xEF or m == 0xFE}
+    assert np.array_equal(pixels(out), pixels(data))
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "cmyk_adobe", "trailer"])
+def test_fast_path_equals_reference_path_and_pixels_are_unchanged(kind: str):
+    if kind == "progressive":
+        data = encoded(progressive=True)
+    elif kind == "cmyk_adobe":
+        data = encoded("CMYK")
+        assert 0xEE in markers(data)  # Adobe APP14: its transform flag changes decoding
+    else:
+        data = encoded()
+    if kind == "trailer":
+        data += b"\x00QZTRAILER" + b"\xff\xd9"
+    fast, ref = strip_frame(data, fast=True), strip_frame(data, fast=False)
+    assert fast == ref and fast is not None
+    assert b"QZCOMMENT" not in fast and b"QZTRAILER" not in fast and fast.endswith(b"\xff\xd9")
+    assert np.array_equal(pixels(fast), pixels(data))
+    if kind == "cmyk_adobe":
+        assert 0xEE in markers(fast)
+
+
+def test_clean_frame_is_left_alone_without_copy():
+    data = strip_frame(encoded())
+    assert data is not None and strip_frame(data) is None
+
+
+def test_multiframe_with_offset_table_is_reencapsulated(plain_photo: PhotoCase):
+    ds = plain_photo.fresh()
+    canaries = Canaries(prefix="QY")
+    frames = [photo_jpeg(face_photos(2)[i], (96, 64), canaries) for i in range(2)]
+    ds.PixelData = encapsulate(frames, fragments_per_frame=2, has_bot=True)
+    ds.NumberOfFrames, ds.Rows, ds.Columns = 2, 64, 96
+    assert strip_jpeg_markers(ds)
+    out = list(generate_frames(ds.PixelData, number_of_frames=2))
+    assert not [c for c in canaries.made if c.encode() in ds.PixelData]
+    for before, after in zip(frames, out, strict=True):
+        assert np.array_equal(pixels(before), pixels(after))
+
+
+def test_broken_jpeg_is_a_typed_error(plain_photo: PhotoCase):
+    ds = plain_photo.fresh()
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe1\x00"])
+    with pytest.raises(UnsupportedPixelEncodingError):
+        deidentify(ds, MetadataPlan(), KeyRing(b"k" * 32), None)
