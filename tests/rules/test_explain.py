@@ -54,6 +54,8 @@ def test_explain_names_route_conditions_and_before_after(tmp_path: Path) -> None
     assert name.before == "Doe^Jane" and name.after == keys.patient_pseudonym("MRN-0042")
     assert name.action == "replaced"
     assert expl.change("StudyDescription").action.endswith("(override: keep)")
+    nested = [c for c in expl.changes if c.path.startswith("(0054,0220)[0].")]  # inside ViewCodeSequence
+    assert {c.keyword for c in nested} >= {"CodeValue", "CodeMeaning"}
     out = io.StringIO()
     render(expl, Console(file=out, width=200, color_system=None), source="photo.dcm")
     text = out.getvalue()
