@@ -37,6 +37,7 @@ SLOW_WRITE_MB_S = 20.0
 ASSET_KEYS = ("donor_bank", "bank", "weights", "checkpoint", "model")
 ASSET_SUFFIXES = ("_path", "_file", "_dir")
 ENGINES_NEEDING_ASSETS = {"surrogate": "donor bank", "vera": "checkpoint"}
+ENGINE_ASSET_ENV = {"surrogate": ("donor_bank", "VERA_DONOR_BANK")}  # option name, environment fallback
 
 
 class Status(StrEnum):
@@ -145,6 +146,9 @@ def pixel_plans(rules: RuleSet) -> list[tuple[str, PixelPlan]]:
 
 def _asset_paths(plan: PixelPlan) -> dict[str, Path]:
     assets = {}
+    env_key = ENGINE_ASSET_ENV.get(plan.engine)
+    if env_key and env_key[1] in os.environ and env_key[0] not in plan.engine_options:
+        assets[env_key[0]] = Path(os.environ[env_key[1]]).expanduser()
     for key, value in plan.engine_options.items():
         if isinstance(value, (str, Path)) and (key in ASSET_KEYS or key.endswith(ASSET_SUFFIXES)):
             assets[key] = Path(value).expanduser()
@@ -200,7 +204,8 @@ def _engine_loads(label: str, plan: PixelPlan) -> Check:
     with contextlib.suppress(ImportError):  # engines register themselves on import
         importlib.import_module(f"anonymizer.engines.{plan.engine}")
     try:
-        base.create_engine(plan.engine, dict(plan.engine_options))
+        engine = base.create_engine(plan.engine, dict(plan.engine_options))
+        _ = engine.crop_size  # engines may load their assets lazily; this makes them load now
     except Exception as exc:
         return fail(
             label,

@@ -140,7 +140,24 @@ def test_doctor_cli_exits_nonzero_on_default_rules_without_donor_bank(
 ) -> None:
     config = site["tmp"] / "gateway.yaml"
     config.write_text(f"data_dir: {site['config'].data_dir}\n")
-    code = main(["--config", str(config), "--no-network", "--min-free-gb", "0"])
+    from gateway.cli import main as cli_main
+
+    code = cli_main(["doctor", "--config", str(config), "--no-network", "--min-free-gb", "0"])
     out = capsys.readouterr().out
     assert code == 1
     assert "no donor bank configured" in out and "engine surrogate" in out
+    assert main(["--config", str(config), "--no-network", "--min-free-gb", "0", "--json"]) == 1
+    assert '"status": "fail"' in capsys.readouterr().out
+
+
+def test_doctor_checks_surrogate_bank_from_environment(
+    site: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERA_DONOR_BANK", str(site["tmp"] / "missing-bank.npz"))
+    pixels = PixelPlan(engine="surrogate")
+    dest = FolderDestination("f", Path("out"))
+    decision = RouteDecision("catch-all", RouteAction.FORWARD, dest, pixels, MetadataPlan())
+    rules = RuleSet(name="env", sha256="b" * 64, destinations={"f": dest}, catch_all=decision)
+    checks = run_checks(site["config"], rules, FAST)
+    assert _names(checks) == ["engine surrogate (catch-all)"]
+    assert "missing-bank.npz is missing" in failed(checks)[0].detail
