@@ -24,7 +24,7 @@ from rich.table import Table
 COMMAND_MODULES = (
     "dicom_rules.cli",  # rules check|explain|schema
     "gateway.doctor",  # doctor
-    "gateway.face_cli",  # donors, anonymize, import-photos (face pipeline)
+    "gateway.cli_offline",  # donors, anonymize, import-photos (face pipeline)
     "anonymizer.engines.vera.cli",  # vera (neural engine)
 )
 
