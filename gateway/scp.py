@@ -121,9 +121,12 @@ def association_policy(config: GatewayConfig, rules: RuleSet) -> AssociationPoli
     return AssociationPolicy(sources + tuple(rules.sources), called, association_limits(config))
 
 
-def association_handlers(config: GatewayConfig, rules: RuleSet) -> list[tuple[Any, Any]]:
-    """Association-time handlers: the allow-list/limit gate (rejects before negotiation) and TCP_NODELAY."""
-    gate = AssociationGate(association_policy(config, rules))
+def association_handlers(
+    config: GatewayConfig, rules: RuleSet, gate: AssociationGate | None = None
+) -> list[tuple[Any, Any]]:
+    """Association-time handlers: the allow-list/limit gate (rejects before negotiation) and TCP_NODELAY.
+    Pass one ``gate`` to several listeners (plain + TLS) so the limits count them together."""
+    gate = gate or AssociationGate(association_policy(config, rules))
     return [*gate.evt_handlers(), (evt.EVT_CONN_OPEN, set_nodelay)]
 
 
@@ -134,11 +137,12 @@ def start_scp(
     *,
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    gate: AssociationGate | None = None,
 ) -> Any:
     """Start listening in background threads; returns pynetdicom's server (``.shutdown()`` to stop)."""
     ae = build_ae(config)
     handlers: list[Any] = [
-        *association_handlers(config, rules),
+        *association_handlers(config, rules, gate),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [intake]),
     ]

@@ -22,7 +22,8 @@ from gateway.grouping import Scheduler
 from gateway.intake import Intake
 from gateway.ledger import InstanceState, Ledger
 from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, start_http
-from gateway.scp import start_scp
+from gateway.policy import AssociationGate
+from gateway.scp import association_policy, start_scp
 from gateway.spool import ContentStore, Writer, write_all
 
 LOG = structlog.get_logger("gateway.service")
@@ -83,11 +84,12 @@ class Service:
             store.clean_temp_files()
         recovered = self.ledger.recover()
         LOG.info("service.recovered", **recovered)
-        self.server = start_scp(self.config, self.intake, self.rules())
+        gate = AssociationGate(association_policy(self.config, self.rules()))  # shared by both listeners
+        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
             self.tls_server = start_scp(
-                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx
+                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
             )
         for name, target in (
             ("scheduler", self.scheduler.run),
