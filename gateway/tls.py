@@ -112,28 +112,32 @@ class _BoundedHandshakeContext(ssl.SSLContext):
 
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
         previous = sock.gettimeout()
+        peer = _peer_ip(sock)  # before the handshake: a refused peer may have hung up afterwards
         sock.settimeout(self.handshake_timeout_s)
         try:
             wrapped = super().wrap_socket(sock, *args, **kwargs)
         except (OSError, ValueError) as exc:
-            _log_handshake_failure(sock, exc)
+            _log_handshake_failure(peer, exc)
             sock.close()
             raise
         wrapped.settimeout(previous)
         return wrapped
 
 
-def _log_handshake_failure(sock: socket.socket, exc: BaseException) -> None:
-    """Observer: log (peer address and OpenSSL reason only) and count; must never raise."""
+def _peer_ip(sock: socket.socket) -> str:
     try:
-        peer = sock.getpeername()[0]
+        return str(sock.getpeername()[0])
     except OSError:
-        peer = "?"
+        return "?"
+
+
+def _log_handshake_failure(peer: str, exc: BaseException) -> None:
+    """Observer: log (peer address and OpenSSL reason only) and count; must never raise."""
     reason = getattr(exc, "reason", None) or type(exc).__name__
     try:
         from gateway.policy import RefusalReason, count_refusal
 
-        count_refusal(RefusalReason.TLS_HANDSHAKE, peer_ip=str(peer), tls_reason=str(reason))
+        count_refusal(RefusalReason.TLS_HANDSHAKE, peer_ip=peer, tls_reason=str(reason))
     except Exception:  # pragma: no cover - observers may fail without harm
         LOG.warning("tls_handshake_failed", peer_ip=peer, tls_reason=reason)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,21 @@ def test_dcmtk_client_without_valid_certificate_cannot_send_to_dcmtk(pki: Pki, t
     assert status is None
 
 
+def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _handshake_refusals() -> float:
+    from gateway.policy import REFUSALS, RefusalReason
+
+    return float(REFUSALS.labels(reason=RefusalReason.TLS_HANDSHAKE.value)._value.get())
+
+
 class _TlsScp:
     """A pynetdicom SCP on the server context, recording what it stored."""
 
@@ -128,9 +145,11 @@ def test_gateway_listener_refuses_peer_without_valid_certificate(
         tls = ["+tla", "+cf", str(pki.ca)]
     else:
         tls = ["+tls", str(pki.rogue.private_key), str(pki.rogue.certificate), "+cf", str(pki.ca)]
+    before = _handshake_refusals()
     result = storescu(tls_scp.port, [tmp_path / "b.dcm"], tls)
     assert result.returncode != 0
     assert tls_scp.stored == []
+    assert _eventually(lambda: _handshake_refusals() == before + 1)  # logged and counted by the server
     # the listener still serves a good peer afterwards
     good = ["+tls", str(pki.client.private_key), str(pki.client.certificate), "+cf", str(pki.ca)]
     assert storescu(tls_scp.port, [tmp_path / "b.dcm"], good).returncode == 0
