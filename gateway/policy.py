@@ -181,8 +181,10 @@ class AssociationGate:
 
     def admit(self, key: int, calling_ae: str, called_ae: str, peer_ip: str) -> Refusal | None:
         """Decide and, when admitted, take a slot for ``key`` until :meth:`release`."""
-        refusal = self.policy.check_caller(calling_ae, called_ae, peer_ip)
-        limits = self.policy.limits
+        with self._lock:
+            policy = self.policy
+        refusal = policy.check_caller(calling_ae, called_ae, peer_ip)
+        limits = policy.limits
         with self._lock:
             if refusal is None and len(self._open) >= limits.max_associations:
                 refusal = Refusal(RefusalReason.TOO_MANY_ASSOCIATIONS, f"{len(self._open)} open")
@@ -199,6 +201,12 @@ class AssociationGate:
                 refusal.reason, calling_ae=calling_ae.strip(), peer_ip=peer_ip, detail=refusal.detail
             )
         return refusal
+
+    def update_policy(self, policy: AssociationPolicy) -> None:
+        """Swap in a new policy (rules reloaded): new callers are judged by it; open associations stay."""
+        with self._lock:
+            self.policy = policy
+        LOG.info("association_policy_updated", sources=len(policy.sources), open_policy=policy.is_open)
 
     def release(self, key: int) -> None:
         with self._lock:

@@ -57,6 +57,7 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.server: Any = None
         self.tls_server: Any = None
+        self.gate: AssociationGate | None = None
         self.http: Any = None
 
     def rules(self) -> RuleSet:
@@ -84,7 +85,7 @@ class Service:
             store.clean_temp_files()
         recovered = self.ledger.recover()
         LOG.info("service.recovered", **recovered)
-        gate = AssociationGate(association_policy(self.config, self.rules()))  # shared by both listeners
+        self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
         self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
@@ -114,8 +115,8 @@ class Service:
         while not stop.is_set():
             try:
                 self.update_gauges()
-                if self.watcher is not None:
-                    self.watcher.poll()
+                if self.watcher is not None and self.watcher.poll() and self.gate is not None:
+                    self.gate.update_policy(association_policy(self.config, self.rules()))  # new sources
             except Exception:
                 LOG.exception("service.gauges_failed")
             stop.wait(1.0)

@@ -224,3 +224,44 @@ def test_configure_ae_applies_timeouts_and_pdu() -> None:
     )
     assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout) == (7, 8, 9)
     assert ae.maximum_pdu_size == 65536 and ae.maximum_associations > 16
+
+
+RULES_WITH_SOURCES = """version: 1
+name: hot-reload
+sources:
+{sources}
+destinations:
+  out:
+    folder: out
+routes:
+  - name: catch-all
+    pixels: {{mode: blank}}
+    to: out
+"""
+
+
+def _write_rules(path: Path, *aes: str) -> None:
+    sources = "\n".join(f"  - ae_title: {ae}\n    networks: [127.0.0.0/8]" for ae in aes)
+    path.write_text(RULES_WITH_SOURCES.format(sources=sources))
+
+
+@pytest.mark.integration
+def test_gateway_admits_a_source_added_to_the_rule_file_without_restart(tmp_path: Path) -> None:
+    from gateway.service import Service
+    from tests.gateway.conftest import gateway_config
+
+    rules = tmp_path / "rules.yaml"
+    _write_rules(rules, "PACS1")
+    service = Service(gateway_config(tmp_path / "gw", rules_file=rules)).start()
+    try:
+        write_instance(tmp_path / "x.dcm", 60)
+        assert storescu(service.port, [tmp_path / "x.dcm"], aet="PACS2", aec="VERA_GW").returncode != 0
+        assert storescu(service.port, [tmp_path / "x.dcm"], aet="PACS1", aec="VERA_GW").returncode == 0
+        _write_rules(rules, "PACS1", "PACS2")
+        assert _wait_until(lambda: service.rules().sources[-1].ae_title == "PACS2", 10)
+        assert _wait_until(
+            lambda: storescu(service.port, [tmp_path / "x.dcm"], aet="PACS2", aec="VERA_GW").returncode == 0,
+            10,
+        )
+    finally:
+        service.stop()
