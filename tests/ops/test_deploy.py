@@ -284,3 +284,40 @@ def test_image_healthcheck_command_passes_against_a_running_gateway(tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_installed_package_carries_the_runtime_data_files(tmp_path: Path) -> None:
+    """The image installs a wheel (not editable): rule files and generated tables must be in it."""
+    import zipfile
+
+    src = tmp_path / "src"
+    listed = subprocess.run(
+        ["git", "ls-files", "pyproject.toml", "README.md", "gateway", "anonymizer", "dicom_rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not listed:
+        pytest.skip("not a git checkout")
+    for name in listed:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(tmp_path),
+    ]
+    subprocess.run([*build, str(src)], check=True, capture_output=True, timeout=120)
+    wheel = next(tmp_path.glob("vera_gateway-*.whl"))
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    runtime_data = [n for n in listed if n.endswith(".yaml") or "/data/" in n]
+    assert runtime_data and not [n for n in runtime_data if n not in packaged]
+    assert "gateway/doctor.py" in packaged and "gateway/tls.py" in packaged
