@@ -7,6 +7,7 @@ file and the offending field, so an admin can fix them without reading code.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class GatewayConfig(_Frozen):
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
     rules_file: Path | None = None  # None: dicom_rules.default_rules()
     secret_file: Path | None = None  # None: <data_dir>/secret.key
+    donor_bank: Path | None = None  # surrogate donors; None: $VERA_DONOR_BANK or <data_dir>/donors.npz
     metrics_port: int | None = Field(9108, ge=0, le=65535)  # None: no HTTP endpoint
     metrics_bind: str = "127.0.0.1"
     poll_interval_s: float = Field(0.2, gt=0)
@@ -108,6 +110,13 @@ class GatewayConfig(_Frozen):
     @property
     def secret_path(self) -> Path:
         return self._under(self.secret_file) if self.secret_file else self.data_dir / "secret.key"
+
+    @property
+    def donor_bank_path(self) -> Path:
+        if self.donor_bank is not None:
+            return self._under(self.donor_bank)
+        env = os.environ.get("VERA_DONOR_BANK")
+        return Path(env) if env else self.data_dir / "donors.npz"
 
     def resolve(self, path: Path) -> Path:
         """Resolve a relative path (e.g. a folder destination) against the data dir."""

@@ -61,15 +61,16 @@ class Scheduler:
         self.secret = secret
         self.in_flight: dict[int, tuple[Future[JobResult], float]] = {}
         self.pool: ProcessPoolExecutor | None = None
+        self.init_args = (secret, str(config.donor_bank_path))
         if config.workers == 0:
-            init_worker(secret)
+            init_worker(*self.init_args)
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["gateway.pipeline"])
             self.pool = ProcessPoolExecutor(
-                self.config.workers, mp_context=ctx, initializer=init_worker, initargs=(self.secret,)
+                self.config.workers, mp_context=ctx, initializer=init_worker, initargs=self.init_args
             )
         return self.pool
 

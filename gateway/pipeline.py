@@ -9,30 +9,26 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
 
-import numpy as np
 import structlog
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 from anonymizer import pixel_stage
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.metadata.errors import MetadataError
 from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
-from anonymizer.plans import PairingScope, PixelMode, PixelPlan, PixelReport
+from anonymizer.plans import PairingScope
 from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway import faults
 from gateway.spool import ContentStore
 
 LOG = structlog.get_logger("gateway.pipeline")
-PLACEHOLDER_REASON = "pixel-engine-unavailable"
 _KEYS: KeyRing | None = None
 
 
@@ -76,10 +72,12 @@ class JobResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def init_worker(secret: bytes) -> None:
+def init_worker(secret: bytes, donor_bank: str | None = None) -> None:
     """Process-pool initializer: the key ring lives in the worker, never in a job message."""
     global _KEYS
     _KEYS = KeyRing(secret)
+    if donor_bank is not None:
+        pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=Path(donor_bank)))
 
 
 @dataclass
@@ -150,7 +148,7 @@ def _run_group(
     plan = items[0].decision.pixels
     seed = keys.identity_seed(patient_pseudonym(items[0].ds, keys))
     started = time.perf_counter()
-    outcomes = run_pixel_stage([i.ds for i in items], plan, seed)
+    outcomes = pixel_stage.anonymize_group([i.ds for i in items], plan, seed)
     timings["pixels"] += time.perf_counter() - started
     retry = next((o for o in outcomes if isinstance(o, Retry)), None)
     if retry is not None:
@@ -183,35 +181,3 @@ def _finish_item(item: _Item, outcome: Outcome, keys: KeyRing, store: ContentSto
     return ItemResult(
         iid, ItemKind.OK, "", dest.name if dest else "", stored.relpath, str(out.SOPInstanceUID)
     )
-
-
-def run_pixel_stage(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
-    """The library's pixel stage; the gateway's own BLANK/PASSTHROUGH handling is used only while the
-    library still returns its placeholder for those modes (logged, never silent)."""
-    outcomes = pixel_stage.anonymize_group(datasets, plan, seed)
-    if plan.mode is PixelMode.ANONYMIZE:
-        return outcomes
-    if not all(isinstance(o, Quarantine) and o.reason == PLACEHOLDER_REASON for o in outcomes):
-        return outcomes
-    LOG.warning("pipeline.pixel_mode_fallback", mode=str(plan.mode), count=len(datasets))
-    if plan.mode is PixelMode.PASSTHROUGH:
-        return [Ok(ds, PixelReport(0, False, "passthrough")) for ds in datasets]
-    return [blank_pixels(ds) for ds in datasets]
-
-
-def blank_pixels(ds: Dataset) -> Outcome:
-    """Replace every pixel with zero, uncompressed (Explicit VR Little Endian)."""
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples, frames = int(ds.get("SamplesPerPixel", 1)), int(ds.get("NumberOfFrames", 1) or 1)
-        bits = int(ds.get("BitsAllocated", 8))
-    except (AttributeError, TypeError, ValueError):
-        return Quarantine("blank:no-image-geometry")
-    zeros = np.zeros(rows * cols * samples * frames * (bits // 8), dtype=np.uint8).tobytes()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.PixelData = zeros
-    ds["PixelData"].VR = "OB" if bits <= 8 else "OW"
-    ds.PhotometricInterpretation = "RGB" if samples == 3 else "MONOCHROME2"
-    if samples > 1:
-        ds.PlanarConfiguration = 0
-    return Ok(ds, PixelReport(0, False, "blank"))

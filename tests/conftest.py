@@ -7,6 +7,8 @@
   Baseline VL Photographic Image with realistic headers; ``make_small_sc(...)`` makes an uncompressed RGB
   Secondary Capture of about 50 kB (a non-face object); ``write_study(dir, datasets)`` saves files.
   ``Patient`` and ``Study`` hold the identifying values so tests can look for leaks.
+- ``donor_bank`` (session): a small surrogate-engine donor bank (5 London Set identities, neutral photos;
+  ``TEST_FACE_IDS`` are left out), built once per session; skips when the photos are absent.
 - ``orthanc`` fixture: a factory that starts a real Orthanc on loopback ports with a tmp config and waits for
   its REST API; the returned :class:`Orthanc` has ``rest()``, ``instances()``, ``stop()``/``start()``.
 """
@@ -59,6 +61,27 @@ def faces_dir() -> Path:
     if not FACES.is_dir():
         pytest.skip("../shared/data/faces/london_set is not present")
     return FACES
+
+
+DONOR_FACE_IDS = ("001", "003", "004", "005", "013")
+TEST_FACE_IDS = ("017", "030")  # never in a donor bank built here
+
+
+@pytest.fixture(scope="session")
+def donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a donor bank file for the surrogate engine (about 10 s to build on 2 cores)."""
+    if not FACES.is_dir():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    from anonymizer.donors import build_bank, save_bank
+
+    path = tmp_path_factory.mktemp("donors") / "donors.npz"
+    save_bank(build_bank(FACES, files=[FACES / f"{i}_03.jpg" for i in DONOR_FACE_IDS]), path)
+    return path
+
+
+def patient_face_photos() -> list[Path]:
+    """Neutral and smiling photo of the first test identity (not in any donor bank built here)."""
+    return [FACES / f"{TEST_FACE_IDS[0]}_{e}.jpg" for e in ("03", "08")]
 
 
 def face_photos(count: int) -> list[Path]:

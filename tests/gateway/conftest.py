@@ -27,7 +27,7 @@ from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway.config import ForwardSettings, GatewayConfig
 from gateway.ledger import Ledger
 from gateway.service import Service
-from tests.conftest import DCMTK_ENV, free_port
+from tests.conftest import DCMTK_ENV, VL_PHOTO, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -184,3 +184,31 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+class SplitRules(RuleSet):
+    """Photos (VL Photographic) take ``photo``; everything else takes ``catch_all``. Picklable for workers."""
+
+    photo: RouteDecision | None = None
+
+    def decide(self, ds: Any, calling_ae: str = "", calling_ip: str = "") -> RouteDecision:
+        if str(ds.get("SOPClassUID", "")) == VL_PHOTO and self.photo is not None:
+            return self.photo
+        assert self.catch_all is not None
+        return self.catch_all
+
+
+def split_rules(destination: Any, photo_mode: PixelMode, other_mode: PixelMode) -> SplitRules:
+    """Photos → ``photo_mode`` (e.g. ANONYMIZE, the real face path), other objects → ``other_mode``."""
+
+    def route(name: str, mode: PixelMode) -> RouteDecision:
+        return RouteDecision(name, RouteAction.FORWARD, destination, PixelPlan(mode=mode), MetadataPlan())
+
+    rules = SplitRules(
+        name="split",
+        sha256="2" * 64,
+        destinations={destination.name: destination},
+        catch_all=route("other", other_mode),
+    )
+    object.__setattr__(rules, "photo", route("photos", photo_mode))
+    return rules
