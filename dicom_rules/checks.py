@@ -34,7 +34,7 @@ def check_document(data: dict[str, Any]) -> list[Finding]:
     if not isinstance(routes, list):
         return []
     destinations = data.get("destinations")
-    names = set(destinations) if isinstance(destinations, dict) else set()
+    names = {str(n) for n in destinations} if isinstance(destinations, dict) else set()
     findings = _check_reachability(routes)
     seen: dict[str, int] = {}
     for i, route in enumerate(routes):

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+MAX_DEPTH = 64
+MAX_NODES = 200_000
 KEY = "[key]"  # pydantic's loc marker for a dict key; also ours for "the key node of this entry"
 MERGED_SECTIONS = ("sources", "destinations", "routes")
 
@@ -97,33 +99,49 @@ class _Builder:
         self.marks: dict[PathT, Loc] = {}
         self.errors: list[RuleError] = []
         self._scalars = yaml.SafeLoader("")
+        self._stack: set[int] = set()
+        self._count = 0
 
     def build(self, node: yaml.Node, path: PathT) -> Any:
         self.marks[path] = _mark(self.file, node)
+        self._count += 1
+        if id(node) in self._stack or len(self._stack) > MAX_DEPTH or self._count > MAX_NODES:
+            raise yaml.MarkedYAMLError(
+                problem="recursive, too deep or too large (aliases?)", problem_mark=node.start_mark
+            )
         if isinstance(node, yaml.MappingNode):
-            self._scalars.flatten_mapping(node)
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.build(key_node, (*path, "\x00key"))
-                if isinstance(key, list | dict):
-                    self.errors.append(RuleError(_mark(self.file, key_node), "a key must be a plain value"))
-                    continue
-                if key in out:
-                    self.errors.append(
-                        RuleError(
-                            _mark(self.file, key_node),
-                            f"duplicate key {key!r}",
-                            f"first given at line {self.marks[(*path, key, KEY)].line}; keep one of them",
-                        )
-                    )
-                    continue
-                self.marks[(*path, key, KEY)] = _mark(self.file, key_node)
-                out[key] = self.build(value_node, (*path, key))
-            self.marks.pop((*path, "\x00key"), None)
+            self._stack.add(id(node))
+            out = self._mapping(node, path)
+            self._stack.discard(id(node))
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            self._stack.add(id(node))
+            items = [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            self._stack.discard(id(node))
+            return items
         return self._scalars.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, path: PathT) -> dict[Any, Any]:
+        self._scalars.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.errors.append(RuleError(_mark(self.file, key_node), "a key must be a plain value"))
+                continue
+            key = self._scalars.construct_object(key_node, deep=True)
+            if key in out:
+                first = self.marks[(*path, key, KEY)].line
+                self.errors.append(
+                    RuleError(
+                        _mark(self.file, key_node),
+                        f"duplicate key {key!r}",
+                        f"first given at line {first}; keep one of them",
+                    )
+                )
+                continue
+            self.marks[(*path, key, KEY)] = _mark(self.file, key_node)
+            out[key] = self.build(value_node, (*path, key))
+        return out
 
 
 def read_yaml(file: Path) -> tuple[Any, dict[PathT, Loc], list[RuleError], str]:
@@ -146,7 +164,23 @@ def read_yaml(file: Path) -> tuple[Any, dict[PathT, Loc], list[RuleError], str]:
     if node is None:
         return {}, {(): Loc(file, 1, 1)}, [], digest
     builder = _Builder(file)
-    data = builder.build(node, ())
+    try:
+        data = builder.build(node, ())
+    except (yaml.MarkedYAMLError, ValueError, TypeError) as exc:  # bad merge key, impossible date, …
+        mark = getattr(exc, "problem_mark", None) or node.start_mark
+        problem = getattr(exc, "problem", None) or str(exc)
+        return (
+            None,
+            {},
+            [
+                RuleError(
+                    Loc(file, mark.line + 1, mark.column + 1),
+                    f"YAML syntax: {problem}",
+                    "check the value at this place",
+                )
+            ],
+            digest,
+        )
     return data, builder.marks, builder.errors, digest
 
 

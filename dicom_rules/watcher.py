@@ -83,7 +83,7 @@ class RulesWatcher:
     def _reload(self, content: str) -> bool:
         try:
             rules = load_rules(self.path, default_engine=self._default_engine)
-        except (RulesError, OSError) as exc:
+        except Exception as exc:  # any failure keeps the old rules serving: RulesError, OSError, or a bug
             self._files = _attempted_files(self.path, self._files)
             self._fingerprint = _fingerprint(self._files)
             self._rejected = _content_hash(self._files)

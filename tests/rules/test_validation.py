@@ -92,6 +92,21 @@ def test_yaml_syntax_error_reports_its_line(tmp_path: Path) -> None:
     assert error.loc.line == 4
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("routes: &r\n  - *r\n", 2),  # recursive alias
+        ("name: 2020-13-45\nroutes: []\n", 1),  # YAML timestamp that is no date
+        ("routes:\n  - <<: 1\n    name: x\n", 2),  # bad merge key
+    ],
+)
+def test_hostile_yaml_is_an_error_not_a_crash(tmp_path: Path, text: str, line: int) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    (error,) = _errors(path).errors
+    assert error.message.startswith("YAML syntax") and error.loc.line == line
+
+
 def test_duplicate_yaml_key_is_a_conflict(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("routes:\n  - name: a\n    quarantine: x\n    quarantine: y\n")
