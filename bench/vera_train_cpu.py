@@ -51,22 +51,87 @@ def stage_parser(out: Path, steps: int, results: dict) -> None:
     print(json.dumps(results["parser"], indent=1), flush=True)
 
 
+def stage_encoder(out: Path, steps: int, results: dict) -> None:
+    from anonymizer.engines.vera.encoder_train import save_encoder, train_encoder
+    from anonymizer.engines.vera.nets import EncoderConfig
+
+    cfg = EncoderConfig(embed_dim=64, width=16, input_res=64)
+    full = vdata.london_set(FACES, cfg.input_res, out / "london_landmarks.json")
+    train_ids, test_ids = vdata.split_identities(full.ids, HOLDOUT)
+    keep = [i for i, ident in enumerate(full.ids) if ident in train_ids]
+    train = vdata.FaceSet(full.images[keep], full.labels[keep], [full.ids[i] for i in keep])
+    enc, losses = train_encoder(cfg, train, steps)
+    save_encoder(enc, out / "encoder.safetensors", f"london_set {len(train.ids)} photos, contrastive")
+    results["encoder"] = {
+        "steps": steps, "loss_first20": _mean(losses[:20]), "loss_last20": _mean(losses[-20:]),
+        "heldout_pair_top1": _pair_top1(enc, full, test_ids),
+    }
+    print(json.dumps(results["encoder"], indent=1), flush=True)
+
+
+def _mean(xs: list[float]) -> float:
+    return round(sum(xs) / max(len(xs), 1), 4)
+
+
+def _pair_top1(enc: torch.nn.Module, full: vdata.FaceSet, ids: set[str]) -> float:
+    """Held-out identities: share of neutral photos whose nearest smiling photo is the same person."""
+    idx = [i for i, ident in enumerate(full.ids) if ident in ids]
+    with torch.no_grad():
+        emb = torch.nn.functional.normalize(enc(full.images[idx]), dim=1)
+    names = [full.ids[i] for i in idx]
+    sim = emb @ emb.T
+    sim.fill_diagonal_(-2)
+    hits = [names[int(sim[i].argmax())] == names[i] for i in range(len(idx))]
+    return round(sum(hits) / len(hits), 3)
+
+
+def stage_gan(out: Path, steps: int, preset: str, results: dict) -> None:
+    from anonymizer.engines.vera.config import resolve
+    from anonymizer.engines.vera.train import train
+
+    run = out / "gan"
+    run.mkdir(exist_ok=True)
+    (run / "london_landmarks.json").write_bytes((out / "london_landmarks.json").read_bytes())
+    cfg = resolve(preset, {
+        "out_dir": str(run), "data": f"london:{FACES}", "encoder": str(out / "encoder.safetensors"),
+        "steps": steps, "batch": 8, "ckpt_every": max(steps // 2, 1), "log_every": 25, "holdout": HOLDOUT,
+        "resume": False, "ema_kimg": 0.2,
+    })
+    t0 = time.monotonic()
+    hist = train(cfg)
+    window = max(len(hist) // 10, 1)
+    summary = {
+        k: {"first": _mean([h[k] for h in hist[:window]]), "last": _mean([h[k] for h in hist[-window:]])}
+        for k in ("d_loss", "g_adv", "mirror", "recode")
+    }
+    results["gan"] = {"preset": preset, "resolution": cfg.G.resolution, "steps": steps,
+                      "train_s": round(time.monotonic() - t0, 1), "loss_first_vs_last_10pct": summary}
+    print(json.dumps(results["gan"], indent=1), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "vera")
     ap.add_argument("--stages", default="parser,encoder,gan,engine")
     ap.add_argument("--parser-steps", type=int, default=2000)
+    ap.add_argument("--encoder-steps", type=int, default=300)
+    ap.add_argument("--gan-steps", type=int, default=600)
+    ap.add_argument("--preset", default="tiny")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    results_file = args.out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    results: dict = {}
     stages = args.stages.split(",")
     if "parser" in stages:
         stage_parser(args.out, args.parser_steps, results)
-    results_file.write_text(json.dumps(results, indent=1))
+    if "encoder" in stages:
+        stage_encoder(args.out, args.encoder_steps, results)
+    if "gan" in stages:
+        stage_gan(args.out, args.gan_steps, args.preset, results)
+    for stage, value in results.items():  # one file per stage: stages may run in separate processes
+        (args.out / f"results_{stage}.json").write_text(json.dumps(value, indent=1))
 
 
 if __name__ == "__main__":

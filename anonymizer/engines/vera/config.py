@@ -59,6 +59,7 @@ class TrainConfig:
     amp:             bool = True                    # float16 autocast + GradScaler on CUDA (ignored on CPU)
     device:          str = "auto"                   # auto | cuda | cpu
     seed:            int = 0
+    workers:         int = 4                        # data-loader worker processes (folders only)
     log_every:       int = 20
     ckpt_every:      int = 500
     holdout:         int = 8                        # London set: identities held out of training

@@ -46,12 +46,21 @@ class VeraEngine:
         self.truncation, self.device = truncation, device or torch.device("cpu")
         self.last_stats: dict[str, float] = {}
 
-    def _canonical(self, faces: Sequence[AlignedFace]) -> tuple[torch.Tensor, list[np.ndarray]]:
-        r = self.model.G.cfg.resolution
+    def _canonical(self, faces: Sequence[AlignedFace], r: int) -> tuple[torch.Tensor, list[np.ndarray]]:
         mats = [faceprep.canonical_transform(f.landmarks.astype(np.float32), r) for f in faces]
         crops = [cv2.warpAffine(f.image, m, (r, r), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
                  for f, m in zip(faces, mats, strict=True)]
         return torch.stack([to_tensor(c) for c in crops]).to(self.device), mats  # [N, 3, r, r]
+
+    @torch.no_grad()
+    def _labels(self, faces: Sequence[AlignedFace], r: int) -> torch.Tensor | None:
+        """Parser labels [N, r, r], parsed at the parser's own resolution from the sharper crop."""
+        parser = self.model.parser
+        if parser is None:
+            return None
+        hi, _ = self._canonical(faces, parser.cfg.resolution)
+        labels = parser(hi).argmax(1, keepdim=True).float()  # [N, 1, p, p]
+        return F.interpolate(labels, size=(r, r), mode="nearest")[:, 0].long()
 
     def _preserve_masks(self, labels: torch.Tensor, keep: tuple[int, ...]) -> torch.Tensor:
         if not keep:
@@ -65,9 +74,9 @@ class VeraEngine:
         assert faces, "a pairing group has at least one face"
         t0 = time.monotonic()
         keep = region_class_indices(tuple(preserve))
-        target, mats = self._canonical(faces)
-        with torch.no_grad():
-            labels = self.model.parser(target).argmax(1) if self.model.parser is not None else None
+        r = self.model.G.cfg.resolution
+        target, mats = self._canonical(faces, r)
+        labels = self._labels(faces, r)
         pmask = self._preserve_masks(labels, keep) if labels is not None else None
         with torch.enable_grad():
             result = invert(self.model, target, labels, pmask, self.inversion, shared=True)

@@ -82,13 +82,13 @@ def load_vera(
         raise CheckpointError(f"{path.name}: class list {cfg.get('classes')} differs from {CLASSES}")
     encoder_path = encoder_path or path.parent / cfg["encoder"]["file"]
     _check_dep("encoder", cfg["encoder"], encoder_path, path)
-    if cfg.get("parser"):
-        parser_path = parser_path or path.parent / cfg["parser"]["file"]
+    if cfg.get("parser") and parser_path is None:
+        parser_path = path.parent / cfg["parser"]["file"]
         _check_dep("parser", cfg["parser"], parser_path, path)
     G = Generator(GeneratorConfig(**cfg["generator"]))
     head = ProjectionHead(cfg["head"]["embed_dim"], cfg["head"]["hl_dim"])
     load_into({"G": G, "head": head}, tensors)
     encoder, _ = load_frozen_encoder(encoder_path)
-    parser = load_parser(parser_path) if cfg.get("parser") and parser_path else None
+    parser = load_parser(parser_path) if parser_path else None  # an explicit parser is the site's choice
     model = VeraModel(G, head, encoder, parser, meta)
     return model.to(torch.device("cpu"))

@@ -113,8 +113,10 @@ def load_frozen_encoder(path: Path) -> tuple[nn.Module, int]:
     Accepted: our ``*.safetensors`` SmallFaceEncoder (with its JSON sidecar), a TorchScript file,
     or facenet-pytorch InceptionResnetV1 weights named ``*facenet*.pt`` (a state dict, loaded weights-only).
     """
-    from anonymizer.engines.vera.checkpoint import load_module
+    from anonymizer.engines.vera.checkpoint import CheckpointError, load_module
 
+    if not Path(path).is_file():
+        raise CheckpointError(f"encoder file not found: {path}")
     if path.suffix == ".safetensors":
         module, _ = load_module(path, lambda cfg: SmallFaceEncoder(EncoderConfig(**cfg["encoder"])))
         dim = module.cfg.embed_dim

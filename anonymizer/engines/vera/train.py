@@ -97,7 +97,8 @@ def _real_batches(cfg: TrainConfig, rank: int, world: int, device: torch.device)
     sampler = torch.utils.data.DistributedSampler(ds, world, rank, seed=cfg.seed) if world > 1 else None
     loader = torch.utils.data.DataLoader(
         ds, cfg.batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=min(4, os.cpu_count() or 1), generator=gen,
+        num_workers=min(cfg.workers, os.cpu_count() or 1), persistent_workers=cfg.workers > 0,
+        generator=gen,
     )
     epoch = 0
     while True:
@@ -213,7 +214,7 @@ def _load_optimizer(
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(prefix + "."):
-            _, idx, name = key.split(".", 2)
+            idx, name = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
 
