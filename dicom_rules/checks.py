@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticCustomError
+from pydicom.datadict import keyword_dict
 
 from anonymizer.plans import TagAction
 from dicom_rules.model import CALLING_AE
@@ -18,6 +19,29 @@ from dicom_rules.source import PathT
 from dicom_rules.tags import DATE_VRS, HASHABLE_VRS, NUMERIC_VRS, TagInfo, check_replacement, resolve
 
 PIXEL_DATA = 0x7FE00010
+# Attributes that name the patient outright; keeping one needs metadata.allow_identifiers: true.
+DIRECT_IDENTIFIERS = frozenset(
+    keyword_dict[k]
+    for k in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "OtherPatientIDsSequence",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "PatientTelecomInformation",
+        "MedicalRecordLocator",
+        "PersonName",
+        "ResponsiblePerson",
+        "MilitaryRank",
+        "RegionOfResidence",
+        "CountryOfResidence",
+    )
+)
 NUMERIC_OPS = ("lt", "le", "gt", "ge")
 
 
@@ -112,18 +136,23 @@ def _check_match(route: dict[str, Any], i: int) -> list[Finding]:
         return []
     findings = []
     for key, cond in match.items():
-        if not isinstance(cond, dict) or not any(op in cond for op in NUMERIC_OPS):
-            continue
         info = _resolve_quietly(key) if key != CALLING_AE else TagInfo(-1, CALLING_AE, "AE")
-        if info is not None and info.vr and info.vr not in NUMERIC_VRS:
-            findings.append(
-                Finding(
-                    ("routes", i, "match", key),
-                    f"numeric comparison on {info.label} (VR {info.vr}), which is not a number",
-                    "use equals, one_of or regex",
-                )
-            )
+        problem = _condition_problem(info, cond) if info is not None else None
+        if problem:
+            findings.append(Finding(("routes", i, "match", key), *problem))
     return findings
+
+
+def _condition_problem(info: TagInfo, cond: Any) -> tuple[str, str] | None:
+    ops = set(cond) if isinstance(cond, dict) else {"equals"}
+    if info.vr == "SQ" and ops - {"present", "absent"}:
+        return f"{info.label} is a sequence; only present/absent can test it", "use present: true"
+    if ops & set(NUMERIC_OPS) and info.vr and info.vr not in NUMERIC_VRS:
+        return (
+            f"numeric comparison on {info.label} (VR {info.vr}), which is not a number",
+            "use equals, one_of or regex",
+        )
+    return None
 
 
 def _check_overrides(route: dict[str, Any], i: int) -> list[Finding]:
@@ -133,6 +162,7 @@ def _check_overrides(route: dict[str, Any], i: int) -> list[Finding]:
         return []
     findings: list[Finding] = []
     first_key: dict[int, str] = {}
+    allow_identifiers = isinstance(metadata, dict) and metadata.get("allow_identifiers") is True
     for key, spec in overrides.items():
         path = ("routes", i, "metadata", "overrides", key)
         info = _resolve_quietly(key)
@@ -150,6 +180,15 @@ def _check_overrides(route: dict[str, Any], i: int) -> list[Finding]:
             continue
         first_key[info.tag] = str(key)
         findings += [Finding(path, m, h) for m, h in _override_problems(info, spec)]
+        if not allow_identifiers and _action_of(spec)[0] == TagAction.KEEP and info.tag in DIRECT_IDENTIFIERS:
+            findings.append(
+                Finding(
+                    path,
+                    f"keep on {info.label} sends a direct identifier to the destination",
+                    "use hash for a keyed pseudonym; or set metadata.allow_identifiers: true "
+                    "for a destination inside the hospital",
+                )
+            )
     return findings
 
 

@@ -286,6 +286,9 @@ class MetadataModel(_Model):
     clean_vocabulary: tuple[str, ...] = Field(default=(), description="extra words Clean Descriptors keeps")
     date_offset_min_days: int = Field(default=-365, description="per-patient date shift range, inclusive")
     date_offset_max_days: int = -30
+    allow_identifiers: bool = Field(
+        default=False, description="allow keep on direct identifiers (PatientName…)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MetadataModel:

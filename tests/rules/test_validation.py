@@ -149,6 +149,30 @@ def test_conflicting_options_and_tls_pairs(tmp_path: Path) -> None:
     ]
 
 
+def test_keeping_a_direct_identifier_needs_an_explicit_allow(tmp_path: Path) -> None:
+    text = (
+        "destinations: {out: {folder: out}}\n"
+        "routes:\n"
+        "  - name: all\n"
+        "    metadata:\n"
+        "      overrides:\n"
+        "        PatientName: keep\n"
+        "        ViewCodeSequence: keep\n"
+        "    match: {ViewCodeSequence: {equals: x}}\n"
+        "    to: out\n"
+        "  - {name: rest, drop: x}\n"
+    )
+    path = tmp_path / "keep.yaml"
+    path.write_text(text)
+    errors = _errors(path).errors
+    assert [(e.loc.line, e.message.split(" ")[0]) for e in errors] == [(6, "keep"), (8, "ViewCodeSequence")]
+    assert "hash" in errors[0].hint and "sequence" in errors[1].message
+    allowed = text.replace("      overrides:", "      allow_identifiers: true\n      overrides:")
+    path.write_text(allowed.replace("{equals: x}", "{present: true}"))
+    decision = load_rules(path).routes[0].decision
+    assert {o.tag for o in decision.metadata.overrides} == {0x00100010, 0x00540220}
+
+
 def test_errors_in_an_included_file_name_that_file(tmp_path: Path) -> None:
     (tmp_path / "dest.yaml").write_text("destinations:\n  pacs:\n    ae_title: P\n    host: h\n    port: 0\n")
     main = tmp_path / "main.yaml"
