@@ -281,7 +281,10 @@ class MetadataModel(_Model):
     shift_time: bool = False
     allow_burned_in_annotation: bool = False
     safe_private: tuple[str, ...] = Field(default=(), description='entries like 0009,"ACME 1.0",10')
-    overrides: dict[TagKey, OverrideModel] = Field(default_factory=dict)
+    overrides: dict[TagKey, OverrideModel] = Field(
+        default_factory=dict,
+        description="DICOM keyword or tag → keep | remove | empty | hash | shift-date | {replace: V}",
+    )
     strict_keep: tuple[TagKey, ...] = Field(default=(), description="attributes strict mode keeps as well")
     clean_vocabulary: tuple[str, ...] = Field(default=(), description="extra words Clean Descriptors keeps")
     date_offset_min_days: int = Field(default=-365, description="per-patient date shift range, inclusive")
@@ -324,7 +327,10 @@ class RouteModel(_Model):
     """First match wins. No ``match`` (or an empty one) is a catch-all. Exactly one of to/quarantine/drop."""
 
     name: Name
-    match: dict[MatchKey, Condition] = Field(default_factory=dict)
+    match: dict[MatchKey, Condition] = Field(
+        default_factory=dict,
+        description="DICOM keyword or tag (or calling_ae) → condition; all must hold; empty = catch-all",
+    )
     pixels: PixelsModel = Field(default_factory=PixelsModel)
     metadata: MetadataModel = Field(default_factory=MetadataModel)
     to: Name | None = Field(default=None, description="destination name")

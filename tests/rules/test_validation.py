@@ -227,3 +227,13 @@ def test_shipped_files_pass_the_editor_schema(path: Path) -> None:
     broken = yaml.safe_load(path.read_text())
     broken["routes"][0]["pixelz"] = {}
     assert any("pixelz" in e.message for e in validator.iter_errors(broken))
+
+
+def test_readme_example_validates(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "dicom_rules" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "rules.yaml").write_text(example)
+    (tmp_path / "shared-destinations.yaml").write_text("destinations: {}\n")
+    rules = load_rules(tmp_path / "rules.yaml")
+    assert [r.name for r in rules.routes] == ["ortho-photos", "catch-all"]
+    assert len(rules.routes[0].decision.metadata.overrides) == 6
