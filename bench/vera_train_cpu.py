@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,58 @@ def stage_gan(out: Path, steps: int, preset: str, results: dict) -> None:
     print(json.dumps(results["gan"], indent=1), flush=True)
 
 
+def _heldout_pair(out: Path) -> tuple[str, list]:
+    from anonymizer.engines.vera import faceprep
+
+    photos = faceprep.landmark_cache(FACES / "london_set", out / "london_landmarks.json")
+    ids = sorted({p.path.stem.split("_")[0] for p in photos})
+    ident = ids[-1]  # held out of every training stage (split_identities keeps the last HOLDOUT out)
+    return ident, [faceprep.read_rgb(p.path) for p in photos if p.path.stem.split("_")[0] == ident]
+
+
+def _reconstruction(model, images: list, steps: int) -> dict:  # type: ignore[no-untyped-def]
+    from anonymizer.engines.vera import faceprep
+    from anonymizer.engines.vera.data import to_tensor
+    from anonymizer.engines.vera.inversion import InversionConfig, invert
+
+    r = model.G.cfg.resolution
+    crops = [to_tensor(faceprep.align(img, faceprep.detect_landmarks(img), r)[0]) for img in images]
+    target = torch.stack(crops)
+    out = {}
+    for name, shared in (("joint", True), ("single", False)):
+        res = invert(model, target, None, None, InversionConfig(steps=steps), shared=shared)
+        out[name] = {"mse_before": round(res.mse_before, 4), "mse_after": round(res.mse_after, 4),
+                     "psnr_before_db": round(10 * math.log10(4 / res.mse_before), 2),
+                     "psnr_after_db": round(10 * math.log10(4 / res.mse_after), 2)}
+    return out
+
+
+def stage_engine(out: Path, inv_steps: int, results: dict) -> None:
+    import numpy as np
+
+    from anonymizer.engines.base import create_engine
+    from anonymizer.faces.pipeline import run_group
+    from anonymizer.plans import Region
+
+    bundle = out / "gan" / "vera.safetensors"
+    engine = create_engine("vera", {"checkpoint": str(bundle), "parser": str(out / "parser.safetensors"),
+                                    "steps": inv_steps, "device": "cpu"})
+    ident, images = _heldout_pair(out)
+    recon = _reconstruction(engine.model, images, inv_steps)
+    t0 = time.monotonic()
+    photos = run_group(images, engine, identity_seed=20261126, preserve=(Region.MOUTH,))
+    seconds = time.monotonic() - t0
+    changed = [float(np.abs(p.image.astype(int) - img.astype(int)).mean()) if p.image is not None else None
+               for p, img in zip(photos, images, strict=True)]
+    results["engine"] = {
+        "heldout_identity": ident, "inversion_steps": inv_steps, "reconstruction": recon,
+        "pipeline_seconds_for_pair": round(seconds, 1), "engine_stats": engine.last_stats,
+        "photos": [{"ok": p.ok, "reason": p.reason, "mean_abs_change": c} for p, c in zip(photos, changed,
+                                                                                           strict=True)],
+    }
+    print(json.dumps(results["engine"], indent=1), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "vera")
@@ -117,6 +170,7 @@ def main() -> None:
     ap.add_argument("--encoder-steps", type=int, default=300)
     ap.add_argument("--gan-steps", type=int, default=600)
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--inv-steps", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,6 +184,8 @@ def main() -> None:
         stage_encoder(args.out, args.encoder_steps, results)
     if "gan" in stages:
         stage_gan(args.out, args.gan_steps, args.preset, results)
+    if "engine" in stages:
+        stage_engine(args.out, args.inv_steps, results)
     for stage, value in results.items():  # one file per stage: stages may run in separate processes
         (args.out / f"results_{stage}.json").write_text(json.dumps(value, indent=1))
 

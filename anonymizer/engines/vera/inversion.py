@@ -36,6 +36,7 @@ class InversionConfig:
     optimize_noise: bool = False
     init:           str = "encoder"  # "encoder": h from the frozen encoder + head; "mean": one fixed h
     search:         int = 0        # extra: best of N random code sets as the start point (0 = off)
+    amp:            bool = False   # float16 autocast for the generator/losses (CUDA only)
     seed:           int = 0
 
 
@@ -140,11 +141,12 @@ def invert(
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg.steps, cfg.lr)
         lat = params.latents()
-        out = model.G(lat, noise)
-        loss = cfg.w_pixel * ((out.rgb - target).pow(2) * weight).mean()
-        loss = loss + cfg.w_percep * _percep(model, out.rgb, target)
-        if labels is not None:
-            loss = loss + cfg.w_seg * F.cross_entropy(out.seg, labels)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=cfg.amp and target.is_cuda):
+            out = model.G(lat, noise)
+            loss = cfg.w_pixel * ((out.rgb.float() - target).pow(2) * weight).mean()
+            loss = loss + cfg.w_percep * _percep(model, out.rgb, target)
+            if labels is not None:
+                loss = loss + cfg.w_seg * F.cross_entropy(out.seg.float(), labels)
         w_avg = model.G.w_avg
         code_reg = (lat.shape - w_avg[:, 0]).pow(2).mean() + (lat.texture - w_avg[:, 1]).pow(2).mean()
         loss = loss + cfg.w_code_reg * code_reg
