@@ -10,13 +10,20 @@ from functools import cache
 
 from pydantic_core import PydanticCustomError
 from pydicom import config as dicom_config
-from pydicom.datadict import dictionary_description, dictionary_VR, keyword_dict, keyword_for_tag
+from pydicom.datadict import (
+    dictionary_description,
+    dictionary_VM,
+    dictionary_VR,
+    keyword_dict,
+    keyword_for_tag,
+)
 from pydicom.valuerep import validate_value
 
 _TAG_RE = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
 
 HASHABLE_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UI", "UT"})
 DATE_VRS = frozenset({"DA", "DT"})
+SINGLE_TEXT_VRS = frozenset({"LT", "ST", "UT"})  # backslash is text here, not a value separator
 NUMERIC_VRS = frozenset({"DS", "FD", "FL", "IS", "SL", "SS", "SV", "UL", "US", "UV"})
 
 
@@ -103,8 +110,24 @@ def check_replacement(info: TagInfo, value: str) -> None:
             f"{info.label} has VR {info.vr}; it cannot be replaced with text",
             "use remove or empty instead",
         )
-    for part in value.split("\\"):
+    parts = [value] if info.vr in SINGLE_TEXT_VRS else value.split("\\")
+    _check_vm(info, len(parts))
+    for part in parts:
         _check_one(info, part)
+
+
+def _check_vm(info: TagInfo, count: int) -> None:
+    """Backslash separates values; the count must fit the dictionary's value multiplicity."""
+    vm = dictionary_VM(info.tag)
+    low_text, _, high_text = vm.partition("-")
+    low = int(low_text)
+    high = int(high_text) if high_text.isdigit() else (low if not high_text else 10**6)
+    if not low <= count <= high:
+        raise rule_error(
+            "replace_vm",
+            f"{info.label} takes {vm} value(s); the replacement has {count}",
+            "a backslash separates values; write exactly as many as the attribute takes",
+        )
 
 
 def _check_one(info: TagInfo, value: str) -> None:
@@ -139,4 +162,7 @@ def _vr_hint(vr: str) -> str:
         "SH": "short strings are at most 16 characters",
         "IS": "integer strings are at most 12 characters",
         "DS": "decimal strings are at most 16 characters",
+        "LO": "long strings are at most 64 characters, no backslash",
+        "PN": "person names are Family^Given^Middle^Prefix^Suffix, at most 64 characters per group",
+        "US": "an unsigned whole number 0-65535",
     }.get(vr, "")

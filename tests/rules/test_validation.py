@@ -237,3 +237,26 @@ def test_readme_example_validates(tmp_path: Path) -> None:
     rules = load_rules(tmp_path / "rules.yaml")
     assert [r.name for r in rules.routes] == ["ortho-photos", "catch-all"]
     assert len(rules.routes[0].decision.metadata.overrides) == 6
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("PatientName: {replace: 'A\\B'}", "takes 1 value(s); the replacement has 2"),
+        ("PixelSpacing: {replace: '0.1'}", "takes 2 value(s); the replacement has 1"),
+        ("StationName: {replace: THIS-NAME-IS-LONGER-THAN-16}", "not a valid SH value"),
+        ("StudyDate: {replace: '20241341'}", "not a valid DA value"),
+        ("StudyTime: shift-date", "shift-date needs a DA or DT attribute"),
+        ("ViewCodeSequence: {replace: x}", "cannot be replaced with text"),
+        ("'(0009,1001)': {replace: x}", "private tag"),
+        ("PixelData: remove", "handled by the pixels plan"),
+    ],
+)
+def test_override_values_must_fit_the_attribute(tmp_path: Path, override: str, message: str) -> None:
+    path = tmp_path / "vr.yaml"
+    path.write_text(
+        f"routes:\n  - name: r\n    metadata:\n      overrides:\n        {override}\n    drop: x\n"
+    )
+    (error,) = _errors(path).errors
+    assert message in error.message and error.hint
+    assert error.loc.line == 5
