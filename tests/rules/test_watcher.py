@@ -88,3 +88,16 @@ def test_an_invalid_file_at_start_fails_closed(tmp_path: Path) -> None:
     path.write_text(BROKEN)
     with pytest.raises(RulesError):
         RulesWatcher(path)
+
+
+def test_deleted_file_keeps_the_old_rules_until_it_returns(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    _write(path, V1, 0)
+    watcher = _watcher(path)
+    path.unlink()
+    with capture_logs() as logs:
+        assert not watcher.poll()
+    assert watcher.current().routes[0].name == "v1"
+    assert [e["event"] for e in logs] == ["rules.rejected"]
+    _write(path, V2, 1)
+    assert watcher.poll() and watcher.current().routes[0].name == "v2"
