@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.dataset import Dataset
+
+from tests.conftest import DCMTK_ENV, free_port, make_small_sc
 
 STORESCP = Path("/usr/bin/storescp")
 STORESCU = Path("/usr/bin/storescu")
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["DCMTK_ENV", "dcmtk_storescp", "free_port", "secondary_capture", "storescu", "wait_listening"]
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> None:
@@ -41,25 +34,8 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeo
 
 
 def secondary_capture(seed: int = 0) -> Dataset:
-    """A small, valid Secondary Capture instance with synthetic pixels and no real person in it."""
-    rng = np.random.default_rng(seed)
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientName = "TEST^OPS"
-    ds.PatientID = "OPS-0001"
-    ds.Modality = "OT"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows = ds.Columns = 16
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = rng.integers(0, 255, (16, 16), dtype=np.uint8).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    return ds
+    """A small (16² RGB) Secondary Capture with a fresh SOP Instance UID, from the shared test builders."""
+    return make_small_sc(side=16, seed=seed)
 
 
 def write_instance(path: Path, seed: int = 0) -> Dataset:

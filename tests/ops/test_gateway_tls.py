@@ -69,9 +69,11 @@ def test_tls_and_plain_listeners_receive_and_forward_over_tls(
     sent_plain = storescu(service.port, files[1:], aec="VERA_GW")
     assert sent_tls.returncode == 0, sent_tls.stdout + sent_tls.stderr
     assert sent_plain.returncode == 0, sent_plain.stdout + sent_plain.stderr
-    received = wait_until(lambda: len(_received(research_pacs[1])) == 2 and _received(research_pacs[1]), 60)
-    assert len(received) == 2
-    assert wait_until(lambda: instance_states(service.config).get("forwarded") == 2, 30)
+    try:  # generous: the pipeline runs in a worker process, and CI machines are shared
+        wait_until(lambda: instance_states(service.config).get("forwarded") == 2, 120)
+    except TimeoutError:
+        pytest.fail(f"not forwarded: ledger states {instance_states(service.config)}")
+    assert len(_received(research_pacs[1])) == 2  # storescp wrote both before answering Success
 
 
 @pytest.mark.parametrize("peer", ["anonymous", "rogue", "plain"])
