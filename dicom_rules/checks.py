@@ -227,6 +227,8 @@ def _action_of(spec: Any) -> tuple[TagAction | None, str | None]:
         return TagAction.REPLACE, str(spec["replace"])
     raw = spec.get("action") if isinstance(spec, dict) else spec
     value = spec.get("value") if isinstance(spec, dict) else None
+    if not isinstance(raw, str):
+        return None, None
     try:
         return TagAction(raw), None if value is None else str(value)
     except ValueError:

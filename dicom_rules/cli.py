@@ -31,7 +31,9 @@ def schema_text() -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``rules`` with its sub-commands; each sets ``func(args) -> int`` as the parser default."""
-    rules = subparsers.add_parser("rules", help="check, explain and describe rule files")
+    rules: argparse.ArgumentParser = subparsers.add_parser(
+        "rules", help="check, explain and describe rule files"
+    )
     sub = rules.add_subparsers(dest="rules_command", required=True)
     check = sub.add_parser("check", help="validate a rule file (and its includes)")
     check.add_argument("file", type=Path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 VL_PHOTO = "1.2.840.10008.5.1.4.1.1.77.1.4"
 
@@ -16,8 +16,8 @@ def photo_dataset(**overrides: object) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = VL_PHOTO
-    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1143.1.3"
+    ds.file_meta.MediaStorageSOPClassUID = UID(VL_PHOTO)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.2.1143.1.3")
     ds.SOPClassUID = VL_PHOTO
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.1.3"
     ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.1.1"
