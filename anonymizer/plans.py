@@ -109,6 +109,7 @@ class MetadataPlan:
     clean_vocabulary: tuple[str, ...] = ()  # extra words that Clean (C) keeps in descriptors
     date_offset_min_days: int = -365  # per-patient date shift range, inclusive
     date_offset_max_days: int = -30
+    jpeg_full_scan: bool = False  # scan JPEG entropy data for hidden markers too (slower; see jpeg_markers)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from anonymizer.metadata.compiled import CompiledPlan, compile_plan
 from anonymizer.metadata.encapsulated import strip_jpeg_markers
 from anonymizer.metadata.errors import BurnedInAnnotationError, MetadataError
 from anonymizer.metadata.marking import mark
-from anonymizer.metadata.walker import Context, scrub
+from anonymizer.metadata.walker import Context, ascii_value, scrub
 from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption
 
 __all__ = ["BurnedInAnnotationError", "MetadataError", "deidentify"]
@@ -30,17 +30,20 @@ PSEUDONYM_KEYWORDS = (
 )
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+def _text(ds: Dataset, tag: int) -> str:
+    """A top-level text value (decoded with the dataset's character set), stripped; "" when absent."""
+    if tag not in ds:
+        return ""
+    value = ds[tag].value
     return "" if value is None else str(value).strip()
 
 
 def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
     """Keyed per-instance values, taken from the original header before anything changes."""
-    study_uid = _text(ds, "StudyInstanceUID")
-    pid = _text(ds, "PatientID")
+    study_uid = ascii_value(ds, 0x0020000D) if 0x0020000D in ds else ""
+    pid = _text(ds, 0x00100020)
     if pid:
-        pseudonym = keys.patient_pseudonym(pid, _text(ds, "IssuerOfPatientID"))
+        pseudonym = keys.patient_pseudonym(pid, _text(ds, 0x00100021))
     else:  # no PatientID: the study is its own patient, never pooled with other ID-less photos
         pseudonym = keys.patient_pseudonym("study:" + study_uid, "\x00no-patient-id")
     plan = cp.plan
@@ -49,9 +52,9 @@ def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
         compiled=cp,
         patient_pseudonym=pseudonym,
         days=keys.date_offset_days(pseudonym, plan.date_offset_min_days, plan.date_offset_max_days),
-        seconds=keys.time_offset_seconds(pseudonym),
-        study_id=keys.study_id(study_uid, _text(ds, "StudyID")),
-        accession=keys.accession_number(_text(ds, "AccessionNumber"), study_uid),
+        seconds=keys.time_offset_seconds(pseudonym) if plan.shift_time else 0,
+        study_id=keys.study_id(study_uid, _text(ds, 0x00200010)),
+        accession=keys.accession_number(_text(ds, 0x00080050), study_uid),
     )
 
 
@@ -59,7 +62,7 @@ def _ensure_pseudonyms(ds: Dataset, ctx: Context) -> None:
     """Type 2 identifiers that research PACSes merge on must be present and non-empty."""
     overridden = {o.tag for o in ctx.compiled.plan.overrides}
     for tag, keyword, value in PSEUDONYM_KEYWORDS:
-        if tag not in overridden and not _text(ds, keyword):
+        if tag not in overridden and not _text(ds, tag):
             setattr(ds, keyword, getattr(ctx, value))
 
 
@@ -76,7 +79,7 @@ def _file_meta(ds: Dataset, ctx: Context) -> None:
 
 def deidentify(ds: Dataset, plan: MetadataPlan, keys: KeyRing, pixel_report: PixelReport | None) -> Dataset:
     """De-identify ``ds`` in place and return it. Raises MetadataError; never returns a half-done header."""
-    burned_in = _text(ds, "BurnedInAnnotation").upper() == "YES"
+    burned_in = 0x00280301 in ds and ascii_value(ds, 0x00280301).upper() == "YES"  # Burned In Annotation
     if burned_in and not plan.allow_burned_in_annotation:
         raise BurnedInAnnotationError("BurnedInAnnotation is YES and the rule does not allow it")
     cp = compile_plan(plan)
@@ -85,7 +88,7 @@ def deidentify(ds: Dataset, plan: MetadataPlan, keys: KeyRing, pixel_report: Pix
         scrub(ds, ctx)
         _ensure_pseudonyms(ds, ctx)
         _file_meta(ds, ctx)
-        strip_jpeg_markers(ds)
+        strip_jpeg_markers(ds, fast=not plan.jpeg_full_scan)
         mark(ds, plan, pixel_report, burned_in)
     except MetadataError:
         raise

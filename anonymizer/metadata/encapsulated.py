@@ -12,7 +12,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.metadata.errors import UnsupportedPixelEncodingError
-from anonymizer.metadata.jpeg_markers import strip_frame
+from anonymizer.metadata.jpeg_markers import strip_frame_parts
 
 PIXEL_DATA = 0x7FE00010
 EXTENDED_OFFSET_TABLE = 0x7FE00001
@@ -55,24 +55,25 @@ def frames(value: bytes, spans: list[tuple[int, int]]) -> list[list[tuple[int, i
     return grouped
 
 
-def _strip(value: bytes, frame: list[tuple[int, int]], fast: bool) -> bytes | None:
+Parts = list[bytes | memoryview]
+
+
+def _strip(value: bytes, frame: list[tuple[int, int]], fast: bool) -> Parts | None:
     if len(frame) == 1:
-        return strip_frame(value, frame[0][0], frame[0][1], fast=fast)
-    return strip_frame(_joined(value, frame), fast=fast)
+        return strip_frame_parts(value, frame[0][0], frame[0][1], fast=fast)
+    return strip_frame_parts(b"".join(memoryview(value)[a:b] for a, b in frame), fast=fast)
 
 
-def _joined(value: bytes, frame: list[tuple[int, int]]) -> bytes:
-    return b"".join(memoryview(value)[a:b] for a, b in frame)
-
-
-def _encapsulate(frames_out: list[bytes | memoryview], with_bot: bool) -> bytes:
-    items: list[bytes | memoryview] = []
+def _encapsulate(frames_out: list[Parts], with_bot: bool) -> bytes:
+    """One item per frame (plus a basic offset table when asked), joined in a single copy."""
+    items: Parts = []
     offsets, offset = [], 0
-    for data in frames_out:
-        pad = len(data) & 1
+    for parts in frames_out:
+        size = sum(len(p) for p in parts)
+        pad = size & 1
         offsets.append(offset)
-        items += [ITEM, struct.pack("<I", len(data) + pad), data, b"\x00" * pad]
-        offset += 8 + len(data) + pad
+        items += [ITEM, struct.pack("<I", size + pad), *parts, b"\x00" * pad]
+        offset += 8 + size + pad
     bot = struct.pack(f"<{len(offsets)}I", *offsets) if with_bot else b""
     return b"".join([ITEM, struct.pack("<I", len(bot)), bot, *items])
 
@@ -93,12 +94,8 @@ def strip_jpeg_markers(ds: Dataset, fast: bool = True) -> bool:
     if all(s is None for s in stripped):
         return False
     view = memoryview(value)
-    out: list[bytes | memoryview] = []
-    for frame, new in zip(grouped, stripped, strict=True):
-        if new is not None:
-            out.append(new)
-        else:
-            out.append(view[frame[0][0]:frame[0][1]] if len(frame) == 1 else _joined(value, frame))
+    out = [new if new is not None else [view[a:b] for a, b in frame]
+           for frame, new in zip(grouped, stripped, strict=True)]
     ds[PIXEL_DATA] = DataElement(PIXEL_DATA, "OB", _encapsulate(out, has_bot or expected > 1),
                                  is_undefined_length=True)
     for tag in (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):

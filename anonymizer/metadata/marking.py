@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.metadata.table import load_table
@@ -39,39 +43,51 @@ OPTION_CODE: dict[ProfileOption, str] = {
 }
 
 
-def applied_codes(plan: MetadataPlan, pixel_report: PixelReport | None) -> list[str]:
+def applied_codes(plan: MetadataPlan, pixel_report: PixelReport | None) -> tuple[str, ...]:
     """CID 7050 codes for exactly what this plan and pixel report applied, in code order."""
+    return _codes(plan, pixel_report is not None and pixel_report.faces_replaced_and_verified)
+
+
+@lru_cache(maxsize=256)
+def _codes(plan: MetadataPlan, faces_verified: bool) -> tuple[str, ...]:
     options = set(plan.options)
     if ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in options:
         options.discard(ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES)  # modified dates win (table.resolve)
     codes = {"113100", *(OPTION_CODE[ProfileOption(o)] for o in options)}
-    if pixel_report is not None and pixel_report.faces_replaced_and_verified:
+    if faces_verified:
         codes.add("113102")
-    return sorted(codes)
+    return tuple(sorted(codes))
 
 
-def _method_values(plan: MetadataPlan, pixel_report: PixelReport | None) -> list[str]:
+@lru_cache(maxsize=256)
+def _method_values(plan: MetadataPlan, pixel_engine: str | None) -> tuple[str, ...]:
     values = [ENGINE, f"PS3.15 E.1-1 {load_table().edition}",
               f"rules {plan.rule_set_name} {plan.rule_set_hash[:16]}".strip()]
-    if pixel_report is not None:
-        values.append(f"pixels {pixel_report.engine}")
-    return [v.replace("\\", "/")[:64] for v in values]
+    if pixel_engine is not None:
+        values.append(f"pixels {pixel_engine}")
+    return tuple(v.replace("\\", "/")[:64] for v in values)
+
+
+def _put(ds: Dataset, tag: int, vr: str, value: object) -> None:
+    ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)  # valid by construction
+
+
+def _code_item(code: str) -> Dataset:
+    item = Dataset()
+    _put(item, 0x00080100, "SH", code)  # Code Value
+    _put(item, 0x00080102, "SH", "DCM")  # Coding Scheme Designator
+    _put(item, 0x00080104, "LO", CID_7050[code])  # Code Meaning
+    return item
 
 
 def mark(ds: Dataset, plan: MetadataPlan, pixel_report: PixelReport | None, burned_in: bool) -> None:
     """Write the de-identification marking attributes (PS3.15 E.1.1, PS3.3 C.12.1)."""
-    ds.PatientIdentityRemoved = "NO" if burned_in else "YES"
-    ds.DeidentificationMethod = _method_values(plan, pixel_report)
-    items = []
-    for code in applied_codes(plan, pixel_report):
-        item = Dataset()
-        item.CodeValue = code
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = CID_7050[code]
-        items.append(item)
-    ds.DeidentificationMethodCodeSequence = items
     full = ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES in plan.options
     modified = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in plan.options
-    ds.LongitudinalTemporalInformationModified = "UNMODIFIED" if full and not modified else "MODIFIED"
     verified = pixel_report is not None and pixel_report.faces_replaced_and_verified
-    ds.RecognizableVisualFeatures = "NO" if verified else "YES"
+    _put(ds, 0x00120062, "CS", "NO" if burned_in else "YES")  # Patient Identity Removed
+    engine = None if pixel_report is None else pixel_report.engine
+    _put(ds, 0x00120063, "LO", list(_method_values(plan, engine)))  # De-identification Method
+    _put(ds, 0x00120064, "SQ", [_code_item(c) for c in applied_codes(plan, pixel_report)])
+    _put(ds, 0x00280303, "CS", "UNMODIFIED" if full and not modified else "MODIFIED")
+    _put(ds, 0x00280302, "CS", "NO" if verified else "YES")  # Recognizable Visual Features

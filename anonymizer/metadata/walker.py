@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -74,14 +75,16 @@ def element_vr(ds: Dataset, tag: int) -> str:
 def scrub(ds: Dataset, ctx: Context, in_useq: bool = False) -> None:
     """De-identify one dataset level in place; private tags are handled by :func:`scrub_private`."""
     cp = ctx.compiled
+    actions = cp.actions
     private = []
-    for tag in list(ds.keys()):
+    for key in list(ds.keys()):
+        tag = int(key)  # plain ints: dict lookups without pydicom's Python-level Tag.__eq__
         if tag >> 16 & 1:
             private.append(tag)
             continue
         if tag == PIXEL_DATA:
             continue
-        entry = cp.actions.get(tag)
+        entry = actions.get(tag)
         if entry is None:
             entry = cp.fallback(tag, element_vr(ds, tag))
         action = entry[0]
@@ -94,12 +97,12 @@ def scrub(ds: Dataset, ctx: Context, in_useq: bool = False) -> None:
 
 
 def _recurse(ds: Dataset, tag: int, entry: Entry, ctx: Context, in_useq: bool = False) -> None:
-    elem = ds[tag]
-    if elem.VR != "SQ":
-        if elem.VR in DATE_VRS and entry[0] is Action.RECURSE and ctx.compiled.shift_dates:
+    vr = element_vr(ds, tag)
+    if vr != "SQ":
+        if vr in DATE_VRS and entry[0] is Action.RECURSE and ctx.compiled.shift_dates:
             _shift(ds, tag, entry, ctx)  # a K on a date still shifts unless Full Dates is on
         return
-    for item in elem.value:
+    for item in ds[tag].value:
         scrub(item, ctx, in_useq)
 
 
@@ -111,13 +114,27 @@ def _remove(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
     del ds[tag]
 
 
+def ascii_value(ds: Dataset, tag: int) -> str:
+    """Value of an ASCII-only VR (UI, DA, DT, TM, AE, CS...) without converting the raw element."""
+    elem = ds.get_item(tag)
+    value = elem.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip(" \x00")
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return "\\".join(str(v) for v in value)
+
+
 def _empty(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
-    elem = ds[tag]
-    elem.value = [] if elem.VR == "SQ" else (b"" if elem.VR in BINARY_VRS else None)
+    vr = element_vr(ds, tag)
+    _set(ds, tag, vr, [] if vr == "SQ" else (b"" if vr in BINARY_VRS else None))
 
 
 def _set(ds: Dataset, tag: int, vr: str, value: object) -> None:
-    ds[tag] = DataElement(tag, vr, value)
+    """Store a value we generated (valid for the VR by construction: pydicom's re-validation is skipped)."""
+    ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
 
 
 def _dummy(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
@@ -129,14 +146,12 @@ def _dummy(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
 
 
 def _uid(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
-    elem = ds[tag]
-    if elem.VR != "UI":
+    if element_vr(ds, tag) != "UI":
         _dummy_or_recurse(ds, tag, entry, ctx)
         return
-    if elem.VM > 1:
-        elem.value = [ctx.uid(str(v)) for v in elem.value]
-    elif elem.value:
-        elem.value = ctx.uid(str(elem.value))
+    value = ascii_value(ds, tag)
+    if value:
+        _set(ds, tag, "UI", "\\".join(ctx.uid(v) for v in value.split("\\")))
 
 
 def _dummy_or_recurse(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
@@ -147,15 +162,14 @@ def _dummy_or_recurse(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None
 
 
 def _shift(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
-    elem = ds[tag]
-    if elem.VR not in DATE_VRS or not elem.value:
+    vr = element_vr(ds, tag)
+    shift_time = ctx.compiled.plan.shift_time
+    if vr not in DATE_VRS or (vr == "TM" and not shift_time):
         return
-    seconds = ctx.seconds if ctx.compiled.plan.shift_time else 0
-    if elem.VR == "TM" and not ctx.compiled.plan.shift_time:
-        return
-    text = "\\".join(str(v) for v in elem.value) if elem.VM > 1 else str(elem.value)
-    _set(ds, tag, elem.VR, shift_value(elem.VR, text, ctx.days, seconds))
-    ctx.shifted = True
+    text = ascii_value(ds, tag)
+    if text:
+        _set(ds, tag, vr, shift_value(vr, text, ctx.days, ctx.seconds if shift_time else 0))
+        ctx.shifted = True
 
 
 def _clean(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
@@ -42,10 +43,22 @@ def _segment(marker: int, payload: bytes) -> bytes:
     return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
 
 
-def photo_jpeg(source: Path, size: tuple[int, int], canaries: Canaries, quality: int = 90) -> bytes:
-    """A 4:2:2 JPEG of ``source`` resized to ``size`` with identifying APPn/COM segments inserted."""
+def photo_jpeg(
+    source: Path, size: tuple[int, int], canaries: Canaries, quality: int = 90, noise: float = 0.0
+) -> bytes:
+    """A 4:2:2 JPEG of ``source`` resized to ``size`` with identifying APPn/COM segments inserted.
+
+    ``noise`` adds seeded Gaussian sensor noise (sigma in grey levels) so upscaled photos compress like
+    camera files (about 6 MB at 12 MP) instead of like smooth interpolation.
+    """
     with Image.open(source) as img:
         rgb = img.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    if noise > 0:
+        pixels = np.asarray(rgb).astype(np.float32)
+        pixels += (
+            np.random.default_rng(len(canaries.made)).normal(0.0, noise, pixels.shape).astype(np.float32)
+        )
+        rgb = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     exif = Image.Exif()
     exif[0x013B] = canaries.new()  # Artist
     exif[0x010F] = canaries.new()  # Make
@@ -82,9 +95,22 @@ def value_for(vr: str, canaries: Canaries, uid_counter: list[int]) -> object:
     if vr == "UI":
         uid_counter[0] += 1
         return f"1.2.826.0.1.3680043.10.999.{uid_counter[0]}"
-    simple: dict[str, object] = {"DA": "20190305", "DT": "20190305101112", "TM": "101112", "DS": "1.5",
-                                 "IS": "7", "FL": 1.0, "FD": 1.0, "US": 1, "SS": 1, "UL": 1, "SL": 1, "SV": 1,
-                                 "UV": 1, "AT": 0x00100010}
+    simple: dict[str, object] = {
+        "DA": "20190305",
+        "DT": "20190305101112",
+        "TM": "101112",
+        "DS": "1.5",
+        "IS": "7",
+        "FL": 1.0,
+        "FD": 1.0,
+        "US": 1,
+        "SS": 1,
+        "UL": 1,
+        "SL": 1,
+        "SV": 1,
+        "UV": 1,
+        "AT": 0x00100010,
+    }
     if vr in simple:
         return simple[vr]
     if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
@@ -132,8 +158,11 @@ def fill_table(ds: Dataset, canaries: Canaries, uid_counter: list[int]) -> dict[
         if tag in ds:
             originals[tag] = ds[tag].value
             continue
-        value = Sequence([nested_item(canaries, uid_counter, 1)]) if vr == "SQ" else value_for(
-            vr, canaries, uid_counter)
+        value = (
+            Sequence([nested_item(canaries, uid_counter, 1)])
+            if vr == "SQ"
+            else value_for(vr, canaries, uid_counter)
+        )
         ds.add_new(tag, vr, value)
         originals[tag] = value
     return originals
@@ -154,8 +183,9 @@ def add_private_and_overlays(ds: Dataset, canaries: Canaries) -> None:
     ds.add_new(0x60003000, "OW", b"\x01\x00" * 4)
 
 
-def rich_photo(source: Path, tmp: Path, canaries: Canaries, size: tuple[int, int] = (320, 240),
-               full_table: bool = True) -> tuple[Dataset, dict[int, object]]:
+def rich_photo(
+    source: Path, tmp: Path, canaries: Canaries, size: tuple[int, int] = (320, 240), full_table: bool = True
+) -> tuple[Dataset, dict[int, object]]:
     """VL Photographic Image with canaries everywhere; returns the dataset and the original table values."""
     jpeg = tmp / f"{source.stem}_{size[0]}.jpg"
     jpeg.write_bytes(photo_jpeg(source, size, canaries))

@@ -29,7 +29,7 @@ def markers(data: bytes) -> list[int]:
         found.append(marker)
         if marker == 0xDA:
             break
-        pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
     return found
 
 
@@ -57,7 +57,8 @@ def test_camera_jpeg_loses_every_app_segment_but_decodes_identically():
     assert np.array_equal(pixels(out), pixels(data))
 
 
-@pytest.mark.parametrize("kind", ["baseline", "progressive", "cmyk_adobe", "trailer"])
+@pytest.mark.filterwarnings("ignore:Image appears to be a malformed MPO")
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "cmyk_adobe", "trailer", "mpf_appended"])
 def test_fast_path_equals_reference_path_and_pixels_are_unchanged(kind: str):
     if kind == "progressive":
         data = encoded(progressive=True)
@@ -66,14 +67,31 @@ def test_fast_path_equals_reference_path_and_pixels_are_unchanged(kind: str):
         assert 0xEE in markers(data)  # Adobe APP14: its transform flag changes decoding
     else:
         data = encoded()
-    if kind == "trailer":
-        data += b"\x00QZTRAILER" + b"\xff\xd9"
+    if kind == "trailer":  # e.g. a phone's trailer block after EOI
+        data += b"\x00QZTRAILER"
+    if kind == "mpf_appended":  # multi-picture: APP2 MPF announces a second JPEG after the first EOI
+        data = (
+            data[:2]
+            + b"\xff\xe2\x00\x08MPF\x00\x00\x00"
+            + data[2:]
+            + encoded().replace(b"QZCOMMENT", b"QZTRAILER")
+        )
     fast, ref = strip_frame(data, fast=True), strip_frame(data, fast=False)
     assert fast == ref and fast is not None
     assert b"QZCOMMENT" not in fast and b"QZTRAILER" not in fast and fast.endswith(b"\xff\xd9")
     assert np.array_equal(pixels(fast), pixels(data))
     if kind == "cmyk_adobe":
         assert 0xEE in markers(fast)
+
+
+def test_unannounced_appended_jpeg_needs_the_full_scan(plain_photo: PhotoCase):
+    data = encoded() + encoded().replace(b"QZCOMMENT", b"QZTRAILER")
+    assert b"QZTRAILER" in strip_frame(data, fast=True)  # documented residual risk of the header-only path
+    assert b"QZTRAILER" not in strip_frame(data, fast=False)
+    ds = plain_photo.fresh()
+    ds.PixelData = encapsulate([data])
+    out = deidentify(ds, MetadataPlan(jpeg_full_scan=True), KeyRing(b"k" * 32), None)
+    assert b"QZTRAILER" not in out.PixelData and b"QZCOMMENT" not in out.PixelData
 
 
 def test_clean_frame_is_left_alone_without_copy():
