@@ -59,7 +59,7 @@ def check_document(data: dict[str, Any]) -> list[Finding]:
         return []
     destinations = data.get("destinations")
     names = {str(n) for n in destinations} if isinstance(destinations, dict) else set()
-    findings = _check_reachability(routes)
+    findings = _check_reachability(routes) + _check_open_catch_all(routes)
     seen: dict[str, int] = {}
     for i, route in enumerate(routes):
         if not isinstance(route, dict):
@@ -99,6 +99,23 @@ def _check_reachability(routes: list[Any]) -> list[Finding]:
         )
         for j in range(first + 1, len(routes))
     ]
+
+
+def _check_open_catch_all(routes: list[Any]) -> list[Finding]:
+    """A catch-all that forwards with pixels passed through would send any unmatched face unchanged."""
+    i = next((i for i, r in enumerate(routes) if _is_catch_all(r)), None)
+    if i is None or not routes[i].get("to"):
+        return []
+    pixels = routes[i].get("pixels")
+    if isinstance(pixels, dict) and pixels.get("mode") == "passthrough":
+        return [
+            Finding(
+                ("routes", i, "pixels", "mode"),
+                "the catch-all forwards with pixels passed through: any unmatched photo would keep its face",
+                "give passthrough routes a match (e.g. Modality: OP); the catch-all should anonymize",
+            )
+        ]
+    return []
 
 
 def _check_route_name(route: dict[str, Any], i: int, seen: dict[str, int]) -> list[Finding]:

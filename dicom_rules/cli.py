@@ -65,6 +65,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"{len(exc.errors)} error(s)", style="red")
         return 1
     console.print(_summary(rules))
+    for warning in rules.warnings:
+        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
     console.print(f"OK {rules.name} sha256 {rules.sha256}", style="green", soft_wrap=True)
     return 0
 

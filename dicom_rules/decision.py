@@ -103,6 +103,7 @@ class RuleSet:
     catch_all: RouteDecision | None = None
     routes: tuple[Route, ...] = ()
     files: tuple[Path, ...] = ()
+    warnings: tuple[str, ...] = ()  # "file:line:col: warning: …" lines from `rules check`; never block
 
     def source_allowed(self, calling_ae: str, calling_ip: str) -> bool:
         """True when no sources are listed, or one of them lists this AE title (and network)."""

@@ -22,6 +22,7 @@ from dicom_rules.decision import (
     TlsSettings,
 )
 from dicom_rules.hints import hint_for
+from dicom_rules.lint import lint
 from dicom_rules.matching import AttributeCondition, Route
 from dicom_rules.model import (
     CALLING_AE,
@@ -130,6 +131,7 @@ def compile_rules(model: RulesFile, doc: SourceDoc, path: Path, default_engine: 
         catch_all=routes[-1].decision,
         routes=routes,
         files=tuple(doc.files),
+        warnings=tuple(str(w) for w in lint(model, doc, base)),
     )
 
 

@@ -39,9 +39,10 @@ class RuleError:
     loc: Loc
     message: str
     hint: str = ""
+    severity: str = "error"  # or "warning": reported by `rules check`, does not block loading
 
     def __str__(self) -> str:
-        text = f"{self.loc}: error: {self.message}"
+        text = f"{self.loc}: {self.severity}: {self.message}"
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
 

@@ -101,6 +101,8 @@ class RulesWatcher:
         self._fingerprint = _fingerprint(self._files)
         self._content = _content_hash(self._files)
         self._rejected = None
+        if rules.warnings:
+            log.warning("rules.warnings", rules=rules.name, warnings=list(rules.warnings))
         log.info(
             "rules.reloaded",
             rules=rules.name,

@@ -260,3 +260,30 @@ def test_override_values_must_fit_the_attribute(tmp_path: Path, override: str, m
     (error,) = _errors(path).errors
     assert message in error.message and error.hint
     assert error.loc.line == 5
+
+
+def test_passthrough_catch_all_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "open.yaml"
+    path.write_text(
+        "destinations: {out: {folder: o}}\nroutes:\n  - name: all\n    pixels: {mode: passthrough}\n"
+        "    to: out\n"
+    )
+    (error,) = _errors(path).errors
+    assert "keep its face" in error.message and (error.loc.line, error.loc.column) == (4, 20)
+
+
+def test_warnings_do_not_block_but_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "warn.yaml"
+    path.write_text(
+        "destinations:\n"
+        "  out: {folder: o}\n"
+        "  spare: {ae_title: S, host: h, port: 104, tls: {ca_bundle: missing-ca.pem}}\n"
+        "routes:\n"
+        "  - {name: all, to: out}\n"
+    )
+    warnings = load_rules(path).warnings
+    assert any(
+        w.startswith(f"{path.resolve()}:3:3: warning: destination 'spare' is not used") for w in warnings
+    )
+    assert any(":3:50: warning: ca_bundle file missing-ca.pem not found" in w for w in warnings)
+    assert any("warning: no sources" in w for w in warnings)
