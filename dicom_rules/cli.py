@@ -37,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = rules.add_subparsers(dest="rules_command", required=True)
     check = sub.add_parser("check", help="validate a rule file (and its includes)")
     check.add_argument("file", type=Path)
+    check.add_argument("--strict", action="store_true", help="fail on warnings too (for CI)")
     check.set_defaults(func=cmd_check)
     explain = sub.add_parser("explain", help="show the route and before → after of every attribute")
     explain.add_argument("dicom_file", type=Path)
@@ -67,6 +68,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     console.print(_summary(rules))
     for warning in rules.warnings:
         console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    if args.strict and rules.warnings:
+        console.print(f"{len(rules.warnings)} warning(s) with --strict", style="red")
+        return 1
     console.print(f"OK {rules.name} sha256 {rules.sha256}", style="green", soft_wrap=True)
     return 0
 

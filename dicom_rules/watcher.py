@@ -59,6 +59,8 @@ class RulesWatcher:
             sha256=self._current.sha256,
             routes=len(self._current.routes),
         )
+        if self._current.warnings:
+            log.warning("rules.warnings", rules=self._current.name, warnings=list(self._current.warnings))
 
     def current(self) -> RuleSet:
         """The rule set in force; a plain attribute read, safe from any thread."""

@@ -81,6 +81,7 @@ def test_cli_check_and_explain(tmp_path: Path, capsys: object) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("routes:\n  - {name: a, to: nowhere}\n")
     assert main(["check", str(broken)]) == 1
+    assert main(["check", "--strict", str(rules)]) == 1  # warning: no sources
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert f"{broken.resolve()}:2:19: error: destination 'nowhere' is not defined\n" in out
 
