@@ -8,15 +8,17 @@ APP1–APP15/COM from encapsulated JPEG frames without decoding them, and marks 
 
 from __future__ import annotations
 
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
-from anonymizer.metadata.compiled import CompiledPlan, compile_plan
+from anonymizer.metadata.compiled import Action, CompiledPlan, compile_plan
 from anonymizer.metadata.encapsulated import strip_jpeg_markers
 from anonymizer.metadata.errors import BurnedInAnnotationError, MetadataError
 from anonymizer.metadata.marking import mark
-from anonymizer.metadata.walker import Context, ascii_value, scrub
-from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption
+from anonymizer.metadata.walker import APPLY, Context, ascii_value, scrub
+from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption, TagAction
 
 __all__ = ["BurnedInAnnotationError", "MetadataError", "deidentify"]
 
@@ -66,6 +68,16 @@ def _ensure_pseudonyms(ds: Dataset, ctx: Context) -> None:
             setattr(ds, keyword, getattr(ctx, value))
 
 
+def _add_replacements(ds: Dataset, ctx: Context) -> None:
+    """A top-level REPLACE override also sets an attribute that the instance does not have."""
+    for override in ctx.compiled.plan.overrides:
+        tag = override.tag
+        if override.action == TagAction.REPLACE and not (tag >> 16) & 1 and tag not in ds:
+            vr = dictionary_VR(tag).split(" or ")[0]
+            ds[tag] = DataElement(tag, vr, None)
+            APPLY[Action.REPLACE](ds, tag, (Action.REPLACE, override.value), ctx)
+
+
 def _file_meta(ds: Dataset, ctx: Context) -> None:
     meta = getattr(ds, "file_meta", None)
     if meta is None:
@@ -87,6 +99,7 @@ def deidentify(ds: Dataset, plan: MetadataPlan, keys: KeyRing, pixel_report: Pix
     try:
         scrub(ds, ctx)
         _ensure_pseudonyms(ds, ctx)
+        _add_replacements(ds, ctx)
         _file_meta(ds, ctx)
         strip_jpeg_markers(ds, fast=not plan.jpeg_full_scan)
         mark(ds, plan, pixel_report, burned_in)

@@ -130,6 +130,29 @@ def shift_value(vr: str, value: str, days: int, seconds: int) -> str:
     return "\\".join(_shift_tm(p, seconds) for p in parts)
 
 
+def coerce(vr: str, text: str) -> Any:
+    """An admin's replacement text as a value of ``vr``; ValueError when it cannot be one."""
+    if vr in ("FL", "FD"):
+        return float(text)
+    if vr in NUMBER_VRS:
+        return int(text, 0)
+    if vr in BINARY_VRS:
+        return text.encode("ascii")
+    if vr == "SQ":
+        raise ValueError("a sequence cannot be replaced by text")
+    for part in text.split("\\"):
+        if vr == "IS":
+            int(part)
+        elif vr == "DS":
+            float(part)
+        elif vr in DATE_VRS and not re.fullmatch(r"[0-9.+-]*", part):
+            raise ValueError(f"not a {vr} value")
+    limit = MAX_LENGTH.get(vr)
+    if limit is not None and any(len(part) > limit for part in text.split("\\")):
+        raise ValueError(f"replacement is longer than {vr} allows")
+    return text
+
+
 def fit(vr: str, text: str) -> str:
     """Truncate a generated value to the VR's maximum length."""
     limit = MAX_LENGTH.get(vr)

@@ -16,11 +16,13 @@ from pydicom.uid import UID_dictionary
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata.compiled import Action, CompiledPlan, Entry
+from anonymizer.metadata.errors import MetadataError
 from anonymizer.metadata.values import (
     BINARY_VRS,
     DATE_VRS,
     TEXT_VRS,
     clean_text,
+    coerce,
     dummy_value,
     fit,
     shift_value,
@@ -91,7 +93,7 @@ def scrub(ds: Dataset, ctx: Context, in_useq: bool = False) -> None:
         if in_useq and action in (Action.KEEP, Action.RECURSE) and element_vr(ds, tag) == "UI":
             action = Action.UID  # U*: every UID inside the sequence is remapped
         if action is not Action.KEEP:
-            _APPLY[action](ds, tag, entry, ctx)
+            APPLY[action](ds, tag, entry, ctx)
     if private:
         scrub_private(ds, private, ctx)
 
@@ -223,19 +225,28 @@ def _accession(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
 
 
 def _replace(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
-    _set(ds, tag, element_vr(ds, tag), entry[1])
+    vr = element_vr(ds, tag)
+    try:
+        _set(ds, tag, vr, coerce(vr, str(entry[1])))
+    except ValueError as exc:
+        raise MetadataError(f"override replace on ({tag >> 16:04X},{tag & 0xFFFF:04X}): {exc}") from None
 
 
 def _hash(ds: Dataset, tag: int, entry: Entry, ctx: Context) -> None:
+    """Keyed hash for text, keyed UID for UI, the patient's shift for dates; other VRs are removed."""
     vr = element_vr(ds, tag)
     if vr == "UI":
         _uid(ds, tag, entry, ctx)
-        return
-    value = str(ds[tag].value or "")
-    _set(ds, tag, vr, fit(vr, ctx.keys.short_hash(f"tag-{tag:08X}", value, 16)) if value else "")
+    elif vr in DATE_VRS:
+        _shift(ds, tag, entry, ctx)
+    elif vr in TEXT_VRS and vr != "UR":
+        value = str(ds[tag].value or "")
+        _set(ds, tag, vr, fit(vr, ctx.keys.short_hash(f"tag-{tag:08X}", value, 16)) if value else "")
+    else:
+        del ds[tag]
 
 
-_APPLY: dict[Action, Callable[[Dataset, int, Entry, Context], None]] = {
+APPLY: dict[Action, Callable[[Dataset, int, Entry, Context], None]] = {
     Action.RECURSE: _recurse,
     Action.USEQ: _useq,
     Action.REMOVE: _remove,
@@ -265,7 +276,7 @@ def scrub_private(ds: Dataset, tags: list[int], ctx: Context) -> None:
             continue
         override = cp.private_overrides.get(tag)
         if override is not None:
-            _APPLY[override[0]](ds, tag, override, ctx)
+            APPLY[override[0]](ds, tag, override, ctx)
         elif _is_safe(ds, group, elem, cp):
             _recurse(ds, tag, (Action.RECURSE, None), ctx)
         else:

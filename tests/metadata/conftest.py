@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
 from tests.conftest import face_photos
-from tests.metadata.photos import Canaries, rich_photo
+from tests.metadata.photos import Canaries, rich_photo, rich_sc
 
 SECRET = b"metadata-tests-secret-0123456789"
 
@@ -43,6 +43,14 @@ def _case(tmp: Path, full_table: bool) -> PhotoCase:
 def full_photo(tmp_path_factory: pytest.TempPathFactory) -> PhotoCase:
     """A VL Photographic Image with every Table E.1-1 attribute set, canaries in every text place."""
     return _case(tmp_path_factory.mktemp("full"), full_table=True)
+
+
+@pytest.fixture(scope="session")
+def full_sc() -> PhotoCase:
+    """A Secondary Capture (uncompressed RGB) with every Table E.1-1 attribute set and canaries."""
+    canaries = Canaries(prefix="QW")
+    ds, originals = rich_sc(canaries)
+    return PhotoCase(saved(ds), canaries, originals)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from anonymizer.metadata.table import load_table
-from tests.conftest import Patient, Study, make_vl_photo
+from tests.conftest import Patient, Study, make_small_sc, make_vl_photo
 
 PRIVATE_CREATOR = "ACME Photo 1.0"
 SAFE_CREATOR = "VERA SAFE"
@@ -201,3 +201,15 @@ def rich_photo(
     add_private_and_overlays(ds, canaries)
     originals = fill_table(ds, canaries, uid_counter) if full_table else {}
     return ds, originals
+
+
+def rich_sc(canaries: Canaries) -> tuple[Dataset, dict[int, object]]:
+    """Uncompressed RGB Secondary Capture with the same canaries everywhere (no JPEG)."""
+    patient = Patient(patient_id=canaries.new(), name=f"{canaries.new()}^{canaries.new()}", issuer="HOSP-B")
+    ds = make_small_sc(patient, Study(accession=canaries.new(), description=canaries.new()), side=64)
+    uid_counter = [0]
+    ds.StudyID = canaries.new()
+    ds.SourceImageSequence = Sequence([nested_item(canaries, uid_counter)])
+    ds.Manufacturer = canaries.new()
+    add_private_and_overlays(ds, canaries)
+    return ds, fill_table(ds, canaries, uid_counter)

@@ -39,8 +39,11 @@ def test_no_canary_survives_in_standard_mode_except_unlisted_short_text(
     assert not [c for c in full_photo.canaries.made if c in caplog.text]
 
 
+@pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(LEAK_SETS))
-def test_no_canary_survives_in_strict_mode(full_photo: PhotoCase, keys: KeyRing, name: str):
+def test_no_canary_survives_in_strict_mode(request: pytest.FixtureRequest, keys: KeyRing, name: str,
+                                           sop: str):
+    full_photo: PhotoCase = request.getfixturevalue(sop)
     plan = MetadataPlan(options=LEAK_SETS[name], strict=True)
     out = saved(deidentify(full_photo.fresh(), plan, keys, None))
     assert _survivors(full_photo, out) == []

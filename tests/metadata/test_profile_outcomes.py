@@ -81,8 +81,11 @@ class Judge:
         return "QZ" not in _text(value)  # Clean text: no canary word survives
 
 
+@pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-def test_every_table_attribute_matches_its_action(full_photo: PhotoCase, keys: KeyRing, name: str):
+def test_every_table_attribute_matches_its_action(request: pytest.FixtureRequest, keys: KeyRing, name: str,
+                                                   sop: str):
+    full_photo: PhotoCase = request.getfixturevalue(sop)
     options = OPTION_SETS[name]
     plan = MetadataPlan(options=options, safe_private=(f'0013,"{SAFE_CREATOR}",10',))
     out = deidentify(full_photo.fresh(), plan, keys, None)
