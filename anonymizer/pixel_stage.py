@@ -23,6 +23,7 @@ import anonymizer.engines.baselines
 import anonymizer.engines.surrogate  # noqa: F401 — registers the weight-free engines
 from anonymizer import codec
 from anonymizer.donors import DonorBankError
+from anonymizer.engines import vera as _vera  # noqa: F401 — registers "vera" (needs a checkpoint)
 from anonymizer.engines.base import Engine, create_engine
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
