@@ -214,6 +214,7 @@ def _metadata_plan(model: MetadataModel, rules_name: str, sha: str) -> MetadataP
         clean_vocabulary=tuple(model.clean_vocabulary),
         date_offset_min_days=model.date_offset_min_days,
         date_offset_max_days=model.date_offset_max_days,
+        jpeg_full_scan=model.jpeg_full_scan,
     )
 
 

@@ -289,6 +289,9 @@ class MetadataModel(_Model):
     clean_vocabulary: tuple[str, ...] = Field(default=(), description="extra words Clean Descriptors keeps")
     date_offset_min_days: int = Field(default=-365, description="per-patient date shift range, inclusive")
     date_offset_max_days: int = -30
+    jpeg_full_scan: bool = Field(
+        default=False, description="scan JPEG entropy data for hidden markers (slower)"
+    )
     allow_identifiers: bool = Field(
         default=False, description="allow keep on direct identifiers (PatientName…)"
     )

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from anonymizer.plans import PairingScope, PixelMode, ProfileOption, Region, TagAction
+from anonymizer.plans import (
+    MetadataPlan,
+    PairingScope,
+    PixelMode,
+    ProfileOption,
+    Region,
+    TagAction,
+    TagOverride,
+)
 from dicom_rules import RouteAction, RuleSet, Source, load_rules
 from tests.rules.conftest import photo_dataset
 
@@ -134,3 +142,41 @@ def test_default_rules_load_the_shipped_file() -> None:
     )
     assert default_rules("vera").catch_all is not None
     assert default_rules("vera").catch_all.pixels.engine == "vera"  # type: ignore[union-attr]
+
+
+def test_every_metadata_key_reaches_the_plan(tmp_path: Path) -> None:
+    path = tmp_path / "meta.yaml"
+    path.write_text(
+        "routes:\n"
+        "  - name: all\n"
+        "    metadata:\n"
+        "      options: [retain_safe_private, retain_uids]\n"
+        "      strict: true\n"
+        "      strict_keep: [PatientSex, '(0008,0070)']\n"
+        "      shift_time: true\n"
+        "      allow_burned_in_annotation: true\n"
+        "      safe_private: ['0009,\"ACME 1.0\",10']\n"
+        "      clean_vocabulary: [LEFT, RIGHT]\n"
+        "      date_offset_min_days: -100\n"
+        "      date_offset_max_days: -10\n"
+        "      jpeg_full_scan: true\n"
+        "      overrides: {StudyDate: shift-date}\n"
+        "    quarantine: review\n"
+    )
+    rules = load_rules(path)
+    assert rules.catch_all is not None
+    assert rules.catch_all.metadata == MetadataPlan(
+        options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE, ProfileOption.RETAIN_UIDS}),
+        strict=True,
+        overrides=(TagOverride(0x00080020, TagAction.SHIFT_DATE),),
+        safe_private=('0009,"ACME 1.0",10',),
+        allow_burned_in_annotation=True,
+        rule_set_name="meta",
+        rule_set_hash=rules.sha256,
+        shift_time=True,
+        strict_keep=("PatientSex", "Manufacturer"),
+        clean_vocabulary=("LEFT", "RIGHT"),
+        date_offset_min_days=-100,
+        date_offset_max_days=-10,
+        jpeg_full_scan=True,
+    )
