@@ -161,3 +161,26 @@ def test_doctor_checks_surrogate_bank_from_environment(
     checks = run_checks(site["config"], rules, FAST)
     assert _names(checks) == ["engine surrogate (catch-all)"]
     assert "missing-bank.npz is missing" in failed(checks)[0].detail
+
+
+@pytest.mark.integration
+def test_doctor_cli_exits_zero_on_good_setup_from_config_and_rule_files(
+    site: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main as cli_main
+
+    port, tmp = free_port(), site["tmp"]
+    (tmp / "rules.yaml").write_text(
+        "version: 1\nname: good-site\ndestinations:\n"
+        f"  research: {{ae_title: STORESCP, host: 127.0.0.1, port: {port}}}\n"
+        "routes:\n  - name: all\n"
+        f"    pixels: {{engine: {ENGINE}, options: {{donor_bank: '{site['bank']}'}}}}\n"
+        "    to: research\n"
+    )
+    config = tmp / "gateway.yaml"
+    config.write_text(f"data_dir: {site['config'].data_dir}\nrules_file: {tmp / 'rules.yaml'}\n")
+    with dcmtk_storescp(port, tmp / "pacs"):
+        code = cli_main(["doctor", "--config", str(config), "--min-free-gb", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "all checks passed" in out and "C-ECHO status 0x0000" in out
