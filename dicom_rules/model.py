@@ -323,6 +323,14 @@ class MetadataModel(_Model):
                 "safe_private is listed but retain_safe_private is not enabled",
                 "add retain_safe_private to options, or remove safe_private",
             )
+        changed = {resolve(k).tag for k, o in self.overrides.items() if o.action != TagAction.KEEP}
+        clash = [k for k in self.strict_keep if resolve(k).tag in changed]
+        if clash:
+            raise rule_error(
+                "conflict",
+                f"{clash[0]} is in strict_keep but an override changes it",
+                "keep it in one place: either strict_keep or an override",
+            )
         return self
 
 

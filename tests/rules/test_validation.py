@@ -147,6 +147,13 @@ def test_conflicting_options_and_tls_pairs(tmp_path: Path) -> None:
         (6, "full"),
         (7, "preserve"),
     ]
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(
+        "routes:\n  - name: all\n    metadata:\n      strict: true\n      strict_keep: [StudyDescription]\n"
+        "      overrides: {'(0008,1030)': empty}\n    drop: x\n"
+    )
+    (error,) = _errors(clash).errors
+    assert error.loc.line == 4 and "strict_keep but an override changes it" in error.message
 
 
 def test_keeping_a_direct_identifier_needs_an_explicit_allow(tmp_path: Path) -> None:
