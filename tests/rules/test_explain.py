@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from anonymizer.keys import KeyRing
@@ -97,3 +98,13 @@ def test_explain_a_real_photo_with_the_orthodontics_example(tmp_path: Path, caps
     assert "route ortho-photos → forward research-orthanc" in out
     assert "Doe^Jane^Q" in out  # before value, on the admin's terminal only
     assert "preserve" in out and "mouth" in out and "vera" in out
+
+
+def test_vera_gateway_cli_has_the_rules_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main as gateway_main
+
+    default = Path(__file__).resolve().parents[2] / "dicom_rules" / "default.yaml"
+    assert gateway_main(["rules", "check", str(default)]) == 0
+    assert gateway_main(["rules", "schema"]) == 0
+    out = capsys.readouterr().out
+    assert "OK default" in out and '"title": "VerA Gateway rules"' in out
