@@ -29,10 +29,11 @@ import warnings
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO.parent / "shared" / "data" / "faces" / "london_set"
-Step = Callable[[object], object]
+Step = Callable[[Any], object]
 # Without these, glibc serves every ~5 MB buffer with a fresh mmap whose page faults cost more than the copy
 # (floor 7-20 ms instead of ~1.5 ms here) and drown what is measured; a long-running gateway worker reaches
 # the same steady state once glibc raises its dynamic mmap threshold.
@@ -69,13 +70,13 @@ def _steps() -> dict[str, Step]:
     steps: dict[str, Step] = {"floor (read+write)": lambda ds: None,
                               "ours (deidentify)": lambda ds: deidentify(ds, plan, keys, None)}
     try:
-        from dicognito.anonymizer import Anonymizer
+        from dicognito.anonymizer import Anonymizer  # type: ignore[import-not-found,unused-ignore]
 
         steps["dicognito"] = Anonymizer(seed="bench").anonymize
     except ImportError:
         pass
     try:
-        from deid.dicom import replace_identifiers
+        from deid.dicom import replace_identifiers  # type: ignore[import-not-found,unused-ignore]
 
         steps["deid"] = lambda ds: replace_identifiers([ds], save=False)
     except ImportError:

@@ -94,8 +94,8 @@ def strip_jpeg_markers(ds: Dataset, fast: bool = True) -> bool:
     if all(s is None for s in stripped):
         return False
     view = memoryview(value)
-    out = [new if new is not None else [view[a:b] for a, b in frame]
-           for frame, new in zip(grouped, stripped, strict=True)]
+    out: list[Parts] = [new if new is not None else [view[a:b] for a, b in frame]
+                        for frame, new in zip(grouped, stripped, strict=True)]
     ds[PIXEL_DATA] = DataElement(PIXEL_DATA, "OB", _encapsulate(out, has_bot or expected > 1),
                                  is_undefined_length=True)
     for tag in (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):

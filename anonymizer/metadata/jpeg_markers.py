@@ -104,7 +104,7 @@ def _segment(frame: _Frame, pos: int, marker: int) -> int:
     """Copy or drop the marker segment at ``pos``; returns the offset after it."""
     if pos + 4 > frame.stop:
         raise frame.fail("truncated segment")
-    end = pos + 2 + struct.unpack_from(">H", frame.buf, pos + 2)[0]
+    end: int = pos + 2 + struct.unpack_from(">H", frame.buf, pos + 2)[0]
     if end > frame.stop:
         raise frame.fail("segment runs past the frame")
     segment = frame.view[pos:end]

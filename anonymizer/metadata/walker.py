@@ -12,7 +12,7 @@ from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID_dictionary
+from pydicom.uid import UID_dictionary  # type: ignore[attr-defined]
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata.compiled import Action, CompiledPlan, Entry

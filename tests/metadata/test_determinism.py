@@ -32,7 +32,7 @@ def _in_child(path: Path, secret: bytes) -> bytes:
                           capture_output=True, check=True).stdout
 
 
-def test_two_processes_give_byte_identical_output(plain_photo: PhotoCase, tmp_path: Path):
+def test_two_processes_give_byte_identical_output(plain_photo: PhotoCase, tmp_path: Path) -> None:
     path = tmp_path / "in.dcm"
     path.write_bytes(plain_photo.data)
     first, second = _in_child(path, SECRET), _in_child(path, SECRET)
@@ -41,7 +41,7 @@ def test_two_processes_give_byte_identical_output(plain_photo: PhotoCase, tmp_pa
     assert here == first
 
 
-def test_another_secret_gives_other_uids_and_pseudonyms(plain_photo: PhotoCase):
+def test_another_secret_gives_other_uids_and_pseudonyms(plain_photo: PhotoCase) -> None:
     a = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(SECRET), None)
     b = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(b"another-secret-0123456789abcdef"), None)
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyID",
@@ -51,7 +51,7 @@ def test_another_secret_gives_other_uids_and_pseudonyms(plain_photo: PhotoCase):
     assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
 
 
-def test_instances_of_one_patient_share_pseudonym_study_and_date_interval(plain_photo: PhotoCase):
+def test_instances_of_one_patient_share_pseudonym_study_and_date_interval(plain_photo: PhotoCase) -> None:
     keys = KeyRing(SECRET)
     one, two = plain_photo.fresh(), plain_photo.fresh()
     two.SOPInstanceUID, two.ContentDate = "1.2.826.0.1.3680043.10.999.777", "20240319"

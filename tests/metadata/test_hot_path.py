@@ -9,14 +9,14 @@ from anonymizer.keys import KeyRing
 from anonymizer.metadata import MetadataError, deidentify
 from anonymizer.metadata.compiled import compile_plan
 from anonymizer.metadata.values import shift_value
-from anonymizer.plans import MetadataPlan, ProfileOption, TagOverride
+from anonymizer.plans import MetadataPlan, ProfileOption, TagAction, TagOverride
 from tests.metadata.conftest import PhotoCase
 
 KEYS = KeyRing(b"k" * 32)
 PIXEL_DATA = 0x7FE00010
 
 
-def test_plan_is_compiled_once_and_reused(plain_photo: PhotoCase):
+def test_plan_is_compiled_once_and_reused(plain_photo: PhotoCase) -> None:
     plan = MetadataPlan(rule_set_name="compile-once")
     compile_plan.cache_clear()
     for _ in range(3):
@@ -26,7 +26,7 @@ def test_plan_is_compiled_once_and_reused(plain_photo: PhotoCase):
 
 
 def test_pixels_are_never_decoded_and_clean_pixel_data_is_not_copied(plain_photo: PhotoCase,
-                                                                     monkeypatch: pytest.MonkeyPatch):
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     once = deidentify(plain_photo.fresh(), MetadataPlan(), KEYS, None)  # JPEG segments stripped here
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -39,7 +39,7 @@ def test_pixels_are_never_decoded_and_clean_pixel_data_is_not_copied(plain_photo
     assert again.get_item(PIXEL_DATA).value is before  # nothing left to strip: the very same bytes object
 
 
-def test_nested_items_two_levels_deep_are_remapped_shifted_and_cleaned(plain_photo: PhotoCase):
+def test_nested_items_two_levels_deep_are_remapped_shifted_and_cleaned(plain_photo: PhotoCase) -> None:
     src = plain_photo.fresh()
     inner = src.SourceImageSequence[0].ContentSequence[0]
     inner_uid, inner_date = str(inner.ReferencedSOPInstanceUID), str(inner.ContentDate)
@@ -56,18 +56,18 @@ def test_nested_items_two_levels_deep_are_remapped_shifted_and_cleaned(plain_pho
     assert "ReferencedImageSequence" not in out  # X/Z/U* of a Type 3 attribute: removed
 
 
-def test_replace_sets_absent_attributes_and_rejects_values_the_vr_cannot_hold(plain_photo: PhotoCase):
-    comments = TagOverride(0x00104000, "replace", "research cohort A")  # Patient Comments, absent
+def test_replace_sets_absent_attributes_and_rejects_values_the_vr_cannot_hold(plain_photo: PhotoCase) -> None:
+    comments = TagOverride(0x00104000, TagAction.REPLACE, "research cohort A")  # Patient Comments
     out = deidentify(plain_photo.fresh(), MetadataPlan(overrides=(comments,)), KEYS, None)
     assert out.PatientComments == "research cohort A"
     for tag in (0x00280010, 0x00200013):  # Rows (US), Instance Number (IS)
         with pytest.raises(MetadataError):
-            deidentify(plain_photo.fresh(), MetadataPlan(overrides=(TagOverride(tag, "replace", "x"),)), KEYS,
-                       None)
+            plan = MetadataPlan(overrides=(TagOverride(tag, TagAction.REPLACE, "x"),))
+            deidentify(plain_photo.fresh(), plan, KEYS, None)
 
 
-def test_hash_override_on_a_date_shifts_it(plain_photo: PhotoCase):
-    plan = MetadataPlan(overrides=(TagOverride(0x00100030, "hash"),))  # Patient's Birth Date
+def test_hash_override_on_a_date_shifts_it(plain_photo: PhotoCase) -> None:
+    plan = MetadataPlan(overrides=(TagOverride(0x00100030, TagAction.HASH),))  # Patient's Birth Date
     out = deidentify(plain_photo.fresh(), plan, KEYS, None)
     pseudonym = KEYS.patient_pseudonym(plain_photo.fresh().PatientID, "HOSP-A")
     assert out.PatientBirthDate == shift_value("DA", "19800517", KEYS.date_offset_days(pseudonym), 0)

@@ -9,7 +9,7 @@ import pytest
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
-from anonymizer.plans import MetadataPlan, ProfileOption, TagOverride
+from anonymizer.plans import MetadataPlan, ProfileOption, TagAction, TagOverride
 from tests.metadata.conftest import PhotoCase, saved
 from tests.metadata.test_profile_outcomes import OPTION_SETS
 
@@ -30,7 +30,7 @@ def _survivors(case: PhotoCase, data: bytes) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(LEAK_SETS))
 def test_no_canary_survives_in_standard_mode_except_unlisted_short_text(
-        full_photo: PhotoCase, keys: KeyRing, name: str, caplog: pytest.LogCaptureFixture):
+        full_photo: PhotoCase, keys: KeyRing, name: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     src = full_photo.fresh()
     allowed = {str(src[MANUFACTURER].value)}
@@ -42,14 +42,14 @@ def test_no_canary_survives_in_standard_mode_except_unlisted_short_text(
 @pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(LEAK_SETS))
 def test_no_canary_survives_in_strict_mode(request: pytest.FixtureRequest, keys: KeyRing, name: str,
-                                           sop: str):
+                                           sop: str) -> None:
     full_photo: PhotoCase = request.getfixturevalue(sop)
     plan = MetadataPlan(options=LEAK_SETS[name], strict=True)
     out = saved(deidentify(full_photo.fresh(), plan, keys, None))
     assert _survivors(full_photo, out) == []
 
 
-def test_realistic_photo_leaks_no_identifier_uid_or_date(plain_photo: PhotoCase, keys: KeyRing):
+def test_realistic_photo_leaks_no_identifier_uid_or_date(plain_photo: PhotoCase, keys: KeyRing) -> None:
     src = plain_photo.fresh()
     originals = [str(src.StudyInstanceUID), str(src.SeriesInstanceUID), str(src.SOPInstanceUID),
                  str(src.ReferencedImageSequence[0].ReferencedSOPInstanceUID), "19800517", "20240312",
@@ -60,7 +60,7 @@ def test_realistic_photo_leaks_no_identifier_uid_or_date(plain_photo: PhotoCase,
     assert b"1.2.840.10008.5.1.4.1.1.77.1.4" in out  # well-known SOP Class UIDs are not remapped
 
 
-def test_retain_safe_private_keeps_only_the_listed_element(plain_photo: PhotoCase, keys: KeyRing):
+def test_retain_safe_private_keeps_only_the_listed_element(plain_photo: PhotoCase, keys: KeyRing) -> None:
     plan = MetadataPlan(options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}),
                         safe_private=('0013,"VERA SAFE",10',))
     out = deidentify(plain_photo.fresh(), plan, keys, None)
@@ -68,15 +68,15 @@ def test_retain_safe_private_keeps_only_the_listed_element(plain_photo: PhotoCas
     assert 0x00131011 not in out and 0x00110010 not in out and 0x00111001 not in out
 
 
-def test_overrides_keep_remove_empty_replace_hash_shift(plain_photo: PhotoCase, keys: KeyRing):
+def test_overrides_keep_remove_empty_replace_hash_shift(plain_photo: PhotoCase, keys: KeyRing) -> None:
     src = plain_photo.fresh()
     overrides = (
-        TagOverride(0x00080070, "remove"),  # Manufacturer
-        TagOverride(0x00081090, "keep"),  # Manufacturer's Model Name (X in the table)
-        TagOverride(0x00081030, "replace", "Orthodontic photos"),  # Study Description
-        TagOverride(0x00204000, "hash"),  # Image Comments
-        TagOverride(0x00080060, "empty"),  # Modality
-        TagOverride(0x00100030, "shift-date"),  # Patient's Birth Date (X in the table)
+        TagOverride(0x00080070, TagAction.REMOVE),  # Manufacturer
+        TagOverride(0x00081090, TagAction.KEEP),  # Manufacturer's Model Name (X in the table)
+        TagOverride(0x00081030, TagAction.REPLACE, "Orthodontic photos"),  # Study Description
+        TagOverride(0x00204000, TagAction.HASH),  # Image Comments
+        TagOverride(0x00080060, TagAction.EMPTY),  # Modality
+        TagOverride(0x00100030, TagAction.SHIFT_DATE),  # Patient's Birth Date (X in the table)
     )
     out = deidentify(src, MetadataPlan(overrides=overrides), keys, None)
     pseudonym = keys.patient_pseudonym(plain_photo.fresh().PatientID, "HOSP-A")

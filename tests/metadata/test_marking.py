@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import BurnedInAnnotationError, deidentify
@@ -12,11 +13,11 @@ from tests.metadata.conftest import PhotoCase
 KEYS = KeyRing(b"k" * 32)
 
 
-def _codes(ds) -> list[str]:
+def _codes(ds: Dataset) -> list[str]:
     return [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
 
 
-def test_default_plan_marks_basic_modified_dates_clean_descriptors(plain_photo: PhotoCase):
+def test_default_plan_marks_basic_modified_dates_clean_descriptors(plain_photo: PhotoCase) -> None:
     plan = MetadataPlan(rule_set_name="orthodontics", rule_set_hash="abc123def4567890ffff")
     ds = deidentify(plain_photo.fresh(), plan, KEYS, None)
     assert ds.PatientIdentityRemoved == "YES"
@@ -27,7 +28,7 @@ def test_default_plan_marks_basic_modified_dates_clean_descriptors(plain_photo: 
     assert ds.RecognizableVisualFeatures == "YES"
 
 
-def test_faces_replaced_and_verified_claims_113102_and_no_visual_features(plain_photo: PhotoCase):
+def test_faces_replaced_and_verified_claims_113102_and_no_visual_features(plain_photo: PhotoCase) -> None:
     report = PixelReport(faces_found=1, faces_replaced_and_verified=True, engine="surrogate")
     ds = deidentify(plain_photo.fresh(), MetadataPlan(options=frozenset()), KEYS, report)
     assert _codes(ds) == ["113100", "113102"]
@@ -36,13 +37,13 @@ def test_faces_replaced_and_verified_claims_113102_and_no_visual_features(plain_
     assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
 
 
-def test_unverified_faces_keep_visual_features_yes(plain_photo: PhotoCase):
+def test_unverified_faces_keep_visual_features_yes(plain_photo: PhotoCase) -> None:
     report = PixelReport(faces_found=1, faces_replaced_and_verified=False, engine="surrogate")
     ds = deidentify(plain_photo.fresh(), MetadataPlan(), KEYS, report)
     assert "113102" not in _codes(ds) and ds.RecognizableVisualFeatures == "YES"
 
 
-def test_full_dates_are_unmodified_and_every_option_has_its_code(plain_photo: PhotoCase):
+def test_full_dates_are_unmodified_and_every_option_has_its_code(plain_photo: PhotoCase) -> None:
     options = frozenset(ProfileOption) - {ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES}
     ds = deidentify(plain_photo.fresh(), MetadataPlan(options=options), KEYS, None)
     assert _codes(ds) == ["113100", "113103", "113104", "113105", "113106", "113108", "113109", "113110",
@@ -51,7 +52,7 @@ def test_full_dates_are_unmodified_and_every_option_has_its_code(plain_photo: Ph
     assert ds.StudyDate == plain_photo.fresh().StudyDate
 
 
-def test_burned_in_annotation_is_refused_unless_allowed(plain_photo: PhotoCase):
+def test_burned_in_annotation_is_refused_unless_allowed(plain_photo: PhotoCase) -> None:
     ds = plain_photo.fresh()
     ds.BurnedInAnnotation = "YES"
     with pytest.raises(BurnedInAnnotationError) as err:
@@ -61,7 +62,7 @@ def test_burned_in_annotation_is_refused_unless_allowed(plain_photo: PhotoCase):
     assert allowed.PatientIdentityRemoved == "NO"
 
 
-def test_study_id_and_accession_are_non_empty_pseudonyms_even_when_absent(plain_photo: PhotoCase):
+def test_study_id_and_accession_are_non_empty_pseudonyms_even_when_absent(plain_photo: PhotoCase) -> None:
     ds = plain_photo.fresh()
     del ds.StudyID
     ds.AccessionNumber = ""

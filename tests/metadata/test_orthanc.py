@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 from io import BytesIO
+from typing import Any
 
 import pydicom
 import pytest
@@ -28,8 +29,8 @@ def _strict_reread(data: bytes) -> pydicom.Dataset:
 
 
 @pytest.mark.integration
-def test_orthanc_accepts_indexes_and_renders_deidentified_photos(orthanc, plain_photo: PhotoCase,
-                                                                 full_photo: PhotoCase):
+def test_orthanc_accepts_indexes_and_renders_deidentified_photos(orthanc: Any, plain_photo: PhotoCase,
+                                                                 full_photo: PhotoCase) -> None:
     server = orthanc()
     keys = KeyRing(SECRET)
     outputs = [

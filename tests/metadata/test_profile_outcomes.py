@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -56,17 +58,17 @@ class Judge:
         expected = self._expected(vr, original, value, code)
         return None if expected else f"{code.name} gave {str(value)[:30]!r}"
 
-    def _expected(self, vr: str, original: object, value: object, code: Code) -> bool:
+    def _expected(self, vr: str, original: Any, value: Any, code: Code) -> bool:
         if code is Code.ZERO:
             return not value
         if code is Code.DUMMY:
             if vr == "UI":
-                return value == self.keys.uid(str(original))
+                return bool(value == self.keys.uid(str(original)))
             if vr == "SQ":
                 return len(value) == 1 and len(value[0]) == 0
             return value not in (None, "", original)
         if code is Code.UID:
-            return value == self.keys.uid(str(original))
+            return bool(value == self.keys.uid(str(original)))
         if code is Code.U_SEQ:
             return all(i.ReferencedSOPInstanceUID == self.keys.uid(str(o.ReferencedSOPInstanceUID))
                        for i, o in zip(value, original, strict=True))
@@ -84,7 +86,7 @@ class Judge:
 @pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_every_table_attribute_matches_its_action(request: pytest.FixtureRequest, keys: KeyRing, name: str,
-                                                   sop: str):
+                                                   sop: str) -> None:
     full_photo: PhotoCase = request.getfixturevalue(sop)
     options = OPTION_SETS[name]
     plan = MetadataPlan(options=options, safe_private=(f'0013,"{SAFE_CREATOR}",10',))
@@ -102,7 +104,8 @@ def test_every_table_attribute_matches_its_action(request: pytest.FixtureRequest
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-def test_private_and_repeating_groups_match_their_rows(full_photo: PhotoCase, keys: KeyRing, name: str):
+def test_private_and_repeating_groups_match_their_rows(full_photo: PhotoCase, keys: KeyRing,
+                                                       name: str) -> None:
     options = OPTION_SETS[name]
     plan = MetadataPlan(options=options, safe_private=(f'0013,"{SAFE_CREATOR}",10',))
     out = deidentify(full_photo.fresh(), plan, keys, None)

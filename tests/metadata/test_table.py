@@ -6,6 +6,7 @@ import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ SHARED_TABLE = REPO.parent / "shared" / "data" / "dicom-standard" / "confidentia
 SHIPPED = REPO / "anonymizer" / "metadata" / "data" / "ps315_e1_1.json"
 
 
-def _generator():
+def _generator() -> Any:
     path = REPO / "scripts" / "gen_profile_table.py"
     spec = importlib.util.spec_from_file_location("gen_profile_table", path)
     assert spec and spec.loader
@@ -26,7 +27,7 @@ def _generator():
     return module
 
 
-def test_shipped_table_has_all_621_rows_with_edition_and_repeating_groups():
+def test_shipped_table_has_all_621_rows_with_edition_and_repeating_groups() -> None:
     table = load_table()
     assert table.edition and "E.1-1" in json.loads(SHIPPED.read_text())["standard"]
     assert len(table.rows) == 621
@@ -37,7 +38,7 @@ def test_shipped_table_has_all_621_rows_with_edition_and_repeating_groups():
                      "X/Z/U*": 2}
 
 
-def test_shipped_table_matches_the_standard_json_when_present():
+def test_shipped_table_matches_the_standard_json_when_present() -> None:
     if not SHARED_TABLE.is_file():
         pytest.skip("../shared dicom-standard table not present")
     gen = _generator()
@@ -52,7 +53,7 @@ def test_shipped_table_matches_the_standard_json_when_present():
         assert {gen.OPTION_COLUMNS[k]: v for k, v in src.items() if k in gen.OPTION_COLUMNS} == row["options"]
 
 
-def test_combined_codes_follow_the_photo_iod_type():
+def test_combined_codes_follow_the_photo_iod_type() -> None:
     assert resolve_combined("00080023", "Z/D") is Code.DUMMY  # Content Date: Type 1 in Ophthalmic Photography
     assert resolve_combined("00400555", "X/Z") is Code.ZERO  # Acquisition Context Sequence: Type 2
     assert resolve_combined("00080080", "X/Z/D") is Code.REMOVE  # Institution Name: Type 3
@@ -62,7 +63,7 @@ def test_combined_codes_follow_the_photo_iod_type():
     assert resolve_combined("00700084", "Z/D") is Code.ZERO
 
 
-def test_option_precedence_modified_dates_and_clean_win_over_keep():
+def test_option_precedence_modified_dates_and_clean_win_over_keep() -> None:
     row = ProfileRow("0018700c", "Date of Last Detector Calibration", "X/D",
                      (("retain_device_identity", "K"), ("retain_longitudinal_full_dates", "K"),
                       ("retain_longitudinal_modified_dates", "C")), True)
