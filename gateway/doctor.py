@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ PROBE_BYTES = 8 * 1024**2
 SLOW_WRITE_MB_S = 20.0
 ASSET_KEYS = ("donor_bank", "bank", "weights", "checkpoint", "model")
 ASSET_SUFFIXES = ("_path", "_file", "_dir")
+CERT_WARN_DAYS = 30
 ENGINES_NEEDING_ASSETS = {"surrogate": "donor bank", "vera": "checkpoint"}
 ENGINE_ASSET_ENV = {"surrogate": ("donor_bank", "VERA_DONOR_BANK")}  # option name, environment fallback
 
@@ -379,6 +381,8 @@ def check_destinations(
         if isinstance(dest, FolderDestination):
             yield from _check_folder(label, resolve(dest.path))
             continue
+        if dest.tls is not None and dest.tls.certificate is not None:
+            yield check_certificate(f"{label} certificate", resolve(Path(dest.tls.certificate)))
         ok_, detail = echo_destination(dest, calling_ae, timeout_s)
         tls = " over TLS" if dest.tls else ""
         if ok_:
@@ -402,6 +406,54 @@ def _check_folder(label: str, folder: Path) -> Iterator[Check]:
         yield fail(label, f"{folder}: {exc.strerror or exc}", f"make {folder} writable by the service user")
         return
     yield ok(label, f"folder {folder} writable")
+
+
+# ---- listeners ---------------------------------------------------------------------------------------
+
+
+def certificate_days_left(path: Path) -> float:
+    """Days until a PEM certificate expires (negative once expired)."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return (cert.not_valid_after_utc - datetime.now(UTC)).total_seconds() / 86400
+
+
+def check_certificate(label: str, path: Path) -> Check:
+    try:
+        days = certificate_days_left(path)
+    except (OSError, ValueError) as exc:
+        return fail(label, f"{path}: {exc}", "give the path of a PEM certificate")
+    renew = "renew the certificate with the hospital CA (README: configure TLS)"
+    if days < 0:
+        return fail(label, f"{path} expired {-days:.0f} days ago", renew)
+    if days < CERT_WARN_DAYS:
+        return warn(label, f"{path} expires in {days:.0f} days", renew)
+    return ok(label, f"{path} valid for {days:.0f} more days")
+
+
+def check_listeners(config: Any, rules: RuleSet) -> Iterator[Check]:
+    """The TLS listener's files load into a BCP 195 context; an open allow-list is flagged off loopback."""
+    from gateway.tls import TlsConfigError
+
+    if config.tls is not None:
+        try:
+            config.tls.context(config.resolve)
+        except TlsConfigError as exc:
+            yield fail("tls listener", str(exc), "fix the tls: section of the service config")
+        else:
+            yield check_certificate("tls listener", config.resolve(config.tls.certificate))
+    sources = len(config.allowed_callers) + len(rules.sources)
+    if sources:
+        yield ok("allow-list", f"{sources} allowed caller(s)")
+    elif config.bind in ("127.0.0.1", "::1"):
+        yield ok("allow-list", f"open, but bound to {config.bind} only")
+    else:
+        yield warn(
+            "allow-list",
+            f"any caller that reaches {config.bind}:{config.port} may store",
+            "list the PACS (AE title + networks) under sources: in the rule file",
+        )
 
 
 # ---- running -------------------------------------------------------------------------------------------
@@ -435,6 +487,7 @@ def run_checks(
             )
             return checks
     checks.append(ok("rules", f"{rules.name} sha256 {rules.sha256[:16]}…"))
+    checks += [*check_listeners(config, rules)]
     checks += [*check_engines(rules, config.resolve)]
     if options.network:
         checks += [*check_destinations(rules, config.ae_title, config.resolve, options.echo_timeout_s)]

@@ -46,7 +46,9 @@ def _write_key(key: rsa.RSAPrivateKey, path: Path) -> Path:
     return path
 
 
-def _builder(subject: str, issuer: x509.Name, public_key: object) -> x509.CertificateBuilder:
+def _builder(
+    subject: str, issuer: x509.Name, public_key: object, valid_days: float = 2
+) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -54,8 +56,8 @@ def _builder(subject: str, issuer: x509.Name, public_key: object) -> x509.Certif
         .issuer_name(issuer)
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_before(min(now, now + dt.timedelta(days=valid_days)) - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=valid_days))
     )
 
 
@@ -105,3 +107,12 @@ def make_pki(out: Path) -> Pki:
         client=_issue(ca_key, ca_cert, "pacs-client", out, server=False),
         rogue=_issue(rogue_key, rogue_cert, "rogue-client", out, server=False),
     )
+
+
+def self_signed(out: Path, cn: str, valid_days: float) -> Identity:
+    """A self-signed certificate valid for ``valid_days`` from now (negative: already expired)."""
+    key = _key()
+    cert = _builder(cn, _name(cn), key.public_key(), valid_days).sign(key, hashes.SHA256())
+    cert_path = out / f"{cn}.crt"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Identity(cert_path, _write_key(key, out / f"{cn}.key"))

@@ -23,7 +23,7 @@ from dicom_rules.decision import (
 from gateway.config import load_config
 from gateway.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
 from tests.ops.peers import dcmtk_storescp, free_port
-from tests.ops.pki import Pki
+from tests.ops.pki import Pki, self_signed
 
 ENGINE = "ops-doctor-bank"
 FAST = DoctorOptions(min_free_bytes=0, probe_bytes=1 << 20, echo_timeout_s=3)
@@ -184,3 +184,40 @@ def test_doctor_cli_exits_zero_on_good_setup_from_config_and_rule_files(
     out = capsys.readouterr().out
     assert code == 0, out
     assert "all checks passed" in out and "C-ECHO status 0x0000" in out
+
+
+def _folder_rules(site: dict[str, Any]) -> RuleSet:
+    return _rules(site["bank"], [FolderDestination("f", Path("out"))])
+
+
+def test_doctor_checks_tls_listener_files_and_certificate_expiry(site: dict[str, Any], pki: Pki) -> None:
+    from gateway.tls import TlsListenerConfig
+
+    listener = TlsListenerConfig(
+        certificate=pki.server.certificate, private_key=pki.server.private_key, ca_bundle=pki.ca
+    )
+    config = site["config"].model_copy(update={"tls": listener})
+    checks = run_checks(config, _folder_rules(site), FAST)
+    tls = next(c for c in checks if c.name == "tls listener")
+    assert (
+        failed(checks) == [] and tls.status == Status.WARN and "expires in" in tls.detail
+    )  # 2-day test cert
+
+    expired = self_signed(site["tmp"], "expired-gateway", valid_days=-3)
+    listener = listener.model_copy(
+        update={"certificate": expired.certificate, "private_key": expired.private_key}
+    )
+    checks = run_checks(site["config"].model_copy(update={"tls": listener}), _folder_rules(site), FAST)
+    assert _names(checks) == ["tls listener"] and "expired" in failed(checks)[0].detail
+
+    wrong_key = listener.model_copy(update={"certificate": pki.server.certificate})
+    checks = run_checks(site["config"].model_copy(update={"tls": wrong_key}), _folder_rules(site), FAST)
+    assert _names(checks) == ["tls listener"] and "do not load together" in failed(checks)[0].detail
+
+
+def test_doctor_warns_about_an_open_allow_list_off_loopback(site: dict[str, Any]) -> None:
+    exposed = site["config"].model_copy(update={"bind": "0.0.0.0"})
+    allow = next(c for c in run_checks(exposed, _folder_rules(site), FAST) if c.name == "allow-list")
+    assert allow.status == Status.WARN and "sources" in allow.fix
+    local = next(c for c in run_checks(site["config"], _folder_rules(site), FAST) if c.name == "allow-list")
+    assert local.status == Status.OK
