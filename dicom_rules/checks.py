@@ -153,7 +153,11 @@ def _check_match(route: dict[str, Any], i: int) -> list[Finding]:
         return []
     findings = []
     for key, cond in match.items():
-        info = _resolve_quietly(key) if key != CALLING_AE else TagInfo(-1, CALLING_AE, "AE")
+        info = (
+            _resolve_quietly(str(key).rsplit(".", 1)[-1])
+            if key != CALLING_AE
+            else TagInfo(-1, CALLING_AE, "AE")
+        )
         problem = _condition_problem(info, cond) if info is not None else None
         if problem:
             findings.append(Finding(("routes", i, "match", key), *problem))

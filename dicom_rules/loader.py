@@ -36,7 +36,7 @@ from dicom_rules.model import (
     all_field_names,
 )
 from dicom_rules.source import KEY, Loc, RuleError, RulesError, SourceDoc, load_source
-from dicom_rules.tags import resolve
+from dicom_rules.tags import resolve, resolve_path
 
 AT_KEY_TYPES = frozenset({"extra_forbidden", "unknown_keyword", "unknown_tag"})
 UNION_TAGS = frozenset({"str", "int", "float", "bool", "dicom", "folder"})
@@ -219,12 +219,14 @@ def _metadata_plan(model: MetadataModel, rules_name: str, sha: str) -> MetadataP
 
 
 def _condition(key: str, cond: Condition) -> AttributeCondition:
-    tag = -1 if key == CALLING_AE else resolve(key).tag
+    path = () if key == CALLING_AE else tuple(info.tag for info in resolve_path(key))
+    tag, sequences = (path[-1], path[:-1]) if path else (-1, ())
     present = cond.present if cond.present is not None else (None if cond.absent is None else not cond.absent)
     bounds = tuple((op, float(v)) for op in ("lt", "le", "gt", "ge") if (v := getattr(cond, op)) is not None)
     return AttributeCondition(
         key=key,
         tag=tag,
+        sequences=sequences,
         equals=cond.equals,
         one_of=cond.one_of,
         present=present,

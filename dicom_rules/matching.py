@@ -26,10 +26,15 @@ class ConditionResult:
 
 @dataclass(frozen=True)
 class AttributeCondition:
-    """A test on one attribute (tag) or on the calling AE title (tag == -1)."""
+    """A test on one attribute (tag) or on the calling AE title (tag == -1).
+
+    ``sequences`` lead to the attribute through sequence items (any item may match): a key such as
+    ``AnatomicRegionSequence.CodeMeaning`` tests the CodeMeaning of every item of that sequence.
+    """
 
     key: str  # as written in the rule file
     tag: int
+    sequences: tuple[int, ...] = ()
     equals: str | float | None = None
     one_of: tuple[str | float, ...] | None = None
     regex: re.Pattern[str] | None = None
@@ -37,7 +42,7 @@ class AttributeCondition:
     bounds: tuple[tuple[str, float], ...] = ()  # ("lt", 3.0), ...
 
     def evaluate(self, ds: Dataset, calling_ae: str) -> ConditionResult:
-        values = [calling_ae.strip()] if self.tag < 0 else _values(ds, self.tag)
+        values = [calling_ae.strip()] if self.tag < 0 else _nested_values(ds, self.sequences, self.tag)
         actual = "<absent>" if values is None else "\\".join(values)
         return ConditionResult(self.describe(), self._test(values), actual)
 
@@ -89,6 +94,16 @@ class Route:
 
     def matches(self, ds: Dataset, calling_ae: str) -> bool:
         return all(c.evaluate(ds, calling_ae).passed for c in self.conditions)
+
+
+def _nested_values(ds: Dataset, sequences: tuple[int, ...], tag: int) -> list[str] | None:
+    items = [ds]
+    for seq_tag in sequences:
+        items = [
+            item for d in items if (e := d.get(seq_tag)) is not None and e.VR == "SQ" for item in e.value
+        ]
+    found = [v for v in (_values(item, tag) for item in items) if v is not None]
+    return None if not found else [value for values in found for value in values]
 
 
 def _values(ds: Dataset, tag: int) -> list[str] | None:

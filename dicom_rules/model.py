@@ -26,7 +26,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from anonymizer.plans import NoFaceAction, PairingScope, PixelMode, ProfileOption, Region, TagAction
-from dicom_rules.tags import resolve, rule_error
+from dicom_rules.tags import resolve, resolve_path, rule_error
 
 CALLING_AE = "calling_ae"
 ENGINE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -67,7 +67,9 @@ def _check_tag(text: str) -> str:
 
 
 def _check_match_key(text: str) -> str:
-    return text if text == CALLING_AE else _check_tag(text)
+    if text != CALLING_AE:
+        resolve_path(text)
+    return text
 
 
 AeTitle = Annotated[
@@ -340,7 +342,8 @@ class RouteModel(_Model):
     name: Name
     match: dict[MatchKey, Condition] = Field(
         default_factory=dict,
-        description="DICOM keyword or tag (or calling_ae) → condition; all must hold; empty = catch-all",
+        description="keyword, tag, Sequence.Keyword path or calling_ae → condition; all must hold; "
+        "empty = catch-all",
     )
     pixels: PixelsModel = Field(default_factory=PixelsModel)
     metadata: MetadataModel = Field(default_factory=MetadataModel)

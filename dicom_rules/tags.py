@@ -77,6 +77,19 @@ def resolve(text: str) -> TagInfo:
     raise rule_error("unknown_keyword", f"unknown DICOM keyword {text!r}", hint)
 
 
+def resolve_path(text: str) -> tuple[TagInfo, ...]:
+    """'AnatomicRegionSequence.CodeMeaning' → (sequence, …, leaf); every part but the last is a sequence."""
+    parts = tuple(resolve(part) for part in str(text).split("."))
+    for info in parts[:-1]:
+        if info.vr != "SQ":
+            raise rule_error(
+                "not_a_sequence",
+                f"{info.label} is not a sequence, so nothing can follow it after a dot",
+                "a dotted key goes through sequences, e.g. AnatomicRegionSequence.CodeMeaning",
+            )
+    return parts
+
+
 def _resolve_number(text: str, tag: int) -> TagInfo:
     if (tag >> 16) & 1:
         return TagInfo(tag, "", "")

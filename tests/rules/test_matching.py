@@ -111,6 +111,11 @@ OPERATOR_CASES = [
     ("Rows: 3000", {}, True),  # a number compares numerically
     ("Rows: {gt: 10}", {"Rows": None}, False),
     ("Modality: XC\n      Rows: {lt: 10}", {}, False),  # all conditions must hold
+    ("ViewCodeSequence.CodeMeaning: Lateral", {}, True),  # through sequence items
+    ("ViewCodeSequence.CodeValue: {one_of: ['1', '399067008']}", {}, True),
+    ("ViewCodeSequence.CodeMeaning: {regex: '^Front'}", {}, False),
+    ("AnatomicRegionSequence.CodeMeaning: {present: true}", {}, False),
+    ("ViewCodeSequence.CodeMeaning: {absent: true}", {}, False),
 ]
 
 

@@ -294,3 +294,15 @@ def test_warnings_do_not_block_but_are_reported(tmp_path: Path) -> None:
     )
     assert any(":3:50: warning: ca_bundle file missing-ca.pem not found" in w for w in warnings)
     assert any("warning: no sources" in w for w in warnings)
+
+
+def test_dotted_match_keys_must_go_through_sequences(tmp_path: Path) -> None:
+    path = tmp_path / "dots.yaml"
+    path.write_text(
+        "routes:\n  - name: r\n    match:\n      Modality.CodeMeaning: x\n"
+        "      ViewCodeSequence.CodeMeanin: y\n    drop: x\n  - {name: rest, drop: y}\n"
+    )
+    errors = _errors(path).errors
+    assert [(e.loc.line, e.loc.column) for e in errors] == [(4, 7), (5, 7)]
+    assert "Modality (0008,0060) is not a sequence" in errors[0].message
+    assert "'CodeMeaning'" in errors[1].hint
