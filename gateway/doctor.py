@@ -251,8 +251,8 @@ def check_secret(path: Path) -> Iterator[Check]:
         yield fail(
             "secret",
             f"{path} is missing",
-            "first install: start the service once (it creates the secret) and back the file up; "
-            "existing site: restore it from backup, a new secret changes every pseudonym (README)",
+            f"existing site: restore it from backup (a new secret changes every pseudonym); first install: "
+            f"umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > {path}, then back it up",
         )
         return
     mode = stat.S_IMODE(path.stat().st_mode)
