@@ -265,3 +265,29 @@ def test_gateway_admits_a_source_added_to_the_rule_file_without_restart(tmp_path
         )
     finally:
         service.stop()
+
+
+@pytest.mark.integration
+def test_running_gateway_refuses_association_beyond_limit_while_first_n_store(tmp_path: Path) -> None:
+    from dicom_rules.decision import FolderDestination
+    from gateway.service import Service
+    from tests.gateway.conftest import gateway_config, instance_states, rules_to
+
+    n = 3
+    config = gateway_config(
+        tmp_path / "gw", max_associations=n, max_associations_per_source=n, quiet_period_s=3600
+    )
+    service = Service(config, rules=rules_to(FolderDestination("out", Path("out")))).start()
+    try:
+        first = [_associate(service.port, f"SCU{i}", config.ae_title) for i in range(n)]
+        assert all(a.is_established for a in first)
+        extra = _associate(service.port, "SCU-EXTRA", config.ae_title)
+        assert extra.is_rejected
+        rj = extra.acceptor.primitive
+        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02)
+        for i, assoc in enumerate(first):
+            assert assoc.send_c_store(secondary_capture(70 + i)).Status == 0x0000
+            assoc.release()
+        assert sum(instance_states(config).values()) == n
+    finally:
+        service.stop()
