@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from anonymizer.keys import KeyRing, SecretError, load_or_create_secret
 from dicom_rules.decision import DEFAULT_RULES_PATH, RuleSet, load_rules
@@ -85,7 +86,7 @@ def _summary(rules: RuleSet) -> Table:
         then = f"{d.action.value} {d.destination.name if d.destination else d.reason}"
         p = d.pixels
         pixels = f"{p.mode.value} {p.engine} preserve={','.join(r.value for r in p.preserve) or '-'}"
-        table.add_row(str(i), route.name, when, then, pixels)
+        table.add_row(str(i), *(Text(cell) for cell in (route.name, when, then, pixels)))
     return table
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,18 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
-from anonymizer.plans import PixelReport
+from anonymizer.plans import MetadataPlan, PixelReport
 from dicom_rules.decision import RouteAction, RouteDecision, RuleSet
 from dicom_rules.matching import ConditionResult
 
 MAX_SHOWN = 60
+Why = Callable[[int, str], str]  # (tag, VR) → why the metadata stage acts on it, e.g. "table: uid"
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,37 @@ def _changes(
     except Exception as exc:  # the gateway quarantines on these; explain says so instead of crashing
         reason = getattr(exc, "reason", type(exc).__name__)
         return (), f"the metadata stage refuses this file ({reason}: {exc}); the gateway would quarantine it"
-    overrides = {o.tag: o.action.value for o in decision.metadata.overrides}
-    changes = _diff(ds, after, "", overrides)
+    overrides = {o.tag: f"override: {o.action.value}" for o in decision.metadata.overrides}
+    changes = _diff(ds, after, "", overrides, _planned(decision.metadata))
     if hasattr(ds, "file_meta"):
-        changes += _diff(ds.file_meta, getattr(after, "file_meta", Dataset()), "meta:", {})
+        changes += _diff(ds.file_meta, getattr(after, "file_meta", Dataset()), "meta:", {}, _no_plan)
     return tuple(changes), note
+
+
+def _no_plan(tag: int, vr: str) -> str:
+    return ""
+
+
+def _planned(plan: MetadataPlan) -> Why:
+    """The metadata stage's planned action per (tag, VR), e.g. 'table: uid'; '' when it cannot say."""
+    try:
+        from anonymizer.metadata.compiled import compile_plan
+
+        compiled = compile_plan(plan)
+    except Exception:  # internal API of the metadata stage: explain degrades to the observed actions
+        return _no_plan
+
+    def why(tag: int, vr: str) -> str:
+        if (tag >> 16) & 1:
+            return ""  # private: decided by the private-tag rules, not the table
+        try:
+            listed = compiled.actions.get(tag)
+            entry = listed or compiled.fallback(tag, vr)
+            return f"{'table' if listed else 'unlisted'}: {entry[0].name.lower()}"
+        except Exception:
+            return ""
+
+    return why
 
 
 def _trace(ds: Dataset, rules: RuleSet, calling_ae: str) -> list[RouteTrace]:
@@ -117,32 +147,24 @@ def _trace(ds: Dataset, rules: RuleSet, calling_ae: str) -> list[RouteTrace]:
     return traces
 
 
-def _diff(before: Dataset, after: Dataset, prefix: str, overrides: dict[int, str]) -> list[AttributeChange]:
+def _diff(
+    before: Dataset, after: Dataset, prefix: str, overrides: dict[int, str], why: Why
+) -> list[AttributeChange]:
     out: list[AttributeChange] = []
     for elem in before:
         path = f"{prefix}{_tag(elem.tag)}"
         new = after.get(elem.tag) if after is not None else None
-        rule = f" (override: {overrides[elem.tag]})" if elem.tag in overrides and not prefix else ""
+        reason = (overrides.get(elem.tag) if not prefix else None) or why(elem.tag, elem.VR)
+        suffix = f" [{reason}]" if reason else ""
         if elem.VR == "SQ" and new is not None and new.VR == "SQ":
-            out.append(
-                AttributeChange(
-                    path, elem.keyword, "SQ", _seq_action(elem, new) + rule, _show(elem), _show(new)
-                )
-            )
+            action = _seq_action(elem, new) + suffix
+            out.append(AttributeChange(path, elem.keyword, "SQ", action, _show(elem), _show(new)))
             for i, item in enumerate(elem.value):
                 other = new.value[i] if i < len(new.value) else Dataset()
-                out.extend(_diff(item, other, f"{path}[{i}].", {}))
+                out.extend(_diff(item, other, f"{path}[{i}].", {}, why))
             continue
-        out.append(
-            AttributeChange(
-                path,
-                elem.keyword,
-                elem.VR,
-                _action(elem, new) + rule,
-                _show(elem),
-                _show(new) if new is not None else "—",
-            )
-        )
+        action = _action(elem, new) + suffix
+        out.append(AttributeChange(path, elem.keyword, elem.VR, action, _show(elem), _show(new)))
     for elem in after if after is not None else ():
         if elem.tag not in before:
             out.append(
@@ -185,7 +207,9 @@ def _show(elem: DataElement | None) -> str:
 
 def render(expl: Explanation, console: Console, *, source: str = "") -> None:
     """Rich output for the admin's terminal (holds PHI: never send it to a log)."""
-    console.print(f"[bold]rules[/] {expl.rules_name}  sha256 {expl.rules_sha256[:16]}  {source}")
+    console.print(
+        f"[bold]rules[/] {escape(expl.rules_name)}  sha256 {expl.rules_sha256[:16]}  {escape(source)}"
+    )
     if expl.source_allowed is False:
         console.print(
             "[red]calling AE title/address is not in sources: the gateway refuses the association[/]"
@@ -193,10 +217,12 @@ def render(expl: Explanation, console: Console, *, source: str = "") -> None:
     console.print(_routes_table(expl))
     d = expl.decision
     target = d.destination.name if d.destination is not None else d.reason
-    console.print(f"[bold]decision[/] route [cyan]{d.route_name}[/] → {d.action.value} {target}")
+    console.print(
+        f"[bold]decision[/] route [cyan]{escape(d.route_name)}[/] → {d.action.value} {escape(target)}"
+    )
     console.print(_plan_table(expl))
     if expl.note:
-        console.print(f"[yellow]note:[/] {expl.note}")
+        console.print(f"[yellow]note:[/] {escape(expl.note)}")
     if expl.changes:
         console.print(_changes_table(expl))
 
@@ -208,7 +234,7 @@ def _routes_table(expl: Explanation) -> Table:
     for i, t in enumerate(expl.traces, 1):
         result = "[green]MATCH[/]" if t.matched else ("no" if t.reached else "[dim]not reached[/]")
         conds = "\n".join(f"{'✔' if r.passed else '✘'} {r.label}  ({r.actual})" for r in t.results)
-        table.add_row(str(i), t.name, result, conds or "(catch-all)")
+        table.add_row(str(i), Text(t.name), Text.from_markup(result), Text(conds or "(catch-all)"))
     return table
 
 
@@ -217,23 +243,29 @@ def _plan_table(expl: Explanation) -> Table:
     table = Table(title="plan", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    table.add_row(
+    _add(
+        table,
         "pixels",
         f"mode {p.mode.value}, engine {p.engine}"
         + (f" (fallback {p.fallback_engine})" if p.fallback_engine else ""),
     )
-    table.add_row("preserve", ", ".join(r.value for r in p.preserve) or "nothing")
-    table.add_row("pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
+    _add(table, "preserve", ", ".join(r.value for r in p.preserve) or "nothing")
+    _add(table, "pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
     if p.engine_options:
-        table.add_row("engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
-    table.add_row(
+        _add(table, "engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
+    _add(
+        table,
         "metadata",
         "basic profile + "
         + (", ".join(sorted(o.value for o in m.options)) or "no options")
         + (" (strict)" if m.strict else ""),
     )
-    table.add_row("overrides", ", ".join(f"{_tag(o.tag)} {o.action.value}" for o in m.overrides) or "none")
+    _add(table, "overrides", ", ".join(f"{_tag(o.tag)} {o.action.value}" for o in m.overrides) or "none")
     return table
+
+
+def _add(table: Table, label: str, value: str) -> None:
+    table.add_row(label, Text(value))  # Text, not markup: values may hold [brackets]
 
 
 def _changes_table(expl: Explanation) -> Table:
@@ -242,5 +274,6 @@ def _changes_table(expl: Explanation) -> Table:
         table.add_column(col, overflow="fold")
     for c in expl.changes:
         style = "dim" if c.action.startswith("kept") else None
-        table.add_row(c.path, c.keyword, c.vr, c.action, c.before, c.after, style=style)
+        cells = (c.path, c.keyword, c.vr, c.action, c.before, c.after)
+        table.add_row(*(Text(cell) for cell in cells), style=style)
     return table

@@ -53,8 +53,8 @@ def test_explain_names_route_conditions_and_before_after(tmp_path: Path) -> None
     assert all(r.passed for r in ortho)
     name = expl.change("PatientName")
     assert name.before == "Doe^Jane" and name.after == keys.patient_pseudonym("MRN-0042")
-    assert name.action == "replaced"
-    assert expl.change("StudyDescription").action.endswith("(override: keep)")
+    assert name.action.startswith("replaced")
+    assert expl.change("StudyDescription").action == "kept [override: keep]"
     nested = [c for c in expl.changes if c.path.startswith("(0054,0220)[0].")]  # inside ViewCodeSequence
     assert {c.keyword for c in nested} >= {"CodeValue", "CodeMeaning"}
     out = io.StringIO()
@@ -63,6 +63,16 @@ def test_explain_names_route_conditions_and_before_after(tmp_path: Path) -> None
     assert "route ortho → forward out" in text
     assert "Doe^Jane" in text and keys.patient_pseudonym("MRN-0042") in text
     assert "preserve" in text and "mouth" in text
+
+
+def test_explain_shows_values_literally_never_as_markup(tmp_path: Path) -> None:
+    ds = photo_dataset(PatientName="[bold]Doe[/bold]^Jane", StudyDescription="ortho [red]x[/red]")
+    expl = explain(ds, load_rules(_rules(tmp_path)), keys=KeyRing(b"k" * 32))
+    out = io.StringIO()
+    render(expl, Console(file=out, width=250, color_system=None))
+    text = out.getvalue()
+    assert "[bold]Doe[/bold]^Jane" in text and "[override: keep]" in text
+    assert "(?i)ortho" in text  # the regex of the route, shown as written
 
 
 def test_explain_of_a_quarantined_file_says_so(tmp_path: Path) -> None:
