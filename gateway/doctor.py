@@ -33,6 +33,7 @@ from dicom_rules.decision import DicomDestination, FolderDestination
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_BYTES = 2 * 1024**3
+MIN_GPU_FREE_BYTES = 2 * 1024**3
 PROBE_BYTES = 8 * 1024**2
 SLOW_WRITE_MB_S = 20.0
 ASSET_KEYS = ("donor_bank", "bank", "weights", "checkpoint", "model")
@@ -88,11 +89,12 @@ def check_packages(dist: str = "vera-gateway") -> Iterator[Check]:
     except metadata.PackageNotFoundError:
         yield fail("packages", f"{dist} is not installed", "run: make setup (pip install -e .)")
         return
-    problems, versions = [], []
+    problems, versions, checked = [], [], 0
     for text in requires:
         req = Requirement(text)
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
+        checked += 1
         try:
             have = metadata.version(req.name)
         except metadata.PackageNotFoundError:
@@ -105,7 +107,7 @@ def check_packages(dist: str = "vera-gateway") -> Iterator[Check]:
     if problems:
         yield fail("packages", "; ".join(problems), "run: make setup (reinstalls the pinned stack)")
     else:
-        yield ok("packages", ", ".join(versions) + f"; {len(requires)} requirements satisfied")
+        yield ok("packages", ", ".join(versions) + f"; {checked} requirements satisfied")
 
 
 def check_torch() -> Iterator[Check]:
@@ -125,8 +127,13 @@ def check_torch() -> Iterator[Check]:
         return
     for index in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(index)
-        name = torch.cuda.get_device_name(index)
-        yield ok(f"cuda:{index}", f"{name}, {free / 1024**3:.1f} of {total / 1024**3:.1f} GiB free")
+        detail = (
+            f"{torch.cuda.get_device_name(index)}, {free / 1024**3:.1f} of {total / 1024**3:.1f} GiB free"
+        )
+        if free < MIN_GPU_FREE_BYTES:
+            yield warn(f"cuda:{index}", detail, "another process holds the GPU memory (nvidia-smi); stop it")
+        else:
+            yield ok(f"cuda:{index}", detail)
 
 
 # ---- engine assets ---------------------------------------------------------------------------------------

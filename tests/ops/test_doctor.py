@@ -221,3 +221,14 @@ def test_doctor_warns_about_an_open_allow_list_off_loopback(site: dict[str, Any]
     assert allow.status == Status.WARN and "sources" in allow.fix
     local = next(c for c in run_checks(site["config"], _folder_rules(site), FAST) if c.name == "allow-list")
     assert local.status == Status.OK
+
+
+def test_doctor_package_check_reports_what_it_checked() -> None:
+    from gateway.doctor import check_packages, check_python, check_torch
+
+    (installed,) = check_packages()
+    assert installed.status == Status.OK and "torch 2.14.1" in installed.detail
+    (missing,) = check_packages("no-such-distribution-vera")
+    assert missing.status == Status.FAIL and "make setup" in missing.fix
+    assert next(check_python()).status == Status.OK
+    assert all(c.status in (Status.OK, Status.WARN) for c in check_torch())
