@@ -19,9 +19,9 @@ import structlog
 
 from dicom_rules import RuleSet
 from gateway.config import GatewayConfig
+from gateway.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec, init_worker, run_job, warm_up
 from gateway.ledger import InstanceState, Job, Ledger
 from gateway.metrics import QUARANTINED, STAGE_SECONDS
-from gateway.pipeline import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec, init_worker, process_job
 
 LOG = structlog.get_logger("gateway.grouping")
 MAX_JOB_ATTEMPTS = 3
@@ -70,9 +70,18 @@ class Scheduler:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["gateway.pipeline"])
             self.pool = ProcessPoolExecutor(
-                self.config.workers, mp_context=ctx, initializer=init_worker, initargs=self.init_args
+                self.config.workers,
+                mp_context=ctx,
+                initializer=init_worker,
+                initargs=(*self.init_args, "INFO"),
             )
         return self.pool
+
+    def warm_up(self) -> None:
+        """Start the worker processes now (they import the pixel stage), not on the first job."""
+        if self.config.workers > 0:
+            for _ in range(self.config.workers):
+                self._pool().submit(warm_up)
 
     def tick(self) -> int:
         """One round of grouping, dispatch and collection; returns how many jobs finished."""
@@ -108,15 +117,15 @@ class Scheduler:
         if self.config.workers == 0:
             future = Future()
             try:
-                future.set_result(process_job(spec))
+                future.set_result(run_job(spec))
             except Exception as exc:
                 future.set_exception(exc)
         else:
             try:
-                future = self._pool().submit(process_job, spec)
+                future = self._pool().submit(run_job, spec)
             except BrokenProcessPool:
                 self._reset_pool()
-                future = self._pool().submit(process_job, spec)
+                future = self._pool().submit(run_job, spec)
         self.in_flight[job.id] = (future, time.perf_counter())
 
     def _collect(self) -> int:
@@ -163,11 +172,8 @@ class Scheduler:
     def _job_failed(self, job_id: int, reason: str) -> None:
         attempts = self.ledger.job_attempts(job_id)
         if attempts >= MAX_JOB_ATTEMPTS:
-            ids = self.ledger.job_instance_ids(job_id, InstanceState.PROCESSING)
-            self.ledger.apply_job_result(
-                job_id, [(i, InstanceState.QUARANTINED, {"reason": reason}) for i in ids]
-            )
-            QUARANTINED.labels(stage="pipeline").inc(len(ids))
+            count = self.ledger.quarantine_job(job_id, reason)
+            QUARANTINED.labels(stage="pipeline").inc(count)
             LOG.warning("job.quarantined", job_id=job_id, reason=reason, attempts=attempts)
             return
         delay = job_retry_delay(attempts)

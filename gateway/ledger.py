@@ -303,6 +303,30 @@ class Ledger:
         rows = self.query("SELECT id FROM instances WHERE job_id=? AND state=? ORDER BY id", (job_id, state))
         return [int(r["id"]) for r in rows]
 
+    def quarantine_job(self, job_id: int, reason: str) -> int:
+        """Quarantine every unfinished instance of a job (a stage kept failing); returns how many."""
+        now = self.clock()
+        with self.transaction() as db:
+            ids = [
+                r["id"]
+                for r in db.execute(
+                    "SELECT id FROM instances WHERE job_id=? AND state IN (?,?,?)",
+                    (job_id, InstanceState.RECEIVED, InstanceState.GROUPED, InstanceState.PROCESSING),
+                )
+            ]
+            for iid in ids:
+                db.execute(
+                    "UPDATE instances SET state=?, reason=?, updated_at=? WHERE id=?",
+                    (InstanceState.QUARANTINED, reason, now, iid),
+                )
+                db.execute(
+                    "INSERT INTO quarantine (kind, instance_id, job_id, reason, calling_ae, created_at)"
+                    " SELECT 'job', id, job_id, ?, calling_ae, ? FROM instances WHERE id=?",
+                    (reason, now, iid),
+                )
+            self._settle_job(db, job_id, now)
+            return len(ids)
+
     def finish_instance_ok(self, instance_id: int, destination: str, out_path: str, out_sop_uid: str) -> None:
         self._set_instance(
             instance_id,

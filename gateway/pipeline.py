@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -26,56 +25,22 @@ from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
 from anonymizer.plans import PairingScope
 from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway import faults
+from gateway.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
 from gateway.spool import ContentStore
 
 LOG = structlog.get_logger("gateway.pipeline")
 _KEYS: KeyRing | None = None
 
 
-class ItemKind(StrEnum):
-    OK = "ok"
-    QUARANTINE = "quarantine"
-    DROP = "drop"
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    instance_id: int
-    spool_file: str  # absolute path of the spooled file
-    calling_ae: str
-    calling_ip: str
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    job_id: int
-    instances: tuple[InstanceSpec, ...]
-    outbox_root: str
-    rules: RuleSet
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    instance_id: int
-    kind: ItemKind
-    reason: str = ""
-    destination: str = ""
-    out_path: str = ""  # relative to the outbox root
-    out_sop_uid: str = ""  # de-identified (keyed) UID: safe to log and store
-
-
-@dataclass(frozen=True)
-class JobResult:
-    job_id: int
-    items: tuple[ItemResult, ...] = ()
-    retry_reason: str = ""  # non-empty: a stage asked to retry the whole job
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def init_worker(secret: bytes, donor_bank: str | None = None) -> None:
-    """Process-pool initializer: the key ring lives in the worker, never in a job message."""
+def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | None = None) -> None:
+    """Process-pool initializer: the key ring lives in the worker, never in a job message. A pool worker
+    (``log_level`` given) logs JSON like the service."""
     global _KEYS
     _KEYS = KeyRing(secret)
+    if log_level is not None:
+        from gateway.logs import configure_logging
+
+        configure_logging(log_level)
     if donor_bank is not None:
         pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=Path(donor_bank)))
 

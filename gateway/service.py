@@ -92,6 +92,7 @@ class Service:
             self.tls_server = start_scp(
                 self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
             )
+        self.scheduler.warm_up()
         for name, target in (
             ("scheduler", self.scheduler.run),
             ("forwarder", self.forwarder.run),

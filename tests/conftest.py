@@ -236,9 +236,10 @@ class Orthanc:
                 time.sleep(0.1)
         raise TimeoutError("Orthanc REST API did not come up")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """SIGTERM and wait (reusable storage), or SIGKILL at teardown (throw-away storage)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -289,4 +290,4 @@ def orthanc(tmp_path: Path) -> Iterator[Any]:
 
     yield factory
     for server in started:
-        server.stop()
+        server.stop(graceful=False)

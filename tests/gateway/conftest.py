@@ -111,20 +111,24 @@ LAUNCHER = textwrap.dedent(
     from anonymizer.plans import PixelMode
     from tests.gateway.conftest import rules_to
 
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    configure_logging()
-    dest = spec["destination"]
-    if "port" in dest:
-        destination = DicomDestination(**dest)
-    else:
-        destination = FolderDestination(dest["name"], Path(dest["path"]))
-    rules = rules_to(destination, PixelMode(spec["mode"]))
-    service = Service(GatewayConfig.model_validate(spec["config"]), rules=rules)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    service.start()
-    done.wait()
-    service.stop()
+    def main() -> None:
+        spec = json.loads(Path(sys.argv[1]).read_text())
+        configure_logging()
+        dest = spec["destination"]
+        if "port" in dest:
+            destination = DicomDestination(**dest)
+        else:
+            destination = FolderDestination(dest["name"], Path(dest["path"]))
+        rules = rules_to(destination, PixelMode(spec["mode"]))
+        service = Service(GatewayConfig.model_validate(spec["config"]), rules=rules)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: done.set())
+        service.start()
+        done.wait()
+        service.stop()
+
+    if __name__ == "__main__":  # the worker pool re-imports this file
+        main()
     """
 )
 
@@ -151,8 +155,12 @@ class GatewayProcess:
             stderr=log,
             env=env,
             cwd=REPO,
+            start_new_session=True,
         )
-        wait_until(lambda: "service.started" in self.log_text() or self.proc.poll() is not None, timeout=60)
+        before = self.log_text().count('"service.started"')
+        wait_until(
+            lambda: self.log_text().count('"service.started"') > before or self.proc.poll() is not None, 60
+        )
         assert self.proc.poll() is None, self.log_text()[-3000:]
         return self
 
@@ -170,8 +178,9 @@ class GatewayProcess:
         return out
 
     def kill9(self) -> None:
+        """SIGKILL the gateway and its worker processes (its whole session, as systemd would)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.proc = None
 
