@@ -8,6 +8,8 @@ APP1–APP15/COM from encapsulated JPEG frames without decoding them, and marks 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -40,24 +42,32 @@ def _text(ds: Dataset, tag: int) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
-    """Keyed per-instance values, taken from the original header before anything changes."""
-    study_uid = ascii_value(ds, 0x0020000D) if 0x0020000D in ds else ""
-    pid = _text(ds, 0x00100020)
+@lru_cache(maxsize=4096)
+def _patient_values(keys: KeyRing, pid: str, issuer: str, study_uid: str, span: tuple[int, int]
+                    ) -> tuple[str, int, int]:
+    """(pseudonym, date offset days, time offset seconds) of one patient; photos come many per patient."""
     if pid:
-        pseudonym = keys.patient_pseudonym(pid, _text(ds, 0x00100021))
+        pseudonym = keys.patient_pseudonym(pid, issuer)
     else:  # no PatientID: the study is its own patient, never pooled with other ID-less photos
         pseudonym = keys.patient_pseudonym("study:" + study_uid, "\x00no-patient-id")
+    return pseudonym, keys.date_offset_days(pseudonym, *span), keys.time_offset_seconds(pseudonym)
+
+
+@lru_cache(maxsize=4096)
+def _study_values(keys: KeyRing, study_uid: str, study_id: str, accession: str) -> tuple[str, str]:
+    return keys.study_id(study_uid, study_id), keys.accession_number(accession, study_uid)
+
+
+def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
+    """Keyed per-instance values, taken from the original header before anything changes."""
     plan = cp.plan
-    return Context(
-        keys=keys,
-        compiled=cp,
-        patient_pseudonym=pseudonym,
-        days=keys.date_offset_days(pseudonym, plan.date_offset_min_days, plan.date_offset_max_days),
-        seconds=keys.time_offset_seconds(pseudonym) if plan.shift_time else 0,
-        study_id=keys.study_id(study_uid, _text(ds, 0x00200010)),
-        accession=keys.accession_number(_text(ds, 0x00080050), study_uid),
-    )
+    study_uid = ascii_value(ds, 0x0020000D) if 0x0020000D in ds else ""
+    pid, issuer = _text(ds, 0x00100020), _text(ds, 0x00100021)
+    span = (plan.date_offset_min_days, plan.date_offset_max_days)
+    pseudonym, days, seconds = _patient_values(keys, pid, issuer, "" if pid else study_uid, span)
+    study_id, accession = _study_values(keys, study_uid, _text(ds, 0x00200010), _text(ds, 0x00080050))
+    return Context(keys=keys, compiled=cp, patient_pseudonym=pseudonym, days=days,
+                   seconds=seconds if plan.shift_time else 0, study_id=study_id, accession=accession, root=ds)
 
 
 def _ensure_pseudonyms(ds: Dataset, ctx: Context) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from functools import lru_cache
 
-from pydicom.datadict import keyword_dict
+from pydicom.datadict import dictionary_VR, keyword_dict
 
 from anonymizer.metadata.errors import MetadataError
 from anonymizer.metadata.table import Code, load_table, resolve
@@ -157,13 +157,28 @@ def _graphics(code: Code) -> Action:
     return Action.REMOVE if code in (Code.REMOVE, Code.CLEAN) else CODE_ACTION[code]
 
 
-def _table_actions(options: frozenset[ProfileOption]) -> tuple[dict[int, Entry], dict[str, Code]]:
+def _by_vr(tag: int, action: Action, plan: MetadataPlan, shift_dates: bool) -> Action:
+    """Resolve C on date/time attributes at compile time: DA/DT shift; TM kept unless the plan shifts it."""
+    if action is not Action.CLEAN:
+        return action
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return action
+    if vr in ("DA", "DT") or (vr == "TM" and plan.shift_time):
+        return Action.SHIFT if shift_dates else Action.KEEP
+    return Action.KEEP if vr == "TM" else action
+
+
+def _table_actions(plan: MetadataPlan, options: frozenset[ProfileOption],
+                   shift_dates: bool) -> tuple[dict[int, Entry], dict[str, Code]]:
     actions: dict[int, Entry] = {}
     special: dict[str, Code] = {}
     for row in load_table().rows:
         code = resolve(row, options)
         if _HEX_TAG.fullmatch(row.tag):
-            actions[int(row.tag, 16)] = (CODE_ACTION[code], None)
+            tag = int(row.tag, 16)
+            actions[tag] = (_by_vr(tag, CODE_ACTION[code], plan, shift_dates), None)
         else:
             special[row.tag] = code
     return actions, special
@@ -185,7 +200,9 @@ def _apply_overrides(plan: MetadataPlan, actions: dict[int, Entry]) -> dict[int,
 def compile_plan(plan: MetadataPlan) -> CompiledPlan:
     """Table + options + overrides → one lookup; built once per plan and cached."""
     options = frozenset(ProfileOption(o) for o in plan.options)
-    actions, special = _table_actions(options)
+    shift_dates = (ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES not in options
+                   or ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in options)
+    actions, special = _table_actions(plan, options, shift_dates)
     for tag, action in PSEUDONYM_TAGS.items():
         actions[tag] = (action, None)
     private_overrides = _apply_overrides(plan, actions)
@@ -202,7 +219,6 @@ def compile_plan(plan: MetadataPlan) -> CompiledPlan:
         safe_private=parse_safe_private(plan.safe_private) if retain_private else frozenset(),
         private_overrides=private_overrides,
         strict_keep=frozenset(keep),
-        shift_dates=ProfileOption.RETAIN_LONGITUDINAL_FULL_DATES not in options
-        or ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in options,
+        shift_dates=shift_dates,
         vocabulary=CLEAN_VOCABULARY | frozenset(w.upper() for w in plan.clean_vocabulary),
     )

@@ -45,6 +45,7 @@ class Context:
     seconds: int
     study_id: str
     accession: str
+    root: Dataset | None = None  # the instance's top-level dataset
     uids: dict[str, str] = field(default_factory=dict)
     shifted: bool = False
 
@@ -59,19 +60,26 @@ class Context:
         return new
 
 
-def element_vr(ds: Dataset, tag: int) -> str:
-    """VR without converting the element; implicit-VR raw elements fall back to the dictionary."""
-    vr = ds.get_item(tag).VR
-    if vr:
-        return str(vr)
+def dictionary_vr(tag: int) -> str:
+    """The data dictionary's VR of a public tag; "" when unknown or ambiguous ("US or SS"). Cached."""
     cached = _VR_CACHE.get(tag)
     if cached is None:
         try:
-            cached = dictionary_VR(tag).split(" or ")[0]
+            cached = dictionary_VR(tag)
         except KeyError:
-            cached = "UN"
+            cached = ""
+        cached = "" if " or " in cached else cached
         _VR_CACHE[tag] = cached
     return cached
+
+
+def element_vr(ds: Dataset, tag: int) -> str:
+    """VR without converting the element: the dictionary's for public tags (as pydicom would use for UN), else
+    the one the file stated, else UN."""
+    vr = dictionary_vr(tag) if not (tag >> 16) & 1 else ""
+    if vr:
+        return vr
+    return str(ds.get_item(tag).VR or "UN")
 
 
 def scrub(ds: Dataset, ctx: Context, in_useq: bool = False) -> None:
@@ -207,6 +215,8 @@ def _nested_pseudonym(ds: Dataset, ctx: Context) -> str:
 
     At the top level this equals ``ctx.patient_pseudonym`` (same inputs, processed before they change).
     """
+    if ds is ctx.root:
+        return ctx.patient_pseudonym  # same inputs, already hashed once
     pid_elem = ds.get(PATIENT_ID)
     pid = str(pid_elem.value or "").strip() if pid_elem is not None else ""
     if not pid:
