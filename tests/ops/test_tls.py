@@ -224,3 +224,22 @@ def test_service_config_tls_section_builds_listener_context(pki: Pki, tmp_path: 
     )
     with pytest.raises(ConfigError, match="ca_bundle"):
         load_config(path)
+
+
+def test_silent_client_holds_the_tls_listener_no_longer_than_the_handshake_timeout(
+    pki: Pki, tmp_path: Path
+) -> None:
+    import socket
+
+    scp = _TlsScp(server_context(_server_settings(pki), handshake_timeout_s=1.0))
+    try:
+        write_instance(tmp_path / "d.dcm", 7)
+        good = ["+tls", str(pki.client.private_key), str(pki.client.certificate), "+cf", str(pki.ca)]
+        with socket.create_connection(("127.0.0.1", scp.port)):  # connects, never says ClientHello
+            started = time.monotonic()
+            result = storescu(scp.port, [tmp_path / "d.dcm"], good, timeout=30)
+            elapsed = time.monotonic() - started
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(scp.stored) == 1 and elapsed < 10
+    finally:
+        scp.close()
