@@ -72,7 +72,7 @@ def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
 
 def _ensure_pseudonyms(ds: Dataset, ctx: Context) -> None:
     """Type 2 identifiers that research PACSes merge on must be present and non-empty."""
-    overridden = {o.tag for o in ctx.compiled.plan.overrides}
+    overridden = {o.tag for o in ctx.compiled.plan.overrides if o.action != TagAction.HASH}
     for tag, keyword, value in PSEUDONYM_KEYWORDS:
         if tag not in overridden and not _text(ds, tag):
             setattr(ds, keyword, getattr(ctx, value))

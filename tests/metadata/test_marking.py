@@ -70,3 +70,12 @@ def test_study_id_and_accession_are_non_empty_pseudonyms_even_when_absent(plain_
     assert out.StudyID.startswith("S") and len(out.StudyID) == 13
     assert out.AccessionNumber.startswith("A") and len(out.AccessionNumber) == 13
     assert out.PatientName == out.PatientID == KEYS.patient_pseudonym(plain_photo.fresh().PatientID, "HOSP-A")
+
+
+def test_hash_override_on_an_empty_accession_still_gets_a_pseudonym(plain_photo: PhotoCase) -> None:
+    from anonymizer.plans import TagAction, TagOverride
+
+    ds = plain_photo.fresh()
+    del ds.AccessionNumber
+    plan = MetadataPlan(overrides=(TagOverride(0x00080050, TagAction.HASH),))
+    assert deidentify(ds, plan, KEYS, None).AccessionNumber.startswith("A")
