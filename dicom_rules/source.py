@@ -66,13 +66,8 @@ class SourceDoc:
 
     @property
     def sha256(self) -> str:
-        """Hash over every file's bytes in load order: the rule-set version."""
-        h = hashlib.sha256()
-        for digest in self.digests:
-            h.update(bytes.fromhex(digest))
-        return (
-            h.hexdigest() if len(self.digests) > 1 else (self.digests[0] if self.digests else h.hexdigest())
-        )
+        """The rule-set version: see :func:`combined_sha256`."""
+        return combined_sha256(self.digests)
 
     def loc(self, path: PathT, *, at_key: bool = False) -> Loc:
         """Best mark for a (pydantic) loc: walk as deep as the tree knows, skipping union tags."""
@@ -86,6 +81,16 @@ class SourceDoc:
         if at_key and (*here, KEY) in self.marks:
             return self.marks[(*here, KEY)]
         return self.marks.get(here) or self.marks[()]
+
+
+def combined_sha256(digests: list[str]) -> str:
+    """One file: its sha256 (as ``sha256sum`` prints). With includes: sha256 of the digests in load order."""
+    if len(digests) == 1:
+        return digests[0]
+    h = hashlib.sha256()
+    for digest in digests:
+        h.update(bytes.fromhex(digest))
+    return h.hexdigest()
 
 
 def _mark(file: Path, node: yaml.Node) -> Loc:

@@ -24,7 +24,7 @@ from pathlib import Path
 import structlog
 
 from dicom_rules.decision import RuleSet, load_rules
-from dicom_rules.source import RulesError, load_source
+from dicom_rules.source import RulesError, combined_sha256, load_source
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +50,7 @@ class RulesWatcher:
         self._current = load_rules(self.path, default_engine=default_engine)
         self._files: tuple[Path, ...] = self._current.files or (self.path,)
         self._fingerprint = _fingerprint(self._files)
-        self._content = _content_hash(self._files)
+        self._content = self._current.sha256  # the version actually loaded
         self._rejected: str | None = None
         self._next_check = clock() + interval_s
         log.info(
@@ -101,7 +101,9 @@ class RulesWatcher:
         self._current = rules
         self._files = rules.files or (self.path,)
         self._fingerprint = _fingerprint(self._files)
-        self._content = _content_hash(self._files)
+        self._content = rules.sha256
+        if _content_hash(self._files) != rules.sha256:
+            self._fingerprint = ()  # edited while loading: look again at the next poll
         self._rejected = None
         if rules.warnings:
             log.warning("rules.warnings", rules=rules.name, warnings=list(rules.warnings))
@@ -136,10 +138,11 @@ def _fingerprint(files: tuple[Path, ...]) -> Fingerprint:
 
 
 def _content_hash(files: tuple[Path, ...]) -> str:
-    h = hashlib.sha256()
+    """Same formula as :attr:`RuleSet.sha256`, so a version can be compared with what was loaded."""
+    digests = []
     for f in files:
         try:
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+            digests.append(hashlib.sha256(f.read_bytes()).hexdigest())
         except OSError:
-            h.update(b"missing:" + str(f).encode())
-    return h.hexdigest()
+            digests.append(hashlib.sha256(b"missing:" + str(f).encode()).hexdigest())
+    return combined_sha256(digests)

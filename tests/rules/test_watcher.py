@@ -101,3 +101,25 @@ def test_deleted_file_keeps_the_old_rules_until_it_returns(tmp_path: Path) -> No
     assert [e["event"] for e in logs] == ["rules.rejected"]
     _write(path, V2, 1)
     assert watcher.poll() and watcher.current().routes[0].name == "v2"
+
+
+def test_an_edit_during_a_load_is_picked_up_by_the_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dicom_rules.watcher as watcher_module
+
+    path = tmp_path / "rules.yaml"
+    _write(path, V1, 0)
+    watcher = _watcher(path)
+    real_load = watcher_module.load_rules
+
+    def load_then_edit(p: Path, **kwargs: str) -> object:
+        rules = real_load(p, **kwargs)
+        _write(path, V1.replace("v1", "v1b"), 3)  # the admin saves again while we were loading
+        return rules
+
+    _write(path, V2, 1)
+    monkeypatch.setattr(watcher_module, "load_rules", load_then_edit)
+    assert watcher.poll() and watcher.current().routes[0].name == "v2"
+    monkeypatch.setattr(watcher_module, "load_rules", real_load)
+    assert watcher.poll() and watcher.current().routes[0].name == "v1b"
