@@ -193,10 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_status)
     quarantine = sub.add_parser("quarantine", parents=[common], help="list, show or replay quarantined items")
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
-    qlist = qsub.add_parser("list")
+    qlist = qsub.add_parser("list", parents=[common])
     qlist.add_argument("--all", action="store_true", help="include released items")
     for name in ("show", "replay"):
-        qsub.add_parser(name).add_argument("id", type=int)
+        qsub.add_parser(name, parents=[common]).add_argument("id", type=int)
     quarantine.set_defaults(func=cmd_quarantine)
     echo = sub.add_parser(
         "echo", parents=[common], help="C-ECHO a destination (rule-file name or AE@host:port)"

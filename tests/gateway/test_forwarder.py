@@ -1,0 +1,101 @@
+"""Forwarder: back-off, breaker, give-up → quarantine → replay (CLI), a destination down then up."""
+
+from __future__ import annotations
+
+import random
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anonymizer.plans import PixelMode
+from dicom_rules import DicomDestination, FolderDestination
+from gateway.cli import main as cli_main
+from gateway.config import ForwardSettings
+from gateway.forwarder import Breaker, backoff_delay
+from gateway.ledger import Ledger
+from tests.conftest import Study, make_small_sc, write_study
+from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    settings = ForwardSettings(backoff_initial_s=1, backoff_max_s=60, jitter=0.2)
+    rng = random.Random(7)
+    delays = [backoff_delay(n, settings, rng) for n in range(10)]
+    for n, delay in enumerate(delays):
+        base = min(60, 2**n)
+        assert 0.8 * base <= delay <= 1.2 * base
+    assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+def test_breaker_opens_after_consecutive_failures_and_half_opens_later() -> None:
+    breaker = Breaker(threshold=3, reset_s=10)
+    for t in range(3):
+        assert breaker.allows(float(t))
+        breaker.record(False, float(t))
+    assert breaker.is_open and not breaker.allows(5.0) and breaker.allows(12.0)
+    breaker.record(True, 12.0)
+    assert not breaker.is_open and breaker.failures == 0
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+@pytest.mark.integration
+def test_destination_down_then_up_everything_arrives_with_retries_counted(
+    tmp_path: Path, gateway: Any, orthanc: Any
+) -> None:
+    research = orthanc(aet="RESEARCH", start=False)  # ports allocated, not listening yet
+    config = gateway_config(
+        tmp_path / "gw",
+        forward={
+            "backoff_initial_s": 0.2,
+            "backoff_max_s": 0.5,
+            "breaker_failures": 2,
+            "breaker_reset_s": 0.5,
+        },
+    )
+    destination = DicomDestination("research", "RESEARCH", "127.0.0.1", research.dicom_port)
+    service = gateway(config, rules=rules_to(destination, PixelMode.BLANK))
+    failures_before = metric(service.metrics_port, "vera_gateway_forward_failures_total")
+    study = Study()
+    files = write_study(tmp_path / "in", [make_small_sc(study=study, number=n) for n in range(6)])
+    assert storescu(service.port, files).returncode == 0
+    wait_until(lambda: instance_states(config).get("retry_waiting") == 6, timeout=60)
+    wait_until(
+        lambda: metric(service.metrics_port, "vera_gateway_forward_failures_total") >= failures_before + 12
+    )
+    research.start()
+    wait_until(lambda: instance_states(config) == {"forwarded": 6}, timeout=60)
+    assert len(research.wait_for_instances(6)) == 6
+    attempts = Ledger(config.ledger_path).query("SELECT attempts FROM instances")
+    assert all(r["attempts"] >= 2 for r in attempts)
+    health = urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/healthz", timeout=10).read()
+    assert b'"ok": true' in health
+
+
+@pytest.mark.integration
+def test_give_up_quarantines_and_cli_replay_forwards(tmp_path: Path, gateway: Any, capsys: Any) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the folder destination should be")
+    config = gateway_config(
+        tmp_path / "gw", forward={"backoff_initial_s": 0.1, "backoff_max_s": 0.2, "give_up_s": 0.5}
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("folder", blocked / "sub"), PixelMode.BLANK))
+    files = write_study(tmp_path / "in", [make_small_sc()])
+    assert storescu(service.port, files).returncode == 0
+    wait_until(lambda: instance_states(config) == {"quarantined": 1}, timeout=60)
+    (item,) = Ledger(config.ledger_path).quarantine_items()
+    assert item["kind"] == "forward" and item["reason"].startswith("forward-gave-up:folder-write")
+    data = ["--data-dir", str(config.data_dir)]
+    assert cli_main(["quarantine", "list", *data]) == 0
+    assert "forward-gave-up" in capsys.readouterr().out
+    blocked.unlink()
+    assert cli_main(["quarantine", "replay", str(item["id"]), *data]) == 0
+    wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)
+    assert len(list((blocked / "sub").glob("2.25.*.dcm"))) == 1
+    assert cli_main(["status", *data]) == 0
+    assert "forwarded" in capsys.readouterr().out
