@@ -111,15 +111,15 @@ def test_an_edit_during_a_load_is_picked_up_by_the_next_poll(
     path = tmp_path / "rules.yaml"
     _write(path, V1, 0)
     watcher = _watcher(path)
-    real_load = watcher_module.load_rules
+    from dicom_rules import RuleSet, load_rules
 
-    def load_then_edit(p: Path, **kwargs: str) -> object:
-        rules = real_load(p, **kwargs)
+    def load_then_edit(p: Path, **kwargs: str) -> RuleSet:
+        rules = load_rules(p, **kwargs)
         _write(path, V1.replace("v1", "v1b"), 3)  # the admin saves again while we were loading
         return rules
 
     _write(path, V2, 1)
     monkeypatch.setattr(watcher_module, "load_rules", load_then_edit)
     assert watcher.poll() and watcher.current().routes[0].name == "v2"
-    monkeypatch.setattr(watcher_module, "load_rules", real_load)
+    monkeypatch.setattr(watcher_module, "load_rules", load_rules)
     assert watcher.poll() and watcher.current().routes[0].name == "v1b"
