@@ -29,6 +29,7 @@ from anonymizer.metadata.values import (
 )
 
 PIXEL_DATA = 0x7FE00010
+DICOM_UID_ROOT = "1.2.840.10008."
 PATIENT_ID = 0x00100020
 ISSUER_OF_PATIENT_ID = 0x00100021
 _VR_CACHE: dict[int, str] = {}
@@ -51,8 +52,8 @@ class Context:
 
     def uid(self, value: str) -> str:
         value = value.strip().rstrip("\x00")
-        if not value or value in UID_dictionary:  # well-known: SOP classes, transfer syntaxes, coding schemes
-            return value
+        if not value or value in UID_dictionary or value.startswith(DICOM_UID_ROOT):
+            return value  # well-known: SOP classes, transfer syntaxes, coding schemes, DICOM-defined UIDs
         new = self.uids.get(value)
         if new is None:
             new = self.keys.uid(value)

@@ -7,7 +7,7 @@ from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import BurnedInAnnotationError, deidentify
-from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption
+from anonymizer.plans import MetadataPlan, PixelReport, ProfileOption, TagAction, TagOverride
 from tests.metadata.conftest import PhotoCase
 
 KEYS = KeyRing(b"k" * 32)
@@ -73,8 +73,6 @@ def test_study_id_and_accession_are_non_empty_pseudonyms_even_when_absent(plain_
 
 
 def test_hash_override_on_an_empty_accession_still_gets_a_pseudonym(plain_photo: PhotoCase) -> None:
-    from anonymizer.plans import TagAction, TagOverride
-
     ds = plain_photo.fresh()
     del ds.AccessionNumber
     plan = MetadataPlan(overrides=(TagOverride(0x00080050, TagAction.HASH),))
