@@ -7,6 +7,7 @@ Baseline 4:2:2, EXIF/XMP/ICC/IPTC/COM segments, private tags, overlay) in a temp
 times every variant in memory (file bytes pre-loaded), interleaved run by run, and reports the median:
   floor     = dcmread + save_as
   ours      = dcmread + deidentify (full table, default plan, JPEG marker strip) + save_as
+  ours, jpeg_full_scan = the same with the reference JPEG marker walk over the entropy-coded data
   dicognito = dcmread + Anonymizer().anonymize + save_as
   deid      = dcmread + replace_identifiers (default recipe) + save_as
 The worker runs in --bench-python, a venv with the same Python that also has dicognito and deid (never added
@@ -67,8 +68,10 @@ def _steps() -> dict[str, Step]:
     from anonymizer.plans import MetadataPlan
 
     keys, plan = KeyRing(b"bench-secret-0123456789abcdef012"), MetadataPlan()
+    full_scan = MetadataPlan(jpeg_full_scan=True)
     steps: dict[str, Step] = {"floor (read+write)": lambda ds: None,
-                              "ours (deidentify)": lambda ds: deidentify(ds, plan, keys, None)}
+                              "ours (deidentify)": lambda ds: deidentify(ds, plan, keys, None),
+                              "ours, jpeg_full_scan": lambda ds: deidentify(ds, full_scan, keys, None)}
     try:
         from dicognito.anonymizer import Anonymizer  # type: ignore[import-not-found,unused-ignore]
 

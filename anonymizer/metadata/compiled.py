@@ -124,7 +124,7 @@ class CompiledPlan:
             return (Action.REMOVE, None)  # unlisted narrative text (e.g. TextValue): removed in both modes
         if self.plan.strict and vr in TEXT_VRS and tag not in self.strict_keep:
             return (Action.REMOVE, None)
-        if self.plan.strict and vr == "UI":
+        if self.plan.strict and vr == "UI" and ProfileOption.RETAIN_UIDS not in self.plan.options:
             return (Action.UID, None)
         return (Action.KEEP, None)
 
