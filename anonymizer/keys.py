@@ -90,6 +90,10 @@ class KeyRing:
         """Non-empty AccessionNumber pseudonym (SH); from the study UID when the original is empty."""
         return "A" + self.digest("accession", accession, study_instance_uid)[:6].hex().upper()
 
+    def __repr__(self) -> str:
+        """Never print the secret (tracebacks, pytest reports, logs of objects that hold a KeyRing)."""
+        return f"KeyRing(secret=<{len(self.secret)} bytes redacted>)"
+
 
 def seed_id(seed: int) -> str:
     """A loggable name for an identity seed (not the seed itself)."""

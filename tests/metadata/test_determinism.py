@@ -62,3 +62,7 @@ def test_instances_of_one_patient_share_pseudonym_study_and_date_interval(plain_
     from datetime import datetime
     gap = datetime.strptime(b.ContentDate, "%Y%m%d") - datetime.strptime(a.ContentDate, "%Y%m%d")
     assert gap.days == 7 and a.ContentDate != "20240312"
+
+
+def test_keyring_repr_never_shows_the_secret() -> None:
+    assert SECRET.decode() not in repr(KeyRing(SECRET)) and SECRET.decode() not in str(KeyRing(SECRET))
