@@ -9,7 +9,12 @@ setup:
 
 ## Sets up everything, then runs the gateway on embedded defaults (SQLite, local spool, folder destination).
 run: setup
+	-$(VENV)/bin/vera-gateway donors ensure --data-dir $(DATA)
 	$(VENV)/bin/vera-gateway serve --data-dir $(DATA)
+
+## Receive throughput: gateway vs DCMTK storescp vs Orthanc (prints ratios).
+bench-ingest: setup
+	$(PY) bench/ingest.py
 
 ## Sets up everything, then runs the whole test suite (real DCMTK and Orthanc peers).
 test: setup
