@@ -104,9 +104,9 @@ def deidentify(ds: Dataset, plan: MetadataPlan, keys: KeyRing, pixel_report: Pix
     burned_in = 0x00280301 in ds and ascii_value(ds, 0x00280301).upper() == "YES"  # Burned In Annotation
     if burned_in and not plan.allow_burned_in_annotation:
         raise BurnedInAnnotationError("BurnedInAnnotation is YES and the rule does not allow it")
-    cp = compile_plan(plan)
-    ctx = _context(ds, cp, keys)
     try:
+        cp = compile_plan(plan)
+        ctx = _context(ds, cp, keys)
         scrub(ds, ctx)
         _ensure_pseudonyms(ds, ctx)
         _add_replacements(ds, ctx)

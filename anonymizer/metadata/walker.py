@@ -99,12 +99,20 @@ def scrub(ds: Dataset, ctx: Context, in_useq: bool = False) -> None:
         if entry is None:
             entry = cp.fallback(tag, element_vr(ds, tag))
         action = entry[0]
-        if in_useq and action in (Action.KEEP, Action.RECURSE) and element_vr(ds, tag) == "UI":
-            action = Action.UID  # U*: every UID inside the sequence is remapped
+        if in_useq and action in (Action.KEEP, Action.RECURSE):
+            action = _in_useq(ds, tag, action)
         if action is not Action.KEEP:
             APPLY[action](ds, tag, entry, ctx)
     if private:
         scrub_private(ds, private, ctx)
+
+
+def _in_useq(ds: Dataset, tag: int, action: Action) -> Action:
+    """Inside a U* sequence every UID is remapped, at any depth."""
+    vr = element_vr(ds, tag)
+    if vr == "UI":
+        return Action.UID
+    return Action.USEQ if vr == "SQ" else action
 
 
 def _recurse(ds: Dataset, tag: int, entry: Entry, ctx: Context, in_useq: bool = False) -> None:
