@@ -36,8 +36,6 @@ REFUSALS = Counter(
 )
 ACTIVE = Gauge("vera_gateway_associations_active", "Associations admitted by the policy and still open")
 
-ANY_AE = "*"
-
 
 class RefusalReason(StrEnum):
     CALLING_AE_NOT_ALLOWED = "calling_ae_not_allowed"
@@ -92,48 +90,27 @@ class AssociationLimits:
             raise ValueError("timeouts must be positive")
 
 
-@dataclass(frozen=True)
-class _Network:
-    ae_title: str
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-
-    @classmethod
-    def from_source(cls, source: Source) -> _Network:
-        nets = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in source.networks)
-        return cls(source.ae_title.strip(), nets)
-
-    def admits_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
-        if not self.networks:
-            return True
-        return ip is not None and any(ip.version == net.version and ip in net for net in self.networks)
-
-
-def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+def _canonical(source: Source) -> Source:
+    """The source with its CIDRs normalised (host bits cleared), so matching never fails at call time."""
+    nets = tuple(str(ipaddress.ip_network(cidr, strict=False)) for cidr in source.networks)
+    return Source(source.ae_title.strip(), nets)
 
 
 @dataclass(frozen=True)
 class AssociationPolicy:
     """Allow-list + called-AE check + limits. No sources means any calling AE from any address (only
-    sensible on the default loopback bind); a source AE title ``*`` admits any AE from its networks."""
+    sensible on the default loopback bind)."""
 
     sources: tuple[Source, ...] = ()
     called_ae_titles: frozenset[str] = frozenset()  # empty: the called AE title is not checked
     limits: AssociationLimits = field(default_factory=AssociationLimits)
-    _networks: tuple[_Network, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
-            nets = tuple(_Network.from_source(s) for s in self.sources)
+            sources = tuple(_canonical(s) for s in self.sources)
         except ValueError as exc:
             raise ValueError(f"invalid source network in the allow-list: {exc}") from exc
-        object.__setattr__(self, "_networks", nets)
+        object.__setattr__(self, "sources", sources)
         object.__setattr__(self, "called_ae_titles", frozenset(t.strip() for t in self.called_ae_titles))
 
     @property
@@ -141,17 +118,17 @@ class AssociationPolicy:
         return not self.sources
 
     def check_caller(self, calling_ae: str, called_ae: str, peer_ip: str) -> Refusal | None:
-        """Pure decision on who is calling; ``None`` admits."""
+        """Pure decision on who is calling; ``None`` admits. Matching is the rule language's own
+        (:meth:`Source.allows`), so the gate and ``RuleSet.decide`` never disagree about a sender."""
         calling, called = calling_ae.strip(), called_ae.strip()
         if self.called_ae_titles and called not in self.called_ae_titles:
             return Refusal(RefusalReason.CALLED_AE_NOT_RECOGNISED, f"called AE {called!r}")
         if self.is_open:
             return None
-        candidates = [n for n in self._networks if n.ae_title in (calling, ANY_AE)]
+        candidates = [s for s in self.sources if s.ae_title == calling]
         if not candidates:
             return Refusal(RefusalReason.CALLING_AE_NOT_ALLOWED, f"calling AE {calling!r}")
-        ip = _parse_ip(peer_ip)
-        if not any(n.admits_address(ip) for n in candidates):
+        if not any(s.allows(calling, peer_ip) for s in candidates):
             return Refusal(RefusalReason.ADDRESS_NOT_ALLOWED, f"calling AE {calling!r} from {peer_ip}")
         return None
 

@@ -50,19 +50,22 @@ def test_open_policy_admits_any_caller_but_checks_called_ae() -> None:
         ("PACS1", "::ffff:10.20.0.7", None),  # IPv4-mapped IPv6 from a dual-stack socket
         ("PACS1", "not-an-ip", RefusalReason.ADDRESS_NOT_ALLOWED),
         ("MODALITY", "192.168.5.5", None),  # no networks: any address
-        ("INTRUDER", "10.20.0.7", RefusalReason.ADDRESS_NOT_ALLOWED),  # only the wildcard names it
-        ("ANYAE", "172.16.3.4", None),  # wildcard AE from its network
-        ("ANYAE", "172.17.3.4", RefusalReason.ADDRESS_NOT_ALLOWED),
+        ("INTRUDER", "10.20.0.7", RefusalReason.CALLING_AE_NOT_ALLOWED),
+        ("CAM", "172.16.3.4", None),  # host bits in the configured CIDR are tolerated
+        ("CAM", "172.17.3.4", RefusalReason.ADDRESS_NOT_ALLOWED),
     ],
 )
 def test_allow_list_matches_ae_title_and_cidr(calling: str, ip: str, expected: RefusalReason | None) -> None:
     sources = (
         Source("PACS1", ("10.20.0.0/16",)),
         Source("MODALITY"),
-        Source("*", ("172.16.0.0/16",)),
+        Source("CAM", ("172.16.9.9/16",)),
     )
-    refusal = AssociationPolicy(sources).check_caller(calling, "VERA-GW", ip)
+    policy = AssociationPolicy(sources)
+    refusal = policy.check_caller(calling, "VERA-GW", ip)
     assert (refusal.reason if refusal else None) == expected
+    rules = RuleSet(name="site", sha256="0" * 64, sources=policy.sources)
+    assert rules.source_allowed(calling, ip) == (expected is None)  # the gate and the rules agree
 
 
 def test_policy_comes_from_rule_sources() -> None:
