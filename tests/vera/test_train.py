@@ -79,3 +79,21 @@ def test_dry_run_resolves_prints_and_saves_without_training(
 def test_unknown_option_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown training options"):
         resolve("tiny", {"out_dir": "x", "data": "x", "encoder": "x", "learning_rate": 1.0})
+
+
+def test_ffhq_layout_takes_masks_from_the_parser(tmp_path: Path, tiny_bundle: Path) -> None:
+    from anonymizer.engines.vera.parser import FaceParser, ParserConfig, save_parser
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "ffhq"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    save_parser(FaceParser(ParserConfig(resolution=32)), tmp_path / "parser.safetensors", "random")
+    base = {"out_dir": str(tmp_path / "run"), "data": str(folder), "batch": 4, "steps": 1, "workers": 0,
+            "encoder": str(tiny_bundle.parent / "encoder.safetensors"), "w_seg_consist": 0.5}
+    with pytest.raises(ValueError, match="need a parser"):
+        train(resolve("tiny", base))
+    history = train(resolve("tiny", {**base, "parser": str(tmp_path / "parser.safetensors")}))
+    assert len(history) == 1
+    assert load_vera(tmp_path / "run" / "vera.safetensors").parser is not None  # recorded and verified

@@ -53,7 +53,7 @@ class TrainConfig:
     r1_every:        int = 4
     w_mirror:        float = 1.0                    # InfoNCE image vs its mirror through the head
     w_recode:        float = 1.0                    # InfoNCE re-encoded fake vs its high-level code
-    w_seg_consist:   float = 0.0                    # optional: parser(fake) vs generator segmentation
+    w_seg_consist:   float = 0.0                    # CE: generator segmentation vs parser(fake), needs parser
     real_high_frac:  float = 0.5                    # share of fakes conditioned on real images' codes
     ema_kimg:        float = 0.5                    # EMA half-life in thousands of images
     amp:             bool = True                    # float16 autocast + GradScaler on CUDA (ignored on CPU)

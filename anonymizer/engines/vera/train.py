@@ -172,7 +172,8 @@ def d_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, labels: torch.Tenso
 
 
 def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generator,
-           scaler: torch.amp.GradScaler, amp: bool, world: int) -> dict[str, float]:
+           scaler: torch.amp.GradScaler, amp: bool, world: int,
+           parser: torch.nn.Module | None = None) -> dict[str, float]:
     with torch.autocast(real.device.type, dtype=torch.float16, enabled=amp):
         lat = nets.G.sample_latents(real.shape[0], gen, _high_codes(nets, real, cfg.real_high_frac, gen))
         fake = nets.G(lat)
@@ -181,6 +182,10 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
         mirror = info_nce(nets.head(e_real), nets.head(nets.enc(real.flip(3))))
         recode = info_nce(nets.head(nets.enc(fake.rgb)), lat.high)
         loss = adv + cfg.w_mirror * mirror + cfg.w_recode * recode
+        if cfg.w_seg_consist > 0 and parser is not None:  # generated mask agrees with the parser's reading
+            with torch.no_grad():
+                seen = parser(fake.rgb.float()).argmax(1)
+            loss = loss + cfg.w_seg_consist * F.cross_entropy(fake.seg.float(), seen)
     nets.opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     _all_reduce_grads(list(nets.G.parameters()) + list(nets.head.parameters()), world)
@@ -297,7 +302,7 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         real, labels = next(batches)
         labels = _fill_labels(labels, real, parser)
         stats = d_step(nets, cfg, real, labels, step, gen, scaler_d, amp, world)
-        stats |= g_step(nets, cfg, real, gen, scaler_g, amp, world)
+        stats |= g_step(nets, cfg, real, gen, scaler_g, amp, world, parser)
         _ema_update(nets, cfg, world)
         history.append(stats)
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
