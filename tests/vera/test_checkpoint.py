@@ -68,3 +68,21 @@ def test_engine_factory_loads_a_valid_bundle(tiny_bundle: Path) -> None:
 
     engine = create_engine("vera", {"checkpoint": str(tiny_bundle), "steps": 2, "device": "cpu"})
     assert engine.name == "vera"
+
+
+def test_site_encoders_load_frozen_from_facenet_weights_or_torchscript(tmp_path: Path) -> None:
+    from facenet_pytorch import InceptionResnetV1
+
+    from anonymizer.engines.vera.nets import load_frozen_encoder
+
+    torch.save(InceptionResnetV1(pretrained=None).state_dict(), tmp_path / "site-facenet.pt")
+    module, dim = load_frozen_encoder(tmp_path / "site-facenet.pt")
+    assert dim == 512 and module(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    assert not any(p.requires_grad for p in module.parameters())
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                                    torch.nn.Flatten()))
+    scripted.save(str(tmp_path / "encoder.ts"))
+    _, dim = load_frozen_encoder(tmp_path / "encoder.ts")
+    assert dim == 8
+    with pytest.raises(CheckpointError, match="not found"):
+        load_frozen_encoder(tmp_path / "absent.safetensors")

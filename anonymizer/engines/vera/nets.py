@@ -123,15 +123,30 @@ def load_frozen_encoder(path: Path) -> tuple[nn.Module, int]:
     elif "facenet" in path.name:
         from facenet_pytorch import InceptionResnetV1
 
-        module = InceptionResnetV1(pretrained=None)
-        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=False)
-        dim = 512
+        facenet = InceptionResnetV1(pretrained=None)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        facenet.load_state_dict({k: v for k, v in state.items() if not k.startswith("logits.")})
+        module, dim = _Resized(facenet, 160), 512
     else:
         module = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
             dim = int(module(torch.zeros(1, 3, 64, 64)).shape[1])
-    module.eval().requires_grad_(False)
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad_(False)
     return module, dim
+
+
+class _Resized(nn.Module):
+    """Feeds a wrapped encoder at its native input side (FaceNet: 160 px, [-1, 1] ≈ its standardisation)."""
+
+    def __init__(self, inner: nn.Module, side: int) -> None:
+        super().__init__()
+        self.inner, self.side = inner, side
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(rgb, size=(self.side, self.side), mode="bilinear", align_corners=False)
+        return self.inner(x)  # [B, embed_dim]
 
 
 def r1_penalty(real_logits: torch.Tensor, real_inputs: list[torch.Tensor]) -> torch.Tensor:
