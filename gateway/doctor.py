@@ -443,7 +443,11 @@ def check_listeners(config: Any, rules: RuleSet) -> Iterator[Check]:
     """The TLS listener's files load into a BCP 195 context; an open allow-list is flagged off loopback."""
     from gateway.tls import TlsConfigError
 
-    if config.tls is not None:
+    if config.tls is not None and config.tls.port == config.port:
+        yield fail(
+            "tls listener", f"port {config.port} is used by both listeners", "give tls.port its own port"
+        )
+    elif config.tls is not None:
         try:
             config.tls.context(config.resolve)
         except TlsConfigError as exc:

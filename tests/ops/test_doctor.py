@@ -210,6 +210,9 @@ def test_doctor_checks_tls_listener_files_and_certificate_expiry(site: dict[str,
     checks = run_checks(site["config"].model_copy(update={"tls": listener}), _folder_rules(site), FAST)
     assert _names(checks) == ["tls listener"] and "expired" in failed(checks)[0].detail
 
+    same_port = site["config"].model_copy(update={"tls": listener.model_copy(update={"port": 11112})})
+    assert "both listeners" in failed(run_checks(same_port, _folder_rules(site), FAST))[0].detail
+
     wrong_key = listener.model_copy(update={"certificate": pki.server.certificate})
     checks = run_checks(site["config"].model_copy(update={"tls": wrong_key}), _folder_rules(site), FAST)
     assert _names(checks) == ["tls listener"] and "do not load together" in failed(checks)[0].detail
