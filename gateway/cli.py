@@ -96,7 +96,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if args.quarantine_command == "list":
         table = Table(title="quarantine")
         for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
         for row in ledger.quarantine_items(include_released=args.all):
             table.add_row(
                 str(row["id"]),
