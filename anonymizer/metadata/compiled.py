@@ -1,10 +1,10 @@
 """Compile (shipped table + plan) once into a per-tag action lookup; cached per plan.
 
-Modes for attributes the table does not list: *standard* keeps them, except narrative text (LT, ST, UT, UC),
-which is removed; *strict* also removes every other text-VR attribute (AE, AS, CS, LO, PN, SH, UR) that is
-not on the keep list (:data:`STRICT_KEEP_KEYWORDS`, ``plan.strict_keep`` and keep overrides) and remaps
-every UID that is not a well-known one. Sequences are always recursed and dates always shifted (unless Full
-Dates).
+Modes for attributes the table does not list: *standard* keeps them, except narrative text (LT, ST, UT, UC)
+and person names (PN), which are removed; *strict* also removes every other text-VR attribute (AE, AS, CS,
+LO, SH, UR) that is not on the keep list (:data:`STRICT_KEEP_KEYWORDS`, ``plan.strict_keep``, keep
+overrides) and remaps every UID that is not a well-known one. Sequences are always recursed and dates always
+shifted (unless Full Dates).
 
 The hot path does one dict lookup per element. Rows of repeating groups (50xx, 60xx), group lengths,
 private tags and unlisted attributes go through :meth:`CompiledPlan.fallback`, whose answers are memoised
@@ -22,7 +22,7 @@ from pydicom.datadict import dictionary_VR, keyword_dict
 
 from anonymizer.metadata.errors import MetadataError
 from anonymizer.metadata.table import Code, load_table, resolve
-from anonymizer.metadata.values import CLEAN_VOCABULARY, NARRATIVE_VRS, TEXT_VRS
+from anonymizer.metadata.values import CLEAN_VOCABULARY, TEXT_VRS, UNLISTED_REMOVED_VRS
 from anonymizer.plans import MetadataPlan, ProfileOption, TagAction
 
 
@@ -120,8 +120,8 @@ class CompiledPlan:
             return (Action.RECURSE, None)
         if vr in ("DA", "DT") or (vr == "TM" and self.plan.shift_time):
             return (Action.SHIFT if self.shift_dates else Action.KEEP, None)
-        if vr in NARRATIVE_VRS and tag not in self.strict_keep:
-            return (Action.REMOVE, None)  # unlisted narrative text (e.g. TextValue): removed in both modes
+        if vr in UNLISTED_REMOVED_VRS and tag not in self.strict_keep:
+            return (Action.REMOVE, None)  # unlisted narrative text and person names: removed in both modes
         if self.plan.strict and vr in TEXT_VRS and tag not in self.strict_keep:
             return (Action.REMOVE, None)
         if self.plan.strict and vr == "UI" and ProfileOption.RETAIN_UIDS not in self.plan.options:

@@ -34,7 +34,9 @@ DUMMY_TEXT: dict[str, str] = {
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 NUMBER_VRS = frozenset({"FL", "FD", "SL", "SS", "SV", "UL", "US", "UV", "AT"})
 TEXT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
-NARRATIVE_VRS = frozenset({"LT", "ST", "UT", "UC"})
+# Unlisted attributes of these VRs are removed in standard mode too: narrative text, and person names that
+# Table E.1-1 does not list (e.g. Secondary Reviewer Name).
+UNLISTED_REMOVED_VRS = frozenset({"LT", "ST", "UT", "UC", "PN"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
 MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240}
 

@@ -168,6 +168,25 @@ def fill_table(ds: Dataset, canaries: Canaries, uid_counter: list[int]) -> dict[
     return originals
 
 
+# Public attributes Table E.1-1 does not list, one per text VR (AE and AS have none unlisted). Standard mode
+# keeps the short coded/text ones, removes LT/ST/UT/UC/PN; strict mode removes them all.
+UNLISTED_TEXT = {"SyntheticData": "CS", "Manufacturer": "LO", "ExtendedCodeMeaning": "LT",
+                 "CodingSchemeURL": "UR", "CodingSchemeExternalID": "ST", "LongCodeValue": "UC",
+                 "PrivateDataElementDescription": "UT", "StageName": "SH", "SecondaryReviewerName": "PN"}
+UNLISTED_KEPT_IN_STANDARD_MODE = ("SyntheticData", "Manufacturer", "CodingSchemeURL", "StageName")
+
+
+def add_unlisted_text(ds: Dataset, canaries: Canaries) -> None:
+    for keyword, vr in UNLISTED_TEXT.items():
+        setattr(ds, keyword, _text_value(vr, canaries))
+
+
+def standard_mode_survivors(ds: Dataset, canaries: Canaries) -> set[str]:
+    """Canaries that standard mode keeps on purpose: those in unlisted short text."""
+    values = " ".join(str(ds.get(k, "")) for k in UNLISTED_KEPT_IN_STANDARD_MODE)
+    return {c for c in canaries.made if c in values}
+
+
 def add_private_and_overlays(ds: Dataset, canaries: Canaries) -> None:
     block = ds.private_block(0x0011, PRIVATE_CREATOR, create=True)
     block.add_new(0x01, "LO", canaries.new())
@@ -196,7 +215,7 @@ def rich_photo(
     ds.ReferencedImageSequence = Sequence([nested_item(canaries, uid_counter)])
     ds.SourceImageSequence = Sequence([nested_item(canaries, uid_counter)])
     ds.AnatomicRegionSequence = Sequence([nested_item(canaries, uid_counter)])
-    ds.Manufacturer = canaries.new()
+    add_unlisted_text(ds, canaries)
     ds.ImageComments = canaries.new()
     add_private_and_overlays(ds, canaries)
     originals = fill_table(ds, canaries, uid_counter) if full_table else {}
@@ -210,6 +229,6 @@ def rich_sc(canaries: Canaries) -> tuple[Dataset, dict[int, object]]:
     uid_counter = [0]
     ds.StudyID = canaries.new()
     ds.SourceImageSequence = Sequence([nested_item(canaries, uid_counter)])
-    ds.Manufacturer = canaries.new()
+    add_unlisted_text(ds, canaries)
     add_private_and_overlays(ds, canaries)
     return ds, fill_table(ds, canaries, uid_counter)

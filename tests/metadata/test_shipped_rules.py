@@ -11,7 +11,7 @@ import pytest
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.metadata.compiled import Action, compile_plan
-from anonymizer.metadata.values import NARRATIVE_VRS
+from anonymizer.metadata.values import UNLISTED_REMOVED_VRS
 from anonymizer.plans import MetadataPlan
 from tests.metadata.conftest import PhotoCase, saved
 
@@ -36,7 +36,7 @@ def _kept_on_purpose(case: PhotoCase, plan: MetadataPlan) -> set[str]:
         if elem.VR == "SQ" or elem.tag.is_private:
             continue
         entry = cp.actions.get(int(elem.tag))
-        unlisted = entry is None and not plan.strict and elem.VR not in NARRATIVE_VRS
+        unlisted = entry is None and not plan.strict and elem.VR not in UNLISTED_REMOVED_VRS
         if unlisted or (entry is not None and entry[0] in (Action.KEEP, Action.RECURSE)):
             kept |= {c for c in case.canaries.made if c in str(elem.value)}
     return kept
