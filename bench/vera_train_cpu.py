@@ -103,7 +103,7 @@ def stage_gan(out: Path, steps: int, preset: str, results: dict) -> None:
     window = max(len(hist) // 10, 1)
     summary = {
         k: {"first": _mean([h[k] for h in hist[:window]]), "last": _mean([h[k] for h in hist[-window:]])}
-        for k in ("d_loss", "g_adv", "mirror", "recode")
+        for k in ("d_loss", "g_adv", "mirror", "recode", "mask_entropy") if k in hist[0]
     }
     results["gan"] = {"preset": preset, "resolution": cfg.G.resolution, "steps": steps,
                       "train_s": round(time.monotonic() - t0, 1), "loss_first_vs_last_10pct": summary}
@@ -149,11 +149,16 @@ def _mouth_locality(G: torch.nn.Module) -> dict:  # type: ignore[type-arg]
     noise = [torch.zeros(16, 1, h, w) for h, w in G.noise_shapes()]
     with torch.no_grad():
         a, b = G(lat, noise), G(Latents(shape, tex, lat.high), noise)
-    mask = ((a.seg.argmax(1) == k) | (b.seg.argmax(1) == k)).float()[:, None]
-    mask = torch.nn.functional.max_pool2d(mask, 5, 1, 2)[:, 0]
     delta = (a.rgb - b.rgb).abs().sum(1)
-    return {"change_inside_mouth_mask": round(float((delta * mask).sum() / delta.sum()), 3),
-            "mouth_mask_area": round(float(mask.mean()), 3)}
+    hard = ((a.seg.argmax(1) == k) | (b.seg.argmax(1) == k)).float()[:, None]  # generated mouth (argmax)
+    soft = torch.maximum(a.coarse[:, k], b.coarse[:, k])[:, None]
+    soft = (torch.nn.functional.interpolate(soft, size=delta.shape[-2:], mode="bilinear") > 0.1).float()
+    out = {}
+    for name, mask in (("argmax_mask", hard), ("soft_mask_p>0.1", soft)):
+        mask = torch.nn.functional.max_pool2d(mask, 5, 1, 2)[:, 0]  # ±2 px: the render net's reach
+        out[name] = {"change_inside": round(float((delta * mask).sum() / delta.sum()), 3),
+                     "mask_area": round(float(mask.mean()), 3)}
+    return out
 
 
 def _save_strip(path: Path, before: list, after: list) -> None:

@@ -181,7 +181,8 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
         e_real = nets.enc(real)
         mirror = info_nce(nets.head(e_real), nets.head(nets.enc(real.flip(3))))
         recode = info_nce(nets.head(nets.enc(fake.rgb)), lat.high)
-        loss = adv + cfg.w_mirror * mirror + cfg.w_recode * recode
+        entropy = -(fake.coarse.float() * torch.log(fake.coarse.float() + 1e-8)).sum(1).mean()
+        loss = adv + cfg.w_mirror * mirror + cfg.w_recode * recode + cfg.w_mask_entropy * entropy
         if cfg.w_seg_consist > 0 and parser is not None:  # generated mask agrees with the parser's reading
             with torch.no_grad():
                 seen = parser(fake.rgb.float()).argmax(1)
@@ -194,7 +195,8 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
     with torch.no_grad():  # running mean of w for truncation
         w = torch.stack([lat.shape, lat.texture], 2).float().mean(0)
         nets.G.w_avg.lerp_(w, 0.005)
-    return {"g_adv": float(adv.detach()), "mirror": float(mirror.detach()), "recode": float(recode.detach())}
+    return {"g_adv": float(adv.detach()), "mirror": float(mirror.detach()), "recode": float(recode.detach()),
+            "mask_entropy": float(entropy.detach())}
 
 
 @torch.no_grad()
