@@ -33,7 +33,7 @@ class PhotoCase:
 
 def _case(tmp: Path, full_table: bool) -> PhotoCase:
     canaries = Canaries()
-    ds, originals = rich_photo(face_photos(1)[0], tmp, canaries, full_table=full_table)
+    ds, originals = rich_photo(face_photos(1)[0], tmp, canaries, full_table=full_table, unlisted_text=True)
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return PhotoCase(buf.getvalue(), canaries, originals)

@@ -203,9 +203,14 @@ def add_private_and_overlays(ds: Dataset, canaries: Canaries) -> None:
 
 
 def rich_photo(
-    source: Path, tmp: Path, canaries: Canaries, size: tuple[int, int] = (320, 240), full_table: bool = True
+    source: Path, tmp: Path, canaries: Canaries, size: tuple[int, int] = (320, 240), full_table: bool = True,
+    unlisted_text: bool = False,
 ) -> tuple[Dataset, dict[int, object]]:
-    """VL Photographic Image with canaries everywhere; returns the dataset and the original table values."""
+    """VL Photographic Image with canaries everywhere; returns the dataset and the original table values.
+
+    ``unlisted_text`` adds one unlisted attribute per text VR (:data:`UNLISTED_TEXT`); without it the only
+    unlisted text is Manufacturer (tests/rules relies on that).
+    """
     jpeg = tmp / f"{source.stem}_{size[0]}.jpg"
     jpeg.write_bytes(photo_jpeg(source, size, canaries))
     patient = Patient(patient_id=canaries.new(), name=f"{canaries.new()}^{canaries.new()}", issuer="HOSP-A")
@@ -215,7 +220,10 @@ def rich_photo(
     ds.ReferencedImageSequence = Sequence([nested_item(canaries, uid_counter)])
     ds.SourceImageSequence = Sequence([nested_item(canaries, uid_counter)])
     ds.AnatomicRegionSequence = Sequence([nested_item(canaries, uid_counter)])
-    add_unlisted_text(ds, canaries)
+    if unlisted_text:
+        add_unlisted_text(ds, canaries)
+    else:
+        ds.Manufacturer = canaries.new()
     ds.ImageComments = canaries.new()
     add_private_and_overlays(ds, canaries)
     originals = fill_table(ds, canaries, uid_counter) if full_table else {}
