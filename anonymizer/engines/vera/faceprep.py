@@ -90,7 +90,8 @@ def canonical_transform(landmarks: np.ndarray, size: int) -> np.ndarray:
     src = np.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[48:60].mean(0)])
     dst = np.array([CANON_EYE_L, CANON_EYE_R, CANON_MOUTH], dtype=np.float32) * size
     matrix, _ = cv2.estimateAffinePartial2D(src.astype(np.float32), dst, method=cv2.LMEDS)
-    assert matrix is not None
+    if matrix is None or not np.isfinite(matrix).all():
+        raise ValueError("landmarks do not define a similarity alignment")
     return matrix.astype(np.float64)
 
 
