@@ -74,6 +74,7 @@ class GatewayConfig(_Frozen):
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
+    job_timeout_s: float = Field(900.0, gt=0)  # a job running longer means a hung worker: restart, retry
     rules_file: Path | None = None  # None: dicom_rules.default_rules()
     secret_file: Path | None = None  # None: <data_dir>/secret.key
     donor_bank: Path | None = None  # surrogate donors; None: $VERA_DONOR_BANK or <data_dir>/donors.npz

@@ -61,6 +61,7 @@ class Scheduler:
         self.secret = secret
         self.in_flight: dict[int, tuple[Future[JobResult], float]] = {}
         self.pool: ProcessPoolExecutor | None = None
+        self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
         if config.workers == 0:
             init_worker(*self.init_args)
@@ -92,6 +93,7 @@ class Scheduler:
             for job in self.ledger.ready_jobs(self.config.quiet_period_s, self.config.max_wait_s, capacity):
                 if job.id not in self.in_flight:
                     self._dispatch(job)
+        self._expire_stuck_jobs()
         return self._collect()
 
     def _dispatch(self, job: Job) -> None:
@@ -113,20 +115,32 @@ class Scheduler:
             outbox_root=str(self.config.outbox_dir),
             rules=self.rules(),
         )
-        future: Future[JobResult]
-        if self.config.workers == 0:
-            future = Future()
-            try:
-                future.set_result(run_job(spec))
-            except Exception as exc:
-                future.set_exception(exc)
-        else:
-            try:
-                future = self._pool().submit(run_job, spec)
-            except BrokenProcessPool:
+        self.in_flight[job.id] = (self._submit(spec), time.perf_counter())
+
+    def _submit(self, spec: JobSpec) -> Future[JobResult]:
+        """Run in the pool (or inline with workers=0); a failure to submit becomes a failed future."""
+        future: Future[JobResult] = Future()
+        try:
+            if self.config.workers > 0:
+                return self._pool().submit(run_job, spec)
+            future.set_result(run_job(spec))
+        except Exception as exc:
+            if isinstance(exc, BrokenProcessPool):
                 self._reset_pool()
-                future = self._pool().submit(run_job, spec)
-        self.in_flight[job.id] = (future, time.perf_counter())
+            future.set_exception(exc)
+        return future
+
+    def _expire_stuck_jobs(self) -> None:
+        """A job running longer than ``job_timeout_s`` means a hung worker: stop the workers; every job in
+        flight then fails with BrokenProcessPool and is retried (or quarantined after repeated failures)."""
+        now = time.perf_counter()
+        stuck = [
+            jid for jid, (fut, t0) in self.in_flight.items() if not fut.done() and now - t0 > self.timeout
+        ]
+        if stuck and self.pool is not None:
+            LOG.error("job.timeout", job_ids=stuck, timeout_s=self.timeout)
+            for proc in list(getattr(self.pool, "_processes", {}).values()):  # no public API to stop a worker
+                proc.terminate()
 
     def _collect(self) -> int:
         done = [jid for jid, (fut, _) in self.in_flight.items() if fut.done()]
@@ -194,6 +208,12 @@ class Scheduler:
             stop.wait(self.config.poll_interval_s)
 
     def shutdown(self) -> None:
+        """Stop the workers without waiting for running jobs: the ledger requeues them at the next start."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            processes = list(getattr(self.pool, "_processes", {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=5)
             self.pool = None

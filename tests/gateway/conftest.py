@@ -221,3 +221,11 @@ def split_rules(destination: Any, photo_mode: PixelMode, other_mode: PixelMode) 
     )
     object.__setattr__(rules, "photo", route("photos", photo_mode))
     return rules
+
+
+class SleepyRules(SplitRules):
+    """Rules whose decision hangs (in the worker): simulates a stuck pixel engine for timeout tests."""
+
+    def decide(self, ds: Any, calling_ae: str = "", calling_ip: str = "") -> RouteDecision:
+        time.sleep(3600)
+        raise AssertionError("unreachable")
