@@ -40,7 +40,6 @@ ASSET_KEYS = ("donor_bank", "bank", "weights", "checkpoint", "model")
 ASSET_SUFFIXES = ("_path", "_file", "_dir")
 CERT_WARN_DAYS = 30
 ENGINES_NEEDING_ASSETS = {"surrogate": "donor bank", "vera": "checkpoint"}
-ENGINE_ASSET_ENV = {"surrogate": ("donor_bank", "VERA_DONOR_BANK")}  # option name, environment fallback
 
 
 class Status(StrEnum):
@@ -153,12 +152,9 @@ def pixel_plans(rules: RuleSet) -> list[tuple[str, PixelPlan]]:
     return found
 
 
-def _asset_paths(plan: PixelPlan) -> dict[str, Path]:
+def _asset_paths(options: dict[str, Any]) -> dict[str, Path]:
     assets = {}
-    env_key = ENGINE_ASSET_ENV.get(plan.engine)
-    if env_key and env_key[1] in os.environ and env_key[0] not in plan.engine_options:
-        assets[env_key[0]] = Path(os.environ[env_key[1]]).expanduser()
-    for key, value in plan.engine_options.items():
+    for key, value in options.items():
         if isinstance(value, (str, Path)) and (key in ASSET_KEYS or key.endswith(ASSET_SUFFIXES)):
             assets[key] = Path(value).expanduser()
     return assets
@@ -177,8 +173,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _expected_hash(path: Path, plan: PixelPlan, key: str) -> str | None:
-    given = plan.engine_options.get(f"{key}_sha256")
+def _expected_hash(path: Path, options: dict[str, Any], key: str) -> str | None:
+    given = options.get(f"{key}_sha256")
     if given:
         return str(given).lower()
     sidecar = path.with_name(path.name + ".sha256")
@@ -187,7 +183,9 @@ def _expected_hash(path: Path, plan: PixelPlan, key: str) -> str | None:
     return None
 
 
-def _check_asset(label: str, key: str, path: Path, plan: PixelPlan, resolve: Callable[[Path], Path]) -> Check:
+def _check_asset(
+    label: str, key: str, path: Path, options: dict[str, Any], resolve: Callable[[Path], Path]
+) -> Check:
     path = resolve(path)
     if not path.exists():
         return fail(
@@ -197,7 +195,7 @@ def _check_asset(label: str, key: str, path: Path, plan: PixelPlan, resolve: Cal
             f"{path}; VerA: copy the checkpoint) or fix engine_options.{key} in the rule file",
         )
     digest = sha256_of(path)
-    expected = _expected_hash(path, plan, key)
+    expected = _expected_hash(path, options, key)
     if expected and expected != digest:
         return fail(
             label,
@@ -207,45 +205,53 @@ def _check_asset(label: str, key: str, path: Path, plan: PixelPlan, resolve: Cal
     return ok(label, f"{key} {path} sha256 {digest[:16]}…" + (" (verified)" if expected else ""))
 
 
-def _engine_loads(label: str, plan: PixelPlan) -> Check:
+def _engine_loads(label: str, engine_name: str, options: dict[str, Any]) -> Check:
     from anonymizer.engines import base
 
     with contextlib.suppress(ImportError):  # engines register themselves on import
-        importlib.import_module(f"anonymizer.engines.{plan.engine}")
+        importlib.import_module(f"anonymizer.engines.{engine_name}")
     try:
-        engine = base.create_engine(plan.engine, dict(plan.engine_options))
+        engine = base.create_engine(engine_name, dict(options))
         _ = engine.crop_size  # engines may load their assets lazily; this makes them load now
     except Exception as exc:
         return fail(
             label,
-            f"engine {plan.engine!r} does not load: {exc}",
+            f"engine {engine_name!r} does not load: {exc}",
             "install the engine's assets (see the README) or choose another engine in the rule file",
         )
-    return ok(label, f"engine {plan.engine!r} loads")
+    return ok(label, f"engine {engine_name!r} loads")
 
 
-def check_engines(rules: RuleSet, resolve: Callable[[Path], Path]) -> Iterator[Check]:
-    seen: set[tuple[str, str]] = set()
+def check_engines(
+    rules: RuleSet, resolve: Callable[[Path], Path], engine_defaults: dict[str, dict[str, Any]] | None = None
+) -> Iterator[Check]:
+    """Each engine the rules use, with its options merged over the service's defaults the way the pixel
+    stage merges them (rule options win): assets present, hashes, and the engine loads them."""
+    seen: set[str] = set()
     for route, plan in pixel_plans(rules):
-        key = (plan.engine, json.dumps(plan.engine_options, sort_keys=True, default=str))
+        options = {**(engine_defaults or {}).get(plan.engine, {}), **plan.engine_options}
+        key = plan.engine + json.dumps(options, sort_keys=True, default=str)
         if key in seen:
             continue
         seen.add(key)
         label = f"engine {plan.engine} ({route})"
-        assets = _asset_paths(plan)
+        assets = _asset_paths(options)
         if not assets and plan.engine in ENGINES_NEEDING_ASSETS:
             what = ENGINES_NEEDING_ASSETS[plan.engine]
             yield fail(
-                label,
-                f"no {what} configured",
-                f"set pixels.engine_options of route {route!r} to the "
-                f"{what} file (donor bank: vera-gateway donors build DIR -o FILE)",
+                label, f"no {what} configured", f"set pixels.options of route {route!r} to the {what} file"
             )
             continue
-        results = [_check_asset(label, k, p, plan, resolve) for k, p in assets.items()]
+        results = [_check_asset(label, k, p, options, resolve) for k, p in assets.items()]
         yield from results
         if all(r.status == Status.OK for r in results):
-            yield _engine_loads(label, plan)
+            yield _engine_loads(label, plan.engine, options)
+
+
+def engine_defaults_of(config: Any) -> dict[str, dict[str, Any]]:
+    """Options the service gives engines when a rule names none (today: the surrogate's donor bank)."""
+    bank = getattr(config, "donor_bank_path", None)
+    return {"surrogate": {"donor_bank": str(bank)}} if bank is not None else {}
 
 
 # ---- secret, disk, ledger ------------------------------------------------------------------------------
@@ -499,7 +505,7 @@ def run_checks(
             return checks
     checks.append(ok("rules", f"{rules.name} sha256 {rules.sha256[:16]}…"))
     checks += [*check_listeners(config, rules)]
-    checks += [*check_engines(rules, config.resolve)]
+    checks += [*check_engines(rules, config.resolve, engine_defaults_of(config))]
     if options.network:
         checks += [*check_destinations(rules, config.ae_title, config.resolve, options.echo_timeout_s)]
     return checks

@@ -145,7 +145,7 @@ def test_doctor_cli_exits_nonzero_on_default_rules_without_donor_bank(
     code = cli_main(["doctor", "--config", str(config), "--no-network", "--min-free-gb", "0"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "no donor bank configured" in out and "engine surrogate" in out
+    assert "donors.npz is missing" in out and "engine surrogate" in out  # the config default bank
     assert main(["--config", str(config), "--no-network", "--min-free-gb", "0", "--json"]) == 1
     assert '"status": "fail"' in capsys.readouterr().out
 
@@ -235,3 +235,25 @@ def test_doctor_package_check_reports_what_it_checked() -> None:
     assert missing.status == Status.FAIL and "make setup" in missing.fix
     assert next(check_python()).status == Status.OK
     assert all(c.status in (Status.OK, Status.WARN) for c in check_torch())
+
+
+def test_doctor_uses_the_configured_donor_bank_when_rules_name_none(site: dict[str, Any]) -> None:
+    config = site["config"].model_copy(update={"donor_bank": site["tmp"] / "no-bank-here.npz"})
+    pixels = PixelPlan(engine="surrogate")
+    dest = FolderDestination("f", Path("out"))
+    decision = RouteDecision("catch-all", RouteAction.FORWARD, dest, pixels, MetadataPlan())
+    rules = RuleSet(name="cfg", sha256="c" * 64, destinations={"f": dest}, catch_all=decision)
+    checks = run_checks(config, rules, FAST)
+    assert _names(checks) == ["engine surrogate (catch-all)"]
+    assert "no-bank-here.npz is missing" in failed(checks)[0].detail
+
+
+@pytest.mark.integration
+def test_doctor_loads_the_real_surrogate_engine_with_a_real_donor_bank(
+    site: dict[str, Any], donor_bank: Path
+) -> None:
+    config = site["config"].model_copy(update={"donor_bank": donor_bank})
+    checks = run_checks(config, None, FAST)  # the shipped default rules: surrogate engine, bank from config
+    engine = [c for c in checks if c.name.startswith("engine surrogate")]
+    assert failed(checks) == [], render(checks)
+    assert any("sha256" in c.detail for c in engine) and any("'surrogate' loads" in c.detail for c in engine)
