@@ -219,8 +219,15 @@ def _register(module_name: str, subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from anonymizer.keys import SecretError
+    from gateway.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ConfigError, SecretError) as exc:
+        print(f"vera-gateway: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
