@@ -320,3 +320,10 @@ def test_installed_package_carries_the_runtime_data_files(tmp_path: Path) -> Non
     runtime_data = [n for n in listed if n.endswith(".yaml") or "/data/" in n]
     assert runtime_data and not [n for n in runtime_data if n not in packaged]
     assert "gateway/doctor.py" in packaged and "gateway/tls.py" in packaged
+
+
+def test_compose_donor_bank_is_inside_the_read_only_donors_mount() -> None:
+    config = load_config(DEPLOY / "compose" / "gateway.yaml")
+    mounts = {m.split(":")[1]: m for m in _compose()["services"]["gateway"]["volumes"]}
+    donors = mounts["/var/lib/vera-gateway/donors"]
+    assert donors.endswith(":ro") and config.donor_bank_path.parent == Path("/var/lib/vera-gateway/donors")
