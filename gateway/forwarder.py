@@ -84,7 +84,9 @@ class Forwarder:
     def tick(self) -> int:
         """Send what is due; returns how many instances were forwarded."""
         by_dest: dict[str, list[OutputItem]] = defaultdict(list)
-        for item in self.ledger.due_outputs(limit=self.settings.batch_size * 4):
+        now = self.clock()
+        blocked = [name for name, b in self.breakers.items() if not b.allows(now)]
+        for item in self.ledger.due_outputs(limit=self.settings.batch_size * 4, exclude=blocked):
             by_dest[item.destination].append(item)
         sent = 0
         for name, items in by_dest.items():

@@ -410,10 +410,13 @@ class Ledger:
                 self._settle_job(db, int(row["job_id"]), now)
 
     # ---- forwarding ------------------------------------------------------------------------------------
-    def due_outputs(self, limit: int = 500) -> list[OutputItem]:
+    def due_outputs(self, limit: int = 500, exclude: Sequence[str] = ()) -> list[OutputItem]:
+        """Outputs to send now, oldest first; ``exclude`` skips destinations whose breaker is open."""
+        skip = f" AND destination NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
         rows = self.query(
-            "SELECT * FROM instances WHERE state=? OR (state=? AND next_attempt_at<=?) ORDER BY id LIMIT ?",
-            (InstanceState.DEIDENTIFIED, InstanceState.RETRY_WAITING, self.clock(), limit),
+            "SELECT * FROM instances WHERE (state=? OR (state=? AND next_attempt_at<=?))"
+            f"{skip} ORDER BY id LIMIT ?",
+            (InstanceState.DEIDENTIFIED, InstanceState.RETRY_WAITING, self.clock(), *exclude, limit),
         )
         return [
             OutputItem(

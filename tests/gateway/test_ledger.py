@@ -144,3 +144,14 @@ def test_quarantine_replay_regroups_instance(tmp_path: Path) -> None:
     assert new_job != job.id
     with pytest.raises(LookupError):
         ledger.release_quarantine(qid)
+
+
+def test_due_outputs_skip_blocked_destinations(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    for n, dest in enumerate(["down"] * 3 + ["up"]):
+        iid = ledger.record_received(item(f"s{n}", study=f"st{n}", sha=f"h{n}")).instance_id
+        ledger.group_received()
+        for job in ledger.ready_jobs(0, 600):
+            ledger.start_job(job.id)
+        ledger.finish_instance_ok(iid, dest, f"o{n}.dcm", f"2.25.{n}")
+    assert [o.destination for o in ledger.due_outputs(limit=2, exclude=["down"])] == ["up"]
