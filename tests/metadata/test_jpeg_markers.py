@@ -6,6 +6,7 @@ import struct
 from io import BytesIO
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
@@ -17,7 +18,7 @@ from anonymizer.metadata.errors import UnsupportedPixelEncodingError
 from anonymizer.metadata.jpeg_markers import strip_frame
 from anonymizer.plans import MetadataPlan
 from tests.conftest import face_photos
-from tests.metadata.conftest import PhotoCase
+from tests.metadata.conftest import PhotoCase, saved
 from tests.metadata.photos import Canaries, photo_jpeg
 
 
@@ -119,3 +120,10 @@ def test_broken_jpeg_is_a_typed_error(plain_photo: PhotoCase) -> None:
     ds.PixelData = encapsulate([b"\xff\xd8\xff\xe1\x00"])
     with pytest.raises(UnsupportedPixelEncodingError):
         deidentify(ds, MetadataPlan(), KeyRing(b"k" * 32), None)
+
+
+def test_deidentified_photo_decodes_to_the_same_pixels_through_pydicom(plain_photo: PhotoCase) -> None:
+    before = plain_photo.fresh().pixel_array
+    out = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(b"k" * 32), None)
+    assert len(out.PixelData) < len(plain_photo.fresh().PixelData)  # segments are gone
+    assert np.array_equal(pydicom.dcmread(BytesIO(saved(out))).pixel_array, before)

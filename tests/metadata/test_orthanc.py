@@ -30,13 +30,15 @@ def _strict_reread(data: bytes) -> pydicom.Dataset:
 
 @pytest.mark.integration
 def test_orthanc_accepts_indexes_and_renders_deidentified_photos(orthanc: Any, plain_photo: PhotoCase,
-                                                                 full_photo: PhotoCase) -> None:
+                                                                 full_photo: PhotoCase, full_sc: PhotoCase
+                                                                 ) -> None:
     server = orthanc()
     keys = KeyRing(SECRET)
     outputs = [
         saved(deidentify(plain_photo.fresh(), MetadataPlan(), keys, None)),
         saved(deidentify(plain_photo.fresh(), MetadataPlan(strict=True), keys, None)),
         saved(deidentify(full_photo.fresh(), MetadataPlan(), keys, None)),
+        saved(deidentify(full_sc.fresh(), MetadataPlan(strict=True), keys, None)),
     ]
     for data in outputs:
         ds = _strict_reread(data)
@@ -48,4 +50,4 @@ def test_orthanc_accepts_indexes_and_renders_deidentified_photos(orthanc: Any, p
         url = f"http://127.0.0.1:{server.http_port}/instances/{answer['ID']}/preview"
         with urllib.request.urlopen(url, timeout=60) as resp:  # Orthanc decodes the stripped JPEG
             assert resp.read()[:4] == b"\x89PNG"
-    assert len(server.instances()) == 2  # the strict and the standard output share keyed UIDs
+    assert len(server.instances()) == 3  # the strict and the standard photo share keyed UIDs
