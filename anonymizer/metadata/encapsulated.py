@@ -78,13 +78,23 @@ def _encapsulate(frames_out: list[Parts], with_bot: bool) -> bytes:
     return b"".join([ITEM, struct.pack("<I", len(bot)), bot, *items])
 
 
+def _looks_like_jpeg(value: bytes) -> bool:
+    """Encapsulated Pixel Data whose first fragment starts with SOI."""
+    if value[:4] != ITEM or len(value) < 8:
+        return False
+    first = 8 + struct.unpack_from("<I", value, 4)[0]
+    return value[first:first + 4] == ITEM and value[first + 8:first + 10] == b"\xff\xd8"
+
+
 def strip_jpeg_markers(ds: Dataset, fast: bool = True) -> bool:
     """Strip APP1–APP15/COM from every frame of a JPEG-encoded dataset in place; True when bytes changed."""
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     raw = ds.get_item(PIXEL_DATA)
-    if syntax not in JPEG_SYNTAXES or raw is None or not raw.value:
+    if raw is None or not isinstance(raw.value, bytes) or not raw.value:
         return False
     value = raw.value
+    if syntax not in JPEG_SYNTAXES and not (not syntax and _looks_like_jpeg(value)):
+        return False  # no file meta (e.g. straight from an association): sniff the first fragment
     has_bot, spans = fragments(value)
     grouped = frames(value, spans)
     expected = int(ds.get("NumberOfFrames", 1) or 1)

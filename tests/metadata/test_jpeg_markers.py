@@ -127,3 +127,11 @@ def test_deidentified_photo_decodes_to_the_same_pixels_through_pydicom(plain_pho
     out = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(b"k" * 32), None)
     assert len(out.PixelData) < len(plain_photo.fresh().PixelData)  # segments are gone
     assert np.array_equal(pydicom.dcmread(BytesIO(saved(out))).pixel_array, before)
+
+
+def test_jpeg_without_file_meta_is_still_stripped(plain_photo: PhotoCase) -> None:
+    ds = plain_photo.fresh()
+    del ds.file_meta
+    canaries = [c for c in plain_photo.canaries.made if c.encode() in ds.PixelData]
+    assert canaries and strip_jpeg_markers(ds)
+    assert not [c for c in canaries if c.encode() in ds.PixelData]
