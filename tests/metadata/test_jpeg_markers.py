@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from io import BytesIO
 
@@ -135,3 +136,17 @@ def test_jpeg_without_file_meta_is_still_stripped(plain_photo: PhotoCase) -> Non
     canaries = [c for c in plain_photo.canaries.made if c.encode() in ds.PixelData]
     assert canaries and strip_jpeg_markers(ds)
     assert not [c for c in canaries if c.encode() in ds.PixelData]
+
+
+def test_corrupted_frames_give_a_typed_error_or_a_stream_never_a_crash() -> None:
+    base = photo_jpeg(face_photos(1)[0], (64, 48), Canaries())
+    rng = np.random.default_rng(7)
+    for _ in range(1500):
+        data = bytearray(base)
+        for pos in rng.integers(0, min(len(data), 800), size=int(rng.integers(1, 5))):
+            data[int(pos)] = int(rng.integers(0, 256))
+        if rng.random() < 0.2:
+            data = data[: int(rng.integers(0, len(data)))]
+        for fast in (True, False):
+            with contextlib.suppress(UnsupportedPixelEncodingError):  # anything else fails the test
+                strip_frame(bytes(data), fast=fast)
