@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate, generate_fragments
+from pydicom.encaps import encapsulate, generate_fragments, generate_frames
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
@@ -70,12 +70,33 @@ def _jpeg_subsampling(data: bytes, default: int) -> int:
         return default
 
 
+def _decode_jpeg_baseline(ds: Dataset) -> list[np.ndarray] | None:
+    """Fast path: JPEG Baseline YBR frames decoded by Pillow (libjpeg's own colour conversion, in C).
+    None when the dataset is anything else; pydicom's handlers are the reference path."""
+    pi = str(getattr(ds, "PhotometricInterpretation", ""))
+    if ds.file_meta.get("TransferSyntaxUID") != JPEGBaseline8Bit or pi not in ("YBR_FULL_422", "YBR_FULL"):
+        return None
+    try:
+        frames = []
+        for data in generate_frames(ds.PixelData, number_of_frames=number_of_frames(ds)):
+            with Image.open(io.BytesIO(data)) as im:
+                if im.mode != "RGB" or im.size != (ds.Columns, ds.Rows):
+                    return None
+                frames.append(np.asarray(im))
+        return frames
+    except Exception:
+        return None
+
+
 def decode(ds: Dataset) -> list[np.ndarray]:
     """All frames as (H, W, 3) uint8 RGB. Raises CodecError for anything else."""
     if "PixelData" not in ds:
         raise CodecError("no-pixel-data")
     if int(getattr(ds, "BitsAllocated", 8)) != 8:
         raise CodecError("unsupported-bit-depth")
+    fast = _decode_jpeg_baseline(ds)
+    if fast is not None:
+        return fast
     try:
         arr = ds.pixel_array  # pydicom 3 converts YBR_* to RGB (as_rgb=True)
     except Exception as exc:

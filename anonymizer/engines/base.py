@@ -6,6 +6,7 @@ and verification) is shared by every engine; an engine only turns faces into syn
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,8 +52,20 @@ def register(name: str) -> Callable[[EngineFactory], EngineFactory]:
     return wrap
 
 
+# Built-in engines register themselves when their module is imported; create_engine imports it on demand.
+BUILTIN_MODULES = {
+    "surrogate": "anonymizer.engines.surrogate",
+    "blur": "anonymizer.engines.baselines",
+    "pixelate": "anonymizer.engines.baselines",
+    "mask": "anonymizer.engines.baselines",
+    "vera": "anonymizer.engines.vera",
+}
+
+
 def create_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
     """Build a registered engine; an unknown name is a clear error, never a silent fallback."""
+    if name not in _REGISTRY and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown engine {name!r} (registered: {known})")

@@ -63,14 +63,29 @@ TIERS: tuple[tuple[float, float, bool, bool], ...] = (
 
 
 @dataclass(frozen=True)
+class Strength:
+    texture: float  # texture caricature gain (1 = plain donor average)
+    shape: float  # shape caricature gain
+    jaw: float  # how far the outline moves to the donors' (0 = patient's outline; the face must fit the head)
+
+
+@dataclass(frozen=True)
 class SurrogateSettings:
     donor_bank: Path | None = None
     k: int = 4  # donors averaged per synthetic identity
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
-    jaw_weight: float = 0.35  # outline landmarks move less: the face must still fit the head
     sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.5  # colour transfer limits
+    # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
+    # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung
+    # whose faces all pass the self-check is used for the whole group (so pairs stay consistent).
+    ladder: tuple[Strength, ...] = (
+        Strength(1.3, 1.6, 0.35),
+        Strength(1.6, 2.2, 0.6),
+        Strength(1.9, 2.8, 0.85),
+    )
+    self_check_distance: float = 0.68
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class SurrogateEngine:
         self.settings = settings
         self._bank = bank
         self.last_choice: DonorChoice | None = None
+        self.last_level = 0
 
     @property
     def bank(self) -> DonorBank:
@@ -114,28 +130,62 @@ class SurrogateEngine:
         self.last_choice = choice
         groups = bank.by_identity()
         donors = [groups[i] for i in choice.identities]
+        peers = [groups[i] for i in _peers(bank, patient)]
         tris = triangulate(extended(bank.reference, bank.crop_size))
-        return [self._synthesize(face, donors, tris, preserve) for face in faces]
+        donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
+        crops: list[np.ndarray] = []
+        for level, strength in enumerate(self.settings.ladder):
+            made = [self._synthesize(face, donors, peers, tris, preserve, strength) for face in faces]
+            crops = [crop for crop, _ in made]
+            if all(
+                self._distinct(crop, target, face, donor_descs)
+                for (crop, target), face in zip(made, faces, strict=True)
+            ):
+                break
+            log.info("surrogate strength raised", extra={"level": level + 1})
+        self.last_level = level
+        return crops
+
+    def _distinct(
+        self, crop: np.ndarray, target: np.ndarray, face: AlignedFace, donor_descs: np.ndarray
+    ) -> bool:
+        """Group-level self-check: far from the patient, and matching no donor of the bank."""
+        if face.descriptor is None:
+            return True
+        out = descriptor(crop, target)
+        donors_min = float(np.linalg.norm(donor_descs - out[None], axis=1).min())
+        return distance(out, face.descriptor) > self.settings.self_check_distance and donors_min > 0.6
 
     def _synthesize(
         self,
         face: AlignedFace,
         donors: list[list[DonorPhoto]],
+        peers: list[list[DonorPhoto]],
         tris: np.ndarray,
         preserve: tuple[Region, ...],
-    ) -> np.ndarray:
+        strength: Strength,
+    ) -> tuple[np.ndarray, np.ndarray]:
         size = self.bank.crop_size
         want = expression(face.landmarks)
-        picks = [min(photos, key=lambda p: float(np.abs(p.expression - want).sum())) for photos in donors]
-        texture = _sharpen(robust_mean([p.texture for p in picks]), self.settings.sharpen)
-        target = _target_shape(
-            face.landmarks, np.mean([p.landmarks for p in picks], axis=0), preserve, self.settings
+        picks = [_closest(photos, want) for photos in donors]
+        population = [_closest(photos, want) for photos in peers]
+        texture = _caricature(
+            robust_mean([p.texture for p in picks]),
+            np.mean([p.texture for p in population], axis=0),
+            strength.texture,
         )
+        shape = _caricature(
+            np.mean([p.landmarks for p in picks], axis=0),
+            np.mean([p.landmarks for p in population], axis=0),
+            strength.shape,
+        )
+        texture = _sharpen(texture, self.settings.sharpen)
+        target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength.jaw)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
-        return _poisson(synth, face, preserve)
+        return _poisson(synth, face, preserve), target
 
 
 def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
@@ -196,6 +246,27 @@ def _passes(
     return not (use_age and both_aged and abs(donor["age"] - patient["age"]) > settings.age_tolerance)
 
 
+def _peers(bank: DonorBank, patient: dict[str, Any], tone: float = 20.0, minimum: int = 6) -> list[str]:
+    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature moves from."""
+    groups = bank.by_identity()
+    near = [
+        i
+        for i, photos in groups.items()
+        if abs(np.mean([ita_degrees(p.skin_lab) for p in photos]) - patient["ita"]) <= tone
+        and (not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"])
+    ]
+    return near if len(near) >= minimum else sorted(groups)
+
+
+def _closest(photos: list[DonorPhoto], expression_: np.ndarray) -> DonorPhoto:
+    return min(photos, key=lambda p: float(np.abs(p.expression - expression_).sum()))
+
+
+def _caricature(average: np.ndarray, population: np.ndarray, gain: float) -> np.ndarray:
+    """Move ``average`` away from the population mean by ``gain`` (1 = unchanged)."""
+    return (population + gain * (np.asarray(average, np.float32) - population)).astype(np.float32)
+
+
 def robust_mean(textures: Sequence[np.ndarray], sigma: float = 28.0) -> np.ndarray:
     """Per-pixel mean that down-weights outliers (a strand of hair, a fringe) against the per-pixel median."""
     stack = np.stack([t.astype(np.float32) for t in textures])  # (k, S, S, 3)
@@ -212,13 +283,13 @@ def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
 
 
 def _target_shape(
-    patient: np.ndarray, donor_mean: np.ndarray, preserve: tuple[Region, ...], settings: SurrogateSettings
+    patient: np.ndarray, donor_mean: np.ndarray, preserve: tuple[Region, ...], inner: float, jaw: float
 ) -> np.ndarray:
     """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position."""
     patient = np.asarray(patient, np.float64)
     donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
-    weight = np.full(68, settings.shape_weight)
-    weight[:17] = settings.jaw_weight
+    weight = np.full(68, inner)
+    weight[:17] = jaw
     for region in preserve:
         weight[list(REGION_POINTS.get(region, ()))] = 0.0
     return (patient + weight[:, None] * (donor - patient)).astype(np.float32)

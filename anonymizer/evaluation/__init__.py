@@ -1,0 +1,1 @@
+"""Evaluation of pixel anonymization: de-identification, pair consistency, donor leakage, region fidelity."""
