@@ -2,8 +2,9 @@
 
 ``deidentify`` applies the shipped Table E.1-1 with the plan's options and overrides (compiled once per plan),
 keyed pseudonyms and date shift from the :class:`~anonymizer.keys.KeyRing`, removes private tags, strips
-APP1–APP15/COM from encapsulated JPEG frames without decoding them, and marks the header. Any failure raises a
-:class:`~anonymizer.metadata.errors.MetadataError`, on which the caller quarantines.
+APP1–APP15/COM from encapsulated JPEG frames (COM from JPEG 2000) without decoding them, and marks the
+header. Any failure raises a :class:`~anonymizer.metadata.errors.MetadataError`, on which the caller
+quarantines.
 """
 
 from __future__ import annotations

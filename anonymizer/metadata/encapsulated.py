@@ -1,4 +1,5 @@
-"""Encapsulated Pixel Data: split into frames, strip JPEG markers per frame, re-encapsulate only on change.
+"""Encapsulated Pixel Data: split into frames, strip JPEG APPn/COM (JPEG 2000: COM) per frame, and
+re-encapsulate only on change.
 
 The Pixel Data bytes are read in place (no decode, no copy); a new value is built, in one copy, only when a
 frame actually lost a segment.
@@ -12,6 +13,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.metadata.errors import UnsupportedPixelEncodingError
+from anonymizer.metadata.j2k_markers import strip_j2k_parts
 from anonymizer.metadata.jpeg_markers import strip_frame_parts
 
 PIXEL_DATA = 0x7FE00010
@@ -24,6 +26,12 @@ JPEG_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.55", "1.2.840.10008.1.2.4.57",
     "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
 })
+# JPEG 2000 and High-Throughput JPEG 2000 codestreams.
+J2K_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",
+})
+SOI, SOC = b"\xff\xd8", b"\xff\x4f"
 
 
 def fragments(value: bytes) -> tuple[bool, list[tuple[int, int]]]:
@@ -45,11 +53,11 @@ def fragments(value: bytes) -> tuple[bool, list[tuple[int, int]]]:
     return bot[1] > bot[0], spans
 
 
-def frames(value: bytes, spans: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """Group fragments into frames: a fragment that starts with SOI starts a new frame."""
+def frames(value: bytes, spans: list[tuple[int, int]], first: bytes = SOI) -> list[list[tuple[int, int]]]:
+    """Group fragments into frames: a fragment that starts with SOI (JPEG 2000: SOC) starts a new frame."""
     grouped: list[list[tuple[int, int]]] = []
     for start, stop in spans:
-        if value[start:start + 2] == b"\xff\xd8" or not grouped:
+        if value[start:start + 2] == first or not grouped:
             grouped.append([])
         grouped[-1].append((start, stop))
     return grouped
@@ -58,10 +66,12 @@ def frames(value: bytes, spans: list[tuple[int, int]]) -> list[list[tuple[int, i
 Parts = list[bytes | memoryview]
 
 
-def _strip(value: bytes, frame: list[tuple[int, int]], fast: bool) -> Parts | None:
-    if len(frame) == 1:
-        return strip_frame_parts(value, frame[0][0], frame[0][1], fast=fast)
-    return strip_frame_parts(b"".join(memoryview(value)[a:b] for a, b in frame), fast=fast)
+def _strip(value: bytes, frame: list[tuple[int, int]], fast: bool, j2k: bool) -> Parts | None:
+    if len(frame) > 1:
+        value = b"".join(memoryview(value)[a:b] for a, b in frame)
+        frame = [(0, len(value))]
+    start, stop = frame[0]
+    return strip_j2k_parts(value, start, stop) if j2k else strip_frame_parts(value, start, stop, fast=fast)
 
 
 def _encapsulate(frames_out: list[Parts], with_bot: bool) -> bytes:
@@ -78,29 +88,42 @@ def _encapsulate(frames_out: list[Parts], with_bot: bool) -> bytes:
     return b"".join([ITEM, struct.pack("<I", len(bot)), bot, *items])
 
 
-def _looks_like_jpeg(value: bytes) -> bool:
-    """Encapsulated Pixel Data whose first fragment starts with SOI."""
+def _sniff(value: bytes) -> bytes:
+    """The first two bytes of the first fragment of encapsulated Pixel Data (b"" when not encapsulated)."""
     if value[:4] != ITEM or len(value) < 8:
-        return False
+        return b""
     first = 8 + struct.unpack_from("<I", value, 4)[0]
-    return value[first:first + 4] == ITEM and value[first + 8:first + 10] == b"\xff\xd8"
+    return value[first + 8:first + 10] if value[first:first + 4] == ITEM else b""
+
+
+def _codec(syntax: str, value: bytes) -> bytes:
+    """SOI for JPEG-family frames, SOC for JPEG 2000, b"" for anything else (left untouched)."""
+    if syntax in JPEG_SYNTAXES:
+        return SOI
+    if syntax in J2K_SYNTAXES:
+        return SOC
+    if not syntax:  # no file meta (e.g. straight from an association): sniff the first fragment
+        head = _sniff(value)
+        return head if head in (SOI, SOC) else b""
+    return b""
 
 
 def strip_jpeg_markers(ds: Dataset, fast: bool = True) -> bool:
-    """Strip APP1–APP15/COM from every frame of a JPEG-encoded dataset in place; True when bytes changed."""
+    """Strip APP1–APP15/COM (JPEG) or COM (JPEG 2000) from every frame in place; True when bytes changed."""
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     raw = ds.get_item(PIXEL_DATA)
     if raw is None or not isinstance(raw.value, bytes) or not raw.value:
         return False
     value = raw.value
-    if syntax not in JPEG_SYNTAXES and not (not syntax and _looks_like_jpeg(value)):
-        return False  # no file meta (e.g. straight from an association): sniff the first fragment
+    first = _codec(syntax, value)
+    if not first:
+        return False
     has_bot, spans = fragments(value)
-    grouped = frames(value, spans)
+    grouped = frames(value, spans, first)
     expected = int(ds.get("NumberOfFrames", 1) or 1)
     if len(grouped) != expected:
         raise UnsupportedPixelEncodingError("encapsulated Pixel Data: frame count does not match")
-    stripped = [_strip(value, frame, fast) for frame in grouped]
+    stripped = [_strip(value, frame, fast, first == SOC) for frame in grouped]
     if all(s is None for s in stripped):
         return False
     view = memoryview(value)

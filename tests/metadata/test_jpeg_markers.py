@@ -11,6 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import UID
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
@@ -150,3 +151,22 @@ def test_corrupted_frames_give_a_typed_error_or_a_stream_never_a_crash() -> None
         for fast in (True, False):
             with contextlib.suppress(UnsupportedPixelEncodingError):  # anything else fails the test
                 strip_frame(bytes(data), fast=fast)
+
+
+@pytest.mark.parametrize("tiles", [None, (64, 48)])
+def test_jpeg2000_frames_lose_their_comments_and_decode_identically(plain_photo: PhotoCase,
+                                                                     tiles: tuple[int, int] | None) -> None:
+    with Image.open(face_photos(1)[0]) as img:
+        small = img.convert("RGB").resize((128, 96))
+    buf = BytesIO()
+    tiling = {"tile_size": tiles} if tiles else {}
+    small.save(buf, "JPEG2000", no_jp2=True, comment="QZJ2KCOMMENT", **tiling)
+    frame = buf.getvalue()
+    ds = plain_photo.fresh()
+    ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.91")
+    ds.PixelData = encapsulate([frame])
+    out = deidentify(ds, MetadataPlan(), KeyRing(b"k" * 32), None)
+    (stripped,) = list(generate_frames(out.PixelData, number_of_frames=1))
+    assert b"QZJ2KCOMMENT" not in out.PixelData
+    assert stripped.removesuffix(b"\x00").endswith(b"\xff\xd9")  # EOC, then at most the even-length pad
+    assert np.array_equal(pixels(stripped), pixels(frame))
