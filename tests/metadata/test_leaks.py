@@ -88,3 +88,24 @@ def test_overrides_keep_remove_empty_replace_hash_shift(plain_photo: PhotoCase, 
     assert out.PatientBirthDate == (
         __import__("datetime").date(1980, 5, 17)
         + __import__("datetime").timedelta(days=keys.date_offset_days(pseudonym))).strftime("%Y%m%d")
+
+
+def test_safe_private_matches_by_creator_whatever_block_it_was_given(plain_photo: PhotoCase,
+                                                                       keys: KeyRing) -> None:
+    ds = plain_photo.fresh()
+    ds.add_new(0x00190010, "LO", "OTHER VENDOR")
+    ds.add_new(0x00190011, "LO", "VERA SAFE")  # the safe creator in block 0x11 this time
+    ds.add_new(0x00191010, "LO", "QZBLOCK10XK")
+    ds.add_new(0x00191110, "US", 5)
+    plan = MetadataPlan(options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}),
+                        safe_private=('0019,"VERA SAFE",10',))
+    out = deidentify(ds, plan, keys, None)
+    assert out[0x00191110].value == 5 and out[0x00190011].value == "VERA SAFE"
+    assert 0x00191010 not in out and 0x00190010 not in out
+
+
+def test_strict_mode_keeps_what_the_plan_lists(plain_photo: PhotoCase, keys: KeyRing) -> None:
+    ds = plain_photo.fresh()
+    kept = deidentify(ds, MetadataPlan(strict=True, strict_keep=("Manufacturer",)), keys, None)
+    assert kept.Manufacturer == plain_photo.fresh().Manufacturer
+    assert "Manufacturer" not in deidentify(plain_photo.fresh(), MetadataPlan(strict=True), keys, None)
