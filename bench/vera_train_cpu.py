@@ -40,7 +40,7 @@ def stage_parser(out: Path, steps: int, results: dict) -> None:
     test = vdata.london_set(FACES, cfg.resolution, cache, test_ids)
     t0 = time.monotonic()
     parser, losses = vparser.train_parser(cfg, train, steps)
-    iou = vparser.per_class_iou(vparser.predict(parser, test.images), test.labels)
+    iou = vparser.per_class_iou(vparser.predict(parser, test.images, flip_tta=False), test.labels)
     data = f"london_set {len(train.ids)} photos, masks from dlib landmarks"
     vparser.save_parser(parser, out / "parser.safetensors", data)
     results["parser"] = {
@@ -50,6 +50,23 @@ def stage_parser(out: Path, steps: int, results: dict) -> None:
         "heldout_iou": {k: round(v, 4) for k, v in iou.items()},
     }
     print(json.dumps(results["parser"], indent=1), flush=True)
+
+
+def stage_parser_eval(out: Path, results: dict) -> None:
+    """Held-out (and training-set) IoU of the saved parser, with and without mirror test-time augmentation."""
+    cache = out / "london_landmarks.json"
+    parser = vparser.load_parser(out / "parser.safetensors")
+    r = parser.cfg.resolution
+    full = vdata.london_set(FACES, r, cache)
+    train_ids, test_ids = vdata.split_identities(full.ids, HOLDOUT)
+    report = {}
+    for name, ids in (("heldout", test_ids), ("train", train_ids)):
+        faces = vdata.london_set(FACES, r, cache, ids)
+        for tta in (False, True):
+            iou = vparser.per_class_iou(vparser.predict(parser, faces.images, flip_tta=tta), faces.labels)
+            report[f"{name}_iou{'_flip_tta' if tta else ''}"] = {k: round(v, 3) for k, v in iou.items()}
+    results["parser_eval"] = report
+    print(json.dumps(report, indent=1), flush=True)
 
 
 def stage_encoder(out: Path, steps: int, results: dict) -> None:
@@ -215,6 +232,8 @@ def main() -> None:
     stages = args.stages.split(",")
     if "parser" in stages:
         stage_parser(args.out, args.parser_steps, results)
+    if "parser-eval" in stages:
+        stage_parser_eval(args.out, results)
     if "encoder" in stages:
         stage_encoder(args.out, args.encoder_steps, results)
     if "gan" in stages:

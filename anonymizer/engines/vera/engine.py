@@ -24,6 +24,7 @@ from anonymizer.engines.vera.classes import region_class_indices
 from anonymizer.engines.vera.data import to_tensor, to_uint8
 from anonymizer.engines.vera.inversion import InversionConfig, invert, replace_identity
 from anonymizer.engines.vera.model import VeraModel, load_vera
+from anonymizer.engines.vera.parser import predict
 from anonymizer.engines.vera.train import pick_device
 from anonymizer.plans import Region
 
@@ -59,7 +60,7 @@ class VeraEngine:
         if parser is None:
             return None
         hi, _ = self._canonical(faces, parser.cfg.resolution)
-        labels = parser(hi).argmax(1, keepdim=True).float()  # [N, 1, p, p]
+        labels = predict(parser, hi)[:, None].float()  # [N, 1, p, p]
         return F.interpolate(labels, size=(r, r), mode="nearest")[:, 0].long()
 
     def _preserve_masks(self, labels: torch.Tensor, keep: tuple[int, ...]) -> torch.Tensor:

@@ -75,9 +75,18 @@ def per_class_iou(
 
 
 @torch.no_grad()
-def predict(parser: FaceParser, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def predict(parser: FaceParser, images: torch.Tensor, batch: int = 8, flip_tta: bool = True) -> torch.Tensor:
+    """Class index per pixel [N, H, W]; with ``flip_tta`` the mirrored image's probabilities are averaged in
+    (the VerA classes are left/right symmetric, so a mirror needs no label swap)."""
     parser.eval()
-    return torch.cat([parser(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i : i + batch]
+        prob = parser(x).softmax(1)
+        if flip_tta:
+            prob = prob + parser(x.flip(3)).softmax(1).flip(3)
+        out.append(prob.argmax(1))
+    return torch.cat(out)
 
 
 def train_parser(
