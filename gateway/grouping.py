@@ -63,8 +63,7 @@ class Scheduler:
         self.pool: ProcessPoolExecutor | None = None
         self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
-        if config.workers == 0:
-            init_worker(*self.init_args)
+        self._inline_ready = False  # workers=0: the pipeline is set up in-process at the first job
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
@@ -123,6 +122,9 @@ class Scheduler:
         try:
             if self.config.workers > 0:
                 return self._pool().submit(run_job, spec)
+            if not self._inline_ready:
+                init_worker(*self.init_args)
+                self._inline_ready = True
             future.set_result(run_job(spec))
         except Exception as exc:
             if isinstance(exc, BrokenProcessPool):
