@@ -33,6 +33,7 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.faces import align
+from anonymizer.faces.regions import interocular
 from anonymizer.faces.verify import descriptor, distance
 from anonymizer.faces.warp import extended, piecewise_affine, triangulate
 from anonymizer.plans import Region
@@ -40,6 +41,7 @@ from anonymizer.plans import Region
 log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
+POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
 # landmark indices that stay at the patient's position when their region is preserved
 REGION_POINTS: dict[Region, tuple[int, ...]] = {
     Region.MOUTH: tuple(range(48, 68)),
@@ -76,14 +78,14 @@ class SurrogateSettings:
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
     sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
     age_tolerance: float = 15.0
-    max_std_ratio: float = 1.5  # colour transfer limits
+    max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung
     # whose faces all pass the self-check is used for the whole group (so pairs stay consistent).
     ladder: tuple[Strength, ...] = (
-        Strength(1.3, 1.6, 0.35),
-        Strength(1.6, 2.2, 0.6),
-        Strength(1.9, 2.8, 0.85),
+        Strength(1.15, 1.6, 0.35),
+        Strength(1.35, 2.2, 0.6),
+        Strength(1.6, 2.8, 0.85),
     )
     self_check_distance: float = 0.68
 
@@ -324,6 +326,10 @@ def _poisson(synth: np.ndarray, face: AlignedFace, preserve: tuple[Region, ...])
 
         domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
     mask = (np.asarray(domain) > 0.5).astype(np.uint8) * 255
+    # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
+    # the Poisson solve would otherwise spread into the face as dark smears.
+    inset = max(1, int(POISSON_INSET * interocular(face.landmarks)))
+    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
     for region in preserve:
         if region in face.masks:
             mask[np.asarray(face.masks[region]) > 0.5] = 0
