@@ -135,3 +135,17 @@ def test_store_fails_0xA700_when_disk_full(tmp_path: Path, gateway) -> None:
     assert send_raw(service.port, path) == 0xA700
     assert [p for p in config.spool_dir.rglob("*") if p.is_file()] == []
     assert instance_states(config) == {}
+
+
+def test_cli_echo_reaches_a_dicom_peer_and_reports_a_dead_one(tmp_path: Path, gateway, capsys) -> None:
+    from gateway.cli import main as cli_main
+    from tests.conftest import free_port
+
+    config = quiet_config(tmp_path)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    data = ["--data-dir", str(config.data_dir)]
+    assert cli_main(["echo", f"VERA_GW@127.0.0.1:{service.port}", *data]) == 0
+    assert cli_main(["echo", f"NOBODY@127.0.0.1:{free_port()}", *data]) == 1
+    assert cli_main(["echo", "no-such-destination", *data]) == 2
+    out = capsys.readouterr().out
+    assert "OK" in out and "FAILED" in out
