@@ -31,20 +31,22 @@ FACES = ROOT.parent / "shared" / "data" / "faces"
 HOLDOUT = 8
 
 
-def stage_parser(out: Path, steps: int, results: dict) -> None:
-    cfg = vparser.ParserConfig()
+def stage_parser(out: Path, steps: int, results: dict, encoder: str, aug: float) -> None:
+    decoder = (128, 64, 32, 16) if encoder.startswith("resnet") else (64, 48, 32, 16)
+    cfg = vparser.ParserConfig(encoder=encoder, decoder=decoder)
     cache = out / "london_landmarks.json"
     full = vdata.london_set(FACES, cfg.resolution, cache)
     train_ids, test_ids = vdata.split_identities(full.ids, HOLDOUT)
     train = vdata.london_set(FACES, cfg.resolution, cache, train_ids)
     test = vdata.london_set(FACES, cfg.resolution, cache, test_ids)
     t0 = time.monotonic()
-    parser, losses = vparser.train_parser(cfg, train, steps)
+    parser, losses = vparser.train_parser(cfg, train, steps, aug=aug)
     iou = vparser.per_class_iou(vparser.predict(parser, test.images, flip_tta=False), test.labels)
     data = f"london_set {len(train.ids)} photos, masks from dlib landmarks"
-    vparser.save_parser(parser, out / "parser.safetensors", data)
+    vparser.save_parser(parser, out / f"parser_{encoder}.safetensors", data)
     results["parser"] = {
-        "steps": steps, "train_s": round(time.monotonic() - t0, 1), "train_photos": len(train.ids),
+        "encoder": encoder, "aug": aug, "steps": steps, "train_s": round(time.monotonic() - t0, 1),
+        "train_photos": len(train.ids),
         "heldout_photos": len(test.ids),
         "loss_first50": sum(losses[:50]) / 50, "loss_last50": sum(losses[-50:]) / 50,
         "heldout_iou": {k: round(v, 4) for k, v in iou.items()},
@@ -52,10 +54,10 @@ def stage_parser(out: Path, steps: int, results: dict) -> None:
     print(json.dumps(results["parser"], indent=1), flush=True)
 
 
-def stage_parser_eval(out: Path, results: dict) -> None:
+def stage_parser_eval(out: Path, results: dict, parser_file: str) -> None:
     """Held-out (and training-set) IoU of the saved parser, with and without mirror test-time augmentation."""
     cache = out / "london_landmarks.json"
-    parser = vparser.load_parser(out / "parser.safetensors")
+    parser = vparser.load_parser(out / parser_file)
     r = parser.cfg.resolution
     full = vdata.london_set(FACES, r, cache)
     train_ids, test_ids = vdata.split_identities(full.ids, HOLDOUT)
@@ -65,7 +67,7 @@ def stage_parser_eval(out: Path, results: dict) -> None:
         for tta in (False, True):
             iou = vparser.per_class_iou(vparser.predict(parser, faces.images, flip_tta=tta), faces.labels)
             report[f"{name}_iou{'_flip_tta' if tta else ''}"] = {k: round(v, 3) for k, v in iou.items()}
-    results["parser_eval"] = report
+    results["parser_eval"] = {"parser": parser_file, **report}
     print(json.dumps(report, indent=1), flush=True)
 
 
@@ -186,7 +188,7 @@ def _save_strip(path: Path, before: list, after: list) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(cv2.hconcat(tiles), cv2.COLOR_RGB2BGR))
 
 
-def stage_engine(out: Path, inv_steps: int, results: dict) -> None:
+def stage_engine(out: Path, inv_steps: int, results: dict, parser_file: str) -> None:
     import numpy as np
 
     from anonymizer.engines.base import create_engine
@@ -194,7 +196,7 @@ def stage_engine(out: Path, inv_steps: int, results: dict) -> None:
     from anonymizer.plans import Region
 
     bundle = out / "gan" / "vera.safetensors"
-    engine = create_engine("vera", {"checkpoint": str(bundle), "parser": str(out / "parser.safetensors"),
+    engine = create_engine("vera", {"checkpoint": str(bundle), "parser": str(out / parser_file),
                                     "steps": inv_steps, "device": "cpu"})
     ident, images = _heldout_pair(out)
     recon = _reconstruction(engine.model, images, inv_steps)
@@ -219,6 +221,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "vera")
     ap.add_argument("--stages", default="parser,encoder,gan,engine")
     ap.add_argument("--parser-steps", type=int, default=2000)
+    ap.add_argument("--parser-encoder", default="mobilenet_v2", help="smp encoder of the parser")
+    ap.add_argument("--parser-aug", type=float, default=0.5, help="augmentation strength")
+    ap.add_argument("--parser-file", default="parser_mobilenet_v2.safetensors",
+                    help="parser checkpoint (under --out) used by parser-eval and engine")
     ap.add_argument("--encoder-steps", type=int, default=300)
     ap.add_argument("--gan-steps", type=int, default=600)
     ap.add_argument("--preset", default="tiny")
@@ -231,15 +237,15 @@ def main() -> None:
     results: dict = {}
     stages = args.stages.split(",")
     if "parser" in stages:
-        stage_parser(args.out, args.parser_steps, results)
+        stage_parser(args.out, args.parser_steps, results, args.parser_encoder, args.parser_aug)
     if "parser-eval" in stages:
-        stage_parser_eval(args.out, results)
+        stage_parser_eval(args.out, results, args.parser_file)
     if "encoder" in stages:
         stage_encoder(args.out, args.encoder_steps, results)
     if "gan" in stages:
         stage_gan(args.out, args.gan_steps, args.preset, results)
     if "engine" in stages:
-        stage_engine(args.out, args.inv_steps, results)
+        stage_engine(args.out, args.inv_steps, results, args.parser_file)
     for stage, value in results.items():  # one file per stage: stages may run in separate processes
         (args.out / f"results_{stage}.json").write_text(json.dumps(value, indent=1))
 
