@@ -1,4 +1,4 @@
-"""Face-pipeline fixtures: a small donor bank built once per session from the London Set (test identities
+"""Face-pipeline fixtures: the session's small donor bank (built once from the London Set, test identities
 left out), and real photos loaded as RGB arrays. Everything skips cleanly when ../shared is absent."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import FACES
-
-DONOR_IDS = ("001", "003", "004", "005", "013", "024")
-TEST_IDS = ("017", "030")
+from tests.conftest import TEST_FACE_IDS as TEST_IDS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,14 +31,9 @@ def load_rgb(name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def bank_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6-identity donor bank (12 photos), built once per session; test identities are not in it."""
-    from anonymizer.donors import build_bank, save_bank
-
-    files = [london(f"{i}_{e}") for i in DONOR_IDS for e in ("03", "08")]
-    path = tmp_path_factory.mktemp("donors") / "donors.npz"
-    save_bank(build_bank(FACES, files=files), path)
-    return path
+def bank_path(donor_bank: Path) -> Path:
+    """The session's shared donor bank (tests/conftest.py: 5 identities, neutral photos, no test ids)."""
+    return donor_bank
 
 
 @pytest.fixture(scope="session")
