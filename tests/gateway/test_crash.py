@@ -38,11 +38,13 @@ def all_forwarded(config: Any, total: int) -> bool:
 
 def crash_at(gw: GatewayProcess, point: str, files: list[Path]) -> subprocess.CompletedProcess[str] | None:
     """Send ``files`` with the gateway paused at ``point``; kill -9 it there; return the sender's result."""
+    marker = f'"point": "{point}"'
+    before = gw.log_text().count(marker)
     gw.start(hold=f"{point}=120")
     result: list[subprocess.CompletedProcess[str]] = []
     sender = threading.Thread(target=lambda: result.append(storescu(gw.config.port, files)))
     sender.start()
-    wait_until(lambda: f'"point": "{point}"' in gw.log_text(), timeout=90)
+    wait_until(lambda: gw.log_text().count(marker) > before, timeout=90)
     gw.kill9()
     sender.join(timeout=60)
     return result[0] if result else None
@@ -69,11 +71,12 @@ def test_kill9_while_receiving_processing_and_forwarding_loses_and_duplicates_no
     for point, files in zip(
         ("receive.after_spool", "pipeline.after_outbox", "forward.after_send"), studies, strict=True
     ):
-        result = crash_at(gw, point, files)
-        if point == "receive.after_spool":
-            assert result is not None and result.returncode != 0  # never acknowledged: the PACS re-sends
-        else:
-            assert result is not None and result.returncode == 0, result.stderr
+        for _ in range(2):  # crash twice at the same point (the second time while recovering the first)
+            result = crash_at(gw, point, files)
+            if point == "receive.after_spool":
+                assert result is not None and result.returncode != 0  # never acknowledged: the PACS re-sends
+            else:
+                assert result is not None and result.returncode == 0, result.stderr
         sent += files
         gw.start()
         assert storescu(config.port, files).returncode == 0  # a re-send is harmless (idempotent)
