@@ -76,6 +76,7 @@ class GatewayConfig(_Frozen):
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
     job_timeout_s: float = Field(900.0, gt=0)  # a job running longer means a hung worker: restart, retry
     rules_file: Path | None = None  # None: dicom_rules.default_rules()
+    engine: str = "surrogate"  # pixel engine of routes whose rule names none (surrogate | vera | ...)
     secret_file: Path | None = None  # None: <data_dir>/secret.key
     donor_bank: Path | None = None  # surrogate donors; None: $VERA_DONOR_BANK or <data_dir>/donors.npz
     metrics_port: int | None = Field(9108, ge=0, le=65535)  # None: no HTTP endpoint
@@ -147,5 +148,5 @@ def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
 def load_rule_set(config: GatewayConfig) -> RuleSet:
     """The RuleSet named by the config, or the shipped defaults."""
     if config.rules_file is None:
-        return dicom_rules.default_rules()
-    return dicom_rules.load_rules(config.resolve(config.rules_file))
+        return dicom_rules.default_rules(config.engine)
+    return dicom_rules.load_rules(config.resolve(config.rules_file), default_engine=config.engine)

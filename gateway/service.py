@@ -44,7 +44,7 @@ class Service:
         self.keys = KeyRing(self.secret)
         self.watcher: RulesWatcher | None = None
         if rules is None and config.rules_file is not None:
-            self.watcher = RulesWatcher(config.resolve(config.rules_file))
+            self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = Ledger(config.ledger_path, clock=clock)
         self.spool = ContentStore(config.spool_dir, writer=spool_writer)
