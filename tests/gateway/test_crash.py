@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 
 from anonymizer.plans import PixelMode
 from gateway.ledger import Ledger
@@ -64,7 +65,7 @@ def test_kill9_while_receiving_processing_and_forwarding_loses_and_duplicates_no
     }
     gw = GatewayProcess(config, destination, PixelMode.BLANK)
     studies = [
-        write_study(tmp_path / name, [make_small_sc(Patient(patient_id=name), study, n) for n in range(4)])
+        write_study(tmp_path / name, [make_small_sc(Patient(f"MRN-{name}-7731"), study, n) for n in range(4)])
         for name, study in (("receiving", Study()), ("processing", Study()), ("forwarding", Study()))
     ]
     sent: list[Path] = []
@@ -88,3 +89,16 @@ def test_kill9_while_receiving_processing_and_forwarding_loses_and_duplicates_no
     assert len(research.wait_for_instances(12)) == 12
     assert research.rest("/statistics")["CountInstances"] == 12
     assert not list(config.spool_dir.rglob(".*.tmp")) and not list(config.outbox_dir.rglob(".*.tmp"))
+    phi = [
+        "MRN-receiving-7731",
+        "MRN-processing-7731",
+        "MRN-forwarding-7731",
+        Patient().name,
+        "19800517",
+        "20240312",
+        "ACC778812",
+    ]
+    phi += [str(dcmread(f, stop_before_pixels=True).StudyInstanceUID) for f in sent]
+    logs = gw.log_text()
+    names = " ".join(str(p) for p in config.data_dir.rglob("*"))
+    assert not [value for value in phi if value in logs or value in names]  # no PHI in logs or file names
