@@ -2,7 +2,7 @@
 the gateway (``vera-gateway serve``: parse, spool with fsync, ledger commit before Success), into DCMTK
 ``storescp`` (bit-preserving writes, no fsync) and into Orthanc (SQLite index), side by side in one run.
 
-    .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--repeats 2]
+    .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--repeats 2] [--parallel 1]
 
 Prints instances/s and MB/s per receiver and the ratios gateway/storescp and gateway/Orthanc. Sets:
 London Set photos wrapped as JPEG Baseline VL Photographic (no re-encoding), and ~50 kB uncompressed RGB
@@ -109,13 +109,21 @@ def orthanc(root: Path) -> Iterator[tuple[int, str]]:
         server.stop(graceful=False)
 
 
-def send(port: int, aec: str, files: list[Path]) -> float:
-    cmd = ["/usr/bin/storescu", "-xy", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), *map(str, files)]
+def send(port: int, aec: str, files: list[Path], parallel: int = 1) -> float:
+    """Send ``files`` over ``parallel`` simultaneous associations (files split round-robin); wall seconds."""
+    chunks = [files[i::parallel] for i in range(parallel)]
+    base = ["/usr/bin/storescu", "-xy", "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port)]
     started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=DCMTK_ENV)
+    procs = [
+        subprocess.Popen(
+            [*base, *map(str, chunk)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=DCMTK_ENV
+        )
+        for chunk in chunks
+    ]
+    errors = [p.communicate()[1] for p in procs]
     elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"storescu to {aec} failed: {result.stderr[-500:]}")
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError(f"storescu to {aec} failed: {b''.join(errors)[-500:]!r}")
     return elapsed
 
 
@@ -145,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 best = float("inf")
                 for rep in range(args.repeats):
                     with receiver(work / f"{name}-{set_name}-{rep}") as (port, aec):  # type: ignore[attr-defined]
-                        best = min(best, send(port, aec, files))
+                        best = min(best, send(port, aec, files, args.parallel))
                 results.setdefault(set_name, {})[name] = len(files) / best
                 results[set_name][name + "_MBps"] = megabytes / best
     finally:
@@ -155,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     cpus = os.cpu_count()
-    print(f"ingest bench: storescu -xy, one association, TCP_NODELAY=1, best of {args.repeats}; {cpus} CPUs")
+    assocs = f"{args.parallel} association(s)"
+    print(f"ingest bench: storescu -xy, {assocs}, TCP_NODELAY=1, best of {args.repeats}; {cpus} CPUs")
     head = ("set", "gateway/s", "storescp/s", "orthanc/s", "gw/storescp", "gw/orthanc")
     print("{:<12} {:>10} {:>11} {:>10} {:>12} {:>11}".format(*head))
     for set_name, r in results.items():
@@ -170,6 +179,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=20, help="London Set photos (max 78)")
     parser.add_argument("--small", type=int, default=200, help="~50 kB Secondary Capture objects")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parallel", type=int, default=1, help="simultaneous associations per receiver")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     results = run(args)
