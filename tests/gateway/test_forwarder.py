@@ -93,6 +93,9 @@ def test_give_up_quarantines_and_cli_replay_forwards(tmp_path: Path, gateway: An
     data = ["--data-dir", str(config.data_dir)]
     assert cli_main(["quarantine", "list", *data]) == 0
     assert "forward-gave-up" in capsys.readouterr().out
+    assert cli_main(["quarantine", "show", str(item["id"]), *data]) == 0
+    shown = capsys.readouterr().out
+    assert "instance.state" in shown and "quarantined" in shown and "folder-write" in shown
     blocked.unlink()
     assert cli_main(["quarantine", "replay", str(item["id"]), *data]) == 0
     wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)
