@@ -201,6 +201,9 @@ class Ledger:
             dup = Duplicate.DIFFERENT_BYTES if rows else Duplicate.NO
             return ReceiveResult(int(cur.lastrowid or 0), dup)
 
+    def spool_paths(self) -> set[str]:
+        return {r["spool_path"] for r in self.query("SELECT spool_path FROM instances")}
+
     def spool_path_in_use(self, relpath: str) -> bool:
         return bool(self.query("SELECT 1 FROM instances WHERE spool_path=? LIMIT 1", (relpath,)))
 

@@ -21,7 +21,7 @@ from gateway.forwarder import Forwarder
 from gateway.grouping import Scheduler
 from gateway.intake import Intake
 from gateway.ledger import InstanceState, Ledger
-from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, start_http
+from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
 from gateway.policy import AssociationGate
 from gateway.scp import association_policy, start_scp
 from gateway.spool import ContentStore, Writer, write_all
@@ -84,7 +84,8 @@ class Service:
         for store in (self.spool, self.quarantine, self.outbox):
             store.clean_temp_files()
         recovered = self.ledger.recover()
-        LOG.info("service.recovered", **recovered)
+        orphans = self.count_spool_orphans()
+        LOG.info("service.recovered", spool_orphans=orphans, **recovered)
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
         self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
         if self.config.tls is not None:
@@ -105,6 +106,15 @@ class Service:
             self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
+
+    def count_spool_orphans(self) -> int:
+        """Spool files without a ledger row: written, then the service died (or the ledger refused) before
+        Success was sent. The sender re-sends them (same bytes, same file); they are counted, never used."""
+        known = self.ledger.spool_paths()
+        root = self.config.spool_dir
+        orphans = sum(1 for p in root.glob("*/*.dcm") if str(p.relative_to(root)) not in known)
+        SPOOL_ORPHANS.set(orphans)
+        return orphans
 
     def health(self) -> dict[str, bool]:
         return {

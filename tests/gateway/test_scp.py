@@ -149,3 +149,15 @@ def test_cli_echo_reaches_a_dicom_peer_and_reports_a_dead_one(tmp_path: Path, ga
     assert cli_main(["echo", "no-such-destination", *data]) == 2
     out = capsys.readouterr().out
     assert "OK" in out and "FAILED" in out
+
+
+def test_unacknowledged_spool_files_are_counted_at_start(tmp_path: Path, gateway) -> None:
+    from gateway.spool import ContentStore
+
+    config = quiet_config(tmp_path)
+    ContentStore(config.spool_dir).put(b"spooled, then the service died before the ledger commit")
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    assert service.count_spool_orphans() == 1
+    (path,) = write_study(tmp_path / "in", [make_small_sc()])
+    assert storescu(service.port, [path]).returncode == 0
+    assert service.count_spool_orphans() == 1  # a received instance is not an orphan
