@@ -75,3 +75,16 @@ def test_mouth_codes_change_pixels_mostly_inside_the_mouth_mask() -> None:
     inside, area = _change_energy_in_mask(G, "mouth", seed=11)
     assert inside > 0.8, (inside, area)
     assert inside > 1.5 * area, (inside, area)  # concentrated, not just a mask covering everything
+
+
+def test_locality_loss_penalises_change_outside_the_swapped_class_and_trains_the_generator() -> None:
+    from anonymizer.engines.vera.train import locality_loss
+
+    G = Generator(TINY_G)
+    gen = torch.Generator().manual_seed(0)
+    lat = G.sample_latents(4, gen)
+    noise = [torch.zeros(4, 1, h, w) for h, w in G.noise_shapes()]
+    loss = locality_loss(G, lat, G(lat, noise), noise, gen)
+    assert loss.ndim == 0 and loss.item() > 0
+    loss.backward()
+    assert G.to_depth.weight.grad is not None and G.to_depth.weight.grad.abs().sum() > 0

@@ -54,6 +54,7 @@ class TrainConfig:
     w_mirror:        float = 1.0                    # InfoNCE image vs its mirror through the head
     w_recode:        float = 1.0                    # InfoNCE re-encoded fake vs its high-level code
     w_mask_entropy:  float = 0.05                   # entropy of the coarse masks: crisper, more local regions
+    w_locality:      float = 1.0                    # RGB change outside a class's mask when its codes swap
     w_seg_consist:   float = 0.0                    # CE: generator segmentation vs parser(fake), needs parser
     real_high_frac:  float = 0.5                    # share of fakes conditioned on real images' codes
     ema_kimg:        float = 0.5                    # EMA half-life in thousands of images

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from anonymizer.engines.vera import data as vdata
 from anonymizer.engines.vera.checkpoint import load_into, read_checked, save_modules
 from anonymizer.engines.vera.config import TrainConfig
-from anonymizer.engines.vera.generator import Generator
+from anonymizer.engines.vera.generator import Generator, GenOutput, Latents
 from anonymizer.engines.vera.model import save_vera
 from anonymizer.engines.vera.nets import (
     Discriminator,
@@ -176,7 +176,9 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
            parser: torch.nn.Module | None = None) -> dict[str, float]:
     with torch.autocast(real.device.type, dtype=torch.float16, enabled=amp):
         lat = nets.G.sample_latents(real.shape[0], gen, _high_codes(nets, real, cfg.real_high_frac, gen))
-        fake = nets.G(lat)
+        noise = [torch.randn(real.shape[0], 1, h, w, generator=gen).to(real.device)
+                 for h, w in nets.G.noise_shapes()]
+        fake = nets.G(lat, noise)
         adv = F.softplus(-nets.D(fake.rgb, fake.seg.softmax(1))).mean()
         e_real = nets.enc(real)
         mirror = info_nce(nets.head(e_real), nets.head(nets.enc(real.flip(3))))
@@ -187,6 +189,8 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
             with torch.no_grad():
                 seen = parser(fake.rgb.float()).argmax(1)
             loss = loss + cfg.w_seg_consist * F.cross_entropy(fake.seg.float(), seen)
+        local = locality_loss(nets.G, lat, fake, noise, gen) if cfg.w_locality > 0 else torch.zeros(())
+        loss = loss + cfg.w_locality * local
     nets.opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     _all_reduce_grads(list(nets.G.parameters()) + list(nets.head.parameters()), world)
@@ -196,7 +200,24 @@ def g_step(nets: Nets, cfg: TrainConfig, real: torch.Tensor, gen: torch.Generato
         w = torch.stack([lat.shape, lat.texture], 2).float().mean(0)
         nets.G.w_avg.lerp_(w, 0.005)
     return {"g_adv": float(adv.detach()), "mirror": float(mirror.detach()), "recode": float(recode.detach()),
-            "mask_entropy": float(entropy.detach())}
+            "mask_entropy": float(entropy.detach()), "locality": float(local.detach())}
+
+
+def locality_loss(G: Generator, lat: Latents, fake: GenOutput, noise: list[torch.Tensor],
+                  gen: torch.Generator) -> torch.Tensor:
+    """Swap one random class's shape+texture codes per sample; penalise RGB change outside that class's
+    (dilated) coarse mask, so each region's codes act only inside their region."""
+    b, k = lat.shape.shape[:2]
+    pick = F.one_hot(torch.randint(k, (b,), generator=gen), k).bool().to(lat.shape.device)[:, :, None]
+    new = G.sample_latents(b, gen, high=lat.high)
+    edited = Latents(torch.where(pick, new.shape, lat.shape), torch.where(pick, new.texture, lat.texture),
+                     lat.high)
+    swapped = G(edited, noise)
+    prob = torch.maximum(fake.coarse, swapped.coarse)[pick[:, :, 0]][:, None]  # [B, 1, c, c]
+    side = fake.rgb.shape[-1]
+    prob = F.interpolate(prob.float(), size=(side, side), mode="bilinear", align_corners=False)
+    inside = F.max_pool2d(prob, 5, 1, 2)  # [B, 1, R, R], ±2 px for the render net's reach
+    return ((swapped.rgb - fake.rgb).abs().float() * (1 - inside)).mean()
 
 
 @torch.no_grad()
