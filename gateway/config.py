@@ -75,6 +75,7 @@ class GatewayConfig(_Frozen):
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
     job_timeout_s: float = Field(900.0, gt=0)  # a job running longer means a hung worker: restart, retry
+    retention_s: float | None = Field(None, gt=0)  # delete spool+outbox files this long after forwarding
     rules_file: Path | None = None  # None: dicom_rules.default_rules()
     engine: str = "surrogate"  # pixel engine of routes whose rule names none (surrogate | vera | ...)
     secret_file: Path | None = None  # None: <data_dir>/secret.key

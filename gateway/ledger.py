@@ -201,8 +201,24 @@ class Ledger:
             dup = Duplicate.DIFFERENT_BYTES if rows else Duplicate.NO
             return ReceiveResult(int(cur.lastrowid or 0), dup)
 
+    def purge_finished(self, before: float, limit: int = 1000) -> list[tuple[str, str]]:
+        """Forget the files of instances forwarded or dropped before ``before``: returns their (spool, outbox)
+        relative paths, which the caller deletes. Rows stay (audit, duplicates); quarantined ones never."""
+        with self.transaction() as db:
+            rows = list(
+                db.execute(
+                    "SELECT id, spool_path, COALESCE(out_path, '') AS out_path FROM instances"
+                    " WHERE state IN (?,?) AND updated_at<? AND spool_path<>'' ORDER BY id LIMIT ?",
+                    (InstanceState.FORWARDED, InstanceState.DROPPED, before, limit),
+                )
+            )
+            db.executemany(
+                "UPDATE instances SET spool_path='', out_path='' WHERE id=?", [(r["id"],) for r in rows]
+            )
+        return [(r["spool_path"], r["out_path"]) for r in rows]
+
     def spool_paths(self) -> set[str]:
-        return {r["spool_path"] for r in self.query("SELECT spool_path FROM instances")}
+        return {r["spool_path"] for r in self.query("SELECT spool_path FROM instances WHERE spool_path<>''")}
 
     def spool_path_in_use(self, relpath: str) -> bool:
         return bool(self.query("SELECT 1 FROM instances WHERE spool_path=? LIMIT 1", (relpath,)))

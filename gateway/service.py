@@ -107,6 +107,17 @@ class Service:
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
 
+    def purge(self, before: float) -> int:
+        """Delete spool and outbox files of instances finished before ``before`` (retention)."""
+        purged = self.ledger.purge_finished(before)
+        for spool_path, out_path in purged:
+            self.spool.discard(spool_path)
+            if out_path:
+                self.outbox.discard(out_path)
+        if purged:
+            LOG.info("retention.purged", instances=len(purged))
+        return len(purged)
+
     def count_spool_orphans(self) -> int:
         """Spool files without a ledger row: written, then the service died (or the ledger refused) before
         Success was sent. The sender re-sends them (same bytes, same file); they are counted, never used."""
@@ -128,6 +139,8 @@ class Service:
                 self.update_gauges()
                 if self.watcher is not None and self.watcher.poll() and self.gate is not None:
                     self.gate.update_policy(association_policy(self.config, self.rules()))  # new sources
+                if self.config.retention_s is not None:
+                    self.purge(time.time() - self.config.retention_s)
             except Exception:
                 LOG.exception("service.gauges_failed")
             stop.wait(1.0)

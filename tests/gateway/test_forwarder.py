@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,17 @@ def test_give_up_quarantines_and_cli_replay_forwards(tmp_path: Path, gateway: An
     assert len(list((blocked / "sub").glob("2.25.*.dcm"))) == 1
     assert cli_main(["status", *data]) == 0
     assert "forwarded" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_retention_deletes_files_of_forwarded_instances_only(tmp_path: Path, gateway: Any) -> None:
+    config = gateway_config(tmp_path / "gw", workers=1)
+    service = gateway(config, rules=rules_to(FolderDestination("folder", tmp_path / "out"), PixelMode.BLANK))
+    assert storescu(service.port, write_study(tmp_path / "in", [make_small_sc()])).returncode == 0
+    wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)
+    assert (
+        len(list(config.spool_dir.glob("*/*.dcm"))) == 1 and len(list(config.outbox_dir.glob("*/*.dcm"))) == 1
+    )
+    assert service.purge(before=time.time() + 1) == 1
+    assert not list(config.spool_dir.glob("*/*.dcm")) and not list(config.outbox_dir.glob("*/*.dcm"))
+    assert len(list((tmp_path / "out").glob("*.dcm"))) == 1 and service.purge(before=time.time() + 1) == 0
