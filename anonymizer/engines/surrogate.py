@@ -33,6 +33,7 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.faces import align
+from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
 from anonymizer.faces.verify import descriptor, distance
 from anonymizer.faces.warp import extended, piecewise_affine, triangulate
@@ -86,8 +87,10 @@ class SurrogateSettings:
         Strength(1.15, 1.6, 0.35),
         Strength(1.35, 2.2, 0.6),
         Strength(1.6, 2.8, 0.85),
+        Strength(1.7, 3.0, 1.0),
     )
     self_check_distance: float = 0.68
+    self_check_donor_distance: float = 0.63
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,12 @@ class SurrogateEngine:
         """Group-level self-check: far from the patient, and matching no donor of the bank."""
         if face.descriptor is None:
             return True
-        out = descriptor(crop, target)
+        lo, hi = target.min(0), target.max(0)
+        refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))  # as a checker sees it
+        out = descriptor(crop, refit)
         donors_min = float(np.linalg.norm(donor_descs - out[None], axis=1).min())
-        return distance(out, face.descriptor) > self.settings.self_check_distance and donors_min > 0.6
+        far = distance(out, face.descriptor) > self.settings.self_check_distance
+        return far and donors_min > self.settings.self_check_donor_distance
 
     def _synthesize(
         self,

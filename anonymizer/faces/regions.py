@@ -82,14 +82,18 @@ def region_mask(
     settings: RegionSettings = RegionSettings(),
 ) -> np.ndarray:
     """Union mask (H, W) bool of the regions, dilated by the margin; landmarks shifted by -offset."""
-    lm = np.asarray(landmarks, np.float64) - np.asarray(offset, np.float64)
+    # Geometry is computed in absolute coordinates and shifted by the integer offset only after rounding, so
+    # a mask made for a ROI equals the same window of the full-image mask, pixel for pixel.
+    lm = np.asarray(landmarks, np.float64)
+    shift = np.asarray(offset, np.int64) * 4
     wanted = set(regions)
     if settings.eyes_include_brows and Region.EYES in wanted:
         wanted.add(Region.BROWS)
     mask = np.zeros(shape, np.uint8)
     for region in wanted:
         for poly in _polygons(region, lm):
-            cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=2)
+            pts = (np.round(poly * 4).astype(np.int64) - shift).astype(np.int32)
+            cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=2)
     radius = settings.margin * interocular(lm)
     if radius >= 0.5 and mask.any():
         # Euclidean dilation via a distance transform: O(pixels), whatever the radius

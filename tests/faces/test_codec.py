@@ -81,3 +81,19 @@ def test_undecodable_pixel_data_raises_codec_error() -> None:
     ds.PixelData = b"\x00" * 10
     with pytest.raises(codec.CodecError):
         codec.decode(ds)
+
+
+def test_region_mask_for_a_roi_is_the_window_of_the_full_mask() -> None:
+    """The pipeline masks ROIs, the evaluation masks whole photos: they must agree pixel for pixel."""
+    from anonymizer.faces.regions import region_mask
+    from anonymizer.plans import Region
+
+    rng = np.random.default_rng(3)
+    base = np.stack([np.linspace(300, 700, 68), np.linspace(300, 800, 68)], axis=1)
+    regions = [Region.NOSE, Region.MOUTH, Region.EYES]
+    for _ in range(20):
+        lm = base + rng.normal(0, 40, (68, 2)) + rng.random() * 3
+        full = region_mask(lm, regions, (1200, 1200))
+        x0, y0 = (int(v) for v in rng.integers(0, 200, 2))
+        window = region_mask(lm, regions, (1000, 1000), (x0, y0))
+        assert np.array_equal(full[y0 : y0 + 1000, x0 : x0 + 1000], window)
