@@ -188,14 +188,14 @@ def _save_strip(path: Path, before: list, after: list) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(cv2.hconcat(tiles), cv2.COLOR_RGB2BGR))
 
 
-def stage_engine(out: Path, inv_steps: int, results: dict, parser_file: str) -> None:
+def stage_engine(out: Path, inv_steps: int, results: dict, parser_file: str, gan_dir: str = "gan") -> None:
     import numpy as np
 
     from anonymizer.engines.base import create_engine
     from anonymizer.faces.pipeline import run_group
     from anonymizer.plans import Region
 
-    bundle = out / "gan" / "vera.safetensors"
+    bundle = out / gan_dir / "vera.safetensors"
     engine = create_engine("vera", {"checkpoint": str(bundle), "parser": str(out / parser_file),
                                     "steps": inv_steps, "device": "cpu"})
     ident, images = _heldout_pair(out)
@@ -229,6 +229,7 @@ def main() -> None:
     ap.add_argument("--gan-steps", type=int, default=600)
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--inv-steps", type=int, default=200)
+    ap.add_argument("--gan-dir", default="gan", help="run folder (under --out) of the engine's bundle")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,7 +246,7 @@ def main() -> None:
     if "gan" in stages:
         stage_gan(args.out, args.gan_steps, args.preset, results)
     if "engine" in stages:
-        stage_engine(args.out, args.inv_steps, results, args.parser_file)
+        stage_engine(args.out, args.inv_steps, results, args.parser_file, args.gan_dir)
     for stage, value in results.items():  # one file per stage: stages may run in separate processes
         (args.out / f"results_{stage}.json").write_text(json.dumps(value, indent=1))
 
