@@ -57,7 +57,7 @@ def process_job(spec: JobSpec) -> JobResult:
     assert _KEYS is not None, "init_worker was not called"
     timings: dict[str, float] = defaultdict(float)
     results: list[ItemResult] = []
-    groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[_Item]] = defaultdict(list)
     for inst in spec.instances:
         started = time.perf_counter()
         item_or_result = _load_and_decide(inst, spec.rules)
@@ -100,11 +100,15 @@ def patient_pseudonym(ds: Dataset, keys: KeyRing) -> str:
     return keys.patient_pseudonym(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
 
 
-def _group_key(item: _Item, keys: KeyRing) -> tuple[str, str]:
-    """Photos that share one synthetic identity: same route and same patient (or same study)."""
+def _group_key(item: _Item, keys: KeyRing) -> tuple[str, str, str]:
+    """Photos that share one synthetic identity: same route and same patient (or same study).
+
+    The pixel plan is part of the key: a group runs under one plan, so two decisions that share a route
+    name but not a plan (a RuleSet built in code) must never pool a face photo into a passthrough group.
+    """
     pixels = item.decision.pixels
     scope = str(item.ds.get("StudyInstanceUID", "")) if pixels.pairing is PairingScope.STUDY else ""
-    return (item.decision.route_name, patient_pseudonym(item.ds, keys) + "|" + scope)
+    return (item.decision.route_name, repr(pixels), patient_pseudonym(item.ds, keys) + "|" + scope)
 
 
 def _run_group(
