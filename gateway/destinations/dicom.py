@@ -62,13 +62,25 @@ class DicomSender:
         self.config = config
 
     def send(self, files: Sequence[OutboundFile]) -> list[SendResult]:
+        """One result per file: an unreadable output fails alone (retried, then quarantined)."""
         contexts: list[tuple[str, str]] = []
+        unreadable: list[SendResult] = []
+        readable: list[OutboundFile] = []
         for f in files:
-            meta = read_file_meta_info(f.path)
-            pair = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+            try:
+                meta = read_file_meta_info(f.path)
+                pair = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+            except Exception as exc:  # missing or corrupt outbox file
+                unreadable.append(SendResult(f.instance_id, False, f"outbox-unreadable:{type(exc).__name__}"))
+                continue
+            readable.append(f)
             if pair not in contexts:
                 contexts.append(pair)
-        contexts = contexts[:MAX_CONTEXTS]
+        return unreadable + (self._send_readable(readable, contexts[:MAX_CONTEXTS]) if readable else [])
+
+    def _send_readable(
+        self, files: Sequence[OutboundFile], contexts: Sequence[tuple[str, str]]
+    ) -> list[SendResult]:
         try:
             assoc = open_association(self.destination, self.config, contexts)
         except Exception as exc:  # TLS or socket setup errors
@@ -86,7 +98,7 @@ class DicomSender:
             return SendResult(f.instance_id, False, "association-lost")
         try:
             status = assoc.send_c_store(dcmread(f.path))
-        except (OSError, ValueError, AttributeError, RuntimeError) as exc:
+        except Exception as exc:  # I/O, an undecodable output, a lost association: this file fails alone
             return SendResult(f.instance_id, False, f"c-store:{type(exc).__name__}")
         code = int(getattr(status, "Status", -1)) if status else -1
         if code >= 0 and is_stored(code):

@@ -117,3 +117,28 @@ def test_retention_deletes_files_of_forwarded_instances_only(tmp_path: Path, gat
     assert service.purge(before=time.time() + 1) == 1
     assert not list(config.spool_dir.glob("*/*.dcm")) and not list(config.outbox_dir.glob("*/*.dcm"))
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 1 and service.purge(before=time.time() + 1) == 0
+
+
+def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp_path: Path) -> None:
+    from gateway.forwarder import Forwarder
+    from gateway.ledger import InstanceState, ReceivedInstance
+    from tests.conftest import free_port
+
+    config = gateway_config(tmp_path / "gw", forward={"connect_timeout_s": 2.0})
+    ledger = Ledger(config.ledger_path)
+    good = write_study(config.outbox_dir / "ok", [make_small_sc()])[0]
+    for n, out_path in enumerate(["missing/gone.dcm", str(good.relative_to(config.outbox_dir))]):
+        received = ReceivedInstance(
+            f"s{n}", "st", "P", "1.2", "1.2.840.10008.1.2.1", f"h{n}", "x", 1, "A", "ip"
+        )
+        iid = ledger.record_received(received).instance_id
+        ledger.group_received()
+        for job in ledger.ready_jobs(0, 600):
+            ledger.start_job(job.id)
+        ledger.finish_instance_ok(iid, "pacs", out_path, f"2.25.{n}")
+    rules = rules_to(DicomDestination("pacs", "NOBODY", "127.0.0.1", free_port()))
+    assert Forwarder(config, ledger, lambda: rules).tick() == 0  # raised FileNotFoundError before
+    rows = ledger.query("SELECT state, reason FROM instances ORDER BY id")
+    assert [r["state"] for r in rows] == [InstanceState.RETRY_WAITING] * 2
+    assert rows[0]["reason"] == "outbox-unreadable:FileNotFoundError"
+    assert not rows[1]["reason"].startswith("outbox-unreadable")
