@@ -220,12 +220,13 @@ def _register(module_name: str, subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from anonymizer.keys import SecretError
+    from dicom_rules import RulesError
     from gateway.config import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, SecretError) as exc:
+    except (ConfigError, SecretError, RulesError) as exc:  # RulesError: one file:line:col line per error
         print(f"vera-gateway: {exc}", file=sys.stderr)
         return 2
 

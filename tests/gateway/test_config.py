@@ -35,3 +35,14 @@ def test_invalid_config_names_file_and_field(tmp_path: Path, capsys: pytest.Capt
     assert str(path) in text and "port" in text and "allowed_callers" in text and "unknown_key" in text
     assert cli_main(["status", "--config", str(path)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_serve_with_a_broken_rule_file_prints_file_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.logs.configure_logging", lambda level: None)  # keep pytest's handlers
+    rules = tmp_path / "broken.yaml"
+    rules.write_text("version: 1\nname: x\nroutes:\n  - name: a\n    bogus: 1\n")
+    argv = ["--data-dir", str(tmp_path / "data"), "serve", "--rules", str(rules), "--port", "0"]
+    assert cli_main([*argv, "--metrics-port", "0"]) == 2  # raised a traceback before
+    assert f"{rules}:5:5: error: unknown key 'bogus'" in capsys.readouterr().err
