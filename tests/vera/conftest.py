@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,13 @@ TINY_ENC = EncoderConfig(embed_dim=16, width=8, input_res=32)
 
 
 @pytest.fixture(autouse=True)
-def _seeded() -> None:
+def _seeded() -> Iterator[None]:
+    """Seeded, single-threaded (the CI machine is shared); the thread count is restored afterwards."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
