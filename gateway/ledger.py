@@ -215,7 +215,14 @@ class Ledger:
             db.executemany(
                 "UPDATE instances SET spool_path='', out_path='' WHERE id=?", [(r["id"],) for r in rows]
             )
-        return [(r["spool_path"], r["out_path"]) for r in rows]
+            # identical outputs share one content-addressed file: keep it while another row still needs it
+            kept = {r["out_path"] for r in rows if r["out_path"] and self._out_path_in_use(db, r["out_path"])}
+        return [(r["spool_path"], "" if r["out_path"] in kept else r["out_path"]) for r in rows]
+
+    @staticmethod
+    def _out_path_in_use(db: sqlite3.Connection, out_path: str) -> bool:
+        row = db.execute("SELECT 1 FROM instances WHERE out_path=? LIMIT 1", (out_path,)).fetchone()
+        return row is not None
 
     def spool_paths(self) -> set[str]:
         return {r["spool_path"] for r in self.query("SELECT spool_path FROM instances WHERE spool_path<>''")}

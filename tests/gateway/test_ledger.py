@@ -155,3 +155,18 @@ def test_due_outputs_skip_blocked_destinations(tmp_path: Path) -> None:
             ledger.start_job(job.id)
         ledger.finish_instance_ok(iid, dest, f"o{n}.dcm", f"2.25.{n}")
     assert [o.destination for o in ledger.due_outputs(limit=2, exclude=["down"])] == ["up"]
+
+
+def test_retention_keeps_an_outbox_file_another_instance_still_needs(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = Ledger(tmp_path / "l.db", clock=clock)
+    ids = [ledger.record_received(item("s1", sha=sha)).instance_id for sha in ("h1", "h2")]  # same SOP
+    ledger.group_received()
+    for job in ledger.ready_jobs(0, 600):
+        ledger.start_job(job.id)
+    for iid in ids:  # the two versions de-identify to the same bytes: one content-addressed file
+        ledger.finish_instance_ok(iid, "pacs", "ab/same.dcm", "2.25.1")
+    ledger.mark_forwarded(ids[0])  # the second still waits for its destination
+    clock.now += 10
+    assert ledger.purge_finished(before=clock.now) == [("h1/h1.dcm", "")]  # returned "ab/same.dcm" before
+    assert ledger.due_outputs()[0].out_path == "ab/same.dcm"
