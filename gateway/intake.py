@@ -117,6 +117,8 @@ class Intake:
             if not self._in_use(stored.relpath):
                 self.spool.discard(stored.relpath)
             return self._out_of_resources("ledger-write-failed", exc)
+        if result.duplicate is Duplicate.SAME_BYTES and not self._in_use(stored.relpath):
+            self.spool.discard(stored.relpath)  # the original's files were purged (retention): keep no copy
         outcome = "duplicate" if result.duplicate is Duplicate.SAME_BYTES else "stored"
         RECEIVED.labels(outcome=outcome).inc()
         LOG.info(

@@ -170,3 +170,28 @@ def test_retention_keeps_an_outbox_file_another_instance_still_needs(tmp_path: P
     clock.now += 10
     assert ledger.purge_finished(before=clock.now) == [("h1/h1.dcm", "")]  # returned "ab/same.dcm" before
     assert ledger.due_outputs()[0].out_path == "ab/same.dcm"
+
+
+def test_resend_after_retention_purge_leaves_no_spool_copy(tmp_path: Path) -> None:
+    from io import BytesIO
+
+    from anonymizer.keys import KeyRing
+    from gateway.intake import SUCCESS, Caller, Intake, StoreRequest
+    from tests.conftest import make_small_sc
+
+    clock = Clock()
+    ledger = Ledger(tmp_path / "l.db", clock=clock)
+    spool = ContentStore(tmp_path / "spool")
+    intake = Intake(spool, ContentStore(tmp_path / "q", suffix=".bin"), ledger, KeyRing(b"k" * 32))
+    ds = make_small_sc()
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    request = StoreRequest(buf.getvalue(), ds.SOPClassUID, ds.SOPInstanceUID, Caller("HOSP", "127.0.0.1"))
+    assert intake.receive(request) == SUCCESS
+    (iid,) = [r["id"] for r in ledger.query("SELECT id FROM instances")]
+    ledger.drop_instance(iid, "rule:test")
+    clock.now += 10
+    ((spool_path, _),) = ledger.purge_finished(before=clock.now)
+    spool.discard(spool_path)
+    assert intake.receive(request) == SUCCESS  # same bytes again: idempotent success
+    assert not spool.path(spool_path).exists()  # stayed behind, untracked, before
