@@ -5,12 +5,15 @@ Re-sending the same instance overwrites the same name with the same bytes, so fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from dicom_rules import FolderDestination
 from gateway.config import GatewayConfig
 from gateway.destinations import OutboundFile, SendResult, register
 from gateway.spool import atomic_write
+
+SAFE_NAME = re.compile(r"[0-9][0-9.]{0,63}")  # a DICOM UID: digits and dots, at most 64 characters
 
 
 class FolderSender:
@@ -20,6 +23,9 @@ class FolderSender:
     def send(self, files: Sequence[OutboundFile]) -> list[SendResult]:
         results = []
         for f in files:
+            if not SAFE_NAME.fullmatch(f.out_sop_uid):  # a retained UID is sender text: never a path
+                results.append(SendResult(f.instance_id, False, "folder-unsafe-uid"))
+                continue
             try:
                 atomic_write(self.root / f"{f.out_sop_uid}.dcm", f.path.read_bytes())
                 results.append(SendResult(f.instance_id, True))

@@ -142,3 +142,15 @@ def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp
     assert [r["state"] for r in rows] == [InstanceState.RETRY_WAITING] * 2
     assert rows[0]["reason"] == "outbox-unreadable:FileNotFoundError"
     assert not rows[1]["reason"].startswith("outbox-unreadable")
+
+
+def test_folder_destination_refuses_a_uid_that_is_not_a_file_name(tmp_path: Path) -> None:
+    from gateway.destinations import OutboundFile
+    from gateway.destinations.folder import FolderSender
+
+    source = write_study(tmp_path / "outbox", [make_small_sc()])[0]
+    sender = FolderSender(FolderDestination("f", tmp_path / "dest"), gateway_config(tmp_path / "gw"))
+    results = sender.send([OutboundFile(1, source, "../escaped"), OutboundFile(2, source, "2.25.42")])
+    assert [(r.ok, r.reason) for r in results] == [(False, "folder-unsafe-uid"), (True, "")]
+    assert not (tmp_path / "escaped.dcm").exists()  # written outside the folder before
+    assert (tmp_path / "dest" / "2.25.42.dcm").exists()
