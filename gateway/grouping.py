@@ -64,6 +64,7 @@ class Scheduler:
         self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
         self._inline_ready = False  # workers=0: the pipeline is set up in-process at the first job
+        self.suspects: set[int] = set()  # jobs whose worker died while others ran too: they next run alone
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
@@ -89,11 +90,21 @@ class Scheduler:
             LOG.info("instance.grouped", instance_id=instance_id, job_id=job_id)
         capacity = max(1, self.config.workers * 2) - len(self.in_flight)
         if capacity > 0:
-            for job in self.ledger.ready_jobs(self.config.quiet_period_s, self.config.max_wait_s, capacity):
-                if job.id not in self.in_flight:
-                    self._dispatch(job)
+            ready = self.ledger.ready_jobs(self.config.quiet_period_s, self.config.max_wait_s, capacity)
+            for job in self._dispatchable([j for j in ready if j.id not in self.in_flight]):
+                self._dispatch(job)
         self._expire_stuck_jobs()
         return self._collect()
+
+    def _dispatchable(self, ready: list[Job]) -> list[Job]:
+        """A crashed worker fails every job in the pool; a suspect job then runs alone, so the next crash is
+        charged (and after MAX_JOB_ATTEMPTS quarantined) to the job that causes it, not to its neighbours."""
+        if any(job_id in self.suspects for job_id in self.in_flight):
+            return []
+        suspect = next((j for j in ready if j.id in self.suspects), None)
+        if suspect is None:
+            return ready
+        return [] if self.in_flight else [suspect]
 
     def _dispatch(self, job: Job) -> None:
         rows = self.ledger.start_job(job.id)
@@ -151,9 +162,11 @@ class Scheduler:
             STAGE_SECONDS.labels(stage="job").observe(time.perf_counter() - started)
             try:
                 self._record(future.result())
+                self.suspects.discard(job_id)
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
                     self._reset_pool()
+                    self.suspects.add(job_id)
                 self._job_failed(job_id, f"worker-error:{type(exc).__name__}")
         return len(done)
 
@@ -189,6 +202,7 @@ class Scheduler:
         attempts = self.ledger.job_attempts(job_id)
         if attempts >= MAX_JOB_ATTEMPTS:
             count = self.ledger.quarantine_job(job_id, reason)
+            self.suspects.discard(job_id)
             QUARANTINED.labels(stage="pipeline").inc(count)
             LOG.warning("job.quarantined", job_id=job_id, reason=reason, attempts=attempts)
             return
