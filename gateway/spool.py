@@ -35,9 +35,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def ensure_dir(path: Path) -> None:
+    """Create a directory (and missing parents) durably: the parent of each new entry is fsynced."""
+    if path.is_dir():
+        return
+    ensure_dir(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
 def atomic_write(path: Path, data: bytes, writer: Writer = write_all) -> None:
     """Write ``data`` to ``path`` atomically and durably; on any error nothing is left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     tmp = path.parent / f".{uuid.uuid4().hex}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -195,3 +195,17 @@ def test_resend_after_retention_purge_leaves_no_spool_copy(tmp_path: Path) -> No
     spool.discard(spool_path)
     assert intake.receive(request) == SUCCESS  # same bytes again: idempotent success
     assert not spool.path(spool_path).exists()  # stayed behind, untracked, before
+
+
+def test_new_shard_directory_is_made_durable_before_the_file_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.spool
+
+    synced: list[Path] = []
+    real = gateway.spool.fsync_dir
+    monkeypatch.setattr(gateway.spool, "fsync_dir", lambda p: (synced.append(p), real(p))[1])
+    store = ContentStore(tmp_path / "spool")
+    stored = store.put(b"photo")
+    shard = store.path(stored.relpath).parent
+    assert synced == [tmp_path / "spool", shard]  # the root holds the new shard entry; [shard] before
