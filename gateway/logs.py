@@ -19,6 +19,22 @@ SHARED_PROCESSORS: list[structlog.types.Processor] = [
 ]
 
 
+class RedactQuotedValues(logging.Filter):
+    """pydicom's validation warnings quote the dataset value (``Invalid value for VR UI: '1.2.0840…'``: an
+    original UID, an age, a name). Records from pydicom and from Python warnings keep only the text before the
+    first quote."""
+
+    LOGGERS = ("pydicom", "py.warnings")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(self.LOGGERS):
+            text = record.getMessage()
+            cut = min((i for i in (text.find("'"), text.find('"')) if i >= 0), default=-1)
+            if cut >= 0:
+                record.msg, record.args = text[:cut].rstrip() + " <value redacted>", None
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     structlog.configure(
         processors=[
@@ -40,6 +56,8 @@ def configure_logging(level: str = "INFO") -> None:
             foreign_pre_chain=[*SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
         )
     )
+    handler.addFilter(RedactQuotedValues())
+    logging.captureWarnings(True)  # warnings.warn text (pydicom's quotes values) goes through the filter too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
