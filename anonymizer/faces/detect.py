@@ -61,12 +61,17 @@ def landmarks_68(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     import dlib
 
     predictor = dlib_models().predictor
-    pts = _predict(predictor, image, box, dlib)
+    # dlib copies whatever array it is given: hand it the face neighbourhood, not a 12 MP photo
+    side = max(box[2] - box[0], box[3] - box[1])
+    x0, y0 = max(0, int(box[0] - side)), max(0, int(box[1] - side))
+    roi = np.ascontiguousarray(image[y0 : int(box[3] + side) + 1, x0 : int(box[2] + side) + 1])
+    shift = np.array([x0, y0, x0, y0], np.float64)
+    pts = _predict(predictor, roi, np.asarray(box, np.float64) - shift, dlib)
     # MTCNN boxes sit higher than the HOG boxes the predictor was trained on: re-fit on a HOG-like box.
     lo, hi = pts.min(0), pts.max(0)
     w = hi[0] - lo[0]
     refit = np.array([lo[0] - 0.02 * w, lo[1] - 0.10 * w, hi[0] + 0.02 * w, hi[1] + 0.02 * w])
-    return _predict(predictor, image, refit, dlib)
+    return _predict(predictor, roi, refit, dlib) + np.array([x0, y0], np.float32)
 
 
 def _predict(predictor: object, image: np.ndarray, box: np.ndarray, dlib: object) -> np.ndarray:
