@@ -51,6 +51,9 @@ REGION_POINTS: dict[Region, tuple[int, ...]] = {
     Region.BROWS: tuple(range(17, 27)),
     Region.FACE: tuple(range(68)),
 }
+# landmarks an overshoot rung pushes past the donor shape: outline, brows, eyes (face width, brow height, eye
+# spacing). Nose and mouth are left at the donor shape: overshooting them turns expressions into grimaces.
+PUSH_POINTS = (*range(0, 27), *range(36, 48))
 # donor-selection tiers, strictest first: (min identity distance, skin-tone tolerance in ITA°, same sex, age)
 # dlib puts different people of one sex and ancestry at 0.55-0.75, so identity is a floor, not a goal: the
 # average of k donors moves far from everyone. Tone relaxes before sex, sex before anything else.
@@ -70,6 +73,7 @@ class Strength:
     texture: float  # texture caricature gain (1 = plain donor average)
     shape: float  # shape caricature gain
     jaw: float  # how far the outline moves to the donors' (0 = patient's outline; the face must fit the head)
+    push: float = 0.0  # overshoot of the free landmarks past the donor shape, away from the patient's
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class SurrogateSettings:
         Strength(1.35, 2.2, 0.6),
         Strength(1.6, 2.8, 0.85),
         Strength(1.7, 3.0, 1.0),
+        # Overshoot rungs, tried only while some face still matches the PATIENT (a preserved region carries
+        # identity, so the rest of the face must change more); a donor match alone does not reach them.
+        Strength(1.8, 3.0, 1.0, 0.5),
+        Strength(1.9, 3.0, 1.0, 0.8),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
@@ -139,13 +147,19 @@ class SurrogateEngine:
         tris = triangulate(extended(bank.reference, bank.crop_size))
         donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
         crops: list[np.ndarray] = []
+        far_all = False
         for level, strength in enumerate(self.settings.ladder):
+            if strength.push > 0 and far_all:
+                level -= 1  # already far from the patient: keep the plausible rung below
+                break
             made = [self._synthesize(face, donors, peers, tris, preserve, strength) for face in faces]
             crops = [crop for crop, _ in made]
-            if all(
+            checks = [
                 self._distinct(crop, target, face, donor_descs)
                 for (crop, target), face in zip(made, faces, strict=True)
-            ):
+            ]
+            far_all = all(far for far, _ in checks)
+            if all(far and apart for far, apart in checks):
                 break
             log.info("surrogate strength raised", extra={"level": level + 1})
         self.last_level = level
@@ -153,16 +167,16 @@ class SurrogateEngine:
 
     def _distinct(
         self, crop: np.ndarray, target: np.ndarray, face: AlignedFace, donor_descs: np.ndarray
-    ) -> bool:
-        """Group-level self-check: far from the patient, and matching no donor of the bank."""
+    ) -> tuple[bool, bool]:
+        """Group-level self-check: (far from the patient, matching no donor of the bank)."""
         if face.descriptor is None:
-            return True
+            return True, True
         lo, hi = target.min(0), target.max(0)
         refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))  # as a checker sees it
         out = descriptor(crop, refit)
         donors_min = float(np.linalg.norm(donor_descs - out[None], axis=1).min())
         far = distance(out, face.descriptor) > self.settings.self_check_distance
-        return far and donors_min > self.settings.self_check_donor_distance
+        return far, donors_min > self.settings.self_check_donor_distance
 
     def _synthesize(
         self,
@@ -188,7 +202,7 @@ class SurrogateEngine:
             strength.shape,
         )
         texture = _sharpen(texture, self.settings.sharpen)
-        target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength.jaw)
+        target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -291,13 +305,18 @@ def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
 
 
 def _target_shape(
-    patient: np.ndarray, donor_mean: np.ndarray, preserve: tuple[Region, ...], inner: float, jaw: float
+    patient: np.ndarray,
+    donor_mean: np.ndarray,
+    preserve: tuple[Region, ...],
+    inner: float,
+    strength: Strength,
 ) -> np.ndarray:
     """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position."""
     patient = np.asarray(patient, np.float64)
     donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
     weight = np.full(68, inner)
-    weight[:17] = jaw
+    weight[:17] = strength.jaw
+    weight[list(PUSH_POINTS)] *= 1.0 + strength.push
     for region in preserve:
         weight[list(REGION_POINTS.get(region, ()))] = 0.0
     return (patient + weight[:, None] * (donor - patient)).astype(np.float32)
