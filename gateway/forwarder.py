@@ -23,6 +23,7 @@ from gateway import faults
 from gateway.config import ForwardSettings, GatewayConfig
 from gateway.destinations import OutboundFile, Sender, SendResult, sender_for
 from gateway.ledger import Ledger, OutputItem
+from gateway.logs import uid_hash
 from gateway.metrics import BREAKER_OPEN, FORWARD_FAILURES, FORWARDED, QUARANTINED
 
 LOG = structlog.get_logger("gateway.forwarder")
@@ -125,7 +126,7 @@ class Forwarder:
                     "instance.forwarded",
                     instance_id=item.instance_id,
                     destination=name,
-                    out_sop_uid=item.out_sop_uid,
+                    out_uid_hash=uid_hash(item.out_sop_uid),
                     attempts=item.attempts + 1,
                 )
                 sent += 1

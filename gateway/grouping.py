@@ -21,6 +21,7 @@ from dicom_rules import RuleSet
 from gateway.config import GatewayConfig
 from gateway.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec, init_worker, run_job, warm_up
 from gateway.ledger import InstanceState, Job, Ledger
+from gateway.logs import uid_hash
 from gateway.metrics import QUARANTINED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.grouping")
@@ -191,7 +192,7 @@ class Scheduler:
                     "instance.deidentified",
                     instance_id=item.instance_id,
                     job_id=result.job_id,
-                    out_sop_uid=item.out_sop_uid,
+                    out_uid_hash=uid_hash(item.out_sop_uid),
                     destination=item.destination,
                 )
             else:

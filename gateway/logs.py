@@ -2,11 +2,12 @@
 
 structlog renders one JSON object per line on stderr with an ``event`` name per state change; stdlib
 loggers (pynetdicom, the association policy) go through the same renderer. Only pseudonymous identifiers
-(patient pseudonyms, keyed hashes, de-identified UIDs, ledger ids) are ever logged.
+(patient pseudonyms, keyed hashes, hashes of output UIDs, ledger ids) are ever logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 
@@ -17,6 +18,11 @@ SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+def uid_hash(uid: str) -> str:
+    """A short hash of an output UID for logs: under Retain UIDs the output UID is the hospital's own."""
+    return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:16]
 
 
 class RedactQuotedValues(logging.Filter):
