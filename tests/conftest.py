@@ -1,6 +1,6 @@
 """Shared fixtures for every test folder (others reuse these; keep them documented).
 
-- ``free_port()`` / fixture ``port_factory``: a free TCP port on 127.0.0.1.
+- ``free_port()`` / fixture ``port_factory``: a free TCP port on 127.0.0.1, below the ephemeral range.
 - ``faces_dir`` (session): ``../shared/data/faces/london_set``; tests that use it skip cleanly when absent.
 - DICOM builders (plain functions, also importable as ``from tests.conftest import ...``):
   ``make_vl_photo(jpeg_path, patient=..., study=..., ...)`` wraps a real JPEG (no re-encoding) as a JPEG
@@ -45,10 +45,25 @@ ORTHANC_BIN = next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.p
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux), spread by pid so
+# parallel sessions rarely meet: a port taken with bind(0) can be handed to an outbound connection
+# (storescu, a forwarder) before the test's listener binds it, which failed CI with EADDRINUSE.
+_PORT_BASE, _PORT_SPAN = 20000, 12000
+_next_port = _PORT_BASE + (os.getpid() * 97) % _PORT_SPAN
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free now and not handed out before by this process."""
+    global _next_port
+    for _ in range(_PORT_SPAN):
+        port, _next_port = _next_port, _PORT_BASE + (_next_port + 1 - _PORT_BASE) % _PORT_SPAN
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 @pytest.fixture
