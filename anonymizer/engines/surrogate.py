@@ -7,6 +7,11 @@ their shape-free textures are averaged, the face shape moves to the donors' mean
 patient's
 pose; preserved-region landmarks stay put), the texture is warped onto it, matched in colour (Lab) to the
 patient's skin and Poisson-blended into the crop.
+
+A mix of real donors stays about as close to each of them as relatives are, so the texture also gets an
+anti-face term: the patient's own deviation from the demographic mean, flipped, band-limited to facial
+structure. It points away from the patient and, lying outside the donors' span, away from every donor; a
+donor that an output still matches is repelled the same way on the next rung.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
 POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 # landmark indices that stay at the patient's position when their region is preserved
 REGION_POINTS: dict[Region, tuple[int, ...]] = {
     Region.MOUTH: tuple(range(48, 68)),
@@ -74,6 +80,7 @@ class Strength:
     shape: float  # shape caricature gain
     jaw: float  # how far the outline moves to the donors' (0 = patient's outline; the face must fit the head)
     push: float = 0.0  # overshoot of the free landmarks past the donor shape, away from the patient's
+    anti: float = 0.0  # anti-face gain: texture moved by anti × (demographic mean − patient's own texture)
 
 
 @dataclass(frozen=True)
@@ -87,15 +94,19 @@ class SurrogateSettings:
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung
     # whose faces all pass the self-check is used for the whole group (so pairs stay consistent).
+    # The anti-face term adds the patient's deviation from the demographic mean with the sign flipped: that
+    # direction lies outside the span of the donors, so it moves the face away from the patient AND from every
+    # donor, which a mix of real donors alone cannot do (their average stays about as close to each of them
+    # as two relatives).
     ladder: tuple[Strength, ...] = (
-        Strength(1.15, 1.6, 0.35),
-        Strength(1.35, 2.2, 0.6),
-        Strength(1.6, 2.8, 0.85),
-        Strength(1.7, 3.0, 1.0),
+        Strength(1.15, 1.6, 0.35, 0.0, 0.5),
+        Strength(1.35, 2.2, 0.6, 0.0, 0.8),
+        Strength(1.6, 2.8, 0.85, 0.0, 1.1),
+        Strength(1.7, 3.0, 1.0, 0.0, 1.4),
         # Overshoot rungs, tried only while some face still matches the PATIENT (a preserved region carries
         # identity, so the rest of the face must change more); a donor match alone does not reach them.
-        Strength(1.8, 3.0, 1.0, 0.5),
-        Strength(1.9, 3.0, 1.0, 0.8),
+        Strength(1.8, 3.0, 1.0, 0.5, 1.6),
+        Strength(1.9, 3.0, 1.0, 0.8, 1.8),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
@@ -116,6 +127,7 @@ class SurrogateEngine:
         self._bank = bank
         self.last_choice: DonorChoice | None = None
         self.last_level = 0
+        self._anti: np.ndarray | None = None
 
     @property
     def bank(self) -> DonorBank:
@@ -147,36 +159,47 @@ class SurrogateEngine:
         tris = triangulate(extended(bank.reference, bank.crop_size))
         donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
         crops: list[np.ndarray] = []
+        patient_texture = self._patient_texture(faces, tris)
+        repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all = False
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
                 level -= 1  # already far from the patient: keep the plausible rung below
                 break
-            made = [self._synthesize(face, donors, peers, tris, preserve, strength) for face in faces]
+            made = [
+                self._synthesize(face, donors, peers, tris, preserve, strength, patient_texture, repel)
+                for face in faces
+            ]
             crops = [crop for crop, _ in made]
             checks = [
                 self._distinct(crop, target, face, donor_descs)
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
             far_all = all(far for far, _ in checks)
-            if all(far and apart for far, apart in checks):
+            if all(far and nearest is None for far, nearest in checks):
                 break
+            for _, nearest in checks:
+                if nearest is not None and groups[nearest] not in repel:
+                    repel.append(groups[nearest])
             log.info("surrogate strength raised", extra={"level": level + 1})
         self.last_level = level
         return crops
 
     def _distinct(
         self, crop: np.ndarray, target: np.ndarray, face: AlignedFace, donor_descs: np.ndarray
-    ) -> tuple[bool, bool]:
-        """Group-level self-check: (far from the patient, matching no donor of the bank)."""
+    ) -> tuple[bool, str | None]:
+        """Group-level self-check: (far from the patient, the identity of a donor it matches or None)."""
         if face.descriptor is None:
-            return True, True
+            return True, None
         lo, hi = target.min(0), target.max(0)
         refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))  # as a checker sees it
         out = descriptor(crop, refit)
-        donors_min = float(np.linalg.norm(donor_descs - out[None], axis=1).min())
+        to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
+        nearest = int(to_donors.argmin())
         far = distance(out, face.descriptor) > self.settings.self_check_distance
-        return far, donors_min > self.settings.self_check_donor_distance
+        if to_donors[nearest] > self.settings.self_check_donor_distance:
+            return far, None
+        return far, self.bank.photos[nearest].identity
 
     def _synthesize(
         self,
@@ -186,16 +209,22 @@ class SurrogateEngine:
         tris: np.ndarray,
         preserve: tuple[Region, ...],
         strength: Strength,
+        patient_texture: np.ndarray,
+        repel: Sequence[list[DonorPhoto]] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         size = self.bank.crop_size
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         population = [_closest(photos, want) for photos in peers]
-        texture = _caricature(
-            robust_mean([p.texture for p in picks]),
-            np.mean([p.texture for p in population], axis=0),
-            strength.texture,
-        )
+        centre = np.mean([p.texture for p in population], axis=0)
+        iod = interocular(self.bank.reference)
+        average = robust_mean([p.texture for p in picks])
+        mix = _caricature_texture(average, centre, strength.texture, 0.04 * iod)
+        detail, weight = 0.25 * iod, self._anti_weight()
+        texture = mix + strength.anti * _anti_face(centre, patient_texture, weight, detail)
+        for photos in repel:  # the same anti-face move, away from a donor the output came too close to
+            donor = _closest(photos, want).texture
+            texture = texture + strength.anti * _anti_face(mix, donor, weight, detail)
         shape = _caricature(
             np.mean([p.landmarks for p in picks], axis=0),
             np.mean([p.landmarks for p in population], axis=0),
@@ -208,6 +237,50 @@ class SurrogateEngine:
         )
         synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve), target
+
+
+    def _patient_texture(self, faces: Sequence[AlignedFace], tris: np.ndarray) -> np.ndarray:
+        """The group's shape-free texture: every face warped to the bank's reference shape, averaged."""
+        size, ref = self.bank.crop_size, extended(self.bank.reference, self.bank.crop_size)
+        warped = [piecewise_affine(f.image, extended(f.landmarks, size), ref, tris, size) for f in faces]
+        return np.mean(np.stack(warped).astype(np.float32), axis=0)
+
+    def _anti_weight(self) -> np.ndarray:
+        """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
+        into its negative) and fading out towards the outline."""
+        if self._anti is None:
+            size, ref = self.bank.crop_size, self.bank.reference
+            hull = cv2.convexHull(np.round(ref[:27]).astype(np.int32))
+            weight = np.zeros((size, size), np.float32)
+            cv2.fillConvexPoly(weight, hull, 1.0)
+            mouth = np.zeros_like(weight)
+            cv2.fillPoly(mouth, [np.round(ref[48:60]).astype(np.int32)], 1.0)
+            iod = interocular(ref)
+            mouth = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
+            weight = np.clip(weight - mouth, 0, 1)
+            self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
+        return self._anti
+
+
+def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur: float) -> np.ndarray:
+    """The patient's deviation from the demographic mean, flipped, in lightness only and with each texture's
+    lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
+    patient against lighter donors would otherwise get a bleached face)."""
+    inside = weight[..., 0] > 0.5
+    light_c, light_p = _lightness(centre), _lightness(patient)
+    mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
+    mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
+    deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
+    # Only the band of facial structure (lids, brow and cheek shading): inverted skin grain and stubble turn
+    # into blotches, and a broad lightness bump survives the gradient-domain blend as a bleached face.
+    deviation = cv2.GaussianBlur(deviation, (0, 0), blur / 5) - cv2.GaussianBlur(deviation, (0, 0), blur)
+    # Soft-clipped: the strongest deviations (dark brows, lashes) would otherwise invert into pale streaks.
+    deviation = ANTI_CLIP * np.tanh(deviation / ANTI_CLIP)
+    return (deviation[..., None] * weight).astype(np.float32)
+
+
+def _lightness(texture: np.ndarray) -> np.ndarray:
+    return np.asarray(texture, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
@@ -287,6 +360,12 @@ def _closest(photos: list[DonorPhoto], expression_: np.ndarray) -> DonorPhoto:
 def _caricature(average: np.ndarray, population: np.ndarray, gain: float) -> np.ndarray:
     """Move ``average`` away from the population mean by ``gain`` (1 = unchanged)."""
     return (population + gain * (np.asarray(average, np.float32) - population)).astype(np.float32)
+
+
+def _caricature_texture(average: np.ndarray, population: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+    """Texture caricature that exaggerates only above the pore scale: amplified skin grain turns blotchy."""
+    deviation = np.asarray(average, np.float32) - population
+    return (average + (gain - 1.0) * cv2.GaussianBlur(deviation, (0, 0), sigma)).astype(np.float32)
 
 
 def robust_mean(textures: Sequence[np.ndarray], sigma: float = 28.0) -> np.ndarray:
