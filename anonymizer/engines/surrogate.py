@@ -105,8 +105,9 @@ class SurrogateSettings:
         Strength(1.7, 3.0, 1.0, 0.0, 1.4),
         # Overshoot rungs, tried only while some face still matches the PATIENT (a preserved region carries
         # identity, so the rest of the face must change more); a donor match alone does not reach them.
-        Strength(1.8, 3.0, 1.0, 0.5, 1.6),
-        Strength(1.9, 3.0, 1.0, 0.8, 1.8),
+        Strength(1.8, 3.0, 1.0, 0.5, 1.8),
+        Strength(1.9, 3.0, 1.0, 0.8, 2.4),
+        Strength(2.0, 3.0, 1.0, 1.0, 3.2),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
@@ -128,6 +129,9 @@ class SurrogateEngine:
         self.last_choice: DonorChoice | None = None
         self.last_level = 0
         self._anti: np.ndarray | None = None
+        self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its texture in the common skin tone
+        self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
+        self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
 
     @property
     def bank(self) -> DonorBank:
@@ -158,48 +162,52 @@ class SurrogateEngine:
         peers = [groups[i] for i in _peers(bank, patient)]
         tris = triangulate(extended(bank.reference, bank.crop_size))
         donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
-        crops: list[np.ndarray] = []
         patient_texture = self._patient_texture(faces, tris)
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
-        far_all = False
+        far_all, best, chosen = False, (-1.0, 0, list[np.ndarray]()), (0, list[np.ndarray]())
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
-                level -= 1  # already far from the patient: keep the plausible rung below
-                break
+                break  # already far from the patient: keep the plausible rung below
             made = [
                 self._synthesize(face, donors, peers, tris, preserve, strength, patient_texture, repel)
                 for face in faces
             ]
-            crops = [crop for crop, _ in made]
             checks = [
                 self._distinct(crop, target, face, donor_descs)
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
-            far_all = all(far for far, _ in checks)
-            if all(far and nearest is None for far, nearest in checks):
+            closest = min(d for d, _ in checks)
+            far_all, chosen = closest > self.settings.self_check_distance, (level, [c for c, _ in made])
+            best = max(best, (closest, *chosen), key=lambda b: b[0])
+            if far_all and all(nearest is None for _, nearest in checks):
                 break
             for _, nearest in checks:
                 if nearest is not None and groups[nearest] not in repel:
                     repel.append(groups[nearest])
             log.info("surrogate strength raised", extra={"level": level + 1})
-        self.last_level = level
+        else:
+            # No rung got far enough: keep the one farthest from the patient (dlib's distance is not
+            # monotonic in strength); verification then decides on it.
+            if not far_all:
+                chosen = best[1:]
+        self.last_level, crops = chosen
         return crops
 
     def _distinct(
         self, crop: np.ndarray, target: np.ndarray, face: AlignedFace, donor_descs: np.ndarray
-    ) -> tuple[bool, str | None]:
-        """Group-level self-check: (far from the patient, the identity of a donor it matches or None)."""
+    ) -> tuple[float, str | None]:
+        """Group-level self-check: (distance to the patient, the identity of a donor it matches or None)."""
         if face.descriptor is None:
-            return True, None
+            return float("inf"), None
         lo, hi = target.min(0), target.max(0)
         refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))  # as a checker sees it
         out = descriptor(crop, refit)
         to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
         nearest = int(to_donors.argmin())
-        far = distance(out, face.descriptor) > self.settings.self_check_distance
+        away = distance(out, face.descriptor)
         if to_donors[nearest] > self.settings.self_check_donor_distance:
-            return far, None
-        return far, self.bank.photos[nearest].identity
+            return away, None
+        return away, self.bank.photos[nearest].identity
 
     def _synthesize(
         self,
@@ -216,14 +224,14 @@ class SurrogateEngine:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         population = [_closest(photos, want) for photos in peers]
-        centre = np.mean([p.texture for p in population], axis=0)
+        centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
-        average = robust_mean([p.texture for p in picks])
+        average = robust_mean([self._common_tone(p) for p in picks])
         mix = _caricature_texture(average, centre, strength.texture, 0.04 * iod)
         detail, weight = 0.25 * iod, self._anti_weight()
         texture = mix + strength.anti * _anti_face(centre, patient_texture, weight, detail)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
-            donor = _closest(photos, want).texture
+            donor = self._common_tone(_closest(photos, want))
             texture = texture + strength.anti * _anti_face(mix, donor, weight, detail)
         shape = _caricature(
             np.mean([p.landmarks for p in picks], axis=0),
@@ -236,8 +244,25 @@ class SurrogateEngine:
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
-        return _poisson(synth, face, preserve), target
+        return _poisson(synth, face, preserve, target), target
 
+
+    def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
+        """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
+        that donors of different tones average into an even skin instead of patches; the result is matched
+        to the patient's skin afterwards."""
+        key = id(photo)
+        if key not in self._toned:
+            if not self._toned:
+                self._skin = skin_mask(self.bank.reference, self.bank.crop_size)
+                labs = [_lab(p.texture)[self._skin] for p in self.bank.photos]
+                self._tone = (np.mean([x.mean(0) for x in labs], 0), np.mean([x.std(0) for x in labs], 0))
+            lab = _lab(photo.texture)
+            mu, sd = lab[self._skin].mean(0), lab[self._skin].std(0) + 1e-3
+            toned = (lab - mu) / sd * self._tone[1] + self._tone[0]
+            rgb = cv2.cvtColor(np.clip(toned, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+            self._toned[key] = rgb.astype(np.float32)
+        return self._toned[key]
 
     def _patient_texture(self, faces: Sequence[AlignedFace], tris: np.ndarray) -> np.ndarray:
         """The group's shape-free texture: every face warped to the bank's reference shape, averaged."""
@@ -421,15 +446,21 @@ def _match_colour(
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
-def _poisson(synth: np.ndarray, face: AlignedFace, preserve: tuple[Region, ...]) -> np.ndarray:
-    """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes."""
+def _poisson(
+    synth: np.ndarray, face: AlignedFace, preserve: tuple[Region, ...], synth_landmarks: np.ndarray
+) -> np.ndarray:
+    """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
+
+    The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
+    donors' hair and background, which would show as dark or white patches on the cheek."""
+    from anonymizer.faces.regions import RegionSettings, region_mask
+
     size = synth.shape[0]
     domain = face.masks.get(Region.FACE)
     if domain is None:
-        from anonymizer.faces.regions import RegionSettings, region_mask
-
         domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
-    mask = (np.asarray(domain) > 0.5).astype(np.uint8) * 255
+    synthetic = region_mask(synth_landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    mask = ((np.asarray(domain) > 0.5) & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
     # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
     # the Poisson solve would otherwise spread into the face as dark smears.
     inset = max(1, int(POISSON_INSET * interocular(face.landmarks)))
