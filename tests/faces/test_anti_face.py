@@ -1,0 +1,42 @@
+"""The surrogate's anti-face term: the patient's facial structure flipped, bounded and band-limited."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from anonymizer.engines.surrogate import ANTI_CLIP, _anti_face
+
+SIZE, BLUR = 128, 8.0
+
+
+def _blob(dy: int, dx: int, amplitude: float) -> np.ndarray:
+    """A grey texture with one dark structure (a brow-sized blob) at an offset from the centre."""
+    plane = np.zeros((SIZE, SIZE), np.float32)
+    cv2.circle(plane, (SIZE // 2 + dx, SIZE // 2 + dy), 6, amplitude, -1)
+    plane = cv2.GaussianBlur(plane, (0, 0), 2.0)
+    return np.repeat((128.0 + plane)[..., None], 3, axis=2)
+
+
+def _weight() -> np.ndarray:
+    weight = np.zeros((SIZE, SIZE), np.float32)
+    cv2.circle(weight, (SIZE // 2, SIZE // 2), 40, 1.0, -1)
+    return weight[..., None]
+
+
+def test_anti_face_points_against_the_patients_own_structure() -> None:
+    centre = _blob(0, 0, 0.0)  # the demographic mean has no blob
+    patient = _blob(-10, 0, -40.0)  # the patient has a dark blob above the centre
+    anti = _anti_face(centre, patient, _weight(), BLUR)[..., 0]
+    y, x = SIZE // 2 - 10, SIZE // 2
+    assert anti[y, x] > 5.0  # where the patient is darker, the anti-face is lighter
+    assert abs(anti[SIZE // 2 + 25, x]) < 0.5 * anti[y, x]  # and it stays local
+
+
+def test_anti_face_is_bounded_and_zero_outside_the_face() -> None:
+    centre = _blob(0, 0, 0.0)
+    patient = _blob(0, 0, -200.0)  # an extreme structure: soft-clipped, never an inverted streak
+    weight = _weight()
+    anti = _anti_face(centre, patient, weight, BLUR)
+    assert np.abs(anti).max() <= ANTI_CLIP + 1e-3
+    assert np.all(anti[weight[..., 0] == 0] == 0)
