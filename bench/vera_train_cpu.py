@@ -1,7 +1,8 @@
 """Short CPU training run of every VerA part on the shared London faces (tiny resolution, minutes).
 
 Stages (each skipped when its checkpoint exists under --out, unless --fresh):
-  parser   : smp U-Net from scratch at 128 px on landmark-derived masks; per-region IoU on held-out identities
+  parser   : smp U-Net from scratch at 256 px (Dice + CE) on landmark-derived masks; per-region IoU on
+             held-out identities (about 45 min on one CPU thread at 2000 steps)
   encoder  : small CNN trained contrastively (same identity / mirror positives), then frozen
   gan      : generator + projection head + discriminator; losses logged, first vs last window compared
   engine   : inversion error before vs after, anonymization of a held-out identity pair through the engine
@@ -31,30 +32,32 @@ FACES = ROOT.parent / "shared" / "data" / "faces"
 HOLDOUT = 8
 
 
-def stage_parser(out: Path, steps: int, results: dict, encoder: str, aug: float) -> None:
+def stage_parser(out: Path, steps: int, results: dict, encoder: str, aug: float, res: int = 128,
+                 dice: float = 0.0, tag: str = "") -> None:
     decoder = (128, 64, 32, 16) if encoder.startswith("resnet") else (64, 48, 32, 16)
-    cfg = vparser.ParserConfig(encoder=encoder, decoder=decoder)
+    cfg = vparser.ParserConfig(encoder=encoder, decoder=decoder, resolution=res)
     cache = out / "london_landmarks.json"
     full = vdata.london_set(FACES, cfg.resolution, cache)
     train_ids, test_ids = vdata.split_identities(full.ids, HOLDOUT)
     train = vdata.london_set(FACES, cfg.resolution, cache, train_ids)
     test = vdata.london_set(FACES, cfg.resolution, cache, test_ids)
     t0 = time.monotonic()
-    parser, losses = vparser.train_parser(cfg, train, steps, aug=aug)
+    parser, losses = vparser.train_parser(cfg, train, steps, aug=aug, dice=dice)
     iou = vparser.per_class_iou(vparser.predict(parser, test.images, flip_tta=False), test.labels)
     data = f"london_set {len(train.ids)} photos, masks from dlib landmarks"
-    vparser.save_parser(parser, out / f"parser_{encoder}.safetensors", data)
-    results["parser"] = {
-        "encoder": encoder, "aug": aug, "steps": steps, "train_s": round(time.monotonic() - t0, 1),
+    vparser.save_parser(parser, out / f"parser_{encoder}{tag}.safetensors", data)
+    results[f"parser{tag}"] = {
+        "encoder": encoder, "resolution": res, "aug": aug, "dice": dice, "steps": steps,
+        "train_s": round(time.monotonic() - t0, 1),
         "train_photos": len(train.ids),
         "heldout_photos": len(test.ids),
         "loss_first50": sum(losses[:50]) / 50, "loss_last50": sum(losses[-50:]) / 50,
         "heldout_iou": {k: round(v, 4) for k, v in iou.items()},
     }
-    print(json.dumps(results["parser"], indent=1), flush=True)
+    print(json.dumps(results[f"parser{tag}"], indent=1), flush=True)
 
 
-def stage_parser_eval(out: Path, results: dict, parser_file: str) -> None:
+def stage_parser_eval(out: Path, results: dict, parser_file: str, tag: str = "") -> None:
     """Held-out (and training-set) IoU of the saved parser, with and without mirror test-time augmentation."""
     cache = out / "london_landmarks.json"
     parser = vparser.load_parser(out / parser_file)
@@ -67,7 +70,7 @@ def stage_parser_eval(out: Path, results: dict, parser_file: str) -> None:
         for tta in (False, True):
             iou = vparser.per_class_iou(vparser.predict(parser, faces.images, flip_tta=tta), faces.labels)
             report[f"{name}_iou{'_flip_tta' if tta else ''}"] = {k: round(v, 3) for k, v in iou.items()}
-    results["parser_eval"] = {"parser": parser_file, **report}
+    results[f"parser_eval{tag}"] = {"parser": parser_file, **report}
     print(json.dumps(report, indent=1), flush=True)
 
 
@@ -222,7 +225,10 @@ def main() -> None:
     ap.add_argument("--stages", default="parser,encoder,gan,engine")
     ap.add_argument("--parser-steps", type=int, default=2000)
     ap.add_argument("--parser-encoder", default="mobilenet_v2", help="smp encoder of the parser")
-    ap.add_argument("--parser-aug", type=float, default=0.5, help="augmentation strength")
+    ap.add_argument("--parser-aug", type=float, default=0.7, help="augmentation strength")
+    ap.add_argument("--parser-res", type=int, default=256, help="parser input side (px)")
+    ap.add_argument("--parser-dice", type=float, default=1.0, help="weight of Dice added to cross-entropy")
+    ap.add_argument("--parser-tag", default="", help="suffix of the parser checkpoint and results files")
     ap.add_argument("--parser-file", default="parser_mobilenet_v2.safetensors",
                     help="parser checkpoint (under --out) used by parser-eval and engine")
     ap.add_argument("--encoder-steps", type=int, default=300)
@@ -238,9 +244,10 @@ def main() -> None:
     results: dict = {}
     stages = args.stages.split(",")
     if "parser" in stages:
-        stage_parser(args.out, args.parser_steps, results, args.parser_encoder, args.parser_aug)
+        stage_parser(args.out, args.parser_steps, results, args.parser_encoder, args.parser_aug,
+                     args.parser_res, args.parser_dice, args.parser_tag)
     if "parser-eval" in stages:
-        stage_parser_eval(args.out, results, args.parser_file)
+        stage_parser_eval(args.out, results, args.parser_file, args.parser_tag)
     if "encoder" in stages:
         stage_encoder(args.out, args.encoder_steps, results)
     if "gan" in stages:

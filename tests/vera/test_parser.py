@@ -9,7 +9,14 @@ import torch
 
 from anonymizer.engines.vera.checkpoint import CheckpointError
 from anonymizer.engines.vera.classes import NUM_CLASSES
-from anonymizer.engines.vera.parser import FaceParser, ParserConfig, load_parser, per_class_iou, save_parser
+from anonymizer.engines.vera.parser import (
+    FaceParser,
+    ParserConfig,
+    dice_loss,
+    load_parser,
+    per_class_iou,
+    save_parser,
+)
 
 
 def test_parser_outputs_class_logits_at_the_input_side() -> None:
@@ -25,6 +32,14 @@ def test_per_class_iou_counts_intersection_over_union_and_ignores_unknown() -> N
     pred = torch.tensor([[[5, 1, 1, 5]]])
     iou = per_class_iou(pred, target)
     assert iou["mouth"] == pytest.approx(1 / 2) and iou["skin"] == pytest.approx(1 / 2)
+
+
+def test_dice_loss_is_near_zero_for_a_confident_right_answer_and_high_for_a_wrong_one() -> None:
+    target = torch.tensor([[[5, 5, 1, -1]]])
+    right = torch.nn.functional.one_hot(target.clamp(min=0), NUM_CLASSES).permute(0, 3, 1, 2).float() * 50
+    wrong = right.roll(1, dims=1)  # every pixel's mass on the neighbouring class
+    assert dice_loss(right, target).item() < 0.05
+    assert dice_loss(wrong, target).item() > 0.5
 
 
 def test_parser_checkpoint_round_trip_and_kind_check(tmp_path: Path) -> None:

@@ -41,7 +41,9 @@ def _add_parser_train(sub: Any) -> None:
     p.add_argument("--faces", required=True, type=Path, help="root holding london_set/")
     p.add_argument("--out", required=True, type=Path, help="parser checkpoint (.safetensors)")
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--resolution", type=int, default=256, help="parser input side (thin eyes need 256 px)")
+    p.add_argument("--dice", type=float, default=1.0, help="weight of soft Dice added to cross-entropy")
+    p.add_argument("--aug", type=float, default=0.7, help="augmentation strength (0 = none)")
     p.add_argument("--holdout", type=int, default=8, help="identities held out for the IoU report")
     p.set_defaults(func=cmd_parser_train)
 
@@ -103,7 +105,7 @@ def cmd_parser_train(args: argparse.Namespace) -> int:
     cfg = vparser.ParserConfig(resolution=args.resolution)
     cache = args.out.parent / "london_landmarks.json"
     train, test = _london_split(args.faces, cfg.resolution, args.holdout, cache)
-    parser, _ = vparser.train_parser(cfg, train, args.steps)
+    parser, _ = vparser.train_parser(cfg, train, args.steps, aug=args.aug, dice=args.dice)
     vparser.save_parser(parser, args.out, f"london_set {len(train.ids)} photos, landmark masks")
     iou = vparser.per_class_iou(vparser.predict(parser, test.images), test.labels)
     print(json.dumps({"heldout_iou": iou}, indent=1))
