@@ -7,7 +7,7 @@
   Baseline VL Photographic Image with realistic headers; ``make_small_sc(...)`` makes an uncompressed RGB
   Secondary Capture of about 50 kB (a non-face object); ``write_study(dir, datasets)`` saves files.
   ``Patient`` and ``Study`` hold the identifying values so tests can look for leaks.
-- ``donor_bank`` (session): a small surrogate-engine donor bank (5 London Set identities, neutral photos;
+- ``donor_bank`` (session): a small surrogate-engine donor bank (8 London Set identities, neutral photos;
   ``TEST_FACE_IDS`` are left out), built once per session; skips when the photos are absent.
 - ``orthanc`` fixture: a factory that starts a real Orthanc on loopback ports with a tmp config and waits for
   its REST API; the returned :class:`Orthanc` has ``rest()``, ``instances()``, ``stop()``/``start()``.
@@ -78,13 +78,13 @@ def faces_dir() -> Path:
     return FACES
 
 
-DONOR_FACE_IDS = ("001", "003", "004", "005", "013")
+DONOR_FACE_IDS = ("001", "003", "004", "005", "013", "019", "022", "024")  # >= k = 6 identities
 TEST_FACE_IDS = ("017", "030")  # never in a donor bank built here
 
 
 @pytest.fixture(scope="session")
 def donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Path of a donor bank file for the surrogate engine (about 10 s to build on 2 cores)."""
+    """Path of a donor bank file for the surrogate engine (about 15 s to build on 2 cores)."""
     if not FACES.is_dir():
         pytest.skip("../shared/data/faces/london_set is not present")
     from anonymizer.donors import build_bank, save_bank

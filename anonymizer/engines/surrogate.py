@@ -86,7 +86,7 @@ class Strength:
 @dataclass(frozen=True)
 class SurrogateSettings:
     donor_bank: Path | None = None
-    k: int = 4  # donors averaged per synthetic identity
+    k: int = 6  # donors averaged per synthetic identity
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
     sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
     age_tolerance: float = 15.0
@@ -107,7 +107,6 @@ class SurrogateSettings:
         # identity, so the rest of the face must change more); a donor match alone does not reach them.
         Strength(1.8, 3.0, 1.0, 0.5, 1.8),
         Strength(1.9, 3.0, 1.0, 0.8, 2.4),
-        Strength(2.0, 3.0, 1.0, 1.0, 3.2),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
@@ -226,7 +225,7 @@ class SurrogateEngine:
         population = [_closest(photos, want) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
-        average = robust_mean([self._common_tone(p) for p in picks])
+        average = np.mean([self._common_tone(p) for p in picks], axis=0)
         mix = _caricature_texture(average, centre, strength.texture, 0.04 * iod)
         detail, weight = 0.25 * iod, self._anti_weight()
         texture = mix + strength.anti * _anti_face(centre, patient_texture, weight, detail)
@@ -391,15 +390,6 @@ def _caricature_texture(average: np.ndarray, population: np.ndarray, gain: float
     """Texture caricature that exaggerates only above the pore scale: amplified skin grain turns blotchy."""
     deviation = np.asarray(average, np.float32) - population
     return (average + (gain - 1.0) * cv2.GaussianBlur(deviation, (0, 0), sigma)).astype(np.float32)
-
-
-def robust_mean(textures: Sequence[np.ndarray], sigma: float = 28.0) -> np.ndarray:
-    """Per-pixel mean that down-weights outliers (a strand of hair, a fringe) against the per-pixel median."""
-    stack = np.stack([t.astype(np.float32) for t in textures])  # (k, S, S, 3)
-    median = np.median(stack, axis=0)
-    dev = np.abs(stack - median[None]).mean(-1, keepdims=True)
-    weight = np.exp(-((dev / sigma) ** 2))
-    return (weight * stack).sum(0) / (weight.sum(0) + 1e-6)
 
 
 def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
