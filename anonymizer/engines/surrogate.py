@@ -113,6 +113,17 @@ class SurrogateSettings:
 
 
 @dataclass(frozen=True)
+class Ingredients:
+    """What one face's synthesis needs that no rung changes: computed once per group, mixed per rung."""
+
+    average: np.ndarray  # (S, S, 3) float32 mean of the donors' textures closest in expression, common tone
+    centre: np.ndarray  # (S, S, 3) float32 mean texture of the patient's demographic peers
+    anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
+    shape: np.ndarray  # (68, 2) mean landmarks of those photos
+    shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
+
+
+@dataclass(frozen=True)
 class DonorChoice:
     identities: tuple[str, ...]
     tier: int
@@ -128,7 +139,7 @@ class SurrogateEngine:
         self.last_choice: DonorChoice | None = None
         self.last_level = 0
         self._anti: np.ndarray | None = None
-        self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its texture in the common skin tone
+        self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
 
@@ -162,14 +173,15 @@ class SurrogateEngine:
         tris = triangulate(extended(bank.reference, bank.crop_size))
         donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
         patient_texture = self._patient_texture(faces, tris)
+        prepared = [self._ingredients(face, donors, peers, patient_texture) for face in faces]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best, chosen = False, (-1.0, 0, list[np.ndarray]()), (0, list[np.ndarray]())
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
             made = [
-                self._synthesize(face, donors, peers, tris, preserve, strength, patient_texture, repel)
-                for face in faces
+                self._synthesize(face, ingredients, tris, preserve, strength, repel)
+                for face, ingredients in zip(faces, prepared, strict=True)
             ]
             checks = [
                 self._distinct(crop, target, face, donor_descs)
@@ -208,35 +220,43 @@ class SurrogateEngine:
             return away, None
         return away, self.bank.photos[nearest].identity
 
-    def _synthesize(
+    def _ingredients(
         self,
         face: AlignedFace,
         donors: list[list[DonorPhoto]],
         peers: list[list[DonorPhoto]],
-        tris: np.ndarray,
-        preserve: tuple[Region, ...],
-        strength: Strength,
         patient_texture: np.ndarray,
-        repel: Sequence[list[DonorPhoto]] = (),
-    ) -> tuple[np.ndarray, np.ndarray]:
-        size = self.bank.crop_size
+    ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         population = [_closest(photos, want) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
-        average = np.mean([self._common_tone(p) for p in picks], axis=0)
-        mix = _caricature_texture(average, centre, strength.texture, 0.04 * iod)
-        detail, weight = 0.25 * iod, self._anti_weight()
-        texture = mix + strength.anti * _anti_face(centre, patient_texture, weight, detail)
+        return Ingredients(
+            average=np.mean([self._common_tone(p) for p in picks], axis=0),
+            centre=centre,
+            anti=_anti_face(centre, patient_texture, self._anti_weight(), 0.25 * iod),
+            shape=np.mean([p.landmarks for p in picks], axis=0),
+            shape_centre=np.mean([p.landmarks for p in population], axis=0),
+        )
+
+    def _synthesize(
+        self,
+        face: AlignedFace,
+        ingredients: Ingredients,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        size, iod = self.bank.crop_size, interocular(self.bank.reference)
+        mix = _caricature_texture(ingredients.average, ingredients.centre, strength.texture, 0.04 * iod)
+        texture = mix + strength.anti * ingredients.anti
+        want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             donor = self._common_tone(_closest(photos, want))
-            texture = texture + strength.anti * _anti_face(mix, donor, weight, detail)
-        shape = _caricature(
-            np.mean([p.landmarks for p in picks], axis=0),
-            np.mean([p.landmarks for p in population], axis=0),
-            strength.shape,
-        )
+            texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+        shape = _caricature(ingredients.shape, ingredients.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
         target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength)
         synth = piecewise_affine(
@@ -244,7 +264,6 @@ class SurrogateEngine:
         )
         synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve, target), target
-
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
@@ -259,9 +278,8 @@ class SurrogateEngine:
             lab = _lab(photo.texture)
             mu, sd = lab[self._skin].mean(0), lab[self._skin].std(0) + 1e-3
             toned = (lab - mu) / sd * self._tone[1] + self._tone[0]
-            rgb = cv2.cvtColor(np.clip(toned, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-            self._toned[key] = rgb.astype(np.float32)
-        return self._toned[key]
+            self._toned[key] = cv2.cvtColor(np.clip(toned, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+        return self._toned[key].astype(np.float32)
 
     def _patient_texture(self, faces: Sequence[AlignedFace], tris: np.ndarray) -> np.ndarray:
         """The group's shape-free texture: every face warped to the bank's reference shape, averaged."""
