@@ -24,8 +24,8 @@ from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import Verification  # noqa: E402
 
 from dicom_rules.decision import FolderDestination, TlsSettings  # noqa: E402
-from gateway.service import Service  # noqa: E402
-from gateway.tls import TlsListenerConfig, client_context  # noqa: E402
+from gateway.core.service import Service  # noqa: E402
+from gateway.ops.tls import TlsListenerConfig, client_context  # noqa: E402
 from tests.conftest import make_small_sc, write_study  # noqa: E402
 from tests.gateway.conftest import gateway_config, rules_to  # noqa: E402
 from tests.ops.peers import free_port, storescu  # noqa: E402

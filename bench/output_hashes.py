@@ -82,8 +82,8 @@ def _sha(path: Path) -> str:
 
 def _service_path(inputs: list[Path], rules_file: Path, bank: Path, outbox: Path) -> dict[str, Any]:
     import dicom_rules
-    from gateway.jobs import InstanceSpec, JobSpec
-    from gateway.pipeline import init_worker, process_job
+    from gateway.core.jobs import InstanceSpec, JobSpec
+    from gateway.core.pipeline import init_worker, process_job
 
     init_worker(SECRET, str(bank))
     instances = tuple(InstanceSpec(i, str(p), "CAMERA1", "127.0.0.1") for i, p in enumerate(inputs))

@@ -24,9 +24,9 @@ import pytest
 
 from anonymizer.plans import MetadataPlan, PixelMode, PixelPlan
 from dicom_rules import RouteAction, RouteDecision, RuleSet
-from gateway.config import ForwardSettings, GatewayConfig
-from gateway.ledger import Ledger
-from gateway.service import Service
+from gateway.core.config import ForwardSettings, GatewayConfig
+from gateway.core.ledger import Ledger
+from gateway.core.service import Service
 from tests.conftest import DCMTK_ENV, VL_PHOTO, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,9 +105,9 @@ LAUNCHER = textwrap.dedent(
     import json, signal, sys, threading
     from pathlib import Path
     from dicom_rules import DicomDestination, FolderDestination
-    from gateway.config import GatewayConfig
-    from gateway.logs import configure_logging
-    from gateway.service import Service
+    from gateway.core.config import GatewayConfig
+    from gateway.ops.logs import configure_logging
+    from gateway.core.service import Service
     from anonymizer.plans import PixelMode
     from tests.gateway.conftest import rules_to
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.cli import main as cli_main
-from gateway.config import ConfigError, load_config
+from gateway.core.config import ConfigError, load_config
 
 
 def test_yaml_config_with_overrides_and_derived_paths(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_invalid_config_names_file_and_field(tmp_path: Path, capsys: pytest.Capt
 def test_serve_with_a_broken_rule_file_prints_file_line_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.logs.configure_logging", lambda level: None)  # keep pytest's handlers
+    monkeypatch.setattr("gateway.ops.logs.configure_logging", lambda level: None)  # keep pytest's handlers
     rules = tmp_path / "broken.yaml"
     rules.write_text("version: 1\nname: x\nroutes:\n  - name: a\n    bogus: 1\n")
     argv = ["--data-dir", str(tmp_path / "data"), "serve", "--rules", str(rules), "--port", "0"]

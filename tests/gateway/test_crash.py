@@ -17,7 +17,7 @@ import pytest
 from pydicom import dcmread
 
 from anonymizer.plans import PixelMode
-from gateway.ledger import Ledger
+from gateway.core.ledger import Ledger
 from tests.conftest import Patient, Study, make_small_sc, write_study
 from tests.gateway.conftest import GatewayProcess, gateway_config, storescu, wait_until
 

@@ -15,7 +15,7 @@ from pydicom import dcmread
 
 from anonymizer.plans import PixelMode
 from dicom_rules import DicomDestination
-from gateway.ledger import Ledger
+from gateway.core.ledger import Ledger
 from tests.conftest import Patient, Study, make_small_sc, make_vl_photo, patient_face_photos, write_study
 from tests.gateway.conftest import gateway_config, split_rules, storescu, wait_until
 

@@ -13,9 +13,9 @@ import pytest
 from anonymizer.plans import PixelMode
 from dicom_rules import DicomDestination, FolderDestination
 from gateway.cli import main as cli_main
-from gateway.config import ForwardSettings
-from gateway.forwarder import Breaker, backoff_delay
-from gateway.ledger import Ledger
+from gateway.core.config import ForwardSettings
+from gateway.core.forwarder import Breaker, backoff_delay
+from gateway.core.ledger import Ledger
 from tests.conftest import Study, make_small_sc, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
 
@@ -120,8 +120,8 @@ def test_retention_deletes_files_of_forwarded_instances_only(tmp_path: Path, gat
 
 
 def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp_path: Path) -> None:
-    from gateway.forwarder import Forwarder
-    from gateway.ledger import InstanceState, ReceivedInstance
+    from gateway.core.forwarder import Forwarder
+    from gateway.core.ledger import InstanceState, ReceivedInstance
     from tests.conftest import free_port
 
     config = gateway_config(tmp_path / "gw", forward={"connect_timeout_s": 2.0})
@@ -145,8 +145,8 @@ def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp
 
 
 def test_folder_destination_refuses_a_uid_that_is_not_a_file_name(tmp_path: Path) -> None:
-    from gateway.destinations import OutboundFile
-    from gateway.destinations.folder import FolderSender
+    from gateway.core.destinations import OutboundFile
+    from gateway.core.destinations.folder import FolderSender
 
     source = write_study(tmp_path / "outbox", [make_small_sc()])[0]
     sender = FolderSender(FolderDestination("f", tmp_path / "dest"), gateway_config(tmp_path / "gw"))

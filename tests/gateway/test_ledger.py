@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger import Duplicate, InstanceState, JobState, Ledger, ReceivedInstance
-from gateway.spool import ContentStore, atomic_write
+from gateway.core.ledger import Duplicate, InstanceState, JobState, Ledger, ReceivedInstance
+from gateway.core.spool import ContentStore, atomic_write
 
 
 class Clock:
@@ -176,7 +176,7 @@ def test_resend_after_retention_purge_leaves_no_spool_copy(tmp_path: Path) -> No
     from io import BytesIO
 
     from anonymizer.keys import KeyRing
-    from gateway.intake import SUCCESS, Caller, Intake, StoreRequest
+    from gateway.core.intake import SUCCESS, Caller, Intake, StoreRequest
     from tests.conftest import make_small_sc
 
     clock = Clock()
@@ -200,11 +200,11 @@ def test_resend_after_retention_purge_leaves_no_spool_copy(tmp_path: Path) -> No
 def test_new_shard_directory_is_made_durable_before_the_file_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.spool
+    import gateway.core.spool
 
     synced: list[Path] = []
-    real = gateway.spool.fsync_dir
-    monkeypatch.setattr(gateway.spool, "fsync_dir", lambda p: (synced.append(p), real(p))[1])
+    real = gateway.core.spool.fsync_dir
+    monkeypatch.setattr(gateway.core.spool, "fsync_dir", lambda p: (synced.append(p), real(p))[1])
     store = ContentStore(tmp_path / "spool")
     stored = store.put(b"photo")
     shard = store.path(stored.relpath).parent

@@ -10,8 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 RECEIVE = """
 from io import BytesIO
-from gateway.intake import Caller, StoreRequest, check_conformance, parse_header
-from gateway.logs import configure_logging
+from gateway.core.intake import Caller, StoreRequest, check_conformance, parse_header
+from gateway.ops.logs import configure_logging
 from tests.conftest import make_small_sc
 
 configure_logging("INFO")

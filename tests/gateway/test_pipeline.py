@@ -12,7 +12,7 @@ import pytest
 
 from anonymizer.plans import PixelMode
 from dicom_rules import FolderDestination
-from gateway.ledger import Ledger
+from gateway.core.ledger import Ledger
 from tests.conftest import Patient, Study, make_small_sc, write_study
 from tests.gateway.conftest import (
     SleepyRules,
@@ -56,7 +56,7 @@ class CrashRules(SplitRules):
 def test_worker_crash_quarantines_only_the_job_that_causes_it(
     tmp_path: Path, gateway: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.grouping.job_retry_delay", lambda attempts: 0.2)
+    monkeypatch.setattr("gateway.core.scheduler.job_retry_delay", lambda attempts: 0.2)
     base = split_rules(FolderDestination("out", tmp_path / "out"), PixelMode.BLANK, PixelMode.BLANK)
     rules = CrashRules(
         name="crash", sha256="5" * 64, destinations=base.destinations, catch_all=base.catch_all

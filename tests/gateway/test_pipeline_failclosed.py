@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset
 
 from anonymizer.plans import MetadataPlan, PixelMode, PixelPlan
 from dicom_rules import FolderDestination, RouteAction, RouteDecision, RuleSet
-from gateway.jobs import InstanceSpec, ItemKind, JobSpec
-from gateway.pipeline import init_worker, process_job
+from gateway.core.jobs import InstanceSpec, ItemKind, JobSpec
+from gateway.core.pipeline import init_worker, process_job
 from tests.conftest import Patient, make_small_sc, write_study
 
 DEST = FolderDestination("out", Path("out"))

@@ -12,8 +12,8 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, VLPhotographicImageStorage  # type: ignore
 
 from dicom_rules import FolderDestination
-from gateway.config import CallerRule
-from gateway.ledger import Ledger
+from gateway.core.config import CallerRule
+from gateway.core.ledger import Ledger
 from tests.conftest import DCMTK_ENV, Study, face_photos, make_small_sc, make_vl_photo, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu
 
@@ -152,7 +152,7 @@ def test_cli_echo_reaches_a_dicom_peer_and_reports_a_dead_one(tmp_path: Path, ga
 
 
 def test_unacknowledged_spool_files_are_counted_at_start(tmp_path: Path, gateway) -> None:
-    from gateway.spool import ContentStore
+    from gateway.core.spool import ContentStore
 
     config = quiet_config(tmp_path)
     ContentStore(config.spool_dir).put(b"spooled, then the service died before the ledger commit")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from gateway.config import load_config
+from gateway.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -233,7 +233,7 @@ def _image_commands() -> list[list[str]]:
 
 
 def test_unit_image_and_compose_commands_parse_with_the_real_cli() -> None:
-    from gateway.cli import build_parser
+    from gateway.cli.app import build_parser
 
     commands = _unit_commands() + _image_commands()
     assert len(commands) == 4
@@ -319,7 +319,7 @@ def test_installed_package_carries_the_runtime_data_files(tmp_path: Path) -> Non
     packaged = set(zipfile.ZipFile(wheel).namelist())
     runtime_data = [n for n in listed if n.endswith(".yaml") or "/data/" in n]
     assert runtime_data and not [n for n in runtime_data if n not in packaged]
-    assert "gateway/doctor.py" in packaged and "gateway/tls.py" in packaged
+    assert "gateway/ops/doctor.py" in packaged and "gateway/ops/tls.py" in packaged
 
 
 def test_compose_donor_bank_is_inside_the_read_only_donors_mount() -> None:

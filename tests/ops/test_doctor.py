@@ -20,8 +20,8 @@ from dicom_rules.decision import (
     RuleSet,
     TlsSettings,
 )
-from gateway.config import load_config
-from gateway.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
+from gateway.core.config import load_config
+from gateway.ops.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
 from tests.ops.peers import dcmtk_storescp, free_port
 from tests.ops.pki import Pki, self_signed
 
@@ -191,7 +191,7 @@ def _folder_rules(site: dict[str, Any]) -> RuleSet:
 
 
 def test_doctor_checks_tls_listener_files_and_certificate_expiry(site: dict[str, Any], pki: Pki) -> None:
-    from gateway.tls import TlsListenerConfig
+    from gateway.ops.tls import TlsListenerConfig
 
     listener = TlsListenerConfig(
         certificate=pki.server.certificate, private_key=pki.server.private_key, ca_bundle=pki.ca
@@ -227,7 +227,7 @@ def test_doctor_warns_about_an_open_allow_list_off_loopback(site: dict[str, Any]
 
 
 def test_doctor_package_check_reports_what_it_checked() -> None:
-    from gateway.doctor import check_packages, check_python, check_torch
+    from gateway.ops.doctor import check_packages, check_python, check_torch
 
     (installed,) = check_packages()
     assert installed.status == Status.OK and "torch 2.14.1" in installed.detail

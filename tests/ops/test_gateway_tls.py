@@ -13,8 +13,8 @@ from pynetdicom.sop_class import Verification
 
 from anonymizer.plans import PixelMode
 from dicom_rules.decision import DicomDestination, TlsSettings
-from gateway.service import Service
-from gateway.tls import TlsListenerConfig, client_context
+from gateway.core.service import Service
+from gateway.ops.tls import TlsListenerConfig, client_context
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, wait_until
 from tests.ops.peers import dcmtk_storescp, free_port, storescu, write_instance
 from tests.ops.pki import Pki

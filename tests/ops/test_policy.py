@@ -12,7 +12,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from dicom_rules.decision import RuleSet, Source
-from gateway.policy import (
+from gateway.ops.policy import (
     REFUSALS,
     AssociationGate,
     AssociationLimits,
@@ -250,7 +250,7 @@ def _write_rules(path: Path, *aes: str) -> None:
 
 @pytest.mark.integration
 def test_gateway_admits_a_source_added_to_the_rule_file_without_restart(tmp_path: Path) -> None:
-    from gateway.service import Service
+    from gateway.core.service import Service
     from tests.gateway.conftest import gateway_config
 
     rules = tmp_path / "rules.yaml"
@@ -273,7 +273,7 @@ def test_gateway_admits_a_source_added_to_the_rule_file_without_restart(tmp_path
 @pytest.mark.integration
 def test_running_gateway_refuses_association_beyond_limit_while_first_n_store(tmp_path: Path) -> None:
     from dicom_rules.decision import FolderDestination
-    from gateway.service import Service
+    from gateway.core.service import Service
     from tests.gateway.conftest import gateway_config, instance_states, rules_to
 
     n = 3

@@ -14,7 +14,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from dicom_rules.decision import TlsSettings
-from gateway.tls import TlsConfigError, client_context, server_context, tls_settings_from_mapping
+from gateway.ops.tls import TlsConfigError, client_context, server_context, tls_settings_from_mapping
 from tests.ops.peers import dcmtk_storescp, free_port, secondary_capture, storescu, write_instance
 from tests.ops.pki import Pki
 
@@ -85,7 +85,7 @@ def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def _handshake_refusals() -> float:
-    from gateway.policy import REFUSALS, RefusalReason
+    from gateway.ops.policy import REFUSALS, RefusalReason
 
     return float(REFUSALS.labels(reason=RefusalReason.TLS_HANDSHAKE.value)._value.get())
 
@@ -209,7 +209,7 @@ def test_settings_from_mapping_resolves_relative_paths(tmp_path: Path) -> None:
 
 
 def test_service_config_tls_section_builds_listener_context(pki: Pki, tmp_path: Path) -> None:
-    from gateway.config import ConfigError, load_config
+    from gateway.core.config import ConfigError, load_config
 
     path = tmp_path / "gateway.yaml"
     path.write_text(

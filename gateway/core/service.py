@@ -16,15 +16,15 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
-from gateway.config import GatewayConfig, load_rule_set
-from gateway.forwarder import Forwarder
-from gateway.grouping import Scheduler
-from gateway.intake import Intake
-from gateway.ledger import InstanceState, Ledger
-from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
-from gateway.policy import AssociationGate
-from gateway.scp import association_policy, start_scp
-from gateway.spool import ContentStore, Writer, write_all
+from gateway.core.config import GatewayConfig, load_rule_set
+from gateway.core.forwarder import Forwarder
+from gateway.core.intake import Intake
+from gateway.core.ledger import InstanceState, Ledger
+from gateway.core.scheduler import Scheduler
+from gateway.core.scp import association_policy, start_scp
+from gateway.core.spool import ContentStore, Writer, write_all
+from gateway.ops.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
+from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.service")
 

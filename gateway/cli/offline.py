@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_LONDON_SET = REPO_ROOT.parent / "shared" / "data" / "faces" / "london_set"
 DONOR_PHOTOS_ENV = "VERA_DONOR_PHOTOS"
 console = Console(stderr=True)

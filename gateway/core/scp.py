@@ -2,7 +2,7 @@
 
 Handlers are plain functions bound to events with their dependencies passed in. The association setup
 (who may call, limits, timeouts, TLS) sits in :func:`association_handlers` and :func:`start_scp`'s
-``ssl_context`` so the operations code (``gateway.policy``, ``gateway.tls``) plugs in without touching
+``ssl_context`` so the operations code (``gateway.ops.policy``, ``gateway.ops.tls``) plugs in without touching
 the store path.
 """
 
@@ -18,9 +18,9 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import RuleSet
 from dicom_rules.decision import Source
-from gateway.config import GatewayConfig
-from gateway.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
-from gateway.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
+from gateway.core.config import GatewayConfig
+from gateway.core.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
 
 LOG = structlog.get_logger("gateway.scp")
 

@@ -24,9 +24,9 @@ from anonymizer.metadata.errors import MetadataError
 from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
 from anonymizer.plans import PairingScope
 from dicom_rules import RouteAction, RouteDecision, RuleSet
-from gateway import faults
-from gateway.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
-from gateway.spool import ContentStore
+from gateway.core import faults
+from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
+from gateway.core.spool import ContentStore
 
 LOG = structlog.get_logger("gateway.pipeline")
 _KEYS: KeyRing | None = None
@@ -38,7 +38,7 @@ def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | N
     global _KEYS
     _KEYS = KeyRing(secret)
     if log_level is not None:
-        from gateway.logs import configure_logging
+        from gateway.ops.logs import configure_logging
 
         configure_logging(log_level)
     if donor_bank is not None:

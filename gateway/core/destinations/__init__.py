@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.config import GatewayConfig
+from gateway.core.config import GatewayConfig
 
-KIND_MODULES = ("gateway.destinations.folder", "gateway.destinations.dicom")
+KIND_MODULES = ("gateway.core.destinations.folder", "gateway.core.destinations.dicom")
 
 
 @dataclass(frozen=True)

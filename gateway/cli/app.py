@@ -23,21 +23,21 @@ from rich.table import Table
 
 COMMAND_MODULES = (
     "dicom_rules.cli",  # rules check|explain|schema
-    "gateway.doctor",  # doctor
-    "gateway.cli_offline",  # donors, anonymize, import-photos (face pipeline)
+    "gateway.ops.doctor",  # doctor
+    "gateway.cli.offline",  # donors, anonymize, import-photos (face pipeline)
     "anonymizer.engines.vera.cli",  # vera (neural engine)
 )
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:
-    from gateway.config import load_config
+    from gateway.core.config import load_config
 
     return load_config(args.config, data_dir=args.data_dir, **overrides)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
-    from gateway.service import Service
+    from gateway.core.service import Service
+    from gateway.ops.logs import configure_logging
 
     configure_logging(args.log_level)
     config = _config(
@@ -68,7 +68,7 @@ def _age(oldest: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.ledger import Ledger
+    from gateway.core.ledger import Ledger
 
     config = _config(args)
     if not config.ledger_path.exists():
@@ -89,7 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway.ledger import Ledger
+    from gateway.core.ledger import Ledger
 
     ledger = Ledger(_config(args).ledger_path)
     console = Console()
@@ -139,7 +139,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 def resolve_destination(name: str, config: Any) -> Any:
     """A destination name from the rules, or ``AE@host:port`` for an ad-hoc DICOM peer."""
     from dicom_rules import DicomDestination
-    from gateway.config import load_rule_set
+    from gateway.core.config import load_rule_set
 
     if "@" in name:
         ae_title, _, address = name.partition("@")
@@ -152,7 +152,7 @@ def resolve_destination(name: str, config: Any) -> Any:
 
 
 def cmd_echo(args: argparse.Namespace) -> int:
-    from gateway.destinations import sender_for
+    from gateway.core.destinations import sender_for
 
     config = _config(args)
     try:
@@ -221,7 +221,7 @@ def _register(module_name: str, subparsers: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from anonymizer.keys import SecretError
     from dicom_rules import RulesError
-    from gateway.config import ConfigError
+    from gateway.core.config import ConfigError
 
     args = build_parser().parse_args(argv)
     try:

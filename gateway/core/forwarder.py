@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import structlog
 
 from dicom_rules import RuleSet
-from gateway import faults
-from gateway.config import ForwardSettings, GatewayConfig
-from gateway.destinations import OutboundFile, Sender, SendResult, sender_for
-from gateway.ledger import Ledger, OutputItem
-from gateway.logs import uid_hash
-from gateway.metrics import BREAKER_OPEN, FORWARD_FAILURES, FORWARDED, QUARANTINED
+from gateway.core import faults
+from gateway.core.config import ForwardSettings, GatewayConfig
+from gateway.core.destinations import OutboundFile, Sender, SendResult, sender_for
+from gateway.core.ledger import Ledger, OutputItem
+from gateway.ops.logs import uid_hash
+from gateway.ops.metrics import BREAKER_OPEN, FORWARD_FAILURES, FORWARDED, QUARANTINED
 
 LOG = structlog.get_logger("gateway.forwarder")
 

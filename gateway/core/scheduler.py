@@ -18,11 +18,20 @@ from typing import Any
 import structlog
 
 from dicom_rules import RuleSet
-from gateway.config import GatewayConfig
-from gateway.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec, init_worker, run_job, warm_up
-from gateway.ledger import InstanceState, Job, Ledger
-from gateway.logs import uid_hash
-from gateway.metrics import QUARANTINED, STAGE_SECONDS
+from gateway.core.config import GatewayConfig
+from gateway.core.jobs import (
+    InstanceSpec,
+    ItemKind,
+    ItemResult,
+    JobResult,
+    JobSpec,
+    init_worker,
+    run_job,
+    warm_up,
+)
+from gateway.core.ledger import InstanceState, Job, Ledger
+from gateway.ops.logs import uid_hash
+from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.grouping")
 MAX_JOB_ATTEMPTS = 3
@@ -70,7 +79,7 @@ class Scheduler:
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["gateway.pipeline"])
+            ctx.set_forkserver_preload(["gateway.core.pipeline"])
             self.pool = ProcessPoolExecutor(
                 self.config.workers,
                 mp_context=ctx,

@@ -20,10 +20,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
-from gateway import faults
-from gateway.ledger import Duplicate, Ledger, ReceivedInstance
-from gateway.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
-from gateway.spool import ContentStore
+from gateway.core import faults
+from gateway.core.ledger import Duplicate, Ledger, ReceivedInstance
+from gateway.core.spool import ContentStore
+from gateway.ops.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.intake")
 

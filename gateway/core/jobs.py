@@ -1,7 +1,7 @@
 """Job messages between the scheduler (parent) and the pipeline workers: small, picklable, no datasets.
 
 This module is light on purpose: the service process imports it without the pixel stage (torch); workers
-import :mod:`gateway.pipeline` through :func:`run_job`.
+import :mod:`gateway.core.pipeline` through :func:`run_job`.
 """
 
 from __future__ import annotations
@@ -54,19 +54,19 @@ class JobResult:
 
 def run_job(spec: JobSpec) -> JobResult:
     """Pool entry point: imports the pipeline (and the pixel stage) only inside the worker."""
-    from gateway.pipeline import process_job
+    from gateway.core.pipeline import process_job
 
     return process_job(spec)
 
 
 def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | None = None) -> None:
-    from gateway.pipeline import init_worker as init
+    from gateway.core.pipeline import init_worker as init
 
     init(secret, donor_bank, log_level)
 
 
 def warm_up() -> bool:
     """Import the pipeline in a fresh worker before the first job arrives."""
-    import gateway.pipeline  # noqa: F401
+    import gateway.core.pipeline  # noqa: F401
 
     return True

@@ -363,7 +363,7 @@ def echo_destination(dest: DicomDestination, calling_ae: str, timeout_s: float =
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    from gateway.tls import TlsConfigError, scu_tls_args
+    from gateway.ops.tls import TlsConfigError, scu_tls_args
 
     try:
         tls_args = scu_tls_args(dest.tls, dest.host)
@@ -447,7 +447,7 @@ def check_certificate(label: str, path: Path) -> Check:
 
 def check_listeners(config: Any, rules: RuleSet) -> Iterator[Check]:
     """The TLS listener's files load into a BCP 195 context; an open allow-list is flagged off loopback."""
-    from gateway.tls import TlsConfigError
+    from gateway.ops.tls import TlsConfigError
 
     if config.tls is not None and config.tls.port == config.port:
         yield fail(
@@ -487,8 +487,8 @@ class DoctorOptions:
 def run_checks(
     config: Any, rules: RuleSet | None = None, options: DoctorOptions | None = None
 ) -> list[Check]:
-    """All checks for a :class:`gateway.config.GatewayConfig`. ``rules`` defaults to the configured file."""
-    from gateway.config import load_rule_set
+    """All checks for a :class:`gateway.core.config.GatewayConfig`; ``rules`` default to the config's."""
+    from gateway.core.config import load_rule_set
 
     options = options or DoctorOptions()
     checks = [*check_python(), *check_packages(), *check_torch(), *check_secret(config.secret_path)]
@@ -551,7 +551,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
+    from gateway.core.config import ConfigError, load_config
 
     config_path = args.doctor_config or getattr(args, "config", None)
     data_dir = args.doctor_data_dir or getattr(args, "data_dir", None)

@@ -135,7 +135,7 @@ def _log_handshake_failure(peer: str, exc: BaseException) -> None:
     """Observer: log (peer address and OpenSSL reason only) and count; must never raise."""
     reason = getattr(exc, "reason", None) or type(exc).__name__
     try:
-        from gateway.policy import RefusalReason, count_refusal
+        from gateway.ops.policy import RefusalReason, count_refusal
 
         count_refusal(RefusalReason.TLS_HANDSHAKE, peer_ip=peer, tls_reason=str(reason))
     except Exception:  # pragma: no cover - observers may fail without harm

@@ -1,6 +1,6 @@
 """DICOM destination: C-STORE SCU offering each output's own SOP class and transfer syntax (no transcoding).
 
-The association is opened in :func:`open_association`, the one place where TLS (``gateway.tls``) applies.
+The association is opened in :func:`open_association`, the one place where TLS (``gateway.ops.tls``) applies.
 Success and warning statuses count as stored; anything else, or a lost association, is a failure the
 forwarder retries. Deterministic output UIDs make a re-send idempotent at the destination.
 """
@@ -17,9 +17,9 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import DicomDestination
-from gateway.config import GatewayConfig
-from gateway.destinations import OutboundFile, SendResult, register
-from gateway.tls import scu_tls_args
+from gateway.core.config import GatewayConfig
+from gateway.core.destinations import OutboundFile, SendResult, register
+from gateway.ops.tls import scu_tls_args
 
 MAX_CONTEXTS = 128
 

@@ -9,9 +9,9 @@ import re
 from collections.abc import Sequence
 
 from dicom_rules import FolderDestination
-from gateway.config import GatewayConfig
-from gateway.destinations import OutboundFile, SendResult, register
-from gateway.spool import atomic_write
+from gateway.core.config import GatewayConfig
+from gateway.core.destinations import OutboundFile, SendResult, register
+from gateway.core.spool import atomic_write
 
 SAFE_NAME = re.compile(r"[0-9][0-9.]{0,63}")  # a DICOM UID: digits and dots, at most 64 characters
 

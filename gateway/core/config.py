@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import dicom_rules
 from dicom_rules import RuleSet
-from gateway.tls import TlsListenerConfig
+from gateway.ops.tls import TlsListenerConfig
 
 
 class ConfigError(ValueError):
@@ -64,9 +64,9 @@ class GatewayConfig(_Frozen):
     port: int = Field(11112, ge=0, le=65535)
     allowed_callers: tuple[CallerRule, ...] = ()  # empty: any caller (the default bind is loopback only)
     max_associations: int = Field(10, ge=1)
-    max_associations_per_source: int = Field(10, ge=1)  # per calling IP address (gateway/policy.py)
+    max_associations_per_source: int = Field(10, ge=1)  # per calling IP address (gateway/ops/policy.py)
     check_called_ae: bool = False  # refuse associations whose called AE title is not ae_title
-    tls: TlsListenerConfig | None = None  # a DICOM TLS listener beside the plain one (gateway/tls.py)
+    tls: TlsListenerConfig | None = None  # a DICOM TLS listener beside the plain one (gateway/ops/tls.py)
     max_pdu: int = Field(262144, ge=0)  # 0 = unlimited
     acse_timeout_s: float = Field(30.0, gt=0)
     dimse_timeout_s: float = Field(60.0, gt=0)

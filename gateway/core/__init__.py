@@ -1,0 +1,1 @@
+"""Receive and processing path: SCP, intake, spool, ledger, scheduler, pipeline workers, forwarder."""

@@ -1,0 +1,1 @@
+"""Operations: doctor, TLS, association policy, metrics, logging."""
