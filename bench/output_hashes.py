@@ -66,7 +66,7 @@ def _inputs(folder: Path) -> list[Path]:
 
 
 def _rule_file(folder: Path, name: str) -> Path:
-    from dicom_rules.decision import DEFAULT_RULES_PATH
+    from dicom_rules.loader import DEFAULT_RULES_PATH
 
     text = DEFAULT_RULES_PATH.read_text()
     if name == "preserve-nose":

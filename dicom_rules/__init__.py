@@ -10,12 +10,11 @@ from dicom_rules.decision import (
     FolderDestination,
     RouteAction,
     RouteDecision,
-    RuleSet,
     Source,
     TlsSettings,
-    default_rules,
-    load_rules,
 )
+from dicom_rules.loader import default_rules, load_rules
+from dicom_rules.ruleset import RuleSet
 from dicom_rules.source import RuleError, RulesError
 from dicom_rules.watcher import RulesWatcher
 

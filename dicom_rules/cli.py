@@ -17,8 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from anonymizer.keys import KeyRing, SecretError, load_or_create_secret
-from dicom_rules.decision import DEFAULT_RULES_PATH, RuleSet, load_rules
+from dicom_rules.loader import DEFAULT_RULES_PATH, load_rules
 from dicom_rules.model import RulesFile
+from dicom_rules.ruleset import RuleSet
 from dicom_rules.source import RulesError
 
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")

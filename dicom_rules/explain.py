@@ -24,8 +24,9 @@ from rich.text import Text
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.plans import MetadataPlan, PixelReport
-from dicom_rules.decision import RouteAction, RouteDecision, RuleSet
+from dicom_rules.decision import RouteAction, RouteDecision
 from dicom_rules.matching import ConditionResult
+from dicom_rules.ruleset import RuleSet
 
 MAX_SHOWN = 60
 Why = Callable[[int, str], str]  # (tag, VR) → why the metadata stage acts on it, e.g. "table: uid"

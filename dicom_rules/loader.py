@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from dicom_rules.decision import (
     FolderDestination,
     RouteAction,
     RouteDecision,
-    RuleSet,
     Source,
     TlsSettings,
 )
@@ -35,9 +35,11 @@ from dicom_rules.model import (
     RulesFile,
     all_field_names,
 )
+from dicom_rules.ruleset import RuleSet
 from dicom_rules.source import KEY, Loc, RuleError, RulesError, SourceDoc, load_source
 from dicom_rules.tags import resolve, resolve_path
 
+DEFAULT_RULES_PATH = Path(__file__).with_name("default.yaml")
 AT_KEY_TYPES = frozenset({"extra_forbidden", "unknown_keyword", "unknown_tag"})
 UNION_TAGS = frozenset({"str", "int", "float", "bool", "dicom", "folder"})
 
@@ -233,3 +235,21 @@ def _condition(key: str, cond: Condition) -> AttributeCondition:
         bounds=bounds,
         regex=re.compile(cond.regex) if cond.regex is not None else None,
     )
+
+
+def default_rules(default_engine: str = "surrogate") -> RuleSet:
+    """The shipped ``dicom_rules/default.yaml``: Basic Profile, modified dates, clean descriptors."""
+    return _load_cached(DEFAULT_RULES_PATH, default_engine)
+
+
+@cache
+def _load_cached(path: Path, default_engine: str) -> RuleSet:
+    return load_rules(path, default_engine=default_engine)
+
+
+def load_rules(path: Path, *, default_engine: str = "surrogate") -> RuleSet:
+    """Load and validate a rule file (plus includes). Raises :class:`dicom_rules.source.RulesError`.
+
+    ``default_engine`` (from the gateway config) is used by routes whose pixels section names no engine.
+    """
+    return load_rule_file(Path(path), default_engine=default_engine)

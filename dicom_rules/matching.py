@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-if TYPE_CHECKING:
-    from dicom_rules.decision import RouteDecision
+from dicom_rules.decision import RouteDecision
 
 
 @dataclass(frozen=True)

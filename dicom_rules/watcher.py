@@ -23,7 +23,8 @@ from pathlib import Path
 
 import structlog
 
-from dicom_rules.decision import RuleSet, load_rules
+from dicom_rules.loader import load_rules
+from dicom_rules.ruleset import RuleSet
 from dicom_rules.source import RulesError, combined_sha256, load_source
 
 log = structlog.get_logger(__name__)

@@ -1,7 +1,7 @@
 """Job messages between the scheduler (parent) and the pipeline workers: small, picklable, no datasets.
 
-This module is light on purpose: the service process imports it without the pixel stage (torch); workers
-import :mod:`gateway.core.pipeline` through :func:`run_job`.
+This module is light on purpose: the service process imports it without the pixel stage (torch); the pool's
+entry points in :mod:`gateway.core.worker` import :mod:`gateway.core.pipeline` inside the worker.
 """
 
 from __future__ import annotations
@@ -50,23 +50,3 @@ class JobResult:
     items: tuple[ItemResult, ...] = ()
     retry_reason: str = ""  # non-empty: a stage asked to retry the whole job
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def run_job(spec: JobSpec) -> JobResult:
-    """Pool entry point: imports the pipeline (and the pixel stage) only inside the worker."""
-    from gateway.core.pipeline import process_job
-
-    return process_job(spec)
-
-
-def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | None = None) -> None:
-    from gateway.core.pipeline import init_worker as init
-
-    init(secret, donor_bank, log_level)
-
-
-def warm_up() -> bool:
-    """Import the pipeline in a fresh worker before the first job arrives."""
-    import gateway.core.pipeline  # noqa: F401
-
-    return True

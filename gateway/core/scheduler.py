@@ -25,11 +25,9 @@ from gateway.core.jobs import (
     ItemResult,
     JobResult,
     JobSpec,
-    init_worker,
-    run_job,
-    warm_up,
 )
 from gateway.core.ledger import InstanceState, Job, Ledger
+from gateway.core.worker import init_worker, run_job, warm_up
 from gateway.ops.logs import uid_hash
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
 

@@ -25,7 +25,8 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from dicom_rules.decision import RuleSet, Source
+from dicom_rules.decision import Source
+from dicom_rules.ruleset import RuleSet
 
 LOG = structlog.get_logger(__name__)
 

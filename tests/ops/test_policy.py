@@ -11,7 +11,8 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
-from dicom_rules.decision import RuleSet, Source
+from dicom_rules.decision import Source
+from dicom_rules.ruleset import RuleSet
 from gateway.ops.policy import (
     REFUSALS,
     AssociationGate,
