@@ -21,13 +21,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anonymizer.engines.vera.config import resolve, with_  # noqa: E402
-from anonymizer.engines.vera.encoder_train import save_encoder  # noqa: E402
 from anonymizer.engines.vera.inversion import InversionConfig, invert, replace_identity  # noqa: E402
 from anonymizer.engines.vera.model import VeraModel  # noqa: E402
 from anonymizer.engines.vera.nets import EncoderConfig, SmallFaceEncoder  # noqa: E402
 from anonymizer.engines.vera.parser import FaceParser, ParserConfig  # noqa: E402
-from anonymizer.engines.vera.train import build_nets, d_step, g_step  # noqa: E402
+from anonymizer.engines.vera.training.config import resolve, with_  # noqa: E402
+from anonymizer.engines.vera.training.encoder import save_encoder  # noqa: E402
+from anonymizer.engines.vera.training.train import build_nets, d_step, g_step  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

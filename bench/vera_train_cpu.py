@@ -25,8 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anonymizer.engines.vera import data as vdata  # noqa: E402
 from anonymizer.engines.vera import parser as vparser  # noqa: E402
+from anonymizer.engines.vera.training import data as vdata  # noqa: E402
+from anonymizer.engines.vera.training import parser as ptrain  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "data" / "faces"
 HOLDOUT = 8
@@ -42,10 +43,10 @@ def stage_parser(out: Path, steps: int, results: dict, encoder: str, aug: float,
     train = vdata.london_set(FACES, cfg.resolution, cache, train_ids)
     test = vdata.london_set(FACES, cfg.resolution, cache, test_ids)
     t0 = time.monotonic()
-    parser, losses = vparser.train_parser(cfg, train, steps, aug=aug, dice=dice)
+    parser, losses = ptrain.train_parser(cfg, train, steps, aug=aug, dice=dice)
     iou = vparser.per_class_iou(vparser.predict(parser, test.images, flip_tta=False), test.labels)
     data = f"london_set {len(train.ids)} photos, masks from dlib landmarks"
-    vparser.save_parser(parser, out / f"parser_{encoder}{tag}.safetensors", data)
+    ptrain.save_parser(parser, out / f"parser_{encoder}{tag}.safetensors", data)
     results[f"parser{tag}"] = {
         "encoder": encoder, "resolution": res, "aug": aug, "dice": dice, "steps": steps,
         "train_s": round(time.monotonic() - t0, 1),
@@ -75,8 +76,8 @@ def stage_parser_eval(out: Path, results: dict, parser_file: str, tag: str = "")
 
 
 def stage_encoder(out: Path, steps: int, results: dict) -> None:
-    from anonymizer.engines.vera.encoder_train import save_encoder, train_encoder
     from anonymizer.engines.vera.nets import EncoderConfig
+    from anonymizer.engines.vera.training.encoder import save_encoder, train_encoder
 
     cfg = EncoderConfig(embed_dim=64, width=16, input_res=64)
     full = vdata.london_set(FACES, cfg.input_res, out / "london_landmarks.json")
@@ -109,8 +110,8 @@ def _pair_top1(enc: torch.nn.Module, full: vdata.FaceSet, ids: set[str]) -> floa
 
 
 def stage_gan(out: Path, steps: int, preset: str, results: dict) -> None:
-    from anonymizer.engines.vera.config import resolve
-    from anonymizer.engines.vera.train import train
+    from anonymizer.engines.vera.training.config import resolve
+    from anonymizer.engines.vera.training.train import train
 
     run = out / "gan"
     run.mkdir(exist_ok=True)
@@ -143,8 +144,8 @@ def _heldout_pair(out: Path) -> tuple[str, list]:
 
 def _reconstruction(model, images: list, steps: int) -> dict:  # type: ignore[no-untyped-def]
     from anonymizer.engines.vera import faceprep
-    from anonymizer.engines.vera.data import to_tensor
     from anonymizer.engines.vera.inversion import InversionConfig, invert
+    from anonymizer.engines.vera.tensors import to_tensor
 
     r = model.G.cfg.resolution
     crops = [to_tensor(faceprep.align(img, faceprep.detect_landmarks(img), r)[0]) for img in images]

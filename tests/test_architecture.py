@@ -141,3 +141,43 @@ def test_imports_run_one_way() -> None:
     """gateway -> dicom_rules -> anonymizer: the library never reaches up."""
     assert _importers_of("anonymizer", ("gateway", "dicom_rules")) == []
     assert _importers_of("dicom_rules", ("gateway",)) == []
+
+
+VERA = "anonymizer.engines.vera"
+VERA_TRAINING = f"{VERA}.training"
+VERA_COMMANDS = f"{VERA}.cli"  # `vera-gateway vera train ...`: reaches training; inference never loads it
+
+
+def _reachable(start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in graph()[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_vera_inference_never_reaches_training_code() -> None:
+    """Engine, generator, inversion, checkpoint loading: none of them (nor what they import, transitively)
+    imports the training subpackage or torch.distributed."""
+    inference = [
+        m for m in modules() if m.startswith(VERA) and not m.startswith(VERA_TRAINING) and m != VERA_COMMANDS
+    ]
+    assert {f"{VERA}.{m}" for m in ("engine", "generator", "inversion", "checkpoint")} <= set(inference)
+    leaks = sorted(
+        f"{m} reaches {r}"
+        for m in inference
+        for r in _reachable(m)
+        if r.startswith(VERA_TRAINING) or r == VERA_COMMANDS
+    )
+    assert leaks == []
+    distributed = sorted(
+        f"{r} imports {name}"
+        for m in inference
+        for r in _reachable(m)
+        for name in imports()[r]
+        if name.startswith("torch.distributed")
+    )
+    assert distributed == []
+    # the check can see it where it is (the training loop):
+    assert any(n.startswith("torch.distributed") for n in imports()[f"{VERA_TRAINING}.train"])

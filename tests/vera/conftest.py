@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from anonymizer.engines.vera.config import PRESETS
-from anonymizer.engines.vera.encoder_train import save_encoder
 from anonymizer.engines.vera.generator import Generator, GeneratorConfig
 from anonymizer.engines.vera.model import VeraModel, save_vera
 from anonymizer.engines.vera.nets import EncoderConfig, ProjectionHead, SmallFaceEncoder
+from anonymizer.engines.vera.training.config import PRESETS
+from anonymizer.engines.vera.training.encoder import save_encoder
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 FACES = SHARED / "data" / "faces"

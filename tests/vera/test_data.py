@@ -11,7 +11,7 @@ import torch
 
 from anonymizer.engines.vera import faceprep
 from anonymizer.engines.vera.classes import CLASS_INDEX
-from anonymizer.engines.vera.data import AlignedFolder, augment
+from anonymizer.engines.vera.training.data import AlignedFolder, augment
 from tests.vera.conftest import FACES
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from anonymizer.engines.vera.classes import CLASS_INDEX, NUM_CLASSES
 from anonymizer.engines.vera.generator import Generator, Latents
-from anonymizer.engines.vera.nets import Discriminator, DiscriminatorConfig
+from anonymizer.engines.vera.training.discriminator import Discriminator, DiscriminatorConfig
 from tests.vera.conftest import TINY_G
 
 
@@ -78,7 +78,7 @@ def test_mouth_codes_change_pixels_mostly_inside_the_mouth_mask() -> None:
 
 
 def test_locality_loss_penalises_change_outside_the_swapped_class_and_trains_the_generator() -> None:
-    from anonymizer.engines.vera.train import locality_loss
+    from anonymizer.engines.vera.training.train import locality_loss
 
     G = Generator(TINY_G)
     gen = torch.Generator().manual_seed(0)

@@ -12,11 +12,10 @@ from anonymizer.engines.vera.classes import NUM_CLASSES
 from anonymizer.engines.vera.parser import (
     FaceParser,
     ParserConfig,
-    dice_loss,
     load_parser,
     per_class_iou,
-    save_parser,
 )
+from anonymizer.engines.vera.training.parser import dice_loss, save_parser
 
 
 def test_parser_outputs_class_logits_at_the_input_side() -> None:

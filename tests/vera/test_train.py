@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from anonymizer.engines.vera.config import load_config, resolve, with_
 from anonymizer.engines.vera.model import load_vera
-from anonymizer.engines.vera.train import train
+from anonymizer.engines.vera.training.config import load_config, resolve, with_
+from anonymizer.engines.vera.training.train import train
 
 
 @pytest.fixture
@@ -82,7 +82,8 @@ def test_unknown_option_is_refused() -> None:
 
 
 def test_ffhq_layout_takes_masks_from_the_parser(tmp_path: Path, tiny_bundle: Path) -> None:
-    from anonymizer.engines.vera.parser import FaceParser, ParserConfig, save_parser
+    from anonymizer.engines.vera.parser import FaceParser, ParserConfig
+    from anonymizer.engines.vera.training.parser import save_parser
 
     rng = np.random.default_rng(1)
     folder = tmp_path / "ffhq"

@@ -79,8 +79,8 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from anonymizer.engines.vera.config import resolve
-    from anonymizer.engines.vera.train import train
+    from anonymizer.engines.vera.training.config import resolve
+    from anonymizer.engines.vera.training.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     overrides = {"out_dir": str(args.out), "data": args.data, "encoder": args.encoder, "parser": args.parser,
@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _london_split(faces: Path, resolution: int, holdout: int, cache: Path) -> tuple[Any, Any]:
-    from anonymizer.engines.vera import data as vdata
+    from anonymizer.engines.vera.training import data as vdata
 
     full = vdata.london_set(faces, resolution, cache)
     train_ids, test_ids = vdata.split_identities(full.ids, holdout)
@@ -100,21 +100,22 @@ def _london_split(faces: Path, resolution: int, holdout: int, cache: Path) -> tu
 
 def cmd_parser_train(args: argparse.Namespace) -> int:
     from anonymizer.engines.vera import parser as vparser
+    from anonymizer.engines.vera.training import parser as ptrain
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = vparser.ParserConfig(resolution=args.resolution)
     cache = args.out.parent / "london_landmarks.json"
     train, test = _london_split(args.faces, cfg.resolution, args.holdout, cache)
-    parser, _ = vparser.train_parser(cfg, train, args.steps, aug=args.aug, dice=args.dice)
-    vparser.save_parser(parser, args.out, f"london_set {len(train.ids)} photos, landmark masks")
+    parser, _ = ptrain.train_parser(cfg, train, args.steps, aug=args.aug, dice=args.dice)
+    ptrain.save_parser(parser, args.out, f"london_set {len(train.ids)} photos, landmark masks")
     iou = vparser.per_class_iou(vparser.predict(parser, test.images), test.labels)
     print(json.dumps({"heldout_iou": iou}, indent=1))
     return 0
 
 
 def cmd_encoder_train(args: argparse.Namespace) -> int:
-    from anonymizer.engines.vera.encoder_train import save_encoder, train_encoder
     from anonymizer.engines.vera.nets import EncoderConfig
+    from anonymizer.engines.vera.training.encoder import save_encoder, train_encoder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = EncoderConfig()
@@ -130,9 +131,9 @@ def cmd_invert(args: argparse.Namespace) -> int:
     import torch
 
     from anonymizer.engines.vera import faceprep
-    from anonymizer.engines.vera.data import to_tensor, to_uint8
     from anonymizer.engines.vera.inversion import InversionConfig, invert, replace_identity
     from anonymizer.engines.vera.model import load_vera
+    from anonymizer.engines.vera.tensors import to_tensor, to_uint8
 
     model = load_vera(args.checkpoint)
     r = model.G.cfg.resolution

@@ -21,11 +21,11 @@ from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.vera import faceprep
 from anonymizer.engines.vera.checkpoint import CheckpointError
 from anonymizer.engines.vera.classes import region_class_indices
-from anonymizer.engines.vera.data import to_tensor, to_uint8
+from anonymizer.engines.vera.device import pick_device
 from anonymizer.engines.vera.inversion import InversionConfig, invert, replace_identity
 from anonymizer.engines.vera.model import VeraModel, load_vera
 from anonymizer.engines.vera.parser import predict
-from anonymizer.engines.vera.train import pick_device
+from anonymizer.engines.vera.tensors import to_tensor, to_uint8
 from anonymizer.plans import Region
 
 log = logging.getLogger(__name__)

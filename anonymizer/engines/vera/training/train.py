@@ -22,19 +22,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from anonymizer.engines.vera import data as vdata
 from anonymizer.engines.vera.checkpoint import load_into, read_checked, save_modules
-from anonymizer.engines.vera.config import TrainConfig
+from anonymizer.engines.vera.device import pick_device
 from anonymizer.engines.vera.generator import Generator, GenOutput, Latents
 from anonymizer.engines.vera.model import save_vera
-from anonymizer.engines.vera.nets import (
-    Discriminator,
-    ProjectionHead,
-    info_nce,
-    load_frozen_encoder,
-    r1_penalty,
-)
+from anonymizer.engines.vera.nets import ProjectionHead, load_frozen_encoder
 from anonymizer.engines.vera.parser import load_parser
+from anonymizer.engines.vera.training import data as vdata
+from anonymizer.engines.vera.training.config import TrainConfig
+from anonymizer.engines.vera.training.discriminator import Discriminator
+from anonymizer.engines.vera.training.losses import info_nce, r1_penalty
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +45,6 @@ class Nets:
     enc:   torch.nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:

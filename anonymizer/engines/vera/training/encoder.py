@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from anonymizer.engines.vera.checkpoint import save_modules
-from anonymizer.engines.vera.data import FaceSet, augment
-from anonymizer.engines.vera.nets import EncoderConfig, SmallFaceEncoder, info_nce
+from anonymizer.engines.vera.nets import EncoderConfig, SmallFaceEncoder
+from anonymizer.engines.vera.training.data import FaceSet, augment
+from anonymizer.engines.vera.training.losses import info_nce
 
 log = logging.getLogger(__name__)
 

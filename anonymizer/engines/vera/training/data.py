@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from anonymizer.engines.vera import faceprep
 from anonymizer.engines.vera.classes import celebamask_lut
+from anonymizer.engines.vera.tensors import to_tensor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -25,14 +26,6 @@ class FaceSet:
     images: torch.Tensor  # [N, 3, R, R] float in [-1, 1]
     labels: torch.Tensor  # [N, R, R] int64 class indices, -1 where unknown (no mask)
     ids:    list[str]     # identity label per image
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 127.5 - 1.0  # [3, H, W]
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    return ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def london_set(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from anonymizer.engines.vera.generator import GeneratorConfig
-from anonymizer.engines.vera.nets import DiscriminatorConfig
+from anonymizer.engines.vera.training.discriminator import DiscriminatorConfig
 
 # Presets for the generator + discriminator; "tiny" is what tests and the CPU bench use.
 PRESETS: dict[str, dict[str, dict[str, int]]] = {
