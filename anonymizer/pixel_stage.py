@@ -23,8 +23,9 @@ import anonymizer.engines.baselines
 import anonymizer.engines.surrogate  # noqa: F401 — registers the weight-free engines
 from anonymizer import codec
 from anonymizer.donors import DonorBankError
+from anonymizer.engines import engine_options, load_engine
 from anonymizer.engines import vera as _vera  # noqa: F401 — registers "vera" (needs a checkpoint)
-from anonymizer.engines.base import Engine, create_engine
+from anonymizer.engines.base import Engine
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
 from anonymizer.outcomes import Ok, Outcome, Quarantine
@@ -56,13 +57,11 @@ def configure(settings: PixelSettings) -> None:
 
 
 def _engine(name: str, options: dict[str, Any]) -> Engine:
-    merged = {**_settings.engine_defaults.get(name, {}), **options}
-    if name == "surrogate" and "donor_bank" not in merged and _settings.donor_bank is not None:
-        merged["donor_bank"] = str(_settings.donor_bank)
+    merged = engine_options(name, options, _settings.engine_defaults, _settings.donor_bank)
     key = name + json.dumps(merged, sort_keys=True, default=str)
     with _lock:
         if key not in _engines:
-            _engines[key] = create_engine(name, merged)
+            _engines[key] = load_engine(name, merged)
         return _engines[key]
 
 

@@ -181,3 +181,27 @@ def test_vera_inference_never_reaches_training_code() -> None:
     assert distributed == []
     # the check can see it where it is (the training loop):
     assert any(n.startswith("torch.distributed") for n in imports()[f"{VERA_TRAINING}.train"])
+
+
+def _calls(module: str, function: str) -> bool:
+    tree = ast.parse(modules()[module].read_text())
+    return any(
+        isinstance(n, ast.Call) and ast.unparse(n.func).split(".")[-1] == function for n in ast.walk(tree)
+    )
+
+
+def test_engines_are_loaded_one_way() -> None:
+    """Only :func:`anonymizer.engines.load_engine` builds engines; the pixel stage and the doctor call it."""
+    assert [m for m in modules() if _calls(m, "create_engine")] == ["anonymizer.engines.base"]
+    assert _calls("anonymizer.pixel_stage", "load_engine") and _calls("gateway.ops.doctor", "load_engine")
+
+
+def test_engine_options_rule_wins_and_surrogate_gets_the_bank() -> None:
+    from anonymizer.engines import engine_options, load_engine
+
+    defaults = {"blur": {"sigma": 3}, "surrogate": {"k": 6}}
+    assert engine_options("blur", {"sigma": 9}, defaults) == {"sigma": 9}
+    assert engine_options("blur", {}, defaults, donor_bank="/x.npz") == {"sigma": 3}
+    assert engine_options("surrogate", {}, defaults, "/x.npz") == {"k": 6, "donor_bank": "/x.npz"}
+    assert engine_options("surrogate", {"donor_bank": "/y"}, None, "/x.npz") == {"donor_bank": "/y"}
+    assert load_engine("mask", {}).name == "mask"

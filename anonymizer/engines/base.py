@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,6 +71,30 @@ def create_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"unknown engine {name!r} (registered: {known})")
     return _REGISTRY[name](options or {})
+
+
+def engine_options(
+    name: str,
+    options: dict[str, Any],
+    defaults: dict[str, dict[str, Any]] | None = None,
+    donor_bank: Path | str | None = None,
+) -> dict[str, Any]:
+    """The options an engine is built with: the service's defaults for that engine under the rule's options
+    (the rule wins); the surrogate gets the configured donor bank when neither names one."""
+    merged = {**(defaults or {}).get(name, {}), **options}
+    if name == "surrogate" and "donor_bank" not in merged and donor_bank is not None:
+        merged["donor_bank"] = str(donor_bank)
+    return merged
+
+
+def load_engine(
+    name: str,
+    options: dict[str, Any],
+    defaults: dict[str, dict[str, Any]] | None = None,
+    donor_bank: Path | str | None = None,
+) -> Engine:
+    """The one way an engine is loaded, by the pixel stage and by ``vera-gateway doctor`` alike."""
+    return create_engine(name, engine_options(name, options, defaults, donor_bank))
 
 
 def registered_engines() -> list[str]:

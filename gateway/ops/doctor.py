@@ -8,9 +8,7 @@ failure the fix). The command prints a table and exits 1 when any check failed, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import importlib
 import importlib.metadata as metadata
 import json
 import os
@@ -27,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from anonymizer.engines import engine_options
 from anonymizer.plans import PixelMode, PixelPlan
 from dicom_rules import RuleSet
 from dicom_rules.decision import DicomDestination, FolderDestination
@@ -206,12 +205,10 @@ def _check_asset(
 
 
 def _engine_loads(label: str, engine_name: str, options: dict[str, Any]) -> Check:
-    from anonymizer.engines import base
+    from anonymizer.engines import load_engine
 
-    with contextlib.suppress(ImportError):  # engines register themselves on import
-        importlib.import_module(f"anonymizer.engines.{engine_name}")
     try:
-        engine = base.create_engine(engine_name, dict(options))
+        engine = load_engine(engine_name, dict(options))
         _ = engine.crop_size  # engines may load their assets lazily; this makes them load now
     except Exception as exc:
         return fail(
@@ -229,7 +226,7 @@ def check_engines(
     stage merges them (rule options win): assets present, hashes, and the engine loads them."""
     seen: set[str] = set()
     for route, plan in pixel_plans(rules):
-        options = {**(engine_defaults or {}).get(plan.engine, {}), **plan.engine_options}
+        options = engine_options(plan.engine, plan.engine_options, engine_defaults)
         key = plan.engine + json.dumps(options, sort_keys=True, default=str)
         if key in seen:
             continue

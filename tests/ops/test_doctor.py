@@ -17,9 +17,9 @@ from dicom_rules.decision import (
     FolderDestination,
     RouteAction,
     RouteDecision,
-    RuleSet,
     TlsSettings,
 )
+from dicom_rules.ruleset import RuleSet
 from gateway.core.config import load_config
 from gateway.ops.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
 from tests.ops.peers import dcmtk_storescp, free_port
