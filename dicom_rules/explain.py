@@ -24,7 +24,7 @@ from rich.text import Text
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.plans import MetadataPlan, PixelReport
-from dicom_rules.decision import RouteAction, RouteDecision
+from dicom_rules.decision import RouteAction, RouteDecision, describe_destination
 from dicom_rules.matching import ConditionResult
 from dicom_rules.ruleset import RuleSet
 
@@ -217,7 +217,7 @@ def render(expl: Explanation, console: Console, *, source: str = "") -> None:
         )
     console.print(_routes_table(expl))
     d = expl.decision
-    target = d.destination.name if d.destination is not None else d.reason
+    target = describe_destination(d.destination) if d.destination is not None else d.reason
     console.print(
         f"[bold]decision[/] route [cyan]{escape(d.route_name)}[/] → {d.action.value} {escape(target)}"
     )
