@@ -1,4 +1,4 @@
-"""Destination kinds: one small registered file each (``folder``, ``dicom``).
+"""Destination kinds: one small registered file each (``folder``, ``dicom``, ``dicomweb``).
 
 A kind registers a factory for its destination type (from ``dicom_rules``) with :func:`register`. The
 forwarder asks :func:`sender_for` for a :class:`Sender`, which sends a batch of de-identified files and
@@ -15,7 +15,11 @@ from typing import Any, Protocol
 
 from gateway.core.config import GatewayConfig
 
-KIND_MODULES = ("gateway.core.destinations.folder", "gateway.core.destinations.dicom")
+KIND_MODULES = (
+    "gateway.core.destinations.folder",
+    "gateway.core.destinations.dicom",
+    "gateway.core.destinations.dicomweb",
+)
 
 
 @dataclass(frozen=True)
