@@ -56,7 +56,7 @@ def register(destination_type: type) -> Callable[[SenderFactory], SenderFactory]
 
 def sender_for(destination: Any, config: GatewayConfig) -> Sender:
     """The sender for a destination from the rule set; raises LookupError for an unknown kind."""
-    if not _REGISTRY:
+    if type(destination) not in _REGISTRY:  # a kind module may have been imported alone before
         for name in KIND_MODULES:
             importlib.import_module(name)
     factory = _REGISTRY.get(type(destination))

@@ -1,0 +1,173 @@
+"""STOW-RS receiver: a real DICOMweb client stores photos to the gateway; refusals are clear and PHI-free."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from structlog.testing import capture_logs
+
+from dicom_rules import FolderDestination
+from gateway.core.config import StowSettings
+from gateway.core.destinations.dicomweb import MultipartBody, parse_stow_response
+from tests.conftest import Patient, Study, make_small_sc, write_study
+from tests.gateway.conftest import gateway_config, instance_states, rules_to, wait_until
+
+TOKEN = "camera-app-token-0123456789"
+RELATED = 'multipart/related; type="application/dicom"'
+
+
+def _service(tmp_path: Path, gateway: Any, **stow: Any) -> Any:
+    (tmp_path / "camera.token").write_text(TOKEN + "\n")
+    settings = {"port": 0, "clients": [{"name": "CAMERA_APP", "token_file": tmp_path / "camera.token"}]}
+    config = gateway_config(tmp_path / "gw", stow=StowSettings(**{**settings, **stow}))
+    return gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+
+
+def _url(service: Any) -> str:
+    return f"http://127.0.0.1:{service.stow.port}"
+
+
+def _post(service: Any, paths: list[Path], token: str = TOKEN, path: str = "/studies") -> httpx.Response:
+    body = MultipartBody(paths)
+    headers = {"Content-Type": body.content_type, "Authorization": f"Bearer {token}"}
+    return httpx.post(_url(service) + path, content=b"".join(body), headers=headers, timeout=30)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    patient = Patient(name="Stowe^Harriet", patient_id="MRN-STOW-77")
+    study = Study()
+    return write_study(tmp_path / "in", [make_small_sc(patient, study, n) for n in range(1, 4)])
+
+
+def test_dicomweb_client_stores_photos_and_they_come_out_deidentified(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    client = DICOMwebClient(_url(service), headers={"Authorization": f"Bearer {TOKEN}"})
+    response = client.store_instances([dcmread(p) for p in photos])
+    referenced = {str(item.ReferencedSOPInstanceUID) for item in response.ReferencedSOPSequence}
+    assert referenced == {str(dcmread(p).SOPInstanceUID) for p in photos}
+    assert "FailedSOPSequence" not in response
+    wait_until(lambda: instance_states(service.config) == {"forwarded": 3}, timeout=60)
+    outputs = [dcmread(p) for p in (tmp_path / "out").glob("*.dcm")]
+    assert len(outputs) == 3
+    for ds in outputs:
+        assert str(ds.PatientName) != "Stowe^Harriet" and ds.PatientID != "MRN-STOW-77"
+        assert str(ds.SOPInstanceUID) not in referenced
+    calling = {r["calling_ae"] for r in service.ledger.query("SELECT calling_ae FROM instances")}
+    assert calling == {"CAMERA_APP"}
+
+
+def test_wrong_token_is_refused_401_and_logged_without_phi(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    study_uid = str(dcmread(photos[0]).StudyInstanceUID)
+    with capture_logs() as logs:
+        response = _post(service, photos, token="not-the-token", path=f"/studies/{study_uid}")
+    assert response.status_code == 401 and "Bearer" in response.headers["www-authenticate"]
+    (entry,) = [e for e in logs if e["event"] == "stow.request"]
+    assert entry["reason"] == "wrong-token" and entry["http_status"] == 401
+    text = repr(logs)
+    for phi in (study_uid, "Stowe", "MRN-STOW-77", "not-the-token", TOKEN):
+        assert phi not in text
+    assert instance_states(service.config) == {}
+    assert httpx.post(_url(service) + "/studies", content=b"x", timeout=10).status_code == 401  # no header
+
+
+def test_declared_2gb_upload_is_refused_413_before_the_body_and_the_service_keeps_running(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    body = MultipartBody(photos)
+    head = (
+        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {body.content_type}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {2 * 1024**3}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", service.stow.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"--" + body.boundary.encode())  # a few bytes of the 2 GB
+        answer = sock.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413")
+    assert _post(service, photos).status_code == 200
+
+
+def test_streamed_body_over_the_limit_is_refused_413(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway, max_request_bytes=256 * 1024)
+    body = MultipartBody(photos)
+
+    def endless() -> Iterator[bytes]:  # chunked, no declared length: counted as it streams
+        yield b"--" + body.boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
+        for _ in range(2 * 1024):  # would be 2 GB; the receiver stops it after 256 kB
+            yield bytes(1024 * 1024)
+
+    headers = {"Content-Type": body.content_type, "Authorization": f"Bearer {TOKEN}"}
+    with capture_logs() as logs:
+        try:
+            response = httpx.post(_url(service) + "/studies", content=endless(), headers=headers, timeout=30)
+            assert response.status_code == 413
+        except httpx.HTTPError:  # the server answered and closed while we were still writing
+            pass
+    (entry,) = [e for e in logs if e["event"] == "stow.request"]
+    assert entry["http_status"] == 413 and entry["reason"] == "request-too-large"
+    assert _post(service, photos[:1]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "reason"),
+    [
+        (f"{RELATED}; boundary=b1", b"garbage without parts", 400, "malformed"),
+        (f"{RELATED}; boundary=b1", b"--b1\r\nContent-Type: a", 400, "trunc"),
+        (RELATED, b"--b1--\r\n", 400, "no-boundary"),
+        ("application/dicom", b"DICM", 415, "not-multipart"),
+        ("multipart/related; type=\"application/dicom+json\"; boundary=b1", b"--b1--\r\n", 415, "type-not"),
+    ],
+)
+def test_malformed_requests_get_a_clear_4xx_and_the_service_keeps_running(
+    tmp_path: Path, gateway: Any, photos: list[Path], content_type: str, body: bytes, status: int, reason: str
+) -> None:
+    service = _service(tmp_path, gateway)
+    headers = {"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(_url(service) + "/studies", content=body, headers=headers, timeout=10)
+    assert response.status_code == status and reason in response.json()["error"]
+    assert _post(service, photos[:1]).status_code == 200
+
+
+def test_each_instance_gets_its_own_status_undecodable_and_unsupported_fail_alone(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 64)
+    mr = make_small_sc(number=9)
+    mr.SOPClassUID = mr.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+    (unsupported,) = write_study(tmp_path / "mr", [mr])
+    response = _post(service, [photos[0], garbage, unsupported])
+    assert response.status_code == 202
+    outcome = parse_stow_response(response.headers["content-type"], response.content)
+    assert outcome.referenced == {str(dcmread(photos[0]).SOPInstanceUID)}
+    assert outcome.failed[str(mr.SOPInstanceUID)] == 0x0122
+    reasons = [item["00081197"]["Value"][0] for item in response.json()["00081198"]["Value"]]
+    assert sorted(reasons) == [0x0122, 0xA900]  # the intake's answer, as for C-STORE: no SOP Class UID
+    wait_until(lambda: instance_states(service.config).get("forwarded") == 1, timeout=60)
+    rejected = service.ledger.query("SELECT reason FROM quarantine")
+    assert [r["reason"] for r in rejected] == ["missing:SOPClassUID"]
+
+
+def test_all_failed_answers_409_with_0xC210_for_the_undecodable(tmp_path: Path, gateway: Any) -> None:
+    service = _service(tmp_path, gateway)
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"not dicom at all")
+    response = _post(service, [garbage])
+    assert response.status_code == 409
+    assert [i["00081197"]["Value"] for i in response.json()["00081198"]["Value"]] == [[0xC210]]
