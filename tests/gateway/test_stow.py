@@ -130,7 +130,7 @@ def test_streamed_body_over_the_limit_is_refused_413(
         (f"{RELATED}; boundary=b1", b"--b1\r\nContent-Type: a", 400, "trunc"),
         (RELATED, b"--b1--\r\n", 400, "no-boundary"),
         ("application/dicom", b"DICM", 415, "not-multipart"),
-        ("multipart/related; type=\"application/dicom+json\"; boundary=b1", b"--b1--\r\n", 415, "type-not"),
+        ('multipart/related; type="application/dicom+json"; boundary=b1', b"--b1--\r\n", 415, "type-not"),
     ],
 )
 def test_malformed_requests_get_a_clear_4xx_and_the_service_keeps_running(
