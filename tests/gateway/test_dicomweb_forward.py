@@ -17,9 +17,15 @@ from dicom_rules.decision import BearerAuth, HttpsSettings, OAuth2ClientCredenti
 from gateway.core.config import StowSettings
 from gateway.core.destinations import OutboundFile
 from gateway.core.destinations.dicomweb import DicomWebSender
-from gateway.core.ledger import Ledger
 from tests.conftest import Patient, Study, make_small_sc, write_study
-from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
+from tests.gateway.conftest import (
+    gateway_config,
+    instance_states,
+    ledger_of,
+    rules_to,
+    storescu,
+    wait_until,
+)
 from tests.gateway.stow_peer import StowPeer, stow_body
 from tests.ops.pki import make_pki
 
@@ -157,9 +163,8 @@ def test_partial_failure_retries_then_forwards_and_permanent_409_quarantines(
     files = write_study(tmp_path / "in", [make_small_sc(study=study, number=n) for n in range(3)])
     assert storescu(service.port, files).returncode == 0
     wait_until(lambda: instance_states(config) == {"forwarded": 3}, timeout=60)
-    attempts = sorted(
-        r["attempts"] for r in Ledger(config.ledger_path).query("SELECT attempts FROM instances")
-    )
+    with ledger_of(config) as ledger:
+        attempts = sorted(r.attempts for r in ledger.instances())
     assert attempts == [0, 0, 1]  # only the instance the archive failed was sent again
     assert len(peer.stored) == 3 and failed_once <= set(peer.stored)
 
@@ -172,8 +177,9 @@ def test_partial_failure_retries_then_forwards_and_permanent_409_quarantines(
     )
     assert storescu(service2.port, files[:1]).returncode == 0
     wait_until(lambda: instance_states(config2) == {"quarantined": 1}, timeout=60)
-    (item,) = Ledger(config2.ledger_path).quarantine_items()
-    assert item["kind"] == "forward" and item["reason"] == "forward-gave-up:stow:0xA900"
+    with ledger_of(config2) as ledger:
+        (item,) = ledger.quarantine_items()
+    assert item.kind == "forward" and item.reason == "forward-gave-up:stow:0xA900"
 
 
 @pytest.mark.integration

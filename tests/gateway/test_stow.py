@@ -62,7 +62,7 @@ def test_dicomweb_client_stores_photos_and_they_come_out_deidentified(
     for ds in outputs:
         assert str(ds.PatientName) != "Stowe^Harriet" and ds.PatientID != "MRN-STOW-77"
         assert str(ds.SOPInstanceUID) not in referenced
-    calling = {r["calling_ae"] for r in service.ledger.query("SELECT calling_ae FROM instances")}
+    calling = {r.calling_ae for r in service.ledger.instances()}
     assert calling == {"CAMERA_APP"}
 
 
@@ -160,8 +160,8 @@ def test_each_instance_gets_its_own_status_undecodable_and_unsupported_fail_alon
     reasons = [item["00081197"]["Value"][0] for item in response.json()["00081198"]["Value"]]
     assert sorted(reasons) == [0x0122, 0xA900]  # the intake's answer, as for C-STORE: no SOP Class UID
     wait_until(lambda: instance_states(service.config).get("forwarded") == 1, timeout=60)
-    rejected = service.ledger.query("SELECT reason FROM quarantine")
-    assert [r["reason"] for r in rejected] == ["missing:SOPClassUID"]
+    rejected = service.ledger.quarantine_items()
+    assert [(r.reason, r.calling_ae) for r in rejected] == [("missing:SOPClassUID", "CAMERA_APP")]
 
 
 def test_all_failed_answers_409_with_0xC210_for_the_undecodable(tmp_path: Path, gateway: Any) -> None:
