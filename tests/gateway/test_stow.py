@@ -171,3 +171,48 @@ def test_all_failed_answers_409_with_0xC210_for_the_undecodable(tmp_path: Path, 
     response = _post(service, [garbage])
     assert response.status_code == 409
     assert [i["00081197"]["Value"] for i in response.json()["00081198"]["Value"]] == [[0xC210]]
+
+
+def test_https_receiver_identifies_clients_by_certificate_cn_or_token(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    import ssl
+
+    from tests.ops.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "camera.token").write_text(TOKEN)
+    stow = StowSettings(
+        port=0,
+        tls={
+            "certificate": pki.server.certificate,
+            "private_key": pki.server.private_key,
+            "ca_bundle": pki.ca,
+        },
+        clients=[
+            {"name": "WARD_TABLET", "certificate_cn": "pacs-client"},
+            {"name": "CAMERA_APP", "token_file": tmp_path / "camera.token"},
+        ],
+    )
+    config = gateway_config(tmp_path / "gw", stow=stow)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    url = f"https://127.0.0.1:{service.stow.port}/studies"
+    body = MultipartBody(photos[:1])
+
+    def post(cert: Any = None, token: str | None = None) -> int:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        if cert is not None:
+            ctx.load_cert_chain(cert.certificate, cert.private_key)
+        headers = {"Content-Type": body.content_type}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        with httpx.Client(verify=ctx) as client:
+            return client.post(url, content=b"".join(body), headers=headers, timeout=30).status_code
+
+    assert post(cert=pki.client) == 200  # the certificate's CN names the client
+    assert post(token=TOKEN) == 200
+    assert post() == 401
+    with pytest.raises(httpx.TransportError):  # TLS 1.3: the server drops it right after the handshake
+        post(cert=pki.rogue)  # signed by another CA
+    wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)  # the same instance twice
+    assert {r.calling_ae for r in service.ledger.instances()} == {"WARD_TABLET"}
