@@ -9,10 +9,18 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import dicom_rules
 from dicom_rules import RuleSet
@@ -27,18 +35,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _valid_cidrs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for net in value:
+        ipaddress.ip_network(net, strict=False)
+    return value
+
+
+Cidrs = Annotated[tuple[str, ...], AfterValidator(_valid_cidrs)]
+
+
 class CallerRule(_Frozen):
     """One allowed calling AE title, optionally restricted to IP networks (CIDR)."""
 
     ae_title: str = Field(min_length=1, max_length=16)
-    networks: tuple[str, ...] = ()
-
-    @field_validator("networks")
-    @classmethod
-    def _valid_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for net in value:
-            ipaddress.ip_network(net, strict=False)
-        return value
+    networks: Cidrs = ()
 
 
 class ForwardSettings(_Frozen):
@@ -62,6 +72,7 @@ class StowClient(_Frozen):
     name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")
     token_file: Path | None = None
     certificate_cn: str | None = Field(None, min_length=1)
+    networks: Cidrs = ()  # it may call only from these; empty = any address
 
     @model_validator(mode="after")
     def _one_credential(self) -> StowClient:

@@ -34,9 +34,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from dicom_rules.decision import Source
 from gateway.core.config import StowSettings
 from gateway.core.intake import OUT_OF_RESOURCES, SUCCESS, Caller, Intake, StoreRequest
 from gateway.core.scp import IMAGE_TRANSFER_SYNTAXES, PHOTO_SOP_CLASSES, VIDEO, VIDEO_PHOTOGRAPHIC
+from gateway.ops.metrics import STOW_REQUESTS
 from gateway.ops.tls import TlsSettings, server_context
 
 LOG = structlog.get_logger("gateway.stow")
@@ -177,11 +179,19 @@ class StowReceiver:
             if c.token_file is not None
         }
         self.cns = {c.certificate_cn: c.name for c in settings.clients if c.certificate_cn is not None}
+        self.sources = {c.name: Source(c.name, c.networks) for c in settings.clients}
 
-    def client_name(self, request: Request) -> str:
-        """The allowed client that made this request; raises :class:`Refused` (401/403) otherwise."""
+    def client_name(self, request: Request, peer: str) -> str:
+        """The allowed client that made this request (credential, then its networks, as for AE titles);
+        raises :class:`Refused` (401/403) otherwise."""
         if not self.settings.clients:
             return "STOW"
+        name = self._identify(request)
+        if not self.sources[name].allows(name, peer):
+            raise Refused(403, "network-not-allowed")
+        return name
+
+    def _identify(self, request: Request) -> str:
         cn = request.scope.get("state", {}).get(PEER_CN)
         if cn and cn in self.cns:
             return self.cns[cn]
@@ -198,7 +208,7 @@ class StowReceiver:
         peer = request.client.host if request.client else "?"
         client, result, size = "-", StowResult(), 0
         try:
-            client = self.client_name(request)
+            client = self.client_name(request, peer)
             boundary = boundary_of(request.headers.get("content-type", ""))
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.settings.max_request_bytes:
@@ -210,6 +220,7 @@ class StowReceiver:
             reason = "ok" if result.outcomes else "no-instances"
         except Refused as exc:
             response, reason = self._refusal(exc, result), exc.reason
+        STOW_REQUESTS.labels(status=str(response.status_code), reason=reason).inc()
         LOG.info(
             "stow.request",
             client=client,

@@ -216,3 +216,20 @@ def test_https_receiver_identifies_clients_by_certificate_cn_or_token(
         post(cert=pki.rogue)  # signed by another CA
     wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)  # the same instance twice
     assert {r.calling_ae for r in service.ledger.instances()} == {"WARD_TABLET"}
+
+
+def test_a_client_outside_its_networks_is_refused_403_and_counted(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def refused() -> float:
+        labels = {"status": "403", "reason": "network-not-allowed"}
+        return REGISTRY.get_sample_value("vera_gateway_stow_requests_total", labels) or 0.0
+
+    before = refused()
+    (tmp_path / "camera.token").write_text(TOKEN)
+    client = {"name": "CAMERA_APP", "token_file": tmp_path / "camera.token", "networks": ["10.99.0.0/16"]}
+    service = _service(tmp_path, gateway, clients=[client])
+    assert _post(service, photos[:1]).status_code == 403  # right token, but 127.0.0.1 is not in 10.99/16
+    assert refused() == before + 1 and instance_states(service.config) == {}
