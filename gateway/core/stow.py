@@ -17,7 +17,7 @@ import asyncio
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -29,7 +29,7 @@ from pydicom import dcmread
 from python_multipart.multipart import MultipartParseError, MultipartParser
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -244,7 +244,7 @@ class StowReceiver:
         parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
         study = request.path_params.get("study", "")
         size = 0
-        async for chunk in request.stream():
+        async for chunk in _stream(request):
             size += len(chunk)
             if size > self.settings.max_request_bytes:
                 raise Refused(413, "request-too-large")
@@ -283,6 +283,14 @@ class StowReceiver:
             LOG.error("stow.store_failed", error=type(exc).__name__)
             status = OUT_OF_RESOURCES
         return cls, uid, status
+
+
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:  # instances completed before stay stored; the sender retries the rest
+        raise Refused(400, "client-disconnected") from None
 
 
 def build_app(receiver: StowReceiver) -> Starlette:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,12 @@ TOKEN = "camera-app-token-0123456789"
 RELATED = 'multipart/related; type="application/dicom"'
 
 
-def _service(tmp_path: Path, gateway: Any, **stow: Any) -> Any:
+def _service(tmp_path: Path, gateway: Any, spool_writer: Any = None, **stow: Any) -> Any:
     (tmp_path / "camera.token").write_text(TOKEN + "\n")
     settings = {"port": 0, "clients": [{"name": "CAMERA_APP", "token_file": tmp_path / "camera.token"}]}
     config = gateway_config(tmp_path / "gw", stow=StowSettings(**{**settings, **stow}))
-    return gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    extra = {"spool_writer": spool_writer} if spool_writer else {}
+    return gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")), **extra)
 
 
 def _url(service: Any) -> str:
@@ -233,3 +235,52 @@ def test_a_client_outside_its_networks_is_refused_403_and_counted(
     service = _service(tmp_path, gateway, clients=[client])
     assert _post(service, photos[:1]).status_code == 403  # right token, but 127.0.0.1 is not in 10.99/16
     assert refused() == before + 1 and instance_states(service.config) == {}
+
+
+def test_disk_full_answers_0xA700_per_instance_and_keeps_nothing(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    def full_disk(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    service = _service(tmp_path, gateway, spool_writer=full_disk)
+    response = _post(service, photos)
+    assert response.status_code == 409
+    reasons = [item["00081197"]["Value"][0] for item in response.json()["00081198"]["Value"]]
+    assert reasons == [0xA700] * len(photos)
+    assert [p for p in service.config.spool_dir.rglob("*") if p.is_file()] == []
+    assert instance_states(service.config) == {}
+
+
+def test_stow_response_parser_reads_dicom_xml_too() -> None:
+    xml = b"""<?xml version="1.0"?><NativeDicomModel>
+      <DicomAttribute tag="00081199" vr="SQ"><Item number="1">
+        <DicomAttribute tag="00081155" vr="UI"><Value number="1">2.25.1</Value></DicomAttribute></Item>
+      </DicomAttribute>
+      <DicomAttribute tag="00081198" vr="SQ"><Item number="1">
+        <DicomAttribute tag="00081155" vr="UI"><Value number="1">2.25.2</Value></DicomAttribute>
+        <DicomAttribute tag="00081197" vr="US"><Value number="1">42752</Value></DicomAttribute></Item>
+      </DicomAttribute></NativeDicomModel>"""
+    outcome = parse_stow_response("application/dicom+xml", xml)
+    assert outcome.referenced == {"2.25.1"} and outcome.failed == {"2.25.2": 0xA700}
+    assert parse_stow_response("application/dicom+json", b"{not json").referenced == set()
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_the_service_running(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    multipart = MultipartBody(photos)
+    body = b"".join(multipart)
+    head = (
+        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {multipart.content_type}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    with capture_logs() as logs:
+        with socket.create_connection(("127.0.0.1", service.stow.port), timeout=10) as sock:
+            sock.sendall(head.encode() + body[:1000])  # then gone
+        wait_until(lambda: any(e["event"] == "stow.request" for e in logs), timeout=10)
+    (entry,) = [e for e in logs if e["event"] == "stow.request"]
+    assert entry["reason"] == "client-disconnected" and entry["stored"] == 0
+    assert _post(service, photos[:1]).status_code == 200
