@@ -11,6 +11,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
+from enum import Enum
 from typing import Any
 
 from gateway.core.ledger import statements as sql
@@ -51,6 +52,11 @@ from gateway.core.ledger.models import (
 Row = dict[str, Any]
 
 
+def _plain(args: Sequence[Any]) -> tuple[Any, ...]:
+    """State enums go to the driver as their text (a driver may adapt an Enum by its name)."""
+    return tuple(a.value if isinstance(a, Enum) else a for a in args)
+
+
 class Tx:
     """Statements on one DB-API cursor; rows come back as dicts. ``convert`` adapts the ``?`` style."""
 
@@ -59,7 +65,7 @@ class Tx:
         self.convert = convert
 
     def rows(self, statement: str, args: Sequence[Any] = ()) -> list[Row]:
-        self.cursor.execute(self.convert(statement), tuple(args))
+        self.cursor.execute(self.convert(statement), _plain(args))
         names = [d[0] for d in self.cursor.description]
         return [dict(zip(names, r, strict=True)) for r in self.cursor.fetchall()]
 
@@ -69,7 +75,7 @@ class Tx:
 
     def run(self, statement: str, args: Sequence[Any] = ()) -> int:
         """Execute; returns how many rows it changed (0: a fence did not hold)."""
-        self.cursor.execute(self.convert(statement), tuple(args))
+        self.cursor.execute(self.convert(statement), _plain(args))
         return int(self.cursor.rowcount)
 
     def insert(self, statement: str, args: Sequence[Any]) -> int:
