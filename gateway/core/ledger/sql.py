@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.core.ledger import statements as sql
 from gateway.core.ledger.base import Ledger
@@ -50,6 +50,7 @@ from gateway.core.ledger.models import (
 )
 
 Row = dict[str, Any]
+R = TypeVar("R")
 
 
 def _plain(args: Sequence[Any]) -> tuple[Any, ...]:
@@ -83,8 +84,9 @@ class Tx:
         return int(self.rows(statement, args)[0]["id"])
 
 
-def _record(cls: type, row: Row, **enums: Callable[[Any], Any]) -> Any:
-    values = {f.name: row[f.name] for f in fields(cls)}
+def _record(cls: type[R], row: Row, **enums: Callable[[Any], Any]) -> R:
+    """A frozen record from a row (by field name); ``enums`` convert state and kind columns."""
+    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
     for name, convert in enums.items():
         values[name] = convert(values[name])
     return cls(**values)
