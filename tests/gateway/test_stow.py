@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from structlog.testing import capture_logs
@@ -284,3 +285,24 @@ def test_a_client_that_hangs_up_mid_body_leaves_the_service_running(
     (entry,) = [e for e in logs if e["event"] == "stow.request"]
     assert entry["reason"] == "client-disconnected" and entry["stored"] == 0
     assert _post(service, photos[:1]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("stow", "message"),
+    [
+        ({"clients": [{"name": "CAM"}]}, "exactly one of token_file or certificate_cn"),
+        ({"clients": [{"name": "CAM", "token_file": "t", "certificate_cn": "c"}]}, "exactly one"),
+        ({"clients": [{"name": "CAM", "certificate_cn": "cam-01"}]}, "need tls with a ca_bundle"),
+        ({"clients": [{"name": "CAM", "token_file": "t", "networks": ["nope"]}]}, "networks"),
+        ({"bind": "localhost"}, "stow.bind"),
+        ({"max_request_bytes": 0}, "max_request_bytes"),
+    ],
+)
+def test_stow_config_errors_name_the_field(tmp_path: Path, stow: dict[str, Any], message: str) -> None:
+    from gateway.core.config import ConfigError, load_config
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump({"stow": stow}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value) and str(path) in str(info.value)
