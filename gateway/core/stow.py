@@ -266,11 +266,12 @@ class StowReceiver:
         kind = media_type_params(headers.get("content-type", "application/dicom"))[0]
         if kind != "application/dicom":
             raise Refused(415, "part-not-application-dicom")
-        try:
+        try:  # the file meta plays the C-STORE request's part: the intake checks the dataset against it
             ds = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=HEADER_TAGS)
-            cls, uid = str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
-            syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-            study_uid = str(ds.get("StudyInstanceUID", ""))
+            meta = ds.file_meta
+            cls = str(meta.get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
+            uid = str(meta.get("MediaStorageSOPInstanceUID", "") or ds.get("SOPInstanceUID", ""))
+            syntax, study_uid = str(meta.get("TransferSyntaxUID", "")), str(ds.get("StudyInstanceUID", ""))
         except Exception:  # undecodable: the intake answers 0xC210 and quarantines it
             cls, uid, syntax, study_uid = "", "", "", study
         if cls and (refusal := supported(cls, syntax)):

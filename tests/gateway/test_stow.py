@@ -306,3 +306,18 @@ def test_stow_config_errors_name_the_field(tmp_path: Path, stow: dict[str, Any],
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_instances_of_another_study_or_with_mismatched_file_meta_fail_0xA900(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    response = _post(service, photos[:1], path="/studies/1.2.3.4")  # not this photo's study
+    assert response.status_code == 409
+    assert response.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA900]
+    (path,) = write_study(tmp_path / "odd", [make_small_sc(number=7)])
+    uid = str(dcmread(path).SOPInstanceUID).encode()
+    other = uid[:-1] + (b"1" if uid[-1:] != b"1" else b"2")
+    path.write_bytes(path.read_bytes().replace(uid, other, 1))  # the file meta now names another instance
+    assert _post(service, [path]).status_code == 409
+    assert [q.reason for q in service.ledger.quarantine_items()] == ["sop-instance-mismatch"]
