@@ -50,6 +50,7 @@ def store_all(datasets: list[Any]) -> tuple[int, dict[str, Any] | None]:
 class StowPeer:
     answer: Answer = store_all
     bearer: str | None = None  # required Authorization: Bearer value
+    basic: tuple[str, str] | None = None  # required HTTP Basic user and password
     client_secret: str = "oauth-secret"
     requests: list[list[Any]] = field(default_factory=list)  # datasets per STOW request
     token_requests: int = 0
@@ -74,8 +75,15 @@ class StowPeer:
             def _body(self) -> bytes:
                 return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
+            def _authorized(self) -> bool:
+                given = self.headers.get("Authorization")
+                if peer.basic is not None:
+                    pair = base64.b64encode(":".join(peer.basic).encode()).decode()
+                    return given == f"Basic {pair}"
+                return not peer.bearer or given == f"Bearer {peer.bearer}"
+
             def do_GET(self) -> None:
-                if peer.bearer and self.headers.get("Authorization") != f"Bearer {peer.bearer}":
+                if not self._authorized():
                     return self._reply(401)
                 self._reply(200, [])
 
@@ -83,7 +91,7 @@ class StowPeer:
                 body = self._body()
                 if self.path == "/token":
                     return self._token()
-                if peer.bearer and self.headers.get("Authorization") != f"Bearer {peer.bearer}":
+                if not self._authorized():
                     return self._reply(401)
                 parts = split_parts(self.headers["Content-Type"], body)
                 datasets = [dcmread(BytesIO(p)) for p in parts]

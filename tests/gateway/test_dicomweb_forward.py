@@ -13,7 +13,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
 from dicom_rules import DicomWebDestination
-from dicom_rules.decision import BearerAuth, HttpsSettings, OAuth2ClientCredentials
+from dicom_rules.decision import BasicAuth, BearerAuth, HttpsSettings, OAuth2ClientCredentials
 from gateway.core.config import StowSettings
 from gateway.core.destinations import OutboundFile
 from gateway.core.destinations.dicomweb import DicomWebSender
@@ -107,6 +107,16 @@ def test_bearer_token_is_read_from_its_file_and_a_wrong_one_fails_401(tmp_path: 
     assert [r.ok for r in sender.send(files)] == [True] and sender.echo()
     token.unlink()
     assert [r.reason for r in sender.send(files)] == ["auth-secret-unavailable"]
+
+
+def test_basic_auth_password_comes_from_its_file(tmp_path: Path, peer: StowPeer) -> None:
+    peer.basic = ("vera", "pa ss:word")
+    password = tmp_path / "archive.pw"
+    password.write_text("pa ss:word\n")
+    sender = _sender(tmp_path, f"http://127.0.0.1:{peer.port}", auth=BasicAuth("vera", password))
+    assert [r.ok for r in sender.send(_outbox(tmp_path, 1, 1))] == [True] and sender.echo()
+    password.write_text("wrong\n")
+    assert not sender.echo()
 
 
 def test_oauth2_client_credentials_token_is_fetched_once_and_reused(tmp_path: Path, peer: StowPeer) -> None:
