@@ -149,7 +149,7 @@ class DicomWebSender:
     def _client(self) -> httpx.Client:
         verify = https_context(self.destination.tls)
         timeout = httpx.Timeout(self.destination.timeout_s, connect=self.config.forward.connect_timeout_s)
-        auth = http_auth(self.destination.auth, verify, self.destination.timeout_s)
+        auth = http_auth(self.destination.auth, self.destination.tls, self.destination.timeout_s)
         return httpx.Client(verify=verify, timeout=timeout, auth=auth, follow_redirects=False)
 
     def send(self, files: Sequence[OutboundFile]) -> list[SendResult]:

@@ -110,11 +110,20 @@ class OAuth2ClientCredentialsAuth(httpx.Auth):
             self.forget()  # the next attempt (after back-off) fetches a fresh token
 
 
-def http_auth(auth: WebAuth | None, verify: ssl.SSLContext, timeout_s: float) -> httpx.Auth | None:
+def token_endpoint_context(tls: HttpsSettings | None) -> ssl.SSLContext:
+    """The identity provider often lives elsewhere than the archive: system CAs plus the archive's bundle."""
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls is not None and tls.ca_bundle is not None:
+        ctx.load_verify_locations(cafile=str(tls.ca_bundle))
+    return ctx
+
+
+def http_auth(auth: WebAuth | None, tls: HttpsSettings | None, timeout_s: float) -> httpx.Auth | None:
     if isinstance(auth, BasicAuth):
         return BasicFileAuth(auth.username, auth.password_file)
     if isinstance(auth, BearerAuth):
         return BearerFileAuth(auth.token_file)
     if isinstance(auth, OAuth2ClientCredentials):
-        return OAuth2ClientCredentialsAuth(auth, verify, timeout_s)
+        return OAuth2ClientCredentialsAuth(auth, token_endpoint_context(tls), timeout_s)
     return None
