@@ -321,3 +321,11 @@ def test_instances_of_another_study_or_with_mismatched_file_meta_fail_0xA900(
     path.write_bytes(path.read_bytes().replace(uid, other, 1))  # the file meta now names another instance
     assert _post(service, [path]).status_code == 409
     assert [q.reason for q in service.ledger.quarantine_items()] == ["sop-instance-mismatch"]
+
+
+def test_a_resent_request_is_idempotent(tmp_path: Path, gateway: Any, photos: list[Path]) -> None:
+    service = _service(tmp_path, gateway)  # a sender that lost the answer (or our process) sends again
+    assert _post(service, photos).status_code == 200
+    assert _post(service, photos).status_code == 200
+    wait_until(lambda: instance_states(service.config) == {"forwarded": 3}, timeout=60)
+    assert len(list((tmp_path / "out").glob("*.dcm"))) == 3
