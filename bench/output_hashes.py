@@ -107,7 +107,7 @@ def _offline_path(inputs: list[Path], rules_file: Path, bank: Path, out_dir: Pat
     secret.chmod(0o600)
     argv = ["anonymize", str(inputs[0].parent), str(out_dir)]
     rc = main([*argv, "--rules", str(rules_file), "--secret", str(secret), "--donor-bank", str(bank)])
-    return {"rc": rc} | {p.name: _sha(p) for p in sorted(out_dir.iterdir())}
+    return {"rc": rc} | {p.name: _sha(p) for p in sorted(out_dir.glob("*.dcm"))}
 
 
 def run(cache: Path) -> dict[str, Any]:
