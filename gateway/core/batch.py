@@ -30,7 +30,7 @@ from gateway.core.worker import init_worker, run_job
 
 JOURNAL = ".anonymize-journal.jsonl"
 SUMMARY = "anonymize-summary.json"
-MAX_ATTEMPTS = 3  # a stage asked to retry (e.g. engine busy): the job runs again, then is quarantined
+MAX_ATTEMPTS = 3  # a job that asked to retry or lost its worker runs again, then is quarantined
 UNREADABLE = "unreadable"
 
 
@@ -198,18 +198,20 @@ class Runner:
             except Exception as exc:  # a worker died (BrokenProcessPool) or the job raised
                 if isinstance(exc, BrokenProcessPool) and self.pool is not None:
                     self.pool.shutdown(wait=False, cancel_futures=True)
-                    self.pool = None
-                self._quarantine(job, f"worker-error:{type(exc).__name__}")
+                    self.pool = None  # every job in flight fails with it: each is retried on a new pool
+                self._again(job, attempt, f"worker-error:{type(exc).__name__}")
                 continue
-            if result.retry_reason and attempt < MAX_ATTEMPTS:
-                self._submit(job, attempt + 1)
-            elif result.retry_reason:
-                self._quarantine(job, f"retry:{result.retry_reason}")
+            if result.retry_reason:
+                self._again(job, attempt, f"retry:{result.retry_reason}")
             else:
                 self._finish(job, [(i.kind.value, i.reason, i.out_path) for i in result.items])
 
-    def _quarantine(self, job: FolderJob, reason: str) -> None:
-        self._finish(job, [(ItemKind.QUARANTINE.value, reason, "")] * len(job.paths))
+    def _again(self, job: FolderJob, attempt: int, reason: str) -> None:
+        """Run a failed job again, or quarantine its instances after MAX_ATTEMPTS (as the scheduler does)."""
+        if attempt < MAX_ATTEMPTS:
+            self._submit(job, attempt + 1)
+        else:
+            self._finish(job, [(ItemKind.QUARANTINE.value, reason, "")] * len(job.paths))
 
     def _finish(self, job: FolderJob, items: list[Entry]) -> None:
         self.journal.record(job, items)
