@@ -183,10 +183,10 @@ def run_stages(instances: tuple[InstanceSpec, ...], rules: RuleSet, keys: KeyRin
             run.results.append(_failed(item, outcome))
         else:
             groups[group_key(item)].append(item)
-    finish = _Finisher(keys, sink, run)
+    pixels, finish = Pixels(keys), _Finisher(keys, sink, run)
     for group in groups.values():
         with _Timer(run, "pixels"):
-            outcomes = Pixels(keys).process(group)
+            outcomes = pixels.process(group)
         retry = next((o for o in outcomes if isinstance(o, Retry)), None)
         if retry is not None:
             run.retry_reason = retry.reason
