@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 
 from dicom_rules.loader import DEFAULT_RULES_PATH
@@ -88,3 +90,12 @@ def test_rule_can_quarantine_photos_without_patient_id(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / SUMMARY).read_text())
     assert summary["outcomes"]["ok"] == 4
     assert summary["quarantine_reasons"] == {"rule:catch-all:no-patient-id": 2, "unreadable": 1}
+
+
+@pytest.fixture(autouse=True)
+def _reset_pixel_settings() -> Iterator[None]:
+    """`--workers 0` sets up the pipeline in this process: leave no donor bank setting to later tests."""
+    from anonymizer import pixel_stage
+
+    yield
+    pixel_stage.configure(pixel_stage.PixelSettings())

@@ -140,3 +140,12 @@ def test_service_and_offline_anonymize_write_identical_bytes(
 def test_every_face_photo_written_and_the_non_face_object_quarantined(service_run: ServiceRun) -> None:
     assert set(service_run.outputs) == {"000.dcm", "002.dcm", "003.dcm", "004.dcm"}
     assert service_run.quarantined == {"001.dcm": "pixels:no-face-found"}
+
+
+@pytest.fixture(autouse=True)
+def _reset_pixel_settings() -> Iterator[None]:
+    """`--workers 0` sets up the pipeline in this process: leave no donor bank setting to later tests."""
+    from anonymizer import pixel_stage
+
+    yield
+    pixel_stage.configure(pixel_stage.PixelSettings())
