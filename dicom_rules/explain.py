@@ -252,6 +252,7 @@ def _plan_table(expl: Explanation) -> Table:
     )
     _add(table, "preserve", ", ".join(r.value for r in p.preserve) or "nothing")
     _add(table, "pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
+    _add(table, "no PatientID", p.no_patient_id.value)
     if p.engine_options:
         _add(table, "engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
     _add(

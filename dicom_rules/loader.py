@@ -233,6 +233,7 @@ def _pixel_plan(model: PixelsModel, default_engine: str, base: Path) -> PixelPla
         preserve=tuple(model.preserve),
         pairing=model.pairing,
         no_face=model.no_face,
+        no_patient_id=model.no_patient_id,
         fallback_engine=model.fallback_engine,
         jpeg_quality=model.jpeg_quality,
         engine_options=options,

@@ -25,7 +25,15 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from anonymizer.plans import NoFaceAction, PairingScope, PixelMode, ProfileOption, Region, TagAction
+from anonymizer.plans import (
+    NoFaceAction,
+    NoPatientIdAction,
+    PairingScope,
+    PixelMode,
+    ProfileOption,
+    Region,
+    TagAction,
+)
 from dicom_rules.tags import resolve, resolve_path, rule_error
 
 CALLING_AE = "calling_ae"
@@ -287,6 +295,10 @@ class PixelsModel(_Model):
     )
     pairing: PairingScope = PairingScope.PATIENT
     no_face: NoFaceAction = NoFaceAction.QUARANTINE
+    no_patient_id: NoPatientIdAction = Field(
+        default=NoPatientIdAction.PER_STUDY,
+        description="photos without PatientID: per_study (own identity per study) or quarantine",
+    )
     fallback_engine: EngineName | None = None
     jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
     options: dict[str, Scalar | bool] = Field(

@@ -95,6 +95,20 @@ def donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def wide_donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank of 20 identities (test identities left out), so that two patients' donor sets barely overlap,
+    as in a real bank; the 8-identity bank shares most donors between any two patients (about 40 s)."""
+    if not FACES.is_dir():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    from anonymizer.donors import build_bank, save_bank
+
+    ids = sorted({p.name[:3] for p in FACES.glob("*_03.jpg")} - set(TEST_FACE_IDS))[:20]
+    path = tmp_path_factory.mktemp("wide-donors") / "donors.npz"
+    save_bank(build_bank(FACES, files=[FACES / f"{i}_03.jpg" for i in ids]), path)
+    return path
+
+
 def patient_face_photos() -> list[Path]:
     """Neutral and smiling photo of the first test identity (not in any donor bank built here)."""
     return [FACES / f"{TEST_FACE_IDS[0]}_{e}.jpg" for e in ("03", "08")]
