@@ -70,7 +70,13 @@ class GatewayConfig(_Frozen):
     max_pdu: int = Field(262144, ge=0)  # 0 = unlimited
     acse_timeout_s: float = Field(30.0, gt=0)
     dimse_timeout_s: float = Field(60.0, gt=0)
-    network_timeout_s: float = Field(60.0, gt=0)
+    network_timeout_s: float = Field(60.0, gt=0)  # idle association; also: a started PDU must finish in it
+    admission_timeout_s: float = Field(10.0, gt=0)  # connect → complete A-ASSOCIATE-RQ (gateway/admission.py)
+    max_pending_connections: int = Field(64, ge=1)  # connections without a complete RQ yet, all sources
+    max_pending_per_source: int = Field(8, ge=1)  # ... per source address (the oldest is closed first)
+    max_request_pdu: int = Field(65536, ge=4096)  # A-ASSOCIATE-RQ and other non-data PDUs
+    max_dataset_bytes: int = Field(512 * 2**20, ge=4096)  # one C-STORE's dataset; above: aborted
+    max_inflight_bytes: int = Field(1024 * 2**20, ge=4096)  # received data held by all associations
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import RuleSet
 from dicom_rules.decision import Source
+from gateway.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.config import GatewayConfig
 from gateway.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
 from gateway.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
@@ -100,7 +101,23 @@ def build_ae(config: GatewayConfig) -> AE:
         ae.add_supported_context(sop_class, list(IMAGE_TRANSFER_SYNTAXES))
     ae.add_supported_context(VIDEO_PHOTOGRAPHIC, list(IMAGE_TRANSFER_SYNTAXES + VIDEO))
     configure_ae(ae, association_limits(config))
+    # The gate and the doorman do the counting; pynetdicom's own limit only has to stay out of their way
+    # (associations refused by the gate still live a moment as threads).
+    ae.maximum_associations = 2 * (config.max_associations + config.max_pending_connections)
     return ae
+
+
+def admission_limits(config: GatewayConfig) -> AdmissionLimits:
+    return AdmissionLimits(
+        request_timeout_s=config.admission_timeout_s,
+        max_pending=config.max_pending_connections,
+        max_pending_per_source=config.max_pending_per_source,
+        max_request_bytes=config.max_request_pdu,
+        max_pdu_bytes=config.max_pdu,
+        pdu_timeout_s=config.network_timeout_s,
+        max_dataset_bytes=config.max_dataset_bytes,
+        max_inflight_bytes=config.max_inflight_bytes,
+    )
 
 
 def association_limits(config: GatewayConfig) -> AssociationLimits:
@@ -138,8 +155,11 @@ def start_scp(
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     gate: AssociationGate | None = None,
-) -> Any:
-    """Start listening in background threads; returns pynetdicom's server (``.shutdown()`` to stop)."""
+    budget: ByteBudget | None = None,
+) -> AdmittedServer:
+    """Start listening in background threads; returns the server (``.shutdown()`` to stop). Connections are
+    screened by :mod:`gateway.admission` before pynetdicom sees them. Pass one ``budget`` to several
+    listeners so their received bytes count together."""
     ae = build_ae(config)
     handlers: list[Any] = [
         *association_handlers(config, rules, gate),
@@ -147,7 +167,16 @@ def start_scp(
         (evt.EVT_C_STORE, handle_store, [intake]),
     ]
     address = (config.bind, config.port if port is None else port)
-    server = ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=ssl_context)
+    server: AdmittedServer = ae.make_server(
+        address,
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=AdmittedServer,
+        limits=admission_limits(config),
+        budget=budget or ByteBudget(config.max_inflight_bytes),
+    )
+    ae._servers.append(server)
+    server.start_admission()
     LOG.info(
         "scp.listening",
         ae_title=config.ae_title,

@@ -16,6 +16,7 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
+from gateway.admission import ByteBudget
 from gateway.config import GatewayConfig, load_rule_set
 from gateway.forwarder import Forwarder
 from gateway.grouping import Scheduler
@@ -87,11 +88,18 @@ class Service:
         orphans = self.count_spool_orphans()
         LOG.info("service.recovered", spool_orphans=orphans, **recovered)
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
-        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
+        budget = ByteBudget(self.config.max_inflight_bytes)  # received bytes, both listeners together
+        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate, budget=budget)
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
             self.tls_server = start_scp(
-                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
+                self.config,
+                self.intake,
+                self.rules(),
+                port=self.config.tls.port,
+                ssl_context=ctx,
+                gate=gate,
+                budget=budget,
             )
         self.scheduler.warm_up()
         for name, target in (

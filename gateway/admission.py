@@ -1,0 +1,504 @@
+"""Admission in front of pynetdicom: nobody who can open TCP connections can block the senders.
+
+Why an accept loop of ours and not pynetdicom's hooks: pynetdicom creates an Association (two threads, one
+slot of ``maximum_associations``) for every accepted socket *before* a byte is read, waits up to the ACSE
+timeout for the A-ASSOCIATE-RQ even after the peer hung up, reads each PDU with a blocking ``recv`` and no
+deadline, and buffers whatever length a PDU header claims. No event hook runs early enough to change that
+(EVT_CONN_OPEN fires after the slot is taken; EVT_REQUESTED after the whole RQ was buffered). So:
+
+- :class:`Doorman` accepts on the server's listening socket itself. Each connection is *pending* until it has
+  sent one complete, well-formed A-ASSOCIATE-RQ within ``request_timeout_s`` (TLS handshake included); only
+  then is it handed to pynetdicom, with the RQ bytes it already read. Pending connections are bounded per
+  source address and overall, apart from the association limit: when a bound is reached the *oldest* pending
+  connection (of that address first) is closed, so silent or trickling connections can never keep a fresh
+  caller out. A malformed RQ (wrong framing, even presentation-context ID, ...) gets an A-ASSOCIATE-RJ.
+- :class:`GuardedSocket` is the AssociationSocket pynetdicom reads through afterwards: every PDU must
+  finish within ``pdu_timeout_s`` of its first byte; a PDU longer than the negotiated maximum (or any
+  non-data PDU above the RQ bound) is aborted at its header, before anything is buffered; the data bytes of
+  one DIMSE message are capped (``max_dataset_bytes``) and all associations together hold at most
+  ``max_inflight_bytes`` (a reader waits for room, TCP pushes back on the sender).
+
+Every early close and abort is logged (addresses and reasons only) and counted in
+``vera_gateway_connections_closed_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+LOG = structlog.get_logger(__name__)
+
+CLOSED = Counter(
+    "vera_gateway_connections_closed_total",
+    "Connections closed or aborted by admission and PDU guards before or during an association, by reason",
+    ["reason"],
+)
+PENDING = Gauge(
+    "vera_gateway_connections_pending", "Connections accepted that have not sent an A-ASSOCIATE-RQ"
+)
+
+A_ASSOCIATE_RQ, P_DATA_TF = 0x01, 0x04
+KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))
+HEADER = struct.Struct(">BBL")
+RECV_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    request_timeout_s: float = 10.0  # accept → complete A-ASSOCIATE-RQ (TLS handshake included)
+    max_pending: int = 64  # connections without a complete RQ, all sources together
+    max_pending_per_source: int = 8
+    max_request_bytes: int = 65_536  # A-ASSOCIATE-RQ (and any other non-data PDU) above this: refused
+    max_pdu_bytes: int = 262_144  # received P-DATA-TF above this: aborted at the header (0: 16 MiB)
+    pdu_timeout_s: float = 60.0  # a PDU must be complete this long after its first byte
+    max_dataset_bytes: int = 512 * 2**20  # data bytes of one DIMSE message
+    max_inflight_bytes: int = 1024 * 2**20  # data bytes held by all associations together
+
+    @property
+    def pdu_bound(self) -> int:
+        return self.max_pdu_bytes or 16 * 2**20
+
+
+class Refused(ConnectionAbortedError):
+    """A guard closed the connection; the message is the reason code (no peer data)."""
+
+
+def count_close(reason: str, peer_ip: str, **context: Any) -> None:
+    """Observer: log and count one early close; never raises."""
+    CLOSED.labels(reason=reason).inc()
+    LOG.warning("connection_closed", reason=reason, peer_ip=peer_ip, **context)
+
+
+# ---- the A-ASSOCIATE-RQ -------------------------------------------------------------------------------
+def _items(data: bytes, start: int, length_bytes: int = 2) -> list[tuple[int, bytes]] | None:
+    """(type, value) of each item from ``start``; None when the framing does not add up exactly."""
+    out, off = [], start
+    fmt = ">H" if length_bytes == 2 else ">L"
+    while off < len(data):
+        if off + 2 + length_bytes > len(data):
+            return None
+        (length,) = struct.unpack_from(fmt, data, off + 2)
+        end = off + 2 + length_bytes + length
+        if end > len(data):
+            return None
+        out.append((data[off], data[off + 2 + length_bytes : end]))
+        off = end
+    return out
+
+
+def request_problem(pdu: bytes) -> str | None:
+    """Why this A-ASSOCIATE-RQ PDU cannot be negotiated, or None (PS3.8 §9.3.2)."""
+    body = pdu[6:]
+    if len(body) < 68:
+        return "request_too_short"
+    items = _items(body, 68)
+    if items is None:
+        return "request_malformed"
+    kinds = [kind for kind, _ in items]
+    if kinds.count(0x10) != 1 or kinds.count(0x50) > 1 or not set(kinds) <= {0x10, 0x20, 0x50}:
+        return "request_malformed"
+    contexts = [value for kind, value in items if kind == 0x20]
+    if not contexts:
+        return "no_presentation_context"
+    for value in contexts:
+        if len(value) < 4 or _items(value, 4) is None:
+            return "request_malformed"
+        if value[0] % 2 == 0:
+            return "even_context_id"
+    ids = [value[0] for value in contexts]
+    if len(set(ids)) != len(ids):
+        return "duplicate_context_id"
+    user = [value for kind, value in items if kind == 0x50]
+    if user and _items(user[0], 0) is None:
+        return "request_malformed"
+    return None
+
+
+def reject_pdu(result: int = 0x01, source: int = 0x01, reason: int = 0x01) -> bytes:
+    """A-ASSOCIATE-RJ (PS3.8 §9.3.4); default permanent, service-user, no reason given."""
+    return bytes((0x03, 0, 0, 0, 0, 4, 0, result, source, reason))
+
+
+def abort_pdu(reason: int = 0x06) -> bytes:
+    """A-ABORT from the service provider (PS3.8 §9.3.8); default: invalid PDU parameter value."""
+    return bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, reason))
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sock.settimeout(1.0)
+        sock.sendall(data)
+
+
+def read_exact(sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout") -> bytes:
+    """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`; EOF → ``Refused('peer_closed')``."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Refused(reason)
+        sock.settimeout(remaining)
+        try:
+            read = sock.recv_into(view[got:], min(n - got, RECV_CHUNK))
+        except TimeoutError:
+            raise Refused(reason) from None
+        if not read:
+            raise Refused("peer_closed")
+        got += read
+    return bytes(buf)
+
+
+def read_request(sock: socket.socket, deadline: float, max_bytes: int) -> bytes:
+    """The first PDU, which must be an A-ASSOCIATE-RQ of at most ``max_bytes``; checked at its header."""
+    header = read_exact(sock, 6, deadline, "request_timeout")
+    pdu_type, _, length = HEADER.unpack(header)
+    if pdu_type != A_ASSOCIATE_RQ:
+        raise Refused("not_associate_rq")
+    if length > max_bytes:
+        raise Refused("request_too_large")
+    return header + read_exact(sock, length, deadline, "request_timeout")
+
+
+# ---- pending connections ----------------------------------------------------------------------------------
+@dataclass(eq=False)
+class Pending:
+    sock: socket.socket
+    address: tuple[str, int]
+    started: float
+    evicted: str = ""
+
+    @property
+    def ip(self) -> str:
+        return str(self.address[0])
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the screening thread's recv
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Doorman:
+    """The accept loop of one listening socket; hands screened connections to ``handover``."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        limits: AdmissionLimits,
+        handover: Callable[[socket.socket, tuple[str, int], bytes], None],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.listener = listener
+        self.limits = limits
+        self.handover = handover
+        self.ssl_context = ssl_context
+        self._pending: list[Pending] = []  # oldest first
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="admission-accept", daemon=True)
+
+    def start(self) -> Doorman:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for conn in pending:
+            conn.close()
+        PENDING.dec(len(pending))
+
+    def pending(self, ip: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for c in self._pending if ip is None or c.ip == ip)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self.listener], [], [], 0.25)
+                if not ready:
+                    continue
+                sock, address = self.listener.accept()
+            except (OSError, ValueError):
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)  # e.g. EMFILE: let pending connections time out
+                continue
+            self._enqueue(Pending(sock, address, time.monotonic()))
+
+    def _enqueue(self, conn: Pending) -> None:
+        with self._lock:
+            victims = self._make_room(conn.ip)
+            self._pending.append(conn)
+        PENDING.inc(1 - len(victims))
+        for victim in victims:
+            victim.close()
+            count_close(victim.evicted, victim.ip)
+        threading.Thread(target=self._screen, args=(conn,), name="admission-screen", daemon=True).start()
+
+    def _make_room(self, ip: str) -> list[Pending]:
+        """Under the lock: remove the oldest pending connections so that one more fits the bounds."""
+        victims = []
+        same = [c for c in self._pending if c.ip == ip]
+        if len(same) >= self.limits.max_pending_per_source:
+            same[0].evicted = "pending_per_source_limit"
+            victims.append(same[0])
+        if len(self._pending) - len(victims) >= self.limits.max_pending:
+            oldest = next(c for c in self._pending if c not in victims)
+            oldest.evicted = "pending_total_limit"
+            victims.append(oldest)
+        for victim in victims:
+            self._pending.remove(victim)
+        return victims
+
+    def _claim(self, conn: Pending) -> bool:
+        """Take ``conn`` out of the pending list; False when it was evicted meanwhile."""
+        with self._lock:
+            if conn not in self._pending:
+                return False
+            self._pending.remove(conn)
+        PENDING.dec()
+        return True
+
+    def _screen(self, conn: Pending) -> None:
+        deadline = conn.started + self.limits.request_timeout_s
+        sock = conn.sock
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                sock = conn.sock = self.ssl_context.wrap_socket(sock, server_side=True)
+            request = read_request(sock, deadline, self.limits.max_request_bytes)
+        except (OSError, ValueError) as exc:
+            if self._claim(conn):
+                conn.close()
+                reason = str(exc) if isinstance(exc, Refused) else "tls_or_socket_error"
+                if isinstance(exc, Refused) and reason == "request_too_large":
+                    _send_quietly(sock, abort_pdu())
+                count_close(reason, conn.ip)
+            return
+        problem = request_problem(request)
+        if not self._claim(conn):
+            return
+        if problem is not None:
+            _send_quietly(sock, reject_pdu())
+            conn.close()
+            count_close(problem, conn.ip)
+            return
+        sock.settimeout(None)
+        self.handover(sock, conn.address, request)
+
+
+# ---- the association's socket -----------------------------------------------------------------------------
+class ByteBudget:
+    """Bytes all associations may hold at once; a reader waits (up to a deadline) for room."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int, deadline: float) -> None:
+        with self._cond:
+            while self.used + n > self.capacity and self.used > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Refused("inflight_limit")
+                self._cond.wait(remaining)
+            self.used += n
+
+    def give(self, n: int) -> None:
+        if n:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+@dataclass
+class _Guard:
+    limits: AdmissionLimits
+    budget: ByteBudget
+    peer_ip: str
+    prefix: bytearray
+    header_next: bool = True
+    pdu_type: int = 0
+    deadline: float = 0.0
+    message_bytes: int = 0  # data bytes of the DIMSE message being received
+    held: int = 0  # bytes taken from the budget
+
+
+class GuardedSocket(AssociationSocket):
+    """pynetdicom's AssociationSocket with deadlines, PDU and message bounds (see the module docstring).
+
+    pynetdicom's DUL reads each PDU as ``recv(6)`` then ``recv(length)``; the guard follows that framing.
+    Raising an OSError from ``recv`` makes the DUL close the transport (Evt17)."""
+
+    _guard: _Guard
+
+    @classmethod
+    def adopt(cls, sock: AssociationSocket, guard: _Guard) -> GuardedSocket:
+        """Turn the AssociationSocket pynetdicom just built into a guarded one (same object, same state)."""
+        sock.__class__ = cls
+        guarded: GuardedSocket = sock  # type: ignore[assignment]
+        guarded._guard = guard
+        weakref.finalize(guarded, _give_back, guard)  # a socket dropped without close() frees its bytes
+        return guarded
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._guard.prefix) or bool(super().ready)
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        guard = self._guard
+        try:
+            if guard.header_next:
+                guard.deadline = time.monotonic() + guard.limits.pdu_timeout_s
+                data = self._read(nr_bytes)
+                if len(data) == 6:
+                    self._check_header(data)
+                return bytearray(data)
+            data = self._read(nr_bytes)
+            guard.header_next = True
+            if guard.pdu_type == P_DATA_TF:
+                self._account(data)
+            return bytearray(data)
+        except Refused as exc:
+            self._refuse(str(exc))
+            raise
+
+    def send(self, bytestream: bytes) -> None:
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.settimeout(self._guard.limits.pdu_timeout_s)  # a peer that never reads
+        super().send(bytestream)
+
+    def close(self) -> None:
+        self._release()
+        super().close()
+
+    def _read(self, n: int) -> bytes:
+        guard = self._guard
+        if guard.prefix:
+            data = bytes(guard.prefix[:n])
+            del guard.prefix[:n]
+            if len(data) == n:
+                return data
+            n -= len(data)
+        else:
+            data = b""
+        assert self.socket is not None
+        return data + read_exact(self.socket, n, guard.deadline)
+
+    def _check_header(self, header: bytes) -> None:
+        guard = self._guard
+        pdu_type, _, length = HEADER.unpack(header)
+        if pdu_type not in KNOWN_PDU_TYPES:
+            raise Refused("unknown_pdu_type")
+        bound = guard.limits.pdu_bound if pdu_type == P_DATA_TF else guard.limits.max_request_bytes
+        if length > bound:
+            raise Refused("pdu_too_large")
+        guard.pdu_type, guard.header_next = pdu_type, False
+
+    def _account(self, pdu: bytes) -> None:
+        """Walk the PDVs of a P-DATA-TF: a command fragment starts a new message (the last one's bytes are
+        released); data fragments count against the message cap and the shared budget."""
+        guard, off, data_bytes = self._guard, 0, 0
+        while off + 6 <= len(pdu):
+            (length,) = struct.unpack_from(">L", pdu, off)
+            control = pdu[off + 5]
+            if control & 0x01:
+                self._release()
+                guard.message_bytes = 0
+            else:
+                data_bytes += max(0, length - 2)
+            off += 4 + length
+        if not data_bytes:
+            return
+        guard.message_bytes += data_bytes
+        if guard.message_bytes > guard.limits.max_dataset_bytes:
+            raise Refused("dataset_too_large")
+        guard.budget.take(data_bytes, guard.deadline)
+        guard.held += data_bytes
+
+    def _release(self) -> None:
+        _give_back(self._guard)
+
+    def _refuse(self, reason: str) -> None:
+        self._release()
+        if self.socket is not None and reason not in ("peer_closed",):
+            _send_quietly(self.socket, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
+        count_close(reason, self._guard.peer_ip)
+
+
+def _give_back(guard: _Guard) -> None:
+    held, guard.held = guard.held, 0
+    guard.budget.give(held)
+
+
+# ---- pynetdicom's server, fed by the doorman --------------------------------------------------------------
+@dataclass(frozen=True)
+class Admitted:
+    """A screened connection: the socket and the A-ASSOCIATE-RQ bytes already read from it."""
+
+    sock: socket.socket
+    request: bytes
+
+
+class GuardedRequestHandler(RequestHandler):
+    def __init__(self, request: Admitted, client_address: Any, server: AdmittedServer) -> None:
+        self.admitted = request
+        super().__init__(request.sock, client_address, server)
+
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        server: AdmittedServer = self.server  # type: ignore[assignment]
+        peer_ip = str(self.client_address[0])
+        guard = _Guard(server.limits, server.budget, peer_ip, bytearray(self.admitted.request))
+        GuardedSocket.adopt(assoc.dul.socket, guard)
+        return assoc
+
+
+class AdmittedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server without its own accept loop: it binds and listens as usual, and the
+    :class:`Doorman` accepts on its socket and passes it screened connections."""
+
+    limits: AdmissionLimits
+    budget: ByteBudget
+    doorman: Doorman
+
+    def __init__(self, *args: Any, limits: AdmissionLimits, budget: ByteBudget, **kwargs: Any) -> None:
+        self.limits, self.budget = limits, budget
+        super().__init__(*args, request_handler=GuardedRequestHandler, **kwargs)
+
+    def start_admission(self) -> AdmittedServer:
+        self.doorman = Doorman(self.socket, self.limits, self._hand_over, self.ssl_context).start()
+        return self
+
+    def _hand_over(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        self.process_request(Admitted(sock, request), address)  # type: ignore[arg-type]
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request.sock if isinstance(request, Admitted) else request)
+
+    def shutdown(self) -> None:
+        self.doorman.stop()
+        self.server_close()
+        with contextlib.suppress(ValueError):
+            self.ae._servers.remove(self)
