@@ -144,8 +144,11 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
 
 
-def read_exact(sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout") -> bytes:
-    """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`; EOF → ``Refused('peer_closed')``."""
+def read_exact(
+    sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout", partial_ok: bool = False
+) -> bytes:
+    """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`. At EOF: the bytes read so far when
+    ``partial_ok`` (pynetdicom treats a short read as the transport closing), else ``Refused('peer_closed')``."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
@@ -158,6 +161,8 @@ def read_exact(sock: socket.socket, n: int, deadline: float, reason: str = "pdu_
         except TimeoutError:
             raise Refused(reason) from None
         if not read:
+            if partial_ok:
+                return bytes(buf[:got])
             raise Refused("peer_closed")
         got += read
     return bytes(buf)
@@ -404,7 +409,7 @@ class GuardedSocket(AssociationSocket):
         else:
             data = b""
         assert self.socket is not None
-        return data + read_exact(self.socket, n, guard.deadline)
+        return data + read_exact(self.socket, n, guard.deadline, partial_ok=True)
 
     def _check_header(self, header: bytes) -> None:
         guard = self._guard
@@ -442,7 +447,7 @@ class GuardedSocket(AssociationSocket):
 
     def _refuse(self, reason: str) -> None:
         self._release()
-        if self.socket is not None and reason not in ("peer_closed",):
+        if self.socket is not None:
             _send_quietly(self.socket, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
         count_close(reason, self._guard.peer_ip)
 
