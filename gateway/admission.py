@@ -148,7 +148,7 @@ def read_exact(
     sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout", partial_ok: bool = False
 ) -> bytes:
     """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`. At EOF: the bytes read so far when
-    ``partial_ok`` (pynetdicom treats a short read as the transport closing), else ``Refused('peer_closed')``."""
+    ``partial_ok`` (pynetdicom takes a short read as the transport closing), else Refused('peer_closed')."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
