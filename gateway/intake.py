@@ -98,19 +98,22 @@ class Intake:
         try:
             ds = parse_header(request.data)
             check_conformance(ds, request)
+            facts = self._facts(request, ds)
         except Nonconformant as exc:
             return self._reject(request, str(exc), exc.status)
-        status = self._store(request, ds)
+        except Exception as exc:  # whatever pydicom raises on a value it cannot decode: never 0xA700
+            return self._reject(request, f"undecodable:{type(exc).__name__}", CANNOT_UNDERSTAND)
+        status = self._store(request, facts)
         STAGE_SECONDS.labels(stage="receive").observe(time.perf_counter() - started)
         return status
 
-    def _store(self, request: StoreRequest, ds: Dataset) -> int:
+    def _store(self, request: StoreRequest, facts: dict[str, str]) -> int:
         try:
             stored = self.spool.put(request.data)
         except OSError as exc:
             return self._out_of_resources("spool-write-failed", exc)
         faults.hold("receive.after_spool")
-        item = self._describe(request, ds, stored.sha256, stored.relpath, stored.size)
+        item = ReceivedInstance(**facts, sha256=stored.sha256, spool_path=stored.relpath, size=stored.size)
         try:
             result = self.ledger.record_received(item)
         except (sqlite3.Error, OSError) as exc:
@@ -133,24 +136,20 @@ class Intake:
         )
         return SUCCESS
 
-    def _describe(
-        self, request: StoreRequest, ds: Dataset, sha: str, rel: str, size: int
-    ) -> ReceivedInstance:
+    def _facts(self, request: StoreRequest, ds: Dataset) -> dict[str, str]:
+        """The ledger fields that come from the dataset; decoding them may raise on a corrupted value."""
         patient = self.keys.patient_pseudonym(
             str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", ""))
         )
-        return ReceivedInstance(
-            sop_key=self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
-            study_key=self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
-            patient_key=patient,
-            sop_class_uid=request.sop_class_uid,
-            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
-            sha256=sha,
-            spool_path=rel,
-            size=size,
-            calling_ae=request.caller.ae_title,
-            calling_ip=request.caller.address,
-        )
+        return {
+            "sop_key": self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
+            "study_key": self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
+            "patient_key": patient,
+            "sop_class_uid": request.sop_class_uid,
+            "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
+            "calling_ae": request.caller.ae_title,
+            "calling_ip": request.caller.address,
+        }
 
     def _in_use(self, relpath: str) -> bool:
         try:
