@@ -9,14 +9,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import dicom_rules
-from dicom_rules import RuleSet
 from gateway.tls import TlsListenerConfig
+
+if TYPE_CHECKING:  # dicom_rules pulls in pydicom: loaded when rules are, not for `status`
+    from dicom_rules import RuleSet
 
 
 class ConfigError(ValueError):
@@ -154,6 +155,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
 
 def load_rule_set(config: GatewayConfig) -> RuleSet:
     """The RuleSet named by the config, or the shipped defaults."""
+    import dicom_rules
+
     if config.rules_file is None:
         return dicom_rules.default_rules(config.engine)
     return dicom_rules.load_rules(config.resolve(config.rules_file), default_engine=config.engine)
