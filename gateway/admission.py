@@ -25,6 +25,8 @@ Every early close and abort is logged (addresses and reasons only) and counted i
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import select
 import socket
 import ssl
@@ -347,6 +349,7 @@ class _Guard:
     deadline: float = 0.0
     message_bytes: int = 0  # data bytes of the DIMSE message being received
     held: int = 0  # bytes taken from the budget
+    wakeup: Wakeup | None = None
 
 
 class GuardedSocket(AssociationSocket):
@@ -368,7 +371,22 @@ class GuardedSocket(AssociationSocket):
 
     @property
     def ready(self) -> bool:
-        return bool(self._guard.prefix) or bool(super().ready)
+        """Data to read? With a wakeup, waits (up to 20 ms) for data or for something to send."""
+        guard = self._guard
+        if guard.prefix:
+            return True
+        if guard.wakeup is None or self.socket is None or not self._is_connected:
+            return bool(super().ready)
+        if isinstance(self.socket, ssl.SSLSocket) and self.socket.pending():
+            return True
+        try:
+            readable, _, _ = select.select([self.socket, guard.wakeup.read_fd], [], [], 0.02)
+        except (OSError, ValueError):
+            self.event_queue.put("Evt17")  # the transport is gone
+            return False
+        if guard.wakeup.read_fd in readable:
+            guard.wakeup.clear()
+        return self.socket in readable
 
     def recv(self, nr_bytes: int) -> bytearray:
         guard = self._guard
@@ -457,6 +475,72 @@ def _give_back(guard: _Guard) -> None:
     guard.budget.give(held)
 
 
+# ---- event-driven waits instead of pynetdicom's 1 ms polling ---------------------------------------------
+class Wakeup:
+    """A self-pipe: the DUL thread waits on the socket *and* this, so a response queued by the association
+    thread is sent at once instead of after the DUL's next 1 ms nap."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        weakref.finalize(self, _close_fds, self.read_fd, self.write_fd)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.write_fd, b"\0")
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self.read_fd, 512):
+                pass
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's outgoing-primitive queue: every put wakes the DUL thread."""
+
+    def __init__(self, wakeup: Wakeup) -> None:
+        super().__init__()
+        self.wakeup = wakeup
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.wakeup.set()
+
+
+class NotifyingQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DUL's queue towards the association (A-RELEASE, A-ABORT, ...): a put also drops an empty message
+    into the DIMSE queue, so the acceptor loop waiting there (PatientQueue) looks at it at once."""
+
+    def __init__(self, messages: queue.Queue) -> None:  # type: ignore[type-arg]
+        super().__init__()
+        self.messages = messages
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.messages.put((None, None))  # pynetdicom's loop skips an empty message
+
+
+class PatientQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DIMSE message queue. pynetdicom's acceptor loop naps 1 ms and then polls it (``block=False``);
+    here a poll waits up to ``wait_s`` for a message, so a complete C-STORE reaches its handler at once."""
+
+    def __init__(self, wait_s: float = 0.02) -> None:
+        super().__init__()
+        self.wait_s = wait_s
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block:
+            return super().get(True, self.wait_s)
+        return super().get(block, timeout)
+
+
 # ---- pynetdicom's server, fed by the doorman --------------------------------------------------------------
 @dataclass(frozen=True)
 class Admitted:
@@ -477,6 +561,11 @@ class GuardedRequestHandler(RequestHandler):
         peer_ip = str(self.client_address[0])
         guard = _Guard(server.limits, server.budget, peer_ip, bytearray(self.admitted.request))
         GuardedSocket.adopt(assoc.dul.socket, guard)
+        guard.wakeup = Wakeup()  # event-driven DUL and acceptor loops (see Wakeup, PatientQueue)
+        assoc.dul.to_provider_queue = WakingQueue(guard.wakeup)
+        assoc.dul._run_loop_delay = 0.0  # the DUL now waits in GuardedSocket.ready instead
+        assoc.dimse.msg_queue = PatientQueue()
+        assoc.dul.to_user_queue = NotifyingQueue(assoc.dimse.msg_queue)
         return assoc
 
 

@@ -151,6 +151,23 @@ class Intake:
             "calling_ip": request.caller.address,
         }
 
+    def recover(self, relpath: str, reason: str) -> bool:
+        """Give a complete spool file without a ledger row its row back, quarantined with ``reason``
+        (start-up recovery after an OS crash; the caller is unknown). False when the file does not decode."""
+        data = self.spool.read(relpath)
+        try:
+            ds = parse_header(data)
+            request = StoreRequest(data, str(ds.SOPClassUID), str(ds.SOPInstanceUID), Caller("", ""))
+            facts = self._facts(request, ds)
+        except Exception:
+            return False
+        item = ReceivedInstance(
+            **facts, sha256=relpath.rsplit("/", 1)[-1][:64], spool_path=relpath, size=len(data)
+        )
+        result = self.ledger.record_received(item)
+        self.ledger.quarantine_instance(result.instance_id, reason)
+        return True
+
     def _in_use(self, relpath: str) -> bool:
         try:
             return self.ledger.spool_path_in_use(relpath)

@@ -127,9 +127,14 @@ class OutputItem:
 class Ledger:
     """Thread-safe: one SQLite connection per thread, explicit IMMEDIATE transactions."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, synchronous: str = "FULL") -> None:
+        """``synchronous="NORMAL"`` (the receive path only): a commit survives a process crash but not an OS
+        crash, because the spool file it points to is the durable record (gateway/recovery.py)."""
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
         self.path = path
         self.clock = clock
+        self.synchronous = synchronous
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn().executescript(SCHEMA)
@@ -140,7 +145,7 @@ class Ledger:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
@@ -381,7 +386,8 @@ class Ledger:
                 " VALUES (?,?,?,?,?,?)",
                 (kind, instance_id, row["job_id"], reason, row["calling_ae"], now),
             )
-            self._settle_job(db, int(row["job_id"]), now)
+            if row["job_id"] is not None:  # an instance quarantined before grouping belongs to no job
+                self._settle_job(db, int(row["job_id"]), now)
             return int(cur.lastrowid or 0)
 
     def quarantine_received(self, reason: str, blob_path: str | None, calling_ae: str) -> int:

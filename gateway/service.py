@@ -24,6 +24,7 @@ from gateway.intake import Intake
 from gateway.ledger import InstanceState, Ledger
 from gateway.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
 from gateway.policy import AssociationGate
+from gateway.recovery import RECOVERED_REASON, RunMarker, boot_id, os_crashed, recover_spool
 from gateway.scp import association_policy, start_scp
 from gateway.spool import ContentStore, Writer, write_all
 
@@ -48,10 +49,13 @@ class Service:
             self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = Ledger(config.ledger_path, clock=clock)
-        self.spool = ContentStore(config.spool_dir, writer=spool_writer)
+        # The receive path: one journal commit per instance (gateway/recovery.py says why nothing is lost)
+        self.spool = ContentStore(config.spool_dir, writer=spool_writer, in_place=True)
         self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
         self.outbox = ContentStore(config.outbox_dir)
-        self.intake = Intake(self.spool, self.quarantine, self.ledger, self.keys)
+        receive_ledger = Ledger(config.ledger_path, clock=clock, synchronous="NORMAL")
+        self.intake = Intake(self.spool, self.quarantine, receive_ledger, self.keys)
+        self.run_marker = RunMarker(config.data_dir / "run.json")
         self.scheduler = Scheduler(config, self.ledger, self.rules, self.secret)
         self.forwarder = Forwarder(config, self.ledger, self.rules, clock=clock)
         self.stop_event = threading.Event()
@@ -85,8 +89,14 @@ class Service:
         for store in (self.spool, self.quarantine, self.outbox):
             store.clean_temp_files()
         recovered = self.ledger.recover()
-        orphans = self.count_spool_orphans()
-        LOG.info("service.recovered", spool_orphans=orphans, **recovered)
+        current_boot = boot_id()
+        after_os_crash = os_crashed(self.run_marker.previous(), current_boot)
+        self.run_marker.write(clean=False, current_boot=current_boot)
+        spool = recover_spool(
+            self.spool, self.ledger, lambda rel: self.intake.recover(rel, RECOVERED_REASON), after_os_crash
+        )
+        SPOOL_ORPHANS.set(spool["spool_orphans"])
+        LOG.info("service.recovered", os_crash=after_os_crash, **spool, **recovered)
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
         budget = ByteBudget(self.config.max_inflight_bytes)  # received bytes, both listeners together
         self.server = start_scp(self.config, self.intake, self.rules(), gate=gate, budget=budget)
@@ -171,6 +181,7 @@ class Service:
         self.scheduler.shutdown()
         if self.http is not None:
             self.http.shutdown()
+        self.run_marker.write(clean=True, current_boot=boot_id())
         LOG.info("service.stopped")
 
     def __enter__(self) -> Service:

@@ -42,6 +42,7 @@ BCP195_CIPHERS = ":".join(
 )
 DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
 
+
 def __getattr__(name: str) -> Any:
     """``gateway.tls.TlsSettings`` stays importable; it is loaded on first use (it pulls in pydicom)."""
     if name == "TlsSettings":
