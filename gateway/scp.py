@@ -21,6 +21,7 @@ from dicom_rules.decision import Source
 from gateway.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.config import GatewayConfig
 from gateway.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.part10 import encoded_file
 from gateway.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
 
 LOG = structlog.get_logger("gateway.scp")
@@ -82,7 +83,7 @@ def handle_store(event: Any, intake: Intake) -> int:
         req = event.request
         requestor = event.assoc.requestor
         request = StoreRequest(
-            data=event.encoded_dataset(include_meta=True),
+            data=encoded_file(event),
             sop_class_uid=str(req.AffectedSOPClassUID),
             sop_instance_uid=str(req.AffectedSOPInstanceUID),
             caller=Caller(str(requestor.ae_title).strip(), str(requestor.address)),

@@ -294,3 +294,19 @@ def test_request_problem_names_what_is_wrong(mutate, problem: str) -> None:
     bad = mutate(associate_rq())
     bad = bad[:2] + struct.pack(">L", len(bad) - 6) + bad[6:]
     assert request_problem(bad) == problem
+
+
+def test_a_dataset_above_the_configured_size_is_aborted_and_the_next_one_is_stored(
+    tmp_path: Path, gateway
+) -> None:
+    config = gateway_config(
+        tmp_path / "gw", quiet_period_s=600, max_wait_s=600, workers=0, max_dataset_bytes=65536
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    big = write_study(tmp_path / "big", [make_small_sc(side=256)])  # ~196 kB of pixels
+    small = write_study(tmp_path / "small", [make_small_sc(side=32)])
+    before = closed_count("dataset_too_large")
+    assert storescu(service.port, big, timeout=30).returncode != 0
+    wait_until(lambda: closed_count("dataset_too_large") == before + 1, timeout=5)
+    assert storescu(service.port, small, timeout=30).returncode == 0
+    assert sum(instance_states(config).values()) == 1
