@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from dicom_rules import FolderDestination
-from gateway.admission import CLOSED, request_problem
+from gateway.admission import request_problem
 from gateway.config import CallerRule
+from gateway.pdu_guard import CLOSED
 from tests.conftest import Study, make_small_sc, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
 
