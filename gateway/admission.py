@@ -42,18 +42,18 @@ from gateway.pdu_guard import (
     HEADER,
     AdmissionLimits,
     ByteBudget,
+    Guard,
     GuardedSocket,
     NotifyingQueue,
     PatientQueue,
     Refused,
     Wakeup,
     WakingQueue,
-    _Guard,
-    _send_quietly,
     abort_pdu,
     count_close,
     read_exact,
     reject_pdu,
+    send_quietly,
 )
 
 LOG = structlog.get_logger(__name__)
@@ -236,14 +236,14 @@ class Doorman:
                 conn.close()
                 reason = str(exc) if isinstance(exc, Refused) else "tls_or_socket_error"
                 if isinstance(exc, Refused) and reason == "request_too_large":
-                    _send_quietly(sock, abort_pdu())
+                    send_quietly(sock, abort_pdu())
                 count_close(reason, conn.ip)
             return
         problem = request_problem(request)
         if not self._claim(conn):
             return
         if problem is not None:
-            _send_quietly(sock, reject_pdu())
+            send_quietly(sock, reject_pdu())
             conn.close()
             count_close(problem, conn.ip)
             return
@@ -269,7 +269,7 @@ class GuardedRequestHandler(RequestHandler):
         assoc = super()._create_association()
         server: AdmittedServer = self.server  # type: ignore[assignment]
         peer_ip = str(self.client_address[0])
-        guard = _Guard(server.limits, server.budget, peer_ip, bytearray(self.admitted.request))
+        guard = Guard(server.limits, server.budget, peer_ip, bytearray(self.admitted.request))
         GuardedSocket.adopt(assoc.dul.socket, guard)
         guard.wakeup = Wakeup()  # event-driven DUL and acceptor loops (see Wakeup, PatientQueue)
         assoc.dul.to_provider_queue = WakingQueue(guard.wakeup)

@@ -82,7 +82,7 @@ def abort_pdu(reason: int = 0x06) -> bytes:
     return bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, reason))
 
 
-def _send_quietly(sock: socket.socket, data: bytes) -> None:
+def send_quietly(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError, ValueError):
         sock.settimeout(1.0)
         sock.sendall(data)
@@ -138,7 +138,7 @@ class ByteBudget:
 
 
 @dataclass
-class _Guard:
+class Guard:
     limits: AdmissionLimits
     budget: ByteBudget
     peer_ip: str
@@ -157,10 +157,10 @@ class GuardedSocket(AssociationSocket):
     pynetdicom's DUL reads each PDU as ``recv(6)`` then ``recv(length)``; the guard follows that framing.
     Raising an OSError from ``recv`` makes the DUL close the transport (Evt17)."""
 
-    _guard: _Guard
+    _guard: Guard
 
     @classmethod
-    def adopt(cls, sock: AssociationSocket, guard: _Guard) -> GuardedSocket:
+    def adopt(cls, sock: AssociationSocket, guard: Guard) -> GuardedSocket:
         """Turn the AssociationSocket pynetdicom just built into a guarded one (same object, same state)."""
         sock.__class__ = cls
         guarded: GuardedSocket = sock  # type: ignore[assignment]
@@ -265,11 +265,11 @@ class GuardedSocket(AssociationSocket):
     def _refuse(self, reason: str) -> None:
         self._release()
         if self.socket is not None:
-            _send_quietly(self.socket, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
+            send_quietly(self.socket, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
         count_close(reason, self._guard.peer_ip)
 
 
-def _give_back(guard: _Guard) -> None:
+def _give_back(guard: Guard) -> None:
     held, guard.held = guard.held, 0
     guard.budget.give(held)
 
