@@ -36,6 +36,13 @@ from typing import Any
 
 import structlog
 from prometheus_client import Gauge
+from pynetdicom import evt
+from pynetdicom._handlers import (
+    standard_dimse_recv_handler,
+    standard_dimse_sent_handler,
+    standard_pdu_recv_handler,
+    standard_pdu_sent_handler,
+)
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from gateway.pdu_guard import (
@@ -290,6 +297,19 @@ class AdmittedServer(ThreadedAssociationServer):
     def __init__(self, *args: Any, limits: AdmissionLimits, budget: ByteBudget, **kwargs: Any) -> None:
         self.limits, self.budget = limits, budget
         super().__init__(*args, request_handler=GuardedRequestHandler, **kwargs)
+
+    def _bind_defaults(self) -> None:
+        """pynetdicom's defaults minus its "standard" PDU/DIMSE log handlers: they format every PDU and
+        message (sender-supplied UIDs included) for DEBUG/INFO lines this service never emits."""
+        super()._bind_defaults()
+        for event, handler in (
+            (evt.EVT_DIMSE_RECV, standard_dimse_recv_handler),
+            (evt.EVT_DIMSE_SENT, standard_dimse_sent_handler),
+            (evt.EVT_PDU_RECV, standard_pdu_recv_handler),
+            (evt.EVT_PDU_SENT, standard_pdu_sent_handler),
+        ):
+            if handler in [h for h, _ in self.get_handlers(event)]:
+                self.unbind(event, handler)
 
     def start_admission(self) -> AdmittedServer:
         self.doorman = Doorman(self.socket, self.limits, self._hand_over, self.ssl_context).start()
