@@ -24,6 +24,7 @@ Every early close and abort is logged (addresses and reasons only) and counted i
 from __future__ import annotations
 
 import contextlib
+import gc
 import select
 import socket
 import ssl
@@ -296,6 +297,7 @@ class AdmittedServer(ThreadedAssociationServer):
 
     def __init__(self, *args: Any, limits: AdmissionLimits, budget: ByteBudget, **kwargs: Any) -> None:
         self.limits, self.budget = limits, budget
+        self._handovers, self._handovers_lock = 0, threading.Lock()
         super().__init__(*args, request_handler=GuardedRequestHandler, **kwargs)
 
     def _bind_defaults(self) -> None:
@@ -316,6 +318,11 @@ class AdmittedServer(ThreadedAssociationServer):
         return self
 
     def _hand_over(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        with self._handovers_lock:
+            self._handovers += 1
+            collect = self._handovers % 64 == 0
+        if collect:  # pynetdicom's own accept loop does this too: finished associations are reference cycles
+            gc.collect()  # (threads, sockets, wake-up pipes) that the allocation-driven collector frees late
         self.process_request(Admitted(sock, request), address)  # type: ignore[arg-type]
 
     def shutdown_request(self, request: Any) -> None:
