@@ -65,10 +65,39 @@ class Refused(ConnectionAbortedError):
     """A guard closed the connection; the message is the reason code (no peer data)."""
 
 
+class LogBudget:
+    """At most ``per_second`` log lines per key and second: a flood of connections must not become a flood
+    of log lines (disk, journald). Suppressed lines are still counted; the next line says how many."""
+
+    def __init__(self, per_second: int = 20, clock: Any = time.monotonic) -> None:
+        self.per_second, self.clock = per_second, clock
+        self._windows: dict[str, tuple[int, int, int]] = {}  # key → (second, lines, suppressed)
+        self._lock = threading.Lock()
+
+    def admit(self, key: str) -> int | None:
+        """None: suppress this line; otherwise log it, with the number suppressed before it."""
+        now = int(self.clock())
+        with self._lock:
+            second, lines, suppressed = self._windows.get(key, (now, 0, 0))
+            if second != now:
+                second, lines = now, 0
+            if lines >= self.per_second:
+                self._windows[key] = (second, lines, suppressed + 1)
+                return None
+            self._windows[key] = (second, lines + 1, 0)
+            return suppressed
+
+
+_CLOSE_LOGS = LogBudget()
+
+
 def count_close(reason: str, peer_ip: str, **context: Any) -> None:
-    """Observer: log and count one early close; never raises."""
+    """Observer: count one early close, and log it unless this reason already logged its share this second."""
     CLOSED.labels(reason=reason).inc()
-    LOG.warning("connection_closed", reason=reason, peer_ip=peer_ip, **context)
+    suppressed = _CLOSE_LOGS.admit(reason)
+    if suppressed is not None:
+        extra = {"suppressed_before": suppressed} if suppressed else {}
+        LOG.warning("connection_closed", reason=reason, peer_ip=peer_ip, **extra, **context)
 
 
 # ---- PDUs ---------------------------------------------------------------------------------------------

@@ -311,3 +311,14 @@ def test_a_dataset_above_the_configured_size_is_aborted_and_the_next_one_is_stor
     wait_until(lambda: closed_count("dataset_too_large") == before + 1, timeout=5)
     assert storescu(service.port, small, timeout=30).returncode == 0
     assert sum(instance_states(config).values()) == 1
+
+
+def test_close_log_lines_are_budgeted_per_reason_and_say_how_many_were_suppressed() -> None:
+    from gateway.pdu_guard import LogBudget
+
+    now = [100.0]
+    budget = LogBudget(per_second=2, clock=lambda: now[0])
+    assert [budget.admit("x") for _ in range(5)] == [0, 0, None, None, None]
+    assert budget.admit("y") == 0  # each reason has its own share
+    now[0] += 1
+    assert budget.admit("x") == 3  # the first line of the next second reports the suppressed ones
