@@ -1,5 +1,6 @@
 """The receive path under attack, with a raw-socket client: silent, half-open and trickling connections, PDU
-headers that claim gigabytes, malformed A-ASSOCIATE-RQs, partial PDUs held open (gateway/admission.py)."""
+headers that claim gigabytes, malformed A-ASSOCIATE-RQs, partial PDUs held open
+(gateway/core/admission.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Start-up recovery of the one-journal-commit receive path (gateway/recovery.py): a partial spool file is
-removed; after an OS crash a complete spool file without its ledger row gets the row back, quarantined."""
+"""Start-up recovery of the one-journal-commit receive path (gateway/core/recovery.py): a partial spool
+file is removed; after an OS crash a complete spool file without its ledger row gets the row back,
+quarantined."""
 
 from __future__ import annotations
 
