@@ -1,9 +1,10 @@
 """``vera-gateway``: serve, status, quarantine list|show|replay, echo, plus other modules' command groups.
 
 Adding a command group: write a module with ``add_parser(subparsers) -> ArgumentParser`` that registers its
-sub-command and sets ``func(args) -> int`` as the parser default, then append its dotted name to
-``COMMAND_MODULES``. The global ``--config`` and ``--data-dir`` options are on ``args``. A listed module that
-does not exist yet is skipped; any other import error is raised.
+sub-command and sets ``func(args) -> int`` as the parser default, then map each of its commands to its
+dotted name and one-line help in ``COMMAND_MODULES`` (the module is imported only when its command runs).
+The global ``--config`` and ``--data-dir`` options are on ``args``. A listed module that does not exist yet
+is skipped; any other import error is raised.
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ from rich.table import Table
 if TYPE_CHECKING:
     from gateway.core.ledger import Ledger, QuarantineItem
 
-COMMAND_MODULES = (
-    "dicom_rules.cli",  # rules check|explain|schema
-    "gateway.ops.doctor",  # doctor
-    "gateway.cli.offline",  # donors, anonymize, import-photos (face pipeline)
-    "anonymizer.engines.vera.cli",  # vera (neural engine)
-)
+# command → module exposing ``add_parser(subparsers)`` that registers it, and the command's one-line help.
+# A module is imported only when one of its commands runs (the face pipeline pulls in torch, cv2 and dlib,
+# seconds of imports that `--help`, `status` or `rules check` must not pay); `--help` lists the lines here.
+COMMAND_MODULES: dict[str, tuple[str, str]] = {
+    "rules": ("dicom_rules.cli", "check, explain and describe rule files"),
+    "doctor": ("gateway.ops.doctor", "check this installation; exit 1 on any problem"),
+    "donors": ("gateway.cli.offline", "build the surrogate engine's donor bank"),
+    "anonymize": ("gateway.cli.offline", "anonymize DICOM files offline"),
+    "import-photos": ("gateway.cli.offline", "photos → VL Photographic DICOM"),
+    "vera": ("anonymizer.engines.vera.cli", "VerA neural engine: train, parser-train, invert, ..."),
+}
+GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--data-dir")
+ALL_COMMANDS = "*"
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:
@@ -180,7 +188,9 @@ def cmd_echo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The parser with every command; given ``command``, only the module owning it (COMMAND_MODULES) is
+    imported and the other module commands are listed by name and help only."""
     parser = argparse.ArgumentParser(prog="vera-gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None, help="service config YAML (optional)")
     parser.add_argument("--data-dir", type=Path, default=None, help="spool/ledger/outbox root (default var/)")
@@ -218,9 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo.add_argument("destination")
     echo.set_defaults(func=cmd_echo)
-    for module_name in COMMAND_MODULES:
+    modules = {m for m, _ in COMMAND_MODULES.values()}
+    wanted = modules if command == ALL_COMMANDS else {COMMAND_MODULES.get(command or "", ("", ""))[0]} - {""}
+    for module_name in sorted(wanted):
         _register(module_name, sub)
+    for name, (_, help_text) in COMMAND_MODULES.items():
+        if name not in sub.choices:  # listed for --help; its module loads when the command is used
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is neither an option nor an option's value)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _register(module_name: str, subparsers: Any) -> None:
@@ -234,16 +262,28 @@ def _register(module_name: str, subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from anonymizer.keys import SecretError
-    from dicom_rules import RulesError
-    from gateway.core.config import ConfigError
-
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_word(argv)).parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, SecretError, RulesError) as exc:  # RulesError: one file:line:col line per error
-        print(f"vera-gateway: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"vera-gateway: {exc}", file=sys.stderr)  # RulesError: one file:line:col line per error
         return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user fixes in a file; imported after the fact so a command loads only what it uses."""
+    from anonymizer.keys import SecretError
+    from gateway.core.config import ConfigError
+
+    errors: list[type[Exception]] = [ConfigError, SecretError]
+    if "dicom_rules" in sys.modules:  # only a command that loaded rules can raise their errors
+        from dicom_rules import RulesError
+
+        errors.append(RulesError)
+    return tuple(errors)
 
 
 if __name__ == "__main__":

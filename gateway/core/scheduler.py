@@ -8,6 +8,7 @@ start and go to the process pool; finished jobs are recorded in the ledger in on
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class Scheduler:
                 self.config.workers,
                 mp_context=ctx,
                 initializer=init_worker,
-                initargs=(*self.init_args, "INFO"),
+                initargs=(*self.init_args, "INFO", os.getpid()),  # workers end with this process
             )
         return self.pool
 

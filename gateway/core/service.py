@@ -16,10 +16,12 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
+from gateway.core.admission import ByteBudget
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
 from gateway.core.ledger import InstanceState, StateCount, open_ledger
+from gateway.core.recovery import RECOVERED_REASON, RunMarker, boot_id, os_crashed, recover_spool
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
@@ -47,10 +49,13 @@ class Service:
             self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = open_ledger(config, clock=clock)
-        self.spool = ContentStore(config.spool_dir, writer=spool_writer)
+        # The receive path: one journal commit per instance (core/recovery.py says why nothing is lost)
+        self.spool = ContentStore(config.spool_dir, writer=spool_writer, in_place=True)
         self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
         self.outbox = ContentStore(config.outbox_dir)
-        self.intake = Intake(self.spool, self.quarantine, self.ledger, self.keys)
+        receive_ledger = open_ledger(config, clock=clock, receive_path=True)
+        self.intake = Intake(self.spool, self.quarantine, receive_ledger, self.keys)
+        self.run_marker = RunMarker(config.data_dir / "run.json")
         self.scheduler = Scheduler(config, self.ledger, self.rules, self.secret)
         self.forwarder = Forwarder(config, self.ledger, self.rules, clock=clock)
         self.stop_event = threading.Event()
@@ -85,19 +90,33 @@ class Service:
         for store in (self.spool, self.quarantine, self.outbox):
             store.clean_temp_files()
         recovered = self.ledger.recover()
-        orphans = self.count_spool_orphans()
+        current_boot = boot_id()
+        after_os_crash = os_crashed(self.run_marker.previous(), current_boot)
+        self.run_marker.write(clean=False, current_boot=current_boot)
+        spool = recover_spool(
+            self.spool, self.ledger, lambda rel: self.intake.recover(rel, RECOVERED_REASON), after_os_crash
+        )
+        SPOOL_ORPHANS.set(spool["spool_orphans"])
         LOG.info(
             "service.recovered",
-            spool_orphans=orphans,
+            os_crash=after_os_crash,
+            **spool,
             jobs_requeued=recovered.jobs_requeued,
             instances_requeued=recovered.instances_requeued,
         )
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
-        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
+        budget = ByteBudget(self.config.max_inflight_bytes)  # received bytes, both listeners together
+        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate, budget=budget)
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
             self.tls_server = start_scp(
-                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
+                self.config,
+                self.intake,
+                self.rules(),
+                port=self.config.tls.port,
+                ssl_context=ctx,
+                gate=gate,
+                budget=budget,
             )
         if self.config.stow is not None:
             from gateway.core.stow import StowServer  # web stack only when a receiver is configured
@@ -177,6 +196,7 @@ class Service:
         self.scheduler.shutdown()
         if self.http is not None:
             self.http.shutdown()
+        self.run_marker.write(clean=True, current_boot=boot_id())
         LOG.info("service.stopped")
 
     def __enter__(self) -> Service:

@@ -57,9 +57,13 @@ if TYPE_CHECKING:
     from gateway.core.config import GatewayConfig
 
 
-def open_ledger(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Ledger:
-    """The ledger of a gateway: SQLite at ``config.ledger_path`` (a cluster backend is chosen here too)."""
-    return SqliteLedger(config.ledger_path, clock=clock)
+def open_ledger(
+    config: GatewayConfig, clock: Callable[[], float] = time.time, receive_path: bool = False
+) -> Ledger:
+    """The ledger of a gateway: SQLite at ``config.ledger_path`` (a cluster backend is chosen here too).
+    ``receive_path``: the intake's own handle, whose commits need only survive a process crash (the spool
+    file is the durable record; see :mod:`gateway.core.recovery`)."""
+    return SqliteLedger(config.ledger_path, clock=clock, synchronous="NORMAL" if receive_path else "FULL")
 
 
 __all__ = [
