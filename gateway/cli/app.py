@@ -1,4 +1,4 @@
-"""``vera-gateway``: serve, status, quarantine list|show|replay, echo, plus other modules' command groups.
+"""``vera-gateway``: serve, echo, the admin commands (gateway/cli/admin.py), other modules' command groups.
 
 Adding a command group: write a module with ``add_parser(subparsers) -> ArgumentParser`` that registers its
 sub-command and sets ``func(args) -> int`` as the parser default, then append its dotted name to
@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from gateway.cli import admin as admin_commands
 
 COMMAND_MODULES = (
     "dicom_rules.cli",  # rules check|explain|schema
     "gateway.ops.doctor",  # doctor
+    "gateway.console.users",  # console add-user (the web console's users file)
     "gateway.cli.offline",  # donors, anonymize, import-photos (face pipeline)
     "anonymizer.engines.vera.cli",  # vera (neural engine)
 )
@@ -57,82 +57,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     service.start()
     done.wait()
     service.stop()
-    return 0
-
-
-def _age(oldest: float | None) -> str:
-    if oldest is None:
-        return "-"
-    seconds = max(0.0, time.time() - oldest)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import Ledger
-
-    config = _config(args)
-    if not config.ledger_path.exists():
-        print(f"no ledger at {config.ledger_path}", file=sys.stderr)
-        return 1
-    ledger = Ledger(config.ledger_path)
-    counts = ledger.counts()
-    console = Console()
-    for table_name in ("instances", "jobs"):
-        table = Table(title=table_name)
-        for col in ("state", "count", "oldest"):
-            table.add_column(col, justify="left" if col == "state" else "right")
-        for state, (n, oldest) in sorted(counts.get(table_name, {}).items()):
-            table.add_row(state, str(n), _age(oldest))
-        console.print(table)
-    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
-    return 0
-
-
-def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import Ledger
-
-    ledger = Ledger(_config(args).ledger_path)
-    console = Console()
-    if args.quarantine_command == "list":
-        table = Table(title="quarantine")
-        for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
-            table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
-        for row in ledger.quarantine_items(include_released=args.all):
-            table.add_row(
-                str(row["id"]),
-                row["kind"],
-                str(row["instance_id"] or "-"),
-                str(row["job_id"] or "-"),
-                row["reason"],
-                row["calling_ae"],
-                _age(row["created_at"]),
-                "yes" if row["released_at"] else "",
-            )
-        console.print(table)
-        return 0
-    if args.quarantine_command == "show":
-        row = ledger.quarantine_item(args.id)
-        if row is None:
-            console.print(f"no quarantine item {args.id}")
-            return 1
-        table = Table(title=f"quarantine item {args.id}", show_header=False)
-        for key in row.keys():  # noqa: SIM118 (sqlite3.Row)
-            table.add_row(key, str(row[key]))
-        if row["instance_id"] is not None:
-            inst = ledger.query(
-                "SELECT state, patient_key, sop_class_uid, size, job_id FROM instances WHERE id=?",
-                (row["instance_id"],),
-            )
-            for key in inst[0].keys() if inst else ():
-                table.add_row(f"instance.{key}", str(inst[0][key]))
-        console.print(table)
-        return 0
-    try:
-        new_state = ledger.release_quarantine(args.id)
-    except LookupError as exc:
-        console.print(str(exc))
-        return 1
-    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
     return 0
 
 
@@ -188,16 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--quiet-period", type=float)
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser(
-        "status", parents=[common], help="queue depth per state, oldest item age, quarantine count"
-    ).set_defaults(func=cmd_status)
-    quarantine = sub.add_parser("quarantine", parents=[common], help="list, show or replay quarantined items")
-    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
-    qlist = qsub.add_parser("list", parents=[common])
-    qlist.add_argument("--all", action="store_true", help="include released items")
-    for name in ("show", "replay"):
-        qsub.add_parser(name, parents=[common]).add_argument("id", type=int)
-    quarantine.set_defaults(func=cmd_quarantine)
+    admin_commands.add_parser(sub, common)  # status, studies, quarantine, audit
     echo = sub.add_parser(
         "echo", parents=[common], help="C-ECHO a destination (rule-file name or AE@host:port)"
     )

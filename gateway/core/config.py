@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import dicom_rules
 from dicom_rules import RuleSet
+from gateway.console.settings import ConsoleConfig
 from gateway.ops.tls import TlsListenerConfig
 
 
@@ -84,6 +85,14 @@ class GatewayConfig(_Frozen):
     metrics_bind: str = "127.0.0.1"
     poll_interval_s: float = Field(0.2, gt=0)
     forward: ForwardSettings = ForwardSettings()
+    console: ConsoleConfig | None = None  # the admin's web console (gateway/console/), off when absent
+
+    @model_validator(mode="after")
+    def _console_tls_off_loopback(self) -> GatewayConfig:
+        console = self.console
+        if console is not None and not console.on_loopback and console.tls is None and self.tls is None:
+            raise ValueError("console.bind is not loopback: give console.tls (or a tls: listener to share)")
+        return self
 
     @field_validator("bind", "metrics_bind")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from dicom_rules import RuleSet
 
@@ -42,6 +43,7 @@ class ItemResult:
     destination: str = ""
     out_path: str = ""  # relative to the outbox root
     out_sop_uid: str = ""  # de-identified (keyed) UID: safe to log and store
+    detail: dict[str, Any] = field(default_factory=dict)  # route, pixel plan, verification (no PHI)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway.core.ledger_admin import ADMIN_SCHEMA  # trail, details, audit (the admin block)
+
 
 class InstanceState(StrEnum):
     RECEIVED = "received"
@@ -133,6 +135,7 @@ class Ledger:
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn().executescript(SCHEMA)
+        self._conn().executescript(ADMIN_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

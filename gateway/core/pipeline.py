@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -125,9 +125,27 @@ def _run_group(
     results = []
     for item, outcome in zip(items, outcomes, strict=True):
         started = time.perf_counter()
-        results.append(_finish_item(item, outcome, keys, store))
+        result = _finish_item(item, outcome, keys, store)
+        results.append(replace(result, detail=item_detail(item.decision, outcome)))
         timings["metadata"] += time.perf_counter() - started
     return results
+
+
+def item_detail(decision: RouteDecision, outcome: Outcome) -> dict[str, object]:
+    """What the admin's study trail shows: route, pixel plan and the verification outcome (no PHI)."""
+    p = decision.pixels
+    detail: dict[str, object] = {
+        "route": decision.route_name,
+        "pixels": f"{p.mode.value} {p.engine} preserve={','.join(r.value for r in p.preserve) or '-'}"
+        f" no_face={p.no_face.value}",
+    }
+    report = outcome.report if isinstance(outcome, Ok) else None
+    if report is not None:
+        detail.update(
+            faces=report.faces_found, verified=report.faces_replaced_and_verified, engine=report.engine
+        )
+        detail.update({k: round(float(v), 4) for k, v in report.scores.items()})
+    return detail
 
 
 def _finish_item(item: _Item, outcome: Outcome, keys: KeyRing, store: ContentStore) -> ItemResult:

@@ -27,6 +27,7 @@ from gateway.core.jobs import (
     JobSpec,
 )
 from gateway.core.ledger import InstanceState, Job, Ledger
+from gateway.core.ledger_admin import AdminLedger
 from gateway.core.worker import init_worker, run_job, warm_up
 from gateway.ops.logs import uid_hash
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
@@ -72,6 +73,7 @@ class Scheduler:
         self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
         self._inline_ready = False  # workers=0: the pipeline is set up in-process at the first job
+        self.details = AdminLedger(ledger)  # the trail's route / plan / verification per instance
         self.suspects: set[int] = set()  # jobs whose worker died while others ran too: they next run alone
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -185,6 +187,7 @@ class Scheduler:
             self._job_failed(result.job_id, result.retry_reason)
             return
         state = self.ledger.apply_job_result(result.job_id, [item_update(i) for i in result.items])
+        self._record_details(result)
         for item in result.items:
             if item.kind is ItemKind.QUARANTINE:
                 QUARANTINED.labels(stage="pipeline").inc()
@@ -205,6 +208,16 @@ class Scheduler:
             else:
                 LOG.info("instance.dropped", instance_id=item.instance_id, reason=item.reason)
         LOG.info("job.finished", job_id=result.job_id, state=state, instances=len(result.items))
+
+    def _record_details(self, result: JobResult) -> None:
+        """An observer: the states are committed already, so a failure here costs the trail detail only."""
+        rows = [
+            (i.instance_id, result.job_id, str(i.detail.get("route", "")), i.detail) for i in result.items
+        ]
+        try:
+            self.details.record_details([r for r in rows if r[3]])
+        except Exception:
+            LOG.exception("job.details_not_recorded", job_id=result.job_id)
 
     def _job_failed(self, job_id: int, reason: str) -> None:
         attempts = self.ledger.job_attempts(job_id)

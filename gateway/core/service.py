@@ -59,6 +59,7 @@ class Service:
         self.tls_server: Any = None
         self.gate: AssociationGate | None = None
         self.http: Any = None
+        self.console: Any = None  # gateway.console.server.ConsoleServer when the config has `console:`
 
     def rules(self) -> RuleSet:
         """The rule set in force (hot-reloaded from the rules file when one is configured)."""
@@ -104,8 +105,32 @@ class Service:
             self.threads.append(thread)
         if self.config.metrics_port is not None:
             self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        if self.config.console is not None:
+            self.console = self._start_console()
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
+
+    def _start_console(self) -> Any:
+        from gateway.console.server import ConsoleServer  # web stack imported only when configured
+        from gateway.ops.admin import AdminService
+
+        admin = AdminService(
+            self.config,
+            self.ledger,
+            self.rules,
+            watcher=self.watcher,
+            breakers=self.breaker_states,
+            keys=self.keys,
+        )
+        return ConsoleServer(admin, self.secret).start()
+
+    def breaker_states(self) -> dict[str, str]:
+        """Per destination: closed, open, or half-open (open, but the reset time has passed)."""
+        now = self.forwarder.clock()
+        return {
+            name: "closed" if not b.is_open else ("half-open" if b.allows(now) else "open")
+            for name, b in list(self.forwarder.breakers.items())
+        }
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
@@ -161,6 +186,8 @@ class Service:
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()
+        if self.console is not None:
+            self.console.stop()
         if self.http is not None:
             self.http.shutdown()
         LOG.info("service.stopped")
