@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.console.app import console_of, page, render, require_csrf
 from gateway.console.charts import bar_chart
 from gateway.console.security import BadForm, UploadTooLarge, read_multipart
+from gateway.console.web import console_of, page, render, require_csrf
 from gateway.core.ledger import JobState
 from gateway.core.ledger_admin import JobQuery
 from gateway.ops.admin import MAX_UPLOAD_BYTES, InvalidInput, PermissionDenied
