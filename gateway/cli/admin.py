@@ -73,7 +73,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    from gateway.core.ledger_admin import JobQuery
+    from gateway.core.ledger.admin import JobQuery
 
     service = _service(args)
     if service is None:

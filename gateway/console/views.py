@@ -20,7 +20,7 @@ from gateway.console.charts import bar_chart
 from gateway.console.security import BadForm, UploadTooLarge, read_multipart
 from gateway.console.web import console_of, page, render, require_csrf
 from gateway.core.ledger import JobState
-from gateway.core.ledger_admin import JobQuery
+from gateway.core.ledger.admin import JobQuery
 from gateway.ops.admin import MAX_UPLOAD_BYTES, InvalidInput, PermissionDenied
 
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}

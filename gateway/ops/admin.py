@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from dicom_rules import RuleSet
 from dicom_rules.source import RulesError
 from gateway.core.config import GatewayConfig, load_rule_set
-from gateway.core.ledger import Ledger
-from gateway.core.ledger_admin import (
+from gateway.core.ledger import Ledger, open_ledger
+from gateway.core.ledger.admin import (
     AdminLedger,
     AuditRow,
     DestinationRow,
@@ -33,8 +33,8 @@ from gateway.core.ledger_admin import (
     JobQuery,
     JobRow,
     QuarantineRow,
-    StateCount,
     StateEvent,
+    StateTally,
 )
 from gateway.ops.metrics import ADMIN_ACTIONS
 
@@ -94,8 +94,8 @@ class RulesStatus:
 
 @dataclass(frozen=True)
 class Overview:
-    instances: tuple[StateCount, ...]
-    jobs: tuple[StateCount, ...]
+    instances: tuple[StateTally, ...]
+    jobs: tuple[StateTally, ...]
     oldest_active_at: float | None
     queue_depth: int
     open_quarantine: int
@@ -174,7 +174,7 @@ class AdminService:
     @classmethod
     def for_config(cls, config: GatewayConfig) -> AdminService:
         """The CLI's instance: no running service, so no breaker states and the rules read from the file."""
-        return cls(config, Ledger(config.ledger_path))
+        return cls(config, open_ledger(config))
 
     def rules(self) -> RuleSet:
         return self._rules() if self._rules is not None else load_rule_set(self.config)
@@ -257,7 +257,9 @@ class AdminService:
 
     def replay(self, item_id: int, actor: Actor, reason: str = "") -> str:
         """Release an item: pipeline items re-run (a follow-up job), forward items are re-sent."""
-        return self._act("replay", item_id, actor, reason, lambda: self.ledger.release_quarantine(item_id))
+        return self._act(
+            "replay", item_id, actor, reason, lambda: str(self.ledger.release_quarantine(item_id))
+        )
 
     def discard(self, item_id: int, actor: Actor, reason: str) -> str:
         """Close an item without forwarding it (the instance is dropped); a reason is required."""

@@ -22,7 +22,15 @@ from dicom_rules import default_rules
 from gateway.console.app import create_app
 from gateway.console.users import write_user
 from gateway.core.config import GatewayConfig, load_config
-from gateway.core.ledger import InstanceState, Ledger, ReceivedInstance
+from gateway.core.ledger import (
+    Deidentified,
+    Forwarded,
+    JobRun,
+    Ledger,
+    Quarantined,
+    ReceivedInstance,
+    open_ledger,
+)
 from gateway.ops.admin import AdminService, Role
 
 PASSWORDS = {"alice": "alice-admin-pw", "victor": "victor-viewer-pw"}
@@ -46,27 +54,23 @@ def received(n: int, study: str = "study-key-1", patient: str = "pseudo-patient-
     )
 
 
+def _run_next_job(ledger: Ledger) -> JobRun:
+    ledger.group_received()
+    (job,) = ledger.ready_jobs(quiet_s=0, max_wait_s=0)
+    run = ledger.start_job(job)
+    assert run is not None
+    return run
+
+
 def filled_ledger(ledger: Ledger) -> dict[str, int]:
     """Job 1: one forwarded instance. Job 2 (another study): one instance quarantined for no face."""
     ok = ledger.record_received(received(1)).instance_id
-    ledger.group_received()
-    ledger.start_job(1)
-    ledger.apply_job_result(
-        1,
-        [
-            (
-                ok,
-                InstanceState.DEIDENTIFIED,
-                {"destination": "research", "out_path": "o/1.dcm", "out_sop_uid": "2.25.1"},
-            )
-        ],
-    )
-    ledger.mark_forwarded(ok)
+    ledger.finish_job(_run_next_job(ledger), [Deidentified(ok, "research", "o/1.dcm", "2.25.1")])
+    (output,) = ledger.due_outputs()
+    ledger.record_forwarding([Forwarded(output)])
     bad = ledger.record_received(received(2, "study-key-2", "pseudo-patient-2")).instance_id
-    ledger.group_received()
-    ledger.start_job(2)
-    ledger.apply_job_result(2, [(bad, InstanceState.QUARANTINED, {"reason": "pixels:no face found"})])
-    return {"forwarded": ok, "quarantined": bad, "item": ledger.quarantine_items()[0]["id"]}
+    ledger.finish_job(_run_next_job(ledger), [Quarantined(bad, "pixels:no face found")])
+    return {"forwarded": ok, "quarantined": bad, "item": ledger.quarantine_items()[0].id}
 
 
 @dataclass
@@ -106,10 +110,10 @@ def make_env(tmp_path: Path, rules_file: Path | None = None, **console: Any) -> 
     users = config.resolve(config.console.users_file)  # type: ignore[union-attr]
     write_user(users, "alice", Role.ADMIN, PASSWORDS["alice"], FAST_HASHER)
     write_user(users, "victor", Role.VIEWER, PASSWORDS["victor"], FAST_HASHER)
-    ledger = Ledger(config.ledger_path)
-    ids = filled_ledger(ledger)
+    ledger = open_ledger(config)
     rules = None if rules_file else (lambda: default_rules())
-    admin = AdminService(config, ledger, rules)
+    admin = AdminService(config, ledger, rules)  # creates the trail triggers, as the scheduler does at start
+    ids = filled_ledger(ledger)
     app = create_app(admin, config.console, SECRET, users)  # type: ignore[arg-type]
     return ConsoleEnv(config, ledger, admin, app, ids)
 

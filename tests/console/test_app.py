@@ -123,7 +123,7 @@ def test_admin_replay_needs_confirmation_then_regroups_and_is_audited(console: C
     assert response.status_code == 303 and response.headers["location"] == f"/quarantine/{item}"
     page = client.get(f"/quarantine/{item}").text
     assert "replay done, instance is now received" in page and "rule fixed: no_face mask" in page
-    assert console.ledger.counts()["instances"]["received"][0] == 1
+    assert console.ledger.counts().instances["received"].count == 1
     (entry,) = console.admin.audit_log()
     assert (entry.actor, entry.action, entry.target) == ("alice", "replay", f"quarantine:{item}")
     assert _actions("replay", "done") == before + 1
@@ -140,8 +140,8 @@ def test_discard_needs_a_reason_and_drops_the_instance(console: ConsoleEnv) -> N
     assert response.status_code == 400 and "reason" in response.text
     data = {"confirm": "yes", "csrf_token": token, "reason": "test photo, not for research"}
     assert client.post(f"/quarantine/{item}/discard", data=data).status_code == 303
-    assert console.ledger.counts()["instances"]["dropped"][0] == 1
-    assert "quarantined" not in console.ledger.counts()["instances"]
+    assert console.ledger.counts().instances["dropped"].count == 1
+    assert "quarantined" not in console.ledger.counts().instances
     assert "nothing in quarantine" in client.get("/quarantine").text
     assert f'data-item="{item}"' in client.get("/quarantine?all=1").text
     assert "test photo, not for research" in client.get(f"/quarantine/{item}").text

@@ -1,63 +1,68 @@
 """The ledger's admin block: state-change trail, per-instance processing details, the audit log, and the read
-queries behind ``vera-gateway status|quarantine`` and the web console.
+queries behind ``vera-gateway status|studies|quarantine|audit`` and the web console.
 
-Kept apart from ``ledger.py`` (the state machine) so neither grows past a readable size; the SQL lives
-here and in ``ledger.py`` only. The trail is written by SQLite triggers on ``instances``, so every transition
-of the state machine is recorded in the same transaction without it knowing. Everything stored is a ledger
-id, a keyed hash, a pseudonym, a state or a reason — never patient data.
+A separate block of the ledger package (the transitions stay in :mod:`.sql`), over the backend's own
+transactions (``_read``/``_write`` yielding a :class:`~.sql.Tx`). The trail is written by SQLite triggers on
+``instances``, so every transition is recorded in its own transaction without the state machine knowing; a
+backend without :data:`SQLITE_TRAIL_TRIGGERS` (PostgreSQL needs its own trigger function) shows current
+states only. Everything stored is a ledger id, a keyed hash, a pseudonym, a state or a reason, never
+patient data.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# Executed by Ledger.__init__ (idempotent), so the trail exists whether or not the console runs.
+from gateway.core.ledger.models import InstanceState, JobState, settled_job_state
+from gateway.core.ledger.sql import Row, Tx
+
+# Created by AdminLedger (idempotent); the scheduler builds one at service start, so the trail is
+# recorded whether or not the console runs. ``{id}``: the backend's auto-increment primary key.
 ADMIN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS instance_events (
-    id INTEGER PRIMARY KEY,
+    id {id},
     instance_id INTEGER NOT NULL, job_id INTEGER, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    at REAL NOT NULL
+    at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instance_events_instance ON instance_events (instance_id);
 CREATE INDEX IF NOT EXISTS instance_events_at ON instance_events (at);
-CREATE TRIGGER IF NOT EXISTS instance_events_insert AFTER INSERT ON instances BEGIN
-    INSERT INTO instance_events (instance_id, job_id, state, reason, at)
-    VALUES (NEW.id, NEW.job_id, NEW.state, NEW.reason, NEW.updated_at);
-END;
-CREATE TRIGGER IF NOT EXISTS instance_events_update AFTER UPDATE OF state ON instances
-WHEN NEW.state IS NOT OLD.state BEGIN
-    INSERT INTO instance_events (instance_id, job_id, state, reason, at)
-    VALUES (NEW.id, NEW.job_id, NEW.state, NEW.reason, NEW.updated_at);
-END;
 CREATE TABLE IF NOT EXISTS instance_details (
-    instance_id INTEGER PRIMARY KEY, job_id INTEGER, route TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT '{}'
+    instance_id BIGINT PRIMARY KEY, job_id BIGINT, route TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{{}}'
 );
 CREATE INDEX IF NOT EXISTS instance_details_route ON instance_details (route);
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
+    id {id},
+    at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,
     reason TEXT NOT NULL DEFAULT '', outcome TEXT NOT NULL DEFAULT ''
 );
 """
+_TRAIL_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS instance_events_{name} AFTER {event} ON instances {when}BEGIN
+    INSERT INTO instance_events (instance_id, job_id, state, reason, at)
+    VALUES (NEW.id, NEW.job_id, NEW.state, NEW.reason, NEW.updated_at);
+END"""
+SQLITE_TRAIL_TRIGGERS = (
+    _TRAIL_TRIGGER.format(name="insert", event="INSERT", when=""),
+    _TRAIL_TRIGGER.format(name="update", event="UPDATE OF state", when="WHEN NEW.state IS NOT OLD.state "),
+)
 
 
 class LedgerLike(Protocol):
-    """What this block needs of :class:`gateway.core.ledger.Ledger`."""
+    """What this block needs of a :class:`~.sql.SqlLedger` backend: its clock and transactions."""
 
     clock: Callable[[], float]
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def _read(self) -> AbstractContextManager[Tx]: ...
+    def _write(self) -> AbstractContextManager[Tx]: ...
 
 
 @dataclass(frozen=True)
-class StateCount:
+class StateTally:
     state: str
     count: int
     oldest: float | None  # oldest updated_at in that state
@@ -164,26 +169,43 @@ class AdminLedger:
 
     def __init__(self, ledger: LedgerLike) -> None:
         self.ledger = ledger
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        from gateway.core.ledger.sqlite import PRIMARY_KEY, SqliteLedger
+
+        sqlite = isinstance(self.ledger, SqliteLedger)
+        ddl = ADMIN_SCHEMA.format(
+            id=PRIMARY_KEY if sqlite else "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+        )
+        statements = [s.strip() for s in ddl.split(";") if s.strip()]
+        with self.ledger._write() as tx:
+            for statement in [*statements, *(SQLITE_TRAIL_TRIGGERS if sqlite else ())]:
+                tx.run(statement)
+
+    def _rows(self, statement: str, args: Sequence[Any] = ()) -> list[Row]:
+        with self.ledger._read() as tx:
+            return tx.rows(statement, args)
 
     # ---- status ----------------------------------------------------------------------------------------
-    def state_counts(self, table: str) -> list[StateCount]:
+    def state_counts(self, table: str) -> list[StateTally]:
         if table not in ("instances", "jobs"):
             raise ValueError(table)
-        rows = self.ledger.query(
+        rows = self._rows(
             f"SELECT state, COUNT(*) AS n, MIN(updated_at) AS oldest FROM {table}"
             " GROUP BY state ORDER BY state"
         )
-        return [StateCount(r["state"], int(r["n"]), r["oldest"]) for r in rows]
+        return [StateTally(r["state"], int(r["n"]), r["oldest"]) for r in rows]
 
     def transitions_since(self, state: str, since: float) -> list[float]:
         """Timestamps of every transition into ``state`` after ``since`` (throughput charts)."""
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT at FROM instance_events WHERE state=? AND at>=? ORDER BY at", (state, since)
         )
         return [float(r["at"]) for r in rows]
 
     def destinations(self) -> list[DestinationRow]:
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT destination,"
             " SUM(state='forwarded') AS forwarded,"
             " SUM(state IN ('deidentified','retry_waiting')) AS backlog,"
@@ -194,7 +216,7 @@ class AdminLedger:
         )
         out = []
         for r in rows:
-            err = self.ledger.query(
+            err = self._rows(
                 "SELECT reason, updated_at FROM instances WHERE destination=? AND state IN"
                 " ('retry_waiting','quarantined') AND reason<>'' ORDER BY updated_at DESC LIMIT 1",
                 (r["destination"],),
@@ -234,7 +256,7 @@ class AdminLedger:
         if q.until is not None:
             where.append("j.created_at<=?")
             params.append(q.until)
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT j.*, (SELECT COUNT(*) FROM instances i WHERE i.job_id=j.id) AS n,"
             " (SELECT GROUP_CONCAT(DISTINCT d.route) FROM instance_details d WHERE d.job_id=j.id) AS routes"
             f" FROM jobs j WHERE {' AND '.join(where)} ORDER BY j.id DESC LIMIT ?",
@@ -248,7 +270,7 @@ class AdminLedger:
 
     def study_jobs(self, study_key: str) -> list[JobRow]:
         """Every job of one study (the first and its follow-ups), oldest first."""
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT j.*, (SELECT COUNT(*) FROM instances i WHERE i.job_id=j.id) AS n,"
             " (SELECT GROUP_CONCAT(DISTINCT d.route) FROM instance_details d WHERE d.job_id=j.id) AS routes"
             " FROM jobs j WHERE j.study_key=? ORDER BY j.id",
@@ -258,7 +280,7 @@ class AdminLedger:
 
     def job_instances(self, job_id: int) -> list[InstanceRow]:
         """Instances now in the job, plus those that were in it before a replay moved them on."""
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT i.*, d.detail FROM instances i LEFT JOIN instance_details d ON d.instance_id=i.id"
             " WHERE i.job_id=? OR i.id IN (SELECT instance_id FROM instance_events WHERE job_id=?)"
             " ORDER BY i.id",
@@ -267,7 +289,7 @@ class AdminLedger:
         return [_instance_row(r) for r in rows]
 
     def instance(self, instance_id: int) -> InstanceRow | None:
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT i.*, d.detail FROM instances i LEFT JOIN instance_details d ON d.instance_id=i.id"
             " WHERE i.id=?",
             (instance_id,),
@@ -278,7 +300,7 @@ class AdminLedger:
         if not instance_ids:
             return []
         marks = ",".join("?" * len(instance_ids))
-        rows = self.ledger.query(
+        rows = self._rows(
             f"SELECT * FROM instance_events WHERE instance_id IN ({marks}) ORDER BY instance_id, id",
             tuple(instance_ids),
         )
@@ -286,20 +308,17 @@ class AdminLedger:
 
     def record_details(self, details: Sequence[tuple[int, int, str, dict[str, Any]]]) -> None:
         """(instance_id, job_id, route, detail) from a finished job: route, pixel plan, verification."""
-        with self.ledger.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO instance_details (instance_id, job_id, route, detail)"
-                " VALUES (?,?,?,?)",
-                [
-                    (iid, jid, route, json.dumps(detail, sort_keys=True))
-                    for iid, jid, route, detail in details
-                ],
-            )
+        with self.ledger._write() as tx:
+            for iid, jid, route, detail in details:
+                tx.run(
+                    "INSERT INTO instance_details (instance_id, job_id, route, detail) VALUES (?,?,?,?)"
+                    " ON CONFLICT (instance_id) DO UPDATE SET job_id=excluded.job_id, route=excluded.route,"
+                    " detail=excluded.detail",
+                    (iid, jid, route, json.dumps(detail, sort_keys=True)),
+                )
 
     def routes(self) -> list[str]:
-        return [
-            r["route"] for r in self.ledger.query("SELECT DISTINCT route FROM instance_details ORDER BY 1")
-        ]
+        return [r["route"] for r in self._rows("SELECT DISTINCT route FROM instance_details ORDER BY 1")]
 
     # ---- quarantine ------------------------------------------------------------------------------------
     def quarantine(
@@ -314,7 +333,7 @@ class AdminLedger:
         if text:
             where.append("q.reason LIKE ? ESCAPE '\\'")
             params.append(f"%{_escape_like(text)}%")
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT q.*, COALESCE(i.state, '') AS instance_state FROM quarantine q"
             f" LEFT JOIN instances i ON i.id=q.instance_id WHERE {' AND '.join(where)} ORDER BY q.id LIMIT ?",
             (*params, limit),
@@ -322,7 +341,7 @@ class AdminLedger:
         return [_quarantine_row(r) for r in rows]
 
     def quarantine_item(self, item_id: int) -> QuarantineRow | None:
-        rows = self.ledger.query(
+        rows = self._rows(
             "SELECT q.*, COALESCE(i.state, '') AS instance_state FROM quarantine q"
             " LEFT JOIN instances i ON i.id=q.instance_id WHERE q.id=?",
             (item_id,),
@@ -330,37 +349,51 @@ class AdminLedger:
         return _quarantine_row(rows[0]) if rows else None
 
     def discard_quarantine(self, item_id: int, reason: str) -> str:
-        """Close a quarantine item for good: its instance is dropped (never forwarded), its files stay until
-        retention. Returns the instance's new state ('' for a receive-time item without one)."""
+        """Close a quarantine item for good: its instance is dropped (never forwarded) and its job settled;
+        files stay until retention. Returns the instance's new state ('' for a receive-time item)."""
         now = self.ledger.clock()
-        with self.ledger.transaction() as db:
-            item = db.execute(
-                "SELECT * FROM quarantine WHERE id=? AND released_at IS NULL", (item_id,)
-            ).fetchone()
+        with self.ledger._write() as tx:
+            item = tx.one("SELECT * FROM quarantine WHERE id=? AND released_at IS NULL", (item_id,))
             if item is None:
                 raise LookupError("no open quarantine item with that id")
-            db.execute("UPDATE quarantine SET released_at=? WHERE id=?", (now, item_id))
+            tx.run("UPDATE quarantine SET released_at=? WHERE id=? AND released_at IS NULL", (now, item_id))
             if item["instance_id"] is None:
                 return ""
-            db.execute(
-                "UPDATE instances SET state='dropped', reason=?, updated_at=?"
-                " WHERE id=? AND state='quarantined'",
-                (f"discarded: {reason}", now, item["instance_id"]),
+            tx.run(
+                "UPDATE instances SET state=?, reason=?, updated_at=? WHERE id=? AND state=?",
+                (
+                    InstanceState.DROPPED,
+                    f"discarded: {reason}",
+                    now,
+                    item["instance_id"],
+                    InstanceState.QUARANTINED,
+                ),
             )
-            return "dropped"
+            if item["job_id"] is not None:
+                self._settle(tx, int(item["job_id"]), now)
+            return str(InstanceState.DROPPED)
+
+    @staticmethod
+    def _settle(tx: Tx, job_id: int, now: float) -> None:
+        job = tx.one("SELECT state FROM jobs WHERE id=?", (job_id,))
+        if job is None:
+            return
+        states = [r["state"] for r in tx.rows("SELECT state FROM instances WHERE job_id=?", (job_id,))]
+        new = settled_job_state(states, JobState(job["state"]))
+        tx.run("UPDATE jobs SET state=?, updated_at=? WHERE id=?", (new, now, job_id))
 
     # ---- audit -----------------------------------------------------------------------------------------
     def audit(self, actor: str, action: str, target: str, reason: str, outcome: str) -> int:
-        with self.ledger.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO audit (at, actor, action, target, reason, outcome) VALUES (?,?,?,?,?,?)",
+        with self.ledger._write() as tx:
+            return tx.insert(
+                "INSERT INTO audit (at, actor, action, target, reason, outcome)"
+                " VALUES (?,?,?,?,?,?) RETURNING id",
                 (self.ledger.clock(), actor, action, target, reason, outcome),
             )
-            return int(cur.lastrowid or 0)
 
     def audit_log(self, limit: int = 200, target: str = "") -> list[AuditRow]:
         where, params = ("WHERE target=?", (target,)) if target else ("", ())
-        rows = self.ledger.query(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", (*params, limit))
         return [
             AuditRow(r["id"], r["at"], r["actor"], r["action"], r["target"], r["reason"], r["outcome"])
             for r in rows
@@ -375,7 +408,7 @@ def _prefix(text: str) -> str:
     return _escape_like(text) + "%"
 
 
-def _job_row(r: sqlite3.Row) -> JobRow:
+def _job_row(r: Row) -> JobRow:
     return JobRow(
         r["id"],
         r["study_key"],
@@ -390,7 +423,7 @@ def _job_row(r: sqlite3.Row) -> JobRow:
     )
 
 
-def _instance_row(r: sqlite3.Row) -> InstanceRow:
+def _instance_row(r: Row) -> InstanceRow:
     return InstanceRow(
         r["id"],
         r["job_id"],
@@ -411,7 +444,7 @@ def _instance_row(r: sqlite3.Row) -> InstanceRow:
     )
 
 
-def _quarantine_row(r: sqlite3.Row) -> QuarantineRow:
+def _quarantine_row(r: Row) -> QuarantineRow:
     return QuarantineRow(
         r["id"],
         r["kind"],

@@ -1,0 +1,93 @@
+"""The ledger: every instance and study job with its state (the states and records: :mod:`.models`).
+
+:class:`Ledger` (:mod:`.base`) is the interface, one fenced method per state transition; :class:`SqlLedger`
+(:mod:`.sql`) implements it in portable SQL (:mod:`.statements`); :class:`SqliteLedger` (:mod:`.sqlite`)
+is the one-node backend. Callers get one from :func:`open_ledger` and pass and receive frozen records.
+No SQL outside this package.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway.core.ledger.base import Ledger
+from gateway.core.ledger.models import (
+    Deidentified,
+    Dropped,
+    Duplicate,
+    Forwarded,
+    ForwardGaveUp,
+    ForwardOutcome,
+    ForwardRecorded,
+    ForwardRetry,
+    Grouped,
+    InstanceOutcome,
+    InstanceRecord,
+    InstanceState,
+    Job,
+    JobInstance,
+    JobRecord,
+    JobRun,
+    JobState,
+    LedgerCounts,
+    LedgerError,
+    OutputItem,
+    PurgedFiles,
+    Quarantined,
+    QuarantineItem,
+    QuarantineKind,
+    ReceivedInstance,
+    ReceiveResult,
+    Recovery,
+    StateCount,
+    StudySummary,
+)
+from gateway.core.ledger.sql import SqlLedger
+from gateway.core.ledger.sqlite import SqliteLedger
+
+if TYPE_CHECKING:
+    from gateway.core.config import GatewayConfig
+
+
+def open_ledger(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Ledger:
+    """The ledger of a gateway: SQLite at ``config.ledger_path`` (a cluster backend is chosen here too)."""
+    return SqliteLedger(config.ledger_path, clock=clock)
+
+
+__all__ = [
+    "Deidentified",
+    "Dropped",
+    "Duplicate",
+    "ForwardGaveUp",
+    "ForwardOutcome",
+    "ForwardRecorded",
+    "ForwardRetry",
+    "Forwarded",
+    "Grouped",
+    "InstanceOutcome",
+    "InstanceRecord",
+    "InstanceState",
+    "Job",
+    "JobInstance",
+    "JobRecord",
+    "JobRun",
+    "JobState",
+    "Ledger",
+    "LedgerCounts",
+    "LedgerError",
+    "OutputItem",
+    "PurgedFiles",
+    "QuarantineItem",
+    "QuarantineKind",
+    "Quarantined",
+    "ReceiveResult",
+    "ReceivedInstance",
+    "Recovery",
+    "SqlLedger",
+    "SqliteLedger",
+    "StateCount",
+    "StudySummary",
+    "open_ledger",
+]
