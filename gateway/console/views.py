@@ -101,7 +101,7 @@ async def quarantine_item(request: Request) -> Response:
     detail = console_of(request).admin.quarantine_detail(request.path_params["item_id"])
     if detail is None:
         raise HTTPException(404)
-    return render(request, "quarantine_item.html", detail=detail)
+    return render(request, "quarantine_item.html", detail=detail, refresh=True)
 
 
 @page()

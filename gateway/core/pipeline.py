@@ -22,7 +22,7 @@ from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.metadata.errors import MetadataError
 from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
-from anonymizer.plans import PairingScope
+from anonymizer.plans import PairingScope, PixelMode
 from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway.core import faults
 from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
@@ -134,16 +134,17 @@ def _run_group(
 def item_detail(decision: RouteDecision, outcome: Outcome) -> dict[str, object]:
     """What the admin's study trail shows: route, pixel plan and the verification outcome (no PHI)."""
     p = decision.pixels
-    detail: dict[str, object] = {
-        "route": decision.route_name,
-        "pixels": f"{p.mode.value} {p.engine} preserve={','.join(r.value for r in p.preserve) or '-'}"
-        f" no_face={p.no_face.value}",
-    }
+    anonymize = p.mode is PixelMode.ANONYMIZE
+    preserve = ",".join(r.value for r in p.preserve) or "-"
+    plan = (
+        f"anonymize {p.engine} preserve={preserve} no_face={p.no_face.value}" if anonymize else p.mode.value
+    )
+    detail: dict[str, object] = {"route": decision.route_name, "pixels": plan}
     report = outcome.report if isinstance(outcome, Ok) else None
-    if report is not None:
-        detail.update(
-            faces=report.faces_found, verified=report.faces_replaced_and_verified, engine=report.engine
-        )
+    if report is not None and anonymize:
+        detail.update(faces=report.faces_found, engine=report.engine)
+        if report.faces_found:
+            detail["verified"] = report.faces_replaced_and_verified
         detail.update({k: round(float(v), 4) for k, v in report.scores.items()})
     return detail
 

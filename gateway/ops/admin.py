@@ -379,6 +379,14 @@ def durations(events: list[StateEvent]) -> StageDurations:
     )
 
 
+def pixel_plan_text(pixels: Any) -> str:
+    """One line for a pixel plan: the engine, preserved regions and no-face action only where they apply."""
+    if pixels.mode.value != "anonymize":
+        return pixels.mode.value
+    preserve = ",".join(r.value for r in pixels.preserve) or "-"
+    return f"anonymize {pixels.engine} preserve={preserve} no_face={pixels.no_face.value}"
+
+
 def route_summary(rules: RuleSet) -> list[tuple[str, str, str, str]]:
     """(name, when, then, pixels) per route, in order (what ``rules check`` prints)."""
     out = []
@@ -386,9 +394,9 @@ def route_summary(rules: RuleSet) -> list[tuple[str, str, str, str]]:
         d = route.decision
         when = "; ".join(c.describe() for c in route.conditions) or "(catch-all)"
         then = f"{d.action.value} {d.destination.name if d.destination else d.reason}"
-        p = d.pixels
-        pixels = f"{p.mode.value} {p.engine} preserve={','.join(r.value for r in p.preserve) or '-'}"
-        out.append((route.name, when, then, f"{pixels} no_face={p.no_face.value}"))
+        out.append(
+            (route.name, when, then, pixel_plan_text(d.pixels) if d.action.value == "forward" else "-")
+        )
     return out
 
 
