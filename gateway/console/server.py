@@ -65,7 +65,12 @@ class ConsoleServer:
         sock.listen(128)
         sock.set_inheritable(True)
         self.sock = sock
-        options: dict[str, Any] = {"log_config": None, "access_log": False, "lifespan": "off"}
+        options: dict[str, Any] = {
+            "log_config": None,
+            "access_log": False,
+            "lifespan": "off",
+            "server_header": False,
+        }
         if self.tls is not None:
             options.update(ssl_certfile=str(self.tls[0]), ssl_keyfile=str(self.tls[1]))
         config = uvicorn.Config(self.app, **options)

@@ -126,6 +126,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add.add_argument("--role", choices=[r.value for r in Role], default=Role.VIEWER.value)
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--users-file", type=Path, help="default: the config's console.users_file")
+    add.add_argument("--config", type=Path, default=argparse.SUPPRESS)  # also after the sub-command
+    add.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     console.set_defaults(func=cmd_console)
     return console
 
