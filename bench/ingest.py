@@ -2,11 +2,12 @@
 the gateway (``vera-gateway serve``: parse, spool with fsync, ledger commit before Success), into DCMTK
 ``storescp`` (bit-preserving writes, no fsync) and into Orthanc (SQLite index), side by side in one run.
 
-    .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--repeats 2] [--parallel 1]
+    .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--repeats 2] [--parallel 1] [--console]
 
 Prints instances/s and MB/s per receiver and the ratios gateway/storescp and gateway/Orthanc. Sets:
 London Set photos wrapped as JPEG Baseline VL Photographic (no re-encoding), and ~50 kB uncompressed RGB
-Secondary Capture objects. Each run gets a fresh receiver (no duplicate short-cuts).
+Secondary Capture objects. Each run gets a fresh receiver (no duplicate short-cuts). ``--console`` adds the
+gateway with its web console on, an admin session reloading the overview every second during the send.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def gateway(root: Path) -> Iterator[tuple[int, str]]:
+def gateway(root: Path, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, str]]:
     port = free_port()
     cmd = [
         str(REPO / ".venv/bin/vera-gateway"),
@@ -78,6 +79,7 @@ def gateway(root: Path) -> Iterator[tuple[int, str]]:
         "0",
         "--log-level",
         "WARNING",
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     try:
@@ -85,6 +87,48 @@ def gateway(root: Path) -> Iterator[tuple[int, str]]:
         yield port, "VERA_GW"
     finally:
         stop(proc)
+
+
+@contextmanager
+def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
+    """The gateway with ``console:`` on and an admin polling the overview (as its auto-refresh does)."""
+    import threading
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    from gateway.console.users import write_user
+    from gateway.ops.admin import Role
+
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gateway.yaml").write_text(f"console: {{port: {port}}}\n")
+    write_user(root / "console-users.yaml", "bench", Role.ADMIN, "bench-password")
+    done = threading.Event()
+
+    def poll() -> None:
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        for _ in range(100):  # the console starts after the DICOM listener that wait_echo saw
+            try:
+                page = opener.open(base + "/login", timeout=10).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"username": "bench", "password": "bench-password", "csrf_token": token}
+        opener.open(base + "/login", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+        while not done.wait(1.0):
+            opener.open(base + "/", timeout=10).read()
+
+    with gateway(root, ("--config", str(root / "gateway.yaml"))) as target:
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield target
+        finally:
+            done.set()
+            poller.join(timeout=10)
 
 
 @contextmanager
@@ -143,6 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         "storescp": storescp,
         "orthanc": orthanc,  # type: ignore[dict-item]
     }
+    if args.console:
+        receivers["gateway+console"] = gateway_console
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     results: dict[str, dict[str, float]] = {}
     try:
@@ -172,6 +218,9 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> No
         print(f"{set_name:<12} {gw:>10.1f} {scp:>11.1f} {orth:>10.1f} {gw / scp:>12.2f} {gw / orth:>11.2f}")
         mb = (r["gateway_MBps"], r["storescp_MBps"], r["orthanc_MBps"])
         print("{:<12} {:>10.1f} {:>11.1f} {:>10.1f}".format("  MB/s", *mb))
+        if "gateway+console" in r:
+            on = r["gateway+console"]
+            print(f"{'  console':<12} {on:>10.1f}/s with the web console on; on/off {on / gw:.2f}")
 
 
 def main() -> None:
@@ -181,6 +230,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=1, help="simultaneous associations per receiver")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--console", action="store_true", help="also run the gateway with its web console on")
     args = parser.parse_args()
     results = run(args)
     report(results, args)
