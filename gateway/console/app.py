@@ -33,7 +33,16 @@ from gateway.console import views
 from gateway.console.security import LoginLimiter, SecurityHeaders, csrf_token
 from gateway.console.settings import ConsoleConfig
 from gateway.console.users import UserStore
-from gateway.console.web import HERE, Console, console_of, current_actor, page, render, require_csrf
+from gateway.console.web import (
+    HERE,
+    Console,
+    console_of,
+    current_actor,
+    page,
+    read_form,
+    render,
+    require_csrf,
+)
 from gateway.ops.admin import Actor, AdminService
 
 LOG = structlog.get_logger("gateway.console")
@@ -48,7 +57,7 @@ async def login_page(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     console = console_of(request)
-    form = await request.form()
+    form = await read_form(request)
     require_csrf(request, form.get("csrf_token"))
     name = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:1024]

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -115,6 +116,20 @@ class UploadTooLarge(ValueError):
 
 class BadForm(ValueError):
     pass
+
+
+async def read_urlencoded(request: Request, max_bytes: int) -> dict[str, str]:
+    """A url-encoded form, refusing bodies over ``max_bytes`` (Starlette's parser has no size limit)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise UploadTooLarge(f"form larger than {max_bytes // 1024} KiB")
+    try:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    except ValueError as exc:
+        raise BadForm("too many form fields") from exc
+    return dict(pairs)
 
 
 async def read_multipart(request: Request, max_bytes: int) -> tuple[dict[str, str], dict[str, bytes]]:

@@ -15,12 +15,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from gateway.console.security import LoginLimiter, csrf_ok, csrf_token
+from gateway.console.security import (
+    BadForm,
+    LoginLimiter,
+    UploadTooLarge,
+    csrf_ok,
+    csrf_token,
+    read_urlencoded,
+)
 from gateway.console.settings import ConsoleConfig
 from gateway.console.users import UserStore
 from gateway.ops.admin import Actor, AdminService, Role
 
 HERE = Path(__file__).parent
+MAX_FORM_BYTES = 3 * 1024 * 1024  # url-encoded: a rule file (MAX_RULES_BYTES) with its escaping
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -100,9 +108,9 @@ def page(*, admin: bool = False) -> Callable[[Handler], Handler]:
                 return RedirectResponse("/login", status_code=303)
             request.state.actor = actor
             if request.method == "POST" and "multipart/" not in request.headers.get("content-type", ""):
-                form = await request.form()
+                form = await read_form(request)
                 require_csrf(request, form.get("csrf_token"))
-                request.state.form = {k: v for k, v in form.items() if isinstance(v, str)}
+                request.state.form = form
             if admin and not actor.is_admin:
                 raise HTTPException(403, "this needs the admin role")
             return await handler(request)
@@ -110,6 +118,16 @@ def page(*, admin: bool = False) -> Callable[[Handler], Handler]:
         return wrapper
 
     return decorate
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The posted url-encoded form, at most :data:`MAX_FORM_BYTES` (a rule file fits), else 413/400."""
+    try:
+        return await read_urlencoded(request, MAX_FORM_BYTES)
+    except UploadTooLarge as exc:
+        raise HTTPException(413, str(exc)) from exc
+    except BadForm as exc:
+        raise HTTPException(400, str(exc)) from exc
 
 
 def require_csrf(request: Request, submitted: Any) -> None:

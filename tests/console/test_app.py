@@ -277,3 +277,11 @@ def test_cli_discard_is_audited_and_shown_in_the_console(
     assert "duplicate test photo" in page and "cli:" in page
     assert cli_main(["studies", "show", "1", *data]) == 0
     assert "forwarded" in capsys.readouterr().out
+
+
+def test_an_oversized_form_is_refused_before_it_is_parsed(console: ConsoleEnv) -> None:
+    client = console.client("alice")
+    token = csrf_of(client, "/rules")
+    response = client.post("/rules/check", data={"text": "x" * (4 * 1024 * 1024), "csrf_token": token})
+    assert response.status_code == 413 and "larger than" in response.text
+    assert client.post("/login", data={"username": "a" * (4 * 1024 * 1024)}).status_code == 413
