@@ -155,12 +155,12 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     driver.find_element(By.ID, "username").send_keys("alice")
     driver.find_element(By.ID, "password").send_keys("wrong password")
     driver.find_element(By.ID, "login").click()
-    assert "Wrong user name or password" in driver.find_element(By.ID, "login-error").text
+    _wait_text(driver, "#login-error", "Wrong user name or password")
     driver.find_element(By.ID, "username").clear()
     driver.find_element(By.ID, "username").send_keys("alice")
     driver.find_element(By.ID, "password").send_keys(PASSWORDS["alice"])
     driver.find_element(By.ID, "login").click()
-    assert "alice (admin)" in driver.find_element(By.ID, "whoami").text
+    _wait_text(driver, "#whoami", "alice (admin)")
 
     study = Study(accession="CANARYACC55", date="20110823", description="Canarydesc orthodontics")
     screenshot_obj = make_small_sc(patient=PATIENT, study=study)
@@ -194,9 +194,9 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     text.clear()
     text.send_keys(fixed)
     driver.find_element(By.ID, "check").click()
-    assert "Valid: console-e2e" in driver.find_element(By.ID, "check-result").text
+    _wait_text(driver, "#check-result", "Valid: console-e2e")
     driver.find_element(By.ID, "save").click()
-    assert "Saved rules console-e2e" in driver.find_element(By.ID, "flash").text
+    _wait_text(driver, "#flash", "Saved rules console-e2e")
     wait_until(lambda: site.service.rules().routes[1].decision.pixels.no_face.value == "mask", 15)
     driver.get(site.url + "/rules")
     assert driver.find_element(By.ID, "rules-result").text == "reloaded"
@@ -207,8 +207,9 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     driver.find_element(By.ID, "replay-confirm").click()
     driver.find_element(By.ID, "replay").click()
     driver.switch_to.alert.accept()  # the confirmation dialog of console.js
-    assert "replay done" in driver.find_element(By.ID, "flash").text
+    _wait_text(driver, "#flash", "replay done")
     _shot(driver, site, "07-replayed")
+    driver.get(item_url)  # this page reloads itself (not while it shows a message)
     _wait_text(driver, "#instance-state", "forwarded", timeout=90)
     _shot(driver, site, "08-replay-forwarded")
 
@@ -218,6 +219,13 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     driver.get(site.url + "/")
     _wait_text(driver, "#instance-states", "forwarded")
     _shot(driver, site, "10-overview")
+
+    driver.get(site.url + "/rules/explain")  # an admin asks to see a file's own values: the upload's only
+    driver.find_element(By.ID, "file").send_keys(str(site.screens.parent / "study-sc" / "000.dcm"))
+    driver.find_element(By.ID, "explain").click()
+    _wait_text(driver, "main", "Decision: forward by route")
+    assert "Canaryname^Zqxwv" in driver.find_element(By.ID, "changes").text
+    _shot(driver, site, "11-explain")
     assert len(list((site.config.data_dir / "research").glob("*.dcm"))) == 2
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]]
     assert errors == []  # no CSP violation, script error or missing resource (the 401 is the wrong password)
