@@ -7,15 +7,17 @@ PY=${PYTHON:-python3}
 
 need_apt=()
 # chromium + chromedriver: the web console's browser tests (tests/console/test_browser.py, Selenium)
-for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/bin/chromium /usr/bin/chromedriver; do
-  [ -x "$bin" ] || need_apt+=("$bin")
+for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+  /usr/bin/chromium /usr/bin/chromedriver; do
+  [ -e "$bin" ] || need_apt+=("$bin")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc openssl chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc orthanc-dicomweb openssl chromium \
+      chromium-driver >/dev/null
   else
-    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc openssl chromium chromium-driver'" >&2
+    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc orthanc-dicomweb openssl chromium chromium-driver'" >&2
   fi
 fi
 

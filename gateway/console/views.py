@@ -19,9 +19,10 @@ from starlette.routing import Route
 from gateway.console.charts import bar_chart
 from gateway.console.security import BadForm, UploadTooLarge, read_multipart
 from gateway.console.web import console_of, page, render, require_csrf
+from gateway.core.jobs import describe_pixels
 from gateway.core.ledger import JobState
 from gateway.core.ledger.admin import JobQuery
-from gateway.ops.admin import MAX_UPLOAD_BYTES, InvalidInput, PermissionDenied, pixel_plan_text
+from gateway.ops.admin import MAX_UPLOAD_BYTES, InvalidInput, PermissionDenied
 
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 KINDS = ("receive", "instance", "job", "forward")
@@ -194,7 +195,7 @@ async def explain_upload(request: Request) -> Response:
         expl = admin.explain(files.get("file", b""), request.state.actor, fields.get("calling_ae", "")[:16])
     except InvalidInput as exc:
         return render(request, "explain.html", 400, error=str(exc), max_mib=MAX_UPLOAD_BYTES // 2**20)
-    plan = pixel_plan_text(expl.decision.pixels)
+    plan = describe_pixels(expl.decision.pixels)
     return render(request, "explain.html", expl=expl, plan=plan, max_mib=MAX_UPLOAD_BYTES // (1024 * 1024))
 
 

@@ -13,6 +13,14 @@ from typing import Any
 from dicom_rules import RuleSet
 
 
+class OutputLayout(StrEnum):
+    """Where the write stage puts an output: the service's content-addressed outbox (``ab/<sha256>.dcm``),
+    or ``<de-identified SOP Instance UID>.dcm`` in one folder (``vera-gateway anonymize``)."""
+
+    CONTENT_ADDRESSED = "content-addressed"
+    BY_SOP_INSTANCE_UID = "by-sop-instance-uid"
+
+
 class ItemKind(StrEnum):
     OK = "ok"
     QUARANTINE = "quarantine"
@@ -33,6 +41,7 @@ class JobSpec:
     instances: tuple[InstanceSpec, ...]
     outbox_root: str
     rules: RuleSet
+    layout: OutputLayout = OutputLayout.CONTENT_ADDRESSED
 
 
 @dataclass(frozen=True)
@@ -52,3 +61,11 @@ class JobResult:
     items: tuple[ItemResult, ...] = ()
     retry_reason: str = ""  # non-empty: a stage asked to retry the whole job
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def describe_pixels(pixels: Any) -> str:
+    """A pixel plan in one line (trail, rules page): engine, kept regions, no-face action where they apply."""
+    if pixels.mode.value != "anonymize":
+        return str(pixels.mode.value)
+    preserve = ",".join(r.value for r in pixels.preserve) or "-"
+    return f"anonymize {pixels.engine} preserve={preserve} no_face={pixels.no_face.value}"

@@ -59,6 +59,7 @@ class Service:
         self.tls_server: Any = None
         self.gate: AssociationGate | None = None
         self.http: Any = None
+        self.stow: Any = None  # gateway.core.stow.StowServer when the config has a stow: section
         self.console: Any = None  # gateway.console.server.ConsoleServer when the config has `console:`
 
     def rules(self) -> RuleSet:
@@ -99,6 +100,10 @@ class Service:
             self.tls_server = start_scp(
                 self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
             )
+        if self.config.stow is not None:
+            from gateway.core.stow import StowServer  # web stack only when a receiver is configured
+
+            self.stow = StowServer(self.config.stow, self.intake, self.config.resolve).start()
         self.scheduler.warm_up()
         for name, target in (
             ("scheduler", self.scheduler.run),
@@ -160,6 +165,13 @@ class Service:
     def health(self) -> dict[str, bool]:
         return {
             "scp": self.server is not None,
+            "stow": self.config.stow is None or (self.stow is not None and self.stow.thread.is_alive()),
+            "console": self.config.console is None
+            or (
+                self.console is not None
+                and self.console.thread is not None
+                and self.console.thread.is_alive()
+            ),
             "threads": all(t.is_alive() for t in self.threads),
         }
 
@@ -189,6 +201,8 @@ class Service:
         for server in (self.server, self.tls_server):
             if server is not None:
                 server.shutdown()
+        if self.stow is not None:
+            self.stow.stop()
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from dicom_rules import RuleSet
 from dicom_rules.source import RulesError
 from gateway.core.config import GatewayConfig, load_rule_set
+from gateway.core.jobs import describe_pixels
 from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.ledger.admin import (
     AdminLedger,
@@ -379,14 +380,6 @@ def durations(events: list[StateEvent]) -> StageDurations:
     )
 
 
-def pixel_plan_text(pixels: Any) -> str:
-    """One line for a pixel plan: the engine, preserved regions and no-face action only where they apply."""
-    if pixels.mode.value != "anonymize":
-        return pixels.mode.value
-    preserve = ",".join(r.value for r in pixels.preserve) or "-"
-    return f"anonymize {pixels.engine} preserve={preserve} no_face={pixels.no_face.value}"
-
-
 def route_summary(rules: RuleSet) -> list[tuple[str, str, str, str]]:
     """(name, when, then, pixels) per route, in order (what ``rules check`` prints)."""
     out = []
@@ -395,7 +388,7 @@ def route_summary(rules: RuleSet) -> list[tuple[str, str, str, str]]:
         when = "; ".join(c.describe() for c in route.conditions) or "(catch-all)"
         then = f"{d.action.value} {d.destination.name if d.destination else d.reason}"
         out.append(
-            (route.name, when, then, pixel_plan_text(d.pixels) if d.action.value == "forward" else "-")
+            (route.name, when, then, describe_pixels(d.pixels) if d.action.value == "forward" else "-")
         )
     return out
 

@@ -29,6 +29,9 @@ ADMIN_ACTIONS = Counter(
     "Admin actions (replay, discard, rules-save) from the CLI or console, by outcome",
     ["action", "outcome"],
 )
+STOW_REQUESTS = Counter(
+    "vera_gateway_stow_requests_total", "STOW-RS requests by HTTP status and reason", ["status", "reason"]
+)
 SPOOL_ORPHANS = Gauge(
     "vera_gateway_spool_orphans", "Spooled files no ledger row refers to (never acknowledged), at start-up"
 )
