@@ -192,7 +192,7 @@ class AdminService:
             jobs=tuple(self.store.state_counts("jobs")),
             oldest_active_at=oldest,
             queue_depth=sum(c.count for c in active),
-            open_quarantine=len(self.store.quarantine()),
+            open_quarantine=self.store.open_quarantine_count(),
             hour=self.throughput("forwarded", 3600, 12, now),
             day=self.throughput("forwarded", 86400, 24, now),
             destinations=tuple((d, breakers.get(d.destination, "closed")) for d in self.store.destinations()),
@@ -206,9 +206,7 @@ class AdminService:
     def throughput(self, state: str, window_s: int, buckets: int, now: float | None = None) -> Throughput:
         end = now if now is not None else self.clock()
         size = window_s // buckets
-        counts = [0] * buckets
-        for at in self.store.transitions_since(state, end - window_s):
-            counts[min(buckets - 1, int((at - (end - window_s)) // size))] += 1
+        counts = self.store.transition_buckets(state, end - size * buckets, size, buckets)
         return Throughput(state, size, tuple(counts), end)
 
     # ---- studies ---------------------------------------------------------------------------------------

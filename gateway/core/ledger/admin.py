@@ -197,12 +197,21 @@ class AdminLedger:
         )
         return [StateTally(r["state"], int(r["n"]), r["oldest"]) for r in rows]
 
-    def transitions_since(self, state: str, since: float) -> list[float]:
-        """Timestamps of every transition into ``state`` after ``since`` (throughput charts)."""
+    def transition_buckets(self, state: str, start: float, size_s: float, buckets: int) -> list[int]:
+        """Transitions into ``state`` per ``size_s`` bucket from ``start`` (the charts), counted in SQL."""
         rows = self._rows(
-            "SELECT at FROM instance_events WHERE state=? AND at>=? ORDER BY at", (state, since)
+            "SELECT CAST((at - ?) / ? AS INTEGER) AS bucket, COUNT(*) AS n FROM instance_events"
+            " WHERE state=? AND at>=? AND at<? GROUP BY CAST((at - ?) / ? AS INTEGER)",
+            (start, size_s, state, start, start + size_s * buckets, start, size_s),
         )
-        return [float(r["at"]) for r in rows]
+        counts = [0] * buckets
+        for r in rows:
+            counts[min(buckets - 1, max(0, int(r["bucket"])))] += int(r["n"])
+        return counts
+
+    def open_quarantine_count(self) -> int:
+        rows = self._rows("SELECT COUNT(*) AS n FROM quarantine WHERE released_at IS NULL")
+        return int(rows[0]["n"])
 
     def destinations(self) -> list[DestinationRow]:
         rows = self._rows(
