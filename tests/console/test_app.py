@@ -285,3 +285,11 @@ def test_an_oversized_form_is_refused_before_it_is_parsed(console: ConsoleEnv) -
     response = client.post("/rules/check", data={"text": "x" * (4 * 1024 * 1024), "csrf_token": token})
     assert response.status_code == 413 and "larger than" in response.text
     assert client.post("/login", data={"username": "a" * (4 * 1024 * 1024)}).status_code == 413
+
+
+def test_logout_ends_the_session(console: ConsoleEnv) -> None:
+    client = console.client("victor")
+    token = csrf_of(client, "/")
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert client.get("/").status_code == 303
