@@ -102,7 +102,8 @@ async def quarantine_item(request: Request) -> Response:
     detail = console_of(request).admin.quarantine_detail(request.path_params["item_id"])
     if detail is None:
         raise HTTPException(404)
-    return render(request, "quarantine_item.html", detail=detail, refresh=True)
+    released = detail.item.released_at is not None  # reload to follow a replay, never under open forms
+    return render(request, "quarantine_item.html", detail=detail, refresh=released)
 
 
 @page()

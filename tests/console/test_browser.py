@@ -139,6 +139,22 @@ def _wait_text(driver: Any, css: str, text: str, timeout: float = 60) -> None:
     ).until(lambda d: text in d.find_element(By.CSS_SELECTOR, css).text)
 
 
+def _follow(driver: Any, css: str) -> str:
+    """Open the first link matching ``css`` on a page that may be reloading itself (read, then navigate)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    href = WebDriverWait(
+        driver,
+        20,
+        poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(lambda d: d.find_element(By.CSS_SELECTOR, css).get_attribute("href"))
+    driver.get(href)
+    return str(href)
+
+
 def _send_study(site: Site, datasets: list[Any], name: str) -> None:
     files = write_study(site.screens.parent / name, datasets)
     result = storescu(site.service.port, files)
@@ -175,7 +191,7 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     driver.get(site.url + "/studies")
     _wait_text(driver, "#studies tbody", "forwarded")  # the page reloads itself every 2 s
     _shot(driver, site, "02-studies-forwarded")
-    driver.find_element(By.CSS_SELECTOR, "#studies tbody a").click()
+    _follow(driver, "#studies tbody a")
     _wait_text(driver, "main h1", "forwarded")
     assert "screenshots" in driver.find_element(By.CSS_SELECTOR, ".instance").text  # route in the trail
     _shot(driver, site, "03-trail-forwarded")
@@ -184,8 +200,7 @@ def test_browser_login_study_forwarded_quarantine_fix_rule_replay(site: Site, br
     driver.get(site.url + "/quarantine")
     _wait_text(driver, "#quarantine tbody", "no-face-found", timeout=120)  # worker loads the face detector
     _shot(driver, site, "04-quarantine-list")
-    driver.find_element(By.CSS_SELECTOR, "#quarantine tbody a").click()
-    item_url = driver.current_url
+    item_url = _follow(driver, "#quarantine tbody a")
     _shot(driver, site, "05-quarantine-item")
 
     driver.get(site.url + "/rules")
