@@ -104,7 +104,7 @@ def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "gateway.yaml").write_text(f"console: {{port: {port}}}\n")
     write_user(root / "console-users.yaml", "bench", Role.ADMIN, "bench-password")
-    done = threading.Event()
+    done, ready = threading.Event(), threading.Event()
 
     def poll() -> None:
         base = f"http://127.0.0.1:{port}"
@@ -118,12 +118,14 @@ def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
         token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
         form = {"username": "bench", "password": "bench-password", "csrf_token": token}
         opener.open(base + "/login", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+        ready.set()  # logged in (argon2 verify) before the send starts: the send sees the refreshes only
         while not done.wait(1.0):
             opener.open(base + "/", timeout=10).read()
 
     with gateway(root, ("--config", str(root / "gateway.yaml"))) as target:
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
+        ready.wait(30)
         try:
             yield target
         finally:
