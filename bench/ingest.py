@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         "storescp": storescp,
         "orthanc": orthanc,  # type: ignore[dict-item]
     }
-    if args.console:
-        receivers["gateway+console"] = gateway_console
+    if args.console:  # right after the plain gateway, so both follow the same receiver (disk state)
+        receivers = {"gateway": gateway, "gateway+console": gateway_console, **receivers}
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     results: dict[str, dict[str, float]] = {}
     try:
