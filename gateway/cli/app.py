@@ -1,4 +1,4 @@
-"""``vera-gateway``: serve, status, quarantine list|show|replay, echo, plus other modules' command groups.
+"""``vera-gateway``: serve, echo, the admin commands (gateway/cli/admin.py), other modules' command groups.
 
 Adding a command group: write a module with ``add_parser(subparsers) -> ArgumentParser`` that registers its
 sub-command and sets ``func(args) -> int`` as the parser default, then map each of its commands to its
@@ -16,15 +16,10 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-if TYPE_CHECKING:
-    from gateway.core.ledger import Ledger, QuarantineItem
+from gateway.cli import admin as admin_commands
 
 # command → module exposing ``add_parser(subparsers)`` that registers it, and the command's one-line help.
 # A module is imported only when one of its commands runs (the face pipeline pulls in torch, cv2 and dlib,
@@ -35,6 +30,7 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "donors": ("gateway.cli.offline", "build the surrogate engine's donor bank"),
     "anonymize": ("gateway.cli.offline", "anonymize DICOM files offline"),
     "import-photos": ("gateway.cli.offline", "photos → VL Photographic DICOM"),
+    "console": ("gateway.console.users", "web console: add-user (users file with argon2 hashes)"),
     "vera": ("anonymizer.engines.vera.cli", "VerA neural engine: train, parser-train, invert, ..."),
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--data-dir")
@@ -69,87 +65,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     service.start()
     done.wait()
     service.stop()
-    return 0
-
-
-def _age(oldest: float | None) -> str:
-    if oldest is None:
-        return "-"
-    seconds = max(0.0, time.time() - oldest)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import open_ledger
-
-    config = _config(args)
-    if not config.ledger_path.exists():
-        print(f"no ledger at {config.ledger_path}", file=sys.stderr)
-        return 1
-    ledger = open_ledger(config)
-    counts = ledger.counts()
-    console = Console()
-    for table_name, by_state in (("instances", counts.instances), ("jobs", counts.jobs)):
-        table = Table(title=table_name)
-        for col in ("state", "count", "oldest"):
-            table.add_column(col, justify="left" if col == "state" else "right")
-        for state, count in sorted(by_state.items()):
-            table.add_row(state, str(count.count), _age(count.oldest_updated_at))
-        console.print(table)
-    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
-    return 0
-
-
-def _quarantine_table(items: list[QuarantineItem]) -> Table:
-    table = Table(title="quarantine")
-    for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
-        table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
-    for item in items:
-        table.add_row(
-            str(item.id),
-            item.kind,
-            str(item.instance_id or "-"),
-            str(item.job_id or "-"),
-            item.reason,
-            item.calling_ae,
-            _age(item.created_at),
-            "yes" if item.released_at else "",
-        )
-    return table
-
-
-def _quarantine_detail(ledger: Ledger, item: QuarantineItem) -> Table:
-    table = Table(title=f"quarantine item {item.id}", show_header=False)
-    for key, value in asdict(item).items():
-        table.add_row(key, str(value))
-    instance = ledger.instance(item.instance_id) if item.instance_id is not None else None
-    if instance is not None:
-        for key in ("state", "patient_key", "sop_class_uid", "size", "job_id"):
-            table.add_row(f"instance.{key}", str(getattr(instance, key)))
-    return table
-
-
-def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import open_ledger
-
-    ledger = open_ledger(_config(args))
-    console = Console()
-    if args.quarantine_command == "list":
-        console.print(_quarantine_table(ledger.quarantine_items(include_released=args.all)))
-        return 0
-    if args.quarantine_command == "show":
-        item = ledger.quarantine_item(args.id)
-        if item is None:
-            console.print(f"no quarantine item {args.id}")
-            return 1
-        console.print(_quarantine_detail(ledger, item))
-        return 0
-    try:
-        new_state = ledger.release_quarantine(args.id)
-    except LookupError as exc:
-        console.print(str(exc))
-        return 1
-    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
     return 0
 
 
@@ -211,16 +126,7 @@ def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
     serve.add_argument("--quiet-period", type=float)
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser(
-        "status", parents=[common], help="queue depth per state, oldest item age, quarantine count"
-    ).set_defaults(func=cmd_status)
-    quarantine = sub.add_parser("quarantine", parents=[common], help="list, show or replay quarantined items")
-    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
-    qlist = qsub.add_parser("list", parents=[common])
-    qlist.add_argument("--all", action="store_true", help="include released items")
-    for name in ("show", "replay"):
-        qsub.add_parser(name, parents=[common]).add_argument("id", type=int)
-    quarantine.set_defaults(func=cmd_quarantine)
+    admin_commands.add_parser(sub, common)  # status, studies, quarantine, audit
     echo = sub.add_parser(
         "echo",
         parents=[common],

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.console.settings import ConsoleConfig
 from gateway.ops.tls import TlsListenerConfig
 
 if TYPE_CHECKING:  # dicom_rules pulls in pydicom: loaded when rules are, not for `status`
@@ -151,6 +152,14 @@ class GatewayConfig(_Frozen):
     poll_interval_s: float = Field(0.2, gt=0)
     forward: ForwardSettings = ForwardSettings()
     stow: StowSettings | None = None  # a STOW-RS receiver beside the SCP (gateway/core/stow.py)
+    console: ConsoleConfig | None = None  # the admin's web console (gateway/console/), off when absent
+
+    @model_validator(mode="after")
+    def _console_tls_off_loopback(self) -> GatewayConfig:
+        console = self.console
+        if console is not None and not console.on_loopback and console.tls is None and self.tls is None:
+            raise ValueError("console.bind is not loopback: give console.tls (or a tls: listener to share)")
+        return self
 
     @field_validator("bind", "metrics_bind")
     @classmethod

@@ -65,6 +65,7 @@ class Service:
         self.gate: AssociationGate | None = None
         self.http: Any = None
         self.stow: Any = None  # gateway.core.stow.StowServer when the config has a stow: section
+        self.console: Any = None  # gateway.console.server.ConsoleServer when the config has `console:`
 
     def rules(self) -> RuleSet:
         """The rule set in force (hot-reloaded from the rules file when one is configured)."""
@@ -133,8 +134,32 @@ class Service:
             self.threads.append(thread)
         if self.config.metrics_port is not None:
             self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        if self.config.console is not None:
+            self.console = self._start_console()
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
+
+    def _start_console(self) -> Any:
+        from gateway.console.server import ConsoleServer  # web stack imported only when configured
+        from gateway.ops.admin import AdminService
+
+        admin = AdminService(
+            self.config,
+            self.ledger,
+            self.rules,
+            watcher=self.watcher,
+            breakers=self.breaker_states,
+            keys=self.keys,
+        )
+        return ConsoleServer(admin, self.secret).start()
+
+    def breaker_states(self) -> dict[str, str]:
+        """Per destination: closed, open, or half-open (open, but the reset time has passed)."""
+        now = self.forwarder.clock()
+        return {
+            name: "closed" if not b.is_open else ("half-open" if b.allows(now) else "open")
+            for name, b in list(self.forwarder.breakers.items())
+        }
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
@@ -160,6 +185,12 @@ class Service:
         return {
             "scp": self.server is not None,
             "stow": self.config.stow is None or (self.stow is not None and self.stow.thread.is_alive()),
+            "console": self.config.console is None
+            or (
+                self.console is not None
+                and self.console.thread is not None
+                and self.console.thread.is_alive()
+            ),
             "threads": all(t.is_alive() for t in self.threads),
         }
 
@@ -194,6 +225,8 @@ class Service:
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()
+        if self.console is not None:
+            self.console.stop()
         if self.http is not None:
             self.http.shutdown()
         self.run_marker.write(clean=True, current_boot=boot_id())
