@@ -30,9 +30,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from http.cookiejar import CookieJar
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,11 +87,50 @@ def running(
         stop(proc)
 
 
-def gateway(root: Path) -> AbstractContextManager[tuple[int, str]]:
+def gateway(root: Path, extra: tuple[str, ...] = ()) -> AbstractContextManager[tuple[int, str]]:
     port = free_port()
-    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(root), "--port", str(port)]
+    cmd = [sys.executable, "-m", "gateway.cli", *extra, "serve", "--data-dir", str(root), "--port", str(port)]
     cmd += ["--metrics-port", "0", "--quiet-period", "3600", "--workers", "0", "--log-level", "WARNING"]
     return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@contextmanager
+def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
+    """The gateway with ``console:`` on and a logged-in admin reloading the overview every second."""
+    from gateway.console.users import write_user
+    from gateway.ops.admin import Role
+
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gateway.yaml").write_text(f"console: {{port: {port}}}\n")
+    write_user(root / "console-users.yaml", "bench", Role.ADMIN, "bench-password")
+    done, ready = threading.Event(), threading.Event()
+
+    def poll() -> None:
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        for _ in range(100):  # the console starts after the DICOM listener that wait_echo saw
+            try:
+                page = opener.open(base + "/login", timeout=10).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        form = {"username": "bench", "password": "bench-password", "csrf_token": token}
+        opener.open(base + "/login", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+        ready.set()  # logged in (argon2 verify) before the send: the send sees the refreshes only
+        while not done.wait(1.0):
+            opener.open(base + "/", timeout=10).read()
+
+    with gateway(root, ("--config", str(root / "gateway.yaml"))) as target:
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        ready.wait(30)
+        try:
+            yield target
+        finally:
+            done.set()
+            poller.join(timeout=10)
 
 
 def storescp(root: Path) -> AbstractContextManager[tuple[int, str]]:
@@ -118,6 +161,7 @@ RECEIVERS: dict[str, Receiver] = {
     "orthanc": orthanc,
     "storescp": storescp,
     "pynetdicom": pynetdicom_app,
+    "gateway+console": gateway_console,  # only with --console: right after the plain gateway
 }
 
 
@@ -181,12 +225,12 @@ def report(results: Results, args: argparse.Namespace) -> None:
     names = args.receivers
     print(
         f"{'set/assocs':<14}"
-        + "".join(f"{n + '/s':>13}" for n in names)
+        + "".join(f"{n + '/s':>{max(13, len(n) + 4)}}" for n in names)
         + f"{'gw/orthanc':>12}{'gw/storescp':>13}"
     )
     for key, per in results.items():
         med = {n: statistics.median(per[n]) for n in names}
-        row = f"{key:<14}" + "".join(f"{med[n]:>13.1f}" for n in names)
+        row = f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.1f}" for n in names)
         gw = med.get("gateway")
         ratios = [
             gw / med[peer] if gw and med.get(peer) else float("nan") for peer in ("orthanc", "storescp")
@@ -197,6 +241,10 @@ def report(results: Results, args: argparse.Namespace) -> None:
         if one and many and max(args.parallel) > 1 and "gateway" in one:
             scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
             print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
+    for key, per in results.items():
+        if "gateway" in per and "gateway+console" in per:
+            on, off = statistics.median(per["gateway+console"]), statistics.median(per["gateway"])
+            print(f"console {key}: {on:.1f}/s on vs {off:.1f}/s off = {on / off:.2f}x")
 
 
 def main() -> None:
@@ -205,11 +253,22 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=200, help="~4 kB Secondary Capture objects")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4], help="associations per run")
-    parser.add_argument("--receivers", nargs="+", default=list(RECEIVERS), choices=list(RECEIVERS))
+    parser.add_argument(
+        "--receivers",
+        nargs="+",
+        default=[n for n in RECEIVERS if n != "gateway+console"],
+        choices=list(RECEIVERS),
+    )
+    parser.add_argument(
+        "--console", action="store_true", help="also the gateway with its web console on (an admin polling)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where receivers write (default: /tmp)")
     parser.add_argument("--json", type=Path, help="also write the per-round numbers here")
     parser.add_argument("--stow", action="store_true", help="then STOW-RS vs C-STORE (bench/ingest_stow.py)")
     args = parser.parse_args()
+    if args.console and "gateway+console" not in args.receivers:
+        at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
+        args.receivers.insert(at, "gateway+console")
     results = run(args)
     report(results, args)
     if args.stow:
