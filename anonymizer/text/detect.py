@@ -1,0 +1,158 @@
+"""Text-region proposals: a fast morphological detector over an image pyramid (no weights, no OCR).
+
+Glyph strokes are thin, high-contrast and closely spaced, in any colour and polarity. The per-channel
+morphological gradient (dilate − erode) lights up their edges whether the ink is darker or lighter than the
+paper, or only differs in hue; a short closing joins the glyphs of a line into one component. Components
+whose oriented box has a text line's shape (thin, elongated, densely filled) are proposals. Each pyramid
+level finds lines of one band of cap heights, so 12 px and 80 px type are both found with fixed kernels.
+The proposals are confirmed (or not) by OCR in :mod:`anonymizer.text.ocr`; this module only proposes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    min_cap_px: int = 12  # smallest type found, in full-image pixels
+    work_cap_px: float = 6.0  # the smallest type is scaled to about this height at the finest level
+    levels: int = 4  # pyramid levels (factor 2 each)
+    contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
+    min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
+    min_line_px: float = 4.0  # a proposal's short side, at its level
+    max_line_px: float = 26.0
+    min_elongation: float = 1.6  # long side / short side of a line proposal
+    min_fill: float = 0.35  # component pixels / oriented-box area
+    min_glyphs: int = 3  # glyph blobs of one size in a line proposal
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate text line: an oriented box in full-image pixels."""
+
+    centre: tuple[float, float]
+    size: tuple[float, float]  # (along the line, across it)
+    angle: float  # degrees; the line runs along this angle (image coordinates, y down)
+
+    @property
+    def corners(self) -> np.ndarray:
+        """(4, 2) float32 corners of the oriented box."""
+        return cv2.boxPoints((self.centre, self.size, self.angle)).astype(np.float32)
+
+    def grown(self, margin: float) -> Proposal:
+        return Proposal(self.centre, (self.size[0] + 2 * margin, self.size[1] + 2 * margin), self.angle)
+
+    def box(self, shape: tuple[int, ...], margin: float = 0.0) -> tuple[int, int, int, int]:
+        """Axis-aligned (x0, y0, x1, y1) around the grown box, clipped to an image of ``shape``."""
+        pts = self.grown(margin).corners
+        x0, y0 = np.floor(pts.min(0)).astype(int)
+        x1, y1 = np.ceil(pts.max(0)).astype(int)
+        return max(0, x0), max(0, y0), min(shape[1], x1), min(shape[0], y1)
+
+
+def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
+    """Finest level's scale: the smallest type lands at ``work_cap_px`` (never upsampled)."""
+    return min(1.0, settings.work_cap_px / settings.min_cap_px)
+
+
+def _glyphs(grey: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Glyph-like blobs darker or lighter than their surroundings (both polarities).
+
+    Returns their mask, their centres (n, 2) as int (x, y) and their heights (n,).
+    """
+    block = int(4 * settings.max_line_px) | 1
+    out = np.zeros(grey.shape, np.uint8)
+    centres, heights = [], []
+    for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
+        ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+        keep = (
+            (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
+            & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
+        )
+        keep[0] = False
+        out |= keep[labels].astype(np.uint8)
+        centres.append(cents[keep].astype(int))
+        heights.append(h[keep])
+    return out, np.concatenate(centres), np.concatenate(heights)
+
+
+def _line_glyphs(labels: np.ndarray, n: int, centres: np.ndarray, heights: np.ndarray) -> list[np.ndarray]:
+    """Heights of the glyphs whose centre lies in each joined component (index = component label)."""
+    owner = labels[centres[:, 1], centres[:, 0]] if len(centres) else np.zeros(0, int)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(n + 1))
+    return [heights[order[bounds[i] : bounds[i + 1]]] for i in range(n)]
+
+
+def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:
+    """Enough glyphs of one size: a line of type, not a strand of hair or an eyelid."""
+    if len(glyph_heights) < settings.min_glyphs:
+        return False
+    median = float(np.median(glyph_heights))
+    alike = np.count_nonzero(np.abs(glyph_heights - median) <= 0.35 * median + 1)
+    return alike >= max(settings.min_glyphs, 0.6 * len(glyph_heights))
+
+
+def _level_proposals(grey: np.ndarray, factor: float, settings: DetectSettings) -> list[Proposal]:
+    glyphs, centres, heights = _glyphs(grey, settings)
+    joined = cv2.morphologyEx(glyphs, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (7, 5)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    per_line = _line_glyphs(labels, n, centres, heights)
+    found: list[Proposal] = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if max(w, h) < settings.min_elongation * settings.min_line_px or not _text_like(per_line[i], settings):
+            continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs + x, ys + y]).astype(np.float32))
+        along, across = (rw, rh) if rw >= rh else (rh, rw)
+        if rw < rh:
+            angle += 90.0
+        if not settings.min_line_px <= across <= settings.max_line_px:
+            continue
+        if along < settings.min_elongation * across or area < settings.min_fill * along * across:
+            continue
+        angle = (angle + 90.0) % 180.0 - 90.0
+        if abs(angle) > 60.0:
+            continue  # text runs within ±60° of horizontal here; steeper components are edges, hair, limbs
+        found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle))
+    return found
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _distinct(proposals: list[Proposal], overlap: float = 0.6) -> list[Proposal]:
+    """One proposal per line: a line found again at a coarser level (same box) is read once."""
+    kept: list[tuple[Proposal, tuple[int, int, int, int]]] = []
+    big = (1 << 30, 1 << 30)
+    for p in proposals:
+        box = p.box(big)
+        if all(_iou(box, other) < overlap for _, other in kept):
+            kept.append((p, box))
+    return [p for p, _ in kept]
+
+
+def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Proposal]:
+    """Candidate text lines of an RGB (or grey) image, in full-image pixels."""
+    scale = base_scale(image.shape, settings)
+    proposals: list[Proposal] = []
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    level = grey if scale >= 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    for depth in range(settings.levels):
+        if min(level.shape[:2]) < 16:
+            break
+        proposals.extend(_level_proposals(level, 1.0 / (scale * 2**-depth), settings))
+        level = cv2.pyrDown(level)
+    return _distinct(proposals)
