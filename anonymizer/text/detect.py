@@ -1,10 +1,11 @@
 """Text-region proposals: a fast morphological detector over an image pyramid (no weights, no OCR).
 
-Glyph strokes are thin, high-contrast and closely spaced, in any colour and polarity. The per-channel
-morphological gradient (dilate − erode) lights up their edges whether the ink is darker or lighter than the
-paper, or only differs in hue; a short closing joins the glyphs of a line into one component. Components
-whose oriented box has a text line's shape (thin, elongated, densely filled) are proposals. Each pyramid
-level finds lines of one band of cap heights, so 12 px and 80 px type are both found with fixed kernels.
+Glyphs are small blobs clearly darker or lighter than their neighbourhood (a local-mean threshold in both
+polarities, so dark ink on a card and light type on a dark overlay are both seen). Blobs of a glyph's shape
+are widened by a share of their own height, so the glyphs and words of one line touch while the lines above
+and below do not; a component holding at least three glyphs of one size is a proposal, with its oriented
+box (rotated text keeps its angle). Each pyramid level finds one band of glyph heights, so 12 px and 80 px
+type are both found with fixed thresholds.
 The proposals are confirmed (or not) by OCR in :mod:`anonymizer.text.ocr`; this module only proposes.
 """
 
@@ -23,11 +24,12 @@ class DetectSettings:
     levels: int = 4  # pyramid levels (factor 2 each)
     contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
-    min_line_px: float = 4.0  # a proposal's short side, at its level
+    min_line_px: float = 4.0  # a proposal's glyph height, at its level
     max_line_px: float = 26.0
-    min_elongation: float = 1.6  # long side / short side of a line proposal
+    min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
     min_fill: float = 0.35  # component pixels / oriented-box area
     min_glyphs: int = 3  # glyph blobs of one size in a line proposal
+    word_gap: float = 0.7  # glyphs this many of their heights apart belong to one line
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Proposal:
     centre: tuple[float, float]
     size: tuple[float, float]  # (along the line, across it)
     angle: float  # degrees; the line runs along this angle (image coordinates, y down)
+    glyph_px: float = 0.0  # median glyph height; ``size[1]`` well above it means several lines (a card)
 
     @property
     def corners(self) -> np.ndarray:
@@ -44,14 +47,15 @@ class Proposal:
         return cv2.boxPoints((self.centre, self.size, self.angle)).astype(np.float32)
 
     def grown(self, margin: float) -> Proposal:
-        return Proposal(self.centre, (self.size[0] + 2 * margin, self.size[1] + 2 * margin), self.angle)
+        grown = (self.size[0] + 2 * margin, self.size[1] + 2 * margin)
+        return Proposal(self.centre, grown, self.angle, self.glyph_px)
 
     def box(self, shape: tuple[int, ...], margin: float = 0.0) -> tuple[int, int, int, int]:
         """Axis-aligned (x0, y0, x1, y1) around the grown box, clipped to an image of ``shape``."""
         pts = self.grown(margin).corners
         x0, y0 = np.floor(pts.min(0)).astype(int)
         x1, y1 = np.ceil(pts.max(0)).astype(int)
-        return max(0, x0), max(0, y0), min(shape[1], x1), min(shape[0], y1)
+        return max(0, int(x0)), max(0, int(y0)), min(int(shape[1]), int(x1)), min(int(shape[0]), int(y1))
 
 
 def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
@@ -59,34 +63,51 @@ def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
     return min(1.0, settings.work_cap_px / settings.min_cap_px)
 
 
-def _glyphs(grey: np.ndarray, settings: DetectSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Glyph-like blobs darker or lighter than their surroundings (both polarities).
+@dataclass(frozen=True)
+class _Glyphs:
+    boxes: np.ndarray  # (n, 4) int x, y, w, h at the level
+    centres: np.ndarray  # (n, 2) int x, y
 
-    Returns their mask, their centres (n, 2) as int (x, y) and their heights (n,).
-    """
+
+def _glyphs(grey: np.ndarray, settings: DetectSettings) -> _Glyphs:
+    """Glyph-like blobs darker or lighter than their neighbourhood (both polarities)."""
     block = int(4 * settings.max_line_px) | 1
-    out = np.zeros(grey.shape, np.uint8)
-    centres, heights = [], []
+    boxes, centres = [], []
     for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
-        n, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        _, _, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
         keep = (
             (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
             & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
         )
         keep[0] = False
-        out |= keep[labels].astype(np.uint8)
+        boxes.append(stats[keep, :4])
         centres.append(cents[keep].astype(int))
-        heights.append(h[keep])
-    return out, np.concatenate(centres), np.concatenate(heights)
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres))
 
 
-def _line_glyphs(labels: np.ndarray, n: int, centres: np.ndarray, heights: np.ndarray) -> list[np.ndarray]:
-    """Heights of the glyphs whose centre lies in each joined component (index = component label)."""
-    owner = labels[centres[:, 1], centres[:, 0]] if len(centres) else np.zeros(0, int)
+def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
+    """Each glyph's box widened by a share of its own height: glyphs and words of one line touch, lines
+    above and below do not (the gap between words grows with the type; a fixed kernel cannot follow)."""
+    mask = np.zeros(shape[:2], np.uint8)
+    reach = settings.word_gap * glyphs.boxes[:, 3]
+    trim = 0.15 * glyphs.boxes[:, 3]
+    x0 = glyphs.boxes[:, 0] - reach
+    x1 = glyphs.boxes[:, 0] + glyphs.boxes[:, 2] + reach
+    y0 = glyphs.boxes[:, 1] + trim
+    y1 = glyphs.boxes[:, 1] + glyphs.boxes[:, 3] - trim
+    for a, b, c, d in np.stack([x0, y0, x1, y1], 1).round().astype(int):
+        cv2.rectangle(mask, (int(a), int(b)), (int(c), int(d)), 1, -1)
+    return mask
+
+
+def _group(labels: np.ndarray, n: int, glyphs: _Glyphs) -> list[np.ndarray]:
+    """Heights of the glyphs whose centre lies in each component (index = component label)."""
+    owner = labels[glyphs.centres[:, 1], glyphs.centres[:, 0]] if len(glyphs.centres) else np.zeros(0, int)
     order = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[order], np.arange(n + 1))
+    heights = glyphs.boxes[:, 3]
     return [heights[order[bounds[i] : bounds[i + 1]]] for i in range(n)]
 
 
@@ -100,28 +121,30 @@ def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:
 
 
 def _level_proposals(grey: np.ndarray, factor: float, settings: DetectSettings) -> list[Proposal]:
-    glyphs, centres, heights = _glyphs(grey, settings)
-    joined = cv2.morphologyEx(glyphs, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (7, 5)))
+    glyphs = _glyphs(grey, settings)
+    joined = _smear(grey.shape, glyphs, settings)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    per_line = _line_glyphs(labels, n, centres, heights)
+    per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
-        if max(w, h) < settings.min_elongation * settings.min_line_px or not _text_like(per_line[i], settings):
+        if not _text_like(per_line[i], settings):
             continue
         ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
         (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs + x, ys + y]).astype(np.float32))
         along, across = (rw, rh) if rw >= rh else (rh, rw)
         if rw < rh:
             angle += 90.0
-        if not settings.min_line_px <= across <= settings.max_line_px:
+        glyph = float(np.median(per_line[i]))
+        if not settings.min_line_px <= glyph <= settings.max_line_px:
             continue
         if along < settings.min_elongation * across or area < settings.min_fill * along * across:
             continue
         angle = (angle + 90.0) % 180.0 - 90.0
         if abs(angle) > 60.0:
             continue  # text runs within ±60° of horizontal here; steeper components are edges, hair, limbs
-        found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle))
+        found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle,
+                              glyph * factor))
     return found
 
 

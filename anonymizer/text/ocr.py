@@ -67,11 +67,14 @@ def _api() -> object:
     return api
 
 
-def read_line(grey: np.ndarray) -> list[Word]:
-    """Words of one horizontal text line (uint8 greyscale crop), with confidences and boxes."""
-    from tesserocr import RIL, iterate_level
+def read_line(grey: np.ndarray, block: bool = False) -> list[Word]:
+    """Words of one horizontal text line (uint8 greyscale crop), with confidences and boxes.
+
+    ``block``: the crop holds several lines (tesseract's single-block mode instead of single-line)."""
+    from tesserocr import PSM, RIL, iterate_level
 
     api = _api()
+    api.SetPageSegMode(PSM.SINGLE_BLOCK if block else PSM.SINGLE_LINE)  # type: ignore[attr-defined]
     img = np.ascontiguousarray(grey, np.uint8)
     h, w = img.shape
     api.SetImageBytes(img.tobytes(), w, h, 1, w)  # type: ignore[attr-defined]

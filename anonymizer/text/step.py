@@ -32,6 +32,7 @@ class TextSettings:
     min_confidence: float = 55.0  # a word OCR is at least this sure of
     min_letters: int = 3  # a real token: at least this many letters, or ...
     min_digits: int = 2  # ... at least this many digits (dates, record numbers)
+    min_token_share: float = 0.35  # confident tokens' share of all characters read in a proposal
     neighbour_gap: float = 1.5  # unconfirmed proposals within this many line heights of text are text too
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
     rounds: int = 3  # redaction rounds before the final check
@@ -55,11 +56,17 @@ class _Line:
     allowed: bool  # and the whole reading is on the allow-list
 
 
+def _block(p: Proposal) -> bool:
+    """Several lines in one proposal (a card whose lines touch): read as a block, not as one line."""
+    return p.glyph_px > 0 and p.size[1] > 1.8 * p.glyph_px
+
+
 def _crop(grey: np.ndarray, p: Proposal, height: int) -> np.ndarray:
-    """The proposal straightened to horizontal, scaled to ``height`` px line height, with a margin."""
+    """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin."""
     along, across = p.size
-    margin = 0.35 * across + 2
-    scale = height / max(across, 1.0)
+    glyph = p.glyph_px * 1.3 if _block(p) else across
+    margin = 0.35 * glyph + 2
+    scale = height / max(glyph, 1.0)
     w, h = (along + 2 * margin) * scale, (across + 2 * margin) * scale
     m = cv2.getRotationMatrix2D(p.centre, p.angle, scale)
     m[0, 2] += w / 2 - p.centre[0]
@@ -75,17 +82,27 @@ def _is_token(word: ocr.Word, settings: TextSettings) -> bool:
     return real and word.confidence >= settings.min_confidence
 
 
+def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
+    """Confident tokens, and they are much of what was read (OCR on hair or fabric reads many short,
+    unsure fragments, a few of which may look like a token by chance)."""
+    tokens = sum(len(w.text) for w in words if _is_token(w, settings))
+    total = sum(len(w.text) for w in words)
+    return tokens > 0 and tokens >= settings.min_token_share * total
+
+
 def _read(grey: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
-    words = ocr.read_line(_crop(grey, p, settings.line_height))
-    text = any(_is_token(w, settings) for w in words)
+    words = ocr.read_line(_crop(grey, p, settings.line_height), block=_block(p))
+    text = _is_text(words, settings)
     reading = " ".join(w.text for w in words)
     allowed = text and keep is not None and keep.fullmatch(reading) is not None
     return _Line(p, text, allowed)
 
 
 def _near(a: Proposal, b: Proposal, gap: float) -> bool:
-    ratio = a.size[1] / max(b.size[1], 1e-3)
-    if not 0.5 <= ratio <= 2.0:
+    """``b`` is a line of the same type and direction right beside text line ``a`` (a card's other line)."""
+    ratio = a.glyph_px / max(b.glyph_px, 1e-3)
+    turn = abs((a.angle - b.angle + 90.0) % 180.0 - 90.0)
+    if not 0.6 <= ratio <= 1.7 or turn > 12.0:
         return False
     reach = gap * max(a.size[1], b.size[1])
     ax0, ay0, ax1, ay1 = a.box((1 << 30, 1 << 30), reach)
@@ -93,36 +110,73 @@ def _near(a: Proposal, b: Proposal, gap: float) -> bool:
     return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
 
 
-def _to_redact(lines: list[_Line], settings: TextSettings) -> list[Proposal]:
-    """Confirmed, not allowed lines plus unconfirmed proposals of a similar size right beside them."""
+def _to_redact(
+    lines: list[_Line], settings: TextSettings, protected: np.ndarray | None = None
+) -> list[Proposal]:
+    """Confirmed, not allowed lines plus unconfirmed proposals of a similar size right beside them
+    (those only where they stay clear of the preserved region: unconfirmed, they never hold a photo)."""
     hits = [ln.proposal for ln in lines if ln.text and not ln.allowed]
     extra = [
         ln.proposal
         for ln in lines
         if not ln.text and any(_near(h, ln.proposal, settings.neighbour_gap) for h in hits)
     ]
+    if protected is not None:
+        extra = [p for p in extra if not _areas(protected.shape, [p], settings)[0].hits(protected)]
     return hits + extra
 
 
-def _mask(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSettings) -> np.ndarray:
-    mask = np.zeros(shape[:2], np.uint8)
-    for p in proposals:
-        grown = p.grown(settings.margin * p.size[1] + 3)
-        cv2.fillPoly(mask, [np.round(grown.corners).astype(np.int32)], 1)
-    return mask
+@dataclass(frozen=True)
+class _Area:
+    """One place to fill: a box and the mask of the grown text lines inside it."""
+
+    box: Box
+    hole: np.ndarray  # bool, box-sized
+
+    def hits(self, protected: np.ndarray | None) -> bool:
+        x0, y0, x1, y1 = self.box
+        return protected is not None and bool((protected[y0:y1, x0:x1] & self.hole).any())
 
 
-def _inpaint(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[Box]]:
-    """Fill every masked area from its surroundings; big areas are filled at reduced size (same look)."""
-    out = image.copy()
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    boxes: list[Box] = []
-    for i in range(1, n):
-        x, y, w, h, _ = stats[i]
+def _areas(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSettings) -> list[_Area]:
+    """The grown lines, in groups whose boxes overlap (no full-size mask: photos are 12 MP)."""
+    grown = [p.grown(settings.margin * p.size[1] + 3) for p in proposals]
+    groups = [([g], g.box(shape)) for g in grown]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if _touches(groups[i][1], groups[j][1]):
+                    a, b = groups[i][1], groups[j][1]
+                    box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    groups[i] = (groups[i][0] + groups[j][0], box)
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    areas = []
+    for members, (x0, y0, x1, y1) in groups:
+        hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        for g in members:
+            cv2.fillPoly(hole, [np.round(g.corners - (x0, y0)).astype(np.int32)], 1)
+        areas.append(_Area((x0, y0, x1, y1), hole.astype(bool)))
+    return areas
+
+
+def _inpaint(out: np.ndarray, areas: list[_Area]) -> None:
+    """Fill every area from its surroundings, in place; big areas are filled at reduced size (the fill is
+    smooth anyway, and Telea's cost grows with the hole's pixel count)."""
+    for area in areas:
+        x, y, x1, y1 = area.box
+        w, h = x1 - x, y1 - y
         pad = max(8, min(w, h) // 2)
         x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(image.shape[1], x + w + pad), min(image.shape[0], y + h + pad)
-        roi, hole = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+        x2, y2 = min(out.shape[1], x1 + pad), min(out.shape[0], y1 + pad)
+        roi = out[y0:y2, x0:x2]
+        hole = np.zeros(roi.shape[:2], np.uint8)
+        hole[y - y0 : y1 - y0, x - x0 : x1 - x0] = area.hole
         factor = min(1.0, 96.0 / max(1, min(w, h)))
         small = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         small_hole = cv2.resize(hole, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
@@ -130,33 +184,38 @@ def _inpaint(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[Box]
         filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
         filled = cv2.resize(filled, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_LINEAR)
         roi[hole.astype(bool)] = filled[hole.astype(bool)]
-        boxes.append((int(x), int(y), int(x + w), int(y + h)))
-    return out, boxes
 
 
-def _key(p: Proposal) -> tuple[int, ...]:
-    return (round(p.centre[0]), round(p.centre[1]), round(p.size[0]), round(p.size[1]), round(p.angle))
-
-
-def _scan(
-    image: np.ndarray,
-    keep: re.Pattern[str] | None,
-    settings: TextSettings,
-    known: dict[tuple[int, ...], _Line] | None = None,
-    changed: np.ndarray | None = None,
-) -> list[_Line]:
-    """Read every proposal; a proposal read before whose crop did not change is not read again."""
+def _scan(image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings) -> list[_Line]:
+    """Propose and read every line of the photo."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    lines = []
-    for p in propose(image, settings.detect):
-        cached = (known or {}).get(_key(p))
-        if cached is not None and changed is not None:
-            x0, y0, x1, y1 = p.box(image.shape, 0.35 * p.size[1] + 2)
-            if not changed[y0:y1, x0:x1].any():
-                lines.append(cached)
-                continue
-        lines.append(_read(grey, p, keep, settings))
-    return lines
+    return [_read(grey, p, keep, settings) for p in propose(image, settings.detect)]
+
+
+def _rescan(
+    image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings, lines: list[_Line],
+    boxes: list[Box],
+) -> list[_Line]:
+    """Lines after a fill: the photo changed only inside ``boxes``, so only their surroundings are proposed
+    and read again (a fill can leave fragments, or split a line); lines elsewhere keep their reading."""
+    h, w = image.shape[:2]
+    rois = []
+    for x0, y0, x1, y1 in boxes:
+        pad = int(0.5 * max(x1 - x0, y1 - y0)) + 32
+        rois.append((max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)))
+    out = [ln for ln in lines if not any(_touches(ln.proposal.box(image.shape), r) for r in rois)]
+    for x0, y0, x1, y1 in rois:
+        part = image[y0:y1, x0:x1]
+        grey = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY) if part.ndim == 3 else part
+        for p in propose(part, settings.detect):
+            line = _read(grey, p, keep, settings)
+            moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
+            out.append(replace(line, proposal=moved))
+    return out
+
+
+def _touches(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def scrub(
@@ -179,19 +238,20 @@ def scrub(
                         kept=sum(ln.allowed for ln in lines))
     out, boxes, redacted = image, [], 0
     for _ in range(settings.rounds):
-        targets = _to_redact(lines, settings)
+        targets = _to_redact(lines, settings, protected)
         if not targets:
             return TextResult(out, replace(report, checked=True, redacted=redacted, boxes=tuple(boxes)))
         if plan.action is TextAction.QUARANTINE:
             return TextResult(None, report, f"text-in-pixels:{len(targets)}")
-        mask = _mask(image.shape, targets, settings)
-        if protected is not None and (mask.astype(bool) & protected).any():
+        areas = _areas(image.shape, targets, settings)
+        if any(a.hits(protected) for a in areas):
             return TextResult(None, report, "text-over-preserved-region")
-        out, new_boxes = _inpaint(out, mask)
+        out = out.copy() if out is image else out
+        _inpaint(out, areas)
+        new_boxes = [a.box for a in areas]
         boxes, redacted = boxes + new_boxes, redacted + len(targets)
-        changed = cv2.dilate(mask, np.ones((15, 15), np.uint8))
-        lines = _scan(out, keep, settings, {_key(ln.proposal): ln for ln in lines}, changed)
-    left = len(_to_redact(lines, settings))
+        lines = _rescan(out, keep, settings, lines, new_boxes)
+    left = len(_to_redact(lines, settings, protected))
     report = replace(report, redacted=redacted, boxes=tuple(boxes))
     if left:
         return TextResult(None, report, f"text-remains-after-redaction:{left}")
