@@ -25,7 +25,15 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from anonymizer.plans import NoFaceAction, PairingScope, PixelMode, ProfileOption, Region, TagAction
+from anonymizer.plans import (
+    NoFaceAction,
+    PairingScope,
+    PixelMode,
+    ProfileOption,
+    Region,
+    TagAction,
+    TextAction,
+)
 from dicom_rules.tags import resolve, resolve_path, rule_error
 
 CALLING_AE = "calling_ae"
@@ -195,6 +203,13 @@ class Condition(_Model):
         return any(v is not None for v in (self.lt, self.le, self.gt, self.ge))
 
 
+class KeepTextModel(_Model):
+    """Text that is clinical content, not identity (a ruler's numbers and units): left in the photo when
+    OCR's whole reading of the line matches ``regex`` (Python ``re.fullmatch``)."""
+
+    regex: Regex
+
+
 class PixelsModel(_Model):
     """How the pixels of a route are anonymized."""
 
@@ -210,9 +225,23 @@ class PixelsModel(_Model):
     options: dict[str, Scalar | bool] = Field(
         default_factory=dict, description="engine options, e.g. checkpoint"
     )
+    text: TextAction = Field(
+        default=TextAction.REDACT,
+        description="text in the pixels (name cards, wristbands, date stamps): redact (inpaint, check "
+        "again, else quarantine) | quarantine | keep (unchecked: BurnedInAnnotation YES)",
+    )
+    keep_text: KeepTextModel | None = Field(
+        default=None, description="allow-list of clinical text, e.g. {regex: '^[0-9 .,]*(mm|cm)?$'}"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PixelsModel:
+        if self.keep_text is not None and self.text == TextAction.KEEP:
+            raise rule_error(
+                "conflict",
+                "keep_text has no effect with text: keep (no text is checked)",
+                "remove keep_text, or use text: redact",
+            )
         if len(set(self.preserve)) != len(self.preserve):
             raise rule_error("conflict", "a region is listed twice in preserve", "list each region once")
         if Region.FACE in self.preserve:
@@ -391,6 +420,7 @@ def all_field_names() -> frozenset[str]:
         FolderDestinationModel,
         Condition,
         PixelsModel,
+        KeepTextModel,
         OverrideModel,
         MetadataModel,
         RouteModel,

@@ -27,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from anonymizer.plans import PixelMode, PixelPlan
+from anonymizer.plans import PixelMode, PixelPlan, TextAction
 from dicom_rules import RuleSet
 from dicom_rules.decision import DicomDestination, FolderDestination
 
@@ -150,6 +150,22 @@ def pixel_plans(rules: RuleSet) -> list[tuple[str, PixelPlan]]:
         if isinstance(plan, PixelPlan) and plan.mode == PixelMode.ANONYMIZE:
             found.append((name, plan))
     return found
+
+
+def check_ocr(rules: RuleSet) -> Iterator[Check]:
+    """Routes that check pixels for text need tesseract: it must load and read its self-test line."""
+    from anonymizer.text.ocr import OcrUnavailable, self_test
+
+    candidates: list[Any] = [*getattr(rules, "routes", ()), rules.catch_all]
+    plans = [getattr(getattr(r, "decision", r), "pixels", None) for r in candidates if r is not None]
+    if not any(isinstance(p, PixelPlan) and p.mode != PixelMode.BLANK and p.text.action != TextAction.KEEP
+               for p in plans):
+        return
+    try:
+        yield ok("text OCR", self_test())
+    except OcrUnavailable as exc:
+        yield fail("text OCR", f"{exc}; every photo would be quarantined (ocr-unavailable)",
+                   "apt-get install tesseract-ocr tesseract-ocr-eng; pip install tesserocr")
 
 
 def _asset_paths(options: dict[str, Any]) -> dict[str, Path]:
@@ -506,6 +522,7 @@ def run_checks(
     checks.append(ok("rules", f"{rules.name} sha256 {rules.sha256[:16]}…"))
     checks += [*check_listeners(config, rules)]
     checks += [*check_engines(rules, config.resolve, engine_defaults_of(config))]
+    checks += [*check_ocr(rules)]
     if options.network:
         checks += [*check_destinations(rules, config.ae_title, config.resolve, options.echo_timeout_s)]
     return checks

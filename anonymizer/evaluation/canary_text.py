@@ -95,7 +95,8 @@ def _render(lines: list[str], font: ImageFont.FreeTypeFont, ink: tuple[int, ...]
     tile = Image.new("RGBA", (width, height), paper if paper is not None else (0, 0, 0, 0))
     draw = ImageDraw.Draw(tile)
     for i, (line, box) in enumerate(zip(lines, boxes, strict=True)):
-        draw.text((pad - box[0], pad + i * (line_h + line_h // 3) - box[1]), line, font=font, fill=(*ink, 255))
+        origin = (pad - box[0], pad + i * (line_h + line_h // 3) - box[1])
+        draw.text(origin, line, font=font, fill=(*ink, 255))
     return tile
 
 
@@ -104,7 +105,7 @@ def _place(photo: Image.Image, tile: Image.Image, angle: float, centre: tuple[fl
     rotated = tile.rotate(angle, resample=Image.BICUBIC, expand=True)
     x0 = round(centre[0] - rotated.width / 2)
     y0 = round(centre[1] - rotated.height / 2)
-    photo.alpha_composite(rotated, (x0, y0)) if photo.mode == "RGBA" else photo.paste(rotated, (x0, y0), rotated)
+    photo.alpha_composite(rotated, (x0, y0))
     w, h = tile.size
     corners = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]], np.float32)
     rad = np.deg2rad(angle)
@@ -145,7 +146,7 @@ def draw_canaries(
     cap_range: tuple[int, int] = (12, 80),
     max_angle: float = 30.0,
 ) -> tuple[np.ndarray, list[Canary]]:
-    """Draw one canary per kind onto a copy of an RGB photo, away from the ``avoid`` boxes (x0, y0, x1, y1)."""
+    """Draw one canary per kind onto a copy of an RGB photo, away from ``avoid`` boxes (x0, y0, x1, y1)."""
     image = Image.fromarray(photo).convert("RGBA")
     taken = list(avoid or [])
     canaries: list[Canary] = []
@@ -176,7 +177,8 @@ def draw_canaries(
 def clinical_background(rng: np.random.Generator, size: tuple[int, int] = (1200, 1600)) -> np.ndarray:
     """A plain clinical-looking photo without a face: skin close-up, surgical drape or studio backdrop."""
     h, w = size
-    palettes = [(205, 160, 135), (170, 120, 95), (120, 85, 65), (60, 120, 110), (90, 130, 170), (200, 200, 205)]
+    palettes = [(205, 160, 135), (170, 120, 95), (120, 85, 65),  # skin
+                (60, 120, 110), (90, 130, 170), (200, 200, 205)]  # drape, backdrop
     base = np.array(palettes[int(rng.integers(0, len(palettes)))], np.float32)
     noise = rng.normal(0, 1, (h // 16 + 1, w // 16 + 1)).astype(np.float32)
     low = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 2), (w, h), interpolation=cv2.INTER_CUBIC)

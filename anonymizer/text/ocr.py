@@ -18,7 +18,10 @@ import cv2
 import numpy as np
 
 LANG = "eng"  # confirmation only needs to see that a line is text; Latin digits and capitals suffice
-DEBIAN_TESSDATA = (Path("/usr/share/tesseract-ocr/5/tessdata"), Path("/usr/share/tesseract-ocr/4.00/tessdata"))
+DEBIAN_TESSDATA = (
+    Path("/usr/share/tesseract-ocr/5/tessdata"),
+    Path("/usr/share/tesseract-ocr/4.00/tessdata"),
+)
 SELF_TEST_TEXT = "VERA 2741"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TextSettings:
-    detect: DetectSettings = DetectSettings()
+    detect: DetectSettings = field(default_factory=DetectSettings)
     line_height: int = 36  # OCR crops are scaled so the line is this tall (tesseract reads 20-40 px best)
     min_confidence: float = 55.0  # a word OCR is at least this sure of
     min_letters: int = 3  # a real token: at least this many letters, or ...
@@ -61,7 +61,24 @@ def _block(p: Proposal) -> bool:
     return p.glyph_px > 0 and p.size[1] > 1.8 * p.glyph_px
 
 
-def _crop(grey: np.ndarray, p: Proposal, height: int) -> np.ndarray:
+def _contrast(crop: np.ndarray) -> np.ndarray:
+    """Grey for OCR along the crop's main colour axis (ink vs paper), stretched to the full range: orange
+    digits on skin differ in hue far more than in brightness."""
+    if crop.ndim == 2:
+        flat = crop.reshape(-1, 1).astype(np.float32)
+    else:
+        flat = crop.reshape(-1, 3).astype(np.float32)
+    centred = flat - flat.mean(0)
+    axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
+    values = centred @ axis
+    lo, hi = np.percentile(values, (1, 99))
+    grey = np.clip((values - lo) * (255.0 / max(hi - lo, 1e-3)), 0, 255).astype(np.uint8)
+    if np.median(grey) < 128:
+        grey = 255 - grey  # tesseract prefers dark ink on light paper
+    return grey.reshape(crop.shape[:2])
+
+
+def _crop(image: np.ndarray, p: Proposal, height: int) -> np.ndarray:
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin."""
     along, across = p.size
     glyph = p.glyph_px * 1.3 if _block(p) else across
@@ -72,7 +89,8 @@ def _crop(grey: np.ndarray, p: Proposal, height: int) -> np.ndarray:
     m[0, 2] += w / 2 - p.centre[0]
     m[1, 2] += h / 2 - p.centre[1]
     size = (max(8, int(w)), max(8, int(h)))
-    return cv2.warpAffine(grey, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _contrast(crop)
 
 
 def _is_token(word: ocr.Word, settings: TextSettings) -> bool:
@@ -90,8 +108,8 @@ def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
     return tokens > 0 and tokens >= settings.min_token_share * total
 
 
-def _read(grey: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
-    words = ocr.read_line(_crop(grey, p, settings.line_height), block=_block(p))
+def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
+    words = ocr.read_line(_crop(image, p, settings.line_height), block=_block(p))
     text = _is_text(words, settings)
     reading = " ".join(w.text for w in words)
     allowed = text and keep is not None and keep.fullmatch(reading) is not None
@@ -188,8 +206,7 @@ def _inpaint(out: np.ndarray, areas: list[_Area]) -> None:
 
 def _scan(image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings) -> list[_Line]:
     """Propose and read every line of the photo."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    return [_read(grey, p, keep, settings) for p in propose(image, settings.detect)]
+    return [_read(image, p, keep, settings) for p in propose(image, settings.detect)]
 
 
 def _rescan(
@@ -206,9 +223,8 @@ def _rescan(
     out = [ln for ln in lines if not any(_touches(ln.proposal.box(image.shape), r) for r in rois)]
     for x0, y0, x1, y1 in rois:
         part = image[y0:y1, x0:x1]
-        grey = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY) if part.ndim == 3 else part
         for p in propose(part, settings.detect):
-            line = _read(grey, p, keep, settings)
+            line = _read(part, p, keep, settings)
             moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
             out.append(replace(line, proposal=moved))
     return out
