@@ -30,6 +30,7 @@ class DetectSettings:
     min_fill: float = 0.35  # component pixels / oriented-box area
     min_glyphs: int = 3  # glyph blobs of one size in a line proposal
     word_gap: float = 0.7  # glyphs this many of their heights apart belong to one line
+    max_lines: int = 4  # a proposal spans at most this many lines of its own glyphs
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def _level_proposals(grey: np.ndarray, factor: float, settings: DetectSettings) 
         glyph = float(np.median(per_line[i]))
         if not settings.min_line_px <= glyph <= settings.max_line_px:
             continue
+        if across > settings.max_lines * 1.4 * glyph:
+            continue  # taller than a few lines of its glyphs: a mass of hair or fabric, not a card
         if along < settings.min_elongation * across or area < settings.min_fill * along * across:
             continue
         angle = (angle + 90.0) % 180.0 - 90.0

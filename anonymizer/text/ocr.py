@@ -23,6 +23,11 @@ DEBIAN_TESSDATA = (
     Path("/usr/share/tesseract-ocr/4.00/tessdata"),
 )
 SELF_TEST_TEXT = "VERA 2741"
+VARIABLES = {
+    "tessedit_do_invert": "0",  # crops arrive as dark ink on light paper; no second, inverted pass
+    "load_system_dawg": "0",  # no dictionary: record numbers and names are not words, and loading is faster
+    "load_freq_dawg": "0",
+}
 
 
 class OcrUnavailable(RuntimeError):
@@ -63,7 +68,9 @@ def _api() -> object:
     except ImportError as exc:
         raise OcrUnavailable("tesserocr is not installed: pip install tesserocr") from exc
     try:
-        api = PyTessBaseAPI(path=str(folder) + os.sep, lang=LANG, psm=PSM.SINGLE_LINE, oem=OEM.LSTM_ONLY)
+        api = PyTessBaseAPI(
+            path=str(folder) + os.sep, lang=LANG, psm=PSM.SINGLE_LINE, oem=OEM.LSTM_ONLY, variables=VARIABLES
+        )
     except RuntimeError as exc:
         raise OcrUnavailable(f"tesseract could not load {LANG} from {folder}: {exc}") from exc
     _local.api, _local.folder = api, folder

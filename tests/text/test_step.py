@@ -99,7 +99,9 @@ def test_logs_name_counts_and_boxes_never_the_text(caplog: pytest.LogCaptureFixt
         assert token not in logged
 
 
-def test_broken_ocr_install_raises_so_the_photo_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_ocr_install_raises_so_the_photo_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # no language data there
     photo, _ = card_photo(seed=3)
     with pytest.raises(OcrUnavailable):
