@@ -185,7 +185,7 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
         if bad:
             outcomes.append(Quarantine(bad[0]))
             continue
-        images, text, reason = _text_step(mine, plan)
+        images, text, reason = _text_step(mine, photos[cursor - len(frames) : cursor], plan)
         if reason:
             outcomes.append(Quarantine(reason))
             continue
@@ -195,15 +195,17 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
     return outcomes
 
 
-def _text_step(results: Sequence[PhotoResult], plan: PixelPlan) -> tuple[list[np.ndarray], TextReport, str]:
-    """Text on the face step's output; text touching a preserved region holds the photo."""
+def _text_step(
+    results: Sequence[PhotoResult], originals: Sequence[np.ndarray], plan: PixelPlan
+) -> tuple[list[np.ndarray], TextReport, str]:
+    """Text on the face step's output; text touching a preserved region (as taken) holds the photo."""
     images = [r.image for r in results if r.image is not None]
     protected = [
         protected_mask(img.shape, [f.detection.landmarks for f in r.faces], plan.preserve,
                        _settings.pipeline.regions)
         for img, r in zip(images, results, strict=True)
     ]
-    return check_frames(images, plan.text, protected)
+    return check_frames(images, plan.text, protected, originals)
 
 
 def anonymize_group(datasets: Sequence[Dataset], plan: PixelPlan, identity_seed: int) -> list[Outcome]:

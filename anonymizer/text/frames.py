@@ -13,7 +13,7 @@ import numpy as np
 
 from anonymizer.faces.regions import LandmarkRegions, RegionSettings
 from anonymizer.plans import Region, TextAction, TextPlan, TextReport
-from anonymizer.text.step import TextResult, scrub
+from anonymizer.text.step import TextResult, scrub, touches_protected
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,20 @@ def merge(reports: Sequence[TextReport], action: TextAction) -> TextReport:
 
 
 def check_frames(
-    frames: Sequence[np.ndarray], plan: TextPlan, protected: Sequence[np.ndarray | None]
+    frames: Sequence[np.ndarray],
+    plan: TextPlan,
+    protected: Sequence[np.ndarray | None],
+    originals: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], TextReport, str]:
-    """Scrub every frame: (frames after the step, merged report, first quarantine reason or "")."""
+    """Scrub every frame: (frames after the step, merged report, first quarantine reason or "").
+
+    ``originals``: the frames as taken, when ``frames`` are the face step's output: text there that
+    touches a preserved region holds the photo even if the face step replaced part of it."""
+    for original, mask in zip(originals or (), protected, strict=False):
+        if touches_protected(original, plan, mask):
+            reason = "text-over-preserved-region"
+            log.info("text step", extra={"action": plan.action.value, "outcome": reason})
+            return list(frames), merge([], plan.action), reason
     results: list[TextResult] = [scrub(f, plan, p) for f, p in zip(frames, protected, strict=True)]
     report = merge([r.report for r in results], plan.action)
     reason = next((r.reason for r in results if not r.ok), "")

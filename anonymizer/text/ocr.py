@@ -121,3 +121,12 @@ def self_test() -> str:
     if read.replace(" ", "") != SELF_TEST_TEXT.replace(" ", ""):
         raise OcrUnavailable(f"tesseract misread its self-test line ({len(read)} characters read)")
     return tesserocr.tesseract_version().splitlines()[0]
+
+
+def ensure_ready() -> None:
+    """Raise OcrUnavailable unless this thread's tesseract passed its self-test (once per model folder):
+    a photo in which the detector proposes nothing must not pass as checked when OCR could not have run."""
+    folder = tessdata_dir()
+    if getattr(_local, "tested", None) != folder:
+        self_test()
+        _local.tested = folder

@@ -252,6 +252,7 @@ def scrub(
     """
     if plan.action is TextAction.KEEP:
         return TextResult(image, TextReport(plan.action, checked=False))
+    ocr.ensure_ready()
     keep = re.compile(plan.keep_regex) if plan.keep_regex else None
     lines = _scan(image, keep, settings)
     report = TextReport(plan.action, checked=False, found=sum(ln.text for ln in lines),
@@ -276,3 +277,25 @@ def scrub(
     if left:
         return TextResult(None, report, f"text-remains-after-redaction:{left}")
     return TextResult(out, replace(report, checked=True))
+
+
+def touches_protected(
+    original: np.ndarray,
+    plan: TextPlan,
+    protected: np.ndarray | None,
+    settings: TextSettings = TextSettings(),
+) -> bool:
+    """Text on the photo as taken (before the face step replaced what lies around the preserved region)
+    overlapping the preserved region. Only the region's surroundings are scanned."""
+    if protected is None or plan.action is TextAction.KEEP or not protected.any():
+        return False
+    ocr.ensure_ready()
+    ys, xs = np.nonzero(protected)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    pad = max(x1 - x0, y1 - y0) // 2 + 32
+    h, w = original.shape[:2]
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    keep = re.compile(plan.keep_regex) if plan.keep_regex else None
+    lines = _scan(original[y0:y1, x0:x1], keep, settings)
+    hits = [ln.proposal for ln in lines if ln.text and not ln.allowed]
+    return any(a.hits(protected[y0:y1, x0:x1]) for a in _areas((y1 - y0, x1 - x0), hits, settings))
