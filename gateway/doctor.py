@@ -29,7 +29,7 @@ from typing import Any
 
 from anonymizer.plans import PixelMode, PixelPlan, TextAction
 from dicom_rules import RuleSet
-from dicom_rules.decision import DicomDestination, FolderDestination
+from dicom_rules.decision import DicomDestination, FolderDestination, RouteAction
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_BYTES = 2 * 1024**3
@@ -157,7 +157,8 @@ def check_ocr(rules: RuleSet) -> Iterator[Check]:
     from anonymizer.text.ocr import OcrUnavailable, self_test
 
     candidates: list[Any] = [*getattr(rules, "routes", ()), rules.catch_all]
-    plans = [getattr(getattr(r, "decision", r), "pixels", None) for r in candidates if r is not None]
+    decisions = [getattr(r, "decision", r) for r in candidates if r is not None]
+    plans = [d.pixels for d in decisions if getattr(d, "action", None) == RouteAction.FORWARD]
     if not any(isinstance(p, PixelPlan) and p.mode != PixelMode.BLANK and p.text.action != TextAction.KEEP
                for p in plans):
         return

@@ -6,15 +6,23 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl; do
+for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/bin/tesseract; do
   [ -x "$bin" ] || need_apt+=("$bin")
 done
+# text in the pixels: tesseract's language models (tesserocr's wheel brings libtesseract) and the fonts the
+# canary generator draws with
+for f in /usr/share/tesseract-ocr/5/tessdata/{eng,deu,fra}.traineddata \
+         /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+  [ -f "$f" ] || need_apt+=("$f")
+done
+APT_PEERS="dcmtk orthanc openssl tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-fra fonts-dejavu fonts-liberation"
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc openssl >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $APT_PEERS >/dev/null
   else
-    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc openssl'" >&2
+    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install $APT_PEERS'" >&2
   fi
 fi
 
