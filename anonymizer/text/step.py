@@ -153,17 +153,19 @@ class _Area:
     """One place to fill: a box and the mask of the grown text lines inside it."""
 
     box: Box
-    hole: np.ndarray  # bool, box-sized
+    hole: np.ndarray  # bool, box-sized: the lines grown by the margin (what is filled)
+    core: np.ndarray  # bool, box-sized: the lines themselves
 
     def hits(self, protected: np.ndarray | None) -> bool:
+        """The text itself lies on the preserved region (a margin reaching into it is only trimmed)."""
         x0, y0, x1, y1 = self.box
-        return protected is not None and bool((protected[y0:y1, x0:x1] & self.hole).any())
+        return protected is not None and bool((protected[y0:y1, x0:x1] & self.core).any())
 
 
 def _areas(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSettings) -> list[_Area]:
     """The grown lines, in groups whose boxes overlap (no full-size mask: photos are 12 MP)."""
-    grown = [p.grown(settings.margin * p.size[1] + 3) for p in proposals]
-    groups = [([g], g.box(shape)) for g in grown]
+    grown = [(p, p.grown(settings.margin * p.size[1] + 3)) for p in proposals]
+    groups = [([pg], pg[1].box(shape)) for pg in grown]
     merged = True
     while merged:
         merged = False
@@ -181,13 +183,15 @@ def _areas(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSett
     areas = []
     for members, (x0, y0, x1, y1) in groups:
         hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        for g in members:
+        core = np.zeros_like(hole)
+        for p, g in members:
             cv2.fillPoly(hole, [np.round(g.corners - (x0, y0)).astype(np.int32)], 1)
-        areas.append(_Area((x0, y0, x1, y1), hole.astype(bool)))
+            cv2.fillPoly(core, [np.round(p.corners - (x0, y0)).astype(np.int32)], 1)
+        areas.append(_Area((x0, y0, x1, y1), hole.astype(bool), core.astype(bool)))
     return areas
 
 
-def _inpaint(out: np.ndarray, areas: list[_Area]) -> None:
+def _inpaint(out: np.ndarray, areas: list[_Area], protected: np.ndarray | None) -> None:
     """Fill every area from its surroundings, in place; big areas are filled at reduced size (the fill is
     smooth anyway, and Telea's cost grows with the hole's pixel count)."""
     for area in areas:
@@ -199,6 +203,8 @@ def _inpaint(out: np.ndarray, areas: list[_Area]) -> None:
         roi = out[y0:y2, x0:x2]
         hole = np.zeros(roi.shape[:2], np.uint8)
         hole[y - y0 : y1 - y0, x - x0 : x1 - x0] = area.hole
+        if protected is not None:
+            hole[protected[y0:y2, x0:x2]] = 0  # the preserved region is never altered
         factor = min(1.0, 96.0 / max(1, min(w, h)))
         small = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
         small_hole = cv2.resize(hole, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
@@ -268,7 +274,7 @@ def scrub(
         if any(a.hits(protected) for a in areas):
             return TextResult(None, report, "text-over-preserved-region")
         out = out.copy() if out is image else out
-        _inpaint(out, areas)
+        _inpaint(out, areas, protected)
         new_boxes = [a.box for a in areas]
         boxes, redacted = boxes + new_boxes, redacted + len(targets)
         lines = _rescan(out, keep, settings, lines, new_boxes)
