@@ -25,7 +25,7 @@ class DetectSettings:
     contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
     min_line_px: float = 4.0  # a proposal's glyph height, at its level
-    max_line_px: float = 26.0
+    max_line_px: float = 16.0  # larger type is found one level coarser
     min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
     min_fill: float = 0.35  # component pixels / oriented-box area
     min_glyphs: int = 3  # glyph blobs of one size in a line proposal
@@ -72,7 +72,7 @@ class _Glyphs:
 
 def _glyphs(grey: np.ndarray, settings: DetectSettings) -> _Glyphs:
     """Glyph-like blobs darker or lighter than their neighbourhood (both polarities)."""
-    block = int(4 * settings.max_line_px) | 1
+    block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
     boxes, centres = [], []
     for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
@@ -104,15 +104,45 @@ def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) ->
 
 
 def _group(labels: np.ndarray, n: int, glyphs: _Glyphs) -> list[np.ndarray]:
-    """Heights of the glyphs whose centre lies in each component (index = component label)."""
+    """Indices of the glyphs whose centre lies in each component (index = component label)."""
     owner = labels[glyphs.centres[:, 1], glyphs.centres[:, 0]] if len(glyphs.centres) else np.zeros(0, int)
     order = np.argsort(owner, kind="stable")
     bounds = np.searchsorted(owner[order], np.arange(n + 1))
-    heights = glyphs.boxes[:, 3]
-    return [heights[order[bounds[i] : bounds[i + 1]]] for i in range(n)]
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
-def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:
+def _direction(deg: float) -> tuple[np.ndarray, np.ndarray]:
+    rad = np.deg2rad(deg)
+    return np.array([np.cos(rad), np.sin(rad)]), np.array([-np.sin(rad), np.cos(rad)])
+
+
+def _line_box(
+    points: np.ndarray, centres: np.ndarray, boxes: np.ndarray, glyph: float
+) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+    """Oriented box of one component: the direction of its glyph centres when they form one line (the
+    smear of rotated glyphs is thicker than the line), else of its pixels; across spans the glyph rows."""
+    (_, _), (rw, rh), angle = cv2.minAreaRect(points)
+    angle = angle + 90.0 if rw < rh else angle
+    angle = (angle + 90.0) % 180.0 - 90.0
+    along_dir, normal = _direction(angle)
+    if len(centres) >= 3 and np.ptp(centres @ normal) < 0.8 * glyph:
+        vx, vy = cv2.fitLine(centres, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()[:2]
+        fit = (float(np.degrees(np.arctan2(vy, vx))) + 90.0) % 180.0 - 90.0
+        if abs((fit - angle + 90.0) % 180.0 - 90.0) < 20.0:
+            angle = fit
+            along_dir, normal = _direction(angle)
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    corners = np.concatenate([np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])
+    u, v = corners @ along_dir, centres @ normal  # the glyphs' extent, not the smear's
+    along = float(np.ptp(u))
+    across = min(float(np.ptp(points @ normal)), float(np.ptp(v)) + 1.3 * glyph)
+    mid_u, mid_v = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+    centre = along_dir * mid_u + normal * mid_v
+    return (float(centre[0]), float(centre[1])), (along, across), angle
+
+
+def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # heights of one component
     """Enough glyphs of one size: a line of type, not a strand of hair or an eyelid."""
     if len(glyph_heights) < settings.min_glyphs:
         return False
@@ -121,29 +151,35 @@ def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:
     return alike >= max(settings.min_glyphs, 0.6 * len(glyph_heights))
 
 
-def _level_proposals(grey: np.ndarray, factor: float, settings: DetectSettings) -> list[Proposal]:
-    glyphs = _glyphs(grey, settings)
-    joined = _smear(grey.shape, glyphs, settings)
+def _level_proposals(channels: list[np.ndarray], factor: float, settings: DetectSettings) -> list[Proposal]:
+    found_in = [_glyphs(c, settings) for c in channels]
+    glyphs = _Glyphs(
+        np.concatenate([g.boxes for g in found_in]), np.concatenate([g.centres for g in found_in])
+    )
+    joined = _smear(channels[0].shape, glyphs, settings)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
-        if not _text_like(per_line[i], settings):
+        heights = glyphs.boxes[per_line[i], 3]
+        if not _text_like(heights, settings):
             continue
-        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs + x, ys + y]).astype(np.float32))
-        along, across = (rw, rh) if rw >= rh else (rh, rw)
-        if rw < rh:
-            angle += 90.0
-        glyph = float(np.median(per_line[i]))
+        glyph = float(np.median(heights))
         if not settings.min_line_px <= glyph <= settings.max_line_px:
             continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        points = np.column_stack([xs + x, ys + y]).astype(np.float32)
+        mine = per_line[i]
+        centres, boxes = glyphs.centres[mine].astype(np.float32), glyphs.boxes[mine].astype(np.float32)
+        box = _line_box(points, centres, boxes, glyph)
+        if box is None:
+            continue
+        (cx, cy), (along, across), angle = box
         if across > settings.max_lines * 1.4 * glyph:
             continue  # taller than a few lines of its glyphs: a mass of hair or fabric, not a card
         if along < settings.min_elongation * across or area < settings.min_fill * along * across:
             continue
-        angle = (angle + 90.0) % 180.0 - 90.0
         if abs(angle) > 60.0:
             continue  # text runs within ±60° of horizontal here; steeper components are edges, hair, limbs
         found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle,
@@ -174,11 +210,22 @@ def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> l
     """Candidate text lines of an RGB (or grey) image, in full-image pixels."""
     scale = base_scale(image.shape, settings)
     proposals: list[Proposal] = []
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    level = grey if scale >= 1.0 else cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    small = image
+    if scale < 1.0:
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    levels = _channels(small)
     for depth in range(settings.levels):
-        if min(level.shape[:2]) < 16:
+        if min(levels[0].shape[:2]) < 16:
             break
-        proposals.extend(_level_proposals(level, 1.0 / (scale * 2**-depth), settings))
-        level = cv2.pyrDown(level)
+        proposals.extend(_level_proposals(levels, 1.0 / (scale * 2**-depth), settings))
+        levels = [cv2.pyrDown(c) for c in levels]
     return _distinct(proposals)
+
+
+def _channels(image: np.ndarray) -> list[np.ndarray]:
+    """Brightness, and chroma (max − min of RGB): an orange date stamp on skin is as bright as the skin."""
+    if image.ndim == 2:
+        return [image]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    chroma = cv2.subtract(image.max(axis=2), image.min(axis=2))
+    return [grey, chroma]

@@ -30,9 +30,10 @@ class TextSettings:
     detect: DetectSettings = field(default_factory=DetectSettings)
     line_height: int = 36  # OCR crops are scaled so the line is this tall (tesseract reads 20-40 px best)
     max_crop_pixels: int = 60_000  # but no crop is made larger than this, except down to 0.6 of that scale
-    min_confidence: float = 55.0  # a word OCR is at least this sure of
+    min_confidence: float = 70.0  # a word OCR is at least this sure of (type reads 85-96; hair, fabric < 65)
     min_letters: int = 3  # a real token: at least this many letters, or ...
     min_digits: int = 2  # ... at least this many digits (dates, record numbers)
+    short_extra: float = 15.0  # extra confidence for tokens of at most three characters
     min_token_share: float = 0.35  # confident tokens' share of all characters read in a proposal
     neighbour_gap: float = 1.5  # unconfirmed proposals within this many line heights of text are text too
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
@@ -55,6 +56,8 @@ class _Line:
     proposal: Proposal
     text: bool  # OCR confirmed a token
     allowed: bool  # and the whole reading is on the allow-list
+    words: tuple[Proposal, ...] = ()  # the confident tokens OCR read, in image pixels (what holds a photo)
+    fill: tuple[Proposal, ...] = ()  # what is filled: the whole line, or a block's words
 
 
 def _block(p: Proposal) -> bool:
@@ -72,13 +75,15 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     centred = flat - flat.mean(0)
     axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
-    grey = np.clip(values + 128.0, 0, 255).astype(np.uint8)
-    if np.median(grey) < 128:
-        grey = 255 - grey  # tesseract prefers dark ink on light paper
-    return grey.reshape(crop.shape[:2])
+    grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
+    h, w = grey.shape
+    inner = grey[h // 4 : h - h // 4, w // 10 : w - w // 10]  # the glyph band: mostly paper, some ink
+    if np.median(inner) < 128:
+        grey = 255 - grey  # tesseract prefers dark ink on light paper (a guess: see _read)
+    return grey
 
 
-def _crop(image: np.ndarray, p: Proposal, height: int, max_pixels: int) -> np.ndarray:
+def _crop(image: np.ndarray, p: Proposal, height: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
     at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
     along, across = p.size
@@ -93,14 +98,28 @@ def _crop(image: np.ndarray, p: Proposal, height: int, max_pixels: int) -> np.nd
     m[1, 2] += h / 2 - p.centre[1]
     size = (max(8, int(w)), max(8, int(h)))
     crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _contrast(crop)
+    return _contrast(crop), m
+
+
+def _in_image(words: list[ocr.Word], m: np.ndarray, p: Proposal) -> tuple[Proposal, ...]:
+    """OCR word boxes (crop pixels) as oriented boxes in image pixels."""
+    inverse = cv2.invertAffineTransform(m)
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    out = []
+    for w in words:
+        x0, y0, x1, y1 = w.box
+        cx, cy = inverse @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+        size = ((x1 - x0) / scale, (y1 - y0) / scale)
+        out.append(Proposal((float(cx), float(cy)), size, p.angle, p.glyph_px))
+    return tuple(out)
 
 
 def _is_token(word: ocr.Word, settings: TextSettings) -> bool:
     letters = sum(c.isalpha() for c in word.text)
     digits = sum(c.isdigit() for c in word.text)
     real = letters + digits >= settings.min_letters or digits >= settings.min_digits
-    return real and word.confidence >= settings.min_confidence
+    short = letters + digits <= 3  # "ANG" in an ear, "58" in hair: short reads must be surer
+    return real and word.confidence >= settings.min_confidence + (settings.short_extra if short else 0.0)
 
 
 def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
@@ -112,12 +131,22 @@ def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
 
 
 def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
-    crop = _crop(image, p, settings.line_height, settings.max_crop_pixels)
+    crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
+    if not text and any(sum(c.isalnum() for c in w.text) >= 2 for w in words):
+        inverted = ocr.read_line(255 - crop, block=_block(p))  # the polarity guess can be wrong (bold type)
+        if _is_text(inverted, settings):
+            words, text = inverted, True
     reading = " ".join(w.text for w in words)
     allowed = text and keep is not None and keep.fullmatch(reading) is not None
-    return _Line(p, text, allowed)
+    if not text or allowed:
+        return _Line(p, text, allowed)
+    tokens = _in_image([w for w in words if _is_token(w, settings)], m, p)
+    # a line is filled whole (glyphs OCR skipped go too); a block (several lines, maybe hair or fabric
+    # around them) only where OCR found words, so a big coarse proposal does not blank half a photo
+    fill = _in_image([w for w in words if any(c.isalnum() for c in w.text)], m, p) if _block(p) else (p,)
+    return _Line(p, text, allowed, tokens, fill)
 
 
 def _near(a: Proposal, b: Proposal, gap: float) -> bool:
@@ -134,18 +163,20 @@ def _near(a: Proposal, b: Proposal, gap: float) -> bool:
 
 def _to_redact(
     lines: list[_Line], settings: TextSettings, protected: np.ndarray | None = None
-) -> list[Proposal]:
-    """Confirmed, not allowed lines plus unconfirmed proposals of a similar size right beside them
-    (those only where they stay clear of the preserved region: unconfirmed, they never hold a photo)."""
-    hits = [ln.proposal for ln in lines if ln.text and not ln.allowed]
+) -> tuple[list[Proposal], list[Proposal]]:
+    """(what to fill, the words that must not touch the preserved region): confirmed, not allowed lines,
+    plus unconfirmed proposals of a similar size right beside them (those only where they stay clear of the
+    preserved region: unconfirmed, they never hold a photo)."""
+    confirmed = [ln for ln in lines if ln.text and not ln.allowed]
+    hits = [ln.proposal for ln in confirmed]
     extra = [
         ln.proposal
         for ln in lines
         if not ln.text and any(_near(h, ln.proposal, settings.neighbour_gap) for h in hits)
     ]
     if protected is not None:
-        extra = [p for p in extra if not _areas(protected.shape, [p], settings)[0].hits(protected)]
-    return hits + extra
+        extra = [p for p in extra if not _areas(protected.shape, [p], [p], settings)[0].hits(protected)]
+    return [f for ln in confirmed for f in ln.fill] + extra, [w for ln in confirmed for w in ln.words]
 
 
 @dataclass(frozen=True)
@@ -162,9 +193,12 @@ class _Area:
         return protected is not None and bool((protected[y0:y1, x0:x1] & self.core).any())
 
 
-def _areas(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSettings) -> list[_Area]:
-    """The grown lines, in groups whose boxes overlap (no full-size mask: photos are 12 MP)."""
-    grown = [(p, p.grown(settings.margin * p.size[1] + 3)) for p in proposals]
+def _areas(
+    shape: tuple[int, ...], fills: list[Proposal], cores: list[Proposal], settings: TextSettings
+) -> list[_Area]:
+    """The grown fills, in groups whose boxes overlap (no full-size mask: photos are 12 MP), each with the
+    words (``cores``) inside it."""
+    grown = [(p, p.grown(settings.margin * p.size[1] + 3)) for p in fills]
     groups = [([pg], pg[1].box(shape)) for pg in grown]
     merged = True
     while merged:
@@ -184,9 +218,10 @@ def _areas(shape: tuple[int, ...], proposals: list[Proposal], settings: TextSett
     for members, (x0, y0, x1, y1) in groups:
         hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
         core = np.zeros_like(hole)
-        for p, g in members:
+        for _, g in members:
             cv2.fillPoly(hole, [np.round(g.corners - (x0, y0)).astype(np.int32)], 1)
-            cv2.fillPoly(core, [np.round(p.corners - (x0, y0)).astype(np.int32)], 1)
+        for c in cores:
+            cv2.fillPoly(core, [np.round(c.corners - (x0, y0)).astype(np.int32)], 1)
         areas.append(_Area((x0, y0, x1, y1), hole.astype(bool), core.astype(bool)))
     return areas
 
@@ -265,12 +300,12 @@ def scrub(
                         kept=sum(ln.allowed for ln in lines))
     out, boxes, redacted = image, [], 0
     for _ in range(settings.rounds):
-        targets = _to_redact(lines, settings, protected)
+        targets, words = _to_redact(lines, settings, protected)
         if not targets:
             return TextResult(out, replace(report, checked=True, redacted=redacted, boxes=tuple(boxes)))
         if plan.action is TextAction.QUARANTINE:
             return TextResult(None, report, f"text-in-pixels:{len(targets)}")
-        areas = _areas(image.shape, targets, settings)
+        areas = _areas(image.shape, targets, words, settings)
         if any(a.hits(protected) for a in areas):
             return TextResult(None, report, "text-over-preserved-region")
         out = out.copy() if out is image else out
@@ -278,7 +313,7 @@ def scrub(
         new_boxes = [a.box for a in areas]
         boxes, redacted = boxes + new_boxes, redacted + len(targets)
         lines = _rescan(out, keep, settings, lines, new_boxes)
-    left = len(_to_redact(lines, settings, protected))
+    left = len(_to_redact(lines, settings, protected)[0])
     report = replace(report, redacted=redacted, boxes=tuple(boxes))
     if left:
         return TextResult(None, report, f"text-remains-after-redaction:{left}")
@@ -303,5 +338,5 @@ def touches_protected(
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     keep = re.compile(plan.keep_regex) if plan.keep_regex else None
     lines = _scan(original[y0:y1, x0:x1], keep, settings)
-    hits = [ln.proposal for ln in lines if ln.text and not ln.allowed]
-    return any(a.hits(protected[y0:y1, x0:x1]) for a in _areas((y1 - y0, x1 - x0), hits, settings))
+    fills, words = _to_redact([ln for ln in lines if ln.text], settings)
+    return any(a.hits(protected[y0:y1, x0:x1]) for a in _areas((y1 - y0, x1 - x0), fills, words, settings))
