@@ -146,9 +146,10 @@ def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # 
     """Enough glyphs of one size: a line of type, not a strand of hair or an eyelid."""
     if len(glyph_heights) < settings.min_glyphs:
         return False
-    median = float(np.median(glyph_heights))
-    alike = np.count_nonzero(np.abs(glyph_heights - median) <= 0.35 * median + 1)
-    return alike >= max(settings.min_glyphs, 0.6 * len(glyph_heights))
+    main = glyph_heights[glyph_heights >= 0.5 * np.percentile(glyph_heights, 90)]  # not dots and commas
+    median = float(np.median(main))
+    alike = np.count_nonzero(np.abs(main - median) <= 0.35 * median + 1)
+    return alike >= max(settings.min_glyphs, 0.6 * len(main))
 
 
 def _level_proposals(channels: list[np.ndarray], factor: float, settings: DetectSettings) -> list[Proposal]:
@@ -165,7 +166,7 @@ def _level_proposals(channels: list[np.ndarray], factor: float, settings: Detect
         heights = glyphs.boxes[per_line[i], 3]
         if not _text_like(heights, settings):
             continue
-        glyph = float(np.median(heights))
+        glyph = float(np.median(heights[heights >= 0.5 * np.percentile(heights, 90)]))
         if not settings.min_line_px <= glyph <= settings.max_line_px:
             continue
         ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
