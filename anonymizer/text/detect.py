@@ -218,7 +218,8 @@ def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> l
     for depth in range(settings.levels):
         if min(levels[0].shape[:2]) < 16:
             break
-        proposals.extend(_level_proposals(levels, 1.0 / (scale * 2**-depth), settings))
+        channels = levels[:1] if depth == 0 else levels  # colour-only type that small is not a concern
+        proposals.extend(_level_proposals(channels, 1.0 / (scale * 2**-depth), settings))
         levels = [cv2.pyrDown(c) for c in levels]
     return _distinct(proposals)
 
@@ -228,5 +229,6 @@ def _channels(image: np.ndarray) -> list[np.ndarray]:
     if image.ndim == 2:
         return [image]
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    chroma = cv2.subtract(image.max(axis=2), image.min(axis=2))
+    r, g, b = cv2.split(image)
+    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
     return [grey, chroma]

@@ -76,11 +76,29 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
-    h, w = grey.shape
-    inner = grey[h // 4 : h - h // 4, w // 10 : w - w // 10]  # the glyph band: mostly paper, some ink
-    if np.median(inner) < 128:
-        grey = 255 - grey  # tesseract prefers dark ink on light paper (a guess: see _read)
+    if _light_ink(grey):
+        grey = 255 - grey  # tesseract prefers dark ink on light paper
     return grey
+
+
+def _glyph_count(mask: np.ndarray) -> int:
+    """Components of glyph size in a binary crop: a quarter to nine tenths of its height, not too wide."""
+    h = mask.shape[0]
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    tall = (stats[1:, 3] >= 0.25 * h) & (stats[1:, 3] <= 0.9 * h) & (stats[1:, 2] <= 1.5 * stats[1:, 3])
+    return int(np.count_nonzero(tall))
+
+
+def _light_ink(grey: np.ndarray) -> bool:
+    """Ink is the Otsu class that breaks into glyph-sized pieces (paper is one piece around them, with
+    small counters); the brightness of the middle band decides a tie (bold type is about half ink)."""
+    t, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = grey <= t
+    dark_glyphs, light_glyphs = _glyph_count(dark), _glyph_count(~dark)
+    if dark_glyphs != light_glyphs:
+        return light_glyphs > dark_glyphs
+    h, w = grey.shape
+    return bool(np.median(grey[h // 4 : h - h // 4, w // 10 : w - w // 10]) < 128)
 
 
 def _crop(image: np.ndarray, p: Proposal, height: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +152,7 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
-    if not text and any(sum(c.isalnum() for c in w.text) >= 2 for w in words):
+    if not text and any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words):
         inverted = ocr.read_line(255 - crop, block=_block(p))  # the polarity guess can be wrong (bold type)
         if _is_text(inverted, settings):
             words, text = inverted, True
