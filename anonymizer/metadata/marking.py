@@ -83,7 +83,7 @@ def text_step_value(text: TextReport | None) -> str:
         return ""
     if not text.checked:
         return f"text {text.action.value}: not checked"
-    return f"text {text.action.value}: OCR checked, {text.redacted} redacted, {text.kept} kept"
+    return f"text {text.action.value}: checked, {text.redacted} redacted, {text.kept} kept"
 
 
 def burned_in_value(ds_flag_yes: bool, text: TextReport | None) -> str | None:

@@ -66,7 +66,7 @@ def test_face_photo_with_a_card_forwards_with_face_replaced_and_card_filled() ->
     out = deidentify(outcome.dataset, MetadataPlan(), KeyRing(b"k" * 32), report)
     assert out.BurnedInAnnotation == "NO"
     assert "113101" in [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
-    assert any(v.startswith("text redact: OCR checked") for v in out.DeidentificationMethod)
+    assert any(v.startswith("text redact: checked") for v in out.DeidentificationMethod)
 
 
 def test_text_over_the_mouth_with_preserve_mouth_is_quarantined() -> None:
