@@ -101,12 +101,14 @@ def _light_ink(grey: np.ndarray) -> bool:
     return bool(np.median(grey[h // 4 : h - h // 4, w // 10 : w - w // 10]) < 128)
 
 
-def _crop(image: np.ndarray, p: Proposal, height: int, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+def _crop(
+    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
     at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
     along, across = p.size
     glyph = p.glyph_px * 1.3 if _block(p) else across
-    margin = 0.35 * glyph + 2
+    margin = margin_share * glyph + 2
     scale = height / max(glyph, 1.0)
     area = (along + 2 * margin) * (across + 2 * margin)
     scale = min(scale, max(0.6 * scale, (max_pixels / max(area, 1.0)) ** 0.5))
@@ -153,9 +155,14 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
     if not text and any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words):
-        inverted = ocr.read_line(255 - crop, block=_block(p))  # the polarity guess can be wrong (bold type)
-        if _is_text(inverted, settings):
-            words, text = inverted, True
+        # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
+        # tesseract's confidence; a tight crop and the inverted crop are read before giving up
+        tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
+        for again, again_m in ((tight, tight_m), (255 - crop, m)):
+            retry = ocr.read_line(again, block=_block(p))
+            if _is_text(retry, settings):
+                words, text, m = retry, True, again_m
+                break
     reading = " ".join(w.text for w in words)
     allowed = text and keep is not None and keep.fullmatch(reading) is not None
     if not text or allowed:
