@@ -116,6 +116,25 @@ def _direction(deg: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array([np.cos(rad), np.sin(rad)]), np.array([-np.sin(rad), np.cos(rad)])
 
 
+SWEEP = np.deg2rad(np.arange(-60.0, 61.0, 3.0))
+
+
+def _text_angle(centres: np.ndarray, first_guess: float) -> float:
+    """The direction in which the glyph centres line up best (least spread across it): a sweep over the
+    centres, not the photo, plus a line fit; the smear's own box can lean the wrong way on short lines."""
+    vx, vy = cv2.fitLine(centres, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()[:2]
+    fit = (float(np.degrees(np.arctan2(vy, vx))) + 90.0) % 180.0 - 90.0
+    candidates = np.concatenate([SWEEP, np.deg2rad([first_guess, fit])])
+    normals = np.stack([-np.sin(candidates), np.cos(candidates)], 1)  # (k, 2)
+    across = centres @ normals.T  # (n, k)
+    spread = across.max(0) - across.min(0)
+    best = spread.min()
+    # among near-ties (a short word lines up in many directions) keep the guess closest to the smear's
+    near = np.nonzero(spread <= best + 1.0)[0]
+    turn = np.abs((np.degrees(candidates[near]) - first_guess + 90.0) % 180.0 - 90.0)
+    return float(np.degrees(candidates[near[np.argmin(turn)]]))
+
+
 def _line_box(
     points: np.ndarray, centres: np.ndarray, boxes: np.ndarray, glyph: float
 ) -> tuple[tuple[float, float], tuple[float, float], float] | None:
@@ -124,13 +143,9 @@ def _line_box(
     (_, _), (rw, rh), angle = cv2.minAreaRect(points)
     angle = angle + 90.0 if rw < rh else angle
     angle = (angle + 90.0) % 180.0 - 90.0
+    if len(centres) >= 3:
+        angle = _text_angle(centres, angle)
     along_dir, normal = _direction(angle)
-    if len(centres) >= 3 and np.ptp(centres @ normal) < 0.8 * glyph:
-        vx, vy = cv2.fitLine(centres, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()[:2]
-        fit = (float(np.degrees(np.arctan2(vy, vx))) + 90.0) % 180.0 - 90.0
-        if abs((fit - angle + 90.0) % 180.0 - 90.0) < 20.0:
-            angle = fit
-            along_dir, normal = _direction(angle)
     x0, y0 = boxes[:, 0], boxes[:, 1]
     x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
     corners = np.concatenate([np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])

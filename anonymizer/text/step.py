@@ -34,6 +34,7 @@ class TextSettings:
     min_letters: int = 3  # a real token: at least this many letters, or ...
     min_digits: int = 2  # ... at least this many digits (dates, record numbers)
     short_extra: float = 15.0  # extra confidence for tokens of at most three characters
+    plausible_confidence: float = 50.0  # beside a confident token, words read this surely count as text
     min_token_share: float = 0.35  # confident tokens' share of all characters read in a proposal
     neighbour_gap: float = 1.5  # unconfirmed proposals within this many line heights of text are text too
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
@@ -145,9 +146,10 @@ def _is_token(word: ocr.Word, settings: TextSettings) -> bool:
 def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
     """Confident tokens, and they are much of what was read (OCR on hair or fabric reads many short,
     unsure fragments, a few of which may look like a token by chance)."""
-    tokens = sum(len(w.text) for w in words if _is_token(w, settings))
-    total = sum(len(w.text) for w in words)
-    return tokens > 0 and tokens >= settings.min_token_share * total
+    if not any(_is_token(w, settings) for w in words):
+        return False
+    plausible = sum(len(w.text) for w in words if w.confidence >= settings.plausible_confidence)
+    return plausible >= settings.min_token_share * sum(len(w.text) for w in words)
 
 
 def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
@@ -161,7 +163,7 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
         for again, again_m in ((tight, tight_m), (255 - crop, m)):
             retry = ocr.read_line(again, block=_block(p))
             if _is_text(retry, settings):
-                words, text, m = retry, True, again_m
+                words, text, crop, m = retry, True, again, again_m
                 break
     reading = " ".join(w.text for w in words)
     allowed = text and keep is not None and keep.fullmatch(reading) is not None
@@ -169,21 +171,30 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
         return _Line(p, text, allowed)
     tokens = _in_image([w for w in words if _is_token(w, settings)], m, p)
     # a line is filled whole (glyphs OCR skipped go too); a block (several lines, maybe hair or fabric
-    # around them) only where OCR found words, so a big coarse proposal does not blank half a photo
-    fill = _in_image([w for w in words if any(c.isalnum() for c in w.text)], m, p) if _block(p) else (p,)
+    # around them) only along the rows where OCR found words, so a coarse proposal does not blank half a
+    # photo while the rest of a row (a record number after the name) still goes
+    width = crop.shape[1]
+    rows = [ocr.Word("", 0.0, (0, w.box[1], width, w.box[3])) for w in words if any(map(str.isalnum, w.text))]
+    fill = _in_image(rows, m, p) if _block(p) else (p,)
     return _Line(p, text, allowed, tokens, fill)
 
 
 def _near(a: Proposal, b: Proposal, gap: float) -> bool:
-    """``b`` is a line of the same type and direction right beside text line ``a`` (a card's other line)."""
+    """``b`` is type of the same size and direction right beside text line ``a``: further along the same
+    line (the record number after the name), or the line above or below (a card's other lines)."""
     ratio = a.glyph_px / max(b.glyph_px, 1e-3)
     turn = abs((a.angle - b.angle + 90.0) % 180.0 - 90.0)
     if not 0.6 <= ratio <= 1.7 or turn > 12.0:
         return False
-    reach = gap * max(a.size[1], b.size[1])
-    ax0, ay0, ax1, ay1 = a.box((1 << 30, 1 << 30), reach)
-    bx0, by0, bx1, by1 = b.box((1 << 30, 1 << 30))
-    return ax0 < bx1 and bx0 < ax1 and ay0 < by1 and by0 < ay1
+    rad = np.deg2rad(a.angle)
+    dx, dy = b.centre[0] - a.centre[0], b.centre[1] - a.centre[1]
+    u, v = abs(dx * np.cos(rad) + dy * np.sin(rad)), abs(-dx * np.sin(rad) + dy * np.cos(rad))
+    line = max(a.size[1], b.size[1])
+    gap_along = u - (a.size[0] + b.size[0]) / 2
+    gap_across = v - (a.size[1] + b.size[1]) / 2
+    same_line = v <= 0.5 * line and gap_along <= 2 * gap * line
+    next_line = gap_along <= 0.5 * line and gap_across <= gap * line
+    return same_line or next_line
 
 
 def _to_redact(
