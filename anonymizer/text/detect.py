@@ -47,8 +47,10 @@ class Proposal:
         """(4, 2) float32 corners of the oriented box."""
         return cv2.boxPoints((self.centre, self.size, self.angle)).astype(np.float32)
 
-    def grown(self, margin: float) -> Proposal:
-        grown = (self.size[0] + 2 * margin, self.size[1] + 2 * margin)
+    def grown(self, margin: float, along: float | None = None) -> Proposal:
+        """Grown by ``margin`` on every side, or by ``along`` at the line's two ends when given."""
+        ends = margin if along is None else along
+        grown = (self.size[0] + 2 * ends, self.size[1] + 2 * margin)
         return Proposal(self.centre, grown, self.angle, self.glyph_px)
 
     def box(self, shape: tuple[int, ...], margin: float = 0.0) -> tuple[int, int, int, int]:

@@ -38,6 +38,7 @@ class TextSettings:
     min_token_share: float = 0.35  # confident tokens' share of all characters read in a proposal
     neighbour_gap: float = 1.5  # unconfirmed proposals within this many line heights of text are text too
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
+    end_margin: float = 0.8  # and at its two ends (a glyph the detector left out of the line)
     rounds: int = 3  # redaction rounds before the final check
 
 
@@ -234,7 +235,9 @@ def _areas(
 ) -> list[_Area]:
     """The grown fills, in groups whose boxes overlap (no full-size mask: photos are 12 MP), each with the
     words (``cores``) inside it."""
-    grown = [(p, p.grown(settings.margin * p.size[1] + 3)) for p in fills]
+    grown = [
+        (p, p.grown(settings.margin * p.size[1] + 3, settings.end_margin * p.size[1] + 3)) for p in fills
+    ]
     groups = [([pg], pg[1].box(shape)) for pg in grown]
     merged = True
     while merged:
