@@ -20,7 +20,8 @@ import numpy as np
 @dataclass(frozen=True)
 class DetectSettings:
     min_cap_px: int = 12  # smallest type found, in full-image pixels
-    work_cap_px: float = 6.0  # the smallest type is scaled to about this height at the finest level
+    work_cap_px: float = 8.0  # the smallest type is scaled to about this height at the finest level ...
+    max_work_pixels: float = 3.0e6  # ... unless that level would be larger (a 12 MP photo: scale 0.5, 6 px)
     levels: int = 4  # pyramid levels (factor 2 each)
     contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
@@ -62,8 +63,10 @@ class Proposal:
 
 
 def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
-    """Finest level's scale: the smallest type lands at ``work_cap_px`` (never upsampled)."""
-    return min(1.0, settings.work_cap_px / settings.min_cap_px)
+    """Finest level's scale: the smallest type lands at ``work_cap_px`` (never upsampled), within a pixel
+    budget for the finest level (the detector's cost grows with it)."""
+    pixels = float(shape[0] * shape[1])
+    return min(1.0, settings.work_cap_px / settings.min_cap_px, (settings.max_work_pixels / pixels) ** 0.5)
 
 
 @dataclass(frozen=True)
