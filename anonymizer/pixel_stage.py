@@ -29,7 +29,9 @@ from anonymizer.engines.base import Engine
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
 from anonymizer.outcomes import Ok, Outcome, Quarantine
-from anonymizer.plans import NoFaceAction, PixelMode, PixelPlan, PixelReport
+from anonymizer.plans import NoFaceAction, PixelMode, PixelPlan, PixelReport, TextAction, TextReport
+from anonymizer.text.frames import check_frames, protected_mask
+from anonymizer.text.ocr import OcrUnavailable
 
 log = logging.getLogger(__name__)
 PIXEL_DATA = 0x7FE00010
@@ -67,7 +69,7 @@ def _engine(name: str, options: dict[str, Any]) -> Engine:
 
 
 def _report(
-    plan: PixelPlan, engine: str, seed: int, results: Sequence[PhotoResult], lossy: bool
+    plan: PixelPlan, engine: str, seed: int, results: Sequence[PhotoResult], lossy: bool, text: TextReport
 ) -> PixelReport:
     faces = [f for r in results for f in r.faces]
     distances = [f.check.distance for f in faces if f.check is not None]
@@ -80,6 +82,7 @@ def _report(
         boxes=tuple(f.detection.box for f in faces),
         scores={"min_identity_distance": float(min(distances))} if distances else {},
         lossy_recompressed=lossy,
+        text=text,
     )
 
 
@@ -112,7 +115,30 @@ def _blank(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outc
         except codec.CodecError as exc:
             outcomes.append(Quarantine(str(exc)))
             continue
-        outcomes.append(Ok(out, PixelReport(0, False, "blank", (), seed_id(seed), lossy_recompressed=lossy)))
+        text = TextReport(plan.text.action, checked=plan.text.action is not TextAction.KEEP)  # all black
+        report = PixelReport(0, False, "blank", (), seed_id(seed), lossy_recompressed=lossy, text=text)
+        outcomes.append(Ok(out, report))
+    return outcomes
+
+
+def _passthrough(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
+    """Pixels a rule vouches for (no face): only the text step looks at them, and they are re-encoded
+    only when it filled something."""
+    if plan.text.action is TextAction.KEEP:
+        text = TextReport(TextAction.KEEP, checked=False)
+        return [Ok(ds, PixelReport(0, False, "passthrough", (), seed_id(seed), text=text)) for ds in datasets]
+    outcomes: list[Outcome] = []
+    for ds, frames in zip(datasets, _decode_all(datasets), strict=True):
+        if isinstance(frames, codec.CodecError):
+            outcomes.append(Quarantine(str(frames)))
+            continue
+        images, text, reason = check_frames(frames, plan.text, [None] * len(frames))
+        if reason:
+            outcomes.append(Quarantine(reason))
+            continue
+        out, lossy = _write(ds, images, plan) if text.redacted else (ds, False)
+        outcomes.append(Ok(out, PixelReport(0, False, "passthrough", (), seed_id(seed),
+                                            lossy_recompressed=lossy, text=text)))
     return outcomes
 
 
@@ -173,20 +199,40 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
         if bad:
             outcomes.append(Quarantine(bad[0]))
             continue
-        out, lossy = _write(ds, [r.image for r in mine if r.image is not None], plan)
+        images, text, reason = _text_step(mine, photos[cursor - len(frames) : cursor], plan)
+        if reason:
+            outcomes.append(Quarantine(reason))
+            continue
+        out, lossy = _write(ds, images, plan)
         engine_name = "mask" if not any(r.faces for r in mine) else "+".join(names)
-        outcomes.append(Ok(out, _report(plan, engine_name, seed, mine, lossy)))
+        outcomes.append(Ok(out, _report(plan, engine_name, seed, mine, lossy, text)))
     return outcomes
+
+
+def _text_step(
+    results: Sequence[PhotoResult], originals: Sequence[np.ndarray], plan: PixelPlan
+) -> tuple[list[np.ndarray], TextReport, str]:
+    """Text on the face step's output; text touching a preserved region (as taken) holds the photo."""
+    images = [r.image for r in results if r.image is not None]
+    protected = [
+        protected_mask(img.shape, [f.detection.landmarks for f in r.faces], plan.preserve,
+                       _settings.pipeline.regions)
+        for img, r in zip(images, results, strict=True)
+    ]
+    return check_frames(images, plan.text, protected, originals)
 
 
 def anonymize_group(datasets: Sequence[Dataset], plan: PixelPlan, identity_seed: int) -> list[Outcome]:
     """One Outcome per dataset, in order; every face of the group gets the synthetic identity of the seed."""
-    if plan.mode is PixelMode.PASSTHROUGH:
-        return [Ok(ds, PixelReport(0, False, "passthrough", (), seed_id(identity_seed))) for ds in datasets]
     if plan.mode is PixelMode.BLANK:
         return _blank(datasets, plan, identity_seed)
     try:
+        if plan.mode is PixelMode.PASSTHROUGH:
+            return _passthrough(datasets, plan, identity_seed)
         return _anonymize(datasets, plan, identity_seed)
+    except OcrUnavailable as exc:  # never forwarded unchecked
+        log.error("text check unavailable", extra={"error": str(exc)})
+        return [Quarantine("ocr-unavailable") for _ in datasets]
     except Exception as exc:
         log.error("pixel stage failed", extra={"error": type(exc).__name__, "photos": len(datasets)})
         if len(datasets) == 1:

@@ -51,6 +51,22 @@ class PixelMode(StrEnum):
     BLANK = "blank"
 
 
+class TextAction(StrEnum):
+    """What happens to text found in the pixels (name cards, wristbands, overlays, date stamps)."""
+
+    REDACT = "redact"  # inpaint every text line outside the allow-list, verify, else quarantine
+    QUARANTINE = "quarantine"  # any text outside the allow-list holds the photo
+    KEEP = "keep"  # no text check (the output says BurnedInAnnotation YES)
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """The text step of one route: the action and the allow-list of clinical text (e.g. ruler numbers)."""
+
+    action: TextAction = TextAction.REDACT
+    keep_regex: str | None = None  # a line whose whole reading matches (re.fullmatch) is kept
+
+
 @dataclass(frozen=True)
 class PixelPlan:
     """How the pixels of one route are handled."""
@@ -64,6 +80,7 @@ class PixelPlan:
     fallback_engine: str | None = None  # only used when the rule names one explicitly
     jpeg_quality: int = 95
     engine_options: dict[str, Any] = field(default_factory=dict)
+    text: TextPlan = field(default_factory=TextPlan)
 
 
 class TagAction(StrEnum):
@@ -121,6 +138,26 @@ class MetadataPlan:
     jpeg_full_scan: bool = False  # scan JPEG entropy data for hidden markers too (slower; see jpeg_markers)
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
+
+
+@dataclass(frozen=True)
+class TextReport:
+    """What the text step did to one image: counts and boxes only, never what was read."""
+
+    action: TextAction
+    checked: bool  # detection ran, and (after any redaction) a second pass found no text left
+    found: int = 0  # text lines OCR confirmed (allowed ones included)
+    kept: int = 0  # lines on the allow-list, left as they are
+    redacted: int = 0  # lines inpainted (confirmed ones and their unconfirmed neighbours)
+    boxes: tuple[Box, ...] = ()  # redacted areas
+
+    @property
+    def clean(self) -> bool:
+        """Checked, and nothing but allow-listed text is left: BurnedInAnnotation may say NO."""
+        return self.checked and self.action is not TextAction.KEEP
+
+
 @dataclass(frozen=True)
 class PixelReport:
     """What the pixel stage did to one image; the metadata stage marks the header from it."""
@@ -133,3 +170,4 @@ class PixelReport:
     boxes: tuple[tuple[int, int, int, int], ...] = ()
     scores: dict[str, float] = field(default_factory=dict)
     lossy_recompressed: bool = False
+    text: TextReport | None = None  # None: no text step ran (no pixels were looked at)

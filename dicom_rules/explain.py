@@ -23,7 +23,7 @@ from rich.text import Text
 
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
-from anonymizer.plans import MetadataPlan, PixelReport
+from anonymizer.plans import MetadataPlan, PixelMode, PixelReport, TextAction, TextReport
 from dicom_rules.decision import RouteAction, RouteDecision, describe_destination
 from dicom_rules.matching import ConditionResult
 from dicom_rules.ruleset import RuleSet
@@ -59,6 +59,8 @@ class Explanation:
     decision: RouteDecision
     changes: tuple[AttributeChange, ...]
     note: str = ""
+    text: TextReport | None = None  # the text step on the pixels as sent: counts and boxes only
+    text_note: str = ""
 
     def change(self, keyword: str) -> AttributeChange:
         return next(c for c in self.changes if c.keyword == keyword)
@@ -84,6 +86,7 @@ def explain(
         note = f"not forwarded ({decision.action.value}: {decision.reason}); the header is not de-identified"
     else:
         changes, note = _changes(ds, decision, keys, pixel_report)
+    text, text_note = _text(ds, decision) if decision.action == RouteAction.FORWARD else (None, "")
     return Explanation(
         rules.name,
         rules.sha256,
@@ -92,7 +95,28 @@ def explain(
         decision,
         changes,
         note,
+        text,
+        text_note,
     )
+
+
+def _text(ds: Dataset, decision: RouteDecision) -> tuple[TextReport | None, str]:
+    """Run the route's text step on the pixels as sent (the face step is not run here)."""
+    plan = decision.pixels
+    if plan.mode is PixelMode.BLANK or plan.text.action is TextAction.KEEP or "PixelData" not in ds:
+        return None, ""
+    from anonymizer import codec
+    from anonymizer.text.frames import check_frames
+    from anonymizer.text.ocr import OcrUnavailable
+
+    try:
+        frames = codec.decode(ds)
+        _, report, reason = check_frames(frames, plan.text, [None] * len(frames))
+    except codec.CodecError as exc:
+        return None, f"pixels not decodable ({exc}): the gateway would quarantine this file"
+    except OcrUnavailable:
+        return None, "OCR unavailable (see vera-gateway doctor): the gateway would quarantine this file"
+    return report, f"the gateway would quarantine this file ({reason})" if reason else ""
 
 
 def _changes(
@@ -253,6 +277,15 @@ def _plan_table(expl: Explanation) -> Table:
     _add(table, "preserve", ", ".join(r.value for r in p.preserve) or "nothing")
     _add(table, "pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
     _add(table, "no PatientID", p.no_patient_id.value)
+    allow = f", keep lines matching {p.text.keep_regex}" if p.text.keep_regex else ""
+    _add(table, "text", p.text.action.value + allow)
+    if expl.text is not None:
+        t = expl.text
+        boxes = " ".join(f"({x0},{y0},{x1},{y1})" for x0, y0, x1, y1 in t.boxes[:8])
+        _add(table, "text found", f"{t.found} line(s), {t.redacted} redacted, {t.kept} kept"
+             + (f"; boxes {boxes}" if boxes else "") + (" [clean]" if t.clean else ""))
+    if expl.text_note:
+        _add(table, "text note", expl.text_note)
     if p.engine_options:
         _add(table, "engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
     _add(

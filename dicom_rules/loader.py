@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from anonymizer.plans import MetadataPlan, PixelPlan, TagOverride
+from anonymizer.plans import MetadataPlan, PixelPlan, TagOverride, TextPlan
 from dicom_rules.checks import check_document
 from dicom_rules.decision import (
     BasicAuth,
@@ -237,6 +237,7 @@ def _pixel_plan(model: PixelsModel, default_engine: str, base: Path) -> PixelPla
         fallback_engine=model.fallback_engine,
         jpeg_quality=model.jpeg_quality,
         engine_options=options,
+        text=TextPlan(model.text, model.keep_text.regex if model.keep_text is not None else None),
     )
 
 

@@ -33,6 +33,7 @@ from anonymizer.plans import (
     ProfileOption,
     Region,
     TagAction,
+    TextAction,
 )
 from dicom_rules.tags import resolve, resolve_path, rule_error
 
@@ -285,6 +286,13 @@ class Condition(_Model):
         return any(v is not None for v in (self.lt, self.le, self.gt, self.ge))
 
 
+class KeepTextModel(_Model):
+    """Text that is clinical content, not identity (a ruler's numbers and units): left in the photo when
+    OCR's whole reading of the line matches ``regex`` (Python ``re.fullmatch``)."""
+
+    regex: Regex
+
+
 class PixelsModel(_Model):
     """How the pixels of a route are anonymized."""
 
@@ -304,9 +312,23 @@ class PixelsModel(_Model):
     options: dict[str, Scalar | bool] = Field(
         default_factory=dict, description="engine options, e.g. checkpoint"
     )
+    text: TextAction = Field(
+        default=TextAction.REDACT,
+        description="text in the pixels (name cards, wristbands, date stamps): redact (inpaint, check "
+        "again, else quarantine) | quarantine | keep (unchecked: BurnedInAnnotation YES)",
+    )
+    keep_text: KeepTextModel | None = Field(
+        default=None, description="allow-list of clinical text, e.g. {regex: '^[0-9 .,]*(mm|cm)?$'}"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PixelsModel:
+        if self.keep_text is not None and self.text == TextAction.KEEP:
+            raise rule_error(
+                "conflict",
+                "keep_text has no effect with text: keep (no text is checked)",
+                "remove keep_text, or use text: redact",
+            )
         if len(set(self.preserve)) != len(self.preserve):
             raise rule_error("conflict", "a region is listed twice in preserve", "list each region once")
         if Region.FACE in self.preserve:
@@ -491,6 +513,7 @@ def all_field_names() -> frozenset[str]:
         OAuth2Model,
         Condition,
         PixelsModel,
+        KeepTextModel,
         OverrideModel,
         MetadataModel,
         RouteModel,

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from anonymizer.engines import engine_options
-from anonymizer.plans import PixelMode, PixelPlan
+from anonymizer.plans import PixelMode, PixelPlan, TextAction
 from dicom_rules import RuleSet
-from dicom_rules.decision import DicomDestination, DicomWebDestination, FolderDestination
+from dicom_rules.decision import DicomDestination, DicomWebDestination, FolderDestination, RouteAction
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_BYTES = 2 * 1024**3
@@ -148,6 +148,23 @@ def pixel_plans(rules: RuleSet) -> list[tuple[str, PixelPlan]]:
         if isinstance(plan, PixelPlan) and plan.mode == PixelMode.ANONYMIZE:
             found.append((name, plan))
     return found
+
+
+def check_ocr(rules: RuleSet) -> Iterator[Check]:
+    """Routes that check pixels for text need tesseract: it must load and read its self-test line."""
+    from anonymizer.text.ocr import OcrUnavailable, self_test
+
+    candidates: list[Any] = [*getattr(rules, "routes", ()), rules.catch_all]
+    decisions = [getattr(r, "decision", r) for r in candidates if r is not None]
+    plans = [d.pixels for d in decisions if getattr(d, "action", None) == RouteAction.FORWARD]
+    if not any(isinstance(p, PixelPlan) and p.mode != PixelMode.BLANK and p.text.action != TextAction.KEEP
+               for p in plans):
+        return
+    try:
+        yield ok("text OCR", self_test())
+    except OcrUnavailable as exc:
+        yield fail("text OCR", f"{exc}; every photo would be quarantined (ocr-unavailable)",
+                   "apt-get install tesseract-ocr tesseract-ocr-eng; pip install tesserocr")
 
 
 def _asset_paths(options: dict[str, Any]) -> dict[str, Path]:
@@ -553,6 +570,7 @@ def run_checks(
     checks.append(ok("rules", f"{rules.name} sha256 {rules.sha256[:16]}…"))
     checks += [*check_listeners(config, rules)]
     checks += [*check_engines(rules, config.resolve, engine_defaults_of(config))]
+    checks += [*check_ocr(rules)]
     if options.network:
         timeout = options.echo_timeout_s
         checks += [*check_destinations(rules, config.ae_title, config.resolve, timeout, config)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from anonymizer.plans import PixelMode, Region
+from anonymizer.plans import PixelMode, Region, TextAction
 from dicom_rules import RouteAction, load_rules
 from tests.rules.conftest import photo_dataset
 
@@ -27,6 +27,8 @@ CASES = [
     ("ophthalmology.yaml", {}, "EYE_CAM", "external-eye-photos", (Region.EYES, Region.BROWS)),
     ("ophthalmology.yaml", {"Modality": "OP"}, "EYE_FUNDUS", "fundus-and-slit-lamp", ()),
     ("ophthalmology.yaml", {"Rows": 480}, "EYE_CAM", "catch-all", ()),
+    ("dermatology.yaml", {"SeriesDescription": "Lesion close-up"}, "DERM_CAM", "lesion-close-ups", ()),
+    ("dermatology.yaml", {"SeriesDescription": "Overview"}, "DERM_CAM", "overview-photos", ()),
 ]
 
 
@@ -39,8 +41,11 @@ def test_examples_route_photos_as_documented(
     if decision.action is RouteAction.FORWARD:
         assert decision.pixels.preserve == preserve
         assert decision.destination is not None and decision.destination.name == "research-orthanc"
-    if route == "fundus-and-slit-lamp":
+    if route in ("fundus-and-slit-lamp", "lesion-close-ups"):
         assert decision.pixels.mode is PixelMode.PASSTHROUGH
+    if file == "dermatology.yaml" and decision.action is RouteAction.FORWARD:
+        assert decision.pixels.text.action is TextAction.REDACT
+        assert decision.pixels.text.keep_regex == "^[0-9 .,]*(mm|cm)?$"
 
 
 def test_example_tls_paths_resolve_next_to_the_rule_file() -> None:

@@ -1,0 +1,254 @@
+"""Text-region proposals: a fast morphological detector over an image pyramid (no weights, no OCR).
+
+Glyphs are small blobs clearly darker or lighter than their neighbourhood (a local-mean threshold in both
+polarities, so dark ink on a card and light type on a dark overlay are both seen). Blobs of a glyph's shape
+are widened by a share of their own height, so the glyphs and words of one line touch while the lines above
+and below do not; a component holding at least three glyphs of one size is a proposal, with its oriented
+box (rotated text keeps its angle). Each pyramid level finds one band of glyph heights, so 12 px and 80 px
+type are both found with fixed thresholds.
+The proposals are confirmed (or not) by OCR in :mod:`anonymizer.text.ocr`; this module only proposes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    min_cap_px: int = 12  # smallest type found, in full-image pixels
+    work_cap_px: float = 8.0  # the smallest type is scaled to about this height at the finest level ...
+    max_work_pixels: float = 3.0e6  # ... unless that level would be larger (a 12 MP photo: scale 0.5, 6 px)
+    levels: int = 4  # pyramid levels (factor 2 each)
+    contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
+    min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
+    min_line_px: float = 4.0  # a proposal's glyph height, at its level
+    max_line_px: float = 16.0  # larger type is found one level coarser
+    min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
+    min_fill: float = 0.35  # component pixels / oriented-box area
+    min_glyphs: int = 3  # glyph blobs of one size in a line proposal
+    word_gap: float = 0.7  # glyphs this many of their heights apart belong to one line
+    max_lines: int = 4  # a proposal spans at most this many lines of its own glyphs
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate text line: an oriented box in full-image pixels."""
+
+    centre: tuple[float, float]
+    size: tuple[float, float]  # (along the line, across it)
+    angle: float  # degrees; the line runs along this angle (image coordinates, y down)
+    glyph_px: float = 0.0  # median glyph height; ``size[1]`` well above it means several lines (a card)
+
+    @property
+    def corners(self) -> np.ndarray:
+        """(4, 2) float32 corners of the oriented box."""
+        return cv2.boxPoints((self.centre, self.size, self.angle)).astype(np.float32)
+
+    def grown(self, margin: float, along: float | None = None) -> Proposal:
+        """Grown by ``margin`` on every side, or by ``along`` at the line's two ends when given."""
+        ends = margin if along is None else along
+        grown = (self.size[0] + 2 * ends, self.size[1] + 2 * margin)
+        return Proposal(self.centre, grown, self.angle, self.glyph_px)
+
+    def box(self, shape: tuple[int, ...], margin: float = 0.0) -> tuple[int, int, int, int]:
+        """Axis-aligned (x0, y0, x1, y1) around the grown box, clipped to an image of ``shape``."""
+        pts = self.grown(margin).corners
+        x0, y0 = np.floor(pts.min(0)).astype(int)
+        x1, y1 = np.ceil(pts.max(0)).astype(int)
+        return max(0, int(x0)), max(0, int(y0)), min(int(shape[1]), int(x1)), min(int(shape[0]), int(y1))
+
+
+def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
+    """Finest level's scale: the smallest type lands at ``work_cap_px`` (never upsampled), within a pixel
+    budget for the finest level (the detector's cost grows with it)."""
+    pixels = float(shape[0] * shape[1])
+    return min(1.0, settings.work_cap_px / settings.min_cap_px, (settings.max_work_pixels / pixels) ** 0.5)
+
+
+@dataclass(frozen=True)
+class _Glyphs:
+    boxes: np.ndarray  # (n, 4) int x, y, w, h at the level
+    centres: np.ndarray  # (n, 2) int x, y
+
+
+def _glyphs(grey: np.ndarray, settings: DetectSettings) -> _Glyphs:
+    """Glyph-like blobs darker or lighter than their neighbourhood (both polarities)."""
+    block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
+    boxes, centres = [], []
+    for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
+        ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
+        _, _, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+        keep = (
+            (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
+            & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
+        )
+        keep[0] = False
+        boxes.append(stats[keep, :4])
+        centres.append(cents[keep].astype(int))
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres))
+
+
+def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
+    """Each glyph's box widened by a share of its own height: glyphs and words of one line touch, lines
+    above and below do not (the gap between words grows with the type; a fixed kernel cannot follow)."""
+    mask = np.zeros(shape[:2], np.uint8)
+    reach = settings.word_gap * glyphs.boxes[:, 3]
+    trim = 0.15 * glyphs.boxes[:, 3]
+    x0 = glyphs.boxes[:, 0] - reach
+    x1 = glyphs.boxes[:, 0] + glyphs.boxes[:, 2] + reach
+    y0 = glyphs.boxes[:, 1] + trim
+    y1 = glyphs.boxes[:, 1] + glyphs.boxes[:, 3] - trim
+    for a, b, c, d in np.stack([x0, y0, x1, y1], 1).round().astype(int):
+        cv2.rectangle(mask, (int(a), int(b)), (int(c), int(d)), 1, -1)
+    return mask
+
+
+def _group(labels: np.ndarray, n: int, glyphs: _Glyphs) -> list[np.ndarray]:
+    """Indices of the glyphs whose centre lies in each component (index = component label)."""
+    owner = labels[glyphs.centres[:, 1], glyphs.centres[:, 0]] if len(glyphs.centres) else np.zeros(0, int)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(n + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def _direction(deg: float) -> tuple[np.ndarray, np.ndarray]:
+    rad = np.deg2rad(deg)
+    return np.array([np.cos(rad), np.sin(rad)]), np.array([-np.sin(rad), np.cos(rad)])
+
+
+SWEEP = np.deg2rad(np.arange(-60.0, 61.0, 3.0))
+
+
+def _text_angle(centres: np.ndarray, first_guess: float) -> float:
+    """The direction in which the glyph centres line up best (least spread across it): a sweep over the
+    centres, not the photo, plus a line fit; the smear's own box can lean the wrong way on short lines."""
+    vx, vy = cv2.fitLine(centres, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()[:2]
+    fit = (float(np.degrees(np.arctan2(vy, vx))) + 90.0) % 180.0 - 90.0
+    candidates = np.concatenate([SWEEP, np.deg2rad([first_guess, fit])])
+    normals = np.stack([-np.sin(candidates), np.cos(candidates)], 1)  # (k, 2)
+    across = centres @ normals.T  # (n, k)
+    spread = across.max(0) - across.min(0)
+    best = spread.min()
+    # among near-ties (a short word lines up in many directions) keep the guess closest to the smear's
+    near = np.nonzero(spread <= best + 1.0)[0]
+    turn = np.abs((np.degrees(candidates[near]) - first_guess + 90.0) % 180.0 - 90.0)
+    return float(np.degrees(candidates[near[np.argmin(turn)]]))
+
+
+def _line_box(
+    points: np.ndarray, centres: np.ndarray, boxes: np.ndarray, glyph: float
+) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+    """Oriented box of one component: the direction of its glyph centres when they form one line (the
+    smear of rotated glyphs is thicker than the line), else of its pixels; across spans the glyph rows."""
+    (_, _), (rw, rh), angle = cv2.minAreaRect(points)
+    angle = angle + 90.0 if rw < rh else angle
+    angle = (angle + 90.0) % 180.0 - 90.0
+    if len(centres) >= 3:
+        angle = _text_angle(centres, angle)
+    along_dir, normal = _direction(angle)
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    corners = np.concatenate([np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])
+    u, v = corners @ along_dir, centres @ normal  # the glyphs' extent, not the smear's
+    along = float(np.ptp(u))
+    across = min(float(np.ptp(points @ normal)), float(np.ptp(v)) + 1.3 * glyph)
+    mid_u, mid_v = (u.min() + u.max()) / 2, (v.min() + v.max()) / 2
+    centre = along_dir * mid_u + normal * mid_v
+    return (float(centre[0]), float(centre[1])), (along, across), angle
+
+
+def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # heights of one component
+    """Enough glyphs of one size: a line of type, not a strand of hair or an eyelid."""
+    if len(glyph_heights) < settings.min_glyphs:
+        return False
+    main = glyph_heights[glyph_heights >= 0.5 * np.percentile(glyph_heights, 90)]  # not dots and commas
+    median = float(np.median(main))
+    alike = np.count_nonzero(np.abs(main - median) <= 0.35 * median + 1)
+    return alike >= max(settings.min_glyphs, 0.6 * len(main))
+
+
+def _level_proposals(channels: list[np.ndarray], factor: float, settings: DetectSettings) -> list[Proposal]:
+    found_in = [_glyphs(c, settings) for c in channels]
+    glyphs = _Glyphs(
+        np.concatenate([g.boxes for g in found_in]), np.concatenate([g.centres for g in found_in])
+    )
+    joined = _smear(channels[0].shape, glyphs, settings)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    per_line = _group(labels, n, glyphs)
+    found: list[Proposal] = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        heights = glyphs.boxes[per_line[i], 3]
+        if not _text_like(heights, settings):
+            continue
+        glyph = float(np.median(heights[heights >= 0.5 * np.percentile(heights, 90)]))
+        if not settings.min_line_px <= glyph <= settings.max_line_px:
+            continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        points = np.column_stack([xs + x, ys + y]).astype(np.float32)
+        mine = per_line[i]
+        centres, boxes = glyphs.centres[mine].astype(np.float32), glyphs.boxes[mine].astype(np.float32)
+        box = _line_box(points, centres, boxes, glyph)
+        if box is None:
+            continue
+        (cx, cy), (along, across), angle = box
+        if across > settings.max_lines * 1.4 * glyph:
+            continue  # taller than a few lines of its glyphs: a mass of hair or fabric, not a card
+        if along < settings.min_elongation * across or area < settings.min_fill * along * across:
+            continue
+        if abs(angle) > 60.0:
+            continue  # text runs within ±60° of horizontal here; steeper components are edges, hair, limbs
+        found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle,
+                              glyph * factor))
+    return found
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _distinct(proposals: list[Proposal], overlap: float = 0.6) -> list[Proposal]:
+    """One proposal per line: a line found again at a coarser level (same box) is read once."""
+    kept: list[tuple[Proposal, tuple[int, int, int, int]]] = []
+    big = (1 << 30, 1 << 30)
+    for p in proposals:
+        box = p.box(big)
+        if all(_iou(box, other) < overlap for _, other in kept):
+            kept.append((p, box))
+    return [p for p, _ in kept]
+
+
+def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Proposal]:
+    """Candidate text lines of an RGB (or grey) image, in full-image pixels."""
+    scale = base_scale(image.shape, settings)
+    proposals: list[Proposal] = []
+    small = image
+    if scale < 1.0:
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    levels = _channels(small)
+    for depth in range(settings.levels):
+        if min(levels[0].shape[:2]) < 16:
+            break
+        channels = levels[:1] if depth == 0 else levels  # colour-only type that small is not a concern
+        proposals.extend(_level_proposals(channels, 1.0 / (scale * 2**-depth), settings))
+        levels = [cv2.pyrDown(c) for c in levels]
+    return _distinct(proposals)
+
+
+def _channels(image: np.ndarray) -> list[np.ndarray]:
+    """Brightness, and chroma (max − min of RGB): an orange date stamp on skin is as bright as the skin."""
+    if image.ndim == 2:
+        return [image]
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    r, g, b = cv2.split(image)
+    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
+    return [grey, chroma]

@@ -1,0 +1,381 @@
+"""The text step of the pixel stage: find text in a photo, inpaint it away, check again, or hold the photo.
+
+``scrub(image, plan, protected)`` → :class:`TextResult`. Proposals come from the morphological detector
+(:mod:`anonymizer.text.detect`); each is straightened and read as one line by tesseract; a line counts as text
+when OCR reads a real token in it with confidence. A line whose whole reading matches the rule's allow-list is
+kept. The rest is filled by inpainting (a neutral patch from the surroundings, never a blur of the text),
+together with unconfirmed proposals of the same size right beside confirmed text (the other lines of a card).
+Then a second pass must find no text outside the allow-list, or the photo is quarantined. Text touching the
+preserved clinical region is never altered: the photo is quarantined. What OCR read never leaves this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from anonymizer.plans import Box, TextAction, TextPlan, TextReport
+from anonymizer.text import ocr
+from anonymizer.text.detect import DetectSettings, Proposal, propose
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    detect: DetectSettings = field(default_factory=DetectSettings)
+    line_height: int = 36  # OCR crops are scaled so the line is this tall (tesseract reads 20-40 px best)
+    max_crop_pixels: int = 60_000  # but no crop is made larger than this, except down to 0.6 of that scale
+    min_confidence: float = 70.0  # a word OCR is at least this sure of (type reads 85-96; hair, fabric < 65)
+    min_letters: int = 3  # a real token: at least this many letters, or ...
+    min_digits: int = 2  # ... at least this many digits (dates, record numbers)
+    short_extra: float = 15.0  # extra confidence for tokens of at most three characters
+    plausible_confidence: float = 50.0  # beside a confident token, words read this surely count as text
+    min_token_share: float = 0.35  # confident tokens' share of all characters read in a proposal
+    neighbour_gap: float = 1.5  # unconfirmed proposals within this many line heights of text are text too
+    margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
+    end_margin: float = 0.8  # and at its two ends (a glyph the detector left out of the line)
+    rounds: int = 3  # redaction rounds before the final check
+
+
+@dataclass(frozen=True)
+class TextResult:
+    image: np.ndarray | None  # the checked (and possibly redacted) image; None when quarantined
+    report: TextReport
+    reason: str = ""  # quarantine reason (codes and counts only)
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None and not self.reason
+
+
+@dataclass(frozen=True)
+class _Line:
+    proposal: Proposal
+    text: bool  # OCR confirmed a token
+    allowed: bool  # and the whole reading is on the allow-list
+    words: tuple[Proposal, ...] = ()  # the confident tokens OCR read, in image pixels (what holds a photo)
+    fill: tuple[Proposal, ...] = ()  # what is filled: the whole line, or a block's words
+
+
+def _block(p: Proposal) -> bool:
+    """Several lines in one proposal (a card whose lines touch): read as a block, not as one line."""
+    return p.glyph_px > 0 and p.size[1] > 1.8 * p.glyph_px
+
+
+def _contrast(crop: np.ndarray) -> np.ndarray:
+    """Grey for OCR along the crop's main colour axis (ink vs paper): orange digits on skin differ in hue
+    far more than in brightness. Not stretched: amplified noise (hair, fabric) costs tesseract dearly."""
+    if crop.ndim == 2:
+        flat = crop.reshape(-1, 1).astype(np.float32)
+    else:
+        flat = crop.reshape(-1, 3).astype(np.float32)
+    centred = flat - flat.mean(0)
+    axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
+    values = centred @ axis
+    grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
+    if _light_ink(grey):
+        grey = 255 - grey  # tesseract prefers dark ink on light paper
+    return grey
+
+
+def _glyph_count(mask: np.ndarray) -> int:
+    """Components of glyph size in a binary crop: a quarter to nine tenths of its height, not too wide."""
+    h = mask.shape[0]
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    tall = (stats[1:, 3] >= 0.25 * h) & (stats[1:, 3] <= 0.9 * h) & (stats[1:, 2] <= 1.5 * stats[1:, 3])
+    return int(np.count_nonzero(tall))
+
+
+def _light_ink(grey: np.ndarray) -> bool:
+    """Ink is the Otsu class that breaks into glyph-sized pieces (paper is one piece around them, with
+    small counters); the brightness of the middle band decides a tie (bold type is about half ink)."""
+    t, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = grey <= t
+    dark_glyphs, light_glyphs = _glyph_count(dark), _glyph_count(~dark)
+    if dark_glyphs != light_glyphs:
+        return light_glyphs > dark_glyphs
+    h, w = grey.shape
+    return bool(np.median(grey[h // 4 : h - h // 4, w // 10 : w - w // 10]) < 128)
+
+
+def _crop(
+    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
+    """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
+    at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
+    along, across = p.size
+    glyph = p.glyph_px * 1.3 if _block(p) else across
+    margin = margin_share * glyph + 2
+    scale = height / max(glyph, 1.0)
+    area = (along + 2 * margin) * (across + 2 * margin)
+    scale = min(scale, max(0.6 * scale, (max_pixels / max(area, 1.0)) ** 0.5))
+    w, h = (along + 2 * margin) * scale, (across + 2 * margin) * scale
+    m = cv2.getRotationMatrix2D(p.centre, p.angle, scale)
+    m[0, 2] += w / 2 - p.centre[0]
+    m[1, 2] += h / 2 - p.centre[1]
+    size = (max(8, int(w)), max(8, int(h)))
+    crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return _contrast(crop), m
+
+
+def _in_image(words: list[ocr.Word], m: np.ndarray, p: Proposal) -> tuple[Proposal, ...]:
+    """OCR word boxes (crop pixels) as oriented boxes in image pixels."""
+    inverse = cv2.invertAffineTransform(m)
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    out = []
+    for w in words:
+        x0, y0, x1, y1 = w.box
+        cx, cy = inverse @ np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.0])
+        size = ((x1 - x0) / scale, (y1 - y0) / scale)
+        out.append(Proposal((float(cx), float(cy)), size, p.angle, p.glyph_px))
+    return tuple(out)
+
+
+def _is_token(word: ocr.Word, settings: TextSettings) -> bool:
+    letters = sum(c.isalpha() for c in word.text)
+    digits = sum(c.isdigit() for c in word.text)
+    real = letters + digits >= settings.min_letters or digits >= settings.min_digits
+    short = letters + digits <= 3  # "ANG" in an ear, "58" in hair: short reads must be surer
+    return real and word.confidence >= settings.min_confidence + (settings.short_extra if short else 0.0)
+
+
+def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
+    """Confident tokens, and they are much of what was read (OCR on hair or fabric reads many short,
+    unsure fragments, a few of which may look like a token by chance)."""
+    if not any(_is_token(w, settings) for w in words):
+        return False
+    plausible = sum(len(w.text) for w in words if w.confidence >= settings.plausible_confidence)
+    return plausible >= settings.min_token_share * sum(len(w.text) for w in words)
+
+
+def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
+    crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
+    words = ocr.read_line(crop, block=_block(p))
+    text = _is_text(words, settings)
+    if not text and any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words):
+        # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
+        # tesseract's confidence; a tight crop and the inverted crop are read before giving up
+        tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
+        for again, again_m in ((tight, tight_m), (255 - crop, m)):
+            retry = ocr.read_line(again, block=_block(p))
+            if _is_text(retry, settings):
+                words, text, crop, m = retry, True, again, again_m
+                break
+    reading = " ".join(w.text for w in words)
+    allowed = text and keep is not None and keep.fullmatch(reading) is not None
+    if not text or allowed:
+        return _Line(p, text, allowed)
+    tokens = _in_image([w for w in words if _is_token(w, settings)], m, p)
+    # a line is filled whole (glyphs OCR skipped go too); a block (several lines, maybe hair or fabric
+    # around them) only along the rows where OCR found words, so a coarse proposal does not blank half a
+    # photo while the rest of a row (a record number after the name) still goes
+    width = crop.shape[1]
+    rows = [ocr.Word("", 0.0, (0, w.box[1], width, w.box[3])) for w in words if any(map(str.isalnum, w.text))]
+    fill = _in_image(rows, m, p) if _block(p) else (p,)
+    return _Line(p, text, allowed, tokens, fill)
+
+
+def _near(a: Proposal, b: Proposal, gap: float) -> bool:
+    """``b`` is type of the same size and direction right beside text line ``a``: further along the same
+    line (the record number after the name), or the line above or below (a card's other lines)."""
+    ratio = a.glyph_px / max(b.glyph_px, 1e-3)
+    turn = abs((a.angle - b.angle + 90.0) % 180.0 - 90.0)
+    if not 0.6 <= ratio <= 1.7 or turn > 12.0:
+        return False
+    rad = np.deg2rad(a.angle)
+    dx, dy = b.centre[0] - a.centre[0], b.centre[1] - a.centre[1]
+    u, v = abs(dx * np.cos(rad) + dy * np.sin(rad)), abs(-dx * np.sin(rad) + dy * np.cos(rad))
+    line = max(a.size[1], b.size[1])
+    gap_along = u - (a.size[0] + b.size[0]) / 2
+    gap_across = v - (a.size[1] + b.size[1]) / 2
+    same_line = v <= 0.5 * line and gap_along <= 2 * gap * line
+    next_line = gap_along <= 0.5 * line and gap_across <= gap * line
+    return same_line or next_line
+
+
+def _to_redact(
+    lines: list[_Line], settings: TextSettings, protected: np.ndarray | None = None
+) -> tuple[list[Proposal], list[Proposal]]:
+    """(what to fill, the words that must not touch the preserved region): confirmed, not allowed lines,
+    plus unconfirmed proposals of a similar size right beside them (those only where they stay clear of the
+    preserved region: unconfirmed, they never hold a photo)."""
+    confirmed = [ln for ln in lines if ln.text and not ln.allowed]
+    hits = [ln.proposal for ln in confirmed]
+    extra = [
+        ln.proposal
+        for ln in lines
+        if not ln.text and any(_near(h, ln.proposal, settings.neighbour_gap) for h in hits)
+    ]
+    if protected is not None:
+        extra = [p for p in extra if not _areas(protected.shape, [p], [p], settings)[0].hits(protected)]
+    return [f for ln in confirmed for f in ln.fill] + extra, [w for ln in confirmed for w in ln.words]
+
+
+@dataclass(frozen=True)
+class _Area:
+    """One place to fill: a box and the mask of the grown text lines inside it."""
+
+    box: Box
+    hole: np.ndarray  # bool, box-sized: the lines grown by the margin (what is filled)
+    core: np.ndarray  # bool, box-sized: the lines themselves
+
+    def hits(self, protected: np.ndarray | None) -> bool:
+        """The text itself lies on the preserved region (a margin reaching into it is only trimmed)."""
+        x0, y0, x1, y1 = self.box
+        return protected is not None and bool((protected[y0:y1, x0:x1] & self.core).any())
+
+
+def _areas(
+    shape: tuple[int, ...], fills: list[Proposal], cores: list[Proposal], settings: TextSettings
+) -> list[_Area]:
+    """The grown fills, in groups whose boxes overlap (no full-size mask: photos are 12 MP), each with the
+    words (``cores``) inside it."""
+    grown = [
+        (p, p.grown(settings.margin * p.size[1] + 3, settings.end_margin * p.size[1] + 3)) for p in fills
+    ]
+    groups = [([pg], pg[1].box(shape)) for pg in grown]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if _touches(groups[i][1], groups[j][1]):
+                    a, b = groups[i][1], groups[j][1]
+                    box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    groups[i] = (groups[i][0] + groups[j][0], box)
+                    del groups[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    areas = []
+    for members, (x0, y0, x1, y1) in groups:
+        hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        core = np.zeros_like(hole)
+        for _, g in members:
+            cv2.fillPoly(hole, [np.round(g.corners - (x0, y0)).astype(np.int32)], 1)
+        for c in cores:
+            cv2.fillPoly(core, [np.round(c.corners - (x0, y0)).astype(np.int32)], 1)
+        areas.append(_Area((x0, y0, x1, y1), hole.astype(bool), core.astype(bool)))
+    return areas
+
+
+def _inpaint(out: np.ndarray, areas: list[_Area], protected: np.ndarray | None) -> None:
+    """Fill every area from its surroundings, in place; big areas are filled at reduced size (the fill is
+    smooth anyway, and Telea's cost grows with the hole's pixel count)."""
+    for area in areas:
+        x, y, x1, y1 = area.box
+        w, h = x1 - x, y1 - y
+        pad = max(8, min(w, h) // 2)
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x2, y2 = min(out.shape[1], x1 + pad), min(out.shape[0], y1 + pad)
+        roi = out[y0:y2, x0:x2]
+        hole = np.zeros(roi.shape[:2], np.uint8)
+        hole[y - y0 : y1 - y0, x - x0 : x1 - x0] = area.hole
+        if protected is not None:
+            hole[protected[y0:y2, x0:x2]] = 0  # the preserved region is never altered
+        factor = min(1.0, 96.0 / max(1, min(w, h)))
+        small = cv2.resize(roi, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        small_hole = cv2.resize(hole, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
+        small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8))
+        filled = cv2.inpaint(small, small_hole, 3, cv2.INPAINT_TELEA)
+        filled = cv2.resize(filled, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_LINEAR)
+        roi[hole.astype(bool)] = filled[hole.astype(bool)]
+
+
+def _scan(image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings) -> list[_Line]:
+    """Propose and read every line of the photo."""
+    return [_read(image, p, keep, settings) for p in propose(image, settings.detect)]
+
+
+def _rescan(
+    image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings, lines: list[_Line],
+    boxes: list[Box],
+) -> list[_Line]:
+    """Lines after a fill: the photo changed only inside ``boxes``, so only their surroundings are proposed
+    and read again (a fill can leave fragments, or split a line); lines elsewhere keep their reading."""
+    h, w = image.shape[:2]
+    rois = []
+    for x0, y0, x1, y1 in boxes:
+        pad = int(0.5 * max(x1 - x0, y1 - y0)) + 32
+        rois.append((max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)))
+    out = [ln for ln in lines if not any(_touches(ln.proposal.box(image.shape), r) for r in rois)]
+    for x0, y0, x1, y1 in rois:
+        part = image[y0:y1, x0:x1]
+        for p in propose(part, settings.detect):
+            line = _read(part, p, keep, settings)
+            moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
+            out.append(replace(line, proposal=moved))
+    return out
+
+
+def _touches(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def scrub(
+    image: np.ndarray,
+    plan: TextPlan,
+    protected: np.ndarray | None = None,
+    settings: TextSettings = TextSettings(),
+) -> TextResult:
+    """Check an RGB photo for text and act on it per ``plan``; ``protected`` marks the preserved region.
+
+    Redaction runs in rounds: a fill can split a line's leftovers into new proposals, which the next round
+    reads. The photo passes only when a full pass finds no text outside the allow-list.
+    Raises :class:`anonymizer.text.ocr.OcrUnavailable` when OCR cannot run (the caller quarantines).
+    """
+    if plan.action is TextAction.KEEP:
+        return TextResult(image, TextReport(plan.action, checked=False))
+    ocr.ensure_ready()
+    keep = re.compile(plan.keep_regex) if plan.keep_regex else None
+    lines = _scan(image, keep, settings)
+    report = TextReport(plan.action, checked=False, found=sum(ln.text for ln in lines),
+                        kept=sum(ln.allowed for ln in lines))
+    out, boxes, redacted = image, [], 0
+    for _ in range(settings.rounds):
+        targets, words = _to_redact(lines, settings, protected)
+        if not targets:
+            return TextResult(out, replace(report, checked=True, redacted=redacted, boxes=tuple(boxes)))
+        if plan.action is TextAction.QUARANTINE:
+            return TextResult(None, report, f"text-in-pixels:{len(targets)}")
+        areas = _areas(image.shape, targets, words, settings)
+        if any(a.hits(protected) for a in areas):
+            return TextResult(None, report, "text-over-preserved-region")
+        out = out.copy() if out is image else out
+        _inpaint(out, areas, protected)
+        new_boxes = [a.box for a in areas]
+        boxes, redacted = boxes + new_boxes, redacted + len(targets)
+        lines = _rescan(out, keep, settings, lines, new_boxes)
+    left = len(_to_redact(lines, settings, protected)[0])
+    report = replace(report, redacted=redacted, boxes=tuple(boxes))
+    if left:
+        return TextResult(None, report, f"text-remains-after-redaction:{left}")
+    return TextResult(out, replace(report, checked=True))
+
+
+def touches_protected(
+    original: np.ndarray,
+    plan: TextPlan,
+    protected: np.ndarray | None,
+    settings: TextSettings = TextSettings(),
+) -> bool:
+    """Text on the photo as taken (before the face step replaced what lies around the preserved region)
+    overlapping the preserved region. Only the region's surroundings are scanned."""
+    if protected is None or plan.action is TextAction.KEEP or not protected.any():
+        return False
+    ocr.ensure_ready()
+    ys, xs = np.nonzero(protected)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    pad = max(x1 - x0, y1 - y0) // 2 + 32
+    h, w = original.shape[:2]
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    keep = re.compile(plan.keep_regex) if plan.keep_regex else None
+    lines = _scan(original[y0:y1, x0:x1], keep, settings)
+    fills, words = _to_redact([ln for ln in lines if ln.text], settings)
+    return any(a.hits(protected[y0:y1, x0:x1]) for a in _areas((y1 - y0, x1 - x0), fills, words, settings))

@@ -1,0 +1,113 @@
+"""The text step on canary photos: cards are filled and checked again, rulers on the allow-list stay, text
+over a preserved region holds the photo, a broken OCR install raises (the pixel stage quarantines)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anonymizer.evaluation.canary_text import CanaryKind, readable_tokens
+from anonymizer.plans import TextAction, TextPlan
+from anonymizer.text.frames import check_frames
+from anonymizer.text.ocr import OcrUnavailable, self_test
+from anonymizer.text.step import scrub
+from tests.text.conftest import card_photo, name_card, ruler
+
+pytestmark = pytest.mark.usefixtures("tessdata_ok")
+RULER_ONLY = TextPlan(keep_regex=r"^[0-9 .,]*(mm|cm)?$")
+
+
+def test_label_card_is_inpainted_and_no_canary_token_stays_readable() -> None:
+    photo, canaries = card_photo(seed=3, kinds=(CanaryKind.CARD, CanaryKind.DATESTAMP, CanaryKind.WRISTBAND))
+    assert sum(len(readable_tokens(photo, c)) for c in canaries) >= 5  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.ok and result.image is not None, result.reason
+    assert [readable_tokens(result.image, c) for c in canaries] == [set()] * len(canaries)
+    report = result.report
+    assert report.checked and report.clean and report.found >= 3 and report.redacted >= report.found
+    changed = np.any(result.image != photo, axis=2)
+    for x0, y0, x1, y1 in report.boxes:  # fills stay inside the reported boxes
+        changed[y0:y1, x0:x1] = False
+    assert not changed.any()
+
+
+def test_photo_without_text_is_checked_clean_and_left_untouched() -> None:
+    photo, _ = card_photo(seed=5, kinds=())
+    result = scrub(photo, TextPlan())
+    assert result.ok and result.report.checked and result.report.found == 0
+    assert result.image is photo
+
+
+def test_rotated_card_on_skin_is_redacted() -> None:
+    base, _ = card_photo(seed=11, kinds=())
+    photo, canary = name_card(base, (600, 450), ("KOWALSKI, ANNA", "MRN 30917752"), cap=26, angle=-24)
+    assert readable_tokens(photo, canary)
+    result = scrub(photo, TextPlan())
+    assert result.ok and result.image is not None
+    assert readable_tokens(result.image, canary) == set()
+
+
+def test_ruler_numbers_on_the_allow_list_stay_and_the_card_beside_them_goes() -> None:
+    base, _ = card_photo(seed=7, kinds=())
+    photo, card = name_card(ruler(base, (80, 700)), (800, 250), ("DOE, JANE", "MRN 00471155"))
+    result = scrub(photo, RULER_ONLY)
+    assert result.ok and result.image is not None, result.reason
+    assert result.report.kept >= 1
+    assert readable_tokens(result.image, card) == set()
+    ruler_area = (slice(700, 790), slice(80, 600))
+    assert np.array_equal(result.image[ruler_area], photo[ruler_area])  # not a pixel of the ruler changed
+
+
+def test_without_the_allow_list_the_ruler_labels_are_redacted_too() -> None:
+    base, _ = card_photo(seed=7, kinds=())
+    photo = ruler(base, (80, 700))
+    result = scrub(photo, TextPlan())
+    assert result.ok and result.report.redacted >= 1 and result.report.kept == 0
+
+
+def test_text_over_the_preserved_region_quarantines_and_alters_nothing() -> None:
+    photo, canaries = card_photo(seed=3)
+    protected = np.zeros(photo.shape[:2], bool)
+    x, y = canaries[0].polygon.mean(0).astype(int)
+    protected[y - 5 : y + 5, x - 5 : x + 5] = True  # the card lies on the preserved region
+    before = photo.copy()
+    result = scrub(photo, TextPlan(), protected)
+    assert result.image is None and result.reason == "text-over-preserved-region"
+    assert np.array_equal(photo, before)
+
+
+def test_quarantine_policy_holds_any_text_and_keep_checks_nothing() -> None:
+    photo, _ = card_photo(seed=3)
+    held = scrub(photo, TextPlan(action=TextAction.QUARANTINE))
+    assert held.image is None and held.reason.startswith("text-in-pixels:")
+    kept = scrub(photo, TextPlan(action=TextAction.KEEP))
+    assert kept.image is photo and not kept.report.checked and not kept.report.clean
+
+
+def test_logs_name_counts_and_boxes_never_the_text(caplog: pytest.LogCaptureFixture) -> None:
+    photo, canaries = card_photo(seed=3, kinds=(CanaryKind.CARD, CanaryKind.OVERLAY))
+    with caplog.at_level(logging.DEBUG):
+        _, report, reason = check_frames([photo], TextPlan(), [None])
+    assert not reason and report.redacted >= 2
+    record = next(r for r in caplog.records if r.getMessage() == "text step")
+    assert record.redacted == report.redacted and record.boxes  # type: ignore[attr-defined]
+    logged = " ".join(str(v) for r in caplog.records for v in (r.getMessage(), *r.__dict__.values()))
+    for token in (t for c in canaries for t in c.tokens if len(t) >= 4):
+        assert token not in logged
+
+
+def test_broken_ocr_install_raises_so_the_photo_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # no language data there
+    photo, _ = card_photo(seed=3)
+    with pytest.raises(OcrUnavailable):
+        self_test()
+    with pytest.raises(OcrUnavailable):
+        scrub(photo, TextPlan())
+    (tmp_path / "eng.traineddata").write_bytes(b"not a model")  # present but corrupt
+    with pytest.raises(OcrUnavailable):
+        self_test()
