@@ -6,15 +6,16 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl; do
+# postgresql: the cluster tests run initdb/pg_ctl in a temp dir as the postgres system user it creates
+for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/lib/postgresql; do
   [ -x "$bin" ] || need_apt+=("$bin")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc openssl >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc openssl postgresql >/dev/null
   else
-    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc openssl'" >&2
+    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc openssl postgresql'" >&2
   fi
 fi
 
