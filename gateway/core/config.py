@@ -55,6 +55,29 @@ class ForwardSettings(_Frozen):
     dimse_timeout_s: float = Field(60.0, gt=0)
 
 
+class ObjectStoreSettings(_Frozen):
+    """Spool, outbox and quarantine in one S3 bucket (any S3-compatible service) instead of local folders.
+
+    Credentials come from the usual AWS sources (environment, profile, instance role), never from this file.
+    """
+
+    bucket: str = Field(min_length=3, max_length=63)
+    endpoint_url: str | None = None  # None: AWS; e.g. http://s3.site.internal:9000
+    region: str = "us-east-1"
+    prefix: str = ""  # e.g. "gateway-a/": several gateways can share a bucket
+    server_side_encryption: str | None = "AES256"  # the objects are PHI; None only for stores without SSE
+    connect_timeout_s: float = Field(3.0, gt=0)  # short: a receiver answers 0xA700 rather than hang
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)  # botocore "standard" retries, first try included
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        if value and not value.endswith("/"):
+            raise ValueError("prefix must end with '/'")
+        return value
+
+
 class GatewayConfig(_Frozen):
     """Everything `vera-gateway serve` needs. Paths resolve against ``data_dir``."""
 
@@ -84,6 +107,22 @@ class GatewayConfig(_Frozen):
     metrics_bind: str = "127.0.0.1"
     poll_interval_s: float = Field(0.2, gt=0)
     forward: ForwardSettings = ForwardSettings()
+    # cluster mode (README "Running on several machines"): None keeps the embedded defaults
+    ledger: str | None = None  # None: SQLite under data_dir; postgresql://user@host/db: shared ledger
+    object_store: ObjectStoreSettings | None = None  # None: local folders under data_dir
+    max_job_attempts: int = Field(3, ge=1)  # a job that failed (or crashed its worker) this often: quarantined
+    stall_after_s: float = Field(30.0, gt=0)  # cluster: a worker silent this long is presumed dead
+
+    @field_validator("ledger")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("ledger must be a postgresql:// URL (omit it for the embedded SQLite ledger)")
+        return value
+
+    @property
+    def clustered(self) -> bool:
+        return self.ledger is not None
 
     @field_validator("bind", "metrics_bind")
     @classmethod
