@@ -23,7 +23,11 @@ import pytest
 
 PG_BINDIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
 PG_USER = "vera"  # superuser name created by initdb (trust auth on loopback only)
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def missing(what: str) -> None:
@@ -34,7 +38,7 @@ def missing(what: str) -> None:
 
 
 class Postgres:
-    """One PostgreSQL server in its own directory on a loopback port; ``restart(immediate=True)`` is a crash."""
+    """One PostgreSQL server in its own directory on a loopback port; ``restart()`` is a crash."""
 
     def __init__(self, port: int) -> None:
         if not PG_BINDIRS:
@@ -66,13 +70,16 @@ class Postgres:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c max_connections=200 -c full_page_writes=off"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-o", options,
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-o", options, "start"
+        )
         return self
 
     def stop(self, immediate: bool = False) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "immediate" if immediate else "fast", "stop")
+            self._run(
+                "pg_ctl", "-D", str(self.data), "-w", "-m", "immediate" if immediate else "fast", "stop"
+            )
 
     def restart(self, immediate: bool = True) -> None:
         self.stop(immediate=immediate)

@@ -110,7 +110,7 @@ class GatewayConfig(_Frozen):
     # cluster mode (README "Running on several machines"): None keeps the embedded defaults
     ledger: str | None = None  # None: SQLite under data_dir; postgresql://user@host/db: shared ledger
     object_store: ObjectStoreSettings | None = None  # None: local folders under data_dir
-    max_job_attempts: int = Field(3, ge=1)  # a job that failed (or crashed its worker) this often: quarantined
+    max_job_attempts: int = Field(3, ge=1)  # cluster: a job failed (or crashed) this often: quarantined
     stall_after_s: float = Field(30.0, gt=0)  # cluster: a worker silent this long is presumed dead
 
     @field_validator("ledger")

@@ -1,4 +1,4 @@
-"""The services the cluster tests rely on start, answer and restart (so a failure points at setup, not code)."""
+"""The services the cluster tests rely on start, answer and restart (a failure points at setup)."""
 
 from __future__ import annotations
 
