@@ -24,6 +24,7 @@ from rich.table import Table
 COMMAND_MODULES = (
     "dicom_rules.cli",  # rules check|explain|schema
     "gateway.ops.doctor",  # doctor
+    "gateway.cluster.cli",  # worker, db upgrade|status (cluster mode)
     "gateway.cli.offline",  # donors, anonymize, import-photos (face pipeline)
     "anonymizer.engines.vera.cli",  # vera (neural engine)
 )
@@ -50,6 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet_period_s=args.quiet_period,
     )
+    if config.clustered:
+        from gateway.cluster.cli import serve
+
+        return serve(args, config)
     service = Service(config)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +76,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from gateway.core.ledger import Ledger
 
     config = _config(args)
+    if config.clustered:
+        from gateway.cluster.cli import status
+
+        return status(config)
     if not config.ledger_path.exists():
         print(f"no ledger at {config.ledger_path}", file=sys.stderr)
         return 1
@@ -91,7 +100,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from gateway.core.ledger import Ledger
 
-    ledger = Ledger(_config(args).ledger_path)
+    config = _config(args)
+    if config.clustered:
+        from gateway.cluster.cli import quarantine
+
+        return quarantine(args, config)
+    ledger = Ledger(config.ledger_path)
     console = Console()
     if args.quarantine_command == "list":
         table = Table(title="quarantine")
@@ -187,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--quiet-period", type=float)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--role",
+        choices=("receive", "work", "forward", "all"),
+        help="cluster mode: what this node does (default all; needs a postgresql:// ledger)",
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser(
         "status", parents=[common], help="queue depth per state, oldest item age, quarantine count"

@@ -112,6 +112,9 @@ class GatewayConfig(_Frozen):
     object_store: ObjectStoreSettings | None = None  # None: local folders under data_dir
     max_job_attempts: int = Field(3, ge=1)  # cluster: a job failed (or crashed) this often: quarantined
     stall_after_s: float = Field(30.0, gt=0)  # cluster: a worker silent this long is presumed dead
+    worker_heartbeat_s: float = Field(10.0, gt=0)  # cluster: how often a worker says it is alive
+    work_queue: str = Field("gpu", min_length=1)  # cluster: the queue study jobs go to
+    forward_lease_s: float = Field(300.0, gt=0)  # cluster: a forwarder owns the outputs it took this long
 
     @field_validator("ledger")
     @classmethod

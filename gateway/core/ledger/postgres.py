@@ -108,9 +108,11 @@ class PostgresLedger(Ledger):
         except (psycopg.Error, PoolTimeout) as exc:
             raise LedgerError(f"postgresql:{type(exc).__name__}") from exc
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """One statement in its own transaction (the queue adapter's bookkeeping); rows as dicts."""
         with self._tx() as db:
-            return list(db.execute(sql, params))
+            cur = db.execute(sql, params)
+            return list(cur) if cur.description else []
 
     def upgrade(self) -> list[int]:
         """Apply missing schema migrations (every node does at start-up; a lock makes it happen once)."""
@@ -243,7 +245,7 @@ class PostgresLedger(Ledger):
 
     def ready_jobs(self, quiet_s: float, max_wait_s: float, limit: int = 100) -> list[Job]:
         now = self.clock()
-        rows = self._rows(
+        rows = self.query(
             "SELECT * FROM jobs WHERE (state=%s AND (last_at<=%s OR first_at<=%s))"
             " OR (state=%s AND next_attempt_at<=%s) ORDER BY id LIMIT %s",
             (JobState.GROUPED, now - quiet_s, now - max_wait_s, JobState.RETRY_WAITING, now, limit),
@@ -252,7 +254,7 @@ class PostgresLedger(Ledger):
 
     def startable_job(self, job_id: int) -> Job | None:
         """The job as :meth:`start_job` needs it, when it can start now (a queue message names only ids)."""
-        rows = self._rows(
+        rows = self.query(
             "SELECT * FROM jobs WHERE id=%s AND state = ANY(%s)", (job_id, list(STARTABLE_JOBS))
         )
         return _job(rows[0]) if rows else None
@@ -380,7 +382,7 @@ class PostgresLedger(Ledger):
 
     def running_job(self, job_id: int) -> JobRun | None:
         """The current run of a processing job (for the stalled-job sweep, which only knows the id)."""
-        rows = self._rows("SELECT attempts FROM jobs WHERE id=%s AND state=%s", (job_id, JobState.PROCESSING))
+        rows = self.query("SELECT attempts FROM jobs WHERE id=%s AND state=%s", (job_id, JobState.PROCESSING))
         return JobRun(job_id, int(rows[0]["attempts"]), ()) if rows else None
 
     # ---- forwarding ----------------------------------------------------------------------------------
@@ -502,10 +504,10 @@ class PostgresLedger(Ledger):
         return list(rows)
 
     def spool_paths(self) -> set[str]:
-        return {r["spool_path"] for r in self._rows("SELECT spool_path FROM instances WHERE spool_path<>''")}
+        return {r["spool_path"] for r in self.query("SELECT spool_path FROM instances WHERE spool_path<>''")}
 
     def spool_path_in_use(self, relpath: str) -> bool:
-        return bool(self._rows("SELECT 1 FROM instances WHERE spool_path=%s LIMIT 1", (relpath,)))
+        return bool(self.query("SELECT 1 FROM instances WHERE spool_path=%s LIMIT 1", (relpath,)))
 
     def release_quarantine(self, item_id: int) -> InstanceState:
         now = self.clock()
@@ -544,13 +546,13 @@ class PostgresLedger(Ledger):
             )
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM nodes ORDER BY name")
+        return self.query("SELECT * FROM nodes ORDER BY name")
 
     # ---- reads ---------------------------------------------------------------------------------------
     def counts(self) -> LedgerCounts:
         out: dict[str, dict[str, StateCount]] = {}
         for table in ("instances", "jobs"):
-            rows = self._rows(
+            rows = self.query(
                 f"SELECT state, COUNT(*) AS n, MIN(updated_at) AS oldest FROM {table} GROUP BY state"
             )
             out[table] = {r["state"]: StateCount(int(r["n"]), r["oldest"]) for r in rows}
@@ -561,20 +563,20 @@ class PostgresLedger(Ledger):
 
     def quarantine_items(self, include_released: bool = False) -> list[QuarantineItem]:
         where = "" if include_released else " WHERE released_at IS NULL"
-        return [_quarantine(r) for r in self._rows(f"SELECT * FROM quarantine{where} ORDER BY id")]
+        return [_quarantine(r) for r in self.query(f"SELECT * FROM quarantine{where} ORDER BY id")]
 
     def quarantine_item(self, item_id: int) -> QuarantineItem | None:
-        rows = self._rows("SELECT * FROM quarantine WHERE id=%s", (item_id,))
+        rows = self.query("SELECT * FROM quarantine WHERE id=%s", (item_id,))
         return _quarantine(rows[0]) if rows else None
 
     def instance(self, instance_id: int) -> InstanceRecord | None:
-        rows = self._rows("SELECT * FROM instances WHERE id=%s", (instance_id,))
+        rows = self.query("SELECT * FROM instances WHERE id=%s", (instance_id,))
         return _instance(rows[0]) if rows else None
 
     def instances(
         self, state: InstanceState | None = None, study_key: str | None = None, limit: int = 10_000
     ) -> list[InstanceRecord]:
-        rows = self._rows(
+        rows = self.query(
             "SELECT * FROM instances WHERE (%s::text IS NULL OR state=%s)"
             " AND (%s::text IS NULL OR study_key=%s) ORDER BY id LIMIT %s",
             (state, state, study_key, study_key, limit),
@@ -582,14 +584,14 @@ class PostgresLedger(Ledger):
         return [_instance(r) for r in rows]
 
     def jobs(self, study_key: str | None = None, limit: int = 10_000) -> list[JobRecord]:
-        rows = self._rows(
+        rows = self.query(
             "SELECT * FROM jobs WHERE (%s::text IS NULL OR study_key=%s) ORDER BY id LIMIT %s",
             (study_key, study_key, limit),
         )
         return [_job_record(r) for r in rows]
 
     def studies(self, limit: int = 100, offset: int = 0) -> list[StudySummary]:
-        rows = self._rows(
+        rows = self.query(
             "SELECT study_key, MIN(patient_key) AS patient_key, COUNT(*) AS instances,"
             " COUNT(DISTINCT job_id) AS jobs, MIN(received_at) AS first_at, MAX(updated_at) AS last_at"
             " FROM instances GROUP BY study_key"
@@ -597,7 +599,7 @@ class PostgresLedger(Ledger):
             (limit, offset),
         )
         keys = [r["study_key"] for r in rows]
-        per_state = self._rows(
+        per_state = self.query(
             "SELECT study_key, state, COUNT(*) AS n FROM instances WHERE study_key = ANY(%s)"
             " GROUP BY study_key, state",
             (keys,),

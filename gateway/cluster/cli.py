@@ -1,0 +1,159 @@
+"""Cluster commands: `vera-gateway worker --queue gpu`, `vera-gateway db upgrade|status`, and the cluster
+views of `serve --role`, `status` and `quarantine` (called by :mod:`gateway.cli.app` when the service config
+names a PostgreSQL ledger)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> Any:
+    from gateway.core.config import load_config
+
+    config = load_config(args.config, data_dir=args.data_dir, **overrides)
+    if not config.clustered:
+        raise SystemExit("vera-gateway: this command needs 'ledger: postgresql://…' in the service config")
+    return config
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from anonymizer.keys import load_or_create_secret
+    from gateway.cluster.node import open_ledger
+    from gateway.cluster.queue import Coordinator
+    from gateway.cluster.runner import JobRunner, run_worker
+    from gateway.core.config import load_rule_set
+    from gateway.core.objectstore import open_store
+    from gateway.ops.logs import configure_logging
+
+    configure_logging(args.log_level)
+    config = _config(args, work_queue=args.queue)
+    ledger = open_ledger(config, "work")
+    runner = JobRunner(
+        config, ledger, open_store(config, "spool"), open_store(config, "outbox"), load_rule_set(config)
+    )
+    runner.prepare(load_or_create_secret(config.secret_path))
+    stop = threading.Event()
+    coordinator = Coordinator(config, ledger)  # a worker also sweeps: stalled jobs move with no receiver up
+    threading.Thread(target=coordinator.run, args=(stop,), name="coordinator", daemon=True).start()
+    try:
+        run_worker(config, runner, concurrency=args.concurrency)
+    finally:
+        stop.set()
+    return 0
+
+
+def serve(args: argparse.Namespace, config: Any) -> int:
+    """`serve` on a cluster config: the roles of this node (``work`` runs a worker in the foreground)."""
+    from gateway.cluster.node import ClusterNode, Role
+
+    role = Role(args.role or "all")
+    if role is Role.WORK:
+        args.queue, args.concurrency = config.work_queue, 1
+        return cmd_worker(args)
+    node = ClusterNode(config, role)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    node.start()
+    done.wait()
+    node.stop()
+    return 0
+
+
+def _age(at: float | None) -> str:
+    return "-" if at is None else f"{max(0.0, time.time() - at):.0f} s"
+
+
+def status(config: Any) -> int:
+    from gateway.cluster.node import open_ledger
+
+    ledger = open_ledger(config, "cli")
+    counts = ledger.counts()
+    console = Console()
+    for name, per_state in (("instances", counts.instances), ("jobs", counts.jobs)):
+        table = Table(title=name)
+        for col in ("state", "count", "oldest"):
+            table.add_column(col)
+        for state, c in sorted(per_state.items()):
+            table.add_row(str(state), str(c.count), _age(c.oldest_updated_at))
+        console.print(table)
+    nodes = Table(title="nodes")
+    for col in ("node", "role", "last heartbeat"):
+        nodes.add_column(col)
+    for row in ledger.nodes():
+        nodes.add_row(row["name"], row["role"], _age(row["heartbeat_at"]))
+    console.print(nodes)
+    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
+    return 0
+
+
+def quarantine(args: argparse.Namespace, config: Any) -> int:
+    from gateway.cluster.node import open_ledger
+
+    ledger = open_ledger(config, "cli")
+    console = Console()
+    if args.quarantine_command == "list":
+        table = Table(title="quarantine")
+        for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age"):
+            table.add_column(col, overflow="fold")
+        for item in ledger.quarantine_items(include_released=args.all):
+            table.add_row(
+                str(item.id),
+                str(item.kind),
+                str(item.instance_id or "-"),
+                str(item.job_id or "-"),
+                item.reason,
+                item.calling_ae,
+                _age(item.created_at),
+            )
+        console.print(table)
+        return 0
+    if args.quarantine_command == "show":
+        item = ledger.quarantine_item(args.id)
+        console.print(item if item is not None else f"no quarantine item {args.id}")
+        return 0 if item is not None else 1
+    try:
+        new_state = ledger.release_quarantine(args.id)
+    except LookupError as exc:
+        console.print(str(exc))
+        return 1
+    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from gateway.core.ledger import migrations
+    from gateway.core.ledger.postgres import PostgresLedger
+
+    config = _config(args)
+    ledger = PostgresLedger(config.ledger, upgrade=False)
+    if args.db_command == "upgrade":
+        applied = ledger.upgrade()
+        print(f"applied migrations: {applied or 'none (up to date)'}")
+    versions = ledger.schema_versions()
+    missing = [m.version for m in migrations.MIGRATIONS if m.version not in versions]
+    print(f"schema versions: {versions}; latest {migrations.LATEST}; missing {missing or 'none'}")
+    return 0 if not missing else 1
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    worker = subparsers.add_parser("worker", parents=[common], help="cluster: run study jobs from the queue")
+    worker.add_argument("--queue", default="gpu", help="queue to take jobs from (default gpu)")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (1 per GPU)")
+    worker.add_argument("--log-level", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+    db = subparsers.add_parser("db", parents=[common], help="cluster: PostgreSQL ledger schema")
+    db.add_argument("db_command", choices=("upgrade", "status"))
+    db.set_defaults(func=cmd_db)
+    return worker

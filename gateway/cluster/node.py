@@ -1,0 +1,169 @@
+"""One cluster node: `vera-gateway serve --role receive|forward|all` with a PostgreSQL ledger.
+
+receive: the SCP and intake (C-STORE Success only after the object store took the bytes and the shared ledger
+committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep). forward: the
+forwarder, which leases its outputs in the ledger. all: both. Study jobs run in `vera-gateway worker`
+processes (``--role work`` starts one). Every node heart-beats into the ledger's ``nodes`` table and serves
+its own /metrics. A node never runs the single-machine crash recovery: other nodes' jobs are running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from anonymizer.keys import KeyRing, load_or_create_secret
+from gateway.cluster.queue import Coordinator
+from gateway.core.config import GatewayConfig, load_rule_set
+from gateway.core.forwarder import Forwarder
+from gateway.core.intake import Intake
+from gateway.core.ledger.models import Forwarded, ForwardGaveUp, ForwardRetry, OutputItem
+from gateway.core.ledger.postgres import PostgresLedger, node_name
+from gateway.core.objectstore import open_store
+from gateway.core.scp import association_policy, start_scp
+from gateway.core.spool import ContentStore, atomic_write
+from gateway.ops.metrics import start_http
+from gateway.ops.policy import AssociationGate
+
+LOG = structlog.get_logger("gateway.cluster.node")
+
+
+class Role(StrEnum):
+    RECEIVE = "receive"
+    WORK = "work"
+    FORWARD = "forward"
+    ALL = "all"
+
+
+def open_ledger(config: GatewayConfig, role: str) -> PostgresLedger:
+    assert config.ledger is not None
+    return PostgresLedger(config.ledger, node=f"{role}@{node_name()}", lease_s=config.forward_lease_s)
+
+
+class ForwardLedger:
+    """The forwarder's view of the shared ledger: due outputs are leased to this node, their objects fetched
+    from the shared outbox into the local outbox folder the senders read, and each outcome is recorded fenced
+    on the attempt the lease saw. (Adapter for the forwarder's per-item calls; goes once it records through
+    ``record_forwarding`` itself.)"""
+
+    def __init__(self, ledger: PostgresLedger, shared_outbox: Any | None, local_outbox: Path) -> None:
+        self.ledger = ledger
+        self.outbox = shared_outbox  # None: the outbox is a folder the senders read directly
+        self.local = local_outbox
+        self.leased: dict[int, OutputItem] = {}
+
+    def due_outputs(self, limit: int = 500, exclude: Any = ()) -> list[OutputItem]:
+        items = self.ledger.due_outputs(limit=limit, exclude=exclude)
+        for item in items:
+            self.leased[item.instance_id] = item
+            if self.outbox is not None and not (self.local / item.out_path).exists():
+                atomic_write(self.local / item.out_path, self.outbox.read(item.out_path))
+        return items
+
+    def mark_forwarded(self, instance_id: int) -> None:
+        item = self.leased.pop(instance_id)
+        self.ledger.record_forwarding([Forwarded(item)])
+        if self.outbox is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.local / item.out_path).unlink()
+
+    def mark_forward_failed(self, item: OutputItem, reason: str, delay_s: float) -> None:
+        self.leased.pop(item.instance_id, None)
+        self.ledger.record_forwarding([ForwardRetry(item, reason, delay_s)])
+
+    def quarantine_instance(self, instance_id: int, reason: str, kind: str = "forward") -> int:
+        item = self.leased.pop(instance_id)
+        done = self.ledger.record_forwarding([ForwardGaveUp(item, reason)])
+        return (done[0].quarantine_id or -1) if done else -1
+
+
+class ClusterNode:
+    def __init__(self, config: GatewayConfig, role: Role = Role.ALL) -> None:
+        self.config, self.role = config, role
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secret = load_or_create_secret(config.secret_path)
+        self.ledger = open_ledger(config, role)
+        self.rules = load_rule_set(config)
+        self.spool = open_store(config, "spool")
+        self.quarantine = open_store(config, "quarantine")
+        self.outbox = open_store(config, "outbox")
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.server: Any = None
+        self.http: Any = None
+        self.coordinator: Coordinator | None = None
+        self.started_at = time.time()
+
+    @property
+    def receives(self) -> bool:
+        return self.role in (Role.RECEIVE, Role.ALL)
+
+    @property
+    def forwards(self) -> bool:
+        return self.role in (Role.FORWARD, Role.ALL)
+
+    def start(self) -> ClusterNode:
+        loops: list[tuple[str, Any]] = [("heartbeat", self._heartbeat)]
+        if self.receives:
+            intake = Intake(self.spool, self.quarantine, self.ledger, KeyRing(self.secret))  # type: ignore[arg-type]
+            gate = AssociationGate(association_policy(self.config, self.rules))
+            self.server = start_scp(self.config, intake, self.rules, gate=gate)
+            self.coordinator = Coordinator(self.config, self.ledger)
+            loops.append(("coordinator", self.coordinator.run))
+        if self.forwards:
+            shared = None if isinstance(self.outbox, ContentStore) else self.outbox
+            view = ForwardLedger(self.ledger, shared, self.config.outbox_dir)
+            forwarder = Forwarder(self.config, view, lambda: self.rules)  # type: ignore[arg-type]
+            loops.append(("forwarder", forwarder.run))
+        for name, target in loops:
+            thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.config.metrics_port is not None:
+            self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        LOG.info(
+            "node.started",
+            role=str(self.role),
+            node=self.ledger.node,
+            pid=os.getpid(),
+            port=self.port if self.server else None,
+        )
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def health(self) -> dict[str, bool]:
+        return {
+            "threads": all(t.is_alive() for t in self.threads),
+            "scp": self.server is not None or not self.receives,
+        }
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.ledger.heartbeat_node(str(self.role), self.started_at)
+            except Exception as exc:
+                LOG.warning("node.heartbeat_failed", error=type(exc).__name__)
+            stop.wait(5.0)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.server is not None:
+            self.server.shutdown()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        if self.coordinator is not None:
+            self.coordinator.close()
+        if self.http is not None:
+            self.http.shutdown()
+        self.ledger.shutdown()
+        LOG.info("node.stopped")
