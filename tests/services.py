@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import itertools
+import logging
 import os
 import pwd
 import shutil
@@ -114,6 +115,7 @@ class S3Server:
         self._factory = ThreadedMotoServer
         self._server: object | None = None
         os.environ.update({k: os.environ.get(k, v) for k, v in S3_ENV.items()})
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
     @property
     def endpoint(self) -> str:

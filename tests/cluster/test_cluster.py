@@ -1,0 +1,76 @@
+"""The gateway as a cluster on loopback: 2 receivers + 2 workers + 1 forwarder sharing a PostgreSQL ledger and
+an S3 bucket (moto), a real Orthanc as the research PACS, DCMTK storescu as the modality. Small uncompressed
+Secondary Captures and the blank pixel mode keep the run short: what is tested is the distribution, not faces.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.nodes import Cluster, wait_until
+from tests.conftest import DCMTK_ENV, Study, make_small_sc, write_study
+from tests.services import Postgres, S3Server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+STUDIES, PER_STUDY = 20, 10
+
+
+def storescu(port: int, files: list[Path]) -> subprocess.CompletedProcess[str]:
+    cmd = ["/usr/bin/storescu", "-xy", "-aet", "HOSP_PACS", "-aec", "VERA_GW", "127.0.0.1", str(port)]
+    return subprocess.run(
+        [*cmd, *map(str, files)], capture_output=True, text=True, timeout=180, env=DCMTK_ENV
+    )
+
+
+def make_studies(root: Path, studies: int, per_study: int) -> list[list[Path]]:
+    out = []
+    for s in range(studies):
+        study = Study()
+        sc = [make_small_sc(study=study, number=n + 1, side=16, seed=s * 100) for n in range(per_study)]
+        out.append(write_study(root / f"s{s}", sc))
+    return out
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, s3: S3Server, bucket: str, orthanc: Any) -> Iterator[Cluster]:
+    pacs = orthanc()
+    c = Cluster(tmp_path / "cluster", pg_url, (pacs.aet, pacs.dicom_port), (s3.endpoint, bucket))
+    c.pacs = pacs  # type: ignore[attr-defined]
+    yield c
+    c.stop()
+
+
+def test_cluster_forwards_every_instance_once_after_a_worker_is_killed_mid_job_and_the_db_restarts(
+    cluster: Cluster, tmp_path: Path, postgres: Postgres
+) -> None:
+    receivers = [cluster.receiver("recv-a"), cluster.receiver("recv-b")]
+    victim = cluster.worker("worker-a", hold="cluster.before_pipeline=600")  # holds the first job it takes
+    cluster.wait_workers(1)
+    cluster.forwarder()
+    studies = make_studies(tmp_path / "in", STUDIES, PER_STUDY)
+    with ThreadPoolExecutor(2) as pool:  # half the studies to each receiver, at the same time
+        sends = [
+            pool.submit(storescu, cluster.ports[r.name], [f for s in studies[i::2] for f in s])
+            for i, r in enumerate(receivers)
+        ]
+        results = [f.result() for f in sends]
+    assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
+    wait_until(lambda: victim.events("fault.hold"), 60)
+    held = cluster.sql("SELECT id FROM jobs WHERE state='processing'")
+    assert len(held) == 1
+    cluster.worker("worker-b")
+    victim.kill9()
+    postgres.restart(immediate=True)  # every node must reconnect by itself
+    wait_until(lambda: cluster.instance_states() == {"forwarded": STUDIES * PER_STUDY}, 120, 0.5)
+    assert len(cluster.pacs.instances()) == STUDIES * PER_STUDY  # type: ignore[attr-defined]
+    jobs = cluster.sql("SELECT id, attempts, state FROM jobs ORDER BY id")
+    assert len(jobs) == STUDIES and {j["state"] for j in jobs} == {"forwarded"}
+    assert [j["attempts"] for j in jobs if j["id"] == held[0]["id"]] == [2]
+    nodes = {r["role"] for r in cluster.sql("SELECT role FROM nodes")}
+    assert {"receive", "forward"} <= nodes
