@@ -15,11 +15,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from gateway.core.ledger import Ledger, QuarantineItem
 
 COMMAND_MODULES = (
     "dicom_rules.cli",  # rules check|explain|schema
@@ -55,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from gateway.cluster.cli import serve
 
         return serve(args, config)
+    if args.role not in (None, "all"):
+        print("vera-gateway: --role needs a cluster config (ledger: postgresql://...)", file=sys.stderr)
+        return 2
     service = Service(config)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,73 +80,73 @@ def _age(oldest: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import Ledger
+    from gateway.core.ledger import open_ledger
 
     config = _config(args)
-    if config.clustered:
-        from gateway.cluster.cli import status
-
-        return status(config)
-    if not config.ledger_path.exists():
+    if not config.clustered and not config.ledger_path.exists():
         print(f"no ledger at {config.ledger_path}", file=sys.stderr)
         return 1
-    ledger = Ledger(config.ledger_path)
+    ledger = open_ledger(config)
     counts = ledger.counts()
     console = Console()
-    for table_name in ("instances", "jobs"):
+    for table_name, by_state in (("instances", counts.instances), ("jobs", counts.jobs)):
         table = Table(title=table_name)
         for col in ("state", "count", "oldest"):
             table.add_column(col, justify="left" if col == "state" else "right")
-        for state, (n, oldest) in sorted(counts.get(table_name, {}).items()):
-            table.add_row(state, str(n), _age(oldest))
+        for state, count in sorted(by_state.items()):
+            table.add_row(state, str(count.count), _age(count.oldest_updated_at))
         console.print(table)
+    if config.clustered:
+        from gateway.cluster.cli import nodes_table
+
+        console.print(nodes_table(ledger))
     console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
     return 0
 
 
+def _quarantine_table(items: list[QuarantineItem]) -> Table:
+    table = Table(title="quarantine")
+    for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
+        table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
+    for item in items:
+        table.add_row(
+            str(item.id),
+            item.kind,
+            str(item.instance_id or "-"),
+            str(item.job_id or "-"),
+            item.reason,
+            item.calling_ae,
+            _age(item.created_at),
+            "yes" if item.released_at else "",
+        )
+    return table
+
+
+def _quarantine_detail(ledger: Ledger, item: QuarantineItem) -> Table:
+    table = Table(title=f"quarantine item {item.id}", show_header=False)
+    for key, value in asdict(item).items():
+        table.add_row(key, str(value))
+    instance = ledger.instance(item.instance_id) if item.instance_id is not None else None
+    if instance is not None:
+        for key in ("state", "patient_key", "sop_class_uid", "size", "job_id"):
+            table.add_row(f"instance.{key}", str(getattr(instance, key)))
+    return table
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import Ledger
+    from gateway.core.ledger import open_ledger
 
-    config = _config(args)
-    if config.clustered:
-        from gateway.cluster.cli import quarantine
-
-        return quarantine(args, config)
-    ledger = Ledger(config.ledger_path)
+    ledger = open_ledger(_config(args))
     console = Console()
     if args.quarantine_command == "list":
-        table = Table(title="quarantine")
-        for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
-            table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
-        for row in ledger.quarantine_items(include_released=args.all):
-            table.add_row(
-                str(row["id"]),
-                row["kind"],
-                str(row["instance_id"] or "-"),
-                str(row["job_id"] or "-"),
-                row["reason"],
-                row["calling_ae"],
-                _age(row["created_at"]),
-                "yes" if row["released_at"] else "",
-            )
-        console.print(table)
+        console.print(_quarantine_table(ledger.quarantine_items(include_released=args.all)))
         return 0
     if args.quarantine_command == "show":
-        row = ledger.quarantine_item(args.id)
-        if row is None:
+        item = ledger.quarantine_item(args.id)
+        if item is None:
             console.print(f"no quarantine item {args.id}")
             return 1
-        table = Table(title=f"quarantine item {args.id}", show_header=False)
-        for key in row.keys():  # noqa: SIM118 (sqlite3.Row)
-            table.add_row(key, str(row[key]))
-        if row["instance_id"] is not None:
-            inst = ledger.query(
-                "SELECT state, patient_key, sop_class_uid, size, job_id FROM instances WHERE id=?",
-                (row["instance_id"],),
-            )
-            for key in inst[0].keys() if inst else ():
-                table.add_row(f"instance.{key}", str(inst[0][key]))
-        console.print(table)
+        console.print(_quarantine_detail(ledger, item))
         return 0
     try:
         new_state = ledger.release_quarantine(args.id)

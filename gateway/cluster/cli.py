@@ -72,61 +72,14 @@ def _age(at: float | None) -> str:
     return "-" if at is None else f"{max(0.0, time.time() - at):.0f} s"
 
 
-def status(config: Any) -> int:
-    from gateway.cluster.node import open_ledger
-
-    ledger = open_ledger(config, "cli")
-    counts = ledger.counts()
-    console = Console()
-    for name, per_state in (("instances", counts.instances), ("jobs", counts.jobs)):
-        table = Table(title=name)
-        for col in ("state", "count", "oldest"):
-            table.add_column(col)
-        for state, c in sorted(per_state.items()):
-            table.add_row(str(state), str(c.count), _age(c.oldest_updated_at))
-        console.print(table)
-    nodes = Table(title="nodes")
+def nodes_table(ledger: Any) -> Table:
+    """The cluster's nodes and how long ago each last heart-beat (for `vera-gateway status`)."""
+    table = Table(title="nodes")
     for col in ("node", "role", "last heartbeat"):
-        nodes.add_column(col)
+        table.add_column(col)
     for row in ledger.nodes():
-        nodes.add_row(row["name"], row["role"], _age(row["heartbeat_at"]))
-    console.print(nodes)
-    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
-    return 0
-
-
-def quarantine(args: argparse.Namespace, config: Any) -> int:
-    from gateway.cluster.node import open_ledger
-
-    ledger = open_ledger(config, "cli")
-    console = Console()
-    if args.quarantine_command == "list":
-        table = Table(title="quarantine")
-        for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age"):
-            table.add_column(col, overflow="fold")
-        for item in ledger.quarantine_items(include_released=args.all):
-            table.add_row(
-                str(item.id),
-                str(item.kind),
-                str(item.instance_id or "-"),
-                str(item.job_id or "-"),
-                item.reason,
-                item.calling_ae,
-                _age(item.created_at),
-            )
-        console.print(table)
-        return 0
-    if args.quarantine_command == "show":
-        item = ledger.quarantine_item(args.id)
-        console.print(item if item is not None else f"no quarantine item {args.id}")
-        return 0 if item is not None else 1
-    try:
-        new_state = ledger.release_quarantine(args.id)
-    except LookupError as exc:
-        console.print(str(exc))
-        return 1
-    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
-    return 0
+        table.add_row(row["name"], row["role"], _age(row["heartbeat_at"]))
+    return table
 
 
 def cmd_db(args: argparse.Namespace) -> int:

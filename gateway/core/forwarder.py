@@ -4,7 +4,8 @@ Per destination: a batch goes out over one association; each instance that the d
 ``forwarded``; a failure schedules a retry with exponential back-off and jitter (``retry_waiting``); after
 ``give_up_s`` of failures the instance is quarantined (replayable). A circuit breaker per destination stops
 hammering a peer that is down: after N consecutive failed batches it opens for ``breaker_reset_s``, then lets
-one batch through (half-open). Time and randomness are injected.
+one batch through (half-open). All outcomes of a tick are recorded in one ledger transaction. Time and
+randomness are injected.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from dicom_rules import RuleSet
 from gateway.core import faults
 from gateway.core.config import ForwardSettings, GatewayConfig
 from gateway.core.destinations import OutboundFile, Sender, SendResult, sender_for
-from gateway.core.ledger import Ledger, OutputItem
+from gateway.core.ledger import (
+    Forwarded,
+    ForwardGaveUp,
+    ForwardOutcome,
+    ForwardRetry,
+    Ledger,
+    OutputItem,
+)
 from gateway.ops.logs import uid_hash
 from gateway.ops.metrics import BREAKER_OPEN, FORWARD_FAILURES, FORWARDED, QUARANTINED
 
@@ -83,79 +91,97 @@ class Forwarder:
         return self.breakers[name]
 
     def tick(self) -> int:
-        """Send what is due; returns how many instances were forwarded."""
+        """Send what is due and record every outcome in one ledger transaction; returns how many
+        instances were forwarded. Outcomes are recorded even when a later batch raises."""
+        outcomes: list[ForwardOutcome] = []
+        try:
+            for name, items in self._due_by_destination().items():
+                breaker = self._breaker(name)
+                if not breaker.allows(self.clock()):
+                    continue
+                size = self.settings.batch_size
+                for start in range(0, len(items), size):
+                    outcomes += self._send_batch(name, items[start : start + size], breaker)
+                    if breaker.is_open:
+                        break
+        finally:
+            forwarded = self._record(outcomes)
+        return forwarded
+
+    def _due_by_destination(self) -> dict[str, list[OutputItem]]:
         by_dest: dict[str, list[OutputItem]] = defaultdict(list)
         now = self.clock()
         blocked = [name for name, b in self.breakers.items() if not b.allows(now)]
         for item in self.ledger.due_outputs(limit=self.settings.batch_size * 4, exclude=blocked):
             by_dest[item.destination].append(item)
-        sent = 0
-        for name, items in by_dest.items():
-            breaker = self._breaker(name)
-            if not breaker.allows(self.clock()):
-                continue
-            for start in range(0, len(items), self.settings.batch_size):
-                sent += self._send_batch(name, items[start : start + self.settings.batch_size], breaker)
-                if breaker.is_open:
-                    break
-        return sent
+        return by_dest
 
-    def _send_batch(self, name: str, items: list[OutputItem], breaker: Breaker) -> int:
+    def _send_batch(self, name: str, items: list[OutputItem], breaker: Breaker) -> list[ForwardOutcome]:
         destination = self.rules().destinations.get(name)
         if destination is None:
-            for item in items:
-                self._give_up(item, "unknown-destination")
-            return 0
+            return [ForwardGaveUp(item, "unknown-destination") for item in items]
         sender: Sender = sender_for(destination, self.config)
         files = [
             OutboundFile(i.instance_id, self.config.outbox_dir / i.out_path, i.out_sop_uid) for i in items
         ]
         results = sender.send(files)
         faults.hold("forward.after_send")
-        ok_any = any(r.ok for r in results)
-        breaker.record(ok_any or not results, self.clock())
+        breaker.record(any(r.ok for r in results) or not results, self.clock())
         BREAKER_OPEN.labels(destination=name).set(1 if breaker.is_open else 0)
         by_id = {r.instance_id: r for r in results}
-        sent = 0
+        outcomes: list[ForwardOutcome] = []
         for item in items:
             result = by_id.get(item.instance_id, SendResult(item.instance_id, False, "no-result"))
-            if result.ok:
-                self.ledger.mark_forwarded(item.instance_id)
-                FORWARDED.labels(destination=name).inc()
-                LOG.info(
-                    "instance.forwarded",
-                    instance_id=item.instance_id,
-                    destination=name,
-                    out_uid_hash=uid_hash(item.out_sop_uid),
-                    attempts=item.attempts + 1,
-                )
-                sent += 1
-            else:
-                self._failed(name, item, result.reason)
-        return sent
+            outcomes.append(Forwarded(item) if result.ok else self._failed(name, item, result.reason))
+        return outcomes
 
-    def _failed(self, name: str, item: OutputItem, reason: str) -> None:
+    def _failed(self, name: str, item: OutputItem, reason: str) -> ForwardOutcome:
         FORWARD_FAILURES.labels(destination=name).inc()
         now = self.clock()
         first = item.first_failure_at if item.first_failure_at is not None else now
         if now - first >= self.settings.give_up_s:
-            self._give_up(item, f"forward-gave-up:{reason}")
-            return
-        delay = backoff_delay(item.attempts, self.settings, self.rng)
-        self.ledger.mark_forward_failed(item, reason, delay)
-        LOG.warning(
-            "instance.retry_waiting",
-            instance_id=item.instance_id,
-            destination=name,
-            reason=reason,
-            attempts=item.attempts + 1,
-            delay_s=round(delay, 3),
-        )
+            return ForwardGaveUp(item, f"forward-gave-up:{reason}")
+        return ForwardRetry(item, reason, backoff_delay(item.attempts, self.settings, self.rng))
 
-    def _give_up(self, item: OutputItem, reason: str) -> None:
-        qid = self.ledger.quarantine_instance(item.instance_id, reason, kind="forward")
-        QUARANTINED.labels(stage="forward").inc()
-        LOG.warning("instance.quarantined", instance_id=item.instance_id, reason=reason, quarantine_id=qid)
+    def _record(self, outcomes: list[ForwardOutcome]) -> int:
+        """One transaction for the tick; metrics and logs only for outcomes whose fence held."""
+        if not outcomes:
+            return 0
+        recorded = {r.instance_id: r for r in self.ledger.record_forwarding(outcomes)}
+        forwarded = 0
+        for outcome in outcomes:
+            item = outcome.item
+            applied = recorded.get(item.instance_id)
+            if applied is None:  # the instance moved on meanwhile (replayed, or another node recorded it)
+                LOG.info("instance.forward_outcome_stale", instance_id=item.instance_id)
+            elif isinstance(outcome, Forwarded):
+                forwarded += 1
+                FORWARDED.labels(destination=item.destination).inc()
+                LOG.info(
+                    "instance.forwarded",
+                    instance_id=item.instance_id,
+                    destination=item.destination,
+                    out_uid_hash=uid_hash(item.out_sop_uid),
+                    attempts=item.attempts + 1,
+                )
+            elif isinstance(outcome, ForwardRetry):
+                LOG.warning(
+                    "instance.retry_waiting",
+                    instance_id=item.instance_id,
+                    destination=item.destination,
+                    reason=outcome.reason,
+                    attempts=item.attempts + 1,
+                    delay_s=round(outcome.delay_s, 3),
+                )
+            else:
+                QUARANTINED.labels(stage="forward").inc()
+                LOG.warning(
+                    "instance.quarantined",
+                    instance_id=item.instance_id,
+                    reason=outcome.reason,
+                    quarantine_id=applied.quarantine_id,
+                )
+        return forwarded
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

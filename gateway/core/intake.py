@@ -9,7 +9,6 @@ datasets are kept in the quarantine store with a ledger record, and the SCP keep
 from __future__ import annotations
 
 import errno
-import sqlite3
 import time
 from dataclasses import dataclass
 from io import BytesIO
@@ -21,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from anonymizer.keys import KeyRing
 from gateway.core import faults
-from gateway.core.ledger import Duplicate, Ledger, ReceivedInstance
+from gateway.core.ledger import Duplicate, Ledger, LedgerError, ReceivedInstance
 from gateway.core.spool import ContentStore
 from gateway.ops.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
 
@@ -113,10 +112,10 @@ class Intake:
         item = self._describe(request, ds, stored.sha256, stored.relpath, stored.size)
         try:
             result = self.ledger.record_received(item)
-        except (sqlite3.Error, OSError) as exc:
+        except (LedgerError, OSError) as exc:
             if not self._in_use(stored.relpath):
                 self.spool.discard(stored.relpath)
-            return self._out_of_resources("ledger-write-failed", exc)
+            return self._out_of_resources("ledger-write-failed", exc.__cause__ or exc)
         if result.duplicate is Duplicate.SAME_BYTES and not self._in_use(stored.relpath):
             self.spool.discard(stored.relpath)  # the original's files were purged (retention): keep no copy
         outcome = "duplicate" if result.duplicate is Duplicate.SAME_BYTES else "stored"
@@ -155,7 +154,7 @@ class Intake:
     def _in_use(self, relpath: str) -> bool:
         try:
             return self.ledger.spool_path_in_use(relpath)
-        except sqlite3.Error:
+        except LedgerError:
             return True  # cannot tell: keep the file (it is complete), never delete a referenced one
 
     def _out_of_resources(self, reason: str, exc: BaseException) -> int:
@@ -171,7 +170,7 @@ class Intake:
         try:
             blob = self.quarantine.put(request.data).relpath
             qid = self.ledger.quarantine_received(reason, blob, request.caller.ae_title)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, LedgerError) as exc:
             LOG.error("quarantine.record_failed", reason=reason, error=type(exc).__name__)
             qid = -1
         LOG.warning(

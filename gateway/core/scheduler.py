@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 import structlog
 
@@ -26,7 +25,15 @@ from gateway.core.jobs import (
     JobResult,
     JobSpec,
 )
-from gateway.core.ledger import InstanceState, Job, Ledger
+from gateway.core.ledger import (
+    Deidentified,
+    Dropped,
+    InstanceOutcome,
+    Job,
+    JobRun,
+    Ledger,
+    Quarantined,
+)
 from gateway.core.worker import init_worker, run_job, warm_up
 from gateway.ops.logs import uid_hash
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
@@ -39,22 +46,13 @@ def job_retry_delay(attempts: int) -> float:
     return float(min(300, 5 * 2 ** max(0, attempts - 1)))
 
 
-def item_update(item: ItemResult) -> tuple[int, str, dict[str, Any]]:
-    """The ledger change for one pipeline item."""
+def outcome_of(item: ItemResult) -> InstanceOutcome:
+    """The ledger outcome of one pipeline item."""
     if item.kind is ItemKind.OK:
-        fields = {
-            "destination": item.destination,
-            "out_path": item.out_path,
-            "out_sop_uid": item.out_sop_uid,
-            "attempts": 0,
-            "next_attempt_at": None,
-            "first_failure_at": None,
-            "reason": "",
-        }
-        return item.instance_id, InstanceState.DEIDENTIFIED, fields
+        return Deidentified(item.instance_id, item.destination, item.out_path, item.out_sop_uid)
     if item.kind is ItemKind.DROP:
-        return item.instance_id, InstanceState.DROPPED, {"reason": item.reason}
-    return item.instance_id, InstanceState.QUARANTINED, {"reason": item.reason}
+        return Dropped(item.instance_id, item.reason)
+    return Quarantined(item.instance_id, item.reason)
 
 
 class Scheduler:
@@ -67,7 +65,7 @@ class Scheduler:
         self.ledger = ledger
         self.rules = rules
         self.secret = secret
-        self.in_flight: dict[int, tuple[Future[JobResult], float]] = {}
+        self.in_flight: dict[int, tuple[Future[JobResult], float, JobRun]] = {}
         self.pool: ProcessPoolExecutor | None = None
         self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
@@ -94,8 +92,8 @@ class Scheduler:
 
     def tick(self) -> int:
         """One round of grouping, dispatch and collection; returns how many jobs finished."""
-        for instance_id, job_id in self.ledger.group_received():
-            LOG.info("instance.grouped", instance_id=instance_id, job_id=job_id)
+        for grouped in self.ledger.group_received():
+            LOG.info("instance.grouped", instance_id=grouped.instance_id, job_id=grouped.job_id)
         capacity = max(1, self.config.workers * 2) - len(self.in_flight)
         if capacity > 0:
             ready = self.ledger.ready_jobs(self.config.quiet_period_s, self.config.max_wait_s, capacity)
@@ -115,25 +113,29 @@ class Scheduler:
         return [] if self.in_flight else [suspect]
 
     def _dispatch(self, job: Job) -> None:
-        rows = self.ledger.start_job(job.id)
+        run = self.ledger.start_job(job)
+        if run is None:  # started elsewhere or moved on since ready_jobs: nothing to do
+            LOG.info("job.not_started", job_id=job.id)
+            return
         LOG.info(
             "job.processing",
             job_id=job.id,
             patient=job.patient_key,
-            instances=len(rows),
+            instances=len(run.instances),
             follow_up_of=job.follow_up_of,
+            attempt=run.attempt,
         )
         spool_root = self.config.spool_dir
         spec = JobSpec(
             job_id=job.id,
             instances=tuple(
-                InstanceSpec(r["id"], str(spool_root / r["spool_path"]), r["calling_ae"], r["calling_ip"])
-                for r in rows
+                InstanceSpec(i.id, str(spool_root / i.spool_path), i.calling_ae, i.calling_ip)
+                for i in run.instances
             ),
             outbox_root=str(self.config.outbox_dir),
             rules=self.rules(),
         )
-        self.in_flight[job.id] = (self._submit(spec), time.perf_counter())
+        self.in_flight[job.id] = (self._submit(spec), time.perf_counter(), run)
 
     def _submit(self, spec: JobSpec) -> Future[JobResult]:
         """Run in the pool (or inline with workers=0); a failure to submit becomes a failed future."""
@@ -156,7 +158,7 @@ class Scheduler:
         flight then fails with BrokenProcessPool and is retried (or quarantined after repeated failures)."""
         now = time.perf_counter()
         stuck = [
-            jid for jid, (fut, t0) in self.in_flight.items() if not fut.done() and now - t0 > self.timeout
+            jid for jid, (fut, t0, _) in self.in_flight.items() if not fut.done() and now - t0 > self.timeout
         ]
         if stuck and self.pool is not None:
             LOG.error("job.timeout", job_ids=stuck, timeout_s=self.timeout)
@@ -164,27 +166,30 @@ class Scheduler:
                 proc.terminate()
 
     def _collect(self) -> int:
-        done = [jid for jid, (fut, _) in self.in_flight.items() if fut.done()]
+        done = [jid for jid, (fut, _, _) in self.in_flight.items() if fut.done()]
         for job_id in done:
-            future, started = self.in_flight.pop(job_id)
+            future, started, run = self.in_flight.pop(job_id)
             STAGE_SECONDS.labels(stage="job").observe(time.perf_counter() - started)
             try:
-                self._record(future.result())
+                self._record(run, future.result())
                 self.suspects.discard(job_id)
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
                     self._reset_pool()
                     self.suspects.add(job_id)
-                self._job_failed(job_id, f"worker-error:{type(exc).__name__}")
+                self._job_failed(run, f"worker-error:{type(exc).__name__}")
         return len(done)
 
-    def _record(self, result: JobResult) -> None:
+    def _record(self, run: JobRun, result: JobResult) -> None:
         for stage, seconds in result.seconds.items():
             STAGE_SECONDS.labels(stage=stage).observe(seconds)
         if result.retry_reason:
-            self._job_failed(result.job_id, result.retry_reason)
+            self._job_failed(run, result.retry_reason)
             return
-        state = self.ledger.apply_job_result(result.job_id, [item_update(i) for i in result.items])
+        state = self.ledger.finish_job(run, [outcome_of(i) for i in result.items])
+        if state is None:  # the run was fenced off (requeued or taken over): its outputs are not recorded
+            LOG.warning("job.result_stale", job_id=run.job_id, attempt=run.attempt)
+            return
         for item in result.items:
             if item.kind is ItemKind.QUARANTINE:
                 QUARANTINED.labels(stage="pipeline").inc()
@@ -206,17 +211,18 @@ class Scheduler:
                 LOG.info("instance.dropped", instance_id=item.instance_id, reason=item.reason)
         LOG.info("job.finished", job_id=result.job_id, state=state, instances=len(result.items))
 
-    def _job_failed(self, job_id: int, reason: str) -> None:
-        attempts = self.ledger.job_attempts(job_id)
+    def _job_failed(self, run: JobRun, reason: str) -> None:
+        job_id, attempts = run.job_id, run.attempt
         if attempts >= MAX_JOB_ATTEMPTS:
-            count = self.ledger.quarantine_job(job_id, reason)
+            count = self.ledger.quarantine_job(run, reason)
             self.suspects.discard(job_id)
-            QUARANTINED.labels(stage="pipeline").inc(count)
-            LOG.warning("job.quarantined", job_id=job_id, reason=reason, attempts=attempts)
+            if count is not None:
+                QUARANTINED.labels(stage="pipeline").inc(count)
+                LOG.warning("job.quarantined", job_id=job_id, reason=reason, attempts=attempts)
             return
         delay = job_retry_delay(attempts)
-        self.ledger.retry_job(job_id, reason, delay)
-        LOG.warning("job.retry_waiting", job_id=job_id, reason=reason, attempts=attempts, delay_s=delay)
+        if self.ledger.retry_job(run, reason, delay):
+            LOG.warning("job.retry_waiting", job_id=job_id, reason=reason, attempts=attempts, delay_s=delay)
 
     def _reset_pool(self) -> None:
         if self.pool is not None:

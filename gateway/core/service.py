@@ -19,7 +19,7 @@ from dicom_rules.watcher import RulesWatcher
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
-from gateway.core.ledger import InstanceState, Ledger
+from gateway.core.ledger import InstanceState, StateCount, open_ledger
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
@@ -46,7 +46,7 @@ class Service:
         if rules is None and config.rules_file is not None:
             self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
-        self.ledger = Ledger(config.ledger_path, clock=clock)
+        self.ledger = open_ledger(config, clock=clock)
         self.spool = ContentStore(config.spool_dir, writer=spool_writer)
         self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
         self.outbox = ContentStore(config.outbox_dir)
@@ -85,7 +85,12 @@ class Service:
             store.clean_temp_files()
         recovered = self.ledger.recover()
         orphans = self.count_spool_orphans()
-        LOG.info("service.recovered", spool_orphans=orphans, **recovered)
+        LOG.info(
+            "service.recovered",
+            spool_orphans=orphans,
+            jobs_requeued=recovered.jobs_requeued,
+            instances_requeued=recovered.instances_requeued,
+        )
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
         self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
         if self.config.tls is not None:
@@ -110,10 +115,10 @@ class Service:
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
         purged = self.ledger.purge_finished(before)
-        for spool_path, out_path in purged:
-            self.spool.discard(spool_path)
-            if out_path:
-                self.outbox.discard(out_path)
+        for files in purged:
+            self.spool.discard(files.spool_path)
+            if files.out_path:
+                self.outbox.discard(files.out_path)
         if purged:
             LOG.info("retention.purged", instances=len(purged))
         return len(purged)
@@ -147,10 +152,11 @@ class Service:
 
     def update_gauges(self) -> None:
         now = time.time()
-        counts = self.ledger.counts().get("instances", {})
+        counts = self.ledger.counts().instances
         for state in InstanceState:
-            n, oldest = counts.get(state, (0, None))
-            QUEUE_DEPTH.labels(state=state.value).set(n)
+            count = counts.get(state, StateCount(0, None))
+            QUEUE_DEPTH.labels(state=state.value).set(count.count)
+            oldest = count.oldest_updated_at
             OLDEST_AGE.labels(state=state.value).set(now - oldest if oldest else 0)
 
     def stop(self) -> None:

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
 import stat
 import sys
 import time
@@ -330,26 +329,27 @@ def check_spool(
 
 
 def check_ledger(path: Path) -> Iterator[Check]:
+    from gateway.core.ledger import LedgerError
+    from gateway.core.ledger.sqlite import check_integrity
+
     if not path.exists():
         yield ok("ledger", f"{path} not created yet (first start creates it)")
         return
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            result = [row[0] for row in db.execute("PRAGMA integrity_check")]
-            journal = db.execute("PRAGMA journal_mode").fetchone()[0]
-    except sqlite3.Error as exc:
+        integrity = check_integrity(path)
+    except LedgerError as exc:
         yield fail(
             "ledger", f"{path}: {exc}", "restore the ledger from the last backup (README: back up the ledger)"
         )
         return
-    if result != ["ok"]:
+    if integrity.problems:
         yield fail(
             "ledger",
-            f"{path} integrity_check: {'; '.join(result[:3])}",
+            f"{path} integrity_check: {'; '.join(integrity.problems[:3])}",
             "stop the service and restore the ledger from the last backup (README: back up the ledger)",
         )
     else:
-        yield ok("ledger", f"{path} integrity ok, journal {journal}")
+        yield ok("ledger", f"{path} integrity ok, journal {integrity.journal_mode}")
 
 
 # ---- rules and destinations ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 from anonymizer.plans import MetadataPlan, PixelMode, PixelPlan
 from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway.core.config import ForwardSettings, GatewayConfig
-from gateway.core.ledger import Ledger
+from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.service import Service
 from tests.conftest import DCMTK_ENV, VL_PHOTO, free_port
 
@@ -85,12 +86,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
     raise TimeoutError("condition not reached")
 
 
-def instance_states(config: GatewayConfig) -> dict[str, int]:
-    ledger = Ledger(config.ledger_path)
+@contextmanager
+def ledger_of(config: GatewayConfig) -> Iterator[Ledger]:
+    """The gateway's ledger, opened beside the running service (reads only), closed after."""
+    ledger = open_ledger(config)
     try:
-        return {state: n for state, (n, _) in ledger.counts().get("instances", {}).items()}
+        yield ledger
     finally:
         ledger.close()
+
+
+def instance_states(config: GatewayConfig) -> dict[str, int]:
+    with ledger_of(config) as ledger:
+        return {state: count.count for state, count in ledger.counts().instances.items()}
 
 
 def storescu(

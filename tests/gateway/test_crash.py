@@ -17,24 +17,21 @@ import pytest
 from pydicom import dcmread
 
 from anonymizer.plans import PixelMode
-from gateway.core.ledger import Ledger
+from gateway.core.ledger import InstanceRecord
 from tests.conftest import Patient, Study, make_small_sc, write_study
-from tests.gateway.conftest import GatewayProcess, gateway_config, storescu, wait_until
+from tests.gateway.conftest import GatewayProcess, gateway_config, ledger_of, storescu, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def ledger_rows(config: Any) -> list[Any]:
-    ledger = Ledger(config.ledger_path)
-    try:
-        return ledger.query("SELECT sop_key, state FROM instances")
-    finally:
-        ledger.close()
+def ledger_rows(config: Any) -> list[InstanceRecord]:
+    with ledger_of(config) as ledger:
+        return ledger.instances()
 
 
 def all_forwarded(config: Any, total: int) -> bool:
     rows = ledger_rows(config)
-    return len(rows) == total and all(r["state"] == "forwarded" for r in rows)
+    return len(rows) == total and all(r.state == "forwarded" for r in rows)
 
 
 def crash_at(gw: GatewayProcess, point: str, files: list[Path]) -> subprocess.CompletedProcess[str] | None:
@@ -85,7 +82,7 @@ def test_kill9_while_receiving_processing_and_forwarding_loses_and_duplicates_no
         wait_until(lambda: all_forwarded(config, total), timeout=90)  # noqa: B023
         gw.stop()
     rows = ledger_rows(config)
-    assert len(rows) == len({r["sop_key"] for r in rows}) == 12
+    assert len(rows) == len({r.sop_key for r in rows}) == 12
     assert len(research.wait_for_instances(12)) == 12
     assert research.rest("/statistics")["CountInstances"] == 12
     assert not list(config.spool_dir.rglob(".*.tmp")) and not list(config.outbox_dir.rglob(".*.tmp"))

@@ -15,19 +15,21 @@ from pydicom import dcmread
 
 from anonymizer.plans import PixelMode
 from dicom_rules import DicomDestination
-from gateway.core.ledger import Ledger
 from tests.conftest import Patient, Study, make_small_sc, make_vl_photo, patient_face_photos, write_study
-from tests.gateway.conftest import gateway_config, split_rules, storescu, wait_until
+from tests.gateway.conftest import (
+    gateway_config,
+    instance_states,
+    ledger_of,
+    split_rules,
+    storescu,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def settled(config: Any, total: int) -> dict[str, int] | None:
-    ledger = Ledger(config.ledger_path)
-    try:
-        counts = {s: n for s, (n, _) in ledger.counts().get("instances", {}).items()}
-    finally:
-        ledger.close()
+    counts = instance_states(config)
     done = counts.get("forwarded", 0) + counts.get("quarantined", 0)
     return counts if done == total else None
 
@@ -51,11 +53,12 @@ def test_storescu_study_reaches_orthanc_deidentified(tmp_path: Path, gateway, or
     result = storescu(service.port, files)
     assert result.returncode == 0, result.stderr
     counts = wait_until(lambda: settled(config, len(files)), timeout=120)
-    rows = Ledger(config.ledger_path).query("SELECT state, reason, sop_class_uid FROM instances")
-    photo_rows = [r for r in rows if r["sop_class_uid"].endswith("77.1.4")]
-    assert all(r["state"] == "forwarded" for r in rows if r not in photo_rows)
-    assert all(r["state"] == "forwarded" or r["reason"].startswith("pixels:") for r in photo_rows)
-    assert any(r["state"] == "forwarded" for r in photo_rows), [r["reason"] for r in photo_rows]
+    with ledger_of(config) as ledger:
+        rows = ledger.instances()
+    photo_rows = [r for r in rows if r.sop_class_uid.endswith("77.1.4")]
+    assert all(r.state == "forwarded" for r in rows if r not in photo_rows)
+    assert all(r.state == "forwarded" or r.reason.startswith("pixels:") for r in photo_rows)
+    assert any(r.state == "forwarded" for r in photo_rows), [r.reason for r in photo_rows]
     ids = research.wait_for_instances(counts.get("forwarded", 0))
     assert len(ids) == counts.get("forwarded", 0) >= len(others)
     assert patient.patient_id not in orthanc_patient_ids(research)

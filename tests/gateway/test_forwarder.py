@@ -5,19 +5,32 @@ from __future__ import annotations
 import random
 import time
 import urllib.request
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
+from pynetdicom.dsutils import split_dataset
 
 from anonymizer.plans import PixelMode
 from dicom_rules import DicomDestination, FolderDestination
 from gateway.cli import main as cli_main
 from gateway.core.config import ForwardSettings
-from gateway.core.forwarder import Breaker, backoff_delay
-from gateway.core.ledger import Ledger
+from gateway.core.forwarder import Breaker, Forwarder, backoff_delay
+from gateway.core.ledger import (
+    Deidentified,
+    InstanceState,
+    JobState,
+    Ledger,
+    ReceivedInstance,
+    SqliteLedger,
+    open_ledger,
+)
+from gateway.core.ledger.sql import Tx
 from tests.conftest import Study, make_small_sc, write_study
-from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
+from tests.gateway.conftest import gateway_config, instance_states, ledger_of, rules_to, storescu, wait_until
+from tests.ops.peers import dcmtk_storescp, free_port
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
@@ -72,8 +85,8 @@ def test_destination_down_then_up_everything_arrives_with_retries_counted(
     research.start()
     wait_until(lambda: instance_states(config) == {"forwarded": 6}, timeout=60)
     assert len(research.wait_for_instances(6)) == 6
-    attempts = Ledger(config.ledger_path).query("SELECT attempts FROM instances")
-    assert all(r["attempts"] >= 2 for r in attempts)
+    with ledger_of(config) as ledger:
+        assert all(r.attempts >= 2 for r in ledger.instances())
     health = urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/healthz", timeout=10).read()
     assert b'"ok": true' in health
 
@@ -89,16 +102,17 @@ def test_give_up_quarantines_and_cli_replay_forwards(tmp_path: Path, gateway: An
     files = write_study(tmp_path / "in", [make_small_sc()])
     assert storescu(service.port, files).returncode == 0
     wait_until(lambda: instance_states(config) == {"quarantined": 1}, timeout=60)
-    (item,) = Ledger(config.ledger_path).quarantine_items()
-    assert item["kind"] == "forward" and item["reason"].startswith("forward-gave-up:folder-write")
+    with ledger_of(config) as ledger:
+        (item,) = ledger.quarantine_items()
+    assert item.kind == "forward" and item.reason.startswith("forward-gave-up:folder-write")
     data = ["--data-dir", str(config.data_dir)]
     assert cli_main(["quarantine", "list", *data]) == 0
     assert "forward-gave-up" in capsys.readouterr().out
-    assert cli_main(["quarantine", "show", str(item["id"]), *data]) == 0
+    assert cli_main(["quarantine", "show", str(item.id), *data]) == 0
     shown = capsys.readouterr().out
     assert "instance.state" in shown and "quarantined" in shown and "folder-write" in shown
     blocked.unlink()
-    assert cli_main(["quarantine", "replay", str(item["id"]), *data]) == 0
+    assert cli_main(["quarantine", "replay", str(item.id), *data]) == 0
     wait_until(lambda: instance_states(config) == {"forwarded": 1}, timeout=60)
     assert len(list((blocked / "sub").glob("2.25.*.dcm"))) == 1
     assert cli_main(["status", *data]) == 0
@@ -119,29 +133,77 @@ def test_retention_deletes_files_of_forwarded_instances_only(tmp_path: Path, gat
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 1 and service.purge(before=time.time() + 1) == 0
 
 
-def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp_path: Path) -> None:
-    from gateway.core.forwarder import Forwarder
-    from gateway.core.ledger import InstanceState, ReceivedInstance
-    from tests.conftest import free_port
-
-    config = gateway_config(tmp_path / "gw", forward={"connect_timeout_s": 2.0})
-    ledger = Ledger(config.ledger_path)
-    good = write_study(config.outbox_dir / "ok", [make_small_sc()])[0]
-    for n, out_path in enumerate(["missing/gone.dcm", str(good.relative_to(config.outbox_dir))]):
+def deidentified_outputs(ledger: Ledger, out_paths: list[str], destination: str = "pacs") -> list[int]:
+    """Instances (one study) recorded as de-identified into ``out_paths`` (relative to the outbox)."""
+    ids = []
+    for n in range(len(out_paths)):
         received = ReceivedInstance(
             f"s{n}", "st", "P", "1.2", "1.2.840.10008.1.2.1", f"h{n}", "x", 1, "A", "ip"
         )
-        iid = ledger.record_received(received).instance_id
-        ledger.group_received()
-        for job in ledger.ready_jobs(0, 600):
-            ledger.start_job(job.id)
-        ledger.finish_instance_ok(iid, "pacs", out_path, f"2.25.{n}")
+        ids.append(ledger.record_received(received).instance_id)
+    ledger.group_received()
+    (job,) = ledger.ready_jobs(0, 600)
+    run = ledger.start_job(job)
+    assert run is not None
+    outcomes = [Deidentified(i, destination, p, f"2.25.{i}") for i, p in zip(ids, out_paths, strict=True)]
+    ledger.finish_job(run, outcomes)
+    return ids
+
+
+def test_unreadable_outbox_file_fails_alone_and_never_stalls_the_destination(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path / "gw", forward={"connect_timeout_s": 2.0})
+    ledger = open_ledger(config)
+    good = write_study(config.outbox_dir / "ok", [make_small_sc()])[0]
+    deidentified_outputs(ledger, ["missing/gone.dcm", str(good.relative_to(config.outbox_dir))])
     rules = rules_to(DicomDestination("pacs", "NOBODY", "127.0.0.1", free_port()))
     assert Forwarder(config, ledger, lambda: rules).tick() == 0  # raised FileNotFoundError before
-    rows = ledger.query("SELECT state, reason FROM instances ORDER BY id")
-    assert [r["state"] for r in rows] == [InstanceState.RETRY_WAITING] * 2
-    assert rows[0]["reason"] == "outbox-unreadable:FileNotFoundError"
-    assert not rows[1]["reason"].startswith("outbox-unreadable")
+    rows = ledger.instances()
+    assert [r.state for r in rows] == [InstanceState.RETRY_WAITING] * 2
+    assert rows[0].reason == "outbox-unreadable:FileNotFoundError"
+    assert not rows[1].reason.startswith("outbox-unreadable")
+
+
+class CountingLedger(SqliteLedger):
+    """The real SQLite ledger, counting its write transactions."""
+
+    writes = 0
+
+    def _write(self) -> AbstractContextManager[Tx]:
+        self.writes += 1
+        return super()._write()
+
+
+def dataset_bytes(path: Path) -> bytes:
+    """The encoded dataset of a DICOM file, without preamble and file meta (read, never decoded)."""
+    _, offset = split_dataset(path)
+    return path.read_bytes()[offset:]
+
+
+@pytest.mark.integration
+def test_a_tick_sends_the_stored_bytes_undecoded_and_records_all_outcomes_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = gateway_config(tmp_path / "gw", forward={"batch_size": 2, "connect_timeout_s": 5.0})
+    ledger = CountingLedger(config.ledger_path)
+    outputs = write_study(config.outbox_dir / "ok", [make_small_sc(number=n) for n in range(5)])
+    out_paths = [str(p.relative_to(config.outbox_dir)) for p in outputs] + ["missing/gone.dcm"]
+    deidentified_outputs(ledger, out_paths)  # 6 outputs: three batches of two
+
+    def no_decoding(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the forwarder decoded an output")
+
+    monkeypatch.setattr(pydicom.filereader, "read_partial", no_decoding)  # what every dcmread calls
+    port = free_port()
+    rules = rules_to(DicomDestination("pacs", "ANY", "127.0.0.1", port))
+    with dcmtk_storescp(port, tmp_path / "peer", ["+B"]):  # +B: the peer stores the bytes as received
+        ledger.writes = 0
+        sent = Forwarder(config, ledger, lambda: rules).tick()
+        assert (sent, ledger.writes) == (5, 1)  # one transaction per tick (six before: one per instance)
+    states = [r.state for r in ledger.instances()]
+    assert states == [InstanceState.FORWARDED] * 5 + [InstanceState.RETRY_WAITING]
+    assert [j.state for j in ledger.jobs()] == [JobState.DEIDENTIFIED]  # the missing one will be retried
+    received = sorted(dataset_bytes(p) for p in (tmp_path / "peer").iterdir())
+    assert received == sorted(dataset_bytes(p) for p in outputs)  # byte for byte what the outbox holds
 
 
 def test_folder_destination_refuses_a_uid_that_is_not_a_file_name(tmp_path: Path) -> None:

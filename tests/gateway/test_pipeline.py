@@ -12,13 +12,14 @@ import pytest
 
 from anonymizer.plans import PixelMode
 from dicom_rules import FolderDestination
-from gateway.core.ledger import Ledger
+from gateway.core.ledger import InstanceState
 from tests.conftest import Patient, Study, make_small_sc, write_study
 from tests.gateway.conftest import (
     SleepyRules,
     SplitRules,
     gateway_config,
     instance_states,
+    ledger_of,
     split_rules,
     storescu,
     wait_until,
@@ -36,8 +37,9 @@ def test_hung_worker_is_stopped_and_job_retried(tmp_path: Path, gateway: Any) ->
     assert storescu(service.port, write_study(tmp_path / "in", [make_small_sc()])).returncode == 0
 
     def retried() -> bool:
-        jobs = Ledger(config.ledger_path).query("SELECT state, reason, attempts FROM jobs")
-        return bool(jobs) and jobs[0]["reason"] == "worker-error:BrokenProcessPool"
+        with ledger_of(config) as ledger:
+            jobs = ledger.jobs()
+        return bool(jobs) and jobs[0].reason == "worker-error:BrokenProcessPool"
 
     wait_until(retried, timeout=60)
     assert instance_states(config) in ({"grouped": 1}, {"processing": 1})
@@ -71,6 +73,7 @@ def test_worker_crash_quarantines_only_the_job_that_causes_it(
     settled = ("forwarded", "quarantined")
     wait_until(lambda: sum(instance_states(config).get(s, 0) for s in settled) == 2, timeout=90)
     assert instance_states(config) == {"forwarded": 1, "quarantined": 1}  # both were quarantined before
-    rows = Ledger(config.ledger_path).query("SELECT reason FROM instances WHERE state='quarantined'")
-    assert [r["reason"] for r in rows] == ["worker-error:BrokenProcessPool"]
+    with ledger_of(config) as ledger:
+        rows = ledger.instances(state=InstanceState.QUARANTINED)
+    assert [r.reason for r in rows] == ["worker-error:BrokenProcessPool"]
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 1

@@ -13,9 +13,8 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, VLPhotographicIma
 
 from dicom_rules import FolderDestination
 from gateway.core.config import CallerRule
-from gateway.core.ledger import Ledger
 from tests.conftest import DCMTK_ENV, Study, face_photos, make_small_sc, make_vl_photo, write_study
-from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu
+from tests.gateway.conftest import gateway_config, instance_states, ledger_of, rules_to, storescu
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +66,8 @@ def test_storescu_jpeg_photos_are_spooled_under_hash_names(tmp_path: Path, gatew
     spooled = sorted(p.name for p in config.spool_dir.rglob("*.dcm"))
     assert len(spooled) == 3 and all(len(name) == 64 + 4 for name in spooled)
     assert study.study_uid not in " ".join(spooled)
-    rows = Ledger(config.ledger_path).query("SELECT transfer_syntax FROM instances")
-    assert {r["transfer_syntax"] for r in rows} == {"1.2.840.10008.1.2.4.50"}
+    with ledger_of(config) as ledger:
+        assert {r.transfer_syntax for r in ledger.instances()} == {"1.2.840.10008.1.2.4.50"}
 
 
 def test_resending_the_same_instance_is_idempotent(tmp_path: Path, gateway) -> None:
@@ -119,8 +118,9 @@ def test_garbage_and_truncated_datasets_fail_while_parallel_good_association_suc
     assert all(s != 0 for s in statuses)
     assert good_result and good_result[0].returncode == 0, good_result[0].stderr if good_result else "no run"
     assert sum(instance_states(config).values()) == 20
-    rows = Ledger(config.ledger_path).quarantine_items()
-    assert len(rows) == 3 and all(r["kind"] == "receive" and r["blob_path"] for r in rows)
+    with ledger_of(config) as ledger:
+        items = ledger.quarantine_items()
+    assert len(items) == 3 and all(i.kind == "receive" and i.blob_path for i in items)
 
 
 def test_store_fails_0xA700_when_disk_full(tmp_path: Path, gateway) -> None:

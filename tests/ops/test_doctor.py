@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from dicom_rules.decision import (
 )
 from dicom_rules.ruleset import RuleSet
 from gateway.core.config import load_config
+from gateway.core.ledger import open_ledger
 from gateway.ops.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
 from tests.ops.peers import dcmtk_storescp, free_port
 from tests.ops.pki import Pki, self_signed
@@ -111,10 +111,9 @@ def test_doctor_fails_on_corrupt_ledger_and_missing_secret(site: dict[str, Any])
 
 
 def test_doctor_accepts_healthy_ledger(site: dict[str, Any]) -> None:
-    with sqlite3.connect(site["config"].ledger_path) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE TABLE instances (id INTEGER PRIMARY KEY, state TEXT)")
-        db.execute("INSERT INTO instances (state) VALUES ('received')")
+    ledger = open_ledger(site["config"])
+    ledger.quarantine_received("receive:test", None, "HOSP")
+    ledger.close()
     checks = run_checks(site["config"], _rules(site["bank"], [FolderDestination("f", Path("out"))]), FAST)
     ledger = next(c for c in checks if c.name == "ledger")
     assert ledger.status == Status.OK and "integrity ok" in ledger.detail

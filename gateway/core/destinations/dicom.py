@@ -1,5 +1,8 @@
 """DICOM destination: C-STORE SCU offering each output's own SOP class and transfer syntax (no transcoding).
 
+Each output file is sent as stored: pynetdicom reads it in PDU-sized chunks from the file (never decoding
+it), so the presentation context must match the file meta exactly, which the contexts offered here do.
+
 The association is opened in :func:`open_association`, the one place where TLS (``gateway.ops.tls``) applies.
 Success and warning statuses count as stored; anything else, or a lost association, is a failure the
 forwarder retries. Deterministic output UIDs make a re-send idempotent at the destination.
@@ -11,9 +14,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import DicomDestination
@@ -60,6 +62,7 @@ class DicomSender:
     def __init__(self, destination: DicomDestination, config: GatewayConfig) -> None:
         self.destination = destination
         self.config = config
+        _config.STORE_SEND_CHUNKED_DATASET = True  # pynetdicom's documented switch: send file paths as stored
 
     def send(self, files: Sequence[OutboundFile]) -> list[SendResult]:
         """One result per file: an unreadable output fails alone (retried, then quarantined)."""
@@ -97,8 +100,8 @@ class DicomSender:
         if not assoc.is_established:
             return SendResult(f.instance_id, False, "association-lost")
         try:
-            status = assoc.send_c_store(dcmread(f.path))
-        except Exception as exc:  # I/O, an undecodable output, a lost association: this file fails alone
+            status = assoc.send_c_store(f.path)
+        except Exception as exc:  # I/O, a file without meta, a lost association: this file fails alone
             return SendResult(f.instance_id, False, f"c-store:{type(exc).__name__}")
         code = int(getattr(status, "Status", -1)) if status else -1
         if code >= 0 and is_stored(code):

@@ -1,10 +1,97 @@
-"""The ledger: every instance and study job with its state (see :mod:`.models` for the states).
+"""The ledger: every instance and study job with its state (the states and records: :mod:`.models`).
 
-Interim: :mod:`.base` defines the typed interface and :mod:`.models` its records; callers still use the
-old class (``ledger_legacy``) until the SQLite backend implementing ``base.Ledger`` lands.
+:class:`Ledger` (:mod:`.base`) is the interface, one fenced method per state transition; :class:`SqlLedger`
+(:mod:`.sql`) implements it in portable SQL (:mod:`.statements`); :class:`SqliteLedger` (:mod:`.sqlite`)
+is the one-node backend. Callers get one from :func:`open_ledger` and pass and receive frozen records.
+No SQL outside this package.
 """
 
-from gateway.core.ledger_legacy import *  # noqa: F403
-from gateway.core.ledger_legacy import Ledger
+from __future__ import annotations
 
-__all__ = ["Ledger"]
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway.core.ledger.base import Ledger
+from gateway.core.ledger.models import (
+    Deidentified,
+    Dropped,
+    Duplicate,
+    Forwarded,
+    ForwardGaveUp,
+    ForwardOutcome,
+    ForwardRecorded,
+    ForwardRetry,
+    Grouped,
+    InstanceOutcome,
+    InstanceRecord,
+    InstanceState,
+    Job,
+    JobInstance,
+    JobRecord,
+    JobRun,
+    JobState,
+    LedgerCounts,
+    LedgerError,
+    OutputItem,
+    PurgedFiles,
+    Quarantined,
+    QuarantineItem,
+    QuarantineKind,
+    ReceivedInstance,
+    ReceiveResult,
+    Recovery,
+    StateCount,
+    StudySummary,
+)
+from gateway.core.ledger.sql import SqlLedger
+from gateway.core.ledger.sqlite import SqliteLedger
+
+if TYPE_CHECKING:
+    from gateway.core.config import GatewayConfig
+
+
+def open_ledger(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Ledger:
+    """The ledger of a gateway: SQLite at ``config.ledger_path``, or PostgreSQL when ``ledger`` names one."""
+    if config.ledger is not None:
+        from gateway.core.ledger.postgres import PostgresLedger  # psycopg only in cluster mode
+
+        return PostgresLedger(config.ledger, clock, lease_s=config.forward_lease_s)
+    return SqliteLedger(config.ledger_path, clock=clock)
+
+
+__all__ = [
+    "Deidentified",
+    "Dropped",
+    "Duplicate",
+    "ForwardGaveUp",
+    "ForwardOutcome",
+    "ForwardRecorded",
+    "ForwardRetry",
+    "Forwarded",
+    "Grouped",
+    "InstanceOutcome",
+    "InstanceRecord",
+    "InstanceState",
+    "Job",
+    "JobInstance",
+    "JobRecord",
+    "JobRun",
+    "JobState",
+    "Ledger",
+    "LedgerCounts",
+    "LedgerError",
+    "OutputItem",
+    "PurgedFiles",
+    "QuarantineItem",
+    "QuarantineKind",
+    "Quarantined",
+    "ReceiveResult",
+    "ReceivedInstance",
+    "Recovery",
+    "SqlLedger",
+    "SqliteLedger",
+    "StateCount",
+    "StudySummary",
+    "open_ledger",
+]

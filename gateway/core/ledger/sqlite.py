@@ -1,0 +1,97 @@
+"""The SQLite backend (one node): WAL, synchronous=FULL, one connection per thread, BEGIN IMMEDIATE.
+
+A commit is durable (fsynced) before a transition returns, so "C-STORE Success only after the ledger
+commit" and every state survive kill -9.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.core.ledger import statements
+from gateway.core.ledger.models import LedgerError
+from gateway.core.ledger.sql import SqlLedger, Tx
+
+PRIMARY_KEY = "INTEGER PRIMARY KEY"
+
+
+def _failed(exc: sqlite3.Error) -> LedgerError:
+    return LedgerError(f"sqlite: {type(exc).__name__}: {exc}")
+
+
+class SqliteLedger(SqlLedger):
+    """Thread-safe: one SQLite connection per thread, explicit IMMEDIATE transactions."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock)
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn().executescript(statements.SCHEMA.format(id=PRIMARY_KEY))
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        try:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
+        try:
+            yield Tx(db.cursor())
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _failed(exc) from exc
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Tx]:
+        try:
+            yield Tx(self._conn().cursor())
+        except sqlite3.Error as exc:
+            raise _failed(exc) from exc
+
+
+@dataclass(frozen=True)
+class Integrity:
+    problems: list[str]  # empty when the database is sound
+    journal_mode: str
+
+
+def check_integrity(path: Path) -> Integrity:
+    """``PRAGMA integrity_check`` on a read-only connection (the doctor); raises LedgerError when the file
+    cannot be opened as a database."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            result = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            journal = str(db.execute("PRAGMA journal_mode").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise _failed(exc) from exc
+    return Integrity([] if result == ["ok"] else result, journal)

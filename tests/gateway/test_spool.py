@@ -1,0 +1,50 @@
+"""Spool: atomic writes, content-addressed files, durable shard directories."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from gateway.core.spool import ContentStore, atomic_write
+
+
+def test_atomic_write_leaves_nothing_when_disk_full(tmp_path: Path) -> None:
+    def full_disk(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = ContentStore(tmp_path / "spool", writer=full_disk)
+    with pytest.raises(OSError):
+        store.put(b"x" * 100)
+    assert [p for p in (tmp_path / "spool").rglob("*") if p.is_file()] == []
+
+
+def test_content_store_names_files_by_hash_and_is_idempotent(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path)
+    first, second = store.put(b"abc"), store.put(b"abc")
+    assert first == second and first.relpath.endswith(first.sha256 + ".dcm")
+    assert store.read(first.relpath) == b"abc"
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / ".dead.tmp").write_bytes(b"half")
+    assert store.clean_temp_files() == 1
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    atomic_write(tmp_path / "f", b"one")
+    atomic_write(tmp_path / "f", b"two")
+    assert (tmp_path / "f").read_bytes() == b"two" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_new_shard_directory_is_made_durable_before_the_file_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.core.spool
+
+    synced: list[Path] = []
+    real = gateway.core.spool.fsync_dir
+    monkeypatch.setattr(gateway.core.spool, "fsync_dir", lambda p: (synced.append(p), real(p))[1])
+    store = ContentStore(tmp_path / "spool")
+    stored = store.put(b"photo")
+    shard = store.path(stored.relpath).parent
+    assert synced == [tmp_path / "spool", shard]  # the root holds the new shard entry; [shard] before
