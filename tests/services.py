@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,39 @@ class S3Server:
 
         boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1").create_bucket(Bucket=name)
         return name
+
+
+# ---- fixtures (registered for every test folder by tests/conftest.py) ------------------------------------
+_BUCKETS = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server per session on a free loopback port."""
+    from tests.conftest import free_port
+
+    server = Postgres(free_port()).init()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """One S3 endpoint (moto) per session on a free loopback port."""
+    from tests.conftest import free_port
+
+    server = S3Server(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    """A new bucket on the session's S3 endpoint."""
+    return s3.create_bucket(f"vera-test-{next(_BUCKETS)}")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gateway.cluster.queue import Coordinator
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
-from gateway.core.ledger.models import Forwarded, ForwardGaveUp, ForwardRetry, OutputItem
+from gateway.core.ledger.models import ForwardOutcome, ForwardRecorded, OutputItem
 from gateway.core.ledger.postgres import PostgresLedger, node_name
 from gateway.core.objectstore import open_store
 from gateway.core.scp import association_policy, start_scp
@@ -48,40 +49,31 @@ def open_ledger(config: GatewayConfig, role: str) -> PostgresLedger:
 
 
 class ForwardLedger:
-    """The forwarder's view of the shared ledger: due outputs are leased to this node, their objects fetched
-    from the shared outbox into the local outbox folder the senders read, and each outcome is recorded fenced
-    on the attempt the lease saw. (Adapter for the forwarder's per-item calls; goes once it records through
-    ``record_forwarding`` itself.)"""
+    """The forwarder's view of the shared ledger: due outputs are *leased* to this node; with an object
+    store, their objects are fetched into the local outbox folder the senders read, and dropped from it once
+    their outcome is recorded. Every other call goes to the ledger."""
 
     def __init__(self, ledger: PostgresLedger, shared_outbox: Any | None, local_outbox: Path) -> None:
         self.ledger = ledger
-        self.outbox = shared_outbox  # None: the outbox is a folder the senders read directly
+        self.outbox = shared_outbox
         self.local = local_outbox
-        self.leased: dict[int, OutputItem] = {}
 
-    def due_outputs(self, limit: int = 500, exclude: Any = ()) -> list[OutputItem]:
-        items = self.ledger.due_outputs(limit=limit, exclude=exclude)
-        for item in items:
-            self.leased[item.instance_id] = item
-            if self.outbox is not None and not (self.local / item.out_path).exists():
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def due_outputs(self, limit: int = 500, exclude: Sequence[str] = ()) -> list[OutputItem]:
+        items = self.ledger.lease_outputs(limit=limit, exclude=exclude)
+        for item in items if self.outbox is not None else ():
+            if not (self.local / item.out_path).exists():
                 atomic_write(self.local / item.out_path, self.outbox.read(item.out_path))
         return items
 
-    def mark_forwarded(self, instance_id: int) -> None:
-        item = self.leased.pop(instance_id)
-        self.ledger.record_forwarding([Forwarded(item)])
-        if self.outbox is not None:
+    def record_forwarding(self, outcomes: Sequence[ForwardOutcome]) -> list[ForwardRecorded]:
+        recorded = self.ledger.record_forwarding(outcomes)
+        for outcome in outcomes if self.outbox is not None else ():
             with contextlib.suppress(FileNotFoundError):
-                (self.local / item.out_path).unlink()
-
-    def mark_forward_failed(self, item: OutputItem, reason: str, delay_s: float) -> None:
-        self.leased.pop(item.instance_id, None)
-        self.ledger.record_forwarding([ForwardRetry(item, reason, delay_s)])
-
-    def quarantine_instance(self, instance_id: int, reason: str, kind: str = "forward") -> int:
-        item = self.leased.pop(instance_id)
-        done = self.ledger.record_forwarding([ForwardGaveUp(item, reason)])
-        return (done[0].quarantine_id or -1) if done else -1
+                (self.local / outcome.item.out_path).unlink()
+        return recorded
 
 
 class ClusterNode:
@@ -118,9 +110,9 @@ class ClusterNode:
             self.coordinator = Coordinator(self.config, self.ledger)
             loops.append(("coordinator", self.coordinator.run))
         if self.forwards:
-            shared = None if isinstance(self.outbox, ContentStore) else self.outbox
-            view = ForwardLedger(self.ledger, shared, self.config.outbox_dir)
-            forwarder = Forwarder(self.config, view, lambda: self.rules)  # type: ignore[arg-type]
+            shared = None if isinstance(self.outbox, ContentStore) else self.outbox  # a folder: read in place
+            view: Any = ForwardLedger(self.ledger, shared, self.config.outbox_dir)
+            forwarder = Forwarder(self.config, view, lambda: self.rules)
             loops.append(("forwarder", forwarder.run))
         for name, target in loops:
             thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)

@@ -127,13 +127,13 @@ def test_two_forwarders_never_lease_the_same_output_and_a_dead_ones_lease_expire
     job = ready_run(a, clock, count=6)
     run = a.start_job(job)
     a.finish_job(run, [Deidentified(i.id, "pacs", f"o{i.id}", f"2.25.{i.id}") for i in run.instances])
-    got_a, got_b = a.due_outputs(limit=4), b.due_outputs(limit=4)
+    got_a, got_b = a.lease_outputs(limit=4), b.lease_outputs(limit=4)
     assert len(got_a) == 4 and len(got_b) == 2
     assert not {i.instance_id for i in got_a} & {i.instance_id for i in got_b}
-    assert b.due_outputs() == []  # everything is leased
+    assert b.lease_outputs() == []  # everything is leased
     assert len(b.record_forwarding([Forwarded(i) for i in got_b])) == 2
     clock.now += 61  # fwd-a died holding 4 items: its lease runs out, fwd-b takes them over
-    taken = b.due_outputs()
+    taken = b.lease_outputs()
     assert {i.instance_id for i in taken} == {i.instance_id for i in got_a}
     assert len(b.record_forwarding([Forwarded(i) for i in taken])) == 4
     assert a.record_forwarding([Forwarded(i) for i in got_a]) == []  # a late duplicate report is fenced
