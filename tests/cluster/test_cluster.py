@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STUDIES, PER_STUDY = 20, 10
 
 
-def storescu(port: int, files: list[Path]) -> subprocess.CompletedProcess[str]:
-    cmd = ["/usr/bin/storescu", "-xy", "-aet", "HOSP_PACS", "-aec", "VERA_GW", "127.0.0.1", str(port)]
+def storescu(port: int, files: list[Path], verbose: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = ["/usr/bin/storescu", *(["-v"] if verbose else []), "-xy", "-aet", "HOSP_PACS", "-aec", "VERA_GW"]
+    cmd += ["127.0.0.1", str(port)]
     return subprocess.run(
         [*cmd, *map(str, files)], capture_output=True, text=True, timeout=180, env=DCMTK_ENV
     )
@@ -46,7 +47,7 @@ def cluster(tmp_path: Path, pg_url: str, s3: S3Server, bucket: str, orthanc: Any
     c.stop()
 
 
-def test_cluster_forwards_every_instance_once_after_a_worker_is_killed_mid_job_and_the_db_restarts(
+def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiver_and_database_crashes(
     cluster: Cluster, tmp_path: Path, postgres: Postgres
 ) -> None:
     receivers = [cluster.receiver("recv-a"), cluster.receiver("recv-b")]
@@ -62,15 +63,26 @@ def test_cluster_forwards_every_instance_once_after_a_worker_is_killed_mid_job_a
         results = [f.result() for f in sends]
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
     wait_until(lambda: victim.events("fault.hold"), 60)
-    held = cluster.sql("SELECT id FROM jobs WHERE state='processing'")
-    assert len(held) == 1
+    (held,) = cluster.sql("SELECT id FROM jobs WHERE state='processing'")
     cluster.worker("worker-b")
-    victim.kill9()
+    victim.kill9()  # mid-job: the sweep sees its heart-beat stop and the job runs again on worker-b
     postgres.restart(immediate=True)  # every node must reconnect by itself
-    wait_until(lambda: cluster.instance_states() == {"forwarded": STUDIES * PER_STUDY}, 120, 0.5)
-    assert len(cluster.pacs.instances()) == STUDIES * PER_STUDY  # type: ignore[attr-defined]
+
+    # kill -9 a receiver in the middle of an association: what it acknowledged is forwarded all the same
+    late = make_studies(tmp_path / "late", 4, PER_STUDY)
+    with ThreadPoolExecutor(1) as pool:
+        send = pool.submit(storescu, cluster.ports["recv-b"], [f for s in late for f in s], verbose=True)
+        wait_until(lambda: sum(cluster.instance_states().values()) >= STUDIES * PER_STUDY + 5, 60, 0.05)
+        receivers[1].kill9()
+        interrupted = send.result()
+    acked = interrupted.stderr.count("Received Store Response (Success)")
+    assert interrupted.returncode != 0 and acked >= 5
+    total = sum(cluster.instance_states().values())
+    assert STUDIES * PER_STUDY + acked <= total <= STUDIES * PER_STUDY + acked + 1  # +1: committed, not acked
+
+    wait_until(lambda: cluster.instance_states() == {"forwarded": total}, 120, 0.5)
+    assert len(cluster.pacs.instances()) == total  # type: ignore[attr-defined]
     jobs = cluster.sql("SELECT id, attempts, state FROM jobs ORDER BY id")
-    assert len(jobs) == STUDIES and {j["state"] for j in jobs} == {"forwarded"}
-    assert [j["attempts"] for j in jobs if j["id"] == held[0]["id"]] == [2]
-    nodes = {r["role"] for r in cluster.sql("SELECT role FROM nodes")}
-    assert {"receive", "forward"} <= nodes
+    assert {j["state"] for j in jobs} == {"forwarded"}
+    assert [j["attempts"] for j in jobs if j["id"] == held["id"]] == [2]
+    assert {r["role"] for r in cluster.sql("SELECT role FROM nodes")} >= {"receive", "forward"}
