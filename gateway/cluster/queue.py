@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from gateway.core.config import GatewayConfig
+from gateway.core.ledger.models import LedgerError
 from gateway.core.ledger.postgres import PostgresLedger
 
 LOG = structlog.get_logger("gateway.cluster.queue")
@@ -106,17 +107,20 @@ class Coordinator:
         )
         for entry in stalled:
             self._settle_stalled(entry)
-            self.ledger.query(  # the queue entry runs again at once: the retried run, or nothing to do
-                sql.queries["retry_job"],
-                {
-                    "job_id": entry["id"],
-                    "retry_at": datetime.datetime.now(datetime.UTC),
-                    "new_priority": None,
-                    "new_queue_name": None,
-                    "new_lock": None,
-                },
-            )
+            self._requeue(entry["id"])
         return len(stalled)
+
+    def _requeue(self, entry_id: int) -> None:
+        """The queue entry runs again at once: it starts the retried run, or finds nothing to do."""
+        from procrastinate import sql
+
+        now = datetime.datetime.now(datetime.UTC)
+        args = {"job_id": entry_id, "retry_at": now, "new_priority": None, "new_queue_name": None,
+                "new_lock": None}  # fmt: skip
+        try:
+            self.ledger.query(sql.queries["retry_job"], args)
+        except LedgerError:  # another coordinator's sweep requeued it a moment ago
+            LOG.info("job.requeue_skipped", entry_id=entry_id)
 
     def _settle_stalled(self, entry: dict[str, Any]) -> None:
         job_id = int(entry["args"]["job_id"])

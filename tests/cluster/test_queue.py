@@ -88,3 +88,24 @@ def test_a_dead_workers_job_is_retried_then_quarantined_after_max_attempts(coord
     }
     assert coordinator.sweep() == 0  # the entry went back to the queue: it will find nothing to start
     assert coordinator.ledger.startable_job(job.id) is None
+
+
+def test_doctor_reports_the_cluster(tmp_path: Path, pg_url: str, s3: Any, bucket: str) -> None:
+    from gateway.cluster.doctor import cluster_checks
+    from gateway.core.config import ObjectStoreSettings
+
+    store = ObjectStoreSettings(bucket=bucket, endpoint_url=s3.endpoint, connect_timeout_s=1, max_attempts=1)
+    config = GatewayConfig(data_dir=tmp_path, ledger=pg_url, object_store=store)
+    before = {name: status for name, status, *_ in cluster_checks(config)}
+    assert before == {"postgresql": "ok", "migrations": "fail"}  # nothing started on this database yet
+    PostgresLedger(pg_url).shutdown()  # a node starts: migrations applied
+    after = {name: status for name, status, *_ in cluster_checks(config)}
+    assert after == {
+        "postgresql": "ok",
+        "migrations": "ok",
+        "workers": "warn",
+        "nodes": "ok",
+        "object store": "ok",
+    }
+    gone = config.model_copy(update={"object_store": store.model_copy(update={"bucket": "no-such-bucket"})})
+    assert dict((n, s) for n, s, *_ in cluster_checks(gone))["object store"] == "fail"
