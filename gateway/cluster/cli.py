@@ -82,6 +82,9 @@ def nodes_table(ledger: Any) -> Table:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    """`db upgrade`: apply the schema migrations and create the shared secret when missing (once, before
+    the first node starts; nodes also migrate at start-up). `db status`: exit 1 when migrations are missing."""
+    from anonymizer.keys import load_or_create_secret
     from gateway.core.ledger import migrations
     from gateway.core.ledger.postgres import PostgresLedger
 
@@ -90,6 +93,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.db_command == "upgrade":
         applied = ledger.upgrade()
         print(f"applied migrations: {applied or 'none (up to date)'}")
+        load_or_create_secret(config.secret_path)  # every node must share it: made once, here, if missing
+        print(f"shared secret: {config.secret_path}")
     versions = ledger.schema_versions()
     missing = [m.version for m in migrations.MIGRATIONS if m.version not in versions]
     print(f"schema versions: {versions}; latest {migrations.LATEST}; missing {missing or 'none'}")

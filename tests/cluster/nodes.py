@@ -55,6 +55,7 @@ class Node:
 
     def start(self, hold: str = "") -> Node:
         env = {**os.environ, **self.env, "PYTHONPATH": str(REPO), "VERA_GATEWAY_HOLD": hold}
+        self.root.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", *self.args],
@@ -132,11 +133,12 @@ class Cluster:
             }
         self.config_path = root / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
+        self.shared_store = s3 is not None
         self.nodes: dict[str, Node] = {}
         self.ports: dict[str, int] = {}
 
     def _node(self, name: str, *args: str, env: dict[str, str] | None = None) -> Node:
-        data = self.root / name
+        data = self.root / (name if self.shared_store else "shared")  # no object store: one shared folder
         node = Node(
             self.root, name, ["--config", str(self.config_path), "--data-dir", str(data), *args], env or {}
         )
