@@ -38,11 +38,8 @@ Step = Callable[[Any], object]
 # Without these, glibc serves every ~5 MB buffer with a fresh mmap whose page faults cost more than the copy
 # (floor 7-20 ms instead of ~1.5 ms here) and drown what is measured; a long-running gateway worker reaches
 # the same steady state once glibc raises its dynamic mmap threshold.
-WORKER_ENV = {
-    **os.environ,
-    "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
-}
+WORKER_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+              "MALLOC_TRIM_THRESHOLD_": str(512 << 20)}
 
 
 def make_photos(directory: Path, count: int, size: tuple[int, int], noise: float = 8.0) -> list[Path]:
@@ -72,11 +69,9 @@ def _steps() -> dict[str, Step]:
 
     keys, plan = KeyRing(b"bench-secret-0123456789abcdef012"), MetadataPlan()
     full_scan = MetadataPlan(jpeg_full_scan=True)
-    steps: dict[str, Step] = {
-        "floor (read+write)": lambda ds: None,
-        "ours (deidentify)": lambda ds: deidentify(ds, plan, keys, None),
-        "ours, jpeg_full_scan": lambda ds: deidentify(ds, full_scan, keys, None),
-    }
+    steps: dict[str, Step] = {"floor (read+write)": lambda ds: None,
+                              "ours (deidentify)": lambda ds: deidentify(ds, plan, keys, None),
+                              "ours, jpeg_full_scan": lambda ds: deidentify(ds, full_scan, keys, None)}
     try:
         from dicognito.anonymizer import Anonymizer  # type: ignore[import-not-found,unused-ignore]
 
@@ -116,10 +111,8 @@ def worker(repeats: int, paths: list[str]) -> dict[str, list[float]]:
 def report(runs: dict[str, list[float]], count: int, size: str, mean_mb: float) -> None:
     """Median and best run per variant (best = least disturbed by other load on a shared machine)."""
     repeats = len(runs["ours (deidentify)"])
-    print(
-        f"{count} VL Photographic files, {size} JPEG, {mean_mb:.1f} MB mean; {repeats} interleaved runs; "
-        "ms per instance (read + de-identify + write, in memory)"
-    )
+    print(f"{count} VL Photographic files, {size} JPEG, {mean_mb:.1f} MB mean; {repeats} interleaved runs; "
+          "ms per instance (read + de-identify + write, in memory)")
     header = ("variant", "median", "x floor", "best", "x floor", "ours/this (best)")
     print(f"  {header[0]:<20} {header[1]:>8} {header[2]:>8} {header[3]:>8} {header[4]:>8} {header[5]:>17}")
     best = {name: min(values) for name, values in runs.items()}
@@ -127,10 +120,8 @@ def report(runs: dict[str, list[float]], count: int, size: str, mean_mb: float) 
     floor_b, floor_m = best["floor (read+write)"], median["floor (read+write)"]
     ours_b = best["ours (deidentify)"]
     for name in runs:
-        print(
-            f"  {name:<20} {median[name]:8.2f} {median[name] / floor_m:8.2f} {best[name]:8.2f} "
-            f"{best[name] / floor_b:8.2f} {ours_b / best[name]:17.2f}"
-        )
+        print(f"  {name:<20} {median[name]:8.2f} {median[name] / floor_m:8.2f} {best[name]:8.2f} "
+              f"{best[name] / floor_b:8.2f} {ours_b / best[name]:17.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

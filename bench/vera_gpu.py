@@ -91,28 +91,14 @@ def main() -> None:
         save_encoder(SmallFaceEncoder(EncoderConfig()), enc_path, "random weights (timing only)")
         for preset, res in runs:
             for amp in (False, True) if device.type == "cuda" else (False,):
-                cfg = resolve(
-                    preset,
-                    {
-                        "out_dir": tmp,
-                        "data": "none",
-                        "encoder": str(enc_path),
-                        "batch": args.batch,
-                        "amp": amp,
-                        "device": device.type,
-                    },
-                )
-                row = {
-                    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                    "resolution": res,
-                    "amp": amp,
-                    "batch": cfg.batch,
-                    "train_s_per_step": round(time_training(cfg, device, amp, args.train_steps), 4),
-                    "inv_steps": args.inv_steps,
-                    "anonymize_s_per_photo": round(
-                        time_anonymization(with_(cfg, batch=2), device, amp, args.inv_steps, enc_path), 3
-                    ),
-                }
+                cfg = resolve(preset, {"out_dir": tmp, "data": "none", "encoder": str(enc_path),
+                                       "batch": args.batch, "amp": amp, "device": device.type})
+                row = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                       "resolution": res, "amp": amp, "batch": cfg.batch,
+                       "train_s_per_step": round(time_training(cfg, device, amp, args.train_steps), 4),
+                       "inv_steps": args.inv_steps,
+                       "anonymize_s_per_photo": round(time_anonymization(with_(cfg, batch=2), device, amp,
+                                                                         args.inv_steps, enc_path), 3)}
                 if device.type == "cuda":
                     row["max_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
                     torch.cuda.reset_peak_memory_stats()

@@ -33,16 +33,8 @@ FACES = ROOT.parent / "shared" / "data" / "faces"
 HOLDOUT = 8
 
 
-def stage_parser(
-    out: Path,
-    steps: int,
-    results: dict,
-    encoder: str,
-    aug: float,
-    res: int = 128,
-    dice: float = 0.0,
-    tag: str = "",
-) -> None:
+def stage_parser(out: Path, steps: int, results: dict, encoder: str, aug: float, res: int = 128,
+                 dice: float = 0.0, tag: str = "") -> None:
     decoder = (128, 64, 32, 16) if encoder.startswith("resnet") else (64, 48, 32, 16)
     cfg = vparser.ParserConfig(encoder=encoder, decoder=decoder, resolution=res)
     cache = out / "london_landmarks.json"
@@ -56,16 +48,11 @@ def stage_parser(
     data = f"london_set {len(train.ids)} photos, masks from dlib landmarks"
     ptrain.save_parser(parser, out / f"parser_{encoder}{tag}.safetensors", data)
     results[f"parser{tag}"] = {
-        "encoder": encoder,
-        "resolution": res,
-        "aug": aug,
-        "dice": dice,
-        "steps": steps,
+        "encoder": encoder, "resolution": res, "aug": aug, "dice": dice, "steps": steps,
         "train_s": round(time.monotonic() - t0, 1),
         "train_photos": len(train.ids),
         "heldout_photos": len(test.ids),
-        "loss_first50": sum(losses[:50]) / 50,
-        "loss_last50": sum(losses[-50:]) / 50,
+        "loss_first50": sum(losses[:50]) / 50, "loss_last50": sum(losses[-50:]) / 50,
         "heldout_iou": {k: round(v, 4) for k, v in iou.items()},
     }
     print(json.dumps(results[f"parser{tag}"], indent=1), flush=True)
@@ -100,9 +87,7 @@ def stage_encoder(out: Path, steps: int, results: dict) -> None:
     enc, losses = train_encoder(cfg, train, steps)
     save_encoder(enc, out / "encoder.safetensors", f"london_set {len(train.ids)} photos, contrastive")
     results["encoder"] = {
-        "steps": steps,
-        "loss_first20": _mean(losses[:20]),
-        "loss_last20": _mean(losses[-20:]),
+        "steps": steps, "loss_first20": _mean(losses[:20]), "loss_last20": _mean(losses[-20:]),
         "heldout_pair_top1": _pair_top1(enc, full, test_ids),
     }
     print(json.dumps(results["encoder"], indent=1), flush=True)
@@ -131,36 +116,20 @@ def stage_gan(out: Path, steps: int, preset: str, results: dict) -> None:
     run = out / "gan"
     run.mkdir(exist_ok=True)
     (run / "london_landmarks.json").write_bytes((out / "london_landmarks.json").read_bytes())
-    cfg = resolve(
-        preset,
-        {
-            "out_dir": str(run),
-            "data": f"london:{FACES}",
-            "encoder": str(out / "encoder.safetensors"),
-            "steps": steps,
-            "batch": 8,
-            "ckpt_every": max(steps // 2, 1),
-            "log_every": 25,
-            "holdout": HOLDOUT,
-            "resume": False,
-            "ema_kimg": 0.2,
-        },
-    )
+    cfg = resolve(preset, {
+        "out_dir": str(run), "data": f"london:{FACES}", "encoder": str(out / "encoder.safetensors"),
+        "steps": steps, "batch": 8, "ckpt_every": max(steps // 2, 1), "log_every": 25, "holdout": HOLDOUT,
+        "resume": False, "ema_kimg": 0.2,
+    })
     t0 = time.monotonic()
     hist = train(cfg)
     window = max(len(hist) // 10, 1)
     summary = {
         k: {"first": _mean([h[k] for h in hist[:window]]), "last": _mean([h[k] for h in hist[-window:]])}
-        for k in ("d_loss", "g_adv", "mirror", "recode", "mask_entropy")
-        if k in hist[0]
+        for k in ("d_loss", "g_adv", "mirror", "recode", "mask_entropy") if k in hist[0]
     }
-    results["gan"] = {
-        "preset": preset,
-        "resolution": cfg.G.resolution,
-        "steps": steps,
-        "train_s": round(time.monotonic() - t0, 1),
-        "loss_first_vs_last_10pct": summary,
-    }
+    results["gan"] = {"preset": preset, "resolution": cfg.G.resolution, "steps": steps,
+                      "train_s": round(time.monotonic() - t0, 1), "loss_first_vs_last_10pct": summary}
     print(json.dumps(results["gan"], indent=1), flush=True)
 
 
@@ -184,12 +153,9 @@ def _reconstruction(model, images: list, steps: int) -> dict:  # type: ignore[no
     out = {}
     for name, shared in (("joint", True), ("single", False)):
         res = invert(model, target, None, None, InversionConfig(steps=steps), shared=shared)
-        out[name] = {
-            "mse_before": round(res.mse_before, 4),
-            "mse_after": round(res.mse_after, 4),
-            "psnr_before_db": round(10 * math.log10(4 / res.mse_before), 2),
-            "psnr_after_db": round(10 * math.log10(4 / res.mse_after), 2),
-        }
+        out[name] = {"mse_before": round(res.mse_before, 4), "mse_after": round(res.mse_after, 4),
+                     "psnr_before_db": round(10 * math.log10(4 / res.mse_before), 2),
+                     "psnr_after_db": round(10 * math.log10(4 / res.mse_after), 2)}
     return out
 
 
@@ -213,10 +179,8 @@ def _mouth_locality(G: torch.nn.Module) -> dict:  # type: ignore[type-arg]
     out = {}
     for name, mask in (("argmax_mask", hard), ("soft_mask_p>0.1", soft)):
         mask = torch.nn.functional.max_pool2d(mask, 5, 1, 2)[:, 0]  # ±2 px: the render net's reach
-        out[name] = {
-            "change_inside": round(float((delta * mask).sum() / delta.sum()), 3),
-            "mask_area": round(float(mask.mean()), 3),
-        }
+        out[name] = {"change_inside": round(float((delta * mask).sum() / delta.sum()), 3),
+                     "mask_area": round(float(mask.mean()), 3)}
     return out
 
 
@@ -236,31 +200,22 @@ def stage_engine(out: Path, inv_steps: int, results: dict, parser_file: str, gan
     from anonymizer.plans import Region
 
     bundle = out / gan_dir / "vera.safetensors"
-    engine = create_engine(
-        "vera",
-        {"checkpoint": str(bundle), "parser": str(out / parser_file), "steps": inv_steps, "device": "cpu"},
-    )
+    engine = create_engine("vera", {"checkpoint": str(bundle), "parser": str(out / parser_file),
+                                    "steps": inv_steps, "device": "cpu"})
     ident, images = _heldout_pair(out)
     recon = _reconstruction(engine.model, images, inv_steps)
     t0 = time.monotonic()
     photos = run_group(images, engine, identity_seed=20261126, preserve=(Region.MOUTH,))
     seconds = time.monotonic() - t0
-    changed = [
-        float(np.abs(p.image.astype(int) - img.astype(int)).mean()) if p.image is not None else None
-        for p, img in zip(photos, images, strict=True)
-    ]
+    changed = [float(np.abs(p.image.astype(int) - img.astype(int)).mean()) if p.image is not None else None
+               for p, img in zip(photos, images, strict=True)]
     _save_strip(out / "engine_pair.jpg", images, [p.image for p in photos])
     results["engine"] = {
-        "heldout_identity": ident,
-        "inversion_steps": inv_steps,
-        "reconstruction": recon,
+        "heldout_identity": ident, "inversion_steps": inv_steps, "reconstruction": recon,
         "mouth_code_locality": _mouth_locality(engine.model.G),
-        "pipeline_seconds_for_pair": round(seconds, 1),
-        "engine_stats": engine.last_stats,
-        "photos": [
-            {"ok": p.ok, "reason": p.reason, "mean_abs_change": c}
-            for p, c in zip(photos, changed, strict=True)
-        ],
+        "pipeline_seconds_for_pair": round(seconds, 1), "engine_stats": engine.last_stats,
+        "photos": [{"ok": p.ok, "reason": p.reason, "mean_abs_change": c} for p, c in zip(photos, changed,
+                                                                                           strict=True)],
     }
     print(json.dumps(results["engine"], indent=1), flush=True)
 
@@ -275,11 +230,8 @@ def main() -> None:
     ap.add_argument("--parser-res", type=int, default=256, help="parser input side (px)")
     ap.add_argument("--parser-dice", type=float, default=1.0, help="weight of Dice added to cross-entropy")
     ap.add_argument("--parser-tag", default="", help="suffix of the parser checkpoint and results files")
-    ap.add_argument(
-        "--parser-file",
-        default="parser_mobilenet_v2.safetensors",
-        help="parser checkpoint (under --out) used by parser-eval and engine",
-    )
+    ap.add_argument("--parser-file", default="parser_mobilenet_v2.safetensors",
+                    help="parser checkpoint (under --out) used by parser-eval and engine")
     ap.add_argument("--encoder-steps", type=int, default=300)
     ap.add_argument("--gan-steps", type=int, default=600)
     ap.add_argument("--preset", default="tiny")
@@ -293,16 +245,8 @@ def main() -> None:
     results: dict = {}
     stages = args.stages.split(",")
     if "parser" in stages:
-        stage_parser(
-            args.out,
-            args.parser_steps,
-            results,
-            args.parser_encoder,
-            args.parser_aug,
-            args.parser_res,
-            args.parser_dice,
-            args.parser_tag,
-        )
+        stage_parser(args.out, args.parser_steps, results, args.parser_encoder, args.parser_aug,
+                     args.parser_res, args.parser_dice, args.parser_tag)
     if "parser-eval" in stages:
         stage_parser_eval(args.out, results, args.parser_file, args.parser_tag)
     if "encoder" in stages:
