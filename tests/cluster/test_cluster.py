@@ -64,9 +64,10 @@ def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiv
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
     wait_until(lambda: victim.events("fault.hold"), 60)
     (held,) = cluster.sql("SELECT id FROM jobs WHERE state='processing'")
-    cluster.worker("worker-b")
+    rescuer = cluster.worker("worker-b")
+    wait_until(lambda: "Starting worker on queues" in rescuer.log_text(), 90)
     victim.kill9()  # mid-job: the sweep sees its heart-beat stop and the job runs again on worker-b
-    postgres.restart(immediate=True)  # every node must reconnect by itself
+    postgres.restart(immediate=True)  # every node must reconnect by itself, worker-b included
 
     # kill -9 a receiver in the middle of an association: what it acknowledged is forwarded all the same
     late = make_studies(tmp_path / "late", 4, PER_STUDY)
@@ -86,3 +87,4 @@ def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiv
     assert {j["state"] for j in jobs} == {"forwarded"}
     assert [j["attempts"] for j in jobs if j["id"] == held["id"]] == [2]
     assert {r["role"] for r in cluster.sql("SELECT role FROM nodes")} >= {"receive", "forward"}
+    assert all(node.alive() for name, node in cluster.nodes.items() if name not in ("worker-a", "recv-b"))
