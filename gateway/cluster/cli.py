@@ -83,7 +83,7 @@ def nodes_table(ledger: Any) -> Table:
 
 def cmd_db(args: argparse.Namespace) -> int:
     """`db upgrade`: apply the schema migrations and create the shared secret when missing (once, before
-    the first node starts; nodes also migrate at start-up). `db status`: exit 1 when migrations are missing."""
+    the first node; nodes also migrate at start-up). `db status`: exit 1 when migrations are missing."""
     from anonymizer.keys import load_or_create_secret
     from gateway.core.ledger import migrations
     from gateway.core.ledger.postgres import PostgresLedger
