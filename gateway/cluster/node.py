@@ -30,7 +30,7 @@ from gateway.core.ledger.postgres import PostgresLedger, node_name
 from gateway.core.objectstore import open_store
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, atomic_write
-from gateway.ops.metrics import start_http
+from gateway.ops.metrics import set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.cluster.node")
@@ -143,6 +143,7 @@ class ClusterNode:
         while not stop.is_set():
             try:
                 self.ledger.heartbeat_node(str(self.role), self.started_at)
+                set_queue_gauges(self.ledger.counts(), time.time())  # the cluster's, on every node's /metrics
             except Exception as exc:
                 LOG.warning("node.heartbeat_failed", error=type(exc).__name__)
             stop.wait(5.0)

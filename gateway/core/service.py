@@ -19,11 +19,11 @@ from dicom_rules.watcher import RulesWatcher
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
-from gateway.core.ledger import InstanceState, StateCount, open_ledger
+from gateway.core.ledger import open_ledger
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
-from gateway.ops.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
+from gateway.ops.metrics import SPOOL_ORPHANS, set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.service")
@@ -151,13 +151,7 @@ class Service:
             stop.wait(1.0)
 
     def update_gauges(self) -> None:
-        now = time.time()
-        counts = self.ledger.counts().instances
-        for state in InstanceState:
-            count = counts.get(state, StateCount(0, None))
-            QUEUE_DEPTH.labels(state=state.value).set(count.count)
-            oldest = count.oldest_updated_at
-            OLDEST_AGE.labels(state=state.value).set(now - oldest if oldest else 0)
+        set_queue_gauges(self.ledger.counts(), time.time())
 
     def stop(self) -> None:
         self.stop_event.set()
