@@ -27,6 +27,7 @@ from gateway.core.ledger import (
     Forwarded,
     ForwardGaveUp,
     ForwardOutcome,
+    ForwardRecorded,
     ForwardRetry,
     Ledger,
     OutputItem,
@@ -148,40 +149,13 @@ class Forwarder:
         if not outcomes:
             return 0
         recorded = {r.instance_id: r for r in self.ledger.record_forwarding(outcomes)}
-        forwarded = 0
         for outcome in outcomes:
-            item = outcome.item
-            applied = recorded.get(item.instance_id)
+            applied = recorded.get(outcome.item.instance_id)
             if applied is None:  # the instance moved on meanwhile (replayed, or another node recorded it)
-                LOG.info("instance.forward_outcome_stale", instance_id=item.instance_id)
-            elif isinstance(outcome, Forwarded):
-                forwarded += 1
-                FORWARDED.labels(destination=item.destination).inc()
-                LOG.info(
-                    "instance.forwarded",
-                    instance_id=item.instance_id,
-                    destination=item.destination,
-                    out_uid_hash=uid_hash(item.out_sop_uid),
-                    attempts=item.attempts + 1,
-                )
-            elif isinstance(outcome, ForwardRetry):
-                LOG.warning(
-                    "instance.retry_waiting",
-                    instance_id=item.instance_id,
-                    destination=item.destination,
-                    reason=outcome.reason,
-                    attempts=item.attempts + 1,
-                    delay_s=round(outcome.delay_s, 3),
-                )
+                LOG.info("instance.forward_outcome_stale", instance_id=outcome.item.instance_id)
             else:
-                QUARANTINED.labels(stage="forward").inc()
-                LOG.warning(
-                    "instance.quarantined",
-                    instance_id=item.instance_id,
-                    reason=outcome.reason,
-                    quarantine_id=applied.quarantine_id,
-                )
-        return forwarded
+                _report(outcome, applied)
+        return sum(1 for o in outcomes if isinstance(o, Forwarded) and o.item.instance_id in recorded)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -190,3 +164,33 @@ class Forwarder:
             except Exception:
                 LOG.exception("forwarder.tick_failed")
             stop.wait(self.config.poll_interval_s)
+
+
+def _report(outcome: ForwardOutcome, applied: ForwardRecorded) -> None:
+    item = outcome.item
+    if isinstance(outcome, Forwarded):
+        FORWARDED.labels(destination=item.destination).inc()
+        LOG.info(
+            "instance.forwarded",
+            instance_id=item.instance_id,
+            destination=item.destination,
+            out_uid_hash=uid_hash(item.out_sop_uid),
+            attempts=item.attempts + 1,
+        )
+    elif isinstance(outcome, ForwardRetry):
+        LOG.warning(
+            "instance.retry_waiting",
+            instance_id=item.instance_id,
+            destination=item.destination,
+            reason=outcome.reason,
+            attempts=item.attempts + 1,
+            delay_s=round(outcome.delay_s, 3),
+        )
+    else:
+        QUARANTINED.labels(stage="forward").inc()
+        LOG.warning(
+            "instance.quarantined",
+            instance_id=item.instance_id,
+            reason=outcome.reason,
+            quarantine_id=applied.quarantine_id,
+        )

@@ -9,10 +9,13 @@ the same tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 
+from anonymizer.keys import KeyRing
+from gateway.core.intake import OUT_OF_RESOURCES, SUCCESS, Caller, Intake, StoreRequest
 from gateway.core.ledger import (
     Deidentified,
     Dropped,
@@ -32,6 +35,8 @@ from gateway.core.ledger import (
     ReceivedInstance,
     SqliteLedger,
 )
+from gateway.core.spool import ContentStore
+from tests.conftest import make_small_sc
 
 
 class Clock:
@@ -77,6 +82,14 @@ def item(sop: str, study: str = "st1", sha: str = "", patient: str = "P1") -> Re
         sop, study, patient, "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.1.2.1",
         sha, f"{sha[:2]}/{sha}.dcm", 10, "HOSP", "127.0.0.1",
     )  # fmt: skip
+
+
+def store_request() -> StoreRequest:
+    """A C-STORE of one small Secondary Capture, as the SCP hands it to the intake."""
+    ds = make_small_sc()
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return StoreRequest(buf.getvalue(), ds.SOPClassUID, ds.SOPInstanceUID, Caller("HOSP", "127.0.0.1"))
 
 
 def start(ledger: Ledger) -> JobRun:
@@ -329,19 +342,9 @@ def test_retention_keeps_an_outbox_file_another_instance_still_needs(ledger: Led
 def test_resend_after_retention_purge_leaves_no_spool_copy(
     ledger: Ledger, clock: Clock, tmp_path: Path
 ) -> None:
-    from io import BytesIO
-
-    from anonymizer.keys import KeyRing
-    from gateway.core.intake import SUCCESS, Caller, Intake, StoreRequest
-    from gateway.core.spool import ContentStore
-    from tests.conftest import make_small_sc
-
     spool = ContentStore(tmp_path / "spool")
     intake = Intake(spool, ContentStore(tmp_path / "q", suffix=".bin"), ledger, KeyRing(b"k" * 32))
-    ds = make_small_sc()
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    request = StoreRequest(buf.getvalue(), ds.SOPClassUID, ds.SOPInstanceUID, Caller("HOSP", "127.0.0.1"))
+    request = store_request()
     assert intake.receive(request) == SUCCESS
     (received,) = ledger.instances()
     run = start(ledger)
@@ -377,3 +380,16 @@ def test_sqlite_storage_failure_is_a_ledger_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError):
         SqliteLedger(path)
+
+
+def test_a_full_sqlite_ledger_raises_ledger_error_and_the_intake_answers_0xA700(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    db = ledger._conn()  # this connection's size limit stands in for a full disk (SQLITE_FULL)
+    db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(LedgerError, match="full"):
+        for n in range(10_000):
+            ledger.record_received(item(f"s{n}"))
+    spool = ContentStore(tmp_path / "spool")
+    intake = Intake(spool, ContentStore(tmp_path / "q", suffix=".bin"), ledger, KeyRing(b"k" * 32))
+    assert intake.receive(store_request()) == OUT_OF_RESOURCES
+    assert not list(spool.root.rglob("*.dcm"))  # the spooled file is not left behind

@@ -4,6 +4,12 @@
 (:mod:`.sql`) implements it in portable SQL (:mod:`.statements`); :class:`SqliteLedger` (:mod:`.sqlite`)
 is the one-node backend. Callers get one from :func:`open_ledger` and pass and receive frozen records.
 No SQL outside this package.
+
+A new backend (e.g. PostgreSQL for a cluster) subclasses :class:`SqlLedger`: it creates
+``statements.SCHEMA`` with its own ``{id}`` column type, yields a :class:`~.sql.Tx` from ``_write`` (one
+serialised transaction) and ``_read``, converts ``?`` parameters if its driver needs to, raises
+:class:`LedgerError` from its driver's errors, is chosen in :func:`open_ledger`, and joins ``BACKENDS`` in
+``tests/gateway/test_ledger.py`` (the contract every backend passes).
 """
 
 from __future__ import annotations

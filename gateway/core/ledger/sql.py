@@ -11,7 +11,8 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from gateway.core.ledger import statements as sql
 from gateway.core.ledger.base import Ledger
@@ -49,6 +50,12 @@ from gateway.core.ledger.models import (
 )
 
 Row = dict[str, Any]
+R = TypeVar("R")
+
+
+def _plain(args: Sequence[Any]) -> tuple[Any, ...]:
+    """State enums go to the driver as their text (a driver may adapt an Enum by its name)."""
+    return tuple(a.value if isinstance(a, Enum) else a for a in args)
 
 
 class Tx:
@@ -59,7 +66,7 @@ class Tx:
         self.convert = convert
 
     def rows(self, statement: str, args: Sequence[Any] = ()) -> list[Row]:
-        self.cursor.execute(self.convert(statement), tuple(args))
+        self.cursor.execute(self.convert(statement), _plain(args))
         names = [d[0] for d in self.cursor.description]
         return [dict(zip(names, r, strict=True)) for r in self.cursor.fetchall()]
 
@@ -69,7 +76,7 @@ class Tx:
 
     def run(self, statement: str, args: Sequence[Any] = ()) -> int:
         """Execute; returns how many rows it changed (0: a fence did not hold)."""
-        self.cursor.execute(self.convert(statement), tuple(args))
+        self.cursor.execute(self.convert(statement), _plain(args))
         return int(self.cursor.rowcount)
 
     def insert(self, statement: str, args: Sequence[Any]) -> int:
@@ -77,8 +84,9 @@ class Tx:
         return int(self.rows(statement, args)[0]["id"])
 
 
-def _record(cls: type, row: Row, **enums: Callable[[Any], Any]) -> Any:
-    values = {f.name: row[f.name] for f in fields(cls)}
+def _record(cls: type[R], row: Row, **enums: Callable[[Any], Any]) -> R:
+    """A frozen record from a row (by field name); ``enums`` convert state and kind columns."""
+    values = {f.name: row[f.name] for f in fields(cls)}  # type: ignore[arg-type]
     for name, convert in enums.items():
         values[name] = convert(values[name])
     return cls(**values)
