@@ -5,6 +5,8 @@ Secondary Captures and the blank pixel mode keep the run short: what is tested i
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from tests.services import Postgres, S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STUDIES, PER_STUDY = 20, 10
+done_by_attempt_2 = {"state": "deidentified", "attempts": 2}
 
 
 def storescu(port: int, files: list[Path], verbose: bool = False) -> subprocess.CompletedProcess[str]:
@@ -88,3 +91,24 @@ def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiv
     assert [j["attempts"] for j in jobs if j["id"] == held["id"]] == [2]
     assert {r["role"] for r in cluster.sql("SELECT role FROM nodes")} >= {"receive", "forward"}
     assert all(node.alive() for name, node in cluster.nodes.items() if name not in ("worker-a", "recv-b"))
+
+
+def test_a_frozen_worker_that_wakes_up_after_its_job_was_rerun_cannot_commit_over_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    receiver = cluster.receiver("recv")
+    zombie = cluster.worker("worker-a", hold="cluster.before_pipeline=15")
+    (study,) = make_studies(tmp_path / "in", 1, 5)
+    assert storescu(cluster.ports[receiver.name], study).returncode == 0
+    wait_until(lambda: zombie.events("fault.hold"), 90)
+    assert zombie.proc is not None
+    os.killpg(zombie.proc.pid, signal.SIGSTOP)  # frozen (a long GC pause, a hung NFS read): no heart-beat
+    try:
+        cluster.worker("worker-b")
+        wait_until(lambda: cluster.sql("SELECT state, attempts FROM jobs")[0] == done_by_attempt_2, 90, 0.3)
+        outputs = cluster.sql("SELECT id, out_path, out_sop_uid FROM instances ORDER BY id")
+    finally:
+        os.killpg(zombie.proc.pid, signal.SIGCONT)
+    wait_until(lambda: zombie.events("job.result_fenced"), 60)
+    assert cluster.sql("SELECT state, attempts FROM jobs")[0] == done_by_attempt_2
+    assert cluster.sql("SELECT id, out_path, out_sop_uid FROM instances ORDER BY id") == outputs
