@@ -112,3 +112,16 @@ def test_a_frozen_worker_that_wakes_up_after_its_job_was_rerun_cannot_commit_ove
     wait_until(lambda: zombie.events("job.result_fenced"), 60)
     assert cluster.sql("SELECT state, attempts FROM jobs")[0] == done_by_attempt_2
     assert cluster.sql("SELECT id, out_path, out_sop_uid FROM instances ORDER BY id") == outputs
+
+
+def test_a_job_longer_than_the_stall_timeout_runs_once_while_its_worker_heart_beats(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    receiver = cluster.receiver("recv")
+    slow = cluster.worker("worker-a", hold="cluster.before_pipeline=10")  # 10 s job, stall_after_s = 4
+    (study,) = make_studies(tmp_path / "in", 1, 3)
+    assert storescu(cluster.ports[receiver.name], study).returncode == 0
+    wait_until(lambda: cluster.sql("SELECT state FROM jobs")[:1] == [{"state": "deidentified"}], 120, 0.3)
+    assert cluster.sql("SELECT attempts FROM jobs") == [{"attempts": 1}]
+    assert len(slow.events("job.processing")) == 1
+    assert not any(node.events("job.worker_lost") for node in cluster.nodes.values())  # never swept
