@@ -29,6 +29,7 @@ from gateway.core.ledger.models import ForwardOutcome, ForwardRecorded, OutputIt
 from gateway.core.ledger.postgres import PostgresLedger, node_name
 from gateway.core.objectstore import open_store
 from gateway.core.scp import association_policy, start_scp
+from gateway.core.service import purge_finished
 from gateway.core.spool import ContentStore, atomic_write
 from gateway.ops.metrics import set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
@@ -102,7 +103,7 @@ class ClusterNode:
         return self.role in (Role.FORWARD, Role.ALL)
 
     def start(self) -> ClusterNode:
-        loops: list[tuple[str, Any]] = [("heartbeat", self._heartbeat)]
+        loops: list[tuple[str, Any]] = [("housekeeping", self._housekeeping)]
         if self.receives:
             intake = Intake(self.spool, self.quarantine, self.ledger, KeyRing(self.secret))  # type: ignore[arg-type]
             gate = AssociationGate(association_policy(self.config, self.rules))
@@ -139,13 +140,18 @@ class ClusterNode:
             "scp": self.server is not None or not self.receives,
         }
 
-    def _heartbeat(self, stop: threading.Event) -> None:
+    def _housekeeping(self, stop: threading.Event) -> None:
+        """Every 5 s: this node's heart-beat, the queue gauges, and retention (on forwarders)."""
         while not stop.is_set():
             try:
                 self.ledger.heartbeat_node(str(self.role), self.started_at)
                 set_queue_gauges(self.ledger.counts(), time.time())  # the cluster's, on every node's /metrics
+                if self.forwards and self.config.retention_s is not None:  # forwarders purge (any may)
+                    purge_finished(
+                        self.ledger, self.spool, self.outbox, time.time() - self.config.retention_s
+                    )
             except Exception as exc:
-                LOG.warning("node.heartbeat_failed", error=type(exc).__name__)
+                LOG.warning("node.housekeeping_failed", error=type(exc).__name__)
             stop.wait(5.0)
 
     def stop(self) -> None:

@@ -19,7 +19,7 @@ from dicom_rules.watcher import RulesWatcher
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
-from gateway.core.ledger import open_ledger
+from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
@@ -27,6 +27,19 @@ from gateway.ops.metrics import SPOOL_ORPHANS, set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.service")
+
+
+def purge_finished(ledger: Ledger, spool: Any, outbox: Any, before: float) -> int:
+    """Retention: the ledger forgets the files of instances finished before ``before``, then they are
+    deleted from the spool and outbox stores (folders or the cluster's object store)."""
+    purged = ledger.purge_finished(before)
+    for files in purged:
+        spool.discard(files.spool_path)
+        if files.out_path:
+            outbox.discard(files.out_path)
+    if purged:
+        LOG.info("retention.purged", instances=len(purged))
+    return len(purged)
 
 
 class Service:
@@ -114,14 +127,7 @@ class Service:
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
-        purged = self.ledger.purge_finished(before)
-        for files in purged:
-            self.spool.discard(files.spool_path)
-            if files.out_path:
-                self.outbox.discard(files.out_path)
-        if purged:
-            LOG.info("retention.purged", instances=len(purged))
-        return len(purged)
+        return purge_finished(self.ledger, self.spool, self.outbox, before)
 
     def count_spool_orphans(self) -> int:
         """Spool files without a ledger row: written, then the service died (or the ledger refused) before

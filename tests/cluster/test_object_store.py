@@ -77,3 +77,25 @@ def test_receiver_answers_a700_while_the_store_is_down_and_success_when_it_is_ba
         assert sha256_hex(S3Store(settings(s3, bucket), "spool").read(row["spool_path"])) == row["sha256"]
     finally:
         node.stop()
+
+
+def test_retention_deletes_forwarded_objects_from_the_bucket(pg_url: str, s3: S3Server, bucket: str) -> None:
+    from gateway.core.ledger import Deidentified, Forwarded, ReceivedInstance
+    from gateway.core.ledger.postgres import PostgresLedger
+    from gateway.core.service import purge_finished
+
+    ledger = PostgresLedger(pg_url)
+    spool, outbox = S3Store(settings(s3, bucket), "spool"), S3Store(settings(s3, bucket), "outbox")
+    received, output = spool.put(b"as received"), outbox.put(b"de-identified")
+    ledger.record_received(
+        ReceivedInstance(
+            "sop", "study", "P", "1.2", "1.2", received.sha256, received.relpath, 11, "AE", "::1"
+        )
+    )
+    ledger.group_received()
+    run = ledger.start_job(ledger.ready_jobs(quiet_s=0, max_wait_s=0)[0])
+    assert run is not None
+    ledger.finish_job(run, [Deidentified(run.instances[0].id, "pacs", output.relpath, "2.25.1")])
+    ledger.record_forwarding([Forwarded(ledger.due_outputs()[0])])
+    assert purge_finished(ledger, spool, outbox, before=ledger.clock() + 1) == 1
+    assert spool.relpaths() == set() and outbox.relpaths() == set()
