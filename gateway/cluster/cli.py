@@ -25,19 +25,17 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from anonymizer.keys import load_or_create_secret
-    from gateway.cluster.node import open_ledger
+    from gateway.cluster.node import open_ledger, rules_source
     from gateway.cluster.queue import Coordinator
     from gateway.cluster.runner import JobRunner, run_worker
-    from gateway.core.config import load_rule_set
     from gateway.core.objectstore import open_store
     from gateway.ops.logs import configure_logging
 
     configure_logging(args.log_level)
     config = _config(args, work_queue=args.queue)
     ledger = open_ledger(config, "work")
-    runner = JobRunner(
-        config, ledger, open_store(config, "spool"), open_store(config, "outbox"), load_rule_set(config)
-    )
+    spool, outbox = open_store(config, "spool"), open_store(config, "outbox")
+    runner = JobRunner(config, ledger, spool, outbox, rules_source(config))
     runner.prepare(load_or_create_secret(config.secret_path))
     stop = threading.Event()
     coordinator = Coordinator(config, ledger)  # a worker also sweeps: stalled jobs move with no receiver up

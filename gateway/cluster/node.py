@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from typing import Any
 import structlog
 
 from anonymizer.keys import KeyRing, load_or_create_secret
+from dicom_rules import RuleSet
+from dicom_rules.watcher import RulesWatcher
 from gateway.cluster.queue import Coordinator
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
@@ -77,13 +79,28 @@ class ForwardLedger:
         return recorded
 
 
+def rules_source(config: GatewayConfig) -> Callable[[], RuleSet]:
+    """The rule set in force, as a callable: a configured rule file is watched and hot-reloaded (checked at
+    each call, a stat), so every node applies an edit to its next job, batch or association."""
+    if config.rules_file is None:
+        rules = load_rule_set(config)
+        return lambda: rules
+    watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
+
+    def current() -> RuleSet:
+        watcher.poll()
+        return watcher.current()
+
+    return current
+
+
 class ClusterNode:
     def __init__(self, config: GatewayConfig, role: Role = Role.ALL) -> None:
         self.config, self.role = config, role
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.secret = load_or_create_secret(config.secret_path)
         self.ledger = open_ledger(config, role)
-        self.rules = load_rule_set(config)
+        self.rules = rules_source(config)
         self.spool = open_store(config, "spool")
         self.quarantine = open_store(config, "quarantine")
         self.outbox = open_store(config, "outbox")
@@ -92,6 +109,8 @@ class ClusterNode:
         self.server: Any = None
         self.http: Any = None
         self.coordinator: Coordinator | None = None
+        self.gate: AssociationGate | None = None
+        self._policy_of = id(self.rules())
         self.started_at = time.time()
 
     @property
@@ -106,14 +125,14 @@ class ClusterNode:
         loops: list[tuple[str, Any]] = [("housekeeping", self._housekeeping)]
         if self.receives:
             intake = Intake(self.spool, self.quarantine, self.ledger, KeyRing(self.secret))  # type: ignore[arg-type]
-            gate = AssociationGate(association_policy(self.config, self.rules))
-            self.server = start_scp(self.config, intake, self.rules, gate=gate)
+            self.gate = AssociationGate(association_policy(self.config, self.rules()))
+            self.server = start_scp(self.config, intake, self.rules(), gate=self.gate)
             self.coordinator = Coordinator(self.config, self.ledger)
             loops.append(("coordinator", self.coordinator.run))
         if self.forwards:
             shared = None if isinstance(self.outbox, ContentStore) else self.outbox  # a folder: read in place
             view: Any = ForwardLedger(self.ledger, shared, self.config.outbox_dir)
-            forwarder = Forwarder(self.config, view, lambda: self.rules)
+            forwarder = Forwarder(self.config, view, self.rules)
             loops.append(("forwarder", forwarder.run))
         for name, target in loops:
             thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
@@ -130,6 +149,13 @@ class ClusterNode:
         )
         return self
 
+    def _follow_rules(self) -> None:
+        """A rule file edit (hot-reloaded) may add sources: the receiver's association gate follows."""
+        rules = self.rules()
+        if self.gate is not None and id(rules) != self._policy_of:
+            self.gate.update_policy(association_policy(self.config, rules))
+            self._policy_of = id(rules)
+
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
@@ -145,6 +171,7 @@ class ClusterNode:
         while not stop.is_set():
             try:
                 self.ledger.heartbeat_node(str(self.role), self.started_at)
+                self._follow_rules()
                 set_queue_gauges(self.ledger.counts(), time.time())  # the cluster's, on every node's /metrics
                 if self.forwards and self.config.retention_s is not None:  # forwarders purge (any may)
                     purge_finished(

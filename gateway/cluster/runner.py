@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,12 @@ class JobRunner:
     """Runs jobs in this process (the pipeline is set up once, by :meth:`prepare`)."""
 
     def __init__(
-        self, config: GatewayConfig, ledger: PostgresLedger, spool: Any, outbox: Any, rules: RuleSet
+        self,
+        config: GatewayConfig,
+        ledger: PostgresLedger,
+        spool: Any,
+        outbox: Any,
+        rules: Callable[[], RuleSet],
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -101,7 +107,7 @@ class JobRunner:
                     for i in run.instances
                 ),
                 outbox_root=str(self.outbox.root if local_outbox else work / "outbox"),
-                rules=self.rules,
+                rules=self.rules(),  # hot-reloaded: an edit applies to the next job
             )
             faults.hold("cluster.before_pipeline")
             result = process_job(spec)
