@@ -2,9 +2,10 @@
 
 receive: the SCP and intake (C-STORE Success only after the object store took the bytes and the shared ledger
 committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep). forward: the
-forwarder, which leases its outputs in the ledger. all: both. Study jobs run in `vera-gateway worker`
-processes (``--role work`` starts one). Every node heart-beats into the ledger's ``nodes`` table and serves
-its own /metrics. A node never runs the single-machine crash recovery: other nodes' jobs are running.
+forwarder, which leases its outputs in the ledger. all: both, plus a worker thread. Study jobs run in
+`vera-gateway worker` processes (``--role work`` starts one). Every node heart-beats into the ledger's
+``nodes`` table and serves its own /metrics. A node never runs the single-machine crash recovery: other
+nodes' jobs are running.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
 from gateway.cluster.queue import Coordinator
+from gateway.cluster.runner import JobRunner, run_worker
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
@@ -129,6 +131,10 @@ class ClusterNode:
             self.server = start_scp(self.config, intake, self.rules(), gate=self.gate)
             self.coordinator = Coordinator(self.config, self.ledger)
             loops.append(("coordinator", self.coordinator.run))
+        if self.role is Role.ALL:  # one node doing everything: a worker thread runs the study jobs too
+            runner = JobRunner(self.config, self.ledger, self.spool, self.outbox, self.rules)
+            runner.prepare(self.secret)
+            loops.append(("worker", lambda stop: run_worker(self.config, runner, stop=stop)))
         if self.forwards:
             shared = None if isinstance(self.outbox, ContentStore) else self.outbox  # a folder: read in place
             view: Any = ForwardLedger(self.ledger, shared, self.config.outbox_dir)

@@ -9,8 +9,11 @@ coordinator's sweep sees the silent worker and retries or quarantines the job.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,23 +150,43 @@ class JobRunner:
             LOG.warning("job.retry_waiting", job_id=run.job_id, reason=reason, delay_s=delay)
 
 
-def run_worker(config: GatewayConfig, runner: JobRunner, concurrency: int = 1) -> None:
-    """Run the Procrastinate worker until stopped (SIGTERM/SIGINT). A lost database connection ends a
-    Procrastinate worker; it is started again here, so the process rides out a database restart."""
+def run_worker(
+    config: GatewayConfig,
+    runner: JobRunner,
+    concurrency: int = 1,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the Procrastinate worker until stopped: by SIGTERM/SIGINT in a worker process, or by ``stop`` when
+    it runs in a thread of a node (``serve --role all``). A worker whose database connection dropped ends;
+    it is started again here, so the process rides out a database restart."""
+    while stop is None or not stop.is_set():
+        try:
+            asyncio.run(_work(config, runner, concurrency, stop))
+            return  # stopped
+        except Exception as exc:
+            LOG.warning("worker.restarting", error=type(exc).__name__)
+            time.sleep(1.0)
+
+
+async def _work(
+    config: GatewayConfig, runner: JobRunner, concurrency: int, stop: threading.Event | None
+) -> None:
     from gateway.cluster.queue import build_app
 
-    while True:
-        app = build_app(config, runner.run)
-        try:
-            app.run_worker(
+    app = build_app(config, runner.run)
+    async with app.open_async():
+        worker = asyncio.create_task(
+            app.run_worker_async(
                 queues=[config.work_queue],
                 concurrency=concurrency,
                 update_heartbeat_interval=config.worker_heartbeat_s,
                 stalled_worker_timeout=config.stall_after_s,
                 delete_jobs="successful",
-                install_signal_handlers=True,
+                install_signal_handlers=stop is None,
             )
-            return  # stopped by a signal
-        except Exception as exc:
-            LOG.warning("worker.restarting", error=type(exc).__name__)
-            time.sleep(1.0)
+        )
+        while stop is not None and not worker.done():
+            if await asyncio.to_thread(stop.wait, 0.5):
+                worker.cancel()  # Procrastinate stops gracefully: the running job finishes first
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
