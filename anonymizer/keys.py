@@ -13,8 +13,27 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 SECRET_BYTES = 32
+NO_PATIENT_ID = "\x00no-patient-id"  # issuer of the fallback identities: no real issuer is NUL-prefixed
+
+
+class IdentityError(ValueError):
+    """An instance without PatientID, StudyInstanceUID and SOPInstanceUID: nothing to key a patient on."""
+
+
+def _top_text(ds: Dataset, keyword: str) -> str:
+    """A top-level value decoded with the dataset's character set, stripped; "" when absent or empty."""
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def has_patient_id(ds: Dataset) -> bool:
+    return bool(_top_text(ds, "PatientID"))
 
 
 class SecretError(RuntimeError):
@@ -63,6 +82,24 @@ class KeyRing:
     def patient_pseudonym(self, patient_id: str, issuer: str = "") -> str:
         """Stable pseudonym for PatientID/PatientName, safe to log."""
         return "P" + self.digest("patient", issuer, patient_id)[:8].hex().upper()
+
+    def patient_of(self, ds: Dataset) -> str:
+        """The one patient identity of an instance: every stage (ledger, grouping, identity seed, header
+        pseudonyms, date shift) keys the patient on this value.
+
+        PatientID (with its issuer) when present. Without one, photos are never pooled with other ID-less
+        photos: the study is the patient, or the instance itself when StudyInstanceUID is missing too.
+        """
+        pid = _top_text(ds, "PatientID")
+        if pid:
+            return self.patient_pseudonym(pid, _top_text(ds, "IssuerOfPatientID"))
+        study_uid = _top_text(ds, "StudyInstanceUID")
+        if study_uid:
+            return self.patient_pseudonym("study:" + study_uid, NO_PATIENT_ID)
+        sop_uid = _top_text(ds, "SOPInstanceUID")
+        if sop_uid:
+            return self.patient_pseudonym("instance:" + sop_uid, NO_PATIENT_ID)
+        raise IdentityError("no PatientID, StudyInstanceUID or SOPInstanceUID")
 
     def date_offset_days(self, patient_pseudonym: str, min_days: int = -365, max_days: int = -30) -> int:
         """Per-patient date shift in [min_days, max_days], so intervals inside one patient survive."""

@@ -32,6 +32,7 @@ from anonymizer.outcomes import Ok, Outcome, Quarantine
 from anonymizer.plans import NoFaceAction, PixelMode, PixelPlan, PixelReport
 
 log = logging.getLogger(__name__)
+PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,23 @@ def _report(
     )
 
 
+def _header_copy(ds: Dataset) -> Dataset:
+    """A new dataset for the output without the old Pixel Data: the encoder writes new frames, so the old
+    ones (and pydicom's decoded-pixel cache) are never copied. The input is left as it was."""
+    if PIXEL_DATA not in ds:
+        return copy.deepcopy(ds)
+    pixels = ds.get_item(PIXEL_DATA)  # raw or decoded element, put back unchanged below
+    del ds[PIXEL_DATA]  # also drops the decoded-pixel cache, which decode() no longer needs
+    try:
+        return copy.deepcopy(ds)
+    finally:
+        ds[PIXEL_DATA] = pixels
+
+
 def _write(ds: Dataset, frames: list[np.ndarray], plan: PixelPlan) -> tuple[Dataset, bool]:
-    out = copy.deepcopy(ds)
-    lossy = codec.encode(out, frames, plan.jpeg_quality, codec.source_format(ds))
+    fmt = codec.source_format(ds)
+    out = _header_copy(ds)
+    lossy = codec.encode(out, frames, plan.jpeg_quality, fmt)
     return out, lossy
 
 

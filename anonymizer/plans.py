@@ -35,6 +35,14 @@ class NoFaceAction(StrEnum):
     MASK = "mask"
 
 
+class NoPatientIdAction(StrEnum):
+    """What to do with a photo without PatientID: it becomes its own patient per study (per instance when
+    StudyInstanceUID is missing too), never pooled with other ID-less photos; or it is quarantined."""
+
+    PER_STUDY = "per_study"
+    QUARANTINE = "quarantine"
+
+
 class PixelMode(StrEnum):
     """Whether pixels are anonymized, passed through (non-face images a rule vouches for), or blanked."""
 
@@ -52,6 +60,7 @@ class PixelPlan:
     preserve: tuple[Region, ...] = ()
     pairing: PairingScope = PairingScope.PATIENT
     no_face: NoFaceAction = NoFaceAction.QUARANTINE
+    no_patient_id: NoPatientIdAction = NoPatientIdAction.PER_STUDY  # applied by the decide stage
     fallback_engine: str | None = None  # only used when the rule names one explicitly
     jpeg_quality: int = 95
     engine_options: dict[str, Any] = field(default_factory=dict)

@@ -181,9 +181,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=1, help="simultaneous associations per receiver")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--stow", action="store_true", help="then STOW-RS vs C-STORE (bench/ingest_stow.py)")
     args = parser.parse_args()
     results = run(args)
     report(results, args)
+    if args.stow:
+        from bench.ingest_stow import run as run_stow
+
+        run_stow(args.photos, args.small, args.repeats, batch=10)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -103,11 +103,11 @@ def _offline_path(inputs: list[Path], rules_file: Path, bank: Path, out_dir: Pat
     from gateway.cli import main
 
     secret = out_dir.parent / "secret.key"
-    secret.write_bytes(SECRET)
+    secret.write_text(SECRET.hex())  # the secret file format: hex text (raw bytes would be stripped)
     secret.chmod(0o600)
     argv = ["anonymize", str(inputs[0].parent), str(out_dir)]
     rc = main([*argv, "--rules", str(rules_file), "--secret", str(secret), "--donor-bank", str(bank)])
-    return {"rc": rc} | {p.name: _sha(p) for p in sorted(out_dir.iterdir())}
+    return {"rc": rc} | {p.name: _sha(p) for p in sorted(out_dir.glob("*.dcm"))}
 
 
 def run(cache: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Entry points: :func:`load_rules` (file → :class:`RuleSet`, or :class:`RulesErr
 
 from dicom_rules.decision import (
     DicomDestination,
+    DicomWebDestination,
     FolderDestination,
     RouteAction,
     RouteDecision,
@@ -20,6 +21,7 @@ from dicom_rules.watcher import RulesWatcher
 
 __all__ = [
     "DicomDestination",
+    "DicomWebDestination",
     "FolderDestination",
     "RouteAction",
     "RouteDecision",

@@ -45,7 +45,57 @@ class FolderDestination:
     path: Path  # relative paths resolve against the gateway data dir
 
 
-Destination = DicomDestination | FolderDestination
+@dataclass(frozen=True)
+class HttpsSettings:
+    """HTTPS to a DICOMweb peer: system CAs unless ``ca_bundle``; optional client certificate."""
+
+    ca_bundle: Path | None = None
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password_file: Path
+
+
+@dataclass(frozen=True)
+class BearerAuth:
+    token_file: Path
+
+
+@dataclass(frozen=True)
+class OAuth2ClientCredentials:
+    token_url: str
+    client_id: str
+    client_secret_file: Path
+    scope: str = ""
+
+
+WebAuth = BasicAuth | BearerAuth | OAuth2ClientCredentials
+
+
+@dataclass(frozen=True)
+class DicomWebDestination:
+    name: str
+    url: str  # base URL; STOW-RS posts to <url>/studies, QIDO-RS reads <url>/studies
+    tls: HttpsSettings | None = None
+    auth: WebAuth | None = None
+    timeout_s: float = 120.0
+
+
+Destination = DicomDestination | FolderDestination | DicomWebDestination
+
+
+def describe_destination(dest: Destination) -> str:
+    """One line for explain and doctor: the kind and where it points (no secrets)."""
+    if isinstance(dest, FolderDestination):
+        return f"{dest.name} (folder {dest.path})"
+    if isinstance(dest, DicomWebDestination):
+        auth = type(dest.auth).__name__ if dest.auth is not None else "no auth"
+        return f"{dest.name} (dicomweb STOW-RS {dest.url}, {auth})"
+    return f"{dest.name} (dicom {dest.ae_title}@{dest.host}:{dest.port}{', TLS' if dest.tls else ''})"
 
 
 @dataclass(frozen=True)

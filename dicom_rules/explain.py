@@ -24,7 +24,7 @@ from rich.text import Text
 from anonymizer.keys import KeyRing
 from anonymizer.metadata import deidentify
 from anonymizer.plans import MetadataPlan, PixelReport
-from dicom_rules.decision import RouteAction, RouteDecision
+from dicom_rules.decision import RouteAction, RouteDecision, describe_destination
 from dicom_rules.matching import ConditionResult
 from dicom_rules.ruleset import RuleSet
 
@@ -217,7 +217,7 @@ def render(expl: Explanation, console: Console, *, source: str = "") -> None:
         )
     console.print(_routes_table(expl))
     d = expl.decision
-    target = d.destination.name if d.destination is not None else d.reason
+    target = describe_destination(d.destination) if d.destination is not None else d.reason
     console.print(
         f"[bold]decision[/] route [cyan]{escape(d.route_name)}[/] → {d.action.value} {escape(target)}"
     )
@@ -252,6 +252,7 @@ def _plan_table(expl: Explanation) -> Table:
     )
     _add(table, "preserve", ", ".join(r.value for r in p.preserve) or "nothing")
     _add(table, "pairing / no face", f"{p.pairing.value} / {p.no_face.value}")
+    _add(table, "no PatientID", p.no_patient_id.value)
     if p.engine_options:
         _add(table, "engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
     _add(

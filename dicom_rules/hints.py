@@ -18,6 +18,7 @@ FIELD_HINTS = {
     "preserve": "regions kept exactly as photographed: mouth, nose, eyes, brows",
     "pairing": "study: one synthetic identity per study; patient: one per patient across studies",
     "no_face": "quarantine (default, fail closed) or mask",
+    "no_patient_id": "per_study (default: each ID-less study is its own patient) or quarantine",
     "mode": "anonymize (faces replaced), passthrough (no face in these images) or blank",
     "options": "PS3.15 options in snake_case, e.g. retain_longitudinal_modified_dates, clean_descriptors",
     "action": "keep, remove, empty, hash, shift-date, or {replace: VALUE}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicom_rules.model import DicomDestinationModel, RulesFile
+from dicom_rules.model import DicomDestinationModel, DicomWebDestinationModel, RulesFile
 from dicom_rules.source import RuleError, SourceDoc
 
 
@@ -44,16 +44,13 @@ def _unused_destinations(model: RulesFile, doc: SourceDoc) -> list[RuleError]:
 def _missing_files(model: RulesFile, doc: SourceDoc, base: Path) -> list[RuleError]:
     found = []
     for name, dest in model.destinations.items():
-        if not isinstance(dest, DicomDestinationModel) or dest.tls is None:
-            continue
-        for key in ("certificate", "private_key", "ca_bundle"):
-            value = getattr(dest.tls, key)
-            if value is not None and not (base / value).expanduser().is_file():
+        for where, value in _destination_files(dest):
+            if not (base / value).expanduser().is_file():
                 found.append(
                     _warning(
                         doc,
-                        ("destinations", name, "tls", key),
-                        f"{key} file {value} not found",
+                        ("destinations", name, *where),
+                        f"{where[-1]} file {value} not found",
                         f"paths are relative to {base}; the gateway cannot connect without it",
                     )
                 )
@@ -69,3 +66,27 @@ def _missing_files(model: RulesFile, doc: SourceDoc, base: Path) -> list[RuleErr
                 )
             )
     return found
+
+
+def _destination_files(dest: object) -> list[tuple[tuple[str, ...], str]]:
+    """(YAML path, file) of every TLS and secret file a destination names."""
+    files: list[tuple[tuple[str, ...], str]] = []
+    tls = getattr(dest, "tls", None) if isinstance(dest, DicomDestinationModel) else None
+    if isinstance(dest, DicomWebDestinationModel):
+        tls, auth = dest.dicomweb.tls, dest.dicomweb.auth
+        if auth is not None and auth.basic is not None:
+            files.append((("dicomweb", "auth", "basic", "password_file"), auth.basic.password_file))
+        if auth is not None and auth.bearer_token_file is not None:
+            files.append((("dicomweb", "auth", "bearer_token_file"), auth.bearer_token_file))
+        if auth is not None and auth.oauth2 is not None:
+            files.append(
+                (("dicomweb", "auth", "oauth2", "client_secret_file"), auth.oauth2.client_secret_file)
+            )
+        prefix: tuple[str, ...] = ("dicomweb", "tls")
+    else:
+        prefix = ("tls",)
+    for key in ("certificate", "private_key", "ca_bundle"):
+        value = getattr(tls, key, None) if tls is not None else None
+        if value is not None:
+            files.append(((*prefix, key), value))
+    return files

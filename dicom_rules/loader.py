@@ -13,13 +13,19 @@ from pydantic import ValidationError
 from anonymizer.plans import MetadataPlan, PixelPlan, TagOverride
 from dicom_rules.checks import check_document
 from dicom_rules.decision import (
+    BasicAuth,
+    BearerAuth,
     Destination,
     DicomDestination,
+    DicomWebDestination,
     FolderDestination,
+    HttpsSettings,
+    OAuth2ClientCredentials,
     RouteAction,
     RouteDecision,
     Source,
     TlsSettings,
+    WebAuth,
 )
 from dicom_rules.hints import hint_for
 from dicom_rules.lint import lint
@@ -28,11 +34,13 @@ from dicom_rules.model import (
     CALLING_AE,
     Condition,
     DicomDestinationModel,
+    DicomWebDestinationModel,
     FolderDestinationModel,
     MetadataModel,
     PixelsModel,
     RouteModel,
     RulesFile,
+    WebAuthModel,
     all_field_names,
 )
 from dicom_rules.ruleset import RuleSet
@@ -41,7 +49,7 @@ from dicom_rules.tags import resolve, resolve_path
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default.yaml")
 AT_KEY_TYPES = frozenset({"extra_forbidden", "unknown_keyword", "unknown_tag"})
-UNION_TAGS = frozenset({"str", "int", "float", "bool", "dicom", "folder"})
+UNION_TAGS = frozenset({"str", "int", "float", "bool", "dicom", "folder", "dicomweb"})
 
 
 def load_rule_file(path: Path, *, default_engine: str = "surrogate") -> RuleSet:
@@ -137,9 +145,13 @@ def compile_rules(model: RulesFile, doc: SourceDoc, path: Path, default_engine: 
     )
 
 
-def _destination(name: str, model: DicomDestinationModel | FolderDestinationModel, base: Path) -> Destination:
+def _destination(
+    name: str, model: DicomDestinationModel | FolderDestinationModel | DicomWebDestinationModel, base: Path
+) -> Destination:
     if isinstance(model, FolderDestinationModel):
         return FolderDestination(name=name, path=Path(model.folder))
+    if isinstance(model, DicomWebDestinationModel):
+        return _dicomweb(name, model, base)
     tls = None
     if model.tls is not None:
         t = model.tls
@@ -150,6 +162,34 @@ def _destination(name: str, model: DicomDestinationModel | FolderDestinationMode
             require_peer_certificate=t.require_peer_certificate,
         )
     return DicomDestination(name=name, ae_title=model.ae_title, host=model.host, port=model.port, tls=tls)
+
+
+def _dicomweb(name: str, model: DicomWebDestinationModel, base: Path) -> DicomWebDestination:
+    web = model.dicomweb
+    tls = None
+    if web.tls is not None:
+        tls = HttpsSettings(
+            ca_bundle=_path(web.tls.ca_bundle, base),
+            certificate=_path(web.tls.certificate, base),
+            private_key=_path(web.tls.private_key, base),
+        )
+    auth = _web_auth(web.auth, base) if web.auth is not None else None
+    return DicomWebDestination(
+        name=name, url=web.url.rstrip("/"), tls=tls, auth=auth, timeout_s=web.timeout_s
+    )
+
+
+def _web_auth(model: WebAuthModel, base: Path) -> WebAuth | None:
+    """Secret files resolve against the rule file's folder like TLS files; their content is read at send."""
+    if model.basic is not None:
+        return BasicAuth(model.basic.username, base / Path(model.basic.password_file).expanduser())
+    if model.bearer_token_file is not None:
+        return BearerAuth(base / Path(model.bearer_token_file).expanduser())
+    if model.oauth2 is not None:
+        o = model.oauth2
+        secret = base / Path(o.client_secret_file).expanduser()
+        return OAuth2ClientCredentials(o.token_url, o.client_id, secret, o.scope)
+    return None
 
 
 def _path(text: str | None, base: Path) -> Path | None:
@@ -193,6 +233,7 @@ def _pixel_plan(model: PixelsModel, default_engine: str, base: Path) -> PixelPla
         preserve=tuple(model.preserve),
         pairing=model.pairing,
         no_face=model.no_face,
+        no_patient_id=model.no_patient_id,
         fallback_engine=model.fallback_engine,
         jpeg_quality=model.jpeg_quality,
         engine_options=options,

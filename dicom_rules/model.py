@@ -25,7 +25,15 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from anonymizer.plans import NoFaceAction, PairingScope, PixelMode, ProfileOption, Region, TagAction
+from anonymizer.plans import (
+    NoFaceAction,
+    NoPatientIdAction,
+    PairingScope,
+    PixelMode,
+    ProfileOption,
+    Region,
+    TagAction,
+)
 from dicom_rules.tags import resolve, resolve_path, rule_error
 
 CALLING_AE = "calling_ae"
@@ -129,14 +137,96 @@ class FolderDestinationModel(_Model):
     folder: Annotated[str, StringConstraints(min_length=1)]
 
 
+class HttpsTlsModel(_Model):
+    """HTTPS to a DICOMweb peer: the system CAs unless ``ca_bundle``; a client certificate optional."""
+
+    ca_bundle: str | None = Field(default=None, description="PEM CA bundle; default: the system's CAs")
+    certificate: str | None = Field(default=None, description="PEM client certificate we present")
+    private_key: str | None = Field(default=None, description="PEM private key of that certificate")
+
+    @model_validator(mode="after")
+    def _pair(self) -> HttpsTlsModel:
+        if (self.certificate is None) != (self.private_key is None):
+            raise rule_error(
+                "tls_pair",
+                "certificate and private_key must be given together",
+                "add the missing one, or remove both to connect without a client certificate",
+            )
+        return self
+
+
+class BasicAuthModel(_Model):
+    username: Annotated[str, StringConstraints(min_length=1)]
+    password_file: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="file holding the password (never the password itself)"
+    )
+
+
+class OAuth2Model(_Model):
+    """OAuth2 client-credentials grant (RFC 6749 §4.4); the secret is read from a file."""
+
+    token_url: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    client_id: Annotated[str, StringConstraints(min_length=1)]
+    client_secret_file: Annotated[str, StringConstraints(min_length=1)]
+    scope: str = ""
+
+
+class WebAuthModel(_Model):
+    """At most one way to authenticate; every secret lives in a file, never in the rule file."""
+
+    basic: BasicAuthModel | None = None
+    bearer_token_file: str | None = Field(default=None, description="file holding a bearer token")
+    oauth2: OAuth2Model | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WebAuthModel:
+        given = [k for k in ("basic", "bearer_token_file", "oauth2") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise rule_error(
+                "conflict",
+                f"auth takes one of basic, bearer_token_file or oauth2 (has {' and '.join(given)})",
+                "keep the one the archive expects",
+            )
+        return self
+
+
+def _no_credentials_in_url(url: str) -> str:
+    if "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+        raise rule_error(
+            "unsafe",
+            "the URL carries credentials (user:password@host)",
+            "remove them and use auth: {basic: {username: …, password_file: …}}",
+        )
+    return url
+
+
+class DicomWebModel(_Model):
+    url: Annotated[
+        str, StringConstraints(pattern=r"^https?://[^/\s]+"), AfterValidator(_no_credentials_in_url)
+    ] = Field(description="DICOMweb base URL (STOW-RS posts to URL/studies)")
+    tls: HttpsTlsModel | None = None
+    auth: WebAuthModel | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+
+class DicomWebDestinationModel(_Model):
+    """A DICOMweb archive that receives STOW-RS (Orthanc, dcm4chee, a cloud healthcare API)."""
+
+    dicomweb: DicomWebModel
+
+
 def _destination_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return "folder" if "folder" in value else "dicom"
-    return "folder" if isinstance(value, FolderDestinationModel) else "dicom"
+        return next((k for k in ("folder", "dicomweb") if k in value), "dicom")
+    if isinstance(value, FolderDestinationModel):
+        return "folder"
+    return "dicomweb" if isinstance(value, DicomWebDestinationModel) else "dicom"
 
 
 DestinationModel = Annotated[
-    Annotated[DicomDestinationModel, Tag("dicom")] | Annotated[FolderDestinationModel, Tag("folder")],
+    Annotated[DicomDestinationModel, Tag("dicom")]
+    | Annotated[FolderDestinationModel, Tag("folder")]
+    | Annotated[DicomWebDestinationModel, Tag("dicomweb")],
     Discriminator(_destination_kind),
 ]
 
@@ -205,6 +295,10 @@ class PixelsModel(_Model):
     )
     pairing: PairingScope = PairingScope.PATIENT
     no_face: NoFaceAction = NoFaceAction.QUARANTINE
+    no_patient_id: NoPatientIdAction = Field(
+        default=NoPatientIdAction.PER_STUDY,
+        description="photos without PatientID: per_study (own identity per study) or quarantine",
+    )
     fallback_engine: EngineName | None = None
     jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
     options: dict[str, Scalar | bool] = Field(
@@ -389,6 +483,12 @@ def all_field_names() -> frozenset[str]:
         TlsModel,
         DicomDestinationModel,
         FolderDestinationModel,
+        DicomWebDestinationModel,
+        DicomWebModel,
+        HttpsTlsModel,
+        WebAuthModel,
+        BasicAuthModel,
+        OAuth2Model,
         Condition,
         PixelsModel,
         OverrideModel,

@@ -5,17 +5,25 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
+# apt peers and tools the service and its tests use: DCMTK and Orthanc (+ DICOMweb plugin) as real DICOM peers,
+# tesseract (+ language models) and fonts for text in the pixels, PostgreSQL for the cluster ledger tests,
+# Chromium + chromedriver for the web console's browser tests.
+APT_PEERS="dcmtk orthanc orthanc-dicomweb openssl tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu \
+tesseract-ocr-fra fonts-dejavu fonts-liberation postgresql chromium chromium-driver"
 need_apt=()
-# postgresql: the cluster tests run initdb/pg_ctl in a temp dir as the postgres system user it creates
-for bin in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/lib/postgresql; do
-  [ -x "$bin" ] || need_apt+=("$bin")
+for f in /usr/bin/storescu /usr/sbin/Orthanc /usr/bin/openssl /usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+         /usr/bin/tesseract /usr/share/tesseract-ocr/5/tessdata/{eng,deu,fra}.traineddata \
+         /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf \
+         /usr/lib/postgresql /usr/bin/chromium /usr/bin/chromedriver; do
+  [ -e "$f" ] || need_apt+=("$f")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc openssl postgresql >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $APT_PEERS >/dev/null
   else
-    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install dcmtk orthanc openssl postgresql'" >&2
+    echo "missing ${need_apt[*]}: run as root or 'sudo apt-get install $APT_PEERS'" >&2
   fi
 fi
 

@@ -43,6 +43,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FACES = SHARED / "data" / "faces" / "london_set"
 VL_PHOTO = "1.2.840.10008.5.1.4.1.1.77.1.4"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+ORTHANC_DICOMWEB = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 ORTHANC_BIN = next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), "Orthanc")
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 pytest_plugins = ["tests.services"]  # postgres, pg_url, s3, bucket: real cluster services (started lazily)
@@ -94,6 +95,20 @@ def donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("donors") / "donors.npz"
     save_bank(build_bank(FACES, files=[FACES / f"{i}_03.jpg" for i in DONOR_FACE_IDS]), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wide_donor_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank of 20 identities (test identities left out), so that two patients' donor sets barely overlap,
+    as in a real bank; the 8-identity bank shares most donors between any two patients (about 40 s)."""
+    if not FACES.is_dir():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    from anonymizer.donors import build_bank, save_bank
+
+    ids = sorted({p.name[:3] for p in FACES.glob("*_03.jpg")} - set(TEST_FACE_IDS))[:20]
+    path = tmp_path_factory.mktemp("wide-donors") / "donors.npz"
+    save_bank(build_bank(FACES, files=[FACES / f"{i}_03.jpg" for i in ids]), path)
     return path
 
 
@@ -210,9 +225,13 @@ class Orthanc:
     """A real Orthanc process on loopback ports (Orthanc 1.10 binds 0.0.0.0; no bind-address option)."""
 
     def __init__(
-        self, root: Path, aet: str = "ORTHANC", modalities: dict[str, list[Any]] | None = None
+        self,
+        root: Path,
+        aet: str = "ORTHANC",
+        modalities: dict[str, list[Any]] | None = None,
+        dicomweb: bool = False,
     ) -> None:
-        self.root, self.aet = root, aet
+        self.root, self.aet, self.dicomweb = root, aet, dicomweb
         self.http_port, self.dicom_port = free_port(), free_port()
         self.modalities = modalities or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -235,6 +254,9 @@ class Orthanc:
             "StableAge": 1,
             "HttpTimeout": 30,
         }
+        if self.dicomweb:  # Debian's orthanc-dicomweb plugin: DICOMweb under /dicom-web/
+            config["Plugins"] = [ORTHANC_DICOMWEB]
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         path = self.root / "orthanc.json"
         path.write_text(json.dumps(config))
         return path
@@ -294,15 +316,21 @@ class Orthanc:
 
 @pytest.fixture
 def orthanc(tmp_path: Path) -> Iterator[Any]:
-    """Factory: ``orthanc(aet="ORTHANC", modalities={...}, start=True)`` → a running :class:`Orthanc`."""
+    """Factory: ``orthanc(aet="ORTHANC", modalities={...}, start=True, dicomweb=False)`` → a running
+    :class:`Orthanc` (with the DICOMweb plugin at ``/dicom-web/`` when asked)."""
     if not os.path.exists(ORTHANC_BIN) and shutil.which("Orthanc") is None:
         pytest.skip("Orthanc is not installed")
     started: list[Orthanc] = []
 
     def factory(
-        aet: str = "ORTHANC", modalities: dict[str, list[Any]] | None = None, start: bool = True
+        aet: str = "ORTHANC",
+        modalities: dict[str, list[Any]] | None = None,
+        start: bool = True,
+        dicomweb: bool = False,
     ) -> Orthanc:
-        server = Orthanc(tmp_path / f"orthanc{len(started)}", aet, modalities)
+        if dicomweb and not os.path.exists(ORTHANC_DICOMWEB):
+            pytest.skip("orthanc-dicomweb is not installed")
+        server = Orthanc(tmp_path / f"orthanc{len(started)}", aet, modalities, dicomweb)
         started.append(server)
         return server.start() if start else server
 

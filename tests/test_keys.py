@@ -1,9 +1,11 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
-from anonymizer.keys import KeyRing, SecretError, load_or_create_secret
+from anonymizer.keys import IdentityError, KeyRing, SecretError, load_or_create_secret
 
 
 def test_uid_remap_is_deterministic_and_valid():
@@ -33,3 +35,44 @@ def test_secret_created_0600_and_open_file_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(SecretError, match="chmod 600"):
         load_or_create_secret(path)
+
+
+def _header(**values: str) -> Dataset:
+    ds = Dataset()
+    for keyword, value in values.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_patient_of_keys_on_patient_id_and_issuer() -> None:
+    keys = KeyRing(b"k" * 32)
+    a = _header(PatientID="MRN-1", IssuerOfPatientID="HOSP-A", StudyInstanceUID="1.2.3")
+    assert keys.patient_of(a) == keys.patient_pseudonym("MRN-1", "HOSP-A")
+    assert keys.patient_of(a) == keys.patient_of(_header(PatientID="MRN-1", IssuerOfPatientID="HOSP-A"))
+    assert keys.patient_of(a) != keys.patient_of(_header(PatientID="MRN-1", IssuerOfPatientID="HOSP-B"))
+
+
+def test_patient_of_without_patient_id_is_per_study_then_per_instance() -> None:
+    keys = KeyRing(b"k" * 32)
+    study_a = keys.patient_of(_header(StudyInstanceUID="1.2.3", SOPInstanceUID="1.2.3.1"))
+    empty_id = _header(PatientID="", StudyInstanceUID="1.2.3", SOPInstanceUID="1.2.3.2")
+    assert study_a == keys.patient_of(empty_id)
+    assert study_a != keys.patient_of(_header(StudyInstanceUID="1.2.4", SOPInstanceUID="1.2.4.1"))
+    assert study_a != keys.patient_pseudonym("", "")  # never the one key every ID-less patient once shared
+    one, two = (keys.patient_of(_header(SOPInstanceUID=f"1.2.5.{i}")) for i in (1, 2))
+    assert one != two
+    with pytest.raises(IdentityError):
+        keys.patient_of(_header(PatientID="  "))
+
+
+def test_no_other_module_keys_patients_on_patient_id() -> None:
+    """One patient identity: stages call KeyRing.patient_of, never patient_pseudonym on a header's own ID."""
+    root = Path(__file__).resolve().parents[1]
+    allowed = {"anonymizer/keys.py", "anonymizer/metadata/walker.py"}  # walker: nested IDs in sequences
+    callers = {
+        str(path.relative_to(root))
+        for package in ("gateway", "anonymizer", "dicom_rules")
+        for path in (root / package).rglob("*.py")
+        if "patient_pseudonym(" in path.read_text()
+    }
+    assert callers <= allowed, callers - allowed

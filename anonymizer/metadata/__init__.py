@@ -44,14 +44,9 @@ def _text(ds: Dataset, tag: int) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _patient_values(keys: KeyRing, pid: str, issuer: str, study_uid: str, span: tuple[int, int]
-                    ) -> tuple[str, int, int]:
-    """(pseudonym, date offset days, time offset seconds) of one patient; photos come many per patient."""
-    if pid:
-        pseudonym = keys.patient_pseudonym(pid, issuer)
-    else:  # no PatientID: the study is its own patient, never pooled with other ID-less photos
-        pseudonym = keys.patient_pseudonym("study:" + study_uid, "\x00no-patient-id")
-    return pseudonym, keys.date_offset_days(pseudonym, *span), keys.time_offset_seconds(pseudonym)
+def _patient_offsets(keys: KeyRing, pseudonym: str, span: tuple[int, int]) -> tuple[int, int]:
+    """(date offset days, time offset seconds) of one patient; photos come many per patient."""
+    return keys.date_offset_days(pseudonym, *span), keys.time_offset_seconds(pseudonym)
 
 
 @lru_cache(maxsize=4096)
@@ -63,9 +58,8 @@ def _context(ds: Dataset, cp: CompiledPlan, keys: KeyRing) -> Context:
     """Keyed per-instance values, taken from the original header before anything changes."""
     plan = cp.plan
     study_uid = ascii_value(ds, 0x0020000D) if 0x0020000D in ds else ""
-    pid, issuer = _text(ds, 0x00100020), _text(ds, 0x00100021)
-    span = (plan.date_offset_min_days, plan.date_offset_max_days)
-    pseudonym, days, seconds = _patient_values(keys, pid, issuer, "" if pid else study_uid, span)
+    pseudonym = keys.patient_of(ds)  # the one patient identity (a per-study one without PatientID)
+    days, seconds = _patient_offsets(keys, pseudonym, (plan.date_offset_min_days, plan.date_offset_max_days))
     study_id, accession = _study_values(keys, study_uid, _text(ds, 0x00200010), _text(ds, 0x00080050))
     return Context(keys=keys, compiled=cp, patient_pseudonym=pseudonym, days=days,
                    seconds=seconds if plan.shift_time else 0, study_id=study_id, accession=accession, root=ds)

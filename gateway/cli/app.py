@@ -158,9 +158,12 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def resolve_destination(name: str, config: Any) -> Any:
-    """A destination name from the rules, or ``AE@host:port`` for an ad-hoc DICOM peer."""
-    from dicom_rules import DicomDestination
+    """A destination name from the rules, ``AE@host:port`` for an ad-hoc DICOM peer, or a DICOMweb URL."""
+    from dicom_rules import DicomDestination, DicomWebDestination
     from gateway.core.config import load_rule_set
+
+    if name.startswith(("http://", "https://")):
+        return DicomWebDestination(name=name, url=name.rstrip("/"))
 
     if "@" in name:
         ae_title, _, address = name.partition("@")
@@ -182,9 +185,10 @@ def cmd_echo(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     started = time.perf_counter()
-    ok = sender_for(destination, config).echo()
+    sender = sender_for(destination, config)
+    ok, detail = sender.probe() if hasattr(sender, "probe") else (sender.echo(), "")
     elapsed = (time.perf_counter() - started) * 1000
-    print(f"{args.destination}: {'OK' if ok else 'FAILED'} ({elapsed:.0f} ms)")
+    print(f"{args.destination}: {'OK' if ok else 'FAILED'} ({detail or f'{elapsed:.0f} ms'})")
     return 0 if ok else 1
 
 
@@ -225,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         qsub.add_parser(name, parents=[common]).add_argument("id", type=int)
     quarantine.set_defaults(func=cmd_quarantine)
     echo = sub.add_parser(
-        "echo", parents=[common], help="C-ECHO a destination (rule-file name or AE@host:port)"
+        "echo",
+        parents=[common],
+        help="C-ECHO or QIDO-RS a destination (rule-file name, AE@host:port or a DICOMweb URL)",
     )
     echo.add_argument("destination")
     echo.set_defaults(func=cmd_echo)

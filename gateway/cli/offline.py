@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections import defaultdict
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_LONDON_SET = REPO_ROOT.parent / "shared" / "data" / "faces" / "london_set"
@@ -21,14 +27,11 @@ DONOR_PHOTOS_ENV = "VERA_DONOR_PHOTOS"
 console = Console(stderr=True)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+def _progress(eta: bool = False) -> Progress:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=console)
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -81,91 +84,41 @@ def cmd_donors_ensure(args: argparse.Namespace) -> int:
     return _build(photos, out)
 
 
-def _dicom_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            yield path
-
-
-def _read_all(folder: Path) -> tuple[list[Any], int]:
-    from pydicom import dcmread
-    from pydicom.errors import InvalidDicomError
-
-    datasets, unreadable = [], 0
-    for path in _dicom_files(folder):
-        try:
-            datasets.append(dcmread(path))
-        except (InvalidDicomError, OSError, ValueError):
-            unreadable += 1
-    return datasets, unreadable
-
-
-def _groups(datasets: list[Any], rules: Any, keys: Any) -> dict[tuple[str, str], list[tuple[Any, Any]]]:
-    """Photos of one patient (or study, per the pairing scope) on one route share one identity."""
-    from anonymizer.plans import PairingScope
-
-    groups: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
-    for ds in datasets:
-        decision = rules.decide(ds)
-        pseudonym = keys.patient_pseudonym(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
-        scope = str(ds.get("StudyInstanceUID", "")) if decision.pixels.pairing is PairingScope.STUDY else ""
-        groups[(decision.route_name, pseudonym + "|" + scope)].append((ds, decision))
-    return groups
-
-
-def _process_group(items: list[tuple[Any, Any]], keys: Any, out_dir: Path, tally: dict[str, int]) -> None:
-    from anonymizer import pixel_stage
-    from anonymizer.metadata import deidentify
-    from anonymizer.outcomes import Ok
-    from dicom_rules.decision import RouteAction
-
-    forward = [(ds, d) for ds, d in items if d.action is RouteAction.FORWARD]
-    tally["dropped or quarantined by rule"] += len(items) - len(forward)
-    if not forward:
-        return
-    seed = keys.identity_seed(
-        keys.patient_pseudonym(
-            str(forward[0][0].get("PatientID", "")), str(forward[0][0].get("IssuerOfPatientID", ""))
-        )
-    )
-    outcomes = pixel_stage.anonymize_group([ds for ds, _ in forward], forward[0][1].pixels, seed)
-    for (_, decision), outcome in zip(forward, outcomes, strict=True):
-        if not isinstance(outcome, Ok):
-            tally[f"quarantined: {outcome.reason}"] += 1
-            continue
-        try:
-            out = deidentify(outcome.dataset, decision.metadata, keys, outcome.report)
-        except Exception as exc:
-            tally[f"quarantined: metadata-{type(exc).__name__}"] += 1
-            continue
-        target = out_dir / f"{out.SOPInstanceUID}.dcm"
-        tmp = target.with_suffix(".tmp")
-        out.save_as(tmp, enforce_file_format=True)
-        tmp.replace(target)
-        tally["anonymized"] += 1
-
-
 def cmd_anonymize(args: argparse.Namespace) -> int:
-    from anonymizer import pixel_stage
+    """The service's stage sequence on a folder: streamed, on N processes, resumable; writes a summary."""
     from anonymizer.keys import KeyRing, load_or_create_secret
+    from gateway.core import batch
 
-    rules = _rules(args.rules)
-    keys = KeyRing(load_or_create_secret(args.secret or _data_dir(args) / "secret.key"))
-    pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=args.donor_bank or default_bank_path(args)))
-    datasets, unreadable = _read_all(args.in_dir)
+    started = time.perf_counter()
+    settings = batch.BatchSettings(
+        in_dir=args.in_dir,
+        out_dir=args.out_dir,
+        rules=_rules(args.rules),
+        secret=load_or_create_secret(args.secret or _data_dir(args) / "secret.key"),
+        donor_bank=args.donor_bank or default_bank_path(args),
+        workers=(os.cpu_count() or 1) if args.workers is None else args.workers,
+    )
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    tally: dict[str, int] = defaultdict(int)
-    tally["unreadable"] = unreadable
-    groups = _groups(datasets, rules, keys)
-    with _progress() as bar:
-        task = bar.add_task("patients", total=len(groups))
-        for items in groups.values():
-            _process_group(items, keys, args.out_dir, tally)
-            bar.advance(task)
-    for what, count in sorted(tally.items()):
-        if count:
-            console.print(f"{what}: {count}")
-    return 0 if tally["anonymized"] == len(datasets) else 2
+    tally = batch.Tally()
+    jobs = batch.plan_jobs(settings, KeyRing(settings.secret), tally)
+    todo = batch.resume(jobs, args.out_dir, tally)
+    journal = batch.Journal(args.out_dir)
+    try:
+        with _progress(eta=True) as bar:
+            total = sum(len(j.paths) for j in jobs)
+            task = bar.add_task("photos", total=total, completed=total - sum(len(j.paths) for j in todo))
+            batch.Runner(settings, journal, tally, lambda n: bar.advance(task, n)).run(todo)
+    finally:
+        journal.close()
+    summary = batch.write_summary(
+        args.out_dir, tally, settings.rules, settings.workers, time.perf_counter() - started
+    )
+    for what, count in sorted(tally.outcomes.items()):
+        console.print(f"{what}: {count}")
+    for reason, count in sorted(tally.reasons.items()):
+        console.print(f"  {reason}: {count}")
+    console.print(f"summary: {summary}")
+    return 0 if tally.complete() else 2
 
 
 def _rules(path: Path | None) -> Any:
@@ -226,6 +179,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     anon.add_argument("--rules", type=Path, help="rule file (default: the shipped default rules)")
     anon.add_argument("--secret", type=Path, help="gateway secret (default <data-dir>/secret.key)")
     anon.add_argument("--donor-bank", type=Path, help="donor bank (default $VERA_DONOR_BANK or <data-dir>)")
+    anon.add_argument("--workers", type=int, help="worker processes (default: all cores; 0 = this process)")
     anon.set_defaults(func=cmd_anonymize)
     imp = subparsers.add_parser("import-photos", parents=[common], help="photos → VL Photographic DICOM")
     imp.add_argument("jpeg_dir", type=Path)

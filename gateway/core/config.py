@@ -9,10 +9,18 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import dicom_rules
 from dicom_rules import RuleSet
@@ -27,18 +35,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _valid_cidrs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for net in value:
+        ipaddress.ip_network(net, strict=False)
+    return value
+
+
+Cidrs = Annotated[tuple[str, ...], AfterValidator(_valid_cidrs)]
+
+
 class CallerRule(_Frozen):
     """One allowed calling AE title, optionally restricted to IP networks (CIDR)."""
 
     ae_title: str = Field(min_length=1, max_length=16)
-    networks: tuple[str, ...] = ()
-
-    @field_validator("networks")
-    @classmethod
-    def _valid_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for net in value:
-            ipaddress.ip_network(net, strict=False)
-        return value
+    networks: Cidrs = ()
 
 
 class ForwardSettings(_Frozen):
@@ -76,6 +86,55 @@ class ObjectStoreSettings(_Frozen):
         if value and not value.endswith("/"):
             raise ValueError("prefix must end with '/'")
         return value
+
+
+class StowClient(_Frozen):
+    """One allowed STOW-RS client. ``name`` is recorded as its calling AE title (routes may match it); it
+    proves who it is by a bearer token (read from ``token_file``) or a client certificate's subject CN."""
+
+    name: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")
+    token_file: Path | None = None
+    certificate_cn: str | None = Field(None, min_length=1)
+    networks: Cidrs = ()  # it may call only from these; empty = any address
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> StowClient:
+        if (self.token_file is None) == (self.certificate_cn is None):
+            raise ValueError(f"client {self.name}: give exactly one of token_file or certificate_cn")
+        return self
+
+
+class StowTls(_Frozen):
+    """HTTPS for the STOW-RS receiver; with ``ca_bundle`` presented client certificates are verified."""
+
+    certificate: Path
+    private_key: Path
+    ca_bundle: Path | None = None
+    require_peer_certificate: bool = False
+
+
+class StowSettings(_Frozen):
+    """The ``stow:`` section: a STOW-RS receiver (PS3.18 §10.5) feeding the same intake as the SCP."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(8104, ge=0, le=65535)
+    tls: StowTls | None = None
+    clients: tuple[StowClient, ...] = ()  # empty: any client (the default bind is loopback only)
+    max_request_bytes: int = Field(1 << 30, ge=1)  # 413 beyond this (declared or streamed)
+    max_instance_bytes: int = Field(256 << 20, ge=1)  # one part; bounds the memory of a request
+    max_concurrent_requests: int = Field(8, ge=1)  # 503 beyond this
+
+    @field_validator("bind")
+    @classmethod
+    def _valid_ip(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cn_needs_tls(self) -> StowSettings:
+        if any(c.certificate_cn for c in self.clients) and (self.tls is None or self.tls.ca_bundle is None):
+            raise ValueError("clients with certificate_cn need tls with a ca_bundle that signs them")
+        return self
 
 
 class GatewayConfig(_Frozen):
@@ -126,6 +185,8 @@ class GatewayConfig(_Frozen):
     @property
     def clustered(self) -> bool:
         return self.ledger is not None
+
+    stow: StowSettings | None = None  # a STOW-RS receiver beside the SCP (gateway/core/stow.py)
 
     @field_validator("bind", "metrics_bind")
     @classmethod

@@ -135,13 +135,10 @@ class Intake:
     def _describe(
         self, request: StoreRequest, ds: Dataset, sha: str, rel: str, size: int
     ) -> ReceivedInstance:
-        patient = self.keys.patient_pseudonym(
-            str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", ""))
-        )
         return ReceivedInstance(
             sop_key=self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
             study_key=self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
-            patient_key=patient,
+            patient_key=self.keys.patient_of(ds),
             sop_class_uid=request.sop_class_uid,
             transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
             sha256=sha,

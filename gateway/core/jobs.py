@@ -12,6 +12,14 @@ from enum import StrEnum
 from dicom_rules import RuleSet
 
 
+class OutputLayout(StrEnum):
+    """Where the write stage puts an output: the service's content-addressed outbox (``ab/<sha256>.dcm``),
+    or ``<de-identified SOP Instance UID>.dcm`` in one folder (``vera-gateway anonymize``)."""
+
+    CONTENT_ADDRESSED = "content-addressed"
+    BY_SOP_INSTANCE_UID = "by-sop-instance-uid"
+
+
 class ItemKind(StrEnum):
     OK = "ok"
     QUARANTINE = "quarantine"
@@ -32,6 +40,7 @@ class JobSpec:
     instances: tuple[InstanceSpec, ...]
     outbox_root: str
     rules: RuleSet
+    layout: OutputLayout = OutputLayout.CONTENT_ADDRESSED
 
 
 @dataclass(frozen=True)

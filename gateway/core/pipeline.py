@@ -1,32 +1,24 @@
-"""The per-job pipeline, run in a worker process: load → decide route → pixel stage → metadata stage → outbox.
+"""The per-job pipeline, run in a worker process: the stage sequence of :mod:`gateway.core.stages`
+(decide → pixels → metadata → write) into the outbox (or, for ``vera-gateway anonymize``, an output folder).
 
-A worker gets a picklable :class:`JobSpec` (spool paths, never datasets) and returns a :class:`JobResult` with
+A worker gets a picklable :class:`JobSpec` (file paths, never datasets) and returns a :class:`JobResult` with
 one typed item per instance. It touches no ledger: the scheduler in the parent records results, so a worker
 crash loses nothing (the job is simply run again; outputs are content-addressed and deterministic).
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import structlog
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from anonymizer import pixel_stage
 from anonymizer.keys import KeyRing
-from anonymizer.metadata import deidentify
-from anonymizer.metadata.errors import MetadataError
-from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
-from anonymizer.plans import PairingScope
-from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway.core import faults
-from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
-from gateway.core.spool import ContentStore
+from gateway.core.jobs import JobResult, JobSpec, OutputLayout
+from gateway.core.spool import ContentStore, atomic_write
+from gateway.core.stages import Sink, run_stages
 
 LOG = structlog.get_logger("gateway.pipeline")
 _KEYS: KeyRing | None = None
@@ -45,108 +37,25 @@ def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | N
         pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=Path(donor_bank)))
 
 
-@dataclass
-class _Item:
-    spec: InstanceSpec
-    ds: Dataset
-    decision: RouteDecision
-
-
 def process_job(spec: JobSpec) -> JobResult:
-    """Run one job; never raises for a per-instance problem (those become quarantine items)."""
+    """Run one job through the shared stage sequence; never raises for a per-instance problem."""
     assert _KEYS is not None, "init_worker was not called"
-    timings: dict[str, float] = defaultdict(float)
-    results: list[ItemResult] = []
-    groups: dict[tuple[str, str, str], list[_Item]] = defaultdict(list)
-    for inst in spec.instances:
-        started = time.perf_counter()
-        item_or_result = _load_and_decide(inst, spec.rules)
-        timings["decide"] += time.perf_counter() - started
-        if isinstance(item_or_result, ItemResult):
-            results.append(item_or_result)
-        else:
-            groups[_group_key(item_or_result, _KEYS)].append(item_or_result)
-    store = ContentStore(Path(spec.outbox_root))
-    for items in groups.values():
-        group_results = _run_group(items, _KEYS, store, timings)
-        if isinstance(group_results, Retry):
-            return JobResult(spec.job_id, retry_reason=group_results.reason, seconds=dict(timings))
-        results.extend(group_results)
+    run = run_stages(spec.instances, spec.rules, _KEYS, _sink(spec))
+    if run.retry_reason:
+        return JobResult(spec.job_id, retry_reason=run.retry_reason, seconds=dict(run.seconds))
     faults.hold("pipeline.after_outbox")
-    return JobResult(spec.job_id, tuple(sorted(results, key=lambda r: r.instance_id)), "", dict(timings))
+    return JobResult(spec.job_id, tuple(run.results), "", dict(run.seconds))
 
 
-def _load_and_decide(inst: InstanceSpec, rules: RuleSet) -> _Item | ItemResult:
-    try:
-        ds = dcmread(inst.spool_file)
-    except Exception as exc:
-        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"spool-unreadable:{type(exc).__name__}")
-    try:
-        decision = rules.decide(ds, inst.calling_ae, inst.calling_ip)
-    except Exception as exc:
-        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"rules-error:{type(exc).__name__}")
-    if decision.action is RouteAction.QUARANTINE:
-        return ItemResult(
-            inst.instance_id, ItemKind.QUARANTINE, f"rule:{decision.route_name}:{decision.reason}"
-        )
-    if decision.action is RouteAction.DROP:
-        return ItemResult(inst.instance_id, ItemKind.DROP, f"rule:{decision.route_name}:{decision.reason}")
-    if decision.destination is None:
-        return ItemResult(inst.instance_id, ItemKind.QUARANTINE, f"rule:{decision.route_name}:no-destination")
-    return _Item(inst, ds, decision)
+def _sink(spec: JobSpec) -> Sink:
+    root = Path(spec.outbox_root)
+    if spec.layout is OutputLayout.BY_SOP_INSTANCE_UID:
 
+        def by_uid(data: bytes, ds: Dataset) -> str:
+            name = f"{ds.SOPInstanceUID}.dcm"  # de-identified (keyed) UID: no PHI in the file name
+            atomic_write(root / name, data)
+            return name
 
-def patient_pseudonym(ds: Dataset, keys: KeyRing) -> str:
-    return keys.patient_pseudonym(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
-
-
-def _group_key(item: _Item, keys: KeyRing) -> tuple[str, str, str]:
-    """Photos that share one synthetic identity: same route and same patient (or same study).
-
-    The pixel plan is part of the key: a group runs under one plan, so two decisions that share a route
-    name but not a plan (a RuleSet built in code) must never pool a face photo into a passthrough group.
-    """
-    pixels = item.decision.pixels
-    scope = str(item.ds.get("StudyInstanceUID", "")) if pixels.pairing is PairingScope.STUDY else ""
-    return (item.decision.route_name, repr(pixels), patient_pseudonym(item.ds, keys) + "|" + scope)
-
-
-def _run_group(
-    items: list[_Item], keys: KeyRing, store: ContentStore, timings: dict[str, float]
-) -> list[ItemResult] | Retry:
-    plan = items[0].decision.pixels
-    seed = keys.identity_seed(patient_pseudonym(items[0].ds, keys))
-    started = time.perf_counter()
-    outcomes = pixel_stage.anonymize_group([i.ds for i in items], plan, seed)
-    timings["pixels"] += time.perf_counter() - started
-    retry = next((o for o in outcomes if isinstance(o, Retry)), None)
-    if retry is not None:
-        return retry
-    results = []
-    for item, outcome in zip(items, outcomes, strict=True):
-        started = time.perf_counter()
-        results.append(_finish_item(item, outcome, keys, store))
-        timings["metadata"] += time.perf_counter() - started
-    return results
-
-
-def _finish_item(item: _Item, outcome: Outcome, keys: KeyRing, store: ContentStore) -> ItemResult:
-    iid = item.spec.instance_id
-    if isinstance(outcome, Quarantine):
-        return ItemResult(iid, ItemKind.QUARANTINE, f"pixels:{outcome.reason}")
-    assert isinstance(outcome, Ok)
-    try:
-        out = deidentify(outcome.dataset, item.decision.metadata, keys, outcome.report)
-        buf = BytesIO()
-        out.save_as(buf, enforce_file_format=True)
-        stored = store.put(buf.getvalue())
-    except MetadataError as exc:
-        return ItemResult(iid, ItemKind.QUARANTINE, f"metadata:{exc.reason}")
-    except OSError as exc:
-        return ItemResult(iid, ItemKind.QUARANTINE, f"outbox-write:{type(exc).__name__}")
-    except Exception as exc:
-        return ItemResult(iid, ItemKind.QUARANTINE, f"metadata-error:{type(exc).__name__}")
-    dest = item.decision.destination
-    return ItemResult(
-        iid, ItemKind.OK, "", dest.name if dest else "", stored.relpath, str(out.SOPInstanceUID)
-    )
+        return by_uid
+    store = ContentStore(root)
+    return lambda data, ds: store.put(data).relpath

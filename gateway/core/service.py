@@ -72,6 +72,7 @@ class Service:
         self.tls_server: Any = None
         self.gate: AssociationGate | None = None
         self.http: Any = None
+        self.stow: Any = None  # gateway.core.stow.StowServer when the config has a stow: section
 
     def rules(self) -> RuleSet:
         """The rule set in force (hot-reloaded from the rules file when one is configured)."""
@@ -111,6 +112,10 @@ class Service:
             self.tls_server = start_scp(
                 self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
             )
+        if self.config.stow is not None:
+            from gateway.core.stow import StowServer  # web stack only when a receiver is configured
+
+            self.stow = StowServer(self.config.stow, self.intake, self.config.resolve).start()
         self.scheduler.warm_up()
         for name, target in (
             ("scheduler", self.scheduler.run),
@@ -141,6 +146,7 @@ class Service:
     def health(self) -> dict[str, bool]:
         return {
             "scp": self.server is not None,
+            "stow": self.config.stow is None or (self.stow is not None and self.stow.thread.is_alive()),
             "threads": all(t.is_alive() for t in self.threads),
         }
 
@@ -164,6 +170,8 @@ class Service:
         for server in (self.server, self.tls_server):
             if server is not None:
                 server.shutdown()
+        if self.stow is not None:
+            self.stow.stop()
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()

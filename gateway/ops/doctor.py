@@ -27,7 +27,7 @@ from typing import Any
 from anonymizer.engines import engine_options
 from anonymizer.plans import PixelMode, PixelPlan
 from dicom_rules import RuleSet
-from dicom_rules.decision import DicomDestination, FolderDestination
+from dicom_rules.decision import DicomDestination, DicomWebDestination, FolderDestination
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_BYTES = 2 * 1024**3
@@ -384,12 +384,19 @@ def echo_destination(dest: DicomDestination, calling_ae: str, timeout_s: float =
 
 
 def check_destinations(
-    rules: RuleSet, calling_ae: str, resolve: Callable[[Path], Path], timeout_s: float = 5.0
+    rules: RuleSet,
+    calling_ae: str,
+    resolve: Callable[[Path], Path],
+    timeout_s: float = 5.0,
+    config: Any = None,
 ) -> Iterator[Check]:
     for name, dest in sorted(rules.destinations.items()):
         label = f"destination {name}"
         if isinstance(dest, FolderDestination):
             yield from _check_folder(label, resolve(dest.path))
+            continue
+        if isinstance(dest, DicomWebDestination):
+            yield from _check_dicomweb(label, dest, config)
             continue
         if dest.tls is not None and dest.tls.certificate is not None:
             yield check_certificate(f"{label} certificate", resolve(Path(dest.tls.certificate)))
@@ -404,6 +411,21 @@ def check_destinations(
                 f"check host/port/AE title, the firewall, and that the destination knows calling AE "
                 f"{calling_ae!r}" + ("; check certificates and CA bundle" if dest.tls else ""),
             )
+
+
+def _check_dicomweb(label: str, dest: DicomWebDestination, config: Any) -> Iterator[Check]:
+    """QIDO-RS with the destination's own TLS and auth: proves URL, certificates and credentials at once."""
+    from gateway.core.config import GatewayConfig
+    from gateway.core.destinations.dicomweb import DicomWebSender
+
+    if dest.tls is not None and dest.tls.certificate is not None:
+        yield check_certificate(f"{label} certificate", dest.tls.certificate)
+    ok_, detail = DicomWebSender(dest, config or GatewayConfig()).probe()
+    if ok_:
+        yield ok(label, f"{dest.url}: {detail}")
+    else:
+        fix = "check the URL, the firewall, the CA bundle and the secret file (token, password, secret)"
+        yield fail(label, f"{dest.url}: {detail}", fix)
 
 
 def _check_folder(label: str, folder: Path) -> Iterator[Check]:
@@ -457,6 +479,8 @@ def check_listeners(config: Any, rules: RuleSet) -> Iterator[Check]:
             yield fail("tls listener", str(exc), "fix the tls: section of the service config")
         else:
             yield check_certificate("tls listener", config.resolve(config.tls.certificate))
+    if getattr(config, "stow", None) is not None:
+        yield from _check_stow(config)
     sources = len(config.allowed_callers) + len(rules.sources)
     if sources:
         yield ok("allow-list", f"{sources} allowed caller(s)")
@@ -468,6 +492,32 @@ def check_listeners(config: Any, rules: RuleSet) -> Iterator[Check]:
             f"any caller that reaches {config.bind}:{config.port} may store",
             "list the PACS (AE title + networks) under sources: in the rule file",
         )
+
+
+def _check_stow(config: Any) -> Iterator[Check]:
+    """The STOW-RS receiver: its TLS files load, token files are readable, an open receiver stays local."""
+    from gateway.ops.tls import TlsConfigError, TlsSettings, server_context
+
+    stow, where = config.stow, f"{config.stow.bind}:{config.stow.port}"
+    if stow.tls is not None:
+        t = stow.tls
+        ca = config.resolve(t.ca_bundle) if t.ca_bundle else None
+        try:
+            server_context(TlsSettings(config.resolve(t.certificate), config.resolve(t.private_key), ca))
+        except TlsConfigError as exc:
+            yield fail("stow listener", str(exc), "fix stow.tls in the service config")
+        else:
+            yield check_certificate("stow listener", config.resolve(t.certificate))
+    for client in stow.clients:
+        path = config.resolve(client.token_file) if client.token_file else None
+        if path is not None and not (path.is_file() and path.read_text().strip()):
+            yield fail(f"stow client {client.name}", f"token file {path} missing or empty", "write the token")
+    if stow.clients:
+        yield ok("stow allow-list", f"{len(stow.clients)} client(s) on {where}")
+    elif stow.bind in ("127.0.0.1", "::1"):
+        yield ok("stow allow-list", f"open, but bound to {stow.bind} only")
+    else:
+        yield warn("stow allow-list", f"any client that reaches {where} may store", "list stow.clients")
 
 
 # ---- running -------------------------------------------------------------------------------------------
@@ -511,7 +561,8 @@ def run_checks(
     checks += [*check_listeners(config, rules)]
     checks += [*check_engines(rules, config.resolve, engine_defaults_of(config))]
     if options.network:
-        checks += [*check_destinations(rules, config.ae_title, config.resolve, options.echo_timeout_s)]
+        timeout = options.echo_timeout_s
+        checks += [*check_destinations(rules, config.ae_title, config.resolve, timeout, config)]
     return checks
 
 

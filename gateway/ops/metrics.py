@@ -25,6 +25,9 @@ OLDEST_AGE = Gauge("vera_gateway_oldest_item_age_seconds", "Age of the oldest in
 BREAKER_OPEN = Gauge(
     "vera_gateway_breaker_open", "1 while a destination's circuit breaker is open", ["destination"]
 )
+STOW_REQUESTS = Counter(
+    "vera_gateway_stow_requests_total", "STOW-RS requests by HTTP status and reason", ["status", "reason"]
+)
 SPOOL_ORPHANS = Gauge(
     "vera_gateway_spool_orphans", "Spooled files no ledger row refers to (never acknowledged), at start-up"
 )

@@ -1,4 +1,4 @@
-"""Destination kinds: one small registered file each (``folder``, ``dicom``).
+"""Destination kinds: one small registered file each (``folder``, ``dicom``, ``dicomweb``).
 
 A kind registers a factory for its destination type (from ``dicom_rules``) with :func:`register`. The
 forwarder asks :func:`sender_for` for a :class:`Sender`, which sends a batch of de-identified files and
@@ -15,7 +15,11 @@ from typing import Any, Protocol
 
 from gateway.core.config import GatewayConfig
 
-KIND_MODULES = ("gateway.core.destinations.folder", "gateway.core.destinations.dicom")
+KIND_MODULES = (
+    "gateway.core.destinations.folder",
+    "gateway.core.destinations.dicom",
+    "gateway.core.destinations.dicomweb",
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def register(destination_type: type) -> Callable[[SenderFactory], SenderFactory]
 
 def sender_for(destination: Any, config: GatewayConfig) -> Sender:
     """The sender for a destination from the rule set; raises LookupError for an unknown kind."""
-    if not _REGISTRY:
+    if type(destination) not in _REGISTRY:  # a kind module may have been imported alone before
         for name in KIND_MODULES:
             importlib.import_module(name)
     factory = _REGISTRY.get(type(destination))
