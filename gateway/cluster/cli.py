@@ -40,6 +40,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     coordinator = Coordinator(config, ledger)  # a worker also sweeps: stalled jobs move with no receiver up
     threading.Thread(target=coordinator.run, args=(stop,), name="coordinator", daemon=True).start()
+    if args.metrics_port is not None:  # per worker: several workers on one host each need their own port
+        from gateway.ops.metrics import start_http
+
+        start_http(config.metrics_bind, args.metrics_port, lambda: {"worker": True})
     try:
         run_worker(config, runner, concurrency=args.concurrency)
     finally:
@@ -54,6 +58,7 @@ def serve(args: argparse.Namespace, config: Any) -> int:
     role = Role(args.role or "all")
     if role is Role.WORK:
         args.queue, args.concurrency = config.work_queue, 1
+        args.metrics_port = config.metrics_port
         return cmd_worker(args)
     node = ClusterNode(config, role)
     done = threading.Event()
@@ -107,6 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     worker.add_argument("--queue", default="gpu", help="queue to take jobs from (default gpu)")
     worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (1 per GPU)")
     worker.add_argument("--log-level", default="INFO")
+    worker.add_argument("--metrics-port", type=int, help="serve this worker's /metrics (default: none)")
     worker.set_defaults(func=cmd_worker)
     db = subparsers.add_parser("db", parents=[common], help="cluster: PostgreSQL ledger schema")
     db.add_argument("db_command", choices=("upgrade", "status"))

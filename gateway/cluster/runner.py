@@ -28,6 +28,7 @@ from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, Job
 from gateway.core.ledger.models import Deidentified, Dropped, InstanceOutcome, JobRun, Quarantined
 from gateway.core.ledger.postgres import PostgresLedger
 from gateway.core.spool import ContentStore, atomic_write
+from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.cluster.runner")
 
@@ -85,6 +86,7 @@ class JobRunner:
             self._failed(run, result.retry_reason)
             return
         state = self.ledger.finish_job(run, [outcome_of(i) for i in result.items])
+        self._observe(result, time.perf_counter() - started, recorded=state is not None)
         if state is None:
             LOG.warning("job.result_fenced", job_id=job_id, attempt=run.attempt)  # a newer attempt owns it
             return
@@ -96,6 +98,16 @@ class JobRunner:
             instances=len(result.items),
             seconds=round(time.perf_counter() - started, 3),
         )
+
+    @staticmethod
+    def _observe(result: JobResult, seconds: float, recorded: bool) -> None:
+        """This worker's /metrics: stage and job durations; quarantines only when the commit held."""
+        for stage, spent in result.seconds.items():
+            STAGE_SECONDS.labels(stage=stage).observe(spent)
+        STAGE_SECONDS.labels(stage="job").observe(seconds)
+        if recorded:
+            quarantined = sum(1 for i in result.items if i.kind is ItemKind.QUARANTINE)
+            QUARANTINED.labels(stage="pipeline").inc(quarantined)
 
     def _process(self, run: JobRun) -> JobResult:
         from gateway.core.pipeline import process_job
@@ -141,6 +153,7 @@ class JobRunner:
     def _failed(self, run: JobRun, reason: str) -> None:
         if run.attempt >= self.config.max_job_attempts:
             count = self.ledger.quarantine_job(run, reason)
+            QUARANTINED.labels(stage="pipeline").inc(count or 0)
             LOG.warning(
                 "job.quarantined", job_id=run.job_id, reason=reason, attempts=run.attempt, count=count
             )

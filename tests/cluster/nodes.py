@@ -158,8 +158,11 @@ class Cluster:
         assert node.alive(), node.log_text()[-3000:]
         return node
 
-    def worker(self, name: str, hold: str = "") -> Node:
-        return self._node(name, "worker", "--queue", "gpu").start(hold)
+    def worker(self, name: str, hold: str = "", metrics: bool = False) -> Node:
+        extra = (
+            ["--metrics-port", str(self.ports.setdefault(f"{name}-metrics", free_port()))] if metrics else []
+        )
+        return self._node(name, "worker", "--queue", "gpu", *extra).start(hold)
 
     def wait_workers(self, count: int, timeout: float = 90) -> None:
         wait_until(

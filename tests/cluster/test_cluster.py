@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiv
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
     wait_until(lambda: victim.events("fault.hold"), 60)
     (held,) = cluster.sql("SELECT id FROM jobs WHERE state='processing'")
-    rescuer = cluster.worker("worker-b")
+    rescuer = cluster.worker("worker-b", metrics=True)
     wait_until(lambda: "Starting worker on queues" in rescuer.log_text(), 90)
     victim.kill9()  # mid-job: the sweep sees its heart-beat stop and the job runs again on worker-b
     postgres.restart(immediate=True)  # every node must reconnect by itself, worker-b included
@@ -92,6 +93,9 @@ def test_cluster_forwards_every_acknowledged_instance_once_through_worker_receiv
     assert [j["attempts"] for j in jobs if j["id"] == held["id"]] == [2]
     assert {r["role"] for r in cluster.sql("SELECT role FROM nodes")} >= {"receive", "forward"}
     assert all(node.alive() for name, node in cluster.nodes.items() if name not in ("worker-a", "recv-b"))
+    url = f"http://127.0.0.1:{cluster.ports['worker-b-metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:  # each worker has its own /metrics
+        assert 'vera_gateway_stage_seconds_count{stage="job"}' in response.read().decode()
 
 
 def test_a_long_job_runs_once_but_a_frozen_worker_is_swept_and_cannot_commit_when_it_wakes_up(
