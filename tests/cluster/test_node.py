@@ -1,5 +1,6 @@
 """Cluster nodes: they follow an edited rule file without a restart, and one node with ``--role all`` does
-every part of the work (receive, run jobs in a worker thread, forward)."""
+every part of the work (receive, run jobs in a worker thread, forward); while the object store is down its
+receiver answers 0xA700 and acknowledges nothing, and once the store is back everything flows."""
 
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ def test_rules_source_hot_reloads_an_edited_rule_file(tmp_path: Path) -> None:
     wait_until(lambda: rules().destinations["pacs"].ae_title == "PACS_B", 5)  # polled at most once a second
 
 
+def storescu(port: int, files: list[Path]) -> subprocess.CompletedProcess[str]:
+    cmd = ["/usr/bin/storescu", "-v", "-xy", "-aec", "VERA_GW", "127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=DCMTK_ENV, timeout=60)
+
+
 @pytest.mark.integration
-def test_one_node_with_role_all_receives_runs_and_forwards(
+def test_one_node_with_role_all_answers_a700_while_the_store_is_down_then_everything_flows(
     tmp_path: Path, pg_url: str, s3: S3Server, bucket: str, orthanc: Any
 ) -> None:
     pacs = orthanc()
@@ -42,13 +48,18 @@ def test_one_node_with_role_all_receives_runs_and_forwards(
     files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=n, side=16) for n in (1, 2, 3)])
     node = ClusterNode(config, Role.ALL).start()
     try:
-        sent = subprocess.run(
-            ["/usr/bin/storescu", "-xy", "-aec", "VERA_GW", "127.0.0.1", str(config.port), *map(str, files)],
-            capture_output=True, env=DCMTK_ENV, timeout=60,
-        )  # fmt: skip
-        assert sent.returncode == 0
+        s3.stop()
+        try:
+            refused = storescu(config.port, files[:1])
+        finally:
+            s3.start()
+        assert "Refused: OutOfResources" in refused.stderr  # 0xA700
+        assert node.ledger.instances() == []  # nothing acknowledged, nothing recorded
+        accepted = storescu(config.port, files)
+        assert accepted.returncode == 0 and "Refused" not in accepted.stderr
         wait_until(lambda: len(pacs.instances()) == 3, 60, 0.3)
         wait_until(lambda: {i.state for i in node.ledger.instances()} == {InstanceState.FORWARDED}, 30)
+        assert len(node.ledger.instances()) == 3
     finally:
         node.stop()
     assert not any(t.is_alive() for t in node.threads)  # the worker thread stops with the node
