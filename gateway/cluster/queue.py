@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from gateway.core.config import GatewayConfig
-from gateway.core.ledger.models import LedgerError
+from gateway.core.ledger.models import JobState, LedgerError
 from gateway.core.ledger.postgres import PostgresLedger
 
 LOG = structlog.get_logger("gateway.cluster.queue")
@@ -65,7 +66,7 @@ class Coordinator:
     def tick(self) -> dict[str, int]:
         grouped = self.ledger.group_received()
         deferred = self.reconcile()
-        swept = self.sweep()
+        swept = self.sweep() + self.sweep_orphaned_runs()
         return {"grouped": len(grouped), "deferred": deferred, "swept": swept}
 
     def queued_job_ids(self) -> set[int]:
@@ -122,8 +123,24 @@ class Coordinator:
         except LedgerError:  # another coordinator's sweep requeued it a moment ago
             LOG.info("job.requeue_skipped", entry_id=entry_id)
 
+    def sweep_orphaned_runs(self) -> int:
+        """Runs ``processing`` in the ledger with no queue entry todo or doing: the worker could not record
+        its end (the database went away for longer than it retried) and Procrastinate closed the entry. They
+        are retried (or quarantined) like a lost worker's; a run still in progress always has its entry."""
+        rows = self.ledger.query(
+            "SELECT id FROM jobs WHERE state=%s AND updated_at < %s AND id NOT IN ("
+            " SELECT (args->>'job_id')::bigint FROM procrastinate_jobs"
+            " WHERE task_name=%s AND status IN ('todo', 'doing'))",
+            (JobState.PROCESSING, time.time() - self.config.stall_after_s, TASK_NAME),
+        )
+        for row in rows:
+            self._settle_run(int(row["id"]))
+        return len(rows)
+
     def _settle_stalled(self, entry: dict[str, Any]) -> None:
-        job_id = int(entry["args"]["job_id"])
+        self._settle_run(int(entry["args"]["job_id"]))
+
+    def _settle_run(self, job_id: int) -> None:
         run = self.ledger.running_job(job_id)
         if run is None:
             return

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -25,12 +25,20 @@ from dicom_rules import RuleSet
 from gateway.core import faults
 from gateway.core.config import GatewayConfig
 from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
-from gateway.core.ledger.models import Deidentified, Dropped, InstanceOutcome, JobRun, Quarantined
+from gateway.core.ledger.models import (
+    Deidentified,
+    Dropped,
+    InstanceOutcome,
+    JobRun,
+    LedgerError,
+    Quarantined,
+)
 from gateway.core.ledger.postgres import PostgresLedger
 from gateway.core.spool import ContentStore, atomic_write
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.cluster.runner")
+T = TypeVar("T")
 
 
 def job_retry_delay(attempt: int) -> float:
@@ -85,7 +93,7 @@ class JobRunner:
         if result.retry_reason:
             self._failed(run, result.retry_reason)
             return
-        state = self.ledger.finish_job(run, [outcome_of(i) for i in result.items])
+        state = self._durably(self.ledger.finish_job, run, [outcome_of(i) for i in result.items])
         self._observe(result, time.perf_counter() - started, recorded=state is not None)
         if state is None:
             LOG.warning("job.result_fenced", job_id=job_id, attempt=run.attempt)  # a newer attempt owns it
@@ -98,6 +106,19 @@ class JobRunner:
             instances=len(result.items),
             seconds=round(time.perf_counter() - started, 3),
         )
+
+    def _durably(self, transition: Callable[..., T], *args: Any) -> T:
+        """A fenced transition, retried while the database is away (a restart, a fail-over): a retry after a
+        commit whose answer was lost is refused by the fence, never applied twice."""
+        deadline = time.monotonic() + self.config.stall_after_s
+        while True:
+            try:
+                return transition(*args)
+            except LedgerError as exc:
+                if time.monotonic() > deadline:
+                    raise  # the coordinator's orphaned-run sweep takes the run over
+                LOG.warning("job.commit_retry", error=str(exc))
+                time.sleep(1.0)
 
     @staticmethod
     def _observe(result: JobResult, seconds: float, recorded: bool) -> None:
@@ -152,14 +173,14 @@ class JobRunner:
 
     def _failed(self, run: JobRun, reason: str) -> None:
         if run.attempt >= self.config.max_job_attempts:
-            count = self.ledger.quarantine_job(run, reason)
+            count = self._durably(self.ledger.quarantine_job, run, reason)
             QUARANTINED.labels(stage="pipeline").inc(count or 0)
             LOG.warning(
                 "job.quarantined", job_id=run.job_id, reason=reason, attempts=run.attempt, count=count
             )
             return
         delay = job_retry_delay(run.attempt)
-        if self.ledger.retry_job(run, reason, delay):
+        if self._durably(self.ledger.retry_job, run, reason, delay):
             LOG.warning("job.retry_waiting", job_id=run.job_id, reason=reason, delay_s=delay)
 
 

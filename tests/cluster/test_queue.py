@@ -14,6 +14,7 @@ from gateway.cluster.queue import TASK_NAME, WORKER_LOST, Coordinator
 from gateway.core.config import GatewayConfig
 from gateway.core.ledger import InstanceState, JobState, QuarantineKind, ReceivedInstance
 from gateway.core.ledger.postgres import PostgresLedger
+from tests.cluster.nodes import wait_until
 
 
 def received(n: int, study: str) -> ReceivedInstance:
@@ -109,3 +110,25 @@ def test_doctor_reports_the_cluster(tmp_path: Path, pg_url: str, s3: Any, bucket
     }
     gone = config.model_copy(update={"object_store": store.model_copy(update={"bucket": "no-such-bucket"})})
     assert dict((n, s) for n, s, *_ in cluster_checks(gone))["object store"] == "fail"
+
+
+def test_a_run_whose_queue_entry_closed_without_a_result_is_taken_over(tmp_path: Path, pg_url: str) -> None:
+    """The worker lost the database for longer than it retried its commit: Procrastinate marked the entry
+    failed, the ledger still says processing. The coordinator retries the run once it is stall_after_s old."""
+    config = GatewayConfig(data_dir=tmp_path, ledger=pg_url, quiet_period_s=0, stall_after_s=0.2)
+    coordinator = Coordinator(config, PostgresLedger(pg_url))
+    try:
+        ledger = coordinator.ledger
+        ledger.record_received(received(1, "study"))
+        coordinator.tick()
+        (entry,) = queue(coordinator)
+        job = ledger.startable_job(entry["job_id"])
+        assert job is not None and ledger.start_job(job) is not None
+        ledger.query("UPDATE procrastinate_jobs SET status='failed' WHERE id=%s", (entry["id"],))
+        assert coordinator.sweep_orphaned_runs() == 0  # too fresh: it may still be committing
+        wait_until(lambda: coordinator.sweep_orphaned_runs() == 1, 5)
+        (after,) = ledger.jobs()
+        assert (after.state, after.attempts, after.reason) == (JobState.RETRY_WAITING, 1, WORKER_LOST)
+        assert coordinator.reconcile() == 1  # queued again: attempt 2 will run
+    finally:
+        coordinator.close()
