@@ -187,6 +187,33 @@ def anonymize_group(datasets: Sequence[Dataset], plan: PixelPlan, identity_seed:
         return _blank(datasets, plan, identity_seed)
     try:
         return _anonymize(datasets, plan, identity_seed)
-    except Exception:
-        log.exception("pixel stage failed")
-        return [Quarantine("pixel-stage-error") for _ in datasets]
+    except Exception as exc:
+        log.error("pixel stage failed", extra={"error": type(exc).__name__, "photos": len(datasets)})
+        if len(datasets) == 1:
+            return [Quarantine(f"pixel-stage-error:{type(exc).__name__}")]
+        return _isolate(datasets, plan, identity_seed)
+
+
+def _isolate(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
+    """A group run raised: find the photos that raise on their own (each is quarantined with its own reason),
+    then run the others together again so they still share one synthetic identity."""
+    outcomes: list[Outcome | None] = [None] * len(datasets)
+    for i, ds in enumerate(datasets):
+        try:
+            outcomes[i] = _anonymize([ds], plan, seed)[0]
+        except Exception as exc:
+            outcomes[i] = Quarantine(f"pixel-stage-error:{type(exc).__name__}")
+    healthy = [
+        i for i, o in enumerate(outcomes) if not isinstance(o, Quarantine) or "pixel-stage" not in o.reason
+    ]
+    if 1 < len(healthy) < len(datasets):
+        try:
+            for i, outcome in zip(
+                healthy, _anonymize([datasets[i] for i in healthy], plan, seed), strict=True
+            ):
+                outcomes[i] = outcome
+        except Exception as exc:  # they fail only together: keep their results from the runs alone
+            log.error(
+                "pixel stage failed again without the isolated photos", extra={"error": type(exc).__name__}
+            )
+    return [o if o is not None else Quarantine("pixel-stage-error") for o in outcomes]

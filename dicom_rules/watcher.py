@@ -53,6 +53,8 @@ class RulesWatcher:
         self._fingerprint = _fingerprint(self._files)
         self._content = self._current.sha256  # the version actually loaded
         self._rejected: str | None = None
+        # (loaded | reloaded | rejected, wall-clock time, file:line errors): what an admin page shows
+        self.last_result: tuple[str, float, tuple[str, ...]] = ("loaded", time.time(), ())
         self._next_check = clock() + interval_s
         log.info(
             "rules.loaded",
@@ -91,6 +93,7 @@ class RulesWatcher:
             self._fingerprint = _fingerprint(self._files)
             self._rejected = _content_hash(self._files)
             errors = [str(e) for e in exc.errors] if isinstance(exc, RulesError) else [type(exc).__name__]
+            self.last_result = ("rejected", time.time(), tuple(errors))
             log.error(
                 "rules.rejected",
                 rules_path=str(self.path),
@@ -106,6 +109,7 @@ class RulesWatcher:
         if _content_hash(self._files) != rules.sha256:
             self._fingerprint = ()  # edited while loading: look again at the next poll
         self._rejected = None
+        self.last_result = ("reloaded", time.time(), ())
         if rules.warnings:
             log.warning("rules.warnings", rules=rules.name, warnings=list(rules.warnings))
         log.info(

@@ -1,9 +1,10 @@
-"""``vera-gateway``: serve, status, quarantine list|show|replay, echo, plus other modules' command groups.
+"""``vera-gateway``: serve, echo, the admin commands (gateway/cli/admin.py), other modules' command groups.
 
 Adding a command group: write a module with ``add_parser(subparsers) -> ArgumentParser`` that registers its
-sub-command and sets ``func(args) -> int`` as the parser default, then append its dotted name to
-``COMMAND_MODULES``. The global ``--config`` and ``--data-dir`` options are on ``args``. A listed module that
-does not exist yet is skipped; any other import error is raised.
+sub-command and sets ``func(args) -> int`` as the parser default, then map each of its commands to its
+dotted name and one-line help in ``COMMAND_MODULES`` (the module is imported only when its command runs).
+The global ``--config`` and ``--data-dir`` options are on ``args``. A listed module that does not exist yet
+is skipped; any other import error is raised.
 """
 
 from __future__ import annotations
@@ -15,23 +16,27 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from gateway.cli import admin as admin_commands
 
-if TYPE_CHECKING:
-    from gateway.core.ledger import Ledger, QuarantineItem
-
-COMMAND_MODULES = (
-    "dicom_rules.cli",  # rules check|explain|schema
-    "gateway.ops.doctor",  # doctor
-    "gateway.cluster.cli",  # worker, db upgrade|status (cluster mode)
-    "gateway.cli.offline",  # donors, anonymize, import-photos (face pipeline)
-    "anonymizer.engines.vera.cli",  # vera (neural engine)
-)
+# command → module exposing ``add_parser(subparsers)`` that registers it, and the command's one-line help.
+# A module is imported only when one of its commands runs (the face pipeline pulls in torch, cv2 and dlib,
+# seconds of imports that `--help`, `status` or `rules check` must not pay); `--help` lists the lines here.
+COMMAND_MODULES: dict[str, tuple[str, str]] = {
+    "rules": ("dicom_rules.cli", "check, explain and describe rule files"),
+    "doctor": ("gateway.ops.doctor", "check this installation; exit 1 on any problem"),
+    "donors": ("gateway.cli.offline", "build the surrogate engine's donor bank"),
+    "anonymize": ("gateway.cli.offline", "anonymize DICOM files offline"),
+    "import-photos": ("gateway.cli.offline", "photos → VL Photographic DICOM"),
+    "console": ("gateway.console.users", "web console: add-user (users file with argon2 hashes)"),
+    "vera": ("anonymizer.engines.vera.cli", "VerA neural engine: train, parser-train, invert, ..."),
+    "worker": ("gateway.cluster.cli", "cluster: run study jobs from the queue (one process per GPU)"),
+    "db": ("gateway.cluster.cli", "cluster: PostgreSQL ledger schema (upgrade, status)"),
+}
+GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--data-dir")
+ALL_COMMANDS = "*"
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:
@@ -72,91 +77,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(oldest: float | None) -> str:
-    if oldest is None:
-        return "-"
-    seconds = max(0.0, time.time() - oldest)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import open_ledger
-
-    config = _config(args)
-    if not config.clustered and not config.ledger_path.exists():
-        print(f"no ledger at {config.ledger_path}", file=sys.stderr)
-        return 1
-    ledger = open_ledger(config)
-    counts = ledger.counts()
-    console = Console()
-    for table_name, by_state in (("instances", counts.instances), ("jobs", counts.jobs)):
-        table = Table(title=table_name)
-        for col in ("state", "count", "oldest"):
-            table.add_column(col, justify="left" if col == "state" else "right")
-        for state, count in sorted(by_state.items()):
-            table.add_row(state, str(count.count), _age(count.oldest_updated_at))
-        console.print(table)
-    if config.clustered:
-        from gateway.cluster.cli import nodes_table
-
-        console.print(nodes_table(ledger))
-    console.print(f"quarantine: {len(ledger.quarantine_items())} open item(s)")
-    return 0
-
-
-def _quarantine_table(items: list[QuarantineItem]) -> Table:
-    table = Table(title="quarantine")
-    for col in ("id", "kind", "instance", "job", "reason", "calling AE", "age", "released"):
-        table.add_column(col, overflow="fold", min_width=24 if col == "reason" else None)
-    for item in items:
-        table.add_row(
-            str(item.id),
-            item.kind,
-            str(item.instance_id or "-"),
-            str(item.job_id or "-"),
-            item.reason,
-            item.calling_ae,
-            _age(item.created_at),
-            "yes" if item.released_at else "",
-        )
-    return table
-
-
-def _quarantine_detail(ledger: Ledger, item: QuarantineItem) -> Table:
-    table = Table(title=f"quarantine item {item.id}", show_header=False)
-    for key, value in asdict(item).items():
-        table.add_row(key, str(value))
-    instance = ledger.instance(item.instance_id) if item.instance_id is not None else None
-    if instance is not None:
-        for key in ("state", "patient_key", "sop_class_uid", "size", "job_id"):
-            table.add_row(f"instance.{key}", str(getattr(instance, key)))
-    return table
-
-
-def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway.core.ledger import open_ledger
-
-    ledger = open_ledger(_config(args))
-    console = Console()
-    if args.quarantine_command == "list":
-        console.print(_quarantine_table(ledger.quarantine_items(include_released=args.all)))
-        return 0
-    if args.quarantine_command == "show":
-        item = ledger.quarantine_item(args.id)
-        if item is None:
-            console.print(f"no quarantine item {args.id}")
-            return 1
-        console.print(_quarantine_detail(ledger, item))
-        return 0
-    try:
-        new_state = ledger.release_quarantine(args.id)
-    except LookupError as exc:
-        console.print(str(exc))
-        return 1
-    console.print(f"quarantine item {args.id} released: instance is now {new_state}")
-    return 0
-
-
 def resolve_destination(name: str, config: Any) -> Any:
     """A destination name from the rules, ``AE@host:port`` for an ad-hoc DICOM peer, or a DICOMweb URL."""
     from dicom_rules import DicomDestination, DicomWebDestination
@@ -192,7 +112,9 @@ def cmd_echo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The parser with every command; given ``command``, only the module owning it (COMMAND_MODULES) is
+    imported and the other module commands are listed by name and help only."""
     parser = argparse.ArgumentParser(prog="vera-gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=None, help="service config YAML (optional)")
     parser.add_argument("--data-dir", type=Path, default=None, help="spool/ledger/outbox root (default var/)")
@@ -218,16 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster mode: what this node does (default all; needs a postgresql:// ledger)",
     )
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser(
-        "status", parents=[common], help="queue depth per state, oldest item age, quarantine count"
-    ).set_defaults(func=cmd_status)
-    quarantine = sub.add_parser("quarantine", parents=[common], help="list, show or replay quarantined items")
-    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True)
-    qlist = qsub.add_parser("list", parents=[common])
-    qlist.add_argument("--all", action="store_true", help="include released items")
-    for name in ("show", "replay"):
-        qsub.add_parser(name, parents=[common]).add_argument("id", type=int)
-    quarantine.set_defaults(func=cmd_quarantine)
+    admin_commands.add_parser(sub, common)  # status, studies, quarantine, audit
     echo = sub.add_parser(
         "echo",
         parents=[common],
@@ -235,9 +148,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo.add_argument("destination")
     echo.set_defaults(func=cmd_echo)
-    for module_name in COMMAND_MODULES:
+    modules = {m for m, _ in COMMAND_MODULES.values()}
+    wanted = modules if command == ALL_COMMANDS else {COMMAND_MODULES.get(command or "", ("", ""))[0]} - {""}
+    for module_name in sorted(wanted):
         _register(module_name, sub)
+    for name, (_, help_text) in COMMAND_MODULES.items():
+        if name not in sub.choices:  # listed for --help; its module loads when the command is used
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is neither an option nor an option's value)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _register(module_name: str, subparsers: Any) -> None:
@@ -251,16 +182,28 @@ def _register(module_name: str, subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from anonymizer.keys import SecretError
-    from dicom_rules import RulesError
-    from gateway.core.config import ConfigError
-
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_word(argv)).parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, SecretError, RulesError) as exc:  # RulesError: one file:line:col line per error
-        print(f"vera-gateway: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"vera-gateway: {exc}", file=sys.stderr)  # RulesError: one file:line:col line per error
         return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user fixes in a file; imported after the fact so a command loads only what it uses."""
+    from anonymizer.keys import SecretError
+    from gateway.core.config import ConfigError
+
+    errors: list[type[Exception]] = [ConfigError, SecretError]
+    if "dicom_rules" in sys.modules:  # only a command that loaded rules can raise their errors
+        from dicom_rules import RulesError
+
+        errors.append(RulesError)
+    return tuple(errors)
 
 
 if __name__ == "__main__":

@@ -184,9 +184,8 @@ class Runner:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["gateway.core.pipeline"])
             s = self.settings
-            self.pool = ProcessPoolExecutor(
-                s.workers, mp_context=ctx, initializer=init_worker, initargs=(s.secret, str(s.donor_bank))
-            )
+            args = (s.secret, str(s.donor_bank), None, os.getpid())  # workers end with this process
+            self.pool = ProcessPoolExecutor(s.workers, mp_context=ctx, initializer=init_worker, initargs=args)
         return self.pool
 
     def _collect(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from pydantic import (
@@ -22,9 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-import dicom_rules
-from dicom_rules import RuleSet
+from gateway.console.settings import ConsoleConfig
 from gateway.ops.tls import TlsListenerConfig
+
+if TYPE_CHECKING:  # dicom_rules pulls in pydicom: loaded when rules are, not for `status`
+    from dicom_rules import RuleSet
 
 
 class ConfigError(ValueError):
@@ -152,7 +154,13 @@ class GatewayConfig(_Frozen):
     max_pdu: int = Field(262144, ge=0)  # 0 = unlimited
     acse_timeout_s: float = Field(30.0, gt=0)
     dimse_timeout_s: float = Field(60.0, gt=0)
-    network_timeout_s: float = Field(60.0, gt=0)
+    network_timeout_s: float = Field(60.0, gt=0)  # idle association; also: a started PDU must finish in it
+    admission_timeout_s: float = Field(10.0, gt=0)  # connect → complete A-ASSOCIATE-RQ (core/admission.py)
+    max_pending_connections: int = Field(64, ge=1)  # connections without a complete RQ yet, all sources
+    max_pending_per_source: int = Field(8, ge=1)  # ... per source address (the oldest is closed first)
+    max_request_pdu: int = Field(65536, ge=4096)  # A-ASSOCIATE-RQ and other non-data PDUs
+    max_dataset_bytes: int = Field(512 * 2**20, ge=4096)  # one C-STORE's dataset; above: aborted
+    max_inflight_bytes: int = Field(1024 * 2**20, ge=4096)  # received data held by all associations
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
@@ -187,6 +195,14 @@ class GatewayConfig(_Frozen):
         return self.ledger is not None
 
     stow: StowSettings | None = None  # a STOW-RS receiver beside the SCP (gateway/core/stow.py)
+    console: ConsoleConfig | None = None  # the admin's web console (gateway/console/), off when absent
+
+    @model_validator(mode="after")
+    def _console_tls_off_loopback(self) -> GatewayConfig:
+        console = self.console
+        if console is not None and not console.on_loopback and console.tls is None and self.tls is None:
+            raise ValueError("console.bind is not loopback: give console.tls (or a tls: listener to share)")
+        return self
 
     @field_validator("bind", "metrics_bind")
     @classmethod
@@ -251,6 +267,8 @@ def load_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
 
 def load_rule_set(config: GatewayConfig) -> RuleSet:
     """The RuleSet named by the config, or the shipped defaults."""
+    import dicom_rules
+
     if config.rules_file is None:
         return dicom_rules.default_rules(config.engine)
     return dicom_rules.load_rules(config.resolve(config.rules_file), default_engine=config.engine)

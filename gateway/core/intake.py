@@ -97,19 +97,22 @@ class Intake:
         try:
             ds = parse_header(request.data)
             check_conformance(ds, request)
+            facts = self._facts(request, ds)
         except Nonconformant as exc:
             return self._reject(request, str(exc), exc.status)
-        status = self._store(request, ds)
+        except Exception as exc:  # whatever pydicom raises on a value it cannot decode: never 0xA700
+            return self._reject(request, f"undecodable:{type(exc).__name__}", CANNOT_UNDERSTAND)
+        status = self._store(request, facts)
         STAGE_SECONDS.labels(stage="receive").observe(time.perf_counter() - started)
         return status
 
-    def _store(self, request: StoreRequest, ds: Dataset) -> int:
+    def _store(self, request: StoreRequest, facts: dict[str, str]) -> int:
         try:
             stored = self.spool.put(request.data)
         except OSError as exc:
             return self._out_of_resources("spool-write-failed", exc)
         faults.hold("receive.after_spool")
-        item = self._describe(request, ds, stored.sha256, stored.relpath, stored.size)
+        item = ReceivedInstance(**facts, sha256=stored.sha256, spool_path=stored.relpath, size=stored.size)
         try:
             result = self.ledger.record_received(item)
         except (LedgerError, OSError) as exc:
@@ -132,21 +135,33 @@ class Intake:
         )
         return SUCCESS
 
-    def _describe(
-        self, request: StoreRequest, ds: Dataset, sha: str, rel: str, size: int
-    ) -> ReceivedInstance:
-        return ReceivedInstance(
-            sop_key=self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
-            study_key=self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
-            patient_key=self.keys.patient_of(ds),
-            sop_class_uid=request.sop_class_uid,
-            transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")),
-            sha256=sha,
-            spool_path=rel,
-            size=size,
-            calling_ae=request.caller.ae_title,
-            calling_ip=request.caller.address,
+    def _facts(self, request: StoreRequest, ds: Dataset) -> dict[str, str]:
+        """The ledger fields that come from the dataset; decoding them may raise on a corrupted value."""
+        return {
+            "sop_key": self.keys.short_hash("ledger-sop", request.sop_instance_uid, 32),
+            "study_key": self.keys.short_hash("ledger-study", str(ds.StudyInstanceUID), 32),
+            "patient_key": self.keys.patient_of(ds),
+            "sop_class_uid": request.sop_class_uid,
+            "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
+            "calling_ae": request.caller.ae_title,
+            "calling_ip": request.caller.address,
+        }
+
+    def recover(self, relpath: str, reason: str) -> bool:
+        """Give a complete spool file without a ledger row its row back, quarantined with ``reason``
+        (start-up recovery after an OS crash; the caller is unknown). False when the file does not decode
+        or those bytes are already recorded."""
+        data = self.spool.read(relpath)
+        try:
+            ds = parse_header(data)
+            request = StoreRequest(data, str(ds.SOPClassUID), str(ds.SOPInstanceUID), Caller("", ""))
+            facts = self._facts(request, ds)
+        except Exception:
+            return False
+        item = ReceivedInstance(
+            **facts, sha256=relpath.rsplit("/", 1)[-1][:64], spool_path=relpath, size=len(data)
         )
+        return self.ledger.record_recovered(item, reason) is not None
 
     def _in_use(self, relpath: str) -> bool:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from dicom_rules import RuleSet
 
@@ -51,6 +52,7 @@ class ItemResult:
     destination: str = ""
     out_path: str = ""  # relative to the outbox root
     out_sop_uid: str = ""  # de-identified (keyed) UID: safe to log and store
+    detail: dict[str, Any] = field(default_factory=dict)  # route, pixel plan, verification (no PHI)
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,11 @@ class JobResult:
     items: tuple[ItemResult, ...] = ()
     retry_reason: str = ""  # non-empty: a stage asked to retry the whole job
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+def describe_pixels(pixels: Any) -> str:
+    """A pixel plan in one line (trail, rules page): engine, kept regions, no-face action where they apply."""
+    if pixels.mode.value != "anonymize":
+        return str(pixels.mode.value)
+    preserve = ",".join(r.value for r in pixels.preserve) or "-"
+    return f"anonymize {pixels.engine} preserve={preserve} no_face={pixels.no_face.value}"

@@ -8,6 +8,7 @@ start and go to the process pool; finished jobs are recorded in the ledger in on
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from gateway.core.ledger import (
     Ledger,
     Quarantined,
 )
+from gateway.core.ledger.admin import AdminLedger
 from gateway.core.worker import init_worker, run_job, warm_up
 from gateway.ops.logs import uid_hash
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
@@ -70,6 +72,7 @@ class Scheduler:
         self.timeout = config.job_timeout_s
         self.init_args = (secret, str(config.donor_bank_path))
         self._inline_ready = False  # workers=0: the pipeline is set up in-process at the first job
+        self.details = AdminLedger(ledger)  # the trail's route / plan / verification per instance
         self.suspects: set[int] = set()  # jobs whose worker died while others ran too: they next run alone
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -80,7 +83,7 @@ class Scheduler:
                 self.config.workers,
                 mp_context=ctx,
                 initializer=init_worker,
-                initargs=(*self.init_args, "INFO"),
+                initargs=(*self.init_args, "INFO", os.getpid()),  # workers end with this process
             )
         return self.pool
 
@@ -190,6 +193,7 @@ class Scheduler:
         if state is None:  # the run was fenced off (requeued or taken over): its outputs are not recorded
             LOG.warning("job.result_stale", job_id=run.job_id, attempt=run.attempt)
             return
+        self._record_details(result)
         for item in result.items:
             if item.kind is ItemKind.QUARANTINE:
                 QUARANTINED.labels(stage="pipeline").inc()
@@ -210,6 +214,16 @@ class Scheduler:
             else:
                 LOG.info("instance.dropped", instance_id=item.instance_id, reason=item.reason)
         LOG.info("job.finished", job_id=result.job_id, state=state, instances=len(result.items))
+
+    def _record_details(self, result: JobResult) -> None:
+        """An observer: the states are committed already, so a failure here costs the trail detail only."""
+        rows = [
+            (i.instance_id, result.job_id, str(i.detail.get("route", "")), i.detail) for i in result.items
+        ]
+        try:
+            self.details.record_details([r for r in rows if r[3]])
+        except Exception:
+            LOG.exception("job.details_not_recorded", job_id=result.job_id)
 
     def _job_failed(self, run: JobRun, reason: str) -> None:
         job_id, attempts = run.job_id, run.attempt

@@ -18,8 +18,10 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import RuleSet
 from dicom_rules.decision import Source
+from gateway.core.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.core.config import GatewayConfig
 from gateway.core.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.core.part10 import encoded_file
 from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
 
 LOG = structlog.get_logger("gateway.scp")
@@ -81,7 +83,7 @@ def handle_store(event: Any, intake: Intake) -> int:
         req = event.request
         requestor = event.assoc.requestor
         request = StoreRequest(
-            data=event.encoded_dataset(include_meta=True),
+            data=encoded_file(event),
             sop_class_uid=str(req.AffectedSOPClassUID),
             sop_instance_uid=str(req.AffectedSOPInstanceUID),
             caller=Caller(str(requestor.ae_title).strip(), str(requestor.address)),
@@ -100,7 +102,23 @@ def build_ae(config: GatewayConfig) -> AE:
         ae.add_supported_context(sop_class, list(IMAGE_TRANSFER_SYNTAXES))
     ae.add_supported_context(VIDEO_PHOTOGRAPHIC, list(IMAGE_TRANSFER_SYNTAXES + VIDEO))
     configure_ae(ae, association_limits(config))
+    # The gate and the doorman do the counting; pynetdicom's own limit only has to stay out of their way
+    # (associations refused by the gate still live a moment as threads).
+    ae.maximum_associations = 2 * (config.max_associations + config.max_pending_connections)
     return ae
+
+
+def admission_limits(config: GatewayConfig) -> AdmissionLimits:
+    return AdmissionLimits(
+        request_timeout_s=config.admission_timeout_s,
+        max_pending=config.max_pending_connections,
+        max_pending_per_source=config.max_pending_per_source,
+        max_request_bytes=config.max_request_pdu,
+        max_pdu_bytes=config.max_pdu,
+        pdu_timeout_s=config.network_timeout_s,
+        max_dataset_bytes=config.max_dataset_bytes,
+        max_inflight_bytes=config.max_inflight_bytes,
+    )
 
 
 def association_limits(config: GatewayConfig) -> AssociationLimits:
@@ -138,8 +156,11 @@ def start_scp(
     port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     gate: AssociationGate | None = None,
-) -> Any:
-    """Start listening in background threads; returns pynetdicom's server (``.shutdown()`` to stop)."""
+    budget: ByteBudget | None = None,
+) -> AdmittedServer:
+    """Start listening in background threads; returns the server (``.shutdown()`` to stop). Connections are
+    screened by :mod:`gateway.core.admission` before pynetdicom sees them. Pass one ``budget`` to several
+    listeners so their received bytes count together."""
     ae = build_ae(config)
     handlers: list[Any] = [
         *association_handlers(config, rules, gate),
@@ -147,7 +168,16 @@ def start_scp(
         (evt.EVT_C_STORE, handle_store, [intake]),
     ]
     address = (config.bind, config.port if port is None else port)
-    server = ae.start_server(address, block=False, evt_handlers=handlers, ssl_context=ssl_context)
+    server: AdmittedServer = ae.make_server(
+        address,
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=AdmittedServer,
+        limits=admission_limits(config),
+        budget=budget or ByteBudget(config.max_inflight_bytes),
+    )
+    ae._servers.append(server)
+    server.start_admission()
     LOG.info(
         "scp.listening",
         ae_title=config.ae_title,

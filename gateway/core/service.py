@@ -16,10 +16,12 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
+from gateway.core.admission import ByteBudget
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
 from gateway.core.ledger import Ledger, open_ledger
+from gateway.core.recovery import RECOVERED_REASON, RunMarker, boot_id, os_crashed, recover_spool
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
@@ -60,10 +62,13 @@ class Service:
             self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = open_ledger(config, clock=clock)
-        self.spool = ContentStore(config.spool_dir, writer=spool_writer)
+        # The receive path: one journal commit per instance (core/recovery.py says why nothing is lost)
+        self.spool = ContentStore(config.spool_dir, writer=spool_writer, in_place=True)
         self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
         self.outbox = ContentStore(config.outbox_dir)
-        self.intake = Intake(self.spool, self.quarantine, self.ledger, self.keys)
+        receive_ledger = open_ledger(config, clock=clock, receive_path=True)
+        self.intake = Intake(self.spool, self.quarantine, receive_ledger, self.keys)
+        self.run_marker = RunMarker(config.data_dir / "run.json")
         self.scheduler = Scheduler(config, self.ledger, self.rules, self.secret)
         self.forwarder = Forwarder(config, self.ledger, self.rules, clock=clock)
         self.stop_event = threading.Event()
@@ -73,6 +78,7 @@ class Service:
         self.gate: AssociationGate | None = None
         self.http: Any = None
         self.stow: Any = None  # gateway.core.stow.StowServer when the config has a stow: section
+        self.console: Any = None  # gateway.console.server.ConsoleServer when the config has `console:`
 
     def rules(self) -> RuleSet:
         """The rule set in force (hot-reloaded from the rules file when one is configured)."""
@@ -98,19 +104,33 @@ class Service:
         for store in (self.spool, self.quarantine, self.outbox):
             store.clean_temp_files()
         recovered = self.ledger.recover()
-        orphans = self.count_spool_orphans()
+        current_boot = boot_id()
+        after_os_crash = os_crashed(self.run_marker.previous(), current_boot)
+        self.run_marker.write(clean=False, current_boot=current_boot)
+        spool = recover_spool(
+            self.spool, self.ledger, lambda rel: self.intake.recover(rel, RECOVERED_REASON), after_os_crash
+        )
+        SPOOL_ORPHANS.set(spool["spool_orphans"])
         LOG.info(
             "service.recovered",
-            spool_orphans=orphans,
+            os_crash=after_os_crash,
+            **spool,
             jobs_requeued=recovered.jobs_requeued,
             instances_requeued=recovered.instances_requeued,
         )
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
-        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate)
+        budget = ByteBudget(self.config.max_inflight_bytes)  # received bytes, both listeners together
+        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate, budget=budget)
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
             self.tls_server = start_scp(
-                self.config, self.intake, self.rules(), port=self.config.tls.port, ssl_context=ctx, gate=gate
+                self.config,
+                self.intake,
+                self.rules(),
+                port=self.config.tls.port,
+                ssl_context=ctx,
+                gate=gate,
+                budget=budget,
             )
         if self.config.stow is not None:
             from gateway.core.stow import StowServer  # web stack only when a receiver is configured
@@ -127,8 +147,32 @@ class Service:
             self.threads.append(thread)
         if self.config.metrics_port is not None:
             self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        if self.config.console is not None:
+            self.console = self._start_console()
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
+
+    def _start_console(self) -> Any:
+        from gateway.console.server import ConsoleServer  # web stack imported only when configured
+        from gateway.ops.admin import AdminService
+
+        admin = AdminService(
+            self.config,
+            self.ledger,
+            self.rules,
+            watcher=self.watcher,
+            breakers=self.breaker_states,
+            keys=self.keys,
+        )
+        return ConsoleServer(admin, self.secret).start()
+
+    def breaker_states(self) -> dict[str, str]:
+        """Per destination: closed, open, or half-open (open, but the reset time has passed)."""
+        now = self.forwarder.clock()
+        return {
+            name: "closed" if not b.is_open else ("half-open" if b.allows(now) else "open")
+            for name, b in list(self.forwarder.breakers.items())
+        }
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
@@ -147,6 +191,12 @@ class Service:
         return {
             "scp": self.server is not None,
             "stow": self.config.stow is None or (self.stow is not None and self.stow.thread.is_alive()),
+            "console": self.config.console is None
+            or (
+                self.console is not None
+                and self.console.thread is not None
+                and self.console.thread.is_alive()
+            ),
             "threads": all(t.is_alive() for t in self.threads),
         }
 
@@ -175,8 +225,11 @@ class Service:
         for thread in self.threads:
             thread.join(timeout=10)
         self.scheduler.shutdown()
+        if self.console is not None:
+            self.console.stop()
         if self.http is not None:
             self.http.shutdown()
+        self.run_marker.write(clean=True, current_boot=boot_id())
         LOG.info("service.stopped")
 
     def __enter__(self) -> Service:

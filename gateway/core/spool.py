@@ -1,8 +1,17 @@
 """Durable, content-addressed file store: the spool, the outbox and the quarantine all use it.
 
-A file is written to a temp name in its final directory, fsynced, renamed, and the directory is fsynced, so a
-crash leaves either the whole file or nothing under the final name. Names come from the sha256 of the bytes,
-never from UIDs or any other received text. The byte writer is injectable: tests simulate ENOSPC/EIO.
+Two ways to write, both durable before ``put`` returns:
+
+- *atomic* (outbox, quarantine): a temp name in the final directory, fsync, rename, directory fsync; a crash
+  leaves the whole file or nothing under the final name. Three journal commits on ext4.
+- *in place* (the spool, on the receive path): the final name is created (O_EXCL), written and fdatasynced:
+  one journal commit, which on ext4 and XFS also makes the new directory entry durable (the same choice as
+  Orthanc's storage area). A crash can leave a partial file under its final name, but only one no ledger row
+  refers to (the row is committed after the fdatasync): :meth:`ContentStore.verify` (the name is the sha256
+  of the content) tells the two apart at start-up.
+
+Names come from the sha256 of the bytes, never from UIDs or any other received text. The byte writer is
+injectable: tests simulate ENOSPC/EIO.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +76,21 @@ def atomic_write(path: Path, data: bytes, writer: Writer = write_all) -> None:
     fsync_dir(path.parent)
 
 
+def write_in_place(path: Path, data: bytes, writer: Writer = write_all) -> None:
+    """Create ``path`` (it must not exist), write ``data`` and fdatasync it; on any error remove it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            writer(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -82,20 +107,76 @@ class StoredFile:
 class ContentStore:
     """Files named ``ab/abcdef….dcm`` after the sha256 of their bytes."""
 
-    def __init__(self, root: Path, writer: Writer = write_all, suffix: str = ".dcm") -> None:
+    def __init__(
+        self, root: Path, writer: Writer = write_all, suffix: str = ".dcm", in_place: bool = False
+    ) -> None:
         self.root = root
         self.writer = writer
         self.suffix = suffix
+        self.in_place = in_place
+        self._dirs: set[Path] = set()  # directories known to exist durably
+        self._writing: dict[str, threading.Event] = {}  # digests being written in place, by any thread
+        self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
+        if in_place:
+            self._make_shards()
+
+    def _make_shards(self) -> None:
+        """Create the 256 ``ab/`` directories up front (one directory fsync), not one by one on receive."""
+        created = False
+        for i in range(256):
+            shard = self.root / f"{i:02x}"
+            if not shard.is_dir():
+                shard.mkdir(exist_ok=True)
+                created = True
+            self._dirs.add(shard)
+        if created:
+            fsync_dir(self.root)
 
     def put(self, data: bytes) -> StoredFile:
         """Store bytes durably; storing the same bytes twice is a no-op."""
         digest = sha256_hex(data)
         rel = f"{digest[:2]}/{digest}{self.suffix}"
         final = self.root / rel
-        if not (final.exists() and final.stat().st_size == len(data)):
+        if self.in_place:
+            self._put_in_place(digest, final, data)
+        elif not (final.exists() and final.stat().st_size == len(data)):
             atomic_write(final, data, self.writer)
         return StoredFile(sha256=digest, relpath=rel, size=len(data))
+
+    def _put_in_place(self, digest: str, final: Path, data: bytes) -> None:
+        """One writer per digest; a second one waits and then finds the file complete."""
+        while True:
+            with self._lock:
+                busy = self._writing.get(digest)
+                if busy is None:
+                    self._writing[digest] = threading.Event()
+                    break
+            busy.wait()
+        try:
+            if final.exists() and final.stat().st_size == len(data):
+                return  # complete: partial files were removed at start-up, and writers here finish or unlink
+            if final.parent not in self._dirs:
+                ensure_dir(final.parent)
+                self._dirs.add(final.parent)
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()  # a partial leftover of this run (a failed write unlinks; belt and braces)
+            write_in_place(final, data, self.writer)
+        finally:
+            with self._lock:
+                self._writing.pop(digest).set()
+
+    def verify(self, relpath: str) -> bool:
+        """Whether the file's content matches its name (the sha256): False for a partial write."""
+        path = self.root / relpath
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return path.name == digest.hexdigest() + self.suffix
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath

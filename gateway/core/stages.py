@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 
 from pydicom import dcmread
@@ -25,9 +25,9 @@ from anonymizer.keys import IdentityError, KeyRing, has_patient_id
 from anonymizer.metadata import deidentify
 from anonymizer.metadata.errors import MetadataError
 from anonymizer.outcomes import Ok, Outcome, Quarantine, Retry
-from anonymizer.plans import NoPatientIdAction, PairingScope
+from anonymizer.plans import NoPatientIdAction, PairingScope, PixelMode
 from dicom_rules import RouteAction, RouteDecision, RuleSet
-from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult
+from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, describe_pixels
 
 Sink = Callable[[bytes, Dataset], str]  # (file bytes, output dataset) → where it was written (relative path)
 GroupKey = tuple[str, str, str]
@@ -170,6 +170,18 @@ class _Timer:
         self.run.seconds[self.stage] += time.perf_counter() - self.started
 
 
+def item_detail(decision: RouteDecision, outcome: Outcome) -> dict[str, object]:
+    """What the admin's study trail shows: route, pixel plan and the verification outcome (no PHI)."""
+    detail: dict[str, object] = {"route": decision.route_name, "pixels": describe_pixels(decision.pixels)}
+    report = outcome.report if isinstance(outcome, Ok) else None
+    if report is not None and decision.pixels.mode is PixelMode.ANONYMIZE:
+        detail.update(faces=report.faces_found, engine=report.engine)
+        if report.faces_found:
+            detail["verified"] = report.faces_replaced_and_verified
+        detail.update({k: round(float(v), 4) for k, v in report.scores.items()})
+    return detail
+
+
 def run_stages(instances: tuple[InstanceSpec, ...], rules: RuleSet, keys: KeyRing, sink: Sink) -> StageRun:
     """Run one job through decide → pixels → metadata → write; never raises for a per-instance problem."""
     run = StageRun()
@@ -193,7 +205,9 @@ def run_stages(instances: tuple[InstanceSpec, ...], rules: RuleSet, keys: KeyRin
             return run
         for item, outcome in zip(group, outcomes, strict=True):
             item.ds = None  # the input is no longer needed: only the output dataset stays in memory
-            run.results.append(finish.process(item, outcome))
+            result = finish.process(item, outcome)
+            assert item.decision is not None
+            run.results.append(replace(result, detail=item_detail(item.decision, outcome)))
     run.results.sort(key=lambda r: r.instance_id)
     return run
 

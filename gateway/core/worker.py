@@ -13,7 +13,15 @@ def run_job(spec: JobSpec) -> JobResult:
     return process_job(spec)
 
 
-def init_worker(secret: bytes, donor_bank: str | None = None, log_level: str | None = None) -> None:
+def init_worker(
+    secret: bytes, donor_bank: str | None = None, log_level: str | None = None, main_pid: int | None = None
+) -> None:
+    """Pool initializer. With ``main_pid`` (a pool worker) the worker ends when that process ends."""
+    if main_pid is not None:
+        from gateway.core.lifeline import die_with_parent, exit_with
+
+        die_with_parent()
+        exit_with(main_pid)
     from gateway.core.pipeline import init_worker as init
 
     init(secret, donor_bank, log_level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 
 import structlog
@@ -25,19 +26,37 @@ def uid_hash(uid: str) -> str:
     return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:16]
 
 
-class RedactQuotedValues(logging.Filter):
-    """pydicom's validation warnings quote the dataset value (``Invalid value for VR UI: '1.2.0840…'``: an
-    original UID, an age, a name). Records from pydicom and from Python warnings keep only the text before the
-    first quote."""
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\([^()]*\d[^()]*\)")
+_UID_LIKE = re.compile(r"\b\d+(?:\.\d+){2,}\.?")
+_LONG_NUMBER = re.compile(r"\d{6,}")
+_REDACTED = "<redacted>"
 
-    LOGGERS = ("pydicom", "py.warnings")
+
+def redact(text: str) -> str:
+    """Remove what a third-party message may quote from a dataset or a peer: quoted, bracketed or
+    parenthesised values, UID-like dotted numbers and long digit runs (IDs, dates)."""
+    text = _QUOTED.sub(_REDACTED, text)
+    text = _UID_LIKE.sub(_REDACTED, text)
+    return _LONG_NUMBER.sub(_REDACTED, text)
+
+
+class RedactThirdPartyValues(logging.Filter):
+    """Every stdlib record (pydicom, pynetdicom, Python warnings, any other library) is rewritten before it is
+    rendered: pydicom's validation warnings quote the value (an original UID, an age, a name), pynetdicom's
+    quote sender-supplied UIDs (``Non-conformant 'Affected SOP Instance UID' value '…'``) and its tracebacks
+    carry exception text. The message is redacted (:func:`redact`); an exception is reduced to its type and
+    redacted message; stack info is dropped. Our own events go through structlog and carry no values."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(self.LOGGERS):
-            text = record.getMessage()
-            cut = min((i for i in (text.find("'"), text.find('"')) if i >= 0), default=-1)
-            if cut >= 0:
-                record.msg, record.args = text[:cut].rstrip() + " <value redacted>", None
+        try:
+            text = redact(record.getMessage())
+        except Exception:  # a broken format string must not leak its arguments either
+            text = "<unformattable message>"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" [{type(exc).__name__}: {redact(str(exc))}]"
+        record.msg, record.args = text, None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
 
 
@@ -62,7 +81,7 @@ def configure_logging(level: str = "INFO") -> None:
             foreign_pre_chain=[*SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
         )
     )
-    handler.addFilter(RedactQuotedValues())
+    handler.addFilter(RedactThirdPartyValues())
     logging.captureWarnings(True)  # warnings.warn text (pydicom's quotes values) goes through the filter too
     root = logging.getLogger()
     root.handlers[:] = [handler]

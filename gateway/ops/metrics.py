@@ -25,6 +25,11 @@ OLDEST_AGE = Gauge("vera_gateway_oldest_item_age_seconds", "Age of the oldest in
 BREAKER_OPEN = Gauge(
     "vera_gateway_breaker_open", "1 while a destination's circuit breaker is open", ["destination"]
 )
+ADMIN_ACTIONS = Counter(
+    "vera_gateway_admin_actions_total",
+    "Admin actions (replay, discard, rules-save) from the CLI or console, by outcome",
+    ["action", "outcome"],
+)
 STOW_REQUESTS = Counter(
     "vera_gateway_stow_requests_total", "STOW-RS requests by HTTP status and reason", ["status", "reason"]
 )

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from dicom_rules.decision import Source
+from dicom_rules.decision import ANY_AE, Source
 from dicom_rules.ruleset import RuleSet
 
 LOG = structlog.get_logger(__name__)
@@ -126,7 +126,7 @@ class AssociationPolicy:
             return Refusal(RefusalReason.CALLED_AE_NOT_RECOGNISED, f"called AE {called!r}")
         if self.is_open:
             return None
-        candidates = [s for s in self.sources if s.ae_title == calling]
+        candidates = [s for s in self.sources if s.ae_title in (calling, ANY_AE)]  # "*": any AE title
         if not candidates:
             return Refusal(RefusalReason.CALLING_AE_NOT_ALLOWED, f"calling AE {calling!r}")
         if not any(s.allows(calling, peer_ip) for s in candidates):

@@ -18,12 +18,13 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dicom_rules.decision import TlsSettings
+if TYPE_CHECKING:
+    from dicom_rules.decision import TlsSettings
 
 LOG = structlog.get_logger(__name__)
 
@@ -40,6 +41,16 @@ BCP195_CIPHERS = ":".join(
     )
 )
 DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+def __getattr__(name: str) -> Any:
+    """``gateway.ops.tls.TlsSettings`` stays importable; it is loaded on first use (it pulls in pydicom)."""
+    if name == "TlsSettings":
+        from dicom_rules.decision import TlsSettings
+
+        return TlsSettings
+    raise AttributeError(name)
+
 
 __all__ = [
     "BCP195_CIPHERS",
@@ -91,6 +102,8 @@ class TlsListenerConfig(BaseModel):
         return self
 
     def settings(self, resolve: Callable[[Path], Path] = Path) -> TlsSettings:
+        from dicom_rules.decision import TlsSettings  # lazily: pixel-free CLI commands stay fast
+
         ca = resolve(self.ca_bundle) if self.ca_bundle is not None else None
         return TlsSettings(
             resolve(self.certificate), resolve(self.private_key), ca, self.require_peer_certificate
@@ -247,6 +260,8 @@ def tls_settings_from_mapping(
             return None
         p = Path(str(value)).expanduser()
         return p if p.is_absolute() or base_dir is None else base_dir / p
+
+    from dicom_rules.decision import TlsSettings
 
     return TlsSettings(
         certificate=path("certificate"),

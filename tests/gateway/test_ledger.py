@@ -327,6 +327,22 @@ def test_receive_rejection_is_listed_but_not_replayable(ledger: Ledger) -> None:
     assert ledger.quarantine_item(qid + 1000) is None
 
 
+def test_a_recovered_instance_comes_back_quarantined_and_replays_like_a_pipeline_item(ledger: Ledger) -> None:
+    reason = "recovered-after-os-crash"
+    qid = ledger.record_recovered(item("a"), reason)
+    assert qid is not None
+    (row,) = ledger.instances()
+    assert (row.state, row.reason, row.job_id) == (InstanceState.QUARANTINED, reason, None)
+    shown = ledger.quarantine_item(qid)
+    assert shown is not None and (shown.kind, shown.instance_id, shown.job_id) == (
+        QuarantineKind.INSTANCE, row.id, None,
+    )  # fmt: skip
+    assert ledger.spool_paths() == {"h-/h-a.dcm"}
+    assert ledger.record_recovered(item("a"), reason) is None  # those bytes are recorded already
+    assert ledger.release_quarantine(qid) is InstanceState.RECEIVED
+    assert [g.instance_id for g in ledger.group_received()] == [row.id]
+
+
 def test_retention_keeps_an_outbox_file_another_instance_still_needs(ledger: Ledger, clock: Clock) -> None:
     ids = [ledger.record_received(item("s1", sha=sha)).instance_id for sha in ("h1", "h2")]  # same SOP
     run = start(ledger)

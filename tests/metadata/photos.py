@@ -170,9 +170,17 @@ def fill_table(ds: Dataset, canaries: Canaries, uid_counter: list[int]) -> dict[
 
 # Public attributes Table E.1-1 does not list, one per text VR (AE and AS have none unlisted). Standard mode
 # keeps the short coded/text ones, removes LT/ST/UT/UC/PN; strict mode removes them all.
-UNLISTED_TEXT = {"SyntheticData": "CS", "Manufacturer": "LO", "ExtendedCodeMeaning": "LT",
-                 "CodingSchemeURL": "UR", "CodingSchemeExternalID": "ST", "LongCodeValue": "UC",
-                 "PrivateDataElementDescription": "UT", "StageName": "SH", "SecondaryReviewerName": "PN"}
+UNLISTED_TEXT = {
+    "SyntheticData": "CS",
+    "Manufacturer": "LO",
+    "ExtendedCodeMeaning": "LT",
+    "CodingSchemeURL": "UR",
+    "CodingSchemeExternalID": "ST",
+    "LongCodeValue": "UC",
+    "PrivateDataElementDescription": "UT",
+    "StageName": "SH",
+    "SecondaryReviewerName": "PN",
+}
 UNLISTED_KEPT_IN_STANDARD_MODE = ("SyntheticData", "Manufacturer", "CodingSchemeURL", "StageName")
 
 
@@ -203,7 +211,11 @@ def add_private_and_overlays(ds: Dataset, canaries: Canaries) -> None:
 
 
 def rich_photo(
-    source: Path, tmp: Path, canaries: Canaries, size: tuple[int, int] = (320, 240), full_table: bool = True,
+    source: Path,
+    tmp: Path,
+    canaries: Canaries,
+    size: tuple[int, int] = (320, 240),
+    full_table: bool = True,
     unlisted_text: bool = False,
 ) -> tuple[Dataset, dict[int, object]]:
     """VL Photographic Image with canaries everywhere; returns the dataset and the original table values.

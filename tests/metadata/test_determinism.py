@@ -28,8 +28,9 @@ sys.stdout.buffer.write(buf.getvalue())
 
 
 def _in_child(path: Path, secret: bytes) -> bytes:
-    return subprocess.run([sys.executable, "-c", CHILD, str(path), secret.hex()], cwd=REPO,
-                          capture_output=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), secret.hex()], cwd=REPO, capture_output=True, check=True
+    ).stdout
 
 
 def test_two_processes_give_byte_identical_output(plain_photo: PhotoCase, tmp_path: Path) -> None:
@@ -44,8 +45,14 @@ def test_two_processes_give_byte_identical_output(plain_photo: PhotoCase, tmp_pa
 def test_another_secret_gives_other_uids_and_pseudonyms(plain_photo: PhotoCase) -> None:
     a = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(SECRET), None)
     b = deidentify(plain_photo.fresh(), MetadataPlan(), KeyRing(b"another-secret-0123456789abcdef"), None)
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyID",
-                    "AccessionNumber"):
+    for keyword in (
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "PatientID",
+        "StudyID",
+        "AccessionNumber",
+    ):
         assert a.get(keyword) != b.get(keyword), keyword
     assert a.StudyInstanceUID.startswith("2.25.") and len(a.StudyInstanceUID) <= 64
     assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
@@ -57,9 +64,14 @@ def test_instances_of_one_patient_share_pseudonym_study_and_date_interval(plain_
     two.SOPInstanceUID, two.ContentDate = "1.2.826.0.1.3680043.10.999.777", "20240319"
     a, b = (deidentify(ds, MetadataPlan(), keys, None) for ds in (one, two))
     assert (a.PatientID, a.StudyInstanceUID, a.StudyID, a.AccessionNumber) == (
-        b.PatientID, b.StudyInstanceUID, b.StudyID, b.AccessionNumber)
+        b.PatientID,
+        b.StudyInstanceUID,
+        b.StudyID,
+        b.AccessionNumber,
+    )
     assert a.SOPInstanceUID != b.SOPInstanceUID
     from datetime import datetime
+
     gap = datetime.strptime(b.ContentDate, "%Y%m%d") - datetime.strptime(a.ContentDate, "%Y%m%d")
     assert gap.days == 7 and a.ContentDate != "20240312"
 

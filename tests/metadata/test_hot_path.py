@@ -25,8 +25,9 @@ def test_plan_is_compiled_once_and_reused(plain_photo: PhotoCase) -> None:
     assert info.misses == 1 and info.hits == 2
 
 
-def test_pixels_are_never_decoded_and_clean_pixel_data_is_not_copied(plain_photo: PhotoCase,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pixels_are_never_decoded_and_clean_pixel_data_is_not_copied(
+    plain_photo: PhotoCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
     once = deidentify(plain_photo.fresh(), MetadataPlan(), KEYS, None)  # JPEG segments stripped here
 
     def refuse(*args: object, **kwargs: object) -> None:

@@ -154,8 +154,9 @@ def test_corrupted_frames_give_a_typed_error_or_a_stream_never_a_crash() -> None
 
 
 @pytest.mark.parametrize("tiles", [None, (64, 48)])
-def test_jpeg2000_frames_lose_their_comments_and_decode_identically(plain_photo: PhotoCase,
-                                                                     tiles: tuple[int, int] | None) -> None:
+def test_jpeg2000_frames_lose_their_comments_and_decode_identically(
+    plain_photo: PhotoCase, tiles: tuple[int, int] | None
+) -> None:
     with Image.open(face_photos(1)[0]) as img:
         small = img.convert("RGB").resize((128, 96))
     buf = BytesIO()

@@ -18,10 +18,15 @@ from tests.metadata.test_profile_outcomes import OPTION_SETS
 LEAK_SETS = {
     "basic": OPTION_SETS["basic"],
     "default": OPTION_SETS["default"],
-    "clean": frozenset({ProfileOption.CLEAN_DESCRIPTORS, ProfileOption.CLEAN_STRUCTURED_CONTENT,
-                        ProfileOption.CLEAN_GRAPHICS, ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES}),
+    "clean": frozenset(
+        {
+            ProfileOption.CLEAN_DESCRIPTORS,
+            ProfileOption.CLEAN_STRUCTURED_CONTENT,
+            ProfileOption.CLEAN_GRAPHICS,
+            ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+        }
+    ),
 }
-
 
 
 def _survivors(case: PhotoCase, data: bytes) -> list[str]:
@@ -30,7 +35,8 @@ def _survivors(case: PhotoCase, data: bytes) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(LEAK_SETS))
 def test_no_canary_survives_in_standard_mode_except_unlisted_short_text(
-        full_photo: PhotoCase, keys: KeyRing, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    full_photo: PhotoCase, keys: KeyRing, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     src = full_photo.fresh()
     allowed = standard_mode_survivors(src, full_photo.canaries)
@@ -42,8 +48,9 @@ def test_no_canary_survives_in_standard_mode_except_unlisted_short_text(
 
 @pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(LEAK_SETS))
-def test_no_canary_survives_in_strict_mode(request: pytest.FixtureRequest, keys: KeyRing, name: str,
-                                           sop: str) -> None:
+def test_no_canary_survives_in_strict_mode(
+    request: pytest.FixtureRequest, keys: KeyRing, name: str, sop: str
+) -> None:
     full_photo: PhotoCase = request.getfixturevalue(sop)
     plan = MetadataPlan(options=LEAK_SETS[name], strict=True)
     out = saved(deidentify(full_photo.fresh(), plan, keys, None))
@@ -52,9 +59,19 @@ def test_no_canary_survives_in_strict_mode(request: pytest.FixtureRequest, keys:
 
 def test_realistic_photo_leaks_no_identifier_uid_or_date(plain_photo: PhotoCase, keys: KeyRing) -> None:
     src = plain_photo.fresh()
-    originals = [str(src.StudyInstanceUID), str(src.SeriesInstanceUID), str(src.SOPInstanceUID),
-                 str(src.ReferencedImageSequence[0].ReferencedSOPInstanceUID), "19800517", "20240312",
-                 "2019:03:05", "HOSP-A", "St Example Hospital", "Smith", "SN-3321"]
+    originals = [
+        str(src.StudyInstanceUID),
+        str(src.SeriesInstanceUID),
+        str(src.SOPInstanceUID),
+        str(src.ReferencedImageSequence[0].ReferencedSOPInstanceUID),
+        "19800517",
+        "20240312",
+        "2019:03:05",
+        "HOSP-A",
+        "St Example Hospital",
+        "Smith",
+        "SN-3321",
+    ]
     out = saved(deidentify(src, MetadataPlan(), keys, None))
     assert [v for v in originals if v.encode() in out] == []
     kept_on_purpose = standard_mode_survivors(plain_photo.fresh(), plain_photo.canaries)
@@ -63,8 +80,9 @@ def test_realistic_photo_leaks_no_identifier_uid_or_date(plain_photo: PhotoCase,
 
 
 def test_retain_safe_private_keeps_only_the_listed_element(plain_photo: PhotoCase, keys: KeyRing) -> None:
-    plan = MetadataPlan(options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}),
-                        safe_private=('0013,"VERA SAFE",10',))
+    plan = MetadataPlan(
+        options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}), safe_private=('0013,"VERA SAFE",10',)
+    )
     out = deidentify(plain_photo.fresh(), plan, keys, None)
     assert out[0x00131010].value == 3 and out[0x00130010].value == "VERA SAFE"
     assert 0x00131011 not in out and 0x00110010 not in out and 0x00111001 not in out
@@ -87,18 +105,21 @@ def test_overrides_keep_remove_empty_replace_hash_shift(plain_photo: PhotoCase, 
     assert out.ImageComments != plain_photo.fresh().ImageComments and len(out.ImageComments) == 16
     assert out.PatientBirthDate == (
         __import__("datetime").date(1980, 5, 17)
-        + __import__("datetime").timedelta(days=keys.date_offset_days(pseudonym))).strftime("%Y%m%d")
+        + __import__("datetime").timedelta(days=keys.date_offset_days(pseudonym))
+    ).strftime("%Y%m%d")
 
 
-def test_safe_private_matches_by_creator_whatever_block_it_was_given(plain_photo: PhotoCase,
-                                                                       keys: KeyRing) -> None:
+def test_safe_private_matches_by_creator_whatever_block_it_was_given(
+    plain_photo: PhotoCase, keys: KeyRing
+) -> None:
     ds = plain_photo.fresh()
     ds.add_new(0x00190010, "LO", "OTHER VENDOR")
     ds.add_new(0x00190011, "LO", "VERA SAFE")  # the safe creator in block 0x11 this time
     ds.add_new(0x00191010, "LO", "QZBLOCK10XK")
     ds.add_new(0x00191110, "US", 5)
-    plan = MetadataPlan(options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}),
-                        safe_private=('0019,"VERA SAFE",10',))
+    plan = MetadataPlan(
+        options=frozenset({ProfileOption.RETAIN_SAFE_PRIVATE}), safe_private=('0019,"VERA SAFE",10',)
+    )
     out = deidentify(ds, plan, keys, None)
     assert out[0x00191110].value == 5 and out[0x00190011].value == "VERA SAFE"
     assert 0x00191010 not in out and 0x00190010 not in out

@@ -46,8 +46,18 @@ def test_unverified_faces_keep_visual_features_yes(plain_photo: PhotoCase) -> No
 def test_full_dates_are_unmodified_and_every_option_has_its_code(plain_photo: PhotoCase) -> None:
     options = frozenset(ProfileOption) - {ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES}
     ds = deidentify(plain_photo.fresh(), MetadataPlan(options=options), KEYS, None)
-    assert _codes(ds) == ["113100", "113103", "113104", "113105", "113106", "113108", "113109", "113110",
-                          "113111", "113112"]
+    assert _codes(ds) == [
+        "113100",
+        "113103",
+        "113104",
+        "113105",
+        "113106",
+        "113108",
+        "113109",
+        "113110",
+        "113111",
+        "113112",
+    ]
     assert ds.LongitudinalTemporalInformationModified == "UNMODIFIED"
     assert ds.StudyDate == plain_photo.fresh().StudyDate
 

@@ -29,9 +29,9 @@ def _strict_reread(data: bytes) -> pydicom.Dataset:
 
 
 @pytest.mark.integration
-def test_orthanc_accepts_indexes_and_renders_deidentified_photos(orthanc: Any, plain_photo: PhotoCase,
-                                                                 full_photo: PhotoCase, full_sc: PhotoCase
-                                                                 ) -> None:
+def test_orthanc_accepts_indexes_and_renders_deidentified_photos(
+    orthanc: Any, plain_photo: PhotoCase, full_photo: PhotoCase, full_sc: PhotoCase
+) -> None:
     server = orthanc()
     keys = KeyRing(SECRET)
     outputs = [

@@ -21,11 +21,25 @@ Opt = ProfileOption
 OPTION_SETS = {
     "basic": frozenset(),
     "default": MetadataPlan().options,
-    "retain_all": frozenset({Opt.RETAIN_UIDS, Opt.RETAIN_DEVICE_IDENTITY, Opt.RETAIN_INSTITUTION_IDENTITY,
-                             Opt.RETAIN_PATIENT_CHARACTERISTICS, Opt.RETAIN_LONGITUDINAL_FULL_DATES,
-                             Opt.RETAIN_SAFE_PRIVATE}),
-    "clean_all": frozenset({Opt.CLEAN_DESCRIPTORS, Opt.CLEAN_STRUCTURED_CONTENT, Opt.CLEAN_GRAPHICS,
-                            Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES, Opt.RETAIN_DEVICE_IDENTITY}),
+    "retain_all": frozenset(
+        {
+            Opt.RETAIN_UIDS,
+            Opt.RETAIN_DEVICE_IDENTITY,
+            Opt.RETAIN_INSTITUTION_IDENTITY,
+            Opt.RETAIN_PATIENT_CHARACTERISTICS,
+            Opt.RETAIN_LONGITUDINAL_FULL_DATES,
+            Opt.RETAIN_SAFE_PRIVATE,
+        }
+    ),
+    "clean_all": frozenset(
+        {
+            Opt.CLEAN_DESCRIPTORS,
+            Opt.CLEAN_STRUCTURED_CONTENT,
+            Opt.CLEAN_GRAPHICS,
+            Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+            Opt.RETAIN_DEVICE_IDENTITY,
+        }
+    ),
 }
 
 
@@ -39,8 +53,10 @@ class Judge:
         self.keys, self.options = keys, options
         self.pseudonym = keys.patient_pseudonym(str(src.PatientID), str(src.IssuerOfPatientID))
         self.days = keys.date_offset_days(self.pseudonym)
-        self.full_dates = Opt.RETAIN_LONGITUDINAL_FULL_DATES in options and \
-            Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES not in options
+        self.full_dates = (
+            Opt.RETAIN_LONGITUDINAL_FULL_DATES in options
+            and Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES not in options
+        )
 
     def shifted(self, vr: str, original: object) -> str:
         return _text(original) if self.full_dates else shift_value(vr, _text(original), self.days, 0)
@@ -70,8 +86,10 @@ class Judge:
         if code is Code.UID:
             return bool(value == self.keys.uid(str(original)))
         if code is Code.U_SEQ:
-            return all(i.ReferencedSOPInstanceUID == self.keys.uid(str(o.ReferencedSOPInstanceUID))
-                       for i, o in zip(value, original, strict=True))
+            return all(
+                i.ReferencedSOPInstanceUID == self.keys.uid(str(o.ReferencedSOPInstanceUID))
+                for i, o in zip(value, original, strict=True)
+            )
         if vr == "SQ":
             return len(value) == len(original)
         if vr in ("DA", "DT"):
@@ -85,8 +103,9 @@ class Judge:
 
 @pytest.mark.parametrize("sop", ["full_photo", "full_sc"])
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-def test_every_table_attribute_matches_its_action(request: pytest.FixtureRequest, keys: KeyRing, name: str,
-                                                   sop: str) -> None:
+def test_every_table_attribute_matches_its_action(
+    request: pytest.FixtureRequest, keys: KeyRing, name: str, sop: str
+) -> None:
     full_photo: PhotoCase = request.getfixturevalue(sop)
     options = OPTION_SETS[name]
     plan = MetadataPlan(options=options, safe_private=(f'0013,"{SAFE_CREATOR}",10',))
@@ -104,8 +123,9 @@ def test_every_table_attribute_matches_its_action(request: pytest.FixtureRequest
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_SETS))
-def test_private_and_repeating_groups_match_their_rows(full_photo: PhotoCase, keys: KeyRing,
-                                                       name: str) -> None:
+def test_private_and_repeating_groups_match_their_rows(
+    full_photo: PhotoCase, keys: KeyRing, name: str
+) -> None:
     options = OPTION_SETS[name]
     plan = MetadataPlan(options=options, safe_private=(f'0013,"{SAFE_CREATOR}",10',))
     out = deidentify(full_photo.fresh(), plan, keys, None)

@@ -34,8 +34,17 @@ def test_shipped_table_has_all_621_rows_with_edition_and_repeating_groups() -> N
     tags = {row.tag for row in table.rows}
     assert {"50xxxxxx", "60xx3000", "60xx4000", "private"} <= tags
     basic = Counter(row.basic for row in table.rows)
-    assert basic == {"X": 384, "D": 92, "U": 54, "Z": 42, "X/D": 22, "X/Z": 11, "X/Z/D": 8, "Z/D": 6,
-                     "X/Z/U*": 2}
+    assert basic == {
+        "X": 384,
+        "D": 92,
+        "U": 54,
+        "Z": 42,
+        "X/D": 22,
+        "X/Z": 11,
+        "X/Z/D": 8,
+        "Z/D": 6,
+        "X/Z/U*": 2,
+    }
 
 
 def test_shipped_table_matches_the_standard_json_when_present() -> None:
@@ -64,10 +73,25 @@ def test_combined_codes_follow_the_photo_iod_type() -> None:
 
 
 def test_option_precedence_modified_dates_and_clean_win_over_keep() -> None:
-    row = ProfileRow("0018700c", "Date of Last Detector Calibration", "X/D",
-                     (("retain_device_identity", "K"), ("retain_longitudinal_full_dates", "K"),
-                      ("retain_longitudinal_modified_dates", "C")), True)
+    row = ProfileRow(
+        "0018700c",
+        "Date of Last Detector Calibration",
+        "X/D",
+        (
+            ("retain_device_identity", "K"),
+            ("retain_longitudinal_full_dates", "K"),
+            ("retain_longitudinal_modified_dates", "C"),
+        ),
+        True,
+    )
     assert resolve(row, frozenset({ProfileOption.RETAIN_DEVICE_IDENTITY})) is Code.KEEP
-    assert resolve(row, frozenset({ProfileOption.RETAIN_DEVICE_IDENTITY,
-                                   ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES})) is Code.CLEAN
+    assert (
+        resolve(
+            row,
+            frozenset(
+                {ProfileOption.RETAIN_DEVICE_IDENTITY, ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES}
+            ),
+        )
+        is Code.CLEAN
+    )
     assert resolve(row, frozenset()) is Code.REMOVE

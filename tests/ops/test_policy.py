@@ -69,6 +69,24 @@ def test_allow_list_matches_ae_title_and_cidr(calling: str, ip: str, expected: R
     assert rules.source_allowed(calling, ip) == (expected is None)  # the gate and the rules agree
 
 
+@pytest.mark.parametrize(
+    ("calling", "ip", "expected"),
+    [
+        ("ANY_MODALITY", "10.30.1.2", None),  # the README's wildcard form admits any AE title ...
+        ("PACS1", "10.30.255.1", None),
+        ("ANY_MODALITY", "10.31.0.1", RefusalReason.ADDRESS_NOT_ALLOWED),  # ... only from its networks
+    ],
+)
+def test_wildcard_source_admits_any_ae_title_from_its_networks(
+    calling: str, ip: str, expected: RefusalReason | None
+) -> None:
+    policy = AssociationPolicy((Source("*", ("10.30.0.0/16",)),))
+    refusal = policy.check_caller(calling, "VERA-GW", ip)
+    assert (refusal.reason if refusal else None) == expected
+    rules = RuleSet(name="site", sha256="0" * 64, sources=policy.sources)
+    assert rules.source_allowed(calling, ip) == (expected is None)
+
+
 def test_policy_comes_from_rule_sources() -> None:
     rules = RuleSet(name="site", sha256="0" * 64, sources=(Source("PACS1", ("127.0.0.1/32",)),))
     policy = policy_from_rules(rules, LIMITS, ["VERA-GW"])

@@ -79,8 +79,9 @@ def test_site_encoders_load_frozen_from_facenet_weights_or_torchscript(tmp_path:
     module, dim = load_frozen_encoder(tmp_path / "site-facenet.pt")
     assert dim == 512 and module(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
     assert not any(p.requires_grad for p in module.parameters())
-    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1),
-                                                    torch.nn.Flatten()))
+    scripted = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    )
     scripted.save(str(tmp_path / "encoder.ts"))
     _, dim = load_frozen_encoder(tmp_path / "encoder.ts")
     assert dim == 8

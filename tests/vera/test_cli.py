@@ -8,14 +8,33 @@ from pathlib import Path
 import pytest
 
 
-def test_vera_train_dry_run_through_the_gateway_cli(tmp_path: Path, tiny_bundle: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_vera_train_dry_run_through_the_gateway_cli(
+    tmp_path: Path, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gateway.cli import main
 
     out = tmp_path / "run"
-    rc = main(["vera", "train", "--preset", "tiny", "--out", str(out), "--data", "london:/nowhere",
-               "--encoder", str(tiny_bundle.parent / "encoder.safetensors"), "--steps", "7",
-               "--set", "r1_gamma=0.5", "--set", "amp=false", "--dry-run"])
+    rc = main(
+        [
+            "vera",
+            "train",
+            "--preset",
+            "tiny",
+            "--out",
+            str(out),
+            "--data",
+            "london:/nowhere",
+            "--encoder",
+            str(tiny_bundle.parent / "encoder.safetensors"),
+            "--steps",
+            "7",
+            "--set",
+            "r1_gamma=0.5",
+            "--set",
+            "amp=false",
+            "--dry-run",
+        ]
+    )
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["steps"] == 7 and saved["r1_gamma"] == 0.5 and saved["amp"] is False and saved["dry_run"]

@@ -91,8 +91,15 @@ def test_ffhq_layout_takes_masks_from_the_parser(tmp_path: Path, tiny_bundle: Pa
     for i in range(4):
         cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     save_parser(FaceParser(ParserConfig(resolution=32)), tmp_path / "parser.safetensors", "random")
-    base = {"out_dir": str(tmp_path / "run"), "data": str(folder), "batch": 4, "steps": 1, "workers": 0,
-            "encoder": str(tiny_bundle.parent / "encoder.safetensors"), "w_seg_consist": 0.5}
+    base = {
+        "out_dir": str(tmp_path / "run"),
+        "data": str(folder),
+        "batch": 4,
+        "steps": 1,
+        "workers": 0,
+        "encoder": str(tiny_bundle.parent / "encoder.safetensors"),
+        "w_seg_consist": 0.5,
+    }
     with pytest.raises(ValueError, match="need a parser"):
         train(resolve("tiny", base))
     history = train(resolve("tiny", {**base, "parser": str(tmp_path / "parser.safetensors")}))

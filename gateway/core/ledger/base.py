@@ -45,6 +45,12 @@ class Ledger(ABC):
     def quarantine_received(self, reason: str, blob_path: str | None, calling_ae: str) -> int:
         """A dataset rejected at receive time (no instance row); returns the quarantine id."""
 
+    @abstractmethod
+    def record_recovered(self, item: ReceivedInstance, reason: str) -> int | None:
+        """Start-up recovery: a spooled instance whose row was lost gets it back, quarantined with
+        ``reason`` (an instance quarantine item, replayable); one transaction. Returns the quarantine id,
+        None when that SOP with the same bytes is already recorded."""
+
     # ---- grouping and jobs ---------------------------------------------------------------------------
     @abstractmethod
     def group_received(self) -> list[Grouped]:

@@ -112,16 +112,31 @@ class SqlLedger(Ledger):
             for row in versions:
                 if row["sha256"] == item.sha256:
                     return ReceiveResult(int(row["id"]), Duplicate.SAME_BYTES)
-            first = versions[0]["id"] if versions else None
-            instance_id = tx.insert(
-                sql.INSERT_INSTANCE,
-                (
-                    item.sop_key, item.study_key, item.patient_key, item.sop_class_uid, item.transfer_syntax,
-                    item.sha256, item.spool_path, item.size, item.calling_ae, item.calling_ip,
-                    InstanceState.RECEIVED, first, now, now,
-                ),
-            )  # fmt: skip
+            instance_id = self._insert_instance(tx, item, versions, now)
         return ReceiveResult(instance_id, Duplicate.DIFFERENT_BYTES if versions else Duplicate.NO)
+
+    @staticmethod
+    def _insert_instance(tx: Tx, item: ReceivedInstance, versions: list[Row], now: float) -> int:
+        """A received row; a SOP seen before with other bytes points at its first version."""
+        first = versions[0]["id"] if versions else None
+        return tx.insert(
+            sql.INSERT_INSTANCE,
+            (
+                item.sop_key, item.study_key, item.patient_key, item.sop_class_uid, item.transfer_syntax,
+                item.sha256, item.spool_path, item.size, item.calling_ae, item.calling_ip,
+                InstanceState.RECEIVED, first, now, now,
+            ),
+        )  # fmt: skip
+
+    def record_recovered(self, item: ReceivedInstance, reason: str) -> int | None:
+        now = self.clock()
+        with self._write() as tx:
+            versions = tx.rows(sql.SOP_VERSIONS, (item.sop_key,))
+            if any(row["sha256"] == item.sha256 for row in versions):
+                return None
+            instance_id = self._insert_instance(tx, item, versions, now)
+            tx.run(sql.QUARANTINE_INSTANCE, (InstanceState.QUARANTINED, reason, now, instance_id))
+            return self._quarantine_record(tx, QuarantineKind.INSTANCE, instance_id, reason, now)
 
     def quarantine_received(self, reason: str, blob_path: str | None, calling_ae: str) -> int:
         with self._write() as tx:

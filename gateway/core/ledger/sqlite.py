@@ -1,7 +1,9 @@
 """The SQLite backend (one node): WAL, synchronous=FULL, one connection per thread, BEGIN IMMEDIATE.
 
 A commit is durable (fsynced) before a transition returns, so "C-STORE Success only after the ledger
-commit" and every state survive kill -9.
+commit" and every state survive kill -9. The receive path's own connection uses ``synchronous=NORMAL``:
+its commit survives a process crash (kill -9) but not an OS crash, because the fdatasynced spool file it
+points to is the durable record and start-up recovery rebuilds a lost row from it (gateway/core/recovery.py).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ def _failed(exc: sqlite3.Error) -> LedgerError:
 class SqliteLedger(SqlLedger):
     """Thread-safe: one SQLite connection per thread, explicit IMMEDIATE transactions."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
         super().__init__(clock)
         self.path = path
+        self.synchronous = synchronous
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -43,7 +48,7 @@ class SqliteLedger(SqlLedger):
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn

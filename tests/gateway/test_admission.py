@@ -1,0 +1,325 @@
+"""The receive path under attack, with a raw-socket client: silent, half-open and trickling connections, PDU
+headers that claim gigabytes, malformed A-ASSOCIATE-RQs, partial PDUs held open
+(gateway/core/admission.py)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from dicom_rules import FolderDestination
+from gateway.core.admission import request_problem
+from gateway.core.config import CallerRule
+from gateway.core.pdu_guard import CLOSED
+from tests.conftest import Study, make_small_sc, write_study
+from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
+
+pytestmark = pytest.mark.integration
+
+VERIFICATION = b"1.2.840.10008.1.1"
+IMPLICIT_LE = b"1.2.840.10008.1.2"
+
+
+def _item(kind: int, body: bytes) -> bytes:
+    return bytes((kind, 0)) + struct.pack(">H", len(body)) + body
+
+
+def associate_rq(calling: str = "HOSP_PACS", called: str = "VERA_GW", context_id: int = 1) -> bytes:
+    """A minimal A-ASSOCIATE-RQ (PS3.8 §9.3.2) offering Verification in Implicit VR Little Endian."""
+    app = _item(0x10, b"1.2.840.10008.3.1.1.1")
+    pc = _item(0x20, bytes((context_id, 0, 0, 0)) + _item(0x30, VERIFICATION) + _item(0x40, IMPLICIT_LE))
+    user = _item(0x50, _item(0x51, struct.pack(">L", 16384)) + _item(0x52, b"1.2.826.0.1.3680043.9.1"))
+    body = struct.pack(">HH", 1, 0) + called.encode().ljust(16) + calling.encode().ljust(16) + bytes(32)
+    body += app + pc + user
+    return bytes((0x01, 0)) + struct.pack(">L", len(body)) + body
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def closed_count(reason: str) -> float:
+    return CLOSED.labels(reason=reason)._value.get()
+
+
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_pdu(sock: socket.socket, timeout: float = 10) -> bytes:
+    """The next PDU, or b'' when the gateway closed the connection."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while len(data) < 6:
+            chunk = sock.recv(6 - len(data))
+            if not chunk:
+                return b""
+            data += chunk
+        (length,) = struct.unpack(">L", data[2:6])
+        while len(data) < 6 + length:
+            chunk = sock.recv(6 + length - len(data))
+            if not chunk:
+                return b""
+            data += chunk
+    except ConnectionResetError:
+        return b""
+    return data
+
+
+def is_closed(sock: socket.socket, timeout: float) -> bool:
+    """True when the gateway closes (or aborts) the connection within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pdu = read_pdu(sock, max(0.05, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        if pdu == b"" or pdu[0] == 0x07:
+            return True
+    return False
+
+
+def send_stream(sock: socket.socket, total: int, chunk: int = 1 << 20) -> int:
+    """Send up to ``total`` zero bytes; returns how many went out before the gateway shut the door."""
+    block, sent = bytes(chunk), 0
+    sock.settimeout(10)
+    try:
+        while sent < total:
+            sent += sock.send(block[: min(chunk, total - sent)])
+    except OSError:
+        pass
+    return sent
+
+
+@pytest.fixture
+def allow_listed(tmp_path: Path, gateway):
+    """A gateway that only accepts HOSP_PACS from 127.0.0.1, with short admission and network timeouts."""
+    config = gateway_config(
+        tmp_path / "gw",
+        quiet_period_s=600,
+        max_wait_s=600,
+        workers=0,
+        allowed_callers=(CallerRule(ae_title="HOSP_PACS", networks=("127.0.0.1/32",)),),
+        admission_timeout_s=3.0,
+        network_timeout_s=2.0,
+        max_pdu=65536,
+    )
+    return config, gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+
+
+@contextmanager
+def attackers(port: int, count: int = 50, source: str = "127.0.0.1") -> Iterator[list[socket.socket]]:
+    """``count`` connections from one address: a third silent, a third with 5 bytes of a PDU header, a third
+    trickling an A-ASSOCIATE-RQ one byte every 100 ms; each reconnects when the gateway closes it."""
+    stop = threading.Event()
+    socks: list[socket.socket] = []
+
+    def one(kind: int) -> None:
+        rq = associate_rq()
+        while not stop.is_set():
+            try:
+                sock = connect(port, source)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            socks.append(sock)
+            try:
+                if kind == 1:
+                    sock.sendall(rq[:5])
+                for i in range(len(rq) if kind == 2 else 0):
+                    if stop.wait(0.1):
+                        break
+                    sock.sendall(rq[i : i + 1])
+                sock.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        if sock.recv(64) == b"":
+                            break
+                    except TimeoutError:
+                        continue
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    threads = [threading.Thread(target=one, args=(i % 3,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield socks
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+def test_fifty_silent_half_open_and_trickling_connections_do_not_block_an_allowed_sender(
+    tmp_path: Path, allow_listed
+) -> None:
+    config, service = allow_listed
+    files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(5)])
+    evicted_before = closed_count("pending_per_source_limit")
+    with attackers(service.port, 50):  # from the allowed sender's own address: the hardest case
+        wait_until(lambda: closed_count("pending_per_source_limit") > evicted_before, timeout=10)
+        time.sleep(config.admission_timeout_s + 0.5)  # past the first deadline: every kind has been cut
+        for _ in range(2):
+            started = time.monotonic()
+            result = storescu(service.port, files, timeout=30)
+            assert result.returncode == 0, result.stderr
+            assert time.monotonic() - started < 10
+        assert service.server.doorman.pending() <= config.max_pending_per_source
+    assert sum(instance_states(config).values()) == 5
+    cut = closed_count("pending_per_source_limit") + closed_count("request_timeout") - evicted_before
+    assert cut > 50  # every attacker connection was closed at least once (and logged, counted)
+
+
+def test_a_silent_connection_is_closed_at_the_request_deadline(allow_listed) -> None:
+    config, service = allow_listed
+    before = closed_count("request_timeout")
+    sock = connect(service.port)
+    started = time.monotonic()
+    assert is_closed(sock, config.admission_timeout_s + 3)
+    assert config.admission_timeout_s - 0.5 < time.monotonic() - started < config.admission_timeout_s + 2
+    wait_until(lambda: closed_count("request_timeout") == before + 1, timeout=2)
+
+
+def test_connections_that_connect_and_close_leave_no_slot_taken(tmp_path: Path, allow_listed) -> None:
+    config, service = allow_listed
+    for _ in range(3 * config.max_associations):
+        connect(service.port).close()
+    files = write_study(tmp_path / "in", [make_small_sc()])
+    started = time.monotonic()
+    assert storescu(service.port, files, timeout=30).returncode == 0
+    assert time.monotonic() - started < 5
+    wait_until(lambda: service.server.doorman.pending() == 0, timeout=5)
+
+
+def test_a_4gb_pdu_header_in_an_association_is_aborted_at_once_and_memory_stays_flat(allow_listed) -> None:
+    _, service = allow_listed
+    sock = connect(service.port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+    before = rss_mb()
+    sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 0xFFFFFFFF))
+    started = time.monotonic()
+    sent = send_stream(sock, 256 << 20)
+    assert time.monotonic() - started < 5
+    assert sent < 256 << 20  # the door shut long before the claimed bytes went in
+    assert rss_mb() - before < 64  # generous: nothing of the stream was buffered
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
+    assert closed_count("pdu_too_large") >= 1
+
+
+def test_an_oversized_associate_rq_is_refused_at_its_header(allow_listed) -> None:
+    _, service = allow_listed
+    before_rss, before = rss_mb(), closed_count("request_too_large")
+    sock = connect(service.port)
+    sock.sendall(bytes((0x01, 0)) + struct.pack(">L", 64 << 20))
+    sent = send_stream(sock, 64 << 20)
+    assert sent < 64 << 20
+    assert rss_mb() - before_rss < 32
+    wait_until(lambda: closed_count("request_too_large") == before + 1, timeout=2)
+    sock.close()
+
+
+def test_a_partial_pdata_held_open_is_closed_within_the_network_timeout(allow_listed) -> None:
+    config, service = allow_listed
+    sock = connect(service.port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02
+    assert service.gate.active() == 1
+    sock.sendall(bytes((0x04, 0, 0, 0, 0)))  # 5 of the 6 header bytes, then silence
+    started = time.monotonic()
+    assert is_closed(sock, config.network_timeout_s + 5)
+    assert time.monotonic() - started < config.network_timeout_s + 3
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
+
+
+def test_a_pdata_trickled_one_byte_a_second_is_closed_within_the_network_timeout(allow_listed) -> None:
+    config, service = allow_listed
+    sock = connect(service.port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02
+    pdu = bytes((0x04, 0)) + struct.pack(">L", 100) + bytes(100)
+    started, closed = time.monotonic(), False
+    for byte in pdu:
+        try:
+            sock.sendall(bytes((byte,)))
+        except OSError:
+            closed = True
+            break
+        if is_closed(sock, 0.5):
+            closed = True
+            break
+    assert closed and time.monotonic() - started < config.network_timeout_s + 3
+
+
+def test_an_even_presentation_context_id_gets_an_associate_rj(allow_listed) -> None:
+    _, service = allow_listed
+    sock = connect(service.port)
+    sock.sendall(associate_rq(context_id=2))
+    pdu = read_pdu(sock)
+    assert pdu[:1] == b"\x03"  # A-ASSOCIATE-RJ, not silence
+    assert service.gate.active() == 0
+
+
+def test_a_valid_rq_from_a_caller_not_on_the_list_is_rejected_and_counted(allow_listed) -> None:
+    _, service = allow_listed
+    sock = connect(service.port)
+    sock.sendall(associate_rq(calling="INTRUDER"))
+    assert read_pdu(sock)[:1] == b"\x03"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda rq: rq[:-3], "request_malformed"),
+        (lambda rq: associate_rq(context_id=4), "even_context_id"),
+        (lambda rq: rq[:6] + rq[6:60], "request_too_short"),
+    ],
+)
+def test_request_problem_names_what_is_wrong(mutate, problem: str) -> None:
+    assert request_problem(associate_rq()) is None
+    bad = mutate(associate_rq())
+    bad = bad[:2] + struct.pack(">L", len(bad) - 6) + bad[6:]
+    assert request_problem(bad) == problem
+
+
+def test_a_dataset_above_the_configured_size_is_aborted_and_the_next_one_is_stored(
+    tmp_path: Path, gateway
+) -> None:
+    config = gateway_config(
+        tmp_path / "gw", quiet_period_s=600, max_wait_s=600, workers=0, max_dataset_bytes=65536
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    big = write_study(tmp_path / "big", [make_small_sc(side=256)])  # ~196 kB of pixels
+    small = write_study(tmp_path / "small", [make_small_sc(side=32)])
+    before = closed_count("dataset_too_large")
+    assert storescu(service.port, big, timeout=30).returncode != 0
+    wait_until(lambda: closed_count("dataset_too_large") == before + 1, timeout=5)
+    assert storescu(service.port, small, timeout=30).returncode == 0
+    assert sum(instance_states(config).values()) == 1
+
+
+def test_close_log_lines_are_budgeted_per_reason_and_say_how_many_were_suppressed() -> None:
+    from gateway.core.pdu_guard import LogBudget
+
+    now = [100.0]
+    budget = LogBudget(per_second=2, clock=lambda: now[0])
+    assert [budget.admit("x") for _ in range(5)] == [0, 0, None, None, None]
+    assert budget.admit("y") == 0  # each reason has its own share
+    now[0] += 1
+    assert budget.admit("x") == 3  # the first line of the next second reports the suppressed ones
