@@ -39,6 +39,10 @@ def test_db_status_quarantine_and_doctor_work_against_the_cluster(tmp_path: Path
     status = cli(config, "status")
     assert status.returncode == 0, status.stderr
     assert "received" in status.stdout and ledger.node in status.stdout and "1 open item" in status.stdout
+    studies = cli(config, "studies", "search")
+    assert studies.returncode == 0, studies.stderr  # the console's queries run on PostgreSQL too
+    trail = ledger.query("SELECT state FROM instance_events ORDER BY id")  # kept by a trigger, as on SQLite
+    assert [r["state"] for r in trail] == ["received"]
     listed = cli(config, "quarantine", "list")
     assert listed.returncode == 0 and "undecodable:EOFError" in listed.stdout
     doctor = cli(config, "doctor", "--json")

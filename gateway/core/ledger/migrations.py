@@ -31,6 +31,32 @@ CREATE TABLE nodes (
 """
 
 
+# The admin block (gateway/core/ledger/admin.py) on PostgreSQL: its tables, the state trail that SQLite keeps
+# with triggers, and GROUP_CONCAT (SQLite's; its portable queries use it) as an aggregate.
+ADMIN = """
+CREATE FUNCTION vera_instance_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state THEN
+        INSERT INTO instance_events (instance_id, job_id, state, reason, at)
+        VALUES (NEW.id, NEW.job_id, NEW.state, NEW.reason, NEW.updated_at);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER instance_events_trail AFTER INSERT OR UPDATE OF state ON instances
+    FOR EACH ROW EXECUTE FUNCTION vera_instance_event();
+CREATE FUNCTION vera_concat(acc TEXT, value TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN value IS NULL THEN acc WHEN acc IS NULL THEN value ELSE acc || ',' || value END $$;
+CREATE AGGREGATE group_concat(TEXT) (SFUNC = vera_concat, STYPE = TEXT);
+"""
+
+
+def _admin_schema(conn: Any) -> None:
+    from gateway.core.ledger.admin import ADMIN_SCHEMA
+
+    conn.execute(ADMIN_SCHEMA.format(id=PRIMARY_KEY))
+    conn.execute(ADMIN)
+
+
 def _procrastinate_schema(conn: Any) -> None:
     from procrastinate.schema import SchemaManager
 
@@ -48,6 +74,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ledger tables", lambda conn: conn.execute(statements.SCHEMA.format(id=PRIMARY_KEY))),
     Migration(2, "cluster: forward leases, node heart-beats", lambda conn: conn.execute(CLUSTER)),
     Migration(3, "procrastinate 3.10 schema", _procrastinate_schema),
+    Migration(4, "admin: trail, details, audit; group_concat", _admin_schema),
 )
 LATEST = MIGRATIONS[-1].version
 
