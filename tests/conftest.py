@@ -9,6 +9,8 @@
   ``Patient`` and ``Study`` hold the identifying values so tests can look for leaks.
 - ``donor_bank`` (session): a small surrogate-engine donor bank (8 London Set identities, neutral photos;
   ``TEST_FACE_IDS`` are left out), built once per session; skips when the photos are absent.
+- ``postgres``/``pg_url`` and ``s3``/``bucket`` (tests/services.py): a real PostgreSQL server (initdb/pg_ctl
+  in a temp dir) and moto's S3 server, started on first use; in CI a missing service fails instead of skips.
 - ``orthanc`` fixture: a factory that starts a real Orthanc on loopback ports with a tmp config and waits for
   its REST API; the returned :class:`Orthanc` has ``rest()``, ``instances()``, ``stop()``/``start()``.
 """
@@ -44,6 +46,7 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 ORTHANC_DICOMWEB = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 ORTHANC_BIN = next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), "Orthanc")
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+pytest_plugins = ["tests.services"]  # postgres, pg_url, s3, bucket: real cluster services (started lazily)
 
 
 # Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux), spread by pid so

@@ -22,7 +22,7 @@ def _service(args: argparse.Namespace) -> Any:
     from gateway.ops.admin import AdminService
 
     config = load_config(args.config, data_dir=args.data_dir)
-    if not config.ledger_path.exists():
+    if not config.clustered and not config.ledger_path.exists():
         print(f"no ledger at {config.ledger_path}", file=sys.stderr)
         return None
     return AdminService.for_config(config)
@@ -68,6 +68,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(
             f"rules: {view.rules.name} sha256 {view.rules.sha256[:16]} ({view.rules.routes} routes)"
         )
+    if service.config.clustered:
+        from gateway.cluster.cli import nodes_table
+
+        console.print(nodes_table(service.ledger))
     console.print(f"quarantine: {view.open_quarantine} open item(s)")
     return 0
 

@@ -32,6 +32,8 @@ COMMAND_MODULES: dict[str, tuple[str, str]] = {
     "import-photos": ("gateway.cli.offline", "photos → VL Photographic DICOM"),
     "console": ("gateway.console.users", "web console: add-user (users file with argon2 hashes)"),
     "vera": ("anonymizer.engines.vera.cli", "VerA neural engine: train, parser-train, invert, ..."),
+    "worker": ("gateway.cluster.cli", "cluster: run study jobs from the queue (one process per GPU)"),
+    "db": ("gateway.cluster.cli", "cluster: PostgreSQL ledger schema (upgrade, status)"),
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--data-dir")
 ALL_COMMANDS = "*"
@@ -58,6 +60,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         quiet_period_s=args.quiet_period,
     )
+    if config.clustered:
+        from gateway.cluster.cli import serve
+
+        return serve(args, config)
+    if args.role not in (None, "all"):
+        print("vera-gateway: --role needs a cluster config (ledger: postgresql://...)", file=sys.stderr)
+        return 2
     service = Service(config)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -125,6 +134,11 @@ def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--quiet-period", type=float)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--role",
+        choices=("receive", "work", "forward", "all"),
+        help="cluster mode: what this node does (default all; needs a postgresql:// ledger)",
+    )
     serve.set_defaults(func=cmd_serve)
     admin_commands.add_parser(sub, common)  # status, studies, quarantine, audit
     echo = sub.add_parser(

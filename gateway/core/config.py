@@ -67,6 +67,29 @@ class ForwardSettings(_Frozen):
     dimse_timeout_s: float = Field(60.0, gt=0)
 
 
+class ObjectStoreSettings(_Frozen):
+    """Spool, outbox and quarantine in one S3 bucket (any S3-compatible service) instead of local folders.
+
+    Credentials come from the usual AWS sources (environment, profile, instance role), never from this file.
+    """
+
+    bucket: str = Field(min_length=3, max_length=63)
+    endpoint_url: str | None = None  # None: AWS; e.g. http://s3.site.internal:9000
+    region: str = "us-east-1"
+    prefix: str = ""  # e.g. "gateway-a/": several gateways can share a bucket
+    server_side_encryption: str | None = "AES256"  # the objects are PHI; None only for stores without SSE
+    connect_timeout_s: float = Field(3.0, gt=0)  # short: a receiver answers 0xA700 rather than hang
+    read_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)  # botocore "standard" retries, first try included
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        if value and not value.endswith("/"):
+            raise ValueError("prefix must end with '/'")
+        return value
+
+
 class StowClient(_Frozen):
     """One allowed STOW-RS client. ``name`` is recorded as its calling AE title (routes may match it); it
     proves who it is by a bearer token (read from ``token_file``) or a client certificate's subject CN."""
@@ -151,6 +174,26 @@ class GatewayConfig(_Frozen):
     metrics_bind: str = "127.0.0.1"
     poll_interval_s: float = Field(0.2, gt=0)
     forward: ForwardSettings = ForwardSettings()
+    # cluster mode (README "Running on several machines"): None keeps the embedded defaults
+    ledger: str | None = None  # None: SQLite under data_dir; postgresql://user@host/db: shared ledger
+    object_store: ObjectStoreSettings | None = None  # None: local folders under data_dir
+    max_job_attempts: int = Field(3, ge=1)  # cluster: a job failed (or crashed) this often: quarantined
+    stall_after_s: float = Field(30.0, gt=0)  # cluster: a worker silent this long is presumed dead
+    worker_heartbeat_s: float = Field(10.0, gt=0)  # cluster: how often a worker says it is alive
+    work_queue: str = Field("gpu", min_length=1)  # cluster: the queue study jobs go to
+    forward_lease_s: float = Field(300.0, gt=0)  # cluster: a forwarder owns the outputs it took this long
+
+    @field_validator("ledger")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("ledger must be a postgresql:// URL (omit it for the embedded SQLite ledger)")
+        return value
+
+    @property
+    def clustered(self) -> bool:
+        return self.ledger is not None
+
     stow: StowSettings | None = None  # a STOW-RS receiver beside the SCP (gateway/core/stow.py)
     console: ConsoleConfig | None = None  # the admin's web console (gateway/console/), off when absent
 

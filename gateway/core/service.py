@@ -20,15 +20,28 @@ from gateway.core.admission import ByteBudget
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
 from gateway.core.intake import Intake
-from gateway.core.ledger import InstanceState, StateCount, open_ledger
+from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.recovery import RECOVERED_REASON, RunMarker, boot_id, os_crashed, recover_spool
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
-from gateway.ops.metrics import OLDEST_AGE, QUEUE_DEPTH, SPOOL_ORPHANS, start_http
+from gateway.ops.metrics import SPOOL_ORPHANS, set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.service")
+
+
+def purge_finished(ledger: Ledger, spool: Any, outbox: Any, before: float) -> int:
+    """Retention: the ledger forgets the files of instances finished before ``before``, then they are
+    deleted from the spool and outbox stores (folders or the cluster's object store)."""
+    purged = ledger.purge_finished(before)
+    for files in purged:
+        spool.discard(files.spool_path)
+        if files.out_path:
+            outbox.discard(files.out_path)
+    if purged:
+        LOG.info("retention.purged", instances=len(purged))
+    return len(purged)
 
 
 class Service:
@@ -163,14 +176,7 @@ class Service:
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""
-        purged = self.ledger.purge_finished(before)
-        for files in purged:
-            self.spool.discard(files.spool_path)
-            if files.out_path:
-                self.outbox.discard(files.out_path)
-        if purged:
-            LOG.info("retention.purged", instances=len(purged))
-        return len(purged)
+        return purge_finished(self.ledger, self.spool, self.outbox, before)
 
     def count_spool_orphans(self) -> int:
         """Spool files without a ledger row: written, then the service died (or the ledger refused) before
@@ -207,13 +213,7 @@ class Service:
             stop.wait(1.0)
 
     def update_gauges(self) -> None:
-        now = time.time()
-        counts = self.ledger.counts().instances
-        for state in InstanceState:
-            count = counts.get(state, StateCount(0, None))
-            QUEUE_DEPTH.labels(state=state.value).set(count.count)
-            oldest = count.oldest_updated_at
-            OLDEST_AGE.labels(state=state.value).set(now - oldest if oldest else 0)
+        set_queue_gauges(self.ledger.counts(), time.time())
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -557,7 +557,14 @@ def run_checks(
     options = options or DoctorOptions()
     checks = [*check_python(), *check_packages(), *check_torch(), *check_secret(config.secret_path)]
     checks += [*check_spool(config.spool_dir, options.min_free_bytes, options.probe_bytes)]
-    checks += [*check_ledger(config.ledger_path)]
+    if config.clustered:
+        from gateway.cluster.doctor import cluster_checks
+
+        checks += [
+            Check(name, Status(status), detail, fix) for name, status, detail, fix in cluster_checks(config)
+        ]
+    else:
+        checks += [*check_ledger(config.ledger_path)]
     if rules is None:
         try:
             rules = load_rule_set(config)

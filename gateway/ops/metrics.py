@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -76,3 +77,14 @@ def start_http(bind: str, port: int, health: HealthCheck) -> ThreadingHTTPServer
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def set_queue_gauges(counts: Any, now: float) -> None:
+    """Queue depth and oldest age per instance state, from a ledger's :class:`LedgerCounts`."""
+    from gateway.core.ledger.models import InstanceState, StateCount
+
+    for state in InstanceState:
+        count = counts.instances.get(state, StateCount(0, None))
+        QUEUE_DEPTH.labels(state=state.value).set(count.count)
+        oldest = count.oldest_updated_at
+        OLDEST_AGE.labels(state=state.value).set(now - oldest if oldest else 0)

@@ -47,11 +47,21 @@ class Clock:
         return self.now
 
 
-def sqlite_backend(tmp_path: Path, clock: Callable[[], float]) -> Ledger:
-    return SqliteLedger(tmp_path / "ledger.sqlite3", clock=clock)
+def sqlite_backend(request: pytest.FixtureRequest, clock: Callable[[], float]) -> Ledger:
+    return SqliteLedger(request.getfixturevalue("tmp_path") / "ledger.sqlite3", clock=clock)
 
 
-BACKENDS: dict[str, Callable[[Path, Callable[[], float]], Ledger]] = {"sqlite": sqlite_backend}
+def postgresql_backend(request: pytest.FixtureRequest, clock: Callable[[], float]) -> Ledger:
+    """A fresh database on the session's PostgreSQL server (tests/services.py)."""
+    from gateway.core.ledger.postgres import PostgresLedger
+
+    return PostgresLedger(request.getfixturevalue("pg_url"), clock=clock)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Callable[[], float]], Ledger]] = {
+    "sqlite": sqlite_backend,
+    "postgresql": postgresql_backend,
+}
 
 
 @pytest.fixture
@@ -60,8 +70,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def ledger(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Ledger]:
-    opened = BACKENDS[request.param](tmp_path, clock)
+def ledger(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Ledger]:
+    opened = BACKENDS[request.param](request, clock)
     yield opened
     opened.close()
 

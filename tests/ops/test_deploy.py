@@ -327,3 +327,32 @@ def test_compose_donor_bank_is_inside_the_read_only_donors_mount() -> None:
     mounts = {m.split(":")[1]: m for m in _compose()["services"]["gateway"]["volumes"]}
     donors = mounts["/var/lib/vera-gateway/donors"]
     assert donors.endswith(":ro") and config.donor_bank_path.parent == Path("/var/lib/vera-gateway/donors")
+
+
+# ---- cluster compose (deploy/cluster) ----------------------------------------------------------------------
+
+
+def test_cluster_compose_runs_every_role_on_one_config_that_loads() -> None:
+    cluster = DEPLOY / "cluster"
+    compose = yaml.safe_load((cluster / "compose.yaml").read_text())
+    services = compose["services"]
+    commands = {name: svc.get("command", []) for name, svc in services.items()}
+    roles = sorted(c[c.index("--role") + 1] for c in commands.values() if "--role" in c)
+    assert roles == ["forward", "receive", "receive"]
+    assert sum(1 for c in commands.values() if c[:1] == ["worker"]) == 2
+    assert commands["cluster-init"][:2] == ["db", "upgrade"]
+    gateway_mounts = {m.split(":")[1]: m.split(":")[0] for m in services["receiver-1"]["volumes"]}
+    for source in gateway_mounts.values():
+        if source.startswith("."):
+            assert (cluster / source).resolve().exists(), source
+    config = load_config(cluster / "gateway.yaml")
+    assert config.clustered and config.object_store is not None and config.bind == "0.0.0.0"
+    assert str(config.secret_path).startswith("/var/lib/vera-gateway/keys/")
+    assert config.ledger is not None and "@postgres:" in config.ledger and ":change-me@" not in config.ledger
+    haproxy = (cluster / "haproxy.cfg").read_text()
+    assert "mode tcp" in haproxy and all(
+        f"server {r} {r}:{config.port}" in haproxy for r in ("receiver-1", "receiver-2")
+    )
+    gpu = yaml.safe_load((cluster / "compose.gpu.yaml").read_text())["services"]
+    assert set(gpu) == {"worker-1", "worker-2"}
+    assert all(s["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 1 for s in gpu.values())

@@ -60,9 +60,13 @@ if TYPE_CHECKING:
 def open_ledger(
     config: GatewayConfig, clock: Callable[[], float] = time.time, receive_path: bool = False
 ) -> Ledger:
-    """The ledger of a gateway: SQLite at ``config.ledger_path`` (a cluster backend is chosen here too).
+    """The ledger of a gateway: SQLite at ``config.ledger_path``, or PostgreSQL when ``ledger`` names one.
     ``receive_path``: the intake's own handle, whose commits need only survive a process crash (the spool
-    file is the durable record; see :mod:`gateway.core.recovery`)."""
+    file is the durable record; see :mod:`gateway.core.recovery`). PostgreSQL commits are always durable."""
+    if config.ledger is not None:
+        from gateway.core.ledger.postgres import PostgresLedger  # psycopg only in cluster mode
+
+        return PostgresLedger(config.ledger, clock, lease_s=config.forward_lease_s)
     return SqliteLedger(config.ledger_path, clock=clock, synchronous="NORMAL" if receive_path else "FULL")
 
 

@@ -201,8 +201,8 @@ class AdminLedger:
         """Transitions into ``state`` per ``size_s`` bucket from ``start`` (the charts), counted in SQL."""
         rows = self._rows(
             "SELECT CAST((at - ?) / ? AS INTEGER) AS bucket, COUNT(*) AS n FROM instance_events"
-            " WHERE state=? AND at>=? AND at<? GROUP BY CAST((at - ?) / ? AS INTEGER)",
-            (start, size_s, state, start, start + size_s * buckets, start, size_s),
+            " WHERE state=? AND at>=? AND at<? GROUP BY 1",  # by position: PostgreSQL would not match
+            (start, size_s, state, start, start + size_s * buckets),  # the repeated parameters as one
         )
         counts = [0] * buckets
         for r in rows:
@@ -216,9 +216,9 @@ class AdminLedger:
     def destinations(self) -> list[DestinationRow]:
         rows = self._rows(
             "SELECT destination,"
-            " SUM(state='forwarded') AS forwarded,"
-            " SUM(state IN ('deidentified','retry_waiting')) AS backlog,"
-            " SUM(state='retry_waiting') AS retrying,"
+            " SUM(CASE WHEN state='forwarded' THEN 1 ELSE 0 END) AS forwarded,"  # CASE: portable
+            " SUM(CASE WHEN state IN ('deidentified','retry_waiting') THEN 1 ELSE 0 END) AS backlog,"
+            " SUM(CASE WHEN state='retry_waiting' THEN 1 ELSE 0 END) AS retrying,"
             " MAX(forwarded_at) AS last_success"
             " FROM instances WHERE destination IS NOT NULL AND destination<>'' GROUP BY destination"
             " ORDER BY destination"

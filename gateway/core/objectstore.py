@@ -1,0 +1,125 @@
+"""Content-addressed object store on the S3 API (any S3-compatible service), for spool, outbox and quarantine
+shared by several machines.
+
+Same contract as the local :class:`gateway.core.spool.ContentStore`: ``put`` returns only after the service
+acknowledged the whole object (its SHA-256 checked by the service), keys are derived from the bytes' hash
+and never from received text, and every failure to reach the service raises :class:`StoreUnavailable`, an
+``OSError``, so the receive path answers 0xA700 exactly as for a full disk. boto3 is imported lazily: the
+single-machine default never loads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from typing import Any
+
+from gateway.core.spool import ContentStore, StoredFile, Writer, sha256_hex, write_all
+
+
+class StoreUnavailable(OSError):
+    """The object store did not take or give the object (unreachable, refused, timed out)."""
+
+
+class S3Store:
+    """``<prefix><area>/ab/abcdef….dcm`` objects in one bucket; thread-safe (one boto3 client per thread)."""
+
+    def __init__(self, settings: Any, area: str, suffix: str = ".dcm") -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.base = f"{settings.prefix}{area}/"
+        self.suffix = suffix
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            s = self.settings
+            config = Config(
+                connect_timeout=s.connect_timeout_s,
+                read_timeout=s.read_timeout_s,
+                retries={"max_attempts": s.max_attempts, "mode": "standard"},
+            )
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=s.endpoint_url, region_name=s.region, config=config
+            )
+            self._local.client = client
+        return client
+
+    def key(self, relpath: str) -> str:
+        return self.base + relpath
+
+    def put(self, data: bytes) -> StoredFile:
+        """Store bytes; returns after the PUT was acknowledged. Same bytes twice: the same key, rewritten."""
+        digest = sha256_hex(data)
+        rel = f"{digest[:2]}/{digest}{self.suffix}"
+        extra: dict[str, Any] = {}
+        if self.settings.server_side_encryption:
+            extra["ServerSideEncryption"] = self.settings.server_side_encryption
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        self._call("put_object", Key=self.key(rel), Body=data, ChecksumSHA256=checksum, **extra)
+        return StoredFile(sha256=digest, relpath=rel, size=len(data))
+
+    def read(self, relpath: str) -> bytes:
+        body = self._call("get_object", Key=self.key(relpath))["Body"]
+        try:
+            return bytes(body.read())
+        except Exception as exc:  # a connection reset mid-body
+            raise StoreUnavailable(f"s3-read:{type(exc).__name__}") from exc
+
+    def exists(self, relpath: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client().head_object(Bucket=self.bucket, Key=self.key(relpath))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
+        return True
+
+    def discard(self, relpath: str) -> None:
+        self._call("delete_object", Key=self.key(relpath))
+
+    def relpaths(self) -> set[str]:
+        """Every object of this area (for orphan counts and the doctor): one LIST page per 1000 objects."""
+        paginator = self._client().get_paginator("list_objects_v2")
+        found: set[str] = set()
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
+                found.update(o["Key"][len(self.base) :] for o in page.get("Contents", ()))
+        except Exception as exc:
+            raise StoreUnavailable(f"s3-list:{type(exc).__name__}") from exc
+        return found
+
+    def clean_temp_files(self) -> int:
+        return 0  # a PUT is atomic: an interrupted upload leaves no object
+
+    def check(self) -> str:
+        """Raise :class:`StoreUnavailable` unless the bucket answers; returns a description for the doctor."""
+        self._call("head_bucket")
+        return f"s3://{self.bucket}/{self.base} ({self.settings.endpoint_url or 'AWS'})"
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client(), method)(Bucket=self.bucket, **kwargs)
+        except Exception as exc:  # botocore: EndpointConnectionError, ClientError, ReadTimeout, ...
+            raise StoreUnavailable(f"s3-{method}:{type(exc).__name__}") from exc
+
+
+AREAS = {"spool": ".dcm", "outbox": ".dcm", "quarantine": ".bin"}
+
+
+def open_store(config: Any, area: str, writer: Writer = write_all) -> ContentStore | S3Store:
+    """The store of one area (spool | outbox | quarantine): a local folder under the data dir by default, or
+    the S3 bucket named by ``object_store`` in the service config."""
+    suffix = AREAS[area]
+    if config.object_store is None:
+        return ContentStore(config.data_dir / area, writer=writer, suffix=suffix)
+    return S3Store(config.object_store, area, suffix)
