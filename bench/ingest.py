@@ -203,6 +203,8 @@ def run(args: argparse.Namespace) -> Results:
         sets = make_sets(work / "in", args.photos, args.small)
         for rnd in range(args.rounds):
             for set_name, files in sets.items():
+                if not files:  # --photos 0 or --small 0: that set is skipped
+                    continue
                 for parallel in args.parallel:
                     key = f"{set_name}/{parallel}"
                     for name in args.receivers:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dicom_rules import RuleSet
+if TYPE_CHECKING:  # annotations only: the admin commands import this module without dicom_rules (pydicom)
+    from dicom_rules import RuleSet
 
 
 class OutputLayout(StrEnum):

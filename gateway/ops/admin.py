@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dicom_rules import RuleSet
-from dicom_rules.source import RulesError
 from gateway.core.config import GatewayConfig, load_rule_set
-from gateway.core.jobs import describe_pixels
 from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.ledger.admin import (
     AdminLedger,
@@ -38,6 +35,9 @@ from gateway.core.ledger.admin import (
     StateTally,
 )
 from gateway.ops.metrics import ADMIN_ACTIONS
+
+if TYPE_CHECKING:  # dicom_rules loads pydicom: `status` and `quarantine` start without it
+    from dicom_rules import RuleSet
 
 ACTIVE_STATES = ("received", "grouped", "processing", "deidentified", "retry_waiting")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -305,6 +305,7 @@ class AdminService:
     def check_rules(self, text: str) -> CheckResult:
         """Validate rule text without saving it; errors carry line:column of the pasted text."""
         from dicom_rules.loader import load_rules
+        from dicom_rules.source import RulesError
 
         if len(text.encode("utf-8")) > MAX_RULES_BYTES:
             raise InvalidInput(f"rule text larger than {MAX_RULES_BYTES // 1024} KiB")
@@ -380,6 +381,8 @@ def durations(events: list[StateEvent]) -> StageDurations:
 
 def route_summary(rules: RuleSet) -> list[tuple[str, str, str, str]]:
     """(name, when, then, pixels) per route, in order (what ``rules check`` prints)."""
+    from gateway.core.jobs import describe_pixels
+
     out = []
     for route in rules.routes:
         d = route.decision

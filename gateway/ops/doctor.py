@@ -377,6 +377,7 @@ def echo_destination(dest: DicomDestination, calling_ae: str, timeout_s: float =
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
+    from gateway.core.destinations.dicom import keep_responses_for_the_sender
     from gateway.ops.tls import TlsConfigError, scu_tls_args
 
     try:
@@ -391,6 +392,7 @@ def echo_destination(dest: DicomDestination, calling_ae: str, timeout_s: float =
     if not assoc.is_established:
         what = "rejected the association" if assoc.is_rejected else "did not answer"
         return False, f"{dest.host}:{dest.port} {what}"
+    keep_responses_for_the_sender(assoc)
     try:
         status = assoc.send_c_echo()
     finally:

@@ -20,13 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from dicom_rules.decision import TlsSettings
 
-LOG = structlog.get_logger(__name__)
+
+def _log() -> Any:
+    """structlog on first use: the admin commands load the config (this module) and never log from here."""
+    import structlog
+
+    return structlog.get_logger(__name__)
 
 # RFC 7525 §4.2 (BCP 195) recommended suites, plus their ECDSA twins (RFC 9325 §4.2). TLS 1.3 suites
 # are all AEAD and are left to OpenSSL's defaults.
@@ -152,7 +156,7 @@ def _log_handshake_failure(peer: str, exc: BaseException) -> None:
 
         count_refusal(RefusalReason.TLS_HANDSHAKE, peer_ip=peer, tls_reason=str(reason))
     except Exception:  # pragma: no cover - observers may fail without harm
-        LOG.warning("tls_handshake_failed", peer_ip=peer, tls_reason=reason)
+        _log().warning("tls_handshake_failed", peer_ip=peer, tls_reason=reason)
 
 
 def _require_file(path: Path | None, what: str, fix: str) -> Path:
@@ -226,7 +230,8 @@ def client_context(settings: TlsLike, *, check_hostname: bool = False) -> ssl.SS
         ctx.check_hostname = check_hostname
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:
-        LOG.warning("tls_peer_verification_disabled", detail="the destination's certificate is not checked")
+        unchecked = "the destination's certificate is not checked"
+        _log().warning("tls_peer_verification_disabled", detail=unchecked)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx

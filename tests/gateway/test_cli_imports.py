@@ -1,5 +1,7 @@
-"""Commands that touch no pixels load no pixel stack: `--help`, `status`, `quarantine`, `rules check`, `echo`
-import neither torch nor cv2, dlib or facenet (they cost seconds at start-up)."""
+"""Commands that touch no pixels load no pixel stack: `--help`, `status`, `quarantine`, `rules
+check|explain`, `echo` import neither torch nor cv2, dlib or facenet (they cost seconds at start-up); the ones
+that read no DICOM and no rules (`--help`, `quarantine`) load no pydicom, pynetdicom or structlog either (a
+few hundred ms). Their start-up times: bench/cli_startup.py."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from gateway.core.ledger import SqliteLedger
+from tests.conftest import make_small_sc, write_study
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "cv2", "dlib", "facenet_pytorch")
+DICOM = ("pydicom", "pynetdicom", "structlog", "numpy")
 PROBE = """
 import json, sys
 from gateway.cli.app import main
@@ -25,6 +29,21 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)), file=sys.stder
 """
 
 
+def modules_loaded(tmp_path: Path, argv: list[str], watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a CLI command (run in a fresh interpreter on an empty ledger) imported."""
+    SqliteLedger(tmp_path / "ledger.sqlite3").close()
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=watched), "--data-dir", str(tmp_path), *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stderr.strip(), argv
+    return list(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -32,23 +51,21 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)), file=sys.stder
         ["status"],
         ["quarantine", "list"],
         ["rules", "check", str(REPO / "dicom_rules" / "default.yaml")],
+        ["rules", "explain", "{small_sc}"],
         ["echo", "NOBODY@127.0.0.1:9"],
         ["echo", "http://127.0.0.1:9/dicom-web"],
         ["quarantine", "show", "1"],
     ],
 )
 def test_pixel_free_command_does_not_import_the_pixel_stack(tmp_path: Path, argv: list[str]) -> None:
-    SqliteLedger(tmp_path / "ledger.sqlite3").close()
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), "--data-dir", str(tmp_path), *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    loaded = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert loaded == [], (argv, loaded)
+    small_sc = write_study(tmp_path / "in", [make_small_sc()])[0]
+    argv = [a.replace("{small_sc}", str(small_sc)) for a in argv]
+    assert modules_loaded(tmp_path, argv, HEAVY) == [], argv
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["quarantine", "list"], ["quarantine", "show", "1"]])
+def test_ledger_only_command_does_not_import_the_dicom_stack(tmp_path: Path, argv: list[str]) -> None:
+    assert modules_loaded(tmp_path, argv, DICOM) == [], argv
 
 
 def test_the_full_parser_still_knows_every_module_command() -> None:

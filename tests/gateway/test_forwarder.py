@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 import urllib.request
 from contextlib import AbstractContextManager
@@ -17,6 +18,8 @@ from anonymizer.plans import PixelMode
 from dicom_rules import DicomDestination, FolderDestination
 from gateway.cli import main as cli_main
 from gateway.core.config import ForwardSettings
+from gateway.core.destinations import OutboundFile
+from gateway.core.destinations.dicom import open_association
 from gateway.core.forwarder import Breaker, Forwarder, backoff_delay
 from gateway.core.ledger import (
     Deidentified,
@@ -206,8 +209,72 @@ def test_a_tick_sends_the_stored_bytes_undecoded_and_records_all_outcomes_in_one
     assert received == sorted(dataset_bytes(p) for p in outputs)  # byte for byte what the outbox holds
 
 
+@pytest.mark.integration
+def test_a_reactor_poll_during_a_send_never_takes_the_response(tmp_path: Path) -> None:
+    """pynetdicom's reactor may poll the DIMSE queue while ``send_c_store`` waits (its pause handshake races):
+    a response it took was lost, the sender hit the DIMSE timeout and aborted a store the peer had made (the
+    tick test above failed so on a loaded machine). Here a thread polls as a late-paused reactor does."""
+    files = write_study(tmp_path / "in", [make_small_sc(number=n) for n in range(5)])
+    meta = pydicom.filereader.read_file_meta_info(files[0])
+    contexts = [(str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))]
+    config = gateway_config(tmp_path / "gw", forward={"dimse_timeout_s": 3.0})
+    port = free_port()
+    with dcmtk_storescp(port, tmp_path / "peer"):
+        assoc = open_association(DicomDestination("pacs", "ANY", "127.0.0.1", port), config, contexts)
+        assert assoc.is_established
+        polling = threading.Event()
+
+        def poll_like_the_reactor() -> None:
+            while polling.is_set():
+                assoc.dimse.get_msg(block=False)
+                time.sleep(0)  # hand the GIL on, as the reactor's own sleep does
+
+        polling.set()
+        poller = threading.Thread(target=poll_like_the_reactor, daemon=True)
+        poller.start()
+        try:
+            statuses = [assoc.send_c_store(f) if assoc.is_established else None for f in files]
+        finally:
+            polling.clear()
+            poller.join()
+            if assoc.is_established:
+                assoc.release()
+    assert [s.get("Status") if s else None for s in statuses] == [0x0000] * 5
+    assert len(list((tmp_path / "peer").iterdir())) == 5
+
+
+@pytest.mark.integration
+def test_a_late_response_is_never_taken_as_the_next_instances_answer(tmp_path: Path) -> None:
+    """A peer that answers the first C-STORE after the DIMSE timeout: that store fails, the association is
+    aborted, and the second file is not counted as stored on the first one's late Success."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage  # type: ignore[attr-defined]
+
+    from gateway.core.destinations.dicom import DicomSender
+
+    answered: list[str] = []
+
+    def slow_first(event: Any) -> int:
+        if not answered:
+            time.sleep(2.0)  # past the sender's 1 s DIMSE timeout
+        answered.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="SLOW")
+    ae.add_supported_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, slow_first)])
+    try:
+        files = write_study(tmp_path / "in", [make_small_sc(number=n) for n in range(2)])
+        config = gateway_config(tmp_path / "gw", forward={"dimse_timeout_s": 1.0, "connect_timeout_s": 5.0})
+        sender = DicomSender(DicomDestination("slow", "SLOW", "127.0.0.1", port), config)
+        results = sender.send([OutboundFile(n, f, f"2.25.{n}") for n, f in enumerate(files)])
+    finally:
+        server.shutdown()
+    assert [(r.ok, r.reason) for r in results] == [(False, "no-response"), (False, "association-lost")]
+
+
 def test_folder_destination_refuses_a_uid_that_is_not_a_file_name(tmp_path: Path) -> None:
-    from gateway.core.destinations import OutboundFile
     from gateway.core.destinations.folder import FolderSender
 
     source = write_study(tmp_path / "outbox", [make_small_sc()])[0]

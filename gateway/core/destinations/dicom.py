@@ -6,6 +6,11 @@ it), so the presentation context must match the file meta exactly, which the con
 The association is opened in :func:`open_association`, the one place where TLS (``gateway.ops.tls``) applies.
 Success and warning statuses count as stored; anything else, or a lost association, is a failure the
 forwarder retries. Deterministic output UIDs make a re-send idempotent at the destination.
+
+pynetdicom's association reactor polls the DIMSE queue without blocking while ``send_c_store`` waits on it;
+its pause handshake leaves a window in which the reactor takes the peer's response off the queue ("Received
+unexpected C-STORE service message"), so the sender waits out the DIMSE timeout and aborts a store that
+succeeded (still so upstream). :func:`keep_responses_for_the_sender` closes the window for our associations.
 """
 
 from __future__ import annotations
@@ -37,6 +42,22 @@ def is_stored(status: int) -> bool:
     return status == 0x0000 or (status & 0xF000) == 0xB000
 
 
+def keep_responses_for_the_sender(assoc: Any) -> None:
+    """Leave every DIMSE message on the queue for the blocking ``send_*`` call that waits for it.
+
+    The reactor's non-blocking poll exists to serve requests a peer sends; we only request (no SCP role is
+    offered), so the poll may never take anything. A request a peer sent anyway reaches the waiting ``send_*``
+    instead, which sees no valid response and aborts: a failure, never a store counted as done.
+    """
+    dimse = assoc.dimse
+    take = dimse.get_msg
+
+    def get_msg(block: bool = False) -> tuple[Any, Any]:
+        return take(block) if block else (None, None)
+
+    dimse.get_msg = get_msg
+
+
 def open_association(
     destination: DicomDestination, config: GatewayConfig, contexts: Sequence[tuple[str, str]]
 ) -> Any:
@@ -49,13 +70,15 @@ def open_association(
     ae.maximum_pdu_size = config.max_pdu
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
-    return ae.associate(
+    assoc = ae.associate(
         destination.host,
         destination.port,
         ae_title=destination.ae_title,
         tls_args=scu_tls_args(destination.tls, destination.host),
         evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
     )
+    keep_responses_for_the_sender(assoc)  # before any DIMSE message: none is on the queue yet
+    return assoc
 
 
 class DicomSender:

@@ -1,0 +1,83 @@
+"""CLI start-up: seconds from exec to exit for the pixel-free commands (target <= 0.3 s), median of N runs.
+
+    .venv/bin/python bench/cli_startup.py [--runs 5]
+
+Each command runs as ``python -m gateway.cli`` in a fresh interpreter, against an empty data dir with a ledger
+(``echo`` against a closed loopback port: the answer is "not reachable", the cost is the start-up;
+``rules explain`` of a small secondary capture). A bare
+``python -c pass`` is the floor, printed first; each row prints the median, the best and the modules that
+cost the most (``-X importtime``, cumulative, top level). The machine's load average is printed with it:
+on a shared machine the absolute numbers move with it, the floor shows by how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.core.ledger import SqliteLedger  # noqa: E402
+from tests.conftest import make_small_sc, write_study  # noqa: E402
+
+COMMANDS: dict[str, list[str]] = {
+    "--help": ["--help"],
+    "status": ["status"],
+    "quarantine list": ["quarantine", "list"],
+    "rules check": ["rules", "check", str(ROOT / "dicom_rules" / "default.yaml")],
+    "rules explain": ["rules", "explain", "{small_sc}"],
+    "echo": ["echo", "NOBODY@127.0.0.1:9"],
+}
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def seconds(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], env=ENV, capture_output=True, timeout=60)
+    return time.perf_counter() - start
+
+
+def top_imports(argv: list[str], count: int = 3) -> str:
+    """The top-level imports that cost the most (cumulative ms), from ``-X importtime``."""
+    command = [sys.executable, "-X", "importtime", *argv]
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True)
+    costs: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if cumulative.strip().isdigit() and not name.startswith("  "):  # depth 0: what the command imported
+            costs[name.strip()] = int(cumulative)
+    top = sorted(costs.items(), key=lambda kv: -kv[1])[:count]
+    return ", ".join(f"{name} {us / 1000:.0f}" for name, us in top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        SqliteLedger(Path(tmp) / "ledger.sqlite3").close()
+        small_sc = str(write_study(Path(tmp) / "in", [make_small_sc()])[0])
+        floor = statistics.median(seconds(["-c", "pass"]) for _ in range(args.runs))
+        print(f"load average {os.getloadavg()[0]:.1f}; python -c pass: {floor:.3f} s (median of {args.runs})")
+        print(f"{'command':<16} {'median s':>8} {'best s':>7} {'<=0.3':>6}  top imports (ms)")
+        for name, command in COMMANDS.items():
+            command = [a.replace("{small_sc}", small_sc) for a in command]
+            full = ["-m", "gateway.cli", "--data-dir", tmp, *command]
+            runs = [seconds(full) for _ in range(args.runs)]
+            median = statistics.median(runs)
+            ok = "yes" if median <= 0.3 else "no"
+            print(f"{name:<16} {median:8.3f} {min(runs):7.3f} {ok:>6}  {top_imports(full)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
