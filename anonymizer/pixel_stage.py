@@ -25,6 +25,7 @@ from anonymizer import codec
 from anonymizer.donors import DonorBankError
 from anonymizer.engines import vera as _vera  # noqa: F401 — registers "vera" (needs a checkpoint)
 from anonymizer.engines.base import Engine, create_engine
+from anonymizer.faces.attributes import from_header
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
 from anonymizer.outcomes import Ok, Outcome, Quarantine
@@ -138,9 +139,19 @@ def _no_face_mask(result: PhotoResult, photo: np.ndarray, plan: PixelPlan) -> Ph
 def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
     decoded = _decode_all(datasets)
     photos = [f for d in decoded if not isinstance(d, codec.CodecError) for f in d]
+    known = [
+        from_header(ds)
+        for ds, d in zip(datasets, decoded, strict=True)
+        if not isinstance(d, Exception)
+        for _ in d
+    ]
     try:
         engine = _engine(plan.engine, plan.engine_options)
-        results = run_group(photos, engine, seed, plan.preserve, _settings.pipeline) if photos else []
+        results = (
+            run_group(photos, engine, seed, plan.preserve, _settings.pipeline, attributes=known)
+            if photos
+            else []
+        )
     except (DonorBankError, KeyError, RuntimeError) as exc:
         log.error("pixel engine unavailable", extra={"engine": plan.engine, "error": type(exc).__name__})
         return [Quarantine(f"pixel-engine-unavailable:{plan.engine}") for _ in datasets]

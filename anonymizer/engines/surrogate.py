@@ -88,7 +88,12 @@ class SurrogateSettings:
     donor_bank: Path | None = None
     k: int = 6  # donors averaged per synthetic identity
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
-    sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
+    # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
+    # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
+    # from the patient (moles and scars identify people).
+    detail: float = 1.0
+    detail_sigma: float = 0.025
+    sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
@@ -121,6 +126,7 @@ class Ingredients:
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
     shape: np.ndarray  # (68, 2) mean landmarks of those photos
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
+    detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
 
 
 @dataclass(frozen=True)
@@ -232,12 +238,14 @@ class SurrogateEngine:
         population = [_closest(photos, want) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
+        own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
         return Ingredients(
             average=np.mean([self._common_tone(p) for p in picks], axis=0),
             centre=centre,
             anti=_anti_face(centre, patient_texture, self._anti_weight(), 0.25 * iod),
             shape=np.mean([p.landmarks for p in picks], axis=0),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
+            detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
     def _synthesize(
@@ -258,6 +266,9 @@ class SurrogateEngine:
             texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
         shape = _caricature(ingredients.shape, ingredients.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
+        texture = _with_detail(
+            texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
+        )
         target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
@@ -309,7 +320,7 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
     patient against lighter donors would otherwise get a bleached face)."""
     inside = weight[..., 0] > 0.5
-    light_c, light_p = _lightness(centre), _lightness(patient)
+    light_c, light_p = _lightness(centre), _despeckle(_lightness(patient), 0.6 * blur)
     mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
     mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
     deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
@@ -321,6 +332,13 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     return (deviation[..., None] * weight).astype(np.float32)
 
 
+def _despeckle(light: np.ndarray, size: float) -> np.ndarray:
+    """Median over ``size`` pixels: small spots (moles, scars, blemishes) vanish, larger structure (brows, lid
+    and cheek shading) stays. The anti-face would otherwise stamp a pale negative of a mole at its place."""
+    ksize = max(3, int(size) | 1)
+    return cv2.medianBlur(np.clip(light + 0.5, 0, 255).astype(np.uint8), ksize).astype(np.float32)
+
+
 def _lightness(texture: np.ndarray) -> np.ndarray:
     return np.asarray(texture, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -329,6 +347,13 @@ def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str,
     descs = [f.descriptor if f.descriptor is not None else descriptor(f.image, f.landmarks) for f in faces]
     lab = np.mean([skin_lab(f.image, skin_mask(f.landmarks, f.image.shape[0])) for f in faces], axis=0)
     sex, age = _apparent_sex_age(np.mean(descs, axis=0), bank)
+    # The header (PatientSex / PatientAge) outranks the estimate: dlib's descriptor is no age meter.
+    told_sex = {f.sex for f in faces if f.sex in ("F", "M")}
+    told_age = [f.age for f in faces if np.isfinite(f.age)]
+    if len(told_sex) == 1:
+        sex = told_sex.pop()
+    if told_age:
+        age = float(np.median(told_age))
     return {"descriptors": descs, "ita": ita_degrees(lab), "sex": sex, "age": age}
 
 
@@ -413,6 +438,14 @@ def _caricature_texture(average: np.ndarray, population: np.ndarray, gain: float
 def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
     if amount > 0:
         texture = texture + amount * (texture - cv2.GaussianBlur(texture, (0, 0), 2.0))
+    return np.asarray(texture, np.float32)
+
+
+def _with_detail(texture: np.ndarray, detail: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+    """The mix's coarse bands plus one donor's fine band: the mix keeps its shape and shading, the skin
+    gets real pores and fine lines instead of the wax that averaging leaves."""
+    if gain > 0:
+        texture = cv2.GaussianBlur(texture, (0, 0), sigma) + gain * detail
     return np.clip(texture, 0, 255).astype(np.uint8)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from anonymizer.engines.base import AlignedFace, Engine
 from anonymizer.faces import align
+from anonymizer.faces.attributes import PatientAttributes
 from anonymizer.faces.detect import DetectedFace, detect_faces
 from anonymizer.faces.regions import (
     LandmarkRegions,
@@ -69,9 +70,11 @@ def _align_all(
     size: int,
     preserve: tuple[Region, ...],
     settings: PipelineSettings,
+    attributes: Sequence[PatientAttributes] = (),
 ) -> list[_Record]:
     records = []
     for photo, faces in enumerate(detections):
+        known = attributes[photo] if photo < len(attributes) else PatientAttributes()
         for det in faces:
             al = align.canonical_alignment(det.landmarks, size)
             lm = align.apply(al.matrix, det.landmarks)
@@ -86,6 +89,8 @@ def _align_all(
                 masks={k: v.astype(np.float32) for k, v in masks.items()},
                 photo_index=photo,
                 descriptor=descriptor(images[photo], det.landmarks),
+                sex=known.sex,
+                age=known.age,
             )
             records.append(_Record(photo, det, al, aligned))
     return records
@@ -144,11 +149,13 @@ def run_group(
     settings: PipelineSettings = PipelineSettings(),
     provider: RegionProvider | None = None,
     detections: list[list[DetectedFace]] | None = None,
+    attributes: Sequence[PatientAttributes] = (),
 ) -> list[PhotoResult]:
-    """Anonymize all faces of one pairing group with one synthetic identity; verify every face."""
+    """Anonymize all faces of one pairing group with one synthetic identity; verify every face.
+    ``attributes`` (per image, from the DICOM header) tell the engine the patient's sex and age."""
     provider = provider or LandmarkRegions(settings.regions)
     detections = detections if detections is not None else [detect_faces(img) for img in images]
-    records = _align_all(images, detections, engine.crop_size, preserve, settings)
+    records = _align_all(images, detections, engine.crop_size, preserve, settings, attributes)
     crops = engine.anonymize([r.aligned for r in records], identity_seed, preserve) if records else []
     if len(crops) != len(records):
         raise RuntimeError(f"engine {engine.name} returned {len(crops)} crops for {len(records)} faces")
