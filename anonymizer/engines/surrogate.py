@@ -103,12 +103,17 @@ class SurrogateSettings:
         # identity, so the rest of the face must change more); a donor match alone does not reach them.
         Strength(1.8, 3.0, 1.0, 0.5, 1.8),
         Strength(1.9, 3.0, 1.0, 0.8, 2.4),
+        # When a region is kept (nose, eyes) the rest must carry the whole change: wider overshoot of outline,
+        # brows and eye spacing, and a stronger anti-face. Reached only by faces still near or linked to the
+        # patient, and so rarely with nothing kept.
+        Strength(2.0, 3.2, 1.0, 1.1, 3.0),
+        Strength(2.1, 3.4, 1.0, 1.4, 3.6),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
-    # Linkage: a rung is good enough only when at least this many real faces of the bank (not this group's
-    # donors) are nearer to the output than the patient is; verification demands 1 (fail-closed), the engine
-    # aims higher so that a linkage attacker's top guesses are other people.
+    # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
+    # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
+    # linkage attacker's top guesses are other people.
     population_rank: int = 3
     donor_sets: int = 3  # donor sets tried, in keyed order, before the best one is left to verification
 
@@ -148,7 +153,7 @@ class _Attempt:
     choice: DonorChoice
     level: int
     crops: list[np.ndarray]
-    reference: list[np.ndarray]  # per identity (n, 128): the bank without this donor set
+    reference: list[np.ndarray]  # per identity (n, 128): the bank's real faces
     passed: bool
     score: tuple[
         float, ...
@@ -237,9 +242,9 @@ class SurrogateEngine:
         rung most likely to pass verification."""
         groups = self.bank.by_identity()
         donors = {i: groups[i] for i in choice.identities}
-        reference = [
-            np.stack([p.descriptor for p in ph]) for i, ph in sorted(groups.items()) if i not in donors
-        ]
+        # the linkage population: every real face of the bank, donors included (an attacker's gallery holds
+        # them as well); a bank identity that is the patient is left out by the test itself
+        reference = [np.stack([p.descriptor for p in ph]) for _, ph in sorted(groups.items())]
         prepared = [
             self._ingredients(face, list(donors.values()), common.peers, common.patient_texture)
             for face in faces
@@ -382,17 +387,22 @@ class SurrogateEngine:
 
     def _anti_weight(self) -> np.ndarray:
         """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
-        into its negative) and fading out towards the outline."""
+        into its negative) and the eyes, fading out towards the outline."""
         if self._anti is None:
             size, ref = self.bank.crop_size, self.bank.reference
             hull = cv2.convexHull(np.round(ref[:27]).astype(np.int32))
             weight = np.zeros((size, size), np.float32)
             cv2.fillConvexPoly(weight, hull, 1.0)
-            mouth = np.zeros_like(weight)
-            cv2.fillPoly(mouth, [np.round(ref[48:60]).astype(np.int32)], 1.0)
             iod = interocular(ref)
-            mouth = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
-            weight = np.clip(weight - mouth, 0, 1)
+            holes = np.zeros_like(weight)
+            cv2.fillPoly(holes, [np.round(ref[48:60]).astype(np.int32)], 1.0)
+            holes = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
+            # the eyes too: a flipped iris or lash line turns into a pale, glassy eye
+            eyes = np.zeros_like(weight)
+            for points in (ref[36:42], ref[42:48]):
+                cv2.fillPoly(eyes, [np.round(points).astype(np.int32)], 1.0)
+            eyes = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.12 * iod) | 1,) * 2))
+            weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
 

@@ -165,7 +165,7 @@ def run_group(
     crops = engine.anonymize([r.aligned for r in records], identity_seed, preserve) if records else []
     if len(crops) != len(records):
         raise RuntimeError(f"engine {engine.name} returned {len(crops)} crops for {len(records)} faces")
-    # the engine's population of real faces for the linkage test (surrogate: the bank minus the donors used)
+    # the engine's population of real faces for the linkage test (surrogate: the donor bank)
     reference = list(getattr(engine, "last_reference", ()) or ())
     outputs = [img.copy() for img in images]
     for rec, synthetic in zip(records, crops, strict=True):
