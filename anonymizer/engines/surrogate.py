@@ -115,6 +115,7 @@ class SurrogateSettings:
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
     population_rank: int = 3
+    donor_spread: float = 0.4  # Dirichlet concentration of the donor mix (0: plain mean, more collisions)
     donor_sets: int = 3  # donor sets tried, in keyed order, before the best one is left to verification
 
 
@@ -158,6 +159,16 @@ class _Attempt:
     score: tuple[
         float, ...
     ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+
+
+def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
+    """Mixing weights of the donors, keyed to the donor set: uneven weights (Dirichlet with concentration
+    ``spread``) keep patients who share donors apart; 0 gives the plain mean."""
+    k = len(choice.identities)
+    if spread <= 0:
+        return np.full(k, 1.0 / k)
+    key = hashlib.sha256("|".join(choice.identities).encode()).digest()[:8]
+    return np.random.default_rng(int.from_bytes(key, "big")).dirichlet(np.full(k, spread))
 
 
 def _reseed(seed: int, attempt: int) -> int:
@@ -242,11 +253,12 @@ class SurrogateEngine:
         rung most likely to pass verification."""
         groups = self.bank.by_identity()
         donors = {i: groups[i] for i in choice.identities}
+        weights = _donor_weights(choice, self.settings.donor_spread)
         # the linkage population: every real face of the bank, donors included (an attacker's gallery holds
         # them as well); a bank identity that is the patient is left out by the test itself
         reference = [np.stack([p.descriptor for p in ph]) for _, ph in sorted(groups.items())]
         prepared = [
-            self._ingredients(face, list(donors.values()), common.peers, common.patient_texture)
+            self._ingredients(face, list(donors.values()), common.peers, common.patient_texture, weights)
             for face in faces
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
@@ -312,6 +324,7 @@ class SurrogateEngine:
         donors: list[list[DonorPhoto]],
         peers: list[list[DonorPhoto]],
         patient_texture: np.ndarray,
+        weights: np.ndarray,
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
@@ -320,10 +333,10 @@ class SurrogateEngine:
         iod = interocular(self.bank.reference)
         own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
         return Ingredients(
-            average=np.mean([self._common_tone(p) for p in picks], axis=0),
+            average=np.tensordot(weights, np.stack([self._common_tone(p) for p in picks]), axes=1),
             centre=centre,
             anti=_anti_face(centre, patient_texture, self._anti_weight(), 0.25 * iod),
-            shape=np.mean([p.landmarks for p in picks], axis=0),
+            shape=np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
