@@ -115,7 +115,9 @@ class SurrogateSettings:
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
     population_rank: int = 3
-    donor_spread: float = 0.4  # Dirichlet concentration of the donor mix (0: plain mean, more collisions)
+    # Uneven donor mix (Dirichlet concentration; 0 = plain mean). 0.4 cut collisions between patients from
+    # 12 % to 3 % on the London Set but let one donor dominate: 65 % of outputs then matched a donor. Off.
+    donor_spread: float = 0.0
     donor_sets: int = 3  # donor sets tried, in keyed order, before the best one is left to verification
 
 
