@@ -1,25 +1,52 @@
 """Pixel codec: DICOM pixel data ⇄ RGB frames.
 
-Decodes JPEG Baseline (YBR_FULL_422 / YBR_FULL / RGB), uncompressed RGB / YBR_FULL / MONOCHROME, single- or
-multi-frame, to (H, W, 3) uint8 RGB frames. Encodes back: compressed inputs become JPEG Baseline (Pillow, the
-plan's quality, the source's chroma subsampling), encapsulated, with PhotometricInterpretation and the
-Lossy Image Compression attributes updated; uncompressed inputs stay uncompressed (RGB).
+Decodes JPEG Baseline (YBR_FULL_422 / YBR_FULL / RGB), the lossless syntaxes pydicom's handlers read (RLE,
+JPEG Lossless, JPEG-LS, JPEG 2000 lossless), uncompressed RGB / YBR_FULL / MONOCHROME, single- or multi-frame,
+to (H, W, 3) uint8 RGB frames. Encodes back:
+- JPEG Baseline inputs stay JPEG Baseline, block-exact: only the MCUs whose pixels changed are compressed
+  again (with the source's quantisation tables and sampling); every other block keeps its DCT coefficients
+  bit for bit, so background and the preserved region's inner blocks decode to the very same pixels. APPn
+  and COM segments (EXIF, thumbnails) are not carried over. Full re-encoding (Pillow, the plan's quality) is
+  the reference path, taken when a source JPEG cannot be read block-wise;
+- lossless inputs stay lossless: their own syntax where pydicom has an encoder (RLE, JPEG-LS), else JPEG-LS
+  lossless (JPEG Lossless, JPEG 2000 lossless), else RLE; ``LossyImageCompression`` keeps its value;
+- other compressed inputs become JPEG Baseline; the Lossy Image Compression attributes are updated;
+- uncompressed inputs stay uncompressed (RGB).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_fragments, generate_frames
 from pydicom.multival import MultiValue
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+log = logging.getLogger(__name__)
 
 JPEG_METHOD = "ISO_10918_1"
+LOSSLESS_INPUTS = frozenset(
+    {RLELossless, JPEGLSLossless, JPEGLossless, JPEGLosslessSV1, JPEG2000Lossless, HTJ2KLossless}
+)
+LOSSLESS_OUTPUTS = (JPEGLSLossless, RLELossless)  # in order of preference when the input's own has no encoder
 _PIL_SUBSAMPLING = {(1, 1): 0, (2, 1): 1, (2, 2): 2}  # (h, v) luma sampling → Pillow subsampling code
 
 
@@ -34,6 +61,7 @@ class PixelFormat:
     compressed: bool
     monochrome: bool
     subsampling: int  # Pillow code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+    syntax: str = ""  # the source's transfer syntax UID
 
 
 def number_of_frames(ds: Dataset) -> int:
@@ -56,7 +84,7 @@ def source_format(ds: Dataset) -> PixelFormat:
         fragment = _first_fragment(ds)
         if fragment and fragment[:2] == b"\xff\xd8":
             subsampling = _jpeg_subsampling(fragment, subsampling)
-    return PixelFormat(bool(ts.is_compressed), mono, subsampling)
+    return PixelFormat(bool(ts.is_compressed), mono, subsampling, str(ts))
 
 
 def _jpeg_subsampling(data: bytes, default: int) -> int:
@@ -128,13 +156,8 @@ def _append(ds: Dataset, keyword: str, value: str) -> None:
     setattr(ds, keyword, [*values, value] if values else value)
 
 
-def encode(
-    ds: Dataset, frames: Sequence[np.ndarray], quality: int = 95, fmt: PixelFormat | None = None
-) -> bool:
-    """Write ``frames`` into ``ds`` (in place). Returns True when the pixels were lossy (re)compressed."""
-    fmt = fmt or source_format(ds)
+def _set_image_attributes(ds: Dataset, frames: Sequence[np.ndarray], fmt: PixelFormat) -> None:
     h, w = frames[0].shape[:2]
-    frames = [f[..., 0] if fmt.monochrome else f for f in frames]
     ds.Rows, ds.Columns = h, w
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.SamplesPerPixel = 1 if fmt.monochrome else 3
@@ -144,16 +167,147 @@ def encode(
         del ds.PlanarConfiguration
     if number_of_frames(ds) > 1 or len(frames) > 1:
         ds.NumberOfFrames = len(frames)
+    ds.PhotometricInterpretation = "MONOCHROME2" if fmt.monochrome else "RGB"
+
+
+def lossless_syntax(source: str) -> UID | None:
+    """The lossless transfer syntax an output of a lossless ``source`` is written in; None if not lossless."""
+    if source not in LOSSLESS_INPUTS:
+        return None
+    from pydicom.pixels import get_encoder
+
+    for uid in (UID(source), *LOSSLESS_OUTPUTS):
+        try:
+            if get_encoder(uid).is_available:
+                return uid
+        except NotImplementedError:
+            continue
+    raise CodecError("no-lossless-encoder")
+
+
+def _encode_lossless(ds: Dataset, frames: Sequence[np.ndarray], syntax: UID) -> None:
+    from pydicom.pixels import get_encoder
+
+    encoder = get_encoder(syntax)
+    options = {
+        "rows": ds.Rows,
+        "columns": ds.Columns,
+        "samples_per_pixel": ds.SamplesPerPixel,
+        "bits_allocated": 8,
+        "bits_stored": 8,
+        "pixel_representation": 0,
+        "photometric_interpretation": ds.PhotometricInterpretation,
+        "planar_configuration": 0,
+        "number_of_frames": 1,
+    }
+    blobs = [encoder.encode(np.ascontiguousarray(f, np.uint8), **options) for f in frames]
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate(blobs)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+
+
+def _frame_bytes(ds: Dataset) -> list[bytes]:
+    return list(generate_frames(ds.PixelData, number_of_frames=number_of_frames(ds)))
+
+
+def _mcu_mask(changed: np.ndarray, mcu: tuple[int, int]) -> np.ndarray:
+    """(MCU rows, MCU cols) bool: the MCUs holding at least one changed pixel."""
+    mh, mw = mcu
+    h, w = changed.shape
+    padded = np.zeros((-(-h // mh) * mh, -(-w // mw) * mw), bool)
+    padded[:h, :w] = changed
+    return padded.reshape(padded.shape[0] // mh, mh, padded.shape[1] // mw, mw).any(axis=(1, 3))
+
+
+def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
+    """``frame`` as a JPEG that shares every unchanged MCU's DCT coefficients with ``source``.
+
+    Changed MCUs are compressed with the source's quantisation tables and sampling factors; APPn/COM
+    segments are dropped. None when the source cannot be handled block-wise (progressive, not YCbCr, or its
+    decoded pixels differ in size from ``frame``)."""
+    import jpeglib
+
+    with Image.open(io.BytesIO(source)) as im:
+        before = np.asarray(im.convert("RGB")) if im.mode == "RGB" else None
+    if before is None or before.shape != frame.shape:
+        return None
+    with tempfile.TemporaryDirectory(prefix="vera-jpeg-") as tmp:
+        src, fresh_path, out = Path(tmp, "source.jpg"), Path(tmp, "fresh.jpg"), Path(tmp, "out.jpg")
+        src.write_bytes(source)
+        jpeg = jpeglib.read_dct(str(src))
+        if jpeg.progressive_mode or jpeg.num_components != 3 or jpeg.jpeg_color_space != jpeglib.JCS_YCbCr:
+            return None
+        factors = np.asarray(jpeg.samp_factor, int)  # (components, 2): (v, h) per component
+        vmax, hmax = factors[:, 0].max(), factors[:, 1].max()
+        touched = _mcu_mask(np.any(before != frame, axis=2), (8 * vmax, 8 * hmax))
+        if touched.any():
+            fresh = jpeglib.from_spatial(np.ascontiguousarray(frame))
+            fresh.samp_factor = jpeg.samp_factor
+            fresh.write_spatial(str(fresh_path), qt=jpeg.qt, quant_tbl_no=jpeg.quant_tbl_no)
+            new = jpeglib.read_dct(str(fresh_path))
+            for name, (v, h) in zip(("Y", "Cb", "Cr"), factors, strict=True):
+                old, replacement = getattr(jpeg, name), getattr(new, name)
+                if old.shape != replacement.shape:
+                    return None
+                blocks = np.kron(touched, np.ones((v, h), bool))[: old.shape[0], : old.shape[1]]
+                old[blocks] = replacement[blocks]
+        jpeg.markers = []
+        jpeg.write_dct(str(out))
+        return out.read_bytes()
+
+
+def _encode_jpeg_frames(
+    source: Dataset, frames: Sequence[np.ndarray], quality: int, fmt: PixelFormat
+) -> list[bytes]:
+    """Block-exact against the source's frames where it was JPEG Baseline in colour; Pillow otherwise."""
+    sources: list[bytes] = []
+    if fmt.syntax == JPEGBaseline8Bit and not fmt.monochrome:
+        try:
+            sources = _frame_bytes(source)
+        except Exception:
+            sources = []
+    blobs = []
+    for i, frame in enumerate(frames):
+        blob = None
+        if i < len(sources):
+            try:
+                blob = block_exact_jpeg(sources[i], frame)
+            except Exception as exc:  # the reference path below is always correct, only less exact
+                log.warning("block-exact JPEG failed", extra={"error": type(exc).__name__})
+        if blob is None:
+            if sources:
+                log.info("JPEG frame fully re-encoded")
+            blob = encode_jpeg(frame, quality, fmt.subsampling)
+        blobs.append(blob)
+    return blobs
+
+
+def encode(
+    ds: Dataset,
+    frames: Sequence[np.ndarray],
+    quality: int = 95,
+    fmt: PixelFormat | None = None,
+    source: Dataset | None = None,
+) -> bool:
+    """Write ``frames`` into ``ds`` (in place). ``source`` holds the source's Pixel Data for block-exact JPEG
+    (default: ``ds`` itself, whose PixelData must then still be the source's). Returns True when the pixels
+    were lossy (re)compressed."""
+    source = ds if source is None else source
+    fmt = fmt or source_format(source)
+    frames = [f[..., 0] if fmt.monochrome else f for f in frames]
+    lossless = lossless_syntax(fmt.syntax) if fmt.compressed else None
+    blobs = _encode_jpeg_frames(source, frames, quality, fmt) if fmt.compressed and lossless is None else []
+    _set_image_attributes(ds, frames, fmt)
     if not fmt.compressed:
-        ds.PhotometricInterpretation = "MONOCHROME2" if fmt.monochrome else "RGB"
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.PixelData = b"".join(np.ascontiguousarray(f, np.uint8).tobytes() for f in frames)
         ds["PixelData"].VR = "OB"
         return False
-    blobs = [encode_jpeg(f, quality, fmt.subsampling) for f in frames]
-    if fmt.monochrome:
-        ds.PhotometricInterpretation = "MONOCHROME2"
-    else:
+    if lossless is not None:
+        _encode_lossless(ds, frames, lossless)
+        return False
+    if not fmt.monochrome:
         ds.PhotometricInterpretation = "YBR_FULL" if fmt.subsampling == 0 else "YBR_FULL_422"
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     ds.PixelData = encapsulate(blobs)

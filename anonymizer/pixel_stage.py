@@ -102,7 +102,7 @@ def _header_copy(ds: Dataset) -> Dataset:
 def _write(ds: Dataset, frames: list[np.ndarray], plan: PixelPlan) -> tuple[Dataset, bool]:
     fmt = codec.source_format(ds)
     out = _header_copy(ds)
-    lossy = codec.encode(out, frames, plan.jpeg_quality, fmt)
+    lossy = codec.encode(out, frames, plan.jpeg_quality, fmt, source=ds)  # ds: the source's JPEG blocks
     return out, lossy
 
 

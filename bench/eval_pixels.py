@@ -1,13 +1,21 @@
 """Evaluate the pixel engines on the Face Research Lab London Set (never committed; read from ../shared).
 
 Two folds, leave-half-out: the donor bank holds half the identities, the other half are anonymized as
-patients (neutral + smiling photo = one pairing group), then the halves swap. Prints one row per
-engine/preserved region: de-ID (same and other photo), pair consistency, donor leakage, in-region ℓ1 / PSNR
-(before and after JPEG q95) / mask IoU / landmark offset, detection rates (MTCNN, dlib HOG) on outputs, the
-share that passes fail-closed verification, and seconds per pair. Metrics are on the raw engine output.
+patients (neutral + smiling photo = one pairing group), then the halves swap. Two tables, one row per
+setting (engine + preserved region):
+- privacy and yield: the share forwarded (passes fail-closed verification), de-ID (same and other photo),
+  pair consistency, donor leak next to its floor (test originals that match a donor: unrelated real faces),
+  the linkage attack (rank of the patient's own original among every identity's originals; chance in the
+  header), collisions (pairs of different patients' outputs under 0.6; real faces' rate next to it), seconds;
+- fidelity: skin sharpness output ÷ original (median / 10th percentile), seam (gradient energy along the
+  paste boundary, output ÷ original), expression / sex kept and apparent-age difference by leave-identity-out
+  probes (their own accuracy on originals in the header), dlib / MTCNN box IoU, preserved-region PSNR raw
+  and after the gateway's codec, and the share of JPEG blocks the codec leaves bit-identical.
+Contact sheets (original | every setting, neutral and smiling; one identity per ethnicity and sex first) go
+to bench/out/sheets/.
 
-    .venv/bin/python bench/eval_pixels.py            # full run (~15 min on 2 busy cores)
-    .venv/bin/python bench/eval_pixels.py --limit 4  # quick look
+    .venv/bin/python bench/eval_pixels.py                                     # full run (~25 min, 2 cores)
+    .venv/bin/python bench/eval_pixels.py --subset 3 --settings nothing nose  # a ~5 min look
 
 Face Research Lab London Set, L. DeBruine & B. Jones (2017), CC BY 4.0, doi:10.6084/m9.figshare.5047666.v5.
 Outputs shown in the contact sheet are modified (anonymized) versions of those photos.
@@ -16,44 +24,46 @@ Outputs shown in the contact sheet are modified (anonymized) versions of those p
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import face_quality as fq  # noqa: E402
 
 from anonymizer.donors import build_bank, load_bank, save_bank  # noqa: E402
 from anonymizer.engines.base import create_engine  # noqa: E402
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings  # noqa: E402
-from anonymizer.evaluation.metrics import (  # noqa: E402
-    SAME_PERSON,
-    donor_leak,
-    photo_metrics,
-    read_tem,
-    template_agreement,
-)
-from anonymizer.faces.detect import detect_faces  # noqa: E402
+from anonymizer.evaluation.metrics import SAME_PERSON, donor_leak, photo_metrics, psnr  # noqa: E402
+from anonymizer.faces.detect import DetectedFace, detect_faces, hog_detect  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
+from anonymizer.faces.regions import region_mask  # noqa: E402
 from anonymizer.faces.verify import descriptor, distance  # noqa: E402
 from anonymizer.plans import Region  # noqa: E402
 
 FACES = REPO.parent / "shared" / "data" / "faces"
 CONFIGS: dict[str, tuple[str, tuple[Region, ...]]] = {
-    "surrogate": ("surrogate", ()),
-    "surrogate+mouth": ("surrogate", (Region.MOUTH,)),
-    "surrogate+nose": ("surrogate", (Region.NOSE,)),
-    "surrogate+eyes": ("surrogate", (Region.EYES,)),
+    "nothing": ("surrogate", ()),
+    "mouth": ("surrogate", (Region.MOUTH,)),
+    "nose": ("surrogate", (Region.NOSE,)),
+    "eyes": ("surrogate", (Region.EYES,)),
     "blur+mouth": ("blur", (Region.MOUTH,)),
     "pixelate+mouth": ("pixelate", (Region.MOUTH,)),
     "mask+mouth": ("mask", (Region.MOUTH,)),
 }
+DEFAULT_SETTINGS = ("nothing", "mouth", "nose", "eyes")
+EXPRESSIONS = ("03", "08")  # neutral, smiling
 
 
 def seed_for(identity: str) -> int:
@@ -68,7 +78,7 @@ def identities(folder: Path) -> list[str]:
 def fold_bank(out: Path, fold: int, bank_ids: list[str], folder: Path) -> Path:
     path = out / f"bank_fold{fold}.npz"
     if not path.is_file():
-        files = [folder / f"{i}_{e}.jpg" for i in bank_ids for e in ("03", "08")]
+        files = [folder / f"{i}_{e}.jpg" for i in bank_ids for e in EXPRESSIONS]
         started = time.perf_counter()
         save_bank(build_bank(folder, files=files), path)
         print(
@@ -77,24 +87,98 @@ def fold_bank(out: Path, fold: int, bank_ids: list[str], folder: Path) -> Path:
     return path
 
 
+def read_manifest(faces: Path) -> dict[str, dict[str, str]]:
+    """identity number ('001') → self-reported sex, age, ethnicity."""
+    rows: dict[str, dict[str, str]] = {}
+    path = faces / "manifest.csv"
+    if path.is_file():
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["file"].startswith("london_set/"):
+                    rows[Path(row["file"]).stem.split("_")[0]] = row
+    return rows
+
+
+class Originals:
+    """Detections and descriptors of every photo of the set, computed once and cached in bench/out."""
+
+    def __init__(self, folder: Path, ids: list[str], cache: Path) -> None:
+        self.folder = folder
+        if cache.is_file():
+            with np.load(cache) as z:
+                data = {k: z[k] for k in z.files}
+            if list(data["ids"]) == ids:
+                self._set(ids, data)
+                return
+        data = {"ids": np.array(ids), "landmarks": [], "boxes": [], "descriptors": []}
+        for identity in ids:
+            for e in EXPRESSIONS:
+                image = np.asarray(Image.open(folder / f"{identity}_{e}.jpg").convert("RGB"))
+                face = detect_faces(image)[0]
+                data["landmarks"].append(face.landmarks)
+                data["boxes"].append(face.box)
+                data["descriptors"].append(descriptor(image, face.landmarks))
+        data = {k: np.asarray(v) for k, v in data.items()}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **data)
+        self._set(ids, data)
+
+    def _set(self, ids: list[str], data: dict[str, np.ndarray]) -> None:
+        self.index = {(i, e): 2 * n + k for n, i in enumerate(ids) for k, e in enumerate(EXPRESSIONS)}
+        self.landmarks, self.boxes, self.descriptors = data["landmarks"], data["boxes"], data["descriptors"]
+
+    def detection(self, identity: str, e: str) -> DetectedFace:
+        n = self.index[(identity, e)]
+        box = tuple(int(v) for v in self.boxes[n])
+        return DetectedFace(box, 1.0, self.landmarks[n].astype(np.float32), "mtcnn")  # type: ignore[arg-type]
+
+    def gallery(self) -> dict[str, list[np.ndarray]]:
+        out: dict[str, list[np.ndarray]] = defaultdict(list)
+        for (identity, _), n in self.index.items():
+            out[identity].append(self.descriptors[n])
+        return out
+
+
 class Subject:
-    """One test identity: both photos, detected once, with original descriptors."""
+    """One test identity: both photos (pixels and original JPEG bytes), detections from the cache."""
 
-    def __init__(self, folder: Path, identity: str) -> None:
+    def __init__(self, originals: Originals, identity: str) -> None:
         self.identity = identity
-        paths = [folder / f"{identity}_03.jpg", folder / f"{identity}_08.jpg"]
+        paths = [originals.folder / f"{identity}_{e}.jpg" for e in EXPRESSIONS]
+        self.jpeg = [p.read_bytes() for p in paths]
         self.images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-        self.detections = [detect_faces(img)[:1] for img in self.images]
-        self.descriptors = [
-            descriptor(img, d[0].landmarks) if d else None
-            for img, d in zip(self.images, self.detections, strict=True)
-        ]
+        self.detections = [[originals.detection(identity, e)] for e in EXPRESSIONS]
+        self.descriptors = [originals.descriptors[originals.index[(identity, e)]] for e in EXPRESSIONS]
 
 
-def evaluate(subject: Subject, engine: object, preserve: tuple[Region, ...], donors: np.ndarray) -> dict:
+def build_probes(originals: Originals, ids: list[str], manifest: dict[str, dict[str, str]]) -> fq.Probes:
+    reference = np.mean(originals.landmarks, axis=0)
+    samples = []
+    for identity in ids:
+        row = manifest.get(identity, {})
+        sex = {"female": "F", "male": "M"}.get(row.get("gender_self_reported", "").lower(), "")
+        try:
+            age = float(row.get("age_self_reported", "nan"))
+        except ValueError:
+            age = float("nan")
+        for e in EXPRESSIONS:
+            n = originals.index[(identity, e)]
+            geo = fq.geometry(originals.landmarks[n], reference)
+            samples.append(fq.Sample(identity, originals.descriptors[n], geo, e == "08", sex, age))
+    probes = fq.Probes(samples)
+    probes.reference = reference  # type: ignore[attr-defined]
+    return probes
+
+
+def evaluate(
+    subject: Subject,
+    engine: object,
+    preserve: tuple[Region, ...],
+    donors: np.ndarray,
+    probes: fq.Probes,
+    codec_checks: bool,
+) -> dict:
     """Metrics of one pairing group under one engine configuration."""
-    if not all(subject.detections):
-        return {"skipped": 1}
     started = time.perf_counter()
     results = run_group(
         subject.images, engine, seed_for(subject.identity), preserve, detections=subject.detections
@@ -115,10 +199,48 @@ def evaluate(subject: Subject, engine: object, preserve: tuple[Region, ...], don
     row["mtcnn"] = [p.mtcnn_found for p in photos]
     row["hog"] = [p.hog_found for p in photos]
     row["verified"] = [r.ok for r in results]
-    for key in ("region_l1", "region_psnr", "region_psnr_jpeg", "region_iou", "landmark_offset"):
+    for key in ("region_l1", "region_psnr", "region_iou", "landmark_offset", "id_distance"):
         row[key] = [getattr(p, key) for p in photos]
-    row["id_distance"] = [p.id_distance for p in photos]
+    row["out_desc"] = [(subject.identity, p.descriptor) for p in photos]
+    fidelity(row, subject, row["outputs"], photos, probes)
+    if codec_checks:
+        codec_metrics(row, subject, results, preserve)
     return row
+
+
+def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes) -> None:
+    """Sharpness, seam, probes and box IoU of both photos of one group (appended to ``row``)."""
+    ref = probes.reference  # type: ignore[attr-defined]
+    for key in ("sharp", "seam", "smile_kept", "sex_kept", "age_diff", "iou_dlib", "iou_mtcnn"):
+        row[key] = []
+    for img, out, p, det, before in zip(
+        subject.images, outputs, photos, subject.detections, subject.descriptors, strict=True
+    ):
+        lm = det[0].landmarks
+        row["sharp"].append(fq.skin_sharpness_ratio(img, out, lm))
+        row["seam"].append(fq.seam_ratio(img, out, lm))
+        who = subject.identity
+        geo_in, geo_out = fq.geometry(lm, ref), fq.geometry(p.landmarks_out, ref)
+        row["smile_kept"].append(probes.call("smile", who, geo_in) == probes.call("smile", who, geo_out))
+        row["sex_kept"].append(probes.call("sex", who, before) == probes.call("sex", who, p.descriptor))
+        row["age_diff"].append(
+            abs(probes.predict("age", who, before) - probes.predict("age", who, p.descriptor))
+        )
+        centre = lm.mean(0)
+        hog_in, hog_out = fq.nearest_box(hog_detect(img), centre), fq.nearest_box(hog_detect(out), centre)
+        row["iou_dlib"].append(fq.box_iou(hog_in, hog_out))
+        row["iou_mtcnn"].append(fq.box_iou(det[0].box, p.box_out))
+
+
+def codec_metrics(row: dict, subject: Subject, results: list, preserve: tuple[Region, ...]) -> None:
+    """Preserved-region PSNR after the gateway's codec and the share of bit-identical JPEG blocks."""
+    row["psnr_codec"], row["blocks_same"] = [], []
+    for img, jpeg, r, det in zip(subject.images, subject.jpeg, results, subject.detections, strict=True):
+        decoded, same = fq.through_codec(jpeg, r.image)
+        row["blocks_same"].append(same)
+        if preserve:
+            keep = region_mask(det[0].landmarks, preserve, img.shape[:2])
+            row["psnr_codec"].append(psnr(img[keep], decoded[keep]))
 
 
 def _rate(values: list) -> str:
@@ -132,6 +254,11 @@ def _mean(values: list, fmt: str = "{:.2f}") -> str:
     return fmt.format(np.mean(vals)) if vals else "-"
 
 
+def _quantile(values: list, q: float, fmt: str = "{:.2f}") -> str:
+    vals = [v for v in values if np.isfinite(v)]
+    return fmt.format(np.quantile(vals, q)) if vals else "-"
+
+
 def _min_psnr(values: list) -> str:
     finite = [v for v in values if not np.isnan(v)]
     if not finite:
@@ -140,127 +267,167 @@ def _min_psnr(values: list) -> str:
     return "inf (exact)" if low == float("inf") else f"{low:.1f}"
 
 
-def print_table(rows: dict[str, list[dict]]) -> None:
-    head = (
-        "config",
-        "n",
-        "de-ID same",
-        "de-ID other",
-        "pair cons.",
-        "donor leak",
-        "mean dist",
-        "ℓ1 in-reg",
-        "PSNR min",
-        "PSNR jpeg",
-        "mask IoU",
-        "lm offset",
-        "MTCNN",
-        "HOG",
-        "verified",
-        "s/pair",
-    )
+def _columns(items: list[dict]) -> dict[str, list]:
+    col: dict[str, list] = defaultdict(list)
+    for r in items:
+        for k, v in r.items():
+            if isinstance(v, list) and k != "outputs":
+                col[k].extend(v)
+    return col
+
+
+def _markdown(head: tuple[str, ...], lines: list[tuple[str, ...]]) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for name, items in rows.items():
-        ok = [r for r in items if "skipped" not in r]
-        col = defaultdict(list)
-        for r in ok:
-            for k, v in r.items():
-                if isinstance(v, list) and k != "outputs":
-                    col[k].extend(v)
-        cells = (
-            name,
-            str(len(ok)),
-            _rate(col["deid_same"]),
-            _rate(col["deid_other"]),
-            _rate(col["pair"]),
-            _rate(col["leak"]),
-            _mean(col["id_distance"]),
-            _mean(col["region_l1"], "{:.3f}"),
-            _min_psnr(col["region_psnr"]),
-            _mean(col["region_psnr_jpeg"], "{:.1f}"),
-            _mean(col["region_iou"], "{:.3f}"),
-            _mean(col["landmark_offset"], "{:.3f}"),
-            _rate(col["mtcnn"]),
-            _rate(col["hog"]),
-            _rate(col["verified"]),
-            f"{np.mean([r['seconds'] for r in ok]):.2f}" if ok else "-",
-        )
+    for cells in lines:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int = 300) -> np.ndarray:
-    import cv2
+def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], floors: dict) -> None:
+    chance1, chance5 = 1 / len(gallery), min(1.0, 5 / len(gallery))
+    privacy, quality = [], []
+    for name, items in rows.items():
+        col = _columns(items)
+        ranks = fq.linkage_ranks(col["out_desc"], gallery)
+        privacy.append(
+            (
+                name,
+                str(len(items)),
+                _rate(col["verified"]),
+                _rate(col["deid_same"]),
+                _rate(col["deid_other"]),
+                _rate(col["pair"]),
+                f"{_rate(col['leak'])} ({100 * floors['leak']:.1f}%)",
+                f"{_rate([r == 1 for r in ranks])} / {_rate([r <= 5 for r in ranks])}",
+                f"{100 * fq.collision_rate(col['out_desc']):.1f}% ({100 * floors['collisions']:.1f}%)",
+                _mean(col["id_distance"]),
+                f"{np.mean([r['seconds'] for r in items]):.2f}" if items else "-",
+            )
+        )
+        quality.append(
+            (
+                name,
+                f"{_quantile(col['sharp'], 0.5)} / {_quantile(col['sharp'], 0.1)}",
+                _quantile(col["seam"], 0.5),
+                _rate(col["smile_kept"]),
+                _rate(col["sex_kept"]),
+                _mean(col["age_diff"], "{:.1f}"),
+                _mean(col["iou_dlib"], "{:.3f}"),
+                _mean(col["iou_mtcnn"], "{:.3f}"),
+                _min_psnr(col["region_psnr"]),
+                _mean(col["psnr_codec"], "{:.1f}"),
+                _rate(col["blocks_same"]),
+                f"{_rate(col['mtcnn'])} / {_rate(col['hog'])}",
+            )
+        )
+    print(
+        f"\n# privacy and yield (linkage chance {100 * chance1:.1f}% / {100 * chance5:.1f}%, "
+        f"gallery of {len(gallery)} identities)"
+    )
+    _markdown(
+        (
+            "setting",
+            "groups",
+            "forwarded",
+            "de-ID same",
+            "de-ID other",
+            "pair cons.",
+            "donor leak (floor)",
+            "linkage r1 / r5",
+            "collisions (real)",
+            "mean dist",
+            "s/pair",
+        ),
+        privacy,
+    )
+    print("\n# fidelity")
+    _markdown(
+        (
+            "setting",
+            "sharpness med / p10",
+            "seam med",
+            "smile kept",
+            "sex kept",
+            "age diff (y)",
+            "IoU dlib",
+            "IoU MTCNN",
+            "PSNR raw min",
+            "PSNR codec",
+            "blocks identical",
+            "found MTCNN / HOG",
+        ),
+        quality,
+    )
 
+
+def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
     x0, y0, x1, y1 = box
-    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.8 * max(x1 - x0, y1 - y0)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.75 * max(x1 - x0, y1 - y0)
     h, w = image.shape[:2]
     a, b = int(max(0, cx - half)), int(max(0, cy - half))
     c, d = int(min(w, cx + half)), int(min(h, cy + half))
     return cv2.resize(image[b:d, a:c], (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _overlay(image: np.ndarray, landmarks: np.ndarray, preserve: tuple[Region, ...]) -> np.ndarray:
-    import cv2
-
-    from anonymizer.faces.regions import region_mask
-
-    keep = region_mask(landmarks, preserve, image.shape[:2]).astype(np.uint8)
-    contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    out = image.copy()
-    cv2.drawContours(out, contours, -1, (0, 255, 0), max(2, image.shape[0] // 400))
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    out = tile.copy()
+    cv2.putText(out, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 0), 2, cv2.LINE_AA)
     return out
 
 
-def contact_sheet(subjects: list[Subject], outputs: dict[str, dict[str, list]], path: Path) -> None:
-    """Rows: identity. Columns: neutral in, surrogate, surrogate+mouth (region outlined), smiling in, same."""
+def contact_sheet(subject: Subject, outputs: dict[str, list], path: Path, size: int = 480) -> None:
+    """One identity: rows neutral / smiling; columns original | each setting (preserved region outlined)."""
     rows = []
-    for s in subjects:
-        if s.identity not in outputs["surrogate"]:
-            continue
-        tiles = []
-        for i in range(2):
-            det = s.detections[i][0]
-            mouth = outputs["surrogate+mouth"][s.identity][i]
-            tiles += [
-                _face_tile(s.images[i], det.box),
-                _face_tile(outputs["surrogate"][s.identity][i], det.box),
-                _face_tile(_overlay(mouth, det.landmarks, (Region.MOUTH,)), det.box),
-            ]
+    for i in range(2):
+        det = subject.detections[i][0]
+        tiles = [_label(_face_tile(subject.images[i], det.box, size), "original")]
+        for name, images in outputs.items():
+            image = images[i]
+            if image is None:
+                tiles.append(_label(np.zeros((size, size, 3), np.uint8), f"{name}: none"))
+                continue
+            _, preserve = CONFIGS[name]
+            if preserve:
+                keep = region_mask(det.landmarks, preserve, image.shape[:2]).astype(np.uint8)
+                contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                image = cv2.drawContours(image.copy(), contours, -1, (0, 255, 0), 1)
+            tiles.append(_label(_face_tile(image, det.box, size), name))
         rows.append(np.hstack(tiles))
-    if rows:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.vstack(rows)).save(path)
-        print(f"# contact sheet: {path}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.vstack(rows)).save(path)
 
 
-def template_table(folder: Path, templates: Path, ids: list[str]) -> None:
-    scores = defaultdict(list)
+def sheet_order(ids: list[str], manifest: dict[str, dict[str, str]]) -> list[str]:
+    """Identities for contact sheets: one per self-reported ethnicity and sex first (every skin tone)."""
+    seen: set[tuple[str, str]] = set()
+    first, rest = [], []
     for identity in ids:
-        tem = templates / f"{identity}_03.tem"
-        if not tem.is_file():
-            continue
-        image = np.asarray(Image.open(folder / f"{identity}_03.jpg").convert("RGB"))
-        faces = detect_faces(image)
-        if faces:
-            for k, v in template_agreement(faces[0].landmarks, read_tem(str(tem)), image.shape[:2]).items():
-                scores[k].append(v)
-    if scores:
-        print(
-            f"# landmarks vs hand templates ({len(scores['mouth_iou'])} neutral photos): mouth-mask IoU "
-            f"{np.mean(scores['mouth_iou']):.3f} (min {np.min(scores['mouth_iou']):.3f}), pupil offset "
-            f"{np.mean(scores['pupil_offset']):.3f} × inter-ocular",
-            flush=True,
-        )
+        row = manifest.get(identity, {})
+        key = (row.get("ethnicity_self_reported", ""), row.get("gender_self_reported", ""))
+        (rest if key in seen else first).append(identity)
+        seen.add(key)
+    return first + rest
+
+
+def floors(originals: Originals, folds: list[tuple[list[str], list[str]]], banks: list[np.ndarray]) -> dict:
+    """What real faces do: test originals matching a donor photo, and collisions between real people."""
+    leaks = []
+    for (_, test_ids), donors in zip(folds, banks, strict=True):
+        for identity in test_ids:
+            for e in EXPRESSIONS:
+                leaks.append(donor_leak(originals.descriptors[originals.index[(identity, e)]], donors)[0])
+    items = [(i, originals.descriptors[n]) for (i, _), n in originals.index.items()]
+    return {"leak": float(np.mean(leaks)), "collisions": fq.collision_rate(items)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
-    parser.add_argument("--limit", type=int, default=0, help="test identities per fold (0 = all)")
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
-    parser.add_argument("--sheet", type=int, default=6, help="identities in the contact sheet")
+    parser.add_argument("--subset", "--limit", type=int, default=0, help="test identities per fold (0 = all)")
+    parser.add_argument("--settings", "--configs", nargs="*", default=list(DEFAULT_SETTINGS), choices=CONFIGS)
+    parser.add_argument("--sheet", type=int, default=8, help="identities with a contact sheet")
+    parser.add_argument("--no-codec", action="store_true", help="skip the DICOM codec measures")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -269,30 +436,37 @@ def main() -> int:
         print(f"no photos at {folder}; this bench needs ../shared/data/faces", file=sys.stderr)
         return 1
     ids = identities(folder)
-    template_table(folder, args.faces / "london_templates", ids)
-    rows: dict[str, list[dict]] = {name: [] for name in args.configs}
-    outputs: dict[str, dict[str, list]] = {name: {} for name in args.configs}
-    sheet_subjects: list[Subject] = []
-    for fold, (bank_ids, test_ids) in enumerate(((ids[0::2], ids[1::2]), (ids[1::2], ids[0::2]))):
-        bank = load_bank(fold_bank(args.out, fold, bank_ids, folder))
-        donors = np.stack([p.descriptor for p in bank.photos])
+    manifest = read_manifest(args.faces)
+    originals = Originals(folder, ids, args.out / "originals.npz")
+    probes = build_probes(originals, ids, manifest)
+    own = probes.own_accuracy()
+    print(
+        f"# probes on originals (leave-identity-out): smile {100 * own['smile']:.1f}%, "
+        f"sex {100 * own['sex']:.1f}%, "
+        f"age MAE {own['age_mae']:.1f} y",
+        flush=True,
+    )
+    sheet_ids = set(sheet_order(ids, manifest)[: args.sheet])
+    folds = [(ids[0::2], ids[1::2]), (ids[1::2], ids[0::2])]
+    banks = [load_bank(fold_bank(args.out, f, bank_ids, folder)) for f, (bank_ids, _) in enumerate(folds)]
+    donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
+    rows: dict[str, list[dict]] = {name: [] for name in args.settings}
+    for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
         engines = {"surrogate": SurrogateEngine(SurrogateSettings(), bank)}
-        for test_id in test_ids[: args.limit or None]:
-            subject = Subject(folder, test_id)
-            for name in args.configs:
+        for test_id in test_ids[: args.subset or None]:
+            subject = Subject(originals, test_id)
+            sheet: dict[str, list] = {}
+            for name in args.settings:
                 kind, preserve = CONFIGS[name]
                 engine = engines.get(kind) or engines.setdefault(kind, create_engine(kind))
-                row = evaluate(subject, engine, preserve, donors)
-                if name in ("surrogate", "surrogate+mouth") and len(sheet_subjects) < args.sheet:
-                    outputs[name][test_id] = row.get("outputs")
-                row.pop("outputs", None)
+                row = evaluate(subject, engine, preserve, donor_descs[fold], probes, not args.no_codec)
+                sheet[name] = row.pop("outputs")
                 rows[name].append(row)
-            if len(sheet_subjects) < args.sheet and test_id in outputs.get("surrogate+mouth", {}):
-                sheet_subjects.append(subject)
+            if test_id in sheet_ids:
+                contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png")
             print(f"# fold {fold} {test_id} done", file=sys.stderr, flush=True)
-    print_table(rows)
-    if "surrogate" in outputs and "surrogate+mouth" in outputs:
-        contact_sheet(sheet_subjects, outputs, args.out / "contact_sheet.png")
+    print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs))
+    print(f"# contact sheets: {args.out / 'sheets'}", flush=True)
     return 0
 
 

@@ -26,6 +26,8 @@ class AlignedFace:
     masks: dict[Region, np.ndarray] = field(default_factory=dict)  # (S, S) float32 in [0, 1]
     photo_index: int = 0  # which photo of the group this face came from
     descriptor: np.ndarray | None = None  # (128,) dlib descriptor of the original face, when known
+    sex: str = ""  # "F" | "M" from the photo's DICOM header (PatientSex); "" when unknown
+    age: float = float("nan")  # years, from the header (PatientAge); NaN when unknown
 
 
 class Engine(Protocol):

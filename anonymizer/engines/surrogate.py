@@ -16,6 +16,7 @@ donor that an output still matches is repelled the same way on the next rung.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -32,15 +33,14 @@ from anonymizer.donors import (
     DonorPhoto,
     cached_bank,
     expression,
-    ita_degrees,
-    skin_lab,
     skin_mask,
 )
 from anonymizer.engines.base import AlignedFace, register
+from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
-from anonymizer.faces.verify import descriptor, distance
+from anonymizer.faces.verify import closer_than_input, descriptor, distance
 from anonymizer.faces.warp import extended, piecewise_affine, triangulate
 from anonymizer.plans import Region
 
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
 POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 # landmark indices that stay at the patient's position when their region is preserved
 REGION_POINTS: dict[Region, tuple[int, ...]] = {
@@ -60,18 +61,7 @@ REGION_POINTS: dict[Region, tuple[int, ...]] = {
 # landmarks an overshoot rung pushes past the donor shape: outline, brows, eyes (face width, brow height, eye
 # spacing). Nose and mouth are left at the donor shape: overshooting them turns expressions into grimaces.
 PUSH_POINTS = (*range(0, 27), *range(36, 48))
-# donor-selection tiers, strictest first: (min identity distance, skin-tone tolerance in ITA°, same sex, age)
-# dlib puts different people of one sex and ancestry at 0.55-0.75, so identity is a floor, not a goal: the
-# average of k donors moves far from everyone. Tone relaxes before sex, sex before anything else.
-TIERS: tuple[tuple[float, float, bool, bool], ...] = (
-    (0.62, 8.0, True, True),
-    (0.62, 12.0, True, False),
-    (0.60, 18.0, True, False),
-    (0.60, 28.0, True, False),
-    (0.55, 45.0, True, False),
-    (0.55, 360.0, True, False),
-    (0.55, 360.0, False, False),
-)
+MOUTH_POINTS, EYE_R_POINTS, EYE_L_POINTS = list(range(48, 68)), list(range(36, 42)), list(range(42, 48))
 
 
 @dataclass(frozen=True)
@@ -88,7 +78,13 @@ class SurrogateSettings:
     donor_bank: Path | None = None
     k: int = 6  # donors averaged per synthetic identity
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
-    sharpen: float = 0.6  # unsharp-mask amount on the averaged texture
+    expression_follow: float = 0.6  # free mouth / eyes: share of the patient's own shape about their centre
+    # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
+    # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
+    # from the patient (moles and scars identify people).
+    detail: float = 1.0
+    detail_sigma: float = 0.025
+    sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
@@ -107,9 +103,22 @@ class SurrogateSettings:
         # identity, so the rest of the face must change more); a donor match alone does not reach them.
         Strength(1.8, 3.0, 1.0, 0.5, 1.8),
         Strength(1.9, 3.0, 1.0, 0.8, 2.4),
+        # When a region is kept (nose, eyes) the rest must carry the whole change: wider overshoot of outline,
+        # brows and eye spacing, and a stronger anti-face. Reached only by faces still near or linked to the
+        # patient, and so rarely with nothing kept.
+        Strength(2.0, 3.2, 1.0, 1.1, 3.0),
+        Strength(2.1, 3.4, 1.0, 1.4, 3.6),
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
+    # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
+    # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
+    # linkage attacker's top guesses are other people.
+    population_rank: int = 3
+    # Uneven donor mix (Dirichlet concentration; 0 = plain mean). 0.4 cut collisions between patients from
+    # 12 % to 3 % on the London Set but let one donor dominate: 65 % of outputs then matched a donor. Off.
+    donor_spread: float = 0.0
+    donor_sets: int = 3  # donor sets tried, in keyed order, before the best one is left to verification
 
 
 @dataclass(frozen=True)
@@ -121,23 +130,68 @@ class Ingredients:
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
     shape: np.ndarray  # (68, 2) mean landmarks of those photos
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
+    detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
 
 
 @dataclass(frozen=True)
-class DonorChoice:
-    identities: tuple[str, ...]
-    tier: int
+class _Common:
+    """What every donor set of one group shares."""
+
+    peers: list[list[DonorPhoto]]
+    tris: np.ndarray
+    patient_texture: np.ndarray
+    donor_descs: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Check:
+    away: float  # distance to the patient
+    donor: str | None  # the identity of a bank face it matches, or None
+    closer: int  # reference identities nearer to it than the patient is
+    usable: int  # reference identities counted
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    choice: DonorChoice
+    level: int
+    crops: list[np.ndarray]
+    reference: list[np.ndarray]  # per identity (n, 128): the bank's real faces
+    passed: bool
+    score: tuple[
+        float, ...
+    ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+
+
+def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
+    """Mixing weights of the donors, keyed to the donor set: uneven weights (Dirichlet with concentration
+    ``spread``) keep patients who share donors apart; 0 gives the plain mean."""
+    k = len(choice.identities)
+    if spread <= 0:
+        return np.full(k, 1.0 / k)
+    key = hashlib.sha256("|".join(choice.identities).encode()).digest()[:8]
+    return np.random.default_rng(int.from_bytes(key, "big")).dirichlet(np.full(k, spread))
+
+
+def _reseed(seed: int, attempt: int) -> int:
+    if attempt == 0:
+        return seed
+    return int.from_bytes(
+        hashlib.sha256(f"surrogate-donor-set|{seed}|{attempt}".encode()).digest()[:8], "big"
+    )
 
 
 class SurrogateEngine:
     name = "surrogate"
     produces_face = True
+    photo_grain = True  # the pipeline adds the photo's grain level to the pasted face (faces/grain.py)
 
     def __init__(self, settings: SurrogateSettings, bank: DonorBank | None = None) -> None:
         self.settings = settings
         self._bank = bank
         self.last_choice: DonorChoice | None = None
         self.last_level = 0
+        self.last_reference: list[np.ndarray] = []  # per identity (n, 128): the linkage test's population
         self._anti: np.ndarray | None = None
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
@@ -165,60 +219,106 @@ class SurrogateEngine:
             return []
         bank = self.bank
         patient = _patient_profile(faces, bank)
-        choice = choose_donors(bank, identity_seed, patient, self.settings)
-        self.last_choice = choice
-        groups = bank.by_identity()
-        donors = [groups[i] for i in choice.identities]
-        peers = [groups[i] for i in _peers(bank, patient)]
         tris = triangulate(extended(bank.reference, bank.crop_size))
-        donor_descs = np.stack([p.descriptor for p in bank.photos])  # output must match no donor at all
-        patient_texture = self._patient_texture(faces, tris)
-        prepared = [self._ingredients(face, donors, peers, patient_texture) for face in faces]
+        common = _Common(
+            peers=[bank.by_identity()[i] for i in _peers(bank, patient)],
+            tris=tris,
+            patient_texture=self._patient_texture(faces, tris),
+            donor_descs=np.stack(
+                [p.descriptor for p in bank.photos]
+            ),  # the output must match no donor at all
+        )
+        best: _Attempt | None = None
+        # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
+        # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
+        for attempt in range(self.settings.donor_sets):
+            try:
+                choice = choose_donors(bank, _reseed(identity_seed, attempt), patient, self.settings)
+            except DonorBankError:
+                if attempt == 0:
+                    raise
+                break
+            result = self._climb(faces, choice, common, preserve)
+            if best is None or result.score > best.score:
+                best = result
+            if result.passed:
+                break
+            log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
+        assert best is not None
+        self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
+        return best.crops
+
+    def _climb(
+        self, faces: Sequence[AlignedFace], choice: DonorChoice, common: _Common, preserve: tuple[Region, ...]
+    ) -> _Attempt:
+        """The strength ladder for one donor set: the first rung whose faces all pass the self-check, else the
+        rung most likely to pass verification."""
+        groups = self.bank.by_identity()
+        donors = {i: groups[i] for i in choice.identities}
+        weights = _donor_weights(choice, self.settings.donor_spread)
+        # the linkage population: every real face of the bank, donors included (an attacker's gallery holds
+        # them as well); a bank identity that is the patient is left out by the test itself
+        reference = [np.stack([p.descriptor for p in ph]) for _, ph in sorted(groups.items())]
+        prepared = [
+            self._ingredients(face, list(donors.values()), common.peers, common.patient_texture, weights)
+            for face in faces
+        ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
-        far_all, best, chosen = False, (-1.0, 0, list[np.ndarray]()), (0, list[np.ndarray]())
+        far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
             made = [
-                self._synthesize(face, ingredients, tris, preserve, strength, repel)
+                self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
                 for face, ingredients in zip(faces, prepared, strict=True)
             ]
             checks = [
-                self._distinct(crop, target, face, donor_descs)
+                self._distinct(crop, target, face, common.donor_descs, reference)
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
-            closest = min(d for d, _ in checks)
-            far_all, chosen = closest > self.settings.self_check_distance, (level, [c for c, _ in made])
-            best = max(best, (closest, *chosen), key=lambda b: b[0])
-            if far_all and all(nearest is None for _, nearest in checks):
-                break
-            for _, nearest in checks:
-                if nearest is not None and groups[nearest] not in repel:
-                    repel.append(groups[nearest])
+            closest = min(c.away for c in checks)
+            far_all = closest > self.settings.self_check_distance and not any(
+                c.closer < min(self.settings.population_rank, c.usable) for c in checks
+            )
+            passed = far_all and all(c.donor is None for c in checks)
+            verifiable = all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
+            score = (float(passed), float(verifiable), float(min(c.closer for c in checks)), closest)
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score)
+            if passed:
+                return current
+            # dlib's distance is not monotonic in strength: remember the rung most likely to verify
+            best = max(best, current, key=lambda a: a.score)
+            for c in checks:
+                if c.donor is not None and groups[c.donor] not in repel:
+                    repel.append(groups[c.donor])
             log.info("surrogate strength raised", extra={"level": level + 1})
-        else:
-            # No rung got far enough: keep the one farthest from the patient (dlib's distance is not
-            # monotonic in strength); verification then decides on it.
-            if not far_all:
-                chosen = best[1:]
-        self.last_level, crops = chosen
-        return crops
+        if far_all:
+            return (
+                current  # far enough but still near a donor after the last rung tried: verification decides
+            )
+        return best
 
     def _distinct(
-        self, crop: np.ndarray, target: np.ndarray, face: AlignedFace, donor_descs: np.ndarray
-    ) -> tuple[float, str | None]:
-        """Group-level self-check: (distance to the patient, the identity of a donor it matches or None)."""
+        self,
+        crop: np.ndarray,
+        target: np.ndarray,
+        face: AlignedFace,
+        donor_descs: np.ndarray,
+        reference: list[np.ndarray],
+    ) -> _Check:
+        """Group-level self-check of one synthetic face, as a checker sees it (landmarks re-fitted)."""
         if face.descriptor is None:
-            return float("inf"), None
+            return _Check(float("inf"), None, 0, 0)
         lo, hi = target.min(0), target.max(0)
-        refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))  # as a checker sees it
+        refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))
         out = descriptor(crop, refit)
         to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
         nearest = int(to_donors.argmin())
-        away = distance(out, face.descriptor)
-        if to_donors[nearest] > self.settings.self_check_donor_distance:
-            return away, None
-        return away, self.bank.photos[nearest].identity
+        closer, usable = closer_than_input(out, face.descriptor, reference, SAME_IDENTITY)
+        donor = None
+        if to_donors[nearest] <= self.settings.self_check_donor_distance:
+            donor = self.bank.photos[nearest].identity
+        return _Check(distance(out, face.descriptor), donor, closer, usable)
 
     def _ingredients(
         self,
@@ -226,18 +326,21 @@ class SurrogateEngine:
         donors: list[list[DonorPhoto]],
         peers: list[list[DonorPhoto]],
         patient_texture: np.ndarray,
+        weights: np.ndarray,
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         population = [_closest(photos, want) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
+        own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
         return Ingredients(
-            average=np.mean([self._common_tone(p) for p in picks], axis=0),
+            average=np.tensordot(weights, np.stack([self._common_tone(p) for p in picks]), axes=1),
             centre=centre,
             anti=_anti_face(centre, patient_texture, self._anti_weight(), 0.25 * iod),
-            shape=np.mean([p.landmarks for p in picks], axis=0),
+            shape=np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
+            detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
     def _synthesize(
@@ -258,7 +361,18 @@ class SurrogateEngine:
             texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
         shape = _caricature(ingredients.shape, ingredients.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
-        target = _target_shape(face.landmarks, shape, preserve, self.settings.shape_weight, strength)
+        texture = _with_detail(
+            texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
+        )
+        target = _target_shape(
+            face.landmarks,
+            shape,
+            preserve,
+            self.settings.shape_weight,
+            strength,
+            self.settings.expression_follow,
+        )
+        target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -289,17 +403,22 @@ class SurrogateEngine:
 
     def _anti_weight(self) -> np.ndarray:
         """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
-        into its negative) and fading out towards the outline."""
+        into its negative) and the eyes, fading out towards the outline."""
         if self._anti is None:
             size, ref = self.bank.crop_size, self.bank.reference
             hull = cv2.convexHull(np.round(ref[:27]).astype(np.int32))
             weight = np.zeros((size, size), np.float32)
             cv2.fillConvexPoly(weight, hull, 1.0)
-            mouth = np.zeros_like(weight)
-            cv2.fillPoly(mouth, [np.round(ref[48:60]).astype(np.int32)], 1.0)
             iod = interocular(ref)
-            mouth = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
-            weight = np.clip(weight - mouth, 0, 1)
+            holes = np.zeros_like(weight)
+            cv2.fillPoly(holes, [np.round(ref[48:60]).astype(np.int32)], 1.0)
+            holes = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
+            # the eyes too: a flipped iris or lash line turns into a pale, glassy eye
+            eyes = np.zeros_like(weight)
+            for points in (ref[36:42], ref[42:48]):
+                cv2.fillPoly(eyes, [np.round(points).astype(np.int32)], 1.0)
+            eyes = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.12 * iod) | 1,) * 2))
+            weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
 
@@ -309,7 +428,7 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
     patient against lighter donors would otherwise get a bleached face)."""
     inside = weight[..., 0] > 0.5
-    light_c, light_p = _lightness(centre), _lightness(patient)
+    light_c, light_p = _lightness(centre), _despeckle(_lightness(patient), 0.6 * blur)
     mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
     mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
     deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
@@ -321,78 +440,15 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     return (deviation[..., None] * weight).astype(np.float32)
 
 
+def _despeckle(light: np.ndarray, size: float) -> np.ndarray:
+    """Median over ``size`` pixels: small spots (moles, scars, blemishes) vanish, larger structure (brows, lid
+    and cheek shading) stays. The anti-face would otherwise stamp a pale negative of a mole at its place."""
+    ksize = max(3, int(size) | 1)
+    return cv2.medianBlur(np.clip(light + 0.5, 0, 255).astype(np.uint8), ksize).astype(np.float32)
+
+
 def _lightness(texture: np.ndarray) -> np.ndarray:
     return np.asarray(texture, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
-    descs = [f.descriptor if f.descriptor is not None else descriptor(f.image, f.landmarks) for f in faces]
-    lab = np.mean([skin_lab(f.image, skin_mask(f.landmarks, f.image.shape[0])) for f in faces], axis=0)
-    sex, age = _apparent_sex_age(np.mean(descs, axis=0), bank)
-    return {"descriptors": descs, "ita": ita_degrees(lab), "sex": sex, "age": age}
-
-
-def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[str, float]:
-    """Apparent sex from the donors' sex centroids in descriptor space (a linear split, no extra model);
-    apparent age as the median of the k nearest donors' ages."""
-    female = [p.descriptor for p in bank.photos if p.sex == "F"]
-    male = [p.descriptor for p in bank.photos if p.sex == "M"]
-    sex = ""
-    if female and male:
-        mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
-        sex = "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
-    aged = [p for p in bank.photos if np.isfinite(p.age)]
-    near = sorted(aged, key=lambda p: distance(p.descriptor, desc))[:k]
-    return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
-
-
-def choose_donors(
-    bank: DonorBank, seed: int, patient: dict[str, Any], settings: SurrogateSettings
-) -> DonorChoice:
-    """First k identities of the seeded permutation passing the strictest tier that yields k."""
-    groups = bank.by_identity()
-    ids = sorted(groups)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    stats = {i: _donor_stats(groups[i], patient) for i in ids}
-    for tier_index, tier in enumerate(TIERS):
-        chosen = [ids[j] for j in order if _passes(stats[ids[j]], patient, tier, settings)][: settings.k]
-        if len(chosen) == settings.k:
-            return DonorChoice(tuple(chosen), tier_index)
-    raise DonorBankError(f"donor bank too small: need {settings.k} donors far from the patient")
-
-
-def _donor_stats(photos: list[DonorPhoto], patient: dict[str, Any]) -> dict[str, Any]:
-    dist = min(distance(p.descriptor, d) for p in photos for d in patient["descriptors"])
-    ita = float(np.mean([ita_degrees(p.skin_lab) for p in photos]))
-    ages = [p.age for p in photos if np.isfinite(p.age)]
-    return {"dist": dist, "ita": ita, "sex": photos[0].sex, "age": ages[0] if ages else float("nan")}
-
-
-def _passes(
-    donor: dict[str, Any],
-    patient: dict[str, Any],
-    tier: tuple[float, float, bool, bool],
-    settings: SurrogateSettings,
-) -> bool:
-    min_dist, tone_tol, same_sex, use_age = tier
-    if donor["dist"] < min_dist or abs(donor["ita"] - patient["ita"]) > tone_tol:
-        return False
-    if same_sex and patient["sex"] and donor["sex"] and donor["sex"] != patient["sex"]:
-        return False
-    both_aged = np.isfinite(donor["age"]) and np.isfinite(patient["age"])
-    return not (use_age and both_aged and abs(donor["age"] - patient["age"]) > settings.age_tolerance)
-
-
-def _peers(bank: DonorBank, patient: dict[str, Any], tone: float = 20.0, minimum: int = 6) -> list[str]:
-    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature moves from."""
-    groups = bank.by_identity()
-    near = [
-        i
-        for i, photos in groups.items()
-        if abs(np.mean([ita_degrees(p.skin_lab) for p in photos]) - patient["ita"]) <= tone
-        and (not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"])
-    ]
-    return near if len(near) >= minimum else sorted(groups)
 
 
 def _closest(photos: list[DonorPhoto], expression_: np.ndarray) -> DonorPhoto:
@@ -413,6 +469,14 @@ def _caricature_texture(average: np.ndarray, population: np.ndarray, gain: float
 def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
     if amount > 0:
         texture = texture + amount * (texture - cv2.GaussianBlur(texture, (0, 0), 2.0))
+    return np.asarray(texture, np.float32)
+
+
+def _with_detail(texture: np.ndarray, detail: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+    """The mix's coarse bands plus one donor's fine band: the mix keeps its shape and shading, the skin
+    gets real pores and fine lines instead of the wax that averaging leaves."""
+    if gain > 0:
+        texture = cv2.GaussianBlur(texture, (0, 0), sigma) + gain * detail
     return np.clip(texture, 0, 255).astype(np.uint8)
 
 
@@ -422,8 +486,10 @@ def _target_shape(
     preserve: tuple[Region, ...],
     inner: float,
     strength: Strength,
+    expression_follow: float = 0.0,
 ) -> np.ndarray:
-    """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position."""
+    """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position;
+    the free mouth and eyes take ``expression_follow`` of the patient's shape about their own centres."""
     patient = np.asarray(patient, np.float64)
     donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
     weight = np.full(68, inner)
@@ -431,7 +497,53 @@ def _target_shape(
     weight[list(PUSH_POINTS)] *= 1.0 + strength.push
     for region in preserve:
         weight[list(REGION_POINTS.get(region, ()))] = 0.0
-    return (patient + weight[:, None] * (donor - patient)).astype(np.float32)
+    target = patient + weight[:, None] * (donor - patient)
+    for points, follow in (
+        (MOUTH_POINTS, _follow_weight(preserve, Region.MOUTH, expression_follow)),
+        (EYE_R_POINTS, _follow_weight(preserve, Region.EYES, expression_follow)),
+        (EYE_L_POINTS, _follow_weight(preserve, Region.EYES, expression_follow)),
+    ):
+        if follow > 0:
+            target[points] = _follow_expression(target[points], patient[points], follow)
+    return target.astype(np.float32)
+
+
+def _without_folds(
+    target: np.ndarray,
+    patient: np.ndarray,
+    reference: np.ndarray,
+    tris: np.ndarray,
+    size: int,
+    steps: int = 6,
+) -> np.ndarray:
+    """Pull the target back towards the patient's landmarks until no warp triangle folds over or collapses
+    relative to the bank's reference shape, whose texture it receives (a fold smears the texture into a
+    streak down the cheek: seen with a kept nose and the strongest rungs)."""
+    patient = np.asarray(patient, np.float32)
+    reference = _signed_areas(extended(reference, size), tris)
+    for _ in range(steps):
+        areas = _signed_areas(extended(target, size), tris)
+        if np.all(areas * np.sign(reference) > 0.15 * np.abs(reference)):
+            break
+        target = patient + 0.75 * (target - patient)
+    return target.astype(np.float32)
+
+
+def _signed_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def _follow_weight(preserve: tuple[Region, ...], region: Region, follow: float) -> float:
+    return 0.0 if region in preserve else follow
+
+
+def _follow_expression(synthetic: np.ndarray, patient: np.ndarray, follow: float) -> np.ndarray:
+    """Blend a feature's shape about its own centre towards the patient's (a smile, an open mouth, how
+    open the eyes are) while it stays where the synthetic face put it (mouth position and eye spacing are
+    identity, their shape at the moment is expression)."""
+    centre = synthetic.mean(0)
+    return centre + (1 - follow) * (synthetic - centre) + follow * (patient - patient.mean(0))
 
 
 def _lab(image: np.ndarray) -> np.ndarray:

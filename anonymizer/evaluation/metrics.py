@@ -38,6 +38,8 @@ class PhotoMetrics:
     region_psnr_jpeg: float = float("nan")  # after JPEG q95
     region_iou: float = float("nan")  # region mask from output landmarks vs input landmarks
     landmark_offset: float = float("nan")  # region landmarks output vs input, ÷ inter-ocular distance
+    landmarks_out: np.ndarray | None = None  # (68, 2) landmarks re-fitted on the output (MTCNN box)
+    box_out: tuple[int, int, int, int] | None = None  # MTCNN box on the output, None when none was found
     extras: dict[str, float] = field(default_factory=dict)
 
 
@@ -52,14 +54,16 @@ def jpeg_round_trip(image: np.ndarray, quality: int = 95) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def output_face(output: np.ndarray, fallback_landmarks: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Landmarks of the face re-detected (MTCNN) in the output, else the input's landmarks."""
+def output_face(
+    output: np.ndarray, fallback_landmarks: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """Landmarks and box of the face MTCNN re-detects in the output, else the input's landmarks and None."""
     faces = detect_faces(output, fallback_hog=False)
     if not faces:
-        return fallback_landmarks, False
+        return fallback_landmarks, None
     centre = np.asarray(fallback_landmarks).mean(0)
     best = min(faces, key=lambda f: float(np.linalg.norm(f.landmarks.mean(0) - centre)))
-    return best.landmarks, True
+    return best.landmarks, best.box
 
 
 def photo_metrics(
@@ -69,9 +73,10 @@ def photo_metrics(
     before: np.ndarray,
     preserve: tuple[Region, ...],
 ) -> PhotoMetrics:
-    out_lm, mtcnn_found = output_face(output, landmarks)
+    out_lm, box = output_face(output, landmarks)
     after = descriptor(output, out_lm)
-    m = PhotoMetrics(distance(before, after), mtcnn_found, bool(hog_detect(output)), after)
+    m = PhotoMetrics(distance(before, after), box is not None, bool(hog_detect(output)), after)
+    m.landmarks_out, m.box_out = out_lm, box
     if preserve:
         _region_metrics(m, original, output, landmarks, out_lm, preserve)
     return m

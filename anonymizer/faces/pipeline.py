@@ -14,7 +14,9 @@ import numpy as np
 
 from anonymizer.engines.base import AlignedFace, Engine
 from anonymizer.faces import align
+from anonymizer.faces.attributes import PatientAttributes
 from anonymizer.faces.detect import DetectedFace, detect_faces
+from anonymizer.faces.grain import match_grain, skin_in_roi
 from anonymizer.faces.regions import (
     LandmarkRegions,
     RegionProvider,
@@ -69,9 +71,11 @@ def _align_all(
     size: int,
     preserve: tuple[Region, ...],
     settings: PipelineSettings,
+    attributes: Sequence[PatientAttributes] = (),
 ) -> list[_Record]:
     records = []
     for photo, faces in enumerate(detections):
+        known = attributes[photo] if photo < len(attributes) else PatientAttributes()
         for det in faces:
             al = align.canonical_alignment(det.landmarks, size)
             lm = align.apply(al.matrix, det.landmarks)
@@ -86,6 +90,8 @@ def _align_all(
                 masks={k: v.astype(np.float32) for k, v in masks.items()},
                 photo_index=photo,
                 descriptor=descriptor(images[photo], det.landmarks),
+                sex=known.sex,
+                age=known.age,
             )
             records.append(_Record(photo, det, al, aligned))
     return records
@@ -114,8 +120,10 @@ def paste_face(
     preserve: tuple[Region, ...],
     provider: RegionProvider,
     settings: PipelineSettings,
+    grain_seed: int | None = None,
 ) -> None:
-    """Blend one synthetic crop into ``out`` (in place), then restore the preserved region exactly."""
+    """Blend one synthetic crop into ``out`` (in place), then restore the preserved region exactly.
+    With a ``grain_seed`` the synthetic skin gets the photo's own grain level (seeded noise)."""
     lm = record.detection.landmarks
     iod = interocular(lm)
     sigma = max(1.0, settings.feather * iod)
@@ -132,6 +140,9 @@ def paste_face(
         alpha = alpha * (1.0 - feather_out(keep, settings.seam * iod))[..., None]
     base = out[y0:y1, x0:x1].astype(np.float32)
     blended = np.clip(alpha * warped + (1.0 - alpha) * base + 0.5, 0, 255).astype(np.uint8)
+    if grain_seed is not None:
+        skin = skin_in_roi(lm, roi)
+        blended = match_grain(blended, original[y0:y1, x0:x1], alpha[..., 0] * ~keep, skin, grain_seed)
     blended[keep] = original[y0:y1, x0:x1][keep]
     out[y0:y1, x0:x1] = blended
 
@@ -144,18 +155,23 @@ def run_group(
     settings: PipelineSettings = PipelineSettings(),
     provider: RegionProvider | None = None,
     detections: list[list[DetectedFace]] | None = None,
+    attributes: Sequence[PatientAttributes] = (),
 ) -> list[PhotoResult]:
-    """Anonymize all faces of one pairing group with one synthetic identity; verify every face."""
+    """Anonymize all faces of one pairing group with one synthetic identity; verify every face.
+    ``attributes`` (per image, from the DICOM header) tell the engine the patient's sex and age."""
     provider = provider or LandmarkRegions(settings.regions)
     detections = detections if detections is not None else [detect_faces(img) for img in images]
-    records = _align_all(images, detections, engine.crop_size, preserve, settings)
+    records = _align_all(images, detections, engine.crop_size, preserve, settings, attributes)
     crops = engine.anonymize([r.aligned for r in records], identity_seed, preserve) if records else []
     if len(crops) != len(records):
         raise RuntimeError(f"engine {engine.name} returned {len(crops)} crops for {len(records)} faces")
+    # the engine's population of real faces for the linkage test (surrogate: the donor bank)
+    reference = list(getattr(engine, "last_reference", ()) or ())
     outputs = [img.copy() for img in images]
     for rec, synthetic in zip(records, crops, strict=True):
         assert synthetic.shape == rec.aligned.image.shape and synthetic.dtype == np.uint8, synthetic.shape
-        paste_face(outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings)
+        grain = (identity_seed + 7919 * rec.photo) % 2**63 if getattr(engine, "photo_grain", False) else None
+        paste_face(outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings, grain)
     expect_face = bool(getattr(engine, "produces_face", True))
     results = []
     for photo, faces in enumerate(detections):
@@ -173,6 +189,7 @@ def run_group(
                     settings.verify,
                     expect_face=expect_face,
                     original_descriptor=before.get(id(det)),
+                    reference=reference,
                 ),
             )
             for det in faces

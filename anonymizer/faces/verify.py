@@ -1,8 +1,11 @@
-"""Fail-closed verification: an independent detector (dlib HOG) must still find the face, and dlib's
-face recognizer must not match the output to the input (distance above threshold + margin)."""
+"""Fail-closed verification: an independent detector (dlib HOG) must still find the face, dlib's face
+recognizer must not match the output to the input (distance above threshold + margin), and, when the engine
+names a reference population of real faces, the input must not be the output's nearest face among them (a
+linkage attacker's first guess)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -21,6 +24,9 @@ class VerifySettings:
     threshold: float = 0.6  # dlib's same-person threshold
     margin: float = 0.05  # required distance above it
     detect_long_side: int = 360  # the HOG check runs on the face neighbourhood at this size
+    # population test: at least this many reference identities must lie nearer to the output than the input
+    population_rank: int = 1
+    same_identity: float = 0.45  # a reference identity this close to the input is the patient: left out
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,19 @@ def redetect(image: np.ndarray, landmarks: np.ndarray, long_side: int) -> np.nda
     return pts + np.array([x0, y0], np.float32)
 
 
+def closer_than_input(
+    after: np.ndarray, before: np.ndarray, reference: Sequence[np.ndarray], same_identity: float
+) -> tuple[int, int]:
+    """(How many reference identities are nearer to the output than the input is, how many were usable).
+    Each reference identity is an (n, 128) array of its photos' descriptors; its nearest photo counts."""
+    own = distance(after, before)
+    usable = [
+        r for r in reference if len(r) and np.linalg.norm(r - before[None], axis=1).min() > same_identity
+    ]
+    closer = sum(bool(np.linalg.norm(r - after[None], axis=1).min() < own) for r in usable)
+    return closer, len(usable)
+
+
 def verify_face(
     original: np.ndarray,
     output: np.ndarray,
@@ -92,8 +111,10 @@ def verify_face(
     *,
     expect_face: bool = True,
     original_descriptor: np.ndarray | None = None,
+    reference: Sequence[np.ndarray] = (),
 ) -> FaceCheck:
-    """Check one anonymized face. ``expect_face`` is False for engines that remove the face (mask, blur)."""
+    """Check one anonymized face. ``expect_face`` is False for engines that remove the face (mask, blur);
+    ``reference`` is the engine's population of real faces (none: no population test)."""
     before = original_descriptor if original_descriptor is not None else descriptor(original, landmarks)
     found = redetect(output, landmarks, settings.detect_long_side)
     if found is None and expect_face:
@@ -102,4 +123,8 @@ def verify_face(
     dist = distance(before, after)
     if dist <= settings.threshold + settings.margin:
         return FaceCheck(found is not None, dist, False, "output-matches-input")
+    if reference and settings.population_rank > 0:
+        closer, usable = closer_than_input(after, before, reference, settings.same_identity)
+        if usable >= settings.population_rank and closer < settings.population_rank:
+            return FaceCheck(found is not None, dist, False, "output-links-to-input")
     return FaceCheck(found is not None, dist, True)

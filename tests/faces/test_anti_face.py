@@ -40,3 +40,18 @@ def test_anti_face_is_bounded_and_zero_outside_the_face() -> None:
     anti = _anti_face(centre, patient, weight, BLUR)
     assert np.abs(anti).max() <= ANTI_CLIP + 1e-3
     assert np.all(anti[weight[..., 0] == 0] == 0)
+
+
+def test_anti_face_leaves_no_negative_of_a_mole() -> None:
+    """A mole-sized spot is despeckled away before the flip; a structure the size of a brow is not."""
+    blur = 30.0  # 0.25 × inter-ocular distance at this scale
+    centre = _blob(0, 0, 0.0)
+    mole = np.zeros((SIZE, SIZE), np.float32)
+    cv2.circle(mole, (SIZE // 2, SIZE // 2), 3, -90.0, -1)
+    patient = centre + mole[..., None]
+    anti = _anti_face(centre, patient, _weight(), blur)[..., 0]
+    assert np.abs(anti).max() < 1.0
+    brow = np.zeros((SIZE, SIZE), np.float32)
+    cv2.ellipse(brow, (SIZE // 2, SIZE // 2 - 10), (22, 9), 0, 0, 360, -40.0, -1)
+    anti = _anti_face(centre, centre + brow[..., None], _weight(), blur)[..., 0]
+    assert anti[SIZE // 2 - 10, SIZE // 2] > 5.0

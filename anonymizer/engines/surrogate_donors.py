@@ -1,0 +1,117 @@
+"""Donor choice for the surrogate engine: the patient's profile (skin tone, sex and age from the header or
+estimated from the face) and the seeded choice of k donors far from the patient in identity but close in
+tone, sex and age, relaxed tier by tier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from anonymizer.donors import DonorBank, DonorBankError, DonorPhoto, ita_degrees, skin_lab, skin_mask
+from anonymizer.engines.base import AlignedFace
+from anonymizer.faces.verify import descriptor, distance
+
+
+class ChoiceSettings(Protocol):
+    k: int  # donors per synthetic identity
+    age_tolerance: float  # years, in the strictest tier
+
+
+# donor-selection tiers, strictest first: (min identity distance, skin-tone tolerance in ITA°, same sex, age)
+# dlib puts different people of one sex and ancestry at 0.55-0.75, so identity is a floor, not a goal: the
+# average of k donors moves far from everyone. Tone relaxes before sex, sex before anything else.
+TIERS: tuple[tuple[float, float, bool, bool], ...] = (
+    (0.62, 8.0, True, True),
+    (0.62, 12.0, True, False),
+    (0.60, 18.0, True, False),
+    (0.60, 28.0, True, False),
+    (0.55, 45.0, True, False),
+    (0.55, 360.0, True, False),
+    (0.55, 360.0, False, False),
+)
+
+
+@dataclass(frozen=True)
+class DonorChoice:
+    identities: tuple[str, ...]
+    tier: int
+
+
+def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
+    descs = [f.descriptor if f.descriptor is not None else descriptor(f.image, f.landmarks) for f in faces]
+    lab = np.mean([skin_lab(f.image, skin_mask(f.landmarks, f.image.shape[0])) for f in faces], axis=0)
+    sex, age = _apparent_sex_age(np.mean(descs, axis=0), bank)
+    # The header (PatientSex / PatientAge) outranks the estimate: dlib's descriptor is no age meter.
+    told_sex = {f.sex for f in faces if f.sex in ("F", "M")}
+    told_age = [f.age for f in faces if np.isfinite(f.age)]
+    if len(told_sex) == 1:
+        sex = told_sex.pop()
+    if told_age:
+        age = float(np.median(told_age))
+    return {"descriptors": descs, "ita": ita_degrees(lab), "sex": sex, "age": age}
+
+
+def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[str, float]:
+    """Apparent sex from the donors' sex centroids in descriptor space (a linear split, no extra model);
+    apparent age as the median of the k nearest donors' ages."""
+    female = [p.descriptor for p in bank.photos if p.sex == "F"]
+    male = [p.descriptor for p in bank.photos if p.sex == "M"]
+    sex = ""
+    if female and male:
+        mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
+        sex = "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
+    aged = [p for p in bank.photos if np.isfinite(p.age)]
+    near = sorted(aged, key=lambda p: distance(p.descriptor, desc))[:k]
+    return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
+
+
+def choose_donors(
+    bank: DonorBank, seed: int, patient: dict[str, Any], settings: ChoiceSettings
+) -> DonorChoice:
+    """First k identities of the seeded permutation passing the strictest tier that yields k."""
+    groups = bank.by_identity()
+    ids = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    stats = {i: _donor_stats(groups[i], patient) for i in ids}
+    for tier_index, tier in enumerate(TIERS):
+        chosen = [ids[j] for j in order if _passes(stats[ids[j]], patient, tier, settings)][: settings.k]
+        if len(chosen) == settings.k:
+            return DonorChoice(tuple(chosen), tier_index)
+    raise DonorBankError(f"donor bank too small: need {settings.k} donors far from the patient")
+
+
+def _donor_stats(photos: list[DonorPhoto], patient: dict[str, Any]) -> dict[str, Any]:
+    dist = min(distance(p.descriptor, d) for p in photos for d in patient["descriptors"])
+    ita = float(np.mean([ita_degrees(p.skin_lab) for p in photos]))
+    ages = [p.age for p in photos if np.isfinite(p.age)]
+    return {"dist": dist, "ita": ita, "sex": photos[0].sex, "age": ages[0] if ages else float("nan")}
+
+
+def _passes(
+    donor: dict[str, Any],
+    patient: dict[str, Any],
+    tier: tuple[float, float, bool, bool],
+    settings: ChoiceSettings,
+) -> bool:
+    min_dist, tone_tol, same_sex, use_age = tier
+    if donor["dist"] < min_dist or abs(donor["ita"] - patient["ita"]) > tone_tol:
+        return False
+    if same_sex and patient["sex"] and donor["sex"] and donor["sex"] != patient["sex"]:
+        return False
+    both_aged = np.isfinite(donor["age"]) and np.isfinite(patient["age"])
+    return not (use_age and both_aged and abs(donor["age"] - patient["age"]) > settings.age_tolerance)
+
+
+def _peers(bank: DonorBank, patient: dict[str, Any], tone: float = 20.0, minimum: int = 6) -> list[str]:
+    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature moves from."""
+    groups = bank.by_identity()
+    near = [
+        i
+        for i, photos in groups.items()
+        if abs(np.mean([ita_degrees(p.skin_lab) for p in photos]) - patient["ita"]) <= tone
+        and (not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"])
+    ]
+    return near if len(near) >= minimum else sorted(groups)

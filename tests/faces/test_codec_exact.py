@@ -1,0 +1,149 @@
+"""Untouched pixels stay untouched in the file: block-exact JPEG Baseline (only changed MCUs are compressed
+again, every other block keeps its DCT coefficients), and lossless inputs leave in a lossless syntax."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import jpeglib
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless
+
+from anonymizer import codec
+from anonymizer.photo_dicom import PhotoContext, jpeg_to_dataset, rgb_to_dataset
+
+PATCH = (slice(40, 71), slice(50, 83))  # rows, cols of the "synthetic face"
+
+
+def _photo(h: int = 128, w: int = 160) -> np.ndarray:
+    """Smooth colour gradients plus grain: a JPEG of it has non-trivial coefficients in every block."""
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w) + 60], -1)
+    grain = np.random.default_rng(7).normal(0, 6, (h, w, 3))
+    return np.clip(base + grain, 0, 255).astype(np.uint8)
+
+
+def _reread(ds: Dataset) -> Dataset:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return dcmread(io.BytesIO(buf.getvalue()))
+
+
+def _dct(data: bytes, tmp: Path) -> jpeglib.DCTJPEG:
+    path = tmp / "x.jpg"
+    path.write_bytes(data)
+    return jpeglib.read_dct(str(path))
+
+
+def _fragment(ds: Dataset) -> bytes:
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_jpeg_blocks_outside_changed_mcus_keep_their_coefficients(subsampling: int, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # an APP1 segment that must not travel on
+    Image.fromarray(_photo()).save(buf, "JPEG", quality=92, subsampling=subsampling, exif=exif)
+    source = buf.getvalue()
+    ds = jpeg_to_dataset(source, PhotoContext("P1"))
+    frame = codec.decode(ds)[0].copy()
+    before = frame.copy()
+    frame[PATCH] = 255 - frame[PATCH]
+    assert codec.encode(ds, [frame]) is True
+    out = _reread(ds)
+    assert out.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    data = _fragment(out)
+    assert b"Exif" not in data and b"CameraMaker" not in data
+
+    old, new = _dct(source, tmp_path), _dct(data, tmp_path)
+    assert np.array_equal(old.qt, new.qt)
+    mcu_v, mcu_h = 8 * int(old.samp_factor[:, 0].max()), 8 * int(old.samp_factor[:, 1].max())
+    mcu_rows = range(PATCH[0].start // mcu_v, (PATCH[0].stop - 1) // mcu_v + 1)
+    mcu_cols = range(PATCH[1].start // mcu_h, (PATCH[1].stop - 1) // mcu_h + 1)
+    for name, (v, h) in zip(("Y", "Cb", "Cr"), old.samp_factor, strict=True):
+        a, b = getattr(old, name), getattr(new, name)
+        same = (a == b).all(axis=(2, 3))
+        touched = np.zeros_like(same)
+        touched[mcu_rows.start * v : mcu_rows.stop * v, mcu_cols.start * h : mcu_cols.stop * h] = True
+        assert same[~touched].all(), name  # every untouched block: bit-identical coefficients
+        assert not same[touched].all(), name  # the changed ones were really re-encoded
+    decoded = codec.decode(out)[0]
+    # pixels one MCU away from the changed ones decode exactly as before (chroma upsampling may blend
+    # across the boundary of a touched MCU, so its direct neighbours are not compared)
+    far = np.ones(frame.shape[:2], bool)
+    far[
+        max(0, (mcu_rows.start - 1) * mcu_v) : (mcu_rows.stop + 1) * mcu_v,
+        max(0, (mcu_cols.start - 1) * mcu_h) : (mcu_cols.stop + 1) * mcu_h,
+    ] = False
+    assert np.array_equal(decoded[far], before[far])
+    assert np.abs(decoded[PATCH].astype(int) - frame[PATCH]).mean() < 4.0
+
+
+def test_unchanged_jpeg_frame_keeps_every_coefficient(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).save(buf, "JPEG", quality=90, subsampling=1)
+    ds = jpeg_to_dataset(buf.getvalue(), PhotoContext("P1"))
+    codec.encode(ds, codec.decode(ds))
+    old, new = _dct(buf.getvalue(), tmp_path), _dct(_fragment(_reread(ds)), tmp_path)
+    assert all(np.array_equal(getattr(old, c), getattr(new, c)) for c in ("Y", "Cb", "Cr"))
+
+
+def _lossless_source(syntax: str, tmp_path: Path) -> Dataset:
+    ds = rgb_to_dataset(_photo(), PhotoContext("P1"))
+    if syntax == JPEGLosslessSV1:  # pydicom has no encoder for it: DCMTK's, as a modality would send it
+        if shutil.which("dcmcjpeg") is None:
+            pytest.skip("DCMTK dcmcjpeg not installed")
+        src, dst = tmp_path / "in.dcm", tmp_path / "out.dcm"
+        ds.save_as(src, enforce_file_format=True)
+        subprocess.run(["dcmcjpeg", "+e1", str(src), str(dst)], check=True, capture_output=True)
+        return dcmread(dst)
+    ds.compress(syntax, generate_instance_uid=False)
+    return _reread(ds)
+
+
+@pytest.mark.parametrize(
+    ("syntax", "expected"),
+    [(RLELossless, RLELossless), (JPEGLSLossless, JPEGLSLossless), (JPEGLosslessSV1, JPEGLSLossless)],
+)
+def test_lossless_input_leaves_lossless_and_exact(syntax: str, expected: str, tmp_path: Path) -> None:
+    ds = _lossless_source(syntax, tmp_path)
+    assert ds.file_meta.TransferSyntaxUID == syntax
+    frame = codec.decode(ds)[0].copy()
+    assert np.array_equal(frame, _photo())
+    frame[PATCH] = 255 - frame[PATCH]
+    assert codec.encode(ds, [frame]) is False
+    out = _reread(ds)
+    assert out.file_meta.TransferSyntaxUID == expected
+    assert out.get("LossyImageCompression", "00") == "00"
+    assert "LossyImageCompressionMethod" not in out
+    assert np.array_equal(codec.decode(out)[0], frame)
+
+
+def test_pixel_stage_output_without_the_old_pixel_data_is_still_block_exact(tmp_path: Path) -> None:
+    """The pixel stage writes into a header copy without the source's Pixel Data (never deep-copied), so the
+    encoder must take the source's JPEG blocks from the source dataset; otherwise it silently re-encodes all."""
+    from anonymizer import pixel_stage
+    from anonymizer.plans import PixelPlan
+
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).save(buf, "JPEG", quality=92, subsampling=1)
+    source = buf.getvalue()
+    ds = jpeg_to_dataset(source, PhotoContext("P1"))
+    frame = codec.decode(ds)[0].copy()
+    frame[PATCH] = 255 - frame[PATCH]
+    out, lossy = pixel_stage._write(ds, [frame], PixelPlan())
+    assert lossy is True
+    assert _fragment(ds).rstrip(b"\0") == source  # the input keeps its own Pixel Data (even-length pad)
+    old, new = _dct(source, tmp_path), _dct(_fragment(_reread(out)), tmp_path)
+    same = (old.Y == new.Y).all(axis=(2, 3))
+    assert same.mean() > 0.8  # only the blocks under the patch were compressed again
+    assert not same.all()
