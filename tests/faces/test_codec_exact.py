@@ -130,7 +130,7 @@ def test_lossless_input_leaves_lossless_and_exact(syntax: str, expected: str, tm
 
 def test_pixel_stage_output_without_the_old_pixel_data_is_still_block_exact(tmp_path: Path) -> None:
     """The pixel stage writes into a header copy without the source's Pixel Data (never deep-copied), so the
-    encoder must take the source's JPEG blocks from the source dataset; otherwise it silently re-encodes all."""
+    encoder must take the source's JPEG blocks from the source dataset (else it silently re-encodes all)."""
     from anonymizer import pixel_stage
     from anonymizer.plans import PixelPlan
 
