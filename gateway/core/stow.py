@@ -7,6 +7,9 @@ and the response lists every instance in ReferencedSOPSequence or FailedSOPSeque
 FailureReason: HTTP 200 when all were stored, 202 when some, 409 when none. Before any body is read the
 client is identified (bearer token or client-certificate CN from ``stow.clients``) and a declared length over
 ``max_request_bytes`` is refused with 413; the body is parsed as it streams, one part in memory at a time.
+A body that trickles (slower than ``min_body_bytes_per_s`` after ``body_grace_s``, or longer than
+``body_timeout_s`` in all) is answered 408 and the connection closed, so a slow client cannot hold one of the
+``max_concurrent_requests`` slots for long.
 The access log is ours and carries no path (the path may hold a Study Instance UID), only the client name,
 address, status and counts.
 """
@@ -93,6 +96,26 @@ class StowResult:
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
         return body
+
+
+class BodyClock:
+    """How long the client may still take to send its next chunk. Only the time spent waiting for the
+    client counts (not our storing of the parts before): in all at most ``body_timeout_s``, and after
+    ``body_grace_s`` each byte received buys ``1 / min_body_bytes_per_s`` seconds more."""
+
+    def __init__(self, settings: StowSettings) -> None:
+        self.settings = settings
+        self.waited = 0.0
+
+    def budget(self, received: int) -> tuple[float, str]:
+        """(seconds left for the next chunk, the access-log reason when they run out)."""
+        s = self.settings
+        left = s.body_timeout_s - self.waited
+        if s.min_body_bytes_per_s:
+            slow = s.body_grace_s + received / s.min_body_bytes_per_s - self.waited
+            if slow < left:
+                return slow, "body-too-slow"
+        return left, "body-timeout"
 
 
 class PartCollector:
@@ -235,7 +258,9 @@ class StowReceiver:
         return response
 
     def _refusal(self, exc: Refused, result: StowResult) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="vera-gateway"'} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="vera-gateway"'} if exc.status == 401 else {}
+        if exc.status == 408:
+            headers["Connection"] = "close"  # uvicorn closes the connection and frees its slot
         body = {"error": exc.reason, **result.body()}  # instances stored before the refusal stay stored
         return JSONResponse(body, status_code=exc.status, headers=headers, media_type=DICOM_JSON)
 
@@ -244,7 +269,7 @@ class StowReceiver:
         parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
         study = request.path_params.get("study", "")
         size = 0
-        async for chunk in _stream(request):
+        async for chunk in _stream(request, BodyClock(self.settings)):
             size += len(chunk)
             if size > self.settings.max_request_bytes:
                 raise Refused(413, "request-too-large")
@@ -286,12 +311,24 @@ class StowReceiver:
         return cls, uid, status
 
 
-async def _stream(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:  # instances completed before stay stored; the sender retries the rest
-        raise Refused(400, "client-disconnected") from None
+async def _stream(request: Request, clock: BodyClock) -> AsyncIterator[bytes]:
+    chunks, received = request.stream().__aiter__(), 0
+    while True:
+        budget, reason = clock.budget(received)
+        waiting_since = time.monotonic()
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:  # instances completed before stay stored
+            raise Refused(408, reason) from None
+        except ClientDisconnect:  # instances completed before stay stored; the sender retries the rest
+            raise Refused(400, "client-disconnected") from None
+        finally:
+            clock.waited += time.monotonic() - waiting_since
+        received += len(chunk)
+        yield chunk
 
 
 def build_app(receiver: StowReceiver) -> Starlette:
@@ -332,7 +369,8 @@ class StowServer:
             lifespan="off",
             log_config=None,
             access_log=False,
-            limit_concurrency=settings.max_concurrent_requests,
+            # uvicorn counts the connection that asks too: N + 1 lets exactly N requests run
+            limit_concurrency=settings.max_concurrent_requests + 1,
             timeout_keep_alive=5,
         )
         config.load()
