@@ -9,7 +9,8 @@ client is identified (bearer token or client-certificate CN from ``stow.clients`
 ``max_request_bytes`` is refused with 413; the body is parsed as it streams, one part in memory at a time.
 A body that trickles (slower than ``min_body_bytes_per_s`` after ``body_grace_s``, or longer than
 ``body_timeout_s`` in all) is answered 408 and the connection closed, so a slow client cannot hold one of the
-``max_concurrent_requests`` slots for long.
+``max_concurrent_requests`` slots for long. Token files are re-read when they change (mtime, size or inode),
+so a rotated token needs no restart.
 The access log is ours and carries no path (the path may hold a Study Instance UID), only the client name,
 address, status and counts.
 """
@@ -39,6 +40,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dicom_rules.decision import Source
 from gateway.core.config import StowSettings
+from gateway.core.destinations.webauth import SecretError, read_secret
 from gateway.core.intake import OUT_OF_RESOURCES, SUCCESS, Caller, Intake, StoreRequest
 from gateway.core.scp import IMAGE_TRANSFER_SYNTAXES, PHOTO_SOP_CLASSES, VIDEO, VIDEO_PHOTOGRAPHIC
 from gateway.ops.metrics import STOW_REQUESTS
@@ -190,6 +192,36 @@ def supported(sop_class: str, transfer_syntax: str) -> int:
     return 0 if transfer_syntax in allowed else TRANSFER_SYNTAX_NOT_SUPPORTED
 
 
+class TokenFile:
+    """One client's bearer token, re-read when its file changes. A file that turns unreadable or empty
+    authenticates no one until it is fixed (the last token is not kept: a removed token is revoked)."""
+
+    def __init__(self, client: str, path: Path) -> None:
+        self.client, self.path = client, path
+        self._stamp: tuple[int, int, int] | None = None
+        self._value = b""
+        self._reads = 0
+        self.value()
+        if not self._value:  # at start-up a missing token file is a configuration error
+            read_secret(path)
+
+    def value(self) -> bytes:
+        """The token now (one stat per call; the file is read only when its stamp changed)."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp != self._stamp:
+                self._value = read_secret(self.path).encode()
+                if self._reads:
+                    LOG.info("stow.token_reloaded", client=self.client)
+                self._stamp, self._reads = stamp, self._reads + 1
+        except (OSError, SecretError) as exc:
+            if self._stamp is not None or self._value:
+                LOG.warning("stow.token_unavailable", client=self.client, error=type(exc).__name__)
+            self._stamp, self._value = None, b""
+        return self._value
+
+
 class StowReceiver:
     """The request handler with its dependencies passed in: intake, settings and the client tokens."""
 
@@ -197,7 +229,7 @@ class StowReceiver:
         self.settings = settings
         self.intake = intake
         self.tokens = {
-            c.name: resolve(c.token_file).read_text().strip().encode()
+            c.name: TokenFile(c.name, resolve(c.token_file))
             for c in settings.clients
             if c.token_file is not None
         }
@@ -220,8 +252,9 @@ class StowReceiver:
             return self.cns[cn]
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token:
-            for name, expected in self.tokens.items():
-                if hmac.compare_digest(token.strip().encode(), expected):
+            for name, token_file in self.tokens.items():
+                expected = token_file.value()
+                if expected and hmac.compare_digest(token.strip().encode(), expected):
                     return name
             raise Refused(401, "wrong-token")
         raise Refused(403 if cn else 401, "certificate-not-allowed" if cn else "no-credentials")

@@ -385,3 +385,32 @@ def test_a_trickling_body_is_answered_408_while_another_client_stores(
     assert "Stowe" not in repr(logs) and "MRN-STOW-77" not in repr(logs)
     assert counted() == before + 1
     assert _post(service, photos[1:2]).status_code == 200
+
+
+def test_a_rotated_token_file_is_picked_up_without_a_restart(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    assert _post(service, photos[:1]).status_code == 200
+    token_file, rotated = tmp_path / "camera.token", "rotated-camera-token-9876543210-longer"
+    with capture_logs() as logs:
+        token_file.write_text(rotated + "\n")
+        assert _post(service, photos[1:2]).status_code == 401  # the old token is revoked at once
+        assert _post(service, photos[1:2], token=rotated).status_code == 200
+        token_file.write_text("")  # emptied (or removed): nobody gets in until it is fixed
+        assert _post(service, photos[2:], token=rotated).status_code == 401
+        token_file.write_text(TOKEN)
+        assert _post(service, photos[2:]).status_code == 200
+    events = [e["event"] for e in logs if e["event"].startswith("stow.token")]
+    assert events == ["stow.token_reloaded", "stow.token_unavailable", "stow.token_reloaded"]
+    assert rotated not in repr(logs) and TOKEN not in repr(logs)
+    wait_until(lambda: instance_states(service.config) == {"forwarded": 3}, timeout=60)
+
+
+def test_a_missing_token_file_at_start_up_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    from gateway.core.destinations.webauth import SecretError
+    from gateway.core.stow import StowReceiver
+
+    settings = StowSettings(clients=[{"name": "CAM", "token_file": tmp_path / "missing.token"}])
+    with pytest.raises(SecretError, match=r"missing\.token"):
+        StowReceiver(settings, intake=None, resolve=lambda p: p)  # type: ignore[arg-type]
