@@ -130,6 +130,7 @@ class StowSettings(_Frozen):
     body_timeout_s: float = Field(900.0, gt=0)
     min_body_bytes_per_s: int = Field(10 * 1024, ge=0)  # 0: no rate floor, only the timeout
     body_grace_s: float = Field(10.0, ge=0)
+    header_timeout_s: float = Field(10.0, gt=0)  # a connection's request line and headers; then it is closed
 
     @field_validator("bind")
     @classmethod

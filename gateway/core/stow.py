@@ -9,8 +9,9 @@ client is identified (bearer token or client-certificate CN from ``stow.clients`
 ``max_request_bytes`` is refused with 413; the body is parsed as it streams, one part in memory at a time.
 A body that trickles (slower than ``min_body_bytes_per_s`` after ``body_grace_s``, or longer than
 ``body_timeout_s`` in all) is answered 408 and the connection closed, so a slow client cannot hold one of the
-``max_concurrent_requests`` slots for long. Token files are re-read when they change (mtime, size or inode),
-so a rotated token needs no restart.
+``max_concurrent_requests`` slots for long; nor can a connection that trickles (or never sends) its request
+line and headers: it is closed after ``header_timeout_s``. Token files are re-read when they change (mtime,
+size or inode), so a rotated token needs no restart.
 The access log is ours and carries no path (the path may hold a Study Instance UID), only the client name,
 address, status and counts.
 """
@@ -373,12 +374,43 @@ def build_app(receiver: StowReceiver) -> Starlette:
 
 
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol that passes the verified client certificate's subject CN to the app and
-    never writes uvicorn's access log (its lines carry the request path)."""
+    """uvicorn's h11 protocol that passes the verified client certificate's subject CN to the app, never
+    writes uvicorn's access log (its lines carry the request path), and closes a connection whose next
+    request line and headers have not all arrived ``header_timeout_s`` after it opened or after its last
+    response (uvicorn counts open connections against ``limit_concurrency`` and has no such deadline)."""
+
+    header_timeout_s = 10.0  # set per server by :func:`protocol_for`
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log = False
+
+    def _arm_header_deadline(self) -> None:
+        self.loop.call_later(self.header_timeout_s, self._header_deadline, self.cycle)
+
+    def _header_deadline(self, cycle_then: object) -> None:
+        if self.cycle is not cycle_then or self.transport.is_closing():
+            return  # a request arrived in time, or the connection is already going
+        if self.cycle is not None and not self.conn.trailing_data[0]:
+            self.transport.close()  # an idle keep-alive connection: nothing to report
+            return
+        peer = self.transport.get_extra_info("peername")
+        STOW_REQUESTS.labels(status="408", reason="header-timeout").inc()
+        LOG.info(
+            "stow.request",
+            client="-",
+            peer_ip=peer[0] if peer else "?",
+            http_status=408,
+            reason="header-timeout",
+            stored=0,
+            failed=0,
+            bytes=0,
+        )
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -386,6 +418,11 @@ class _Protocol(H11Protocol):
         cert = ssl_object.getpeercert() if ssl_object is not None else None
         cn = next((v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)
         self.app_state = {**self.app_state, PEER_CN: cn}
+        self._arm_header_deadline()
+
+
+def protocol_for(settings: StowSettings) -> type[_Protocol]:
+    return type("StowProtocol", (_Protocol,), {"header_timeout_s": settings.header_timeout_s})
 
 
 class StowServer:
@@ -398,7 +435,7 @@ class StowServer:
             app,
             host=settings.bind,
             port=settings.port,
-            http=_Protocol,
+            http=protocol_for(settings),
             lifespan="off",
             log_config=None,
             access_log=False,

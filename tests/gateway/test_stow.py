@@ -414,3 +414,53 @@ def test_a_missing_token_file_at_start_up_is_an_error_naming_the_file(tmp_path: 
     settings = StowSettings(clients=[{"name": "CAM", "token_file": tmp_path / "missing.token"}])
     with pytest.raises(SecretError, match=r"missing\.token"):
         StowReceiver(settings, intake=None, resolve=lambda p: p)  # type: ignore[arg-type]
+
+
+def test_connections_that_trickle_or_never_send_headers_are_closed(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    import threading
+    import time
+
+    service = _service(tmp_path, gateway, max_concurrent_requests=3, header_timeout_s=1.0)
+    head = _raw_head(MultipartBody(photos), 1000)
+    address = ("127.0.0.1", service.stow.port)
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:  # one byte every 0.1 s: the headers never end in time
+        try:
+            for at in range(len(head) - 4):
+                if stop.wait(0.1):
+                    return
+                sock.sendall(head[at : at + 1])
+        except OSError:  # the server closed the connection
+            pass
+
+    def closed_within(sock: socket.socket) -> float:
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed without a response
+        return time.monotonic() - started
+
+    with capture_logs() as logs:
+        with (
+            socket.create_connection(address, timeout=10) as idle,
+            socket.create_connection(address, timeout=10) as slow,
+        ):
+            sender = threading.Thread(target=trickle, args=(slow,), daemon=True)
+            sender.start()
+            assert _post(service, photos[:1]).status_code == 200  # the third slot works meanwhile
+            assert closed_within(idle) < 3 and closed_within(slow) < 3
+            stop.set()
+            sender.join(timeout=5)
+        assert _post(service, photos[1:2]).status_code == 200
+    reasons = [e["reason"] for e in logs if e["event"] == "stow.request"]
+    assert sorted(reasons) == ["header-timeout", "header-timeout", "ok", "ok"]
+    body = MultipartBody(photos[2:])
+    headers = {"Content-Type": body.content_type, "Authorization": f"Bearer {TOKEN}"}
+    with capture_logs() as logs, httpx.Client(timeout=10) as client:  # keep-alive: idle after its answer
+        assert (
+            client.post(_url(service) + "/studies", content=b"".join(body), headers=headers).status_code
+            == 200
+        )
+        time.sleep(1.5)
+    assert [e["reason"] for e in logs if e["event"] == "stow.request"] == ["ok"]  # closed quietly
