@@ -203,6 +203,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
         from dicom_rules import RulesError
 
         errors.append(RulesError)
+    if "gateway.core.destinations.webauth" in sys.modules:  # a token file the STOW receiver cannot read
+        from gateway.core.destinations.webauth import SecretError as WebSecretError
+
+        errors.append(WebSecretError)
     return tuple(errors)
 
 

@@ -125,6 +125,12 @@ class StowSettings(_Frozen):
     max_request_bytes: int = Field(1 << 30, ge=1)  # 413 beyond this (declared or streamed)
     max_instance_bytes: int = Field(256 << 20, ge=1)  # one part; bounds the memory of a request
     max_concurrent_requests: int = Field(8, ge=1)  # 503 beyond this
+    # a slow body may not hold one of those slots: 408 once the body takes longer than body_timeout_s, or
+    # once it falls behind min_body_bytes_per_s (averaged from the request's start, after body_grace_s)
+    body_timeout_s: float = Field(900.0, gt=0)
+    min_body_bytes_per_s: int = Field(10 * 1024, ge=0)  # 0: no rate floor, only the timeout
+    body_grace_s: float = Field(10.0, ge=0)
+    header_timeout_s: float = Field(10.0, gt=0)  # a connection's request line and headers; then it is closed
 
     @field_validator("bind")
     @classmethod

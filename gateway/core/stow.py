@@ -7,6 +7,11 @@ and the response lists every instance in ReferencedSOPSequence or FailedSOPSeque
 FailureReason: HTTP 200 when all were stored, 202 when some, 409 when none. Before any body is read the
 client is identified (bearer token or client-certificate CN from ``stow.clients``) and a declared length over
 ``max_request_bytes`` is refused with 413; the body is parsed as it streams, one part in memory at a time.
+A body that trickles (slower than ``min_body_bytes_per_s`` after ``body_grace_s``, or longer than
+``body_timeout_s`` in all) is answered 408 and the connection closed, so a slow client cannot hold one of the
+``max_concurrent_requests`` slots for long; nor can a connection that trickles (or never sends) its request
+line and headers: it is closed after ``header_timeout_s``. Token files are re-read when they change (mtime,
+size or inode), so a rotated token needs no restart.
 The access log is ours and carries no path (the path may hold a Study Instance UID), only the client name,
 address, status and counts.
 """
@@ -36,6 +41,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dicom_rules.decision import Source
 from gateway.core.config import StowSettings
+from gateway.core.destinations.webauth import SecretError, read_secret
 from gateway.core.intake import OUT_OF_RESOURCES, SUCCESS, Caller, Intake, StoreRequest
 from gateway.core.scp import IMAGE_TRANSFER_SYNTAXES, PHOTO_SOP_CLASSES, VIDEO, VIDEO_PHOTOGRAPHIC
 from gateway.ops.metrics import STOW_REQUESTS
@@ -93,6 +99,26 @@ class StowResult:
         if failed:
             body["00081198"] = {"vr": "SQ", "Value": failed}
         return body
+
+
+class BodyClock:
+    """How long the client may still take to send its next chunk. Only the time spent waiting for the
+    client counts (not our storing of the parts before): in all at most ``body_timeout_s``, and after
+    ``body_grace_s`` each byte received buys ``1 / min_body_bytes_per_s`` seconds more."""
+
+    def __init__(self, settings: StowSettings) -> None:
+        self.settings = settings
+        self.waited = 0.0
+
+    def budget(self, received: int) -> tuple[float, str]:
+        """(seconds left for the next chunk, the access-log reason when they run out)."""
+        s = self.settings
+        left = s.body_timeout_s - self.waited
+        if s.min_body_bytes_per_s:
+            slow = s.body_grace_s + received / s.min_body_bytes_per_s - self.waited
+            if slow < left:
+                return slow, "body-too-slow"
+        return left, "body-timeout"
 
 
 class PartCollector:
@@ -167,6 +193,36 @@ def supported(sop_class: str, transfer_syntax: str) -> int:
     return 0 if transfer_syntax in allowed else TRANSFER_SYNTAX_NOT_SUPPORTED
 
 
+class TokenFile:
+    """One client's bearer token, re-read when its file changes. A file that turns unreadable or empty
+    authenticates no one until it is fixed (the last token is not kept: a removed token is revoked)."""
+
+    def __init__(self, client: str, path: Path) -> None:
+        self.client, self.path = client, path
+        self._stamp: tuple[int, int, int] | None = None
+        self._value = b""
+        self._reads = 0
+        self.value()
+        if not self._value:  # at start-up a missing token file is a configuration error
+            read_secret(path)
+
+    def value(self) -> bytes:
+        """The token now (one stat per call; the file is read only when its stamp changed)."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp != self._stamp:
+                self._value = read_secret(self.path).encode()
+                if self._reads:
+                    LOG.info("stow.token_reloaded", client=self.client)
+                self._stamp, self._reads = stamp, self._reads + 1
+        except (OSError, SecretError) as exc:
+            if self._stamp is not None or self._value:
+                LOG.warning("stow.token_unavailable", client=self.client, error=type(exc).__name__)
+            self._stamp, self._value = None, b""
+        return self._value
+
+
 class StowReceiver:
     """The request handler with its dependencies passed in: intake, settings and the client tokens."""
 
@@ -174,7 +230,7 @@ class StowReceiver:
         self.settings = settings
         self.intake = intake
         self.tokens = {
-            c.name: resolve(c.token_file).read_text().strip().encode()
+            c.name: TokenFile(c.name, resolve(c.token_file))
             for c in settings.clients
             if c.token_file is not None
         }
@@ -197,8 +253,9 @@ class StowReceiver:
             return self.cns[cn]
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token:
-            for name, expected in self.tokens.items():
-                if hmac.compare_digest(token.strip().encode(), expected):
+            for name, token_file in self.tokens.items():
+                expected = token_file.value()
+                if expected and hmac.compare_digest(token.strip().encode(), expected):
                     return name
             raise Refused(401, "wrong-token")
         raise Refused(403 if cn else 401, "certificate-not-allowed" if cn else "no-credentials")
@@ -235,7 +292,9 @@ class StowReceiver:
         return response
 
     def _refusal(self, exc: Refused, result: StowResult) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="vera-gateway"'} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="vera-gateway"'} if exc.status == 401 else {}
+        if exc.status == 408:
+            headers["Connection"] = "close"  # uvicorn closes the connection and frees its slot
         body = {"error": exc.reason, **result.body()}  # instances stored before the refusal stay stored
         return JSONResponse(body, status_code=exc.status, headers=headers, media_type=DICOM_JSON)
 
@@ -244,7 +303,7 @@ class StowReceiver:
         parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
         study = request.path_params.get("study", "")
         size = 0
-        async for chunk in _stream(request):
+        async for chunk in _stream(request, BodyClock(self.settings)):
             size += len(chunk)
             if size > self.settings.max_request_bytes:
                 raise Refused(413, "request-too-large")
@@ -286,12 +345,24 @@ class StowReceiver:
         return cls, uid, status
 
 
-async def _stream(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:  # instances completed before stay stored; the sender retries the rest
-        raise Refused(400, "client-disconnected") from None
+async def _stream(request: Request, clock: BodyClock) -> AsyncIterator[bytes]:
+    chunks, received = request.stream().__aiter__(), 0
+    while True:
+        budget, reason = clock.budget(received)
+        waiting_since = time.monotonic()
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:  # instances completed before stay stored
+            raise Refused(408, reason) from None
+        except ClientDisconnect:  # instances completed before stay stored; the sender retries the rest
+            raise Refused(400, "client-disconnected") from None
+        finally:
+            clock.waited += time.monotonic() - waiting_since
+        received += len(chunk)
+        yield chunk
 
 
 def build_app(receiver: StowReceiver) -> Starlette:
@@ -303,12 +374,43 @@ def build_app(receiver: StowReceiver) -> Starlette:
 
 
 class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol that passes the verified client certificate's subject CN to the app and
-    never writes uvicorn's access log (its lines carry the request path)."""
+    """uvicorn's h11 protocol that passes the verified client certificate's subject CN to the app, never
+    writes uvicorn's access log (its lines carry the request path), and closes a connection whose next
+    request line and headers have not all arrived ``header_timeout_s`` after it opened or after its last
+    response (uvicorn counts open connections against ``limit_concurrency`` and has no such deadline)."""
+
+    header_timeout_s = 10.0  # set per server by :func:`protocol_for`
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log = False
+
+    def _arm_header_deadline(self) -> None:
+        self.loop.call_later(self.header_timeout_s, self._header_deadline, self.cycle)
+
+    def _header_deadline(self, cycle_then: object) -> None:
+        if self.cycle is not cycle_then or self.transport.is_closing():
+            return  # a request arrived in time, or the connection is already going
+        if self.cycle is not None and not self.conn.trailing_data[0]:
+            self.transport.close()  # an idle keep-alive connection: nothing to report
+            return
+        peer = self.transport.get_extra_info("peername")
+        STOW_REQUESTS.labels(status="408", reason="header-timeout").inc()
+        LOG.info(
+            "stow.request",
+            client="-",
+            peer_ip=peer[0] if peer else "?",
+            http_status=408,
+            reason="header-timeout",
+            stored=0,
+            failed=0,
+            bytes=0,
+        )
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -316,6 +418,11 @@ class _Protocol(H11Protocol):
         cert = ssl_object.getpeercert() if ssl_object is not None else None
         cn = next((v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)
         self.app_state = {**self.app_state, PEER_CN: cn}
+        self._arm_header_deadline()
+
+
+def protocol_for(settings: StowSettings) -> type[_Protocol]:
+    return type("StowProtocol", (_Protocol,), {"header_timeout_s": settings.header_timeout_s})
 
 
 class StowServer:
@@ -328,11 +435,12 @@ class StowServer:
             app,
             host=settings.bind,
             port=settings.port,
-            http=_Protocol,
+            http=protocol_for(settings),
             lifespan="off",
             log_config=None,
             access_log=False,
-            limit_concurrency=settings.max_concurrent_requests,
+            # uvicorn counts the connection that asks too: N + 1 lets exactly N requests run
+            limit_concurrency=settings.max_concurrent_requests + 1,
             timeout_keep_alive=5,
         )
         config.load()

@@ -56,6 +56,9 @@ class StowPeer:
     token_requests: int = 0
     stored: dict[str, Any] = field(default_factory=dict)  # SOP Instance UID → dataset
     server: ThreadingHTTPServer | None = None
+    qido_status: int = 200  # what GET (QIDO-RS) answers; 200 with an empty list
+    allow: str | None = None  # OPTIONS answers 200 with this Allow header; None: no OPTIONS (501)
+    options_requests: int = 0
 
     def start(self, ssl_context: ssl.SSLContext | None = None) -> StowPeer:
         peer = self
@@ -85,7 +88,16 @@ class StowPeer:
             def do_GET(self) -> None:
                 if not self._authorized():
                     return self._reply(401)
-                self._reply(200, [])
+                self._reply(peer.qido_status, [] if peer.qido_status == 200 else None)
+
+            def do_OPTIONS(self) -> None:
+                peer.options_requests += 1
+                if peer.allow is None:
+                    return self.send_error(501)
+                self.send_response(200)
+                self.send_header("Allow", peer.allow)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 body = self._body()

@@ -43,6 +43,15 @@ def _post(service: Any, paths: list[Path], token: str = TOKEN, path: str = "/stu
     return httpx.post(_url(service) + path, content=b"".join(body), headers=headers, timeout=30)
 
 
+def _raw_head(multipart: MultipartBody, length: int) -> bytes:
+    """The request line and headers of a STOW-RS POST, for tests that write the body on a raw socket."""
+    return (
+        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {multipart.content_type}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> list[Path]:
     patient = Patient(name="Stowe^Harriet", patient_id="MRN-STOW-77")
@@ -91,13 +100,8 @@ def test_declared_2gb_upload_is_refused_413_before_the_body_and_the_service_keep
 ) -> None:
     service = _service(tmp_path, gateway)
     body = MultipartBody(photos)
-    head = (
-        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: {body.content_type}\r\nAuthorization: Bearer {TOKEN}\r\n"
-        f"Content-Length: {2 * 1024**3}\r\n\r\n"
-    )
     with socket.create_connection(("127.0.0.1", service.stow.port), timeout=10) as sock:
-        sock.sendall(head.encode() + b"--" + body.boundary.encode())  # a few bytes of the 2 GB
+        sock.sendall(_raw_head(body, 2 * 1024**3) + b"--" + body.boundary.encode())  # a few bytes of the 2 GB
         answer = sock.recv(4096).decode("latin-1")
     assert answer.startswith("HTTP/1.1 413")
     assert _post(service, photos).status_code == 200
@@ -273,14 +277,10 @@ def test_a_client_that_hangs_up_mid_body_leaves_the_service_running(
     service = _service(tmp_path, gateway)
     multipart = MultipartBody(photos)
     body = b"".join(multipart)
-    head = (
-        "POST /studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: {multipart.content_type}\r\nAuthorization: Bearer {TOKEN}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
+    head = _raw_head(multipart, len(body))
     with capture_logs() as logs:
         with socket.create_connection(("127.0.0.1", service.stow.port), timeout=10) as sock:
-            sock.sendall(head.encode() + body[:1000])  # then gone
+            sock.sendall(head + body[:1000])  # then gone
         wait_until(lambda: any(e["event"] == "stow.request" for e in logs), timeout=10)
     (entry,) = [e for e in logs if e["event"] == "stow.request"]
     assert entry["reason"] == "client-disconnected" and entry["stored"] == 0
@@ -329,3 +329,138 @@ def test_a_resent_request_is_idempotent(tmp_path: Path, gateway: Any, photos: li
     assert _post(service, photos).status_code == 200
     wait_until(lambda: instance_states(service.config) == {"forwarded": 3}, timeout=60)
     assert len(list((tmp_path / "out").glob("*.dcm"))) == 3
+
+
+@pytest.mark.parametrize(
+    ("limits", "reason"),
+    [
+        ({"min_body_bytes_per_s": 2000, "body_grace_s": 1.0}, "body-too-slow"),
+        ({"min_body_bytes_per_s": 0, "body_timeout_s": 1.5}, "body-timeout"),
+    ],
+)
+def test_a_trickling_body_is_answered_408_while_another_client_stores(
+    tmp_path: Path, gateway: Any, photos: list[Path], limits: dict[str, Any], reason: str
+) -> None:
+    import threading
+    import time
+
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        labels = {"status": "408", "reason": reason}
+        return REGISTRY.get_sample_value("vera_gateway_stow_requests_total", labels) or 0.0
+
+    before = counted()
+    service = _service(tmp_path, gateway, max_concurrent_requests=2, **limits)
+    multipart = MultipartBody(photos)
+    body = b"".join(multipart)
+    head = _raw_head(multipart, len(body))
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:  # 50 bytes every 0.1 s: 500 B/s, never the whole body
+        try:
+            sock.sendall(head)
+            for at in range(0, len(body) - 1, 50):
+                if stop.wait(0.1):
+                    return
+                sock.sendall(body[at : min(at + 50, len(body) - 1)])
+        except OSError:  # the server closed the connection
+            pass
+
+    address = ("127.0.0.1", service.stow.port)
+    with capture_logs() as logs, socket.create_connection(address, timeout=15) as sock:
+        started = time.monotonic()
+        sender = threading.Thread(target=trickle, args=(sock,), daemon=True)
+        sender.start()
+        assert _post(service, photos[:1]).status_code == 200  # the other slot still works meanwhile
+        answer = b""
+        while chunk := sock.recv(4096):  # the server answers, then closes: recv returns b""
+            answer += chunk
+        held = time.monotonic() - started
+        stop.set()
+        sender.join(timeout=5)
+    assert answer.startswith(b"HTTP/1.1 408") and held < 6
+    entries = [e for e in logs if e["event"] == "stow.request" and e["http_status"] == 408]
+    assert [e["reason"] for e in entries] == [reason] and entries[0]["client"] == "CAMERA_APP"
+    assert "Stowe" not in repr(logs) and "MRN-STOW-77" not in repr(logs)
+    assert counted() == before + 1
+    assert _post(service, photos[1:2]).status_code == 200
+
+
+def test_a_rotated_token_file_is_picked_up_without_a_restart(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    service = _service(tmp_path, gateway)
+    assert _post(service, photos[:1]).status_code == 200
+    token_file, rotated = tmp_path / "camera.token", "rotated-camera-token-9876543210-longer"
+    with capture_logs() as logs:
+        token_file.write_text(rotated + "\n")
+        assert _post(service, photos[1:2]).status_code == 401  # the old token is revoked at once
+        assert _post(service, photos[1:2], token=rotated).status_code == 200
+        token_file.write_text("")  # emptied (or removed): nobody gets in until it is fixed
+        assert _post(service, photos[2:], token=rotated).status_code == 401
+        token_file.write_text(TOKEN)
+        assert _post(service, photos[2:]).status_code == 200
+    events = [e["event"] for e in logs if e["event"].startswith("stow.token")]
+    assert events == ["stow.token_reloaded", "stow.token_unavailable", "stow.token_reloaded"]
+    assert rotated not in repr(logs) and TOKEN not in repr(logs)
+    wait_until(lambda: instance_states(service.config) == {"forwarded": 3}, timeout=60)
+
+
+def test_a_missing_token_file_at_start_up_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    from gateway.core.destinations.webauth import SecretError
+    from gateway.core.stow import StowReceiver
+
+    settings = StowSettings(clients=[{"name": "CAM", "token_file": tmp_path / "missing.token"}])
+    with pytest.raises(SecretError, match=r"missing\.token"):
+        StowReceiver(settings, intake=None, resolve=lambda p: p)  # type: ignore[arg-type]
+
+
+def test_connections_that_trickle_or_never_send_headers_are_closed(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    import threading
+    import time
+
+    service = _service(tmp_path, gateway, max_concurrent_requests=3, header_timeout_s=1.0)
+    head = _raw_head(MultipartBody(photos), 1000)
+    address = ("127.0.0.1", service.stow.port)
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:  # one byte every 0.1 s: the headers never end in time
+        try:
+            for at in range(len(head) - 4):
+                if stop.wait(0.1):
+                    return
+                sock.sendall(head[at : at + 1])
+        except OSError:  # the server closed the connection
+            pass
+
+    def closed_within(sock: socket.socket) -> float:
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed without a response
+        return time.monotonic() - started
+
+    with capture_logs() as logs:
+        with (
+            socket.create_connection(address, timeout=10) as idle,
+            socket.create_connection(address, timeout=10) as slow,
+        ):
+            sender = threading.Thread(target=trickle, args=(slow,), daemon=True)
+            sender.start()
+            assert _post(service, photos[:1]).status_code == 200  # the third slot works meanwhile
+            assert closed_within(idle) < 3 and closed_within(slow) < 3
+            stop.set()
+            sender.join(timeout=5)
+        assert _post(service, photos[1:2]).status_code == 200
+    reasons = [e["reason"] for e in logs if e["event"] == "stow.request"]
+    assert sorted(reasons) == ["header-timeout", "header-timeout", "ok", "ok"]
+    body = MultipartBody(photos[2:])
+    headers = {"Content-Type": body.content_type, "Authorization": f"Bearer {TOKEN}"}
+    with capture_logs() as logs, httpx.Client(timeout=10) as client:  # keep-alive: idle after its answer
+        assert (
+            client.post(_url(service) + "/studies", content=b"".join(body), headers=headers).status_code
+            == 200
+        )
+        time.sleep(1.5)
+    assert [e["reason"] for e in logs if e["event"] == "stow.request"] == ["ok"]  # closed quietly

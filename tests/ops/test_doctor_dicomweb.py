@@ -63,3 +63,38 @@ def test_echo_cli_probes_a_dicomweb_url(tmp_path: Path, capsys: Any) -> None:
         peer.stop()
     assert cli_main(["echo", f"http://127.0.0.1:{peer.port}", "--data-dir", str(tmp_path)]) == 1
     assert "FAILED (ConnectError" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("qido", "allow", "exit_code", "said", "options_asked"),
+    [
+        (405, "POST, OPTIONS", 0, "QIDO-RS HTTP 405 (not offered here), OPTIONS /studies HTTP 200", 1),
+        (404, None, 1, "OPTIONS /studies HTTP 501: neither answers; is url the DICOMweb base", 1),
+        (501, "GET, HEAD", 1, "Allow: GET, HEAD has no POST", 1),
+        (503, "POST", 1, "QIDO-RS HTTP 503 in", 0),  # a failing archive: no fallback hides it
+        (403, "POST", 1, "refuses this account", 0),
+    ],
+)
+def test_echo_falls_back_to_options_only_where_qido_is_not_offered(
+    tmp_path: Path, capsys: Any, qido: int, allow: str | None, exit_code: int, said: str, options_asked: int
+) -> None:
+    peer = StowPeer(qido_status=qido, allow=allow).start()
+    try:
+        assert cli_main(["echo", f"http://127.0.0.1:{peer.port}", "--data-dir", str(tmp_path)]) == exit_code
+    finally:
+        peer.stop()
+    assert said in capsys.readouterr().out
+    assert peer.options_requests == options_asked
+
+
+def test_doctor_names_what_failed_when_the_archive_offers_neither(
+    site: dict[str, Any],  # noqa: F811
+) -> None:
+    peer = StowPeer(qido_status=404).start()
+    try:
+        dest = DicomWebDestination("archive", f"http://127.0.0.1:{peer.port}/wrong-base")
+        (problem,) = failed(run_checks(site["config"], _rules(site["bank"], [dest]), FAST))
+    finally:
+        peer.stop()
+    assert problem.name == "destination archive"
+    assert "QIDO-RS HTTP 404" in problem.detail and "OPTIONS /studies HTTP 501" in problem.detail

@@ -34,6 +34,9 @@ FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
 CHUNK = 1 << 20
+QIDO_OK = (200, 204)
+# QIDO-RS not offered at this URL: a STOW-only endpoint (or a gateway in front of one) may still take POSTs
+QIDO_NOT_OFFERED = (400, 404, 405, 406, 501)
 
 
 @dataclass
@@ -192,22 +195,55 @@ class DicomWebSender:
         return results_for(response.status_code, outcome, files)
 
     def probe(self) -> tuple[bool, str]:
-        """QIDO-RS ``GET /studies?limit=1`` (auth and TLS as for STOW); (ok, what happened)."""
+        """QIDO-RS ``GET /studies?limit=1`` (auth and TLS as for STOW); where the archive does not offer
+        QIDO-RS there, ``OPTIONS /studies`` must allow POST instead. (ok, what happened)."""
         started = time.perf_counter()
+        studies = f"{self.destination.url}/studies"
         try:
             with self._client() as client:
-                response = client.get(
-                    f"{self.destination.url}/studies", params={"limit": "1"}, headers={"Accept": DICOM_JSON}
-                )
+                qido = client.get(studies, params={"limit": "1"}, headers={"Accept": DICOM_JSON})
+                if qido.status_code not in QIDO_NOT_OFFERED:
+                    took = (time.perf_counter() - started) * 1000
+                    return qido.status_code in QIDO_OK, qido_detail(qido, took)
+                options = client.options(studies)
         except SecretError as exc:
             return False, str(exc)
         except (httpx.HTTPError, OSError, ValueError) as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        elapsed = (time.perf_counter() - started) * 1000
-        return response.status_code in (200, 204), f"QIDO-RS HTTP {response.status_code} in {elapsed:.0f} ms"
+        return options_verdict(qido.status_code, options)
 
     def echo(self) -> bool:
         return self.probe()[0]
+
+
+def qido_detail(response: httpx.Response, took_ms: float) -> str:
+    """What a QIDO-RS answer means for sending, in words an operator can act on."""
+    status = response.status_code
+    said = f"QIDO-RS HTTP {status} in {took_ms:.0f} ms"
+    if status in QIDO_OK:
+        return said
+    if status == 401:
+        return f"{said}: the archive did not accept our credentials (auth and its secret file)"
+    if status == 403:
+        return f"{said}: the archive knows us but refuses this account (its permissions)"
+    if 300 <= status < 400:
+        return f"{said}: redirected to {response.headers.get('location', '?')}; set url to the final address"
+    if status >= 500:
+        return f"{said}: the archive failed (server error); try again later or ask its administrator"
+    return f"{said}: unexpected answer"
+
+
+def options_verdict(qido_status: int, options: httpx.Response) -> tuple[bool, str]:
+    """After QIDO-RS was not offered: does ``OPTIONS /studies`` say STOW-RS (POST) is?"""
+    said = f"QIDO-RS HTTP {qido_status} (not offered here), OPTIONS /studies HTTP {options.status_code}"
+    if not 200 <= options.status_code < 300:
+        return False, f"{said}: neither answers; is url the DICOMweb base (the part before /studies)?"
+    allow = options.headers.get("allow")
+    if allow is None:
+        return True, f"{said} (no Allow header): the endpoint is there; a first send will prove STOW-RS"
+    if "POST" not in {m.strip().upper() for m in allow.split(",")}:
+        return False, f"{said}: Allow: {allow} has no POST, so STOW-RS is not offered at this url"
+    return True, f"{said}, Allow: {allow}: STOW-RS reachable"
 
 
 @register(DicomWebDestination)
