@@ -1,7 +1,8 @@
 """One cluster node: `vera-gateway serve --role receive|forward|all` with a PostgreSQL ledger.
 
 receive: the SCP and intake (C-STORE Success only after the object store took the bytes and the shared ledger
-committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep). forward: the
+committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep) and, with a
+bucket, the orphaned-object reconciler (:mod:`gateway.cluster.orphans`). forward: the
 forwarder, which leases its outputs in the ledger. all: both, plus a worker thread. Study jobs run in
 `vera-gateway worker` processes (``--role work`` starts one). Every node heart-beats into the ledger's
 ``nodes`` table and serves its own /metrics. A node never runs the single-machine crash recovery: other
@@ -24,6 +25,7 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
+from gateway.cluster.orphans import OrphanReconciler
 from gateway.cluster.queue import Coordinator
 from gateway.cluster.runner import JobRunner, run_worker
 from gateway.core.config import GatewayConfig, load_rule_set
@@ -131,6 +133,9 @@ class ClusterNode:
             self.server = start_scp(self.config, intake, self.rules(), gate=self.gate)
             self.coordinator = Coordinator(self.config, self.ledger)
             loops.append(("coordinator", self.coordinator.run))
+            if self.config.object_store is not None:  # receivers reconcile the bucket with the ledger
+                orphans = OrphanReconciler(self.config.object_store, self.ledger)
+                loops.append(("orphans", orphans.run))
         if self.role is Role.ALL:  # one node doing everything: a worker thread runs the study jobs too
             runner = JobRunner(self.config, self.ledger, self.spool, self.outbox, self.rules)
             runner.prepare(self.secret)
