@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
 from gateway.cluster.orphans import OrphanReconciler
 from gateway.core.config import ObjectStoreSettings
@@ -86,3 +88,9 @@ def test_an_orphan_rewritten_by_a_receiver_is_young_again_and_kept(
     later = OrphanReconciler(settings, ledger, clock=lambda: time.time() + 30 * 86400)
     assert later.scan()["spool"].orphans == 0 and spool.relpaths() == {relpath}
     ledger.shutdown()
+
+
+def test_deleting_orphans_sooner_than_counting_them_is_refused() -> None:
+    with pytest.raises(ValidationError, match="orphan_delete_after_s"):
+        ObjectStoreSettings(bucket="vera", orphan_grace_s=3600, orphan_delete_after_s=60)
+    assert ObjectStoreSettings(bucket="vera", orphan_delete_after_s=None).orphan_delete_after_s is None
