@@ -1,10 +1,13 @@
 """One cluster node: `vera-gateway serve --role receive|forward|all` with a PostgreSQL ledger.
 
 receive: the SCP and intake (C-STORE Success only after the object store took the bytes and the shared ledger
-committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep). forward: the
+committed the row), plus the coordinator (grouping, queue reconciliation, stalled-job sweep) and, with a
+bucket, the orphaned-object reconciler (:mod:`gateway.cluster.orphans`). forward: the
 forwarder, which leases its outputs in the ledger. all: both, plus a worker thread. Study jobs run in
 `vera-gateway worker` processes (``--role work`` starts one). Every node heart-beats into the ledger's
-``nodes`` table and serves its own /metrics. A node never runs the single-machine crash recovery: other
+``nodes`` table and serves its own /metrics. A receiving node with a ``stow:`` section runs the STOW-RS
+receiver beside the SCP (same intake); any node with a ``console:`` section serves the web console on the
+cluster's ledger. A node never runs the single-machine crash recovery: other
 nodes' jobs are running.
 """
 
@@ -24,6 +27,7 @@ import structlog
 from anonymizer.keys import KeyRing, load_or_create_secret
 from dicom_rules import RuleSet
 from dicom_rules.watcher import RulesWatcher
+from gateway.cluster.orphans import OrphanReconciler
 from gateway.cluster.queue import Coordinator
 from gateway.cluster.runner import JobRunner, run_worker
 from gateway.core.config import GatewayConfig, load_rule_set
@@ -111,6 +115,9 @@ class ClusterNode:
         self.server: Any = None
         self.http: Any = None
         self.coordinator: Coordinator | None = None
+        self.forwarder: Forwarder | None = None
+        self.stow: Any = None  # gateway.core.stow.StowServer on a receiving node with a `stow:` section
+        self.console: Any = None  # gateway.console.server.ConsoleServer on a node with a `console:` section
         self.gate: AssociationGate | None = None
         self._policy_of = id(self.rules())
         self.started_at = time.time()
@@ -129,8 +136,15 @@ class ClusterNode:
             intake = Intake(self.spool, self.quarantine, self.ledger, KeyRing(self.secret))  # type: ignore[arg-type]
             self.gate = AssociationGate(association_policy(self.config, self.rules()))
             self.server = start_scp(self.config, intake, self.rules(), gate=self.gate)
+            if self.config.stow is not None:
+                from gateway.core.stow import StowServer  # web stack only when a receiver is configured
+
+                self.stow = StowServer(self.config.stow, intake, self.config.resolve).start()
             self.coordinator = Coordinator(self.config, self.ledger)
             loops.append(("coordinator", self.coordinator.run))
+            if self.config.object_store is not None:  # receivers reconcile the bucket with the ledger
+                orphans = OrphanReconciler(self.config.object_store, self.ledger)
+                loops.append(("orphans", orphans.run))
         if self.role is Role.ALL:  # one node doing everything: a worker thread runs the study jobs too
             runner = JobRunner(self.config, self.ledger, self.spool, self.outbox, self.rules)
             runner.prepare(self.secret)
@@ -138,14 +152,16 @@ class ClusterNode:
         if self.forwards:
             shared = None if isinstance(self.outbox, ContentStore) else self.outbox  # a folder: read in place
             view: Any = ForwardLedger(self.ledger, shared, self.config.outbox_dir)
-            forwarder = Forwarder(self.config, view, self.rules)
-            loops.append(("forwarder", forwarder.run))
+            self.forwarder = Forwarder(self.config, view, self.rules)
+            loops.append(("forwarder", self.forwarder.run))
         for name, target in loops:
             thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
         if self.config.metrics_port is not None:
             self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+        if self.config.console is not None:
+            self.console = self._start_console()
         LOG.info(
             "node.started",
             role=str(self.role),
@@ -154,6 +170,18 @@ class ClusterNode:
             port=self.port if self.server else None,
         )
         return self
+
+    def _start_console(self) -> Any:
+        """The console reads and acts on the whole cluster's ledger; breaker states are this node's own
+        forwarder's (none on a node that does not forward: breakers are per node, see the README)."""
+        from gateway.console.server import ConsoleServer  # web stack imported only when configured
+        from gateway.ops.admin import AdminService
+
+        breakers = self.forwarder.breaker_states if self.forwarder is not None else None
+        admin = AdminService(
+            self.config, self.ledger, self.rules, breakers=breakers, keys=KeyRing(self.secret)
+        )
+        return ConsoleServer(admin, self.secret).start()
 
     def _follow_rules(self) -> None:
         """A rule file edit (hot-reloaded) may add sources: the receiver's association gate follows."""
@@ -170,6 +198,8 @@ class ClusterNode:
         return {
             "threads": all(t.is_alive() for t in self.threads),
             "scp": self.server is not None or not self.receives,
+            "stow": self.stow is None or self.stow.thread.is_alive(),
+            "console": self.console is None or self.console.thread.is_alive(),
         }
 
     def _housekeeping(self, stop: threading.Event) -> None:
@@ -191,10 +221,14 @@ class ClusterNode:
         self.stop_event.set()
         if self.server is not None:
             self.server.shutdown()
+        if self.stow is not None:
+            self.stow.stop()
         for thread in self.threads:
             thread.join(timeout=10)
         if self.coordinator is not None:
             self.coordinator.close()
+        if self.console is not None:
+            self.console.stop()
         if self.http is not None:
             self.http.shutdown()
         self.ledger.shutdown()

@@ -81,6 +81,16 @@ class ObjectStoreSettings(_Frozen):
     connect_timeout_s: float = Field(3.0, gt=0)  # short: a receiver answers 0xA700 rather than hang
     read_timeout_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1)  # botocore "standard" retries, first try included
+    # Orphans: objects no ledger row references (a PUT whose commit failed, a receiver killed in between).
+    orphan_scan_interval_s: float = Field(600.0, gt=0)  # receivers list the bucket this often
+    orphan_grace_s: float = Field(3600.0, gt=0)  # younger objects may still be committing: not counted
+    orphan_delete_after_s: float | None = Field(7 * 86400.0, gt=0)  # None: count, never delete
+
+    @model_validator(mode="after")
+    def _delete_after_grace(self) -> ObjectStoreSettings:
+        if self.orphan_delete_after_s is not None and self.orphan_delete_after_s < self.orphan_grace_s:
+            raise ValueError("orphan_delete_after_s must not be shorter than orphan_grace_s")
+        return self
 
     @field_validator("prefix")
     @classmethod

@@ -91,6 +91,14 @@ class Forwarder:
             self.breakers[name] = Breaker(self.settings.breaker_failures, self.settings.breaker_reset_s)
         return self.breakers[name]
 
+    def breaker_states(self) -> dict[str, str]:
+        """Per destination: closed, open, or half-open (open, but the reset time has passed)."""
+        now = self.clock()
+        return {
+            name: "closed" if not b.is_open else ("half-open" if b.allows(now) else "open")
+            for name, b in list(self.breakers.items())
+        }
+
     def tick(self) -> int:
         """Send what is due and record every outcome in one ledger transaction; returns how many
         instances were forwarded. Outcomes are recorded even when a later batch raises."""

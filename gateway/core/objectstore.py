@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.core.spool import ContentStore, StoredFile, Writer, sha256_hex, write_all
@@ -20,6 +22,12 @@ from gateway.core.spool import ContentStore, StoredFile, Writer, sha256_hex, wri
 
 class StoreUnavailable(OSError):
     """The object store did not take or give the object (unreachable, refused, timed out)."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    relpath: str
+    modified_at: float  # epoch seconds of the last PUT (a rewrite of the same bytes refreshes it)
 
 
 class S3Store:
@@ -71,32 +79,44 @@ class S3Store:
         except Exception as exc:  # a connection reset mid-body
             raise StoreUnavailable(f"s3-read:{type(exc).__name__}") from exc
 
-    def exists(self, relpath: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._client().head_object(Bucket=self.bucket, Key=self.key(relpath))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
-        except Exception as exc:
-            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
-        return True
-
     def discard(self, relpath: str) -> None:
         self._call("delete_object", Key=self.key(relpath))
 
-    def relpaths(self) -> set[str]:
-        """Every object of this area (for orphan counts and the doctor): one LIST page per 1000 objects."""
+    def pages(self, page_size: int = 1000) -> Iterator[list[StoredObject]]:
+        """Every object of this area, one ListObjectsV2 page (at most ``page_size`` keys) at a time."""
         paginator = self._client().get_paginator("list_objects_v2")
-        found: set[str] = set()
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=self.base, PaginationConfig={"PageSize": page_size}
+        )
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base):
-                found.update(o["Key"][len(self.base) :] for o in page.get("Contents", ()))
+            for page in pages:
+                yield [
+                    StoredObject(o["Key"][len(self.base) :], o["LastModified"].timestamp())
+                    for o in page.get("Contents", ())
+                ]
         except Exception as exc:
             raise StoreUnavailable(f"s3-list:{type(exc).__name__}") from exc
-        return found
+
+    def relpaths(self) -> set[str]:
+        """Every object of this area (for the doctor and tests)."""
+        return {o.relpath for page in self.pages() for o in page}
+
+    def modified_at(self, relpath: str) -> float | None:
+        """When the object was last written; None when there is none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._client().head_object(Bucket=self.bucket, Key=self.key(relpath))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"s3-head:{type(exc).__name__}") from exc
+        return float(head["LastModified"].timestamp())
+
+    def exists(self, relpath: str) -> bool:
+        return self.modified_at(relpath) is not None
 
     def clean_temp_files(self) -> int:
         return 0  # a PUT is atomic: an interrupted upload leaves no object

@@ -168,11 +168,7 @@ class Service:
 
     def breaker_states(self) -> dict[str, str]:
         """Per destination: closed, open, or half-open (open, but the reset time has passed)."""
-        now = self.forwarder.clock()
-        return {
-            name: "closed" if not b.is_open else ("half-open" if b.allows(now) else "open")
-            for name, b in list(self.forwarder.breakers.items())
-        }
+        return self.forwarder.breaker_states()
 
     def purge(self, before: float) -> int:
         """Delete spool and outbox files of instances finished before ``before`` (retention)."""

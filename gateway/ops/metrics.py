@@ -36,6 +36,16 @@ STOW_REQUESTS = Counter(
 SPOOL_ORPHANS = Gauge(
     "vera_gateway_spool_orphans", "Spooled files no ledger row refers to (never acknowledged), at start-up"
 )
+OBJECT_ORPHANS = Gauge(
+    "vera_gateway_object_orphans",
+    "Objects in the bucket older than the grace period that no ledger row references, at the last scan",
+    ["area"],
+)
+OBJECT_ORPHANS_DELETED = Counter(
+    "vera_gateway_object_orphans_deleted_total",
+    "Orphaned objects deleted after orphan_delete_after_s",
+    ["area"],
+)
 STAGE_SECONDS = Histogram(
     "vera_gateway_stage_seconds",
     "Stage latency",

@@ -75,6 +75,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "cluster: forward leases, node heart-beats", lambda conn: conn.execute(CLUSTER)),
     Migration(3, "procrastinate 3.10 schema", _procrastinate_schema),
     Migration(4, "admin: trail, details, audit; group_concat", _admin_schema),
+    Migration(
+        5,
+        "index quarantine blobs (orphan scans)",
+        lambda conn: conn.execute("CREATE INDEX quarantine_blob ON quarantine (blob_path)"),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -44,6 +44,12 @@ LEASE_DUE_OUTPUTS = (
     " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
     " RETURNING id, job_id, destination, out_path, out_sop_uid, attempts, first_failure_at"
 )
+# Which of some object keys a ledger row still references, per object-store area.
+REFERENCED_KEYS = {
+    "spool": "SELECT spool_path AS key FROM instances WHERE spool_path = ANY(%s)",
+    "outbox": "SELECT out_path AS key FROM instances WHERE out_path = ANY(%s)",
+    "quarantine": "SELECT blob_path AS key FROM quarantine WHERE blob_path = ANY(%s)",
+}
 RELEASE_LEASES = (
     "UPDATE instances SET lease_owner=NULL, lease_until=NULL WHERE id = ANY(%s) AND lease_owner=%s"
 )
@@ -193,6 +199,12 @@ class PostgresLedger(SqlLedger):
         """The current run of a processing job (the stalled-job sweep knows only the id)."""
         rows = self.query("SELECT attempts FROM jobs WHERE id=%s AND state=%s", (job_id, JobState.PROCESSING))
         return JobRun(job_id, int(rows[0]["attempts"]), ()) if rows else None
+
+    def referenced_keys(self, area: str, keys: Sequence[str]) -> set[str]:
+        """The keys among ``keys`` (object-store relpaths of ``area``) that some ledger row refers to."""
+        if not keys:
+            return set()
+        return {r["key"] for r in self.query(REFERENCED_KEYS[area], (list(keys),))}
 
     # ---- nodes (status, doctor) ----------------------------------------------------------------------
     def heartbeat_node(self, role: str, started_at: float) -> None:
