@@ -26,6 +26,7 @@ from anonymizer.donors import DonorBankError
 from anonymizer.engines import engine_options, load_engine
 from anonymizer.engines import vera as _vera  # noqa: F401 — registers "vera" (needs a checkpoint)
 from anonymizer.engines.base import Engine
+from anonymizer.faces.attributes import from_header
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
 from anonymizer.outcomes import Ok, Outcome, Quarantine
@@ -69,10 +70,24 @@ def _engine(name: str, options: dict[str, Any]) -> Engine:
 
 
 def _report(
-    plan: PixelPlan, engine: str, seed: int, results: Sequence[PhotoResult], lossy: bool, text: TextReport
+    plan: PixelPlan,
+    engine: str,
+    seed: int,
+    results: Sequence[PhotoResult],
+    lossy: bool,
+    text: TextReport,
+    rung: int | None = None,
 ) -> PixelReport:
     faces = [f for r in results for f in r.faces]
     distances = [f.check.distance for f in faces if f.check is not None]
+    scores: dict[str, float] = {}
+    if distances:
+        verify = _settings.pipeline.verify
+        scores["min_identity_distance"] = float(min(distances))
+        # how far the closest face lies beyond what verification demands (threshold + margin)
+        scores["margin"] = float(min(distances)) - (verify.threshold + verify.margin)
+    if rung is not None and faces:
+        scores["rung"] = float(rung)  # the engine's strength rung for this pairing group
     return PixelReport(
         faces_found=len(faces),
         faces_replaced_and_verified=all(r.ok for r in results),
@@ -80,7 +95,7 @@ def _report(
         preserved=plan.preserve,
         identity_seed_id=seed_id(seed),
         boxes=tuple(f.detection.box for f in faces),
-        scores={"min_identity_distance": float(min(distances))} if distances else {},
+        scores=scores,
         lossy_recompressed=lossy,
         text=text,
     )
@@ -178,9 +193,19 @@ def _no_face_mask(result: PhotoResult, photo: np.ndarray, plan: PixelPlan) -> Ph
 def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[Outcome]:
     decoded = _decode_all(datasets)
     photos = [f for d in decoded if not isinstance(d, codec.CodecError) for f in d]
+    known = [  # PatientSex/PatientAge from the header outrank the descriptor's guess (one per frame)
+        from_header(ds)
+        for ds, d in zip(datasets, decoded, strict=True)
+        if not isinstance(d, Exception)
+        for _ in d
+    ]
     try:
         engine = _engine(plan.engine, plan.engine_options)
-        results = run_group(photos, engine, seed, plan.preserve, _settings.pipeline) if photos else []
+        results = (
+            run_group(photos, engine, seed, plan.preserve, _settings.pipeline, attributes=known)
+            if photos
+            else []
+        )
     except (DonorBankError, KeyError, RuntimeError) as exc:
         log.error("pixel engine unavailable", extra={"engine": plan.engine, "error": type(exc).__name__})
         return [Quarantine(f"pixel-engine-unavailable:{plan.engine}") for _ in datasets]
@@ -205,7 +230,8 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
             continue
         out, lossy = _write(ds, images, plan)
         engine_name = "mask" if not any(r.faces for r in mine) else "+".join(names)
-        outcomes.append(Ok(out, _report(plan, engine_name, seed, mine, lossy, text)))
+        rung = getattr(engine, "last_level", None) if names == [plan.engine] else None
+        outcomes.append(Ok(out, _report(plan, engine_name, seed, mine, lossy, text, rung)))
     return outcomes
 
 

@@ -178,7 +178,7 @@ def item_detail(decision: RouteDecision, outcome: Outcome) -> dict[str, object]:
         detail.update(faces=report.faces_found, engine=report.engine)
         if report.faces_found:
             detail["verified"] = report.faces_replaced_and_verified
-        detail.update({k: round(float(v), 4) for k, v in report.scores.items()})
+        detail.update({k: int(v) if k == "rung" else round(float(v), 4) for k, v in report.scores.items()})
     return detail
 
 
