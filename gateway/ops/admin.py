@@ -10,6 +10,7 @@ reason) and counted in ``vera_gateway_admin_actions_total``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
 
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.ledger import Ledger, open_ledger
@@ -88,9 +91,10 @@ class RulesStatus:
     sha256: str
     file: str  # file name only ('' = the shipped defaults)
     routes: int
-    last_result: str  # loaded | reloaded | rejected
+    last_result: str  # loaded | reloaded | rejected | unchecked (read, not validated: the CLI's `status`)
     last_result_at: float | None
     errors: tuple[str, ...]
+    path: str = ""  # the full path ('' when loaded by a running service)
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,8 @@ class AdminService:
 
     # ---- rules -----------------------------------------------------------------------------------------
     def rules_status(self) -> RulesStatus:
+        if self._rules is None:  # the CLI: no service holds a validated rule set, and pydicom costs 0.3 s
+            return self.rules_file_status()
         rules = self.rules()
         result, at, errors = ("loaded", None, ())
         if self.watcher is not None:
@@ -295,12 +301,36 @@ class AdminService:
         file = self.config.rules_file.name if self.config.rules_file else ""
         return RulesStatus(rules.name, rules.sha256, file, len(rules.routes), result, at, tuple(errors))
 
+    def rules_file_status(self) -> RulesStatus:
+        """The configured rule file as it lies on disk, neither loaded nor validated (``rules check`` does
+        that): sha256 of its bytes, and its name and route count as plain YAML says (stem and 0 when the
+        YAML does not read). With includes, the rule set's sha256 covers them and differs from this one."""
+        path = self.rules_path()
+        raw = path.read_bytes()
+        try:
+            doc = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            doc = None
+        doc = doc if isinstance(doc, dict) else {}
+        routes = doc.get("routes")
+        name = str(doc.get("name") or path.stem)
+        file = self.config.rules_file.name if self.config.rules_file else ""
+        sha = hashlib.sha256(raw).hexdigest()
+        count = len(routes) if isinstance(routes, list) else 0
+        return RulesStatus(name, sha, file, count, "unchecked", None, (), str(path))
+
+    def rules_path(self) -> Path:
+        """The rule file in force (the shipped defaults when none is configured), found without importing
+        dicom_rules (its import loads pydicom)."""
+        if self.config.rules_file:
+            return self.config.resolve(self.config.rules_file)
+        spec = importlib.util.find_spec("dicom_rules")
+        assert spec is not None and spec.origin is not None
+        return Path(spec.origin).with_name("default.yaml")
+
     def rules_text(self) -> str:
         """The rule file in force as text (the shipped defaults when none is configured)."""
-        from dicom_rules.loader import DEFAULT_RULES_PATH
-
-        path = self.config.resolve(self.config.rules_file) if self.config.rules_file else DEFAULT_RULES_PATH
-        return path.read_text(encoding="utf-8")
+        return self.rules_path().read_text(encoding="utf-8")
 
     def check_rules(self, text: str) -> CheckResult:
         """Validate rule text without saving it; errors carry line:column of the pasted text."""

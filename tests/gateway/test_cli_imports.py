@@ -63,7 +63,9 @@ def test_pixel_free_command_does_not_import_the_pixel_stack(tmp_path: Path, argv
     assert modules_loaded(tmp_path, argv, HEAVY) == [], argv
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["quarantine", "list"], ["quarantine", "show", "1"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status"], ["quarantine", "list"], ["quarantine", "show", "1"]]
+)
 def test_ledger_only_command_does_not_import_the_dicom_stack(tmp_path: Path, argv: list[str]) -> None:
     assert modules_loaded(tmp_path, argv, DICOM) == [], argv
 
