@@ -37,7 +37,6 @@ from gateway.core.ledger.admin import (
     StateEvent,
     StateTally,
 )
-from gateway.ops.metrics import ADMIN_ACTIONS
 
 if TYPE_CHECKING:  # dicom_rules loads pydicom: `status` and `quarantine` start without it
     from dicom_rules import RuleSet
@@ -276,15 +275,15 @@ class AdminService:
         target = f"quarantine:{item_id}"
         if not actor.is_admin:
             self.store.audit(actor.name, action, target, reason, "denied")
-            ADMIN_ACTIONS.labels(action=action, outcome="denied").inc()
+            _count(action, "denied")
             raise PermissionDenied(f"{action} needs the admin role")
         try:
             new_state = do()
         except LookupError:
-            ADMIN_ACTIONS.labels(action=action, outcome="not_found").inc()
+            _count(action, "not_found")
             raise
         self.store.audit(actor.name, action, target, reason.strip(), f"instance {new_state or '-'}")
-        ADMIN_ACTIONS.labels(action=action, outcome="done").inc()
+        _count(action, "done")
         return new_state
 
     def audit_log(self, limit: int = 200) -> list[AuditRow]:
@@ -353,7 +352,7 @@ class AdminService:
         """Check, then atomically replace the configured rule file; the watcher reloads it."""
         if not actor.is_admin:
             self.store.audit(actor.name, "rules-save", "rules", "", "denied")
-            ADMIN_ACTIONS.labels(action="rules-save", outcome="denied").inc()
+            _count("rules-save", "denied")
             raise PermissionDenied("saving rules needs the admin role")
         if self.config.rules_file is None:
             raise InvalidInput("no rules_file is configured: the shipped defaults cannot be edited here")
@@ -364,7 +363,7 @@ class AdminService:
         old = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "-"
         _atomic_write(path, text.encode("utf-8"))
         self.store.audit(actor.name, "rules-save", "rules", "", f"{old} -> {result.sha256[:16]}")
-        ADMIN_ACTIONS.labels(action="rules-save", outcome="done").inc()
+        _count("rules-save", "done")
         return result
 
     def explain(self, data: bytes, actor: Actor, calling_ae: str = "") -> Any:
@@ -387,6 +386,14 @@ class AdminService:
         except (InvalidDicomError, AttributeError, EOFError, ValueError, TypeError, KeyError) as exc:
             raise InvalidInput("not a DICOM file (Part 10 with SOP Class UID expected)") from exc
         return explain(ds, self.rules(), calling_ae=calling_ae, keys=self.keys)
+
+
+def _count(action: str, outcome: str) -> None:
+    """``vera_gateway_admin_actions_total``; prometheus_client is imported on the first action, not at the
+    start of every read-only CLI command."""
+    from gateway.ops.metrics import ADMIN_ACTIONS
+
+    ADMIN_ACTIONS.labels(action=action, outcome=outcome).inc()
 
 
 def durations(events: list[StateEvent]) -> StageDurations:
