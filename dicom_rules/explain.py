@@ -282,13 +282,8 @@ def _plan_table(expl: Explanation) -> Table:
     if expl.text is not None:
         t = expl.text
         boxes = " ".join(f"({x0},{y0},{x1},{y1})" for x0, y0, x1, y1 in t.boxes[:8])
-        _add(
-            table,
-            "text found",
-            f"{t.found} line(s), {t.redacted} redacted, {t.kept} kept"
-            + (f"; boxes {boxes}" if boxes else "")
-            + (" [clean]" if t.clean else ""),
-        )
+        _add(table, "text found", f"{t.found} line(s), {t.redacted} redacted, {t.kept} kept"
+             + (f"; boxes {boxes}" if boxes else "") + (" [clean]" if t.clean else ""))
     if expl.text_note:
         _add(table, "text note", expl.text_note)
     if p.engine_options:
