@@ -5,6 +5,8 @@ Entry points: :func:`load_rules` (file → :class:`RuleSet`, or :class:`RulesErr
 :class:`RulesWatcher` (hot reload between jobs).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from dicom_rules.decision import (
     DicomDestination,
     DicomWebDestination,
@@ -17,7 +19,19 @@ from dicom_rules.decision import (
 from dicom_rules.loader import default_rules, load_rules
 from dicom_rules.ruleset import RuleSet
 from dicom_rules.source import RuleError, RulesError
-from dicom_rules.watcher import RulesWatcher
+
+if TYPE_CHECKING:
+    from dicom_rules.watcher import RulesWatcher
+
+
+def __getattr__(name: str) -> Any:
+    """RulesWatcher on first use: it brings structlog (40 ms) that `rules check` has no use for."""
+    if name == "RulesWatcher":
+        from dicom_rules.watcher import RulesWatcher
+
+        return RulesWatcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DicomDestination",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticCustomError
-from pydicom.datadict import keyword_dict
 
 from anonymizer.plans import TagAction
+from dicom_rules.dictionary import keyword_tags
 from dicom_rules.model import CALLING_AE
 from dicom_rules.source import PathT
 from dicom_rules.tags import DATE_VRS, HASHABLE_VRS, NUMERIC_VRS, TagInfo, check_replacement, resolve
@@ -21,7 +21,7 @@ from dicom_rules.tags import DATE_VRS, HASHABLE_VRS, NUMERIC_VRS, TagInfo, check
 PIXEL_DATA = 0x7FE00010
 # Attributes that name the patient outright; keeping one needs metadata.allow_identifiers: true.
 DIRECT_IDENTIFIERS = frozenset(
-    keyword_dict[k]
+    keyword_tags()[k]
     for k in (
         "PatientName",
         "PatientID",

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
+from typing import TYPE_CHECKING
 
 from dicom_rules.decision import RouteDecision
+
+if TYPE_CHECKING:  # a dataset brings pydicom with it; `rules check` runs without
+    from pydicom.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ def _nested_values(ds: Dataset, sequences: tuple[int, ...], tag: int) -> list[st
 
 
 def _values(ds: Dataset, tag: int) -> list[str] | None:
+    from pydicom.multival import MultiValue  # loaded with the dataset already
+
     elem = ds.get(tag)
     if elem is None:
         return None

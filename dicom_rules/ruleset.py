@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from dicom_rules.decision import Destination, RouteDecision, Source
 from dicom_rules.matching import Route
+
+if TYPE_CHECKING:  # a dataset brings pydicom with it; `rules check` runs without
+    from pydicom.dataset import Dataset
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""DICOM attribute names in rule files: keywords or tags, checked against pydicom's data dictionary."""
+"""DICOM attribute names in rule files: keywords or tags, checked against the data dictionary (generated from
+pydicom's, see dicom_rules/dictionary.py; pydicom itself is imported only to validate a replacement value)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from pydantic_core import PydanticCustomError
-from pydicom import config as dicom_config
-from pydicom.datadict import (
-    dictionary_description,
-    dictionary_VM,
-    dictionary_VR,
-    keyword_dict,
-    keyword_for_tag,
-)
-from pydicom.valuerep import validate_value
+
+from dicom_rules.dictionary import dictionary_vm, dictionary_vr, entry, keyword_for_tag, keyword_tags
 
 _TAG_RE = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,?\s*([0-9A-Fa-f]{4})\s*\)?$")
 
@@ -50,7 +44,7 @@ def rule_error(kind: str, message: str, hint: str = "") -> PydanticCustomError:
 
 @cache
 def _keywords() -> tuple[str, ...]:
-    return tuple(keyword_dict)
+    return tuple(keyword_tags())
 
 
 def resolve(text: str) -> TagInfo:
@@ -59,8 +53,9 @@ def resolve(text: str) -> TagInfo:
     match = _TAG_RE.match(text)
     if match:
         return _resolve_number(text, int(match.group(1) + match.group(2), 16))
-    if text in keyword_dict:
-        tag = keyword_dict[text]
+    keywords = keyword_tags()
+    if text in keywords:
+        tag = keywords[text]
         return TagInfo(tag, text, _vr(tag))
     if text.startswith("(") or text.endswith(")"):
         raise rule_error(
@@ -94,7 +89,7 @@ def _resolve_number(text: str, tag: int) -> TagInfo:
     if (tag >> 16) & 1:
         return TagInfo(tag, "", "")
     try:
-        dictionary_description(tag)
+        entry(tag)
     except KeyError:
         raise rule_error(
             "unknown_tag",
@@ -105,7 +100,7 @@ def _resolve_number(text: str, tag: int) -> TagInfo:
 
 
 def _vr(tag: int) -> str:
-    vr = dictionary_VR(tag)
+    vr = dictionary_vr(tag)
     return vr.split(" or ")[0] if " or " in vr else vr
 
 
@@ -131,7 +126,7 @@ def check_replacement(info: TagInfo, value: str) -> None:
 
 def _check_vm(info: TagInfo, count: int) -> None:
     """Backslash separates values; the count must fit the dictionary's value multiplicity."""
-    vm = dictionary_VM(info.tag)
+    vm = dictionary_vm(info.tag)
     low_text, _, high_text = vm.partition("-")
     low = int(low_text)
     high = int(high_text) if high_text.isdigit() else (low if not high_text else 10**6)
@@ -144,6 +139,9 @@ def _check_vm(info: TagInfo, count: int) -> None:
 
 
 def _check_one(info: TagInfo, value: str) -> None:
+    from pydicom import config as dicom_config  # only for a rule file that replaces values (0.3 s import)
+    from pydicom.valuerep import validate_value
+
     try:
         validate_value(info.vr, _coerce(info.vr, value), dicom_config.RAISE)
         if info.vr == "DA" and value:

@@ -65,8 +65,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f", breaker {breaker}" if breaker != "closed" else "")
         )
     if view.rules is not None:
+        rules = view.rules
+        where = f" {rules.path}" if rules.path else ""
+        unchecked = ", not validated here: see rules check" if rules.last_result == "unchecked" else ""
         console.print(
-            f"rules: {view.rules.name} sha256 {view.rules.sha256[:16]} ({view.rules.routes} routes)"
+            f"rules: {rules.name}{where} sha256 {rules.sha256[:16]} ({rules.routes} routes{unchecked})"
         )
     if service.config.clustered:
         from gateway.cluster.cli import nodes_table

@@ -10,6 +10,7 @@ reason) and counted in ``vera_gateway_admin_actions_total``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
 
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.ledger import Ledger, open_ledger
@@ -34,7 +37,6 @@ from gateway.core.ledger.admin import (
     StateEvent,
     StateTally,
 )
-from gateway.ops.metrics import ADMIN_ACTIONS
 
 if TYPE_CHECKING:  # dicom_rules loads pydicom: `status` and `quarantine` start without it
     from dicom_rules import RuleSet
@@ -88,9 +90,10 @@ class RulesStatus:
     sha256: str
     file: str  # file name only ('' = the shipped defaults)
     routes: int
-    last_result: str  # loaded | reloaded | rejected
+    last_result: str  # loaded | reloaded | rejected | unchecked (read, not validated: the CLI's `status`)
     last_result_at: float | None
     errors: tuple[str, ...]
+    path: str = ""  # the full path ('' when loaded by a running service)
 
 
 @dataclass(frozen=True)
@@ -272,15 +275,15 @@ class AdminService:
         target = f"quarantine:{item_id}"
         if not actor.is_admin:
             self.store.audit(actor.name, action, target, reason, "denied")
-            ADMIN_ACTIONS.labels(action=action, outcome="denied").inc()
+            _count(action, "denied")
             raise PermissionDenied(f"{action} needs the admin role")
         try:
             new_state = do()
         except LookupError:
-            ADMIN_ACTIONS.labels(action=action, outcome="not_found").inc()
+            _count(action, "not_found")
             raise
         self.store.audit(actor.name, action, target, reason.strip(), f"instance {new_state or '-'}")
-        ADMIN_ACTIONS.labels(action=action, outcome="done").inc()
+        _count(action, "done")
         return new_state
 
     def audit_log(self, limit: int = 200) -> list[AuditRow]:
@@ -288,6 +291,8 @@ class AdminService:
 
     # ---- rules -----------------------------------------------------------------------------------------
     def rules_status(self) -> RulesStatus:
+        if self._rules is None:  # the CLI: no service holds a validated rule set, and pydicom costs 0.3 s
+            return self.rules_file_status()
         rules = self.rules()
         result, at, errors = ("loaded", None, ())
         if self.watcher is not None:
@@ -295,12 +300,36 @@ class AdminService:
         file = self.config.rules_file.name if self.config.rules_file else ""
         return RulesStatus(rules.name, rules.sha256, file, len(rules.routes), result, at, tuple(errors))
 
+    def rules_file_status(self) -> RulesStatus:
+        """The configured rule file as it lies on disk, neither loaded nor validated (``rules check`` does
+        that): sha256 of its bytes, and its name and route count as plain YAML says (stem and 0 when the
+        YAML does not read). With includes, the rule set's sha256 covers them and differs from this one."""
+        path = self.rules_path()
+        raw = path.read_bytes()
+        try:
+            doc = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            doc = None
+        doc = doc if isinstance(doc, dict) else {}
+        routes = doc.get("routes")
+        name = str(doc.get("name") or path.stem)
+        file = self.config.rules_file.name if self.config.rules_file else ""
+        sha = hashlib.sha256(raw).hexdigest()
+        count = len(routes) if isinstance(routes, list) else 0
+        return RulesStatus(name, sha, file, count, "unchecked", None, (), str(path))
+
+    def rules_path(self) -> Path:
+        """The rule file in force (the shipped defaults when none is configured), found without importing
+        dicom_rules (its import loads pydicom)."""
+        if self.config.rules_file:
+            return self.config.resolve(self.config.rules_file)
+        spec = importlib.util.find_spec("dicom_rules")
+        assert spec is not None and spec.origin is not None
+        return Path(spec.origin).with_name("default.yaml")
+
     def rules_text(self) -> str:
         """The rule file in force as text (the shipped defaults when none is configured)."""
-        from dicom_rules.loader import DEFAULT_RULES_PATH
-
-        path = self.config.resolve(self.config.rules_file) if self.config.rules_file else DEFAULT_RULES_PATH
-        return path.read_text(encoding="utf-8")
+        return self.rules_path().read_text(encoding="utf-8")
 
     def check_rules(self, text: str) -> CheckResult:
         """Validate rule text without saving it; errors carry line:column of the pasted text."""
@@ -323,7 +352,7 @@ class AdminService:
         """Check, then atomically replace the configured rule file; the watcher reloads it."""
         if not actor.is_admin:
             self.store.audit(actor.name, "rules-save", "rules", "", "denied")
-            ADMIN_ACTIONS.labels(action="rules-save", outcome="denied").inc()
+            _count("rules-save", "denied")
             raise PermissionDenied("saving rules needs the admin role")
         if self.config.rules_file is None:
             raise InvalidInput("no rules_file is configured: the shipped defaults cannot be edited here")
@@ -334,7 +363,7 @@ class AdminService:
         old = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "-"
         _atomic_write(path, text.encode("utf-8"))
         self.store.audit(actor.name, "rules-save", "rules", "", f"{old} -> {result.sha256[:16]}")
-        ADMIN_ACTIONS.labels(action="rules-save", outcome="done").inc()
+        _count("rules-save", "done")
         return result
 
     def explain(self, data: bytes, actor: Actor, calling_ae: str = "") -> Any:
@@ -357,6 +386,14 @@ class AdminService:
         except (InvalidDicomError, AttributeError, EOFError, ValueError, TypeError, KeyError) as exc:
             raise InvalidInput("not a DICOM file (Part 10 with SOP Class UID expected)") from exc
         return explain(ds, self.rules(), calling_ae=calling_ae, keys=self.keys)
+
+
+def _count(action: str, outcome: str) -> None:
+    """``vera_gateway_admin_actions_total``; prometheus_client is imported on the first action, not at the
+    start of every read-only CLI command."""
+    from gateway.ops.metrics import ADMIN_ACTIONS
+
+    ADMIN_ACTIONS.labels(action=action, outcome=outcome).inc()
 
 
 def durations(events: list[StateEvent]) -> StageDurations:

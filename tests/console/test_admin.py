@@ -164,3 +164,20 @@ def test_add_user_writes_an_argon2id_hash_readable_by_the_console(
     assert store.verify("alice", "wrong") is None and store.verify("bob", "a long passphrase") is None
     monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
     assert cli_main([*args[:3], "--password-stdin", "--users-file", str(users)]) == 1
+
+
+def test_cli_status_reads_the_rule_file_bytes_without_loading_the_rules(tmp_path: Path) -> None:
+    """No service holds a validated rule set for the CLI: `status` reports the file as it lies on disk (the
+    sha256 of its bytes, as sha256sum prints), marked unchecked, even when the file would not validate."""
+    import hashlib
+
+    rules = tmp_path / "site.yaml"
+    rules.write_text("name: site\nroutes:\n  - name: a\n  - name: b\nnot_a_key: 1\n")
+    config = load_config(None, data_dir=tmp_path / "gw", rules_file=rules)
+    status = AdminService(config, open_ledger(config)).rules_status()
+    assert status.sha256 == hashlib.sha256(rules.read_bytes()).hexdigest()
+    assert (status.name, status.routes, status.last_result) == ("site", 2, "unchecked")
+    assert status.path == str(rules)
+    default = AdminService(load_config(None, data_dir=tmp_path / "gw2"), open_ledger(config)).rules_status()
+    assert Path(default.path).name == "default.yaml" and default.file == ""
+    assert default.sha256 == hashlib.sha256(Path(default.path).read_bytes()).hexdigest()

@@ -1,7 +1,8 @@
 """Commands that touch no pixels load no pixel stack: `--help`, `status`, `quarantine`, `rules
 check|explain`, `echo` import neither torch nor cv2, dlib or facenet (they cost seconds at start-up); the ones
-that read no DICOM and no rules (`--help`, `quarantine`) load no pydicom, pynetdicom or structlog either (a
-few hundred ms). Their start-up times: bench/cli_startup.py."""
+that read no DICOM (`--help`, `status`, `quarantine`) load no pydicom, pynetdicom, numpy or structlog either
+(a few hundred ms), and `rules check` no pydicom, numpy or structlog. Their start-up times:
+bench/cli_startup.py."""
 
 from __future__ import annotations
 
@@ -63,9 +64,17 @@ def test_pixel_free_command_does_not_import_the_pixel_stack(tmp_path: Path, argv
     assert modules_loaded(tmp_path, argv, HEAVY) == [], argv
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["quarantine", "list"], ["quarantine", "show", "1"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status"], ["quarantine", "list"], ["quarantine", "show", "1"]]
+)
 def test_ledger_only_command_does_not_import_the_dicom_stack(tmp_path: Path, argv: list[str]) -> None:
     assert modules_loaded(tmp_path, argv, DICOM) == [], argv
+
+
+def test_rules_check_resolves_keywords_without_pydicom(tmp_path: Path) -> None:
+    """`rules check` reads the generated data dictionary (dicom_rules/dictionary.py) instead of pydicom's."""
+    argv = ["rules", "check", str(REPO / "dicom_rules" / "default.yaml")]
+    assert modules_loaded(tmp_path, argv, ("pydicom", "numpy", "structlog")) == []
 
 
 def test_the_full_parser_still_knows_every_module_command() -> None:
