@@ -52,6 +52,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="gateway secret, so pseudonyms match the gateway's (default: a throw-away key)",
     )
+    explain.add_argument(
+        "--pixels",
+        action="store_true",
+        help="also run the route's text step on the pixels (counts and boxes; loads OpenCV and tesseract)",
+    )
     explain.set_defaults(func=cmd_explain)
     schema = sub.add_parser("schema", help="print the JSON Schema of rule files")
     schema.set_defaults(func=cmd_schema)
@@ -102,7 +107,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return 1
     expl = explain_file(
-        args.dicom_file, rules, calling_ae=args.calling_ae, calling_ip=args.calling_ip, keys=keys
+        args.dicom_file,
+        rules,
+        calling_ae=args.calling_ae,
+        calling_ip=args.calling_ip,
+        keys=keys,
+        pixels=args.pixels,
     )
     render(expl, console, source=str(args.dicom_file))
     return 0

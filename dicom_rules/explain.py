@@ -78,15 +78,17 @@ def explain(
     calling_ip: str = "",
     keys: KeyRing | None = None,
     pixel_report: PixelReport | None = None,
+    pixels: bool = True,
 ) -> Explanation:
-    """Trace the routes, decide, and de-identify a copy of the header to show before → after."""
+    """Trace the routes, decide, and de-identify a copy of the header to show before → after; with ``pixels``
+    also run the route's text step on the pixels as sent (it loads OpenCV and tesseract)."""
     decision = rules.decide(ds, calling_ae, calling_ip)
     if decision.action != RouteAction.FORWARD:
         changes: tuple[AttributeChange, ...] = ()
         note = f"not forwarded ({decision.action.value}: {decision.reason}); the header is not de-identified"
     else:
         changes, note = _changes(ds, decision, keys, pixel_report)
-    text, text_note = _text(ds, decision) if decision.action == RouteAction.FORWARD else (None, "")
+    text, text_note = _text(ds, decision, pixels) if decision.action == RouteAction.FORWARD else (None, "")
     return Explanation(
         rules.name,
         rules.sha256,
@@ -100,11 +102,13 @@ def explain(
     )
 
 
-def _text(ds: Dataset, decision: RouteDecision) -> tuple[TextReport | None, str]:
+def _text(ds: Dataset, decision: RouteDecision, pixels: bool) -> tuple[TextReport | None, str]:
     """Run the route's text step on the pixels as sent (the face step is not run here)."""
     plan = decision.pixels
     if plan.mode is PixelMode.BLANK or plan.text.action is TextAction.KEEP or "PixelData" not in ds:
         return None, ""
+    if not pixels:
+        return None, "text step not run here (rules explain --pixels runs it on this file's pixels)"
     from anonymizer import codec
     from anonymizer.text.frames import check_frames
     from anonymizer.text.ocr import OcrUnavailable

@@ -34,3 +34,22 @@ def test_explain_names_text_counts_and_boxes_never_the_text() -> None:
     assert f"({x0},{y0},{x1},{y1})" in out
     for token in (t for c in canaries for t in c.tokens if len(t) >= 4):
         assert token not in out
+
+
+def test_cli_explain_runs_the_text_step_only_with_pixels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --pixels the CLI stays light (no OpenCV, no tesseract) and says the text step was not run."""
+    from dicom_rules.cli import main
+
+    photo, _ = card_photo(seed=5)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=95)
+    path = tmp_path / "card.dcm"
+    ds = jpeg_to_dataset(buf.getvalue(), PhotoContext("PAT-EXPL", "Doe^Jane"))
+    ds.save_as(path, enforce_file_format=True)
+    assert main(["explain", str(path)]) == 0
+    light = capsys.readouterr().out
+    assert "text step not run here" in light and "text found" not in light
+    assert main(["explain", str(path), "--pixels"]) == 0
+    assert "text found" in capsys.readouterr().out
