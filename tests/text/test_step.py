@@ -14,7 +14,7 @@ from anonymizer.plans import TextAction, TextPlan
 from anonymizer.text.frames import check_frames
 from anonymizer.text.ocr import OcrUnavailable, self_test
 from anonymizer.text.step import scrub
-from tests.text.conftest import card_photo, name_card, ruler
+from tests.text.conftest import MONO, card_photo, name_card, ruler
 
 pytestmark = pytest.mark.usefixtures("tessdata_ok")
 RULER_ONLY = TextPlan(keep_regex=r"^[0-9 .,]*(mm|cm)?$")
@@ -32,6 +32,17 @@ def test_label_card_is_inpainted_and_no_canary_token_stays_readable() -> None:
     for x0, y0, x1, y1 in report.boxes:  # fills stay inside the reported boxes
         changed[y0:y1, x0:x1] = False
     assert not changed.any()
+
+
+def test_small_slanted_wristband_is_removed_or_held_never_forwarded_readable() -> None:
+    """14 px monospaced type at 29°: its glyphs merge into word blobs at the detector's finest level."""
+    base, _ = card_photo(seed=5, kinds=(), size=(1200, 1600))
+    photo, band = name_card(base, (700, 800), ("SCHMIDT JANE 01032116",), cap=14, angle=29.0, face=MONO,
+                            paper=(190, 220, 255))
+    assert len(readable_tokens(photo, band)) >= 2  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is None or readable_tokens(result.image, band) == set(), result.report
+    assert result.image is not None, result.reason  # and it is removed, not only held
 
 
 def test_photo_without_text_is_checked_clean_and_left_untouched() -> None:
