@@ -207,7 +207,8 @@ def _level_proposals(
     channels: list[np.ndarray], factor: float, settings: DetectSettings, finest: bool
 ) -> list[Proposal]:
     found_in = [_glyphs(c, settings, finest) for c in channels]
-    glyphs = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in ("boxes", "centres", "heights")))
+    fields = ("boxes", "centres", "heights")
+    glyphs = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields))
     joined = _smear(channels[0].shape, glyphs, settings)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     per_line = _group(labels, n, glyphs)

@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 from anonymizer.evaluation.canary_text import Canary, CanaryKind, clinical_background, draw_canaries
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
-MONO = Path("/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf")  # tight: small slanted type merges
+# tight: small slanted type merges into word blobs
+MONO = Path("/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf")
 
 
 def card_photo(seed: int = 3, kinds: tuple[CanaryKind, ...] = (CanaryKind.CARD,),
