@@ -161,7 +161,13 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
         # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
         # tesseract's confidence; a tight crop and the inverted crop are read before giving up
         tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        for again, again_m in ((tight, tight_m), (255 - crop, m)):
+        retries = [(tight, tight_m), (255 - crop, m)]
+        if not _block(p) and p.glyph_px > p.size[1]:
+            # the smear is trimmed, so a line's box is lower than its glyphs, which the first crop scales
+            # to above the height tesseract reads best; italic date stamps read only at the glyphs' height
+            height = round(settings.line_height * p.size[1] / p.glyph_px)
+            retries.append(_crop(image, p, height, settings.max_crop_pixels))
+        for again, again_m in retries:
             retry = ocr.read_line(again, block=_block(p))
             if _is_text(retry, settings):
                 words, text, crop, m = retry, True, again, again_m
