@@ -89,6 +89,10 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, finest: bool) -> _Glyphs
             (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
             & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
         )
+        # touching glyphs of a level line (bold italic type at a coarse level): one wide blob, as tall as
+        # its type and about half ink
+        keep |= (h >= settings.min_line_px) & (h <= settings.max_line_px) & (w > 2.5 * h) & (w <= 8 * h) & (
+            area >= 0.3 * w * h) & (area <= 0.75 * w * h)
         keep[0] = False
         slanted, thickness = _slanted_words(labels, stats, keep, settings) if finest else (
             np.zeros(0, int), np.zeros(0))
