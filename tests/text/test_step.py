@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
-from anonymizer.evaluation.canary_text import CanaryKind, readable_tokens
+from anonymizer.evaluation.canary_text import Canary, CanaryKind, clinical_background, readable_tokens
 from anonymizer.plans import TextAction, TextPlan
 from anonymizer.text.frames import check_frames
 from anonymizer.text.ocr import OcrUnavailable, self_test
@@ -43,6 +44,23 @@ def test_small_slanted_wristband_is_removed_or_held_never_forwarded_readable() -
     result = scrub(photo, TextPlan())
     assert result.image is None or readable_tokens(result.image, band) == set(), result.report
     assert result.image is not None, result.reason  # and it is removed, not only held
+
+
+@pytest.mark.parametrize(("face", "stamp"), [("LiberationSerif-Italic", "24 12 2018"),
+                                           ("LiberationSans-Italic", "02 02 2017")])
+def test_italic_orange_date_stamp_is_removed(face: str, stamp: str) -> None:
+    """40 px italic camera date stamps that OCR reads unsurely at the first crop's scale."""
+    photo = Image.fromarray(clinical_background(np.random.default_rng(1), (1200, 1600)))
+    font = ImageFont.truetype(f"/usr/share/fonts/truetype/liberation/{face}.ttf", round(40 / 0.72))
+    draw = ImageDraw.Draw(photo)
+    x0, y0, x1, y1 = draw.textbbox((1250, 1100), stamp, font=font)
+    draw.text((1250, 1100), stamp, font=font, fill=(255, 150, 30))
+    polygon = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+    canary = Canary(CanaryKind.DATESTAMP, tuple(stamp.split()), polygon, 0.0, 40)
+    assert len(readable_tokens(np.asarray(photo), canary)) >= 2  # the attacker reads the input
+    result = scrub(np.asarray(photo), TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, canary) == set()
 
 
 def test_photo_without_text_is_checked_clean_and_left_untouched() -> None:
