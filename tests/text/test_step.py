@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from anonymizer.evaluation.canary_text import Canary, CanaryKind, clinical_background, readable_tokens
+from anonymizer.evaluation.canary_text import (
+    Canary,
+    CanaryKind,
+    clinical_background,
+    draw_canaries,
+    readable_tokens,
+)
 from anonymizer.plans import TextAction, TextPlan
 from anonymizer.text.frames import check_frames
 from anonymizer.text.ocr import OcrUnavailable, self_test
@@ -61,6 +67,21 @@ def test_italic_orange_date_stamp_is_removed(face: str, stamp: str) -> None:
     result = scrub(np.asarray(photo), TextPlan())
     assert result.image is not None, result.reason
     assert readable_tokens(result.image, canary) == set()
+
+
+@pytest.mark.parametrize("seed", [2, 20])
+def test_overlay_bar_goes_whole_with_the_words_the_detector_missed(seed: int) -> None:
+    """A chart overlay across the top: light type on a dark bar, part of it never proposed (the bar's edge
+    lowers the local contrast); the bar a confirmed line lies on is filled whole."""
+    rng = np.random.default_rng(seed)
+    photo, (bar,) = draw_canaries(clinical_background(rng, (1200, 1600)), rng, [CanaryKind.OVERLAY],
+                                  cap_range=(45, 75))
+    assert len(readable_tokens(photo, bar)) >= 3  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, bar) == set()
+    below = int(bar.polygon[:, 1].max()) + 40
+    assert not np.any(result.image[below:] != photo[below:])  # the photo below the bar is untouched
 
 
 def test_photo_without_text_is_checked_clean_and_left_untouched() -> None:
