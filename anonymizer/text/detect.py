@@ -73,32 +73,67 @@ def base_scale(shape: tuple[int, ...], settings: DetectSettings) -> float:
 class _Glyphs:
     boxes: np.ndarray  # (n, 4) int x, y, w, h at the level
     centres: np.ndarray  # (n, 2) int x, y
+    heights: np.ndarray  # (n,) the type's height: the box's, or a slanted word blob's thickness
 
 
-def _glyphs(grey: np.ndarray, settings: DetectSettings) -> _Glyphs:
-    """Glyph-like blobs darker or lighter than their neighbourhood (both polarities)."""
+def _glyphs(grey: np.ndarray, settings: DetectSettings, finest: bool) -> _Glyphs:
+    """Glyph-like blobs darker or lighter than their neighbourhood (both polarities); at the finest level
+    also the word blobs of small slanted type (coarser levels see larger type, whose glyphs stay apart)."""
     block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
-    boxes, centres = [], []
+    boxes, centres, heights = [], [], []
     for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
-        _, _, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
         keep = (
             (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
             & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
         )
+        # touching glyphs of a level line (bold italic type at a coarse level): one wide blob, as tall as
+        # its type and about half ink
+        keep |= (h >= settings.min_line_px) & (h <= settings.max_line_px) & (w > 2.5 * h) & (w <= 8 * h) & (
+            area >= 0.3 * w * h) & (area <= 0.75 * w * h)
         keep[0] = False
-        boxes.append(stats[keep, :4])
-        centres.append(cents[keep].astype(int))
-    return _Glyphs(np.concatenate(boxes), np.concatenate(centres))
+        slanted, thickness = _slanted_words(labels, stats, keep, settings) if finest else (
+            np.zeros(0, int), np.zeros(0))
+        boxes += [stats[keep, :4], stats[slanted, :4]]
+        centres += [cents[keep].astype(int), cents[slanted].astype(int)]
+        heights += [h[keep], thickness]
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights).astype(float))
+
+
+def _slanted_words(
+    labels: np.ndarray, stats: np.ndarray, glyph: np.ndarray, settings: DetectSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, thicknesses) of blobs that are several touching glyphs of a slanted line: small type in a
+    tight face merges into word blobs, whose upright box is too tall for a glyph while the blob itself is
+    as thick as one line of type (a 13 px wristband at 29° was found nowhere else)."""
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+    candidates = np.nonzero(
+        ~glyph & (h > settings.max_line_px) & (h <= 2.5 * settings.max_line_px) & (w >= 0.8 * h)
+        & (w <= 6 * h) & (area >= 0.2 * w * h)
+    )[0]
+    picked, thickness = [], []
+    for i in candidates[candidates > 0]:
+        x, y, bw, bh = stats[i, :4]
+        ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
+        (_, _), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        thin, long = min(rw, rh), max(rw, rh)
+        fill = area[i] / max(rw * rh, 1.0)
+        tilt = ((angle + 90.0 if rw < rh else angle) + 90.0) % 180.0 - 90.0
+        if (settings.min_line_px <= thin <= settings.max_line_px and long >= 1.8 * thin
+                and 0.3 <= fill <= 0.85 and 12.0 <= abs(tilt) <= 45.0):
+            picked.append(i)
+            thickness.append(thin)
+    return np.array(picked, int), np.array(thickness, float)
 
 
 def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
     """Each glyph's box widened by a share of its own height: glyphs and words of one line touch, lines
     above and below do not (the gap between words grows with the type; a fixed kernel cannot follow)."""
     mask = np.zeros(shape[:2], np.uint8)
-    reach = settings.word_gap * glyphs.boxes[:, 3]
-    trim = 0.15 * glyphs.boxes[:, 3]
+    reach = settings.word_gap * glyphs.heights
+    trim = 0.15 * glyphs.heights
     x0 = glyphs.boxes[:, 0] - reach
     x1 = glyphs.boxes[:, 0] + glyphs.boxes[:, 2] + reach
     y0 = glyphs.boxes[:, 1] + trim
@@ -172,18 +207,19 @@ def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # 
     return alike >= max(settings.min_glyphs, 0.6 * len(main))
 
 
-def _level_proposals(channels: list[np.ndarray], factor: float, settings: DetectSettings) -> list[Proposal]:
-    found_in = [_glyphs(c, settings) for c in channels]
-    glyphs = _Glyphs(
-        np.concatenate([g.boxes for g in found_in]), np.concatenate([g.centres for g in found_in])
-    )
+def _level_proposals(
+    channels: list[np.ndarray], factor: float, settings: DetectSettings, finest: bool
+) -> list[Proposal]:
+    found_in = [_glyphs(c, settings, finest) for c in channels]
+    fields = ("boxes", "centres", "heights")
+    glyphs = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields))
     joined = _smear(channels[0].shape, glyphs, settings)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
-        heights = glyphs.boxes[per_line[i], 3]
+        heights = glyphs.heights[per_line[i]]
         if not _text_like(heights, settings):
             continue
         glyph = float(np.median(heights[heights >= 0.5 * np.percentile(heights, 90)]))
@@ -239,7 +275,7 @@ def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> l
         if min(levels[0].shape[:2]) < 16:
             break
         channels = levels[:1] if depth == 0 else levels  # colour-only type that small is not a concern
-        proposals.extend(_level_proposals(channels, 1.0 / (scale * 2**-depth), settings))
+        proposals.extend(_level_proposals(channels, 1.0 / (scale * 2**-depth), settings, depth == 0))
         levels = [cv2.pyrDown(c) for c in levels]
     return _distinct(proposals)
 

@@ -4,7 +4,8 @@
 (:mod:`anonymizer.text.detect`); each is straightened and read as one line by tesseract; a line counts as text
 when OCR reads a real token in it with confidence. A line whose whole reading matches the rule's allow-list is
 kept. The rest is filled by inpainting (a neutral patch from the surroundings, never a blur of the text),
-together with unconfirmed proposals of the same size right beside confirmed text (the other lines of a card).
+together with unconfirmed proposals of the same size right beside confirmed text (the other lines of a card)
+and the card or bar a confirmed line lies on.
 Then a second pass must find no text outside the allow-list, or the photo is quarantined. Text touching the
 preserved clinical region is never altered: the photo is quarantined. What OCR read never leaves this module.
 """
@@ -153,7 +154,10 @@ def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
     return plausible >= settings.min_token_share * sum(len(w.text) for w in words)
 
 
-def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings) -> _Line:
+def _read(
+    image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
+) -> _Line:
+    """Read one proposal; ``whole``: ``image`` is the whole photo, not a part of it cut out again."""
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
@@ -161,7 +165,13 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
         # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
         # tesseract's confidence; a tight crop and the inverted crop are read before giving up
         tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        for again, again_m in ((tight, tight_m), (255 - crop, m)):
+        retries = [(tight, tight_m), (255 - crop, m)]
+        if not _block(p) and p.glyph_px > p.size[1]:
+            # the smear is trimmed, so a line's box is lower than its glyphs, which the first crop scales
+            # to above the height tesseract reads best; italic date stamps read only at the glyphs' height
+            height = round(settings.line_height * p.size[1] / p.glyph_px)
+            retries.append(_crop(image, p, height, settings.max_crop_pixels))
+        for again, again_m in retries:
             retry = ocr.read_line(again, block=_block(p))
             if _is_text(retry, settings):
                 words, text, crop, m = retry, True, again, again_m
@@ -176,8 +186,58 @@ def _read(image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings
     # photo while the rest of a row (a record number after the name) still goes
     width = crop.shape[1]
     rows = [ocr.Word("", 0.0, (0, w.box[1], width, w.box[3])) for w in words if any(map(str.isalnum, w.text))]
-    fill = _in_image(rows, m, p) if _block(p) else (p,)
+    fill = _in_image(rows, m, p) if _block(p) else (p, *_card(image, p, whole))
     return _Line(p, text, allowed, tokens, fill)
+
+
+def _runs_on(paper: np.ndarray, window: Box, shape: tuple[int, ...], whole: bool) -> bool:
+    """The paper reaches a side of the search window inside the photo (a photo's own edge may cut a card;
+    the edge of a part of the photo (``whole`` false) may not)."""
+    x0, y0, x1, y1 = window
+    sides = ((y0 > 0, paper[0]), (y1 < shape[0], paper[-1]), (x0 > 0, paper[:, 0]),
+             (x1 < shape[1], paper[:, -1]))
+    if paper[0].any() and paper[-1].any():
+        return True  # spans the window across: a card ends above or below its text
+    return any((inside or not whole) and edge.any() for inside, edge in sides)
+
+
+def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
+    """The card or bar a text line is printed on, when it ends near the line: the uniform paper beside the
+    line, flooded at reduced size, bounded within the line's length (or half the photo) on either end and a
+    few heights across.
+    The whole card goes (a word the detector missed at the card's edge goes with it); paper that runs on
+    (a wall, skin) is no card and nothing more is filled."""
+    g = max(p.size[1], p.glyph_px)
+    reach = max(p.size[0], 0.5 * image.shape[1])  # an overlay bar may span the photo
+    window = Proposal(p.centre, (p.size[0] + 2 * reach, p.size[1] + 8 * g), p.angle, p.glyph_px)
+    x0, y0, x1, y1 = window.box(image.shape)
+    factor = min(1.0, 6.0 / max(g, 1.0))
+    roi = cv2.resize(image[y0:y1, x0:x1], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    h, w = roi.shape[:2]
+    rad = np.deg2rad(p.angle)
+    normal = np.array([-np.sin(rad), np.cos(rad)])
+    for side in (-1.0, 1.0):
+        seed = (np.array(p.centre) + side * normal * 0.8 * g - (x0, y0)) * factor
+        sx, sy = round(float(seed[0])), round(float(seed[1]))
+        if not (0 < sx < w - 1 and 0 < sy < h - 1):
+            continue
+        mask = np.zeros((h + 2, w + 2), np.uint8)
+        flags = 8 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+        cv2.floodFill(roi, mask, (sx, sy), 0, (14,) * 3, (14,) * 3, flags)
+        paper = mask[1:-1, 1:-1]
+        if _runs_on(paper, (x0, y0, x1, y1), image.shape, whole):
+            continue
+        ys, xs = np.nonzero(paper)
+        (cx, cy), size, angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        too_big = size[0] * size[1] / factor**2 > 0.25 * image.shape[0] * image.shape[1]  # a backdrop
+        if len(xs) < 0.3 * size[0] * size[1] or min(size) > 8 * g * factor or too_big:
+            continue
+        along, across = (size[0], size[1]) if size[0] >= size[1] else (size[1], size[0])
+        angle = angle if size[0] >= size[1] else angle + 90.0  # the card's long side, as for a line
+        angle = (angle + 90.0) % 180.0 - 90.0
+        centre = (cx / factor + x0, cy / factor + y0)
+        return (Proposal(centre, (along / factor, across / factor), angle, p.glyph_px),)
+    return ()
 
 
 def _near(a: Proposal, b: Proposal, gap: float) -> bool:
@@ -288,9 +348,11 @@ def _inpaint(out: np.ndarray, areas: list[_Area], protected: np.ndarray | None) 
         roi[hole.astype(bool)] = filled[hole.astype(bool)]
 
 
-def _scan(image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings) -> list[_Line]:
-    """Propose and read every line of the photo."""
-    return [_read(image, p, keep, settings) for p in propose(image, settings.detect)]
+def _scan(
+    image: np.ndarray, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
+) -> list[_Line]:
+    """Propose and read every line of the photo (or of a part of it: ``whole`` false)."""
+    return [_read(image, p, keep, settings, whole) for p in propose(image, settings.detect)]
 
 
 def _rescan(
@@ -308,7 +370,7 @@ def _rescan(
     for x0, y0, x1, y1 in rois:
         part = image[y0:y1, x0:x1]
         for p in propose(part, settings.detect):
-            line = _read(part, p, keep, settings)
+            line = _read(part, p, keep, settings, whole=False)
             moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
             out.append(replace(line, proposal=moved))
     return out
@@ -376,6 +438,6 @@ def touches_protected(
     h, w = original.shape[:2]
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     keep = re.compile(plan.keep_regex) if plan.keep_regex else None
-    lines = _scan(original[y0:y1, x0:x1], keep, settings)
+    lines = _scan(original[y0:y1, x0:x1], keep, settings, whole=False)
     fills, words = _to_redact([ln for ln in lines if ln.text], settings)
     return any(a.hits(protected[y0:y1, x0:x1]) for a in _areas((y1 - y0, x1 - x0), fills, words, settings))

@@ -12,6 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 from anonymizer.evaluation.canary_text import Canary, CanaryKind, clinical_background, draw_canaries
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+# tight: small slanted type merges into word blobs
+MONO = Path("/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf")
 
 
 def card_photo(seed: int = 3, kinds: tuple[CanaryKind, ...] = (CanaryKind.CARD,),
@@ -25,16 +27,17 @@ def card_photo(seed: int = 3, kinds: tuple[CanaryKind, ...] = (CanaryKind.CARD,)
 
 
 def name_card(photo: np.ndarray, centre: tuple[int, int], lines: tuple[str, ...], cap: int = 30,
-              angle: float = 0.0) -> tuple[np.ndarray, Canary]:
-    """Black-on-white card with ``lines`` at ``centre`` (for exact placement, e.g. over the mouth)."""
-    font = ImageFont.truetype(str(FONT), round(cap / 0.72))
+              angle: float = 0.0, face: Path = FONT,
+              paper: tuple[int, int, int] = (250, 250, 245)) -> tuple[np.ndarray, Canary]:
+    """Black-on-``paper`` card with ``lines`` at ``centre`` (for exact placement, e.g. over the mouth)."""
+    font = ImageFont.truetype(str(face), round(cap / 0.72))
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     boxes = [probe.textbbox((0, 0), line, font=font) for line in lines]
     line_h = max(b[3] - b[1] for b in boxes)
     pad = cap // 2
     w = max(b[2] - b[0] for b in boxes) + 2 * pad
     h = len(lines) * line_h + (len(lines) - 1) * (line_h // 3) + 2 * pad
-    tile = Image.new("RGBA", (w, h), (250, 250, 245, 255))
+    tile = Image.new("RGBA", (w, h), (*paper, 255))
     draw = ImageDraw.Draw(tile)
     for i, (line, box) in enumerate(zip(lines, boxes, strict=True)):
         draw.text((pad - box[0], pad + i * (line_h + line_h // 3) - box[1]), line, font=font, fill=(0, 0, 0))

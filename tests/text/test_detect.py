@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from anonymizer.text.detect import propose
-from tests.text.conftest import FONT, card_photo, name_card
+from tests.text.conftest import FONT, MONO, card_photo, name_card
 
 
 @pytest.mark.parametrize("angle", [-30.0, -12.0, 0.0, 18.0, 30.0])
@@ -38,3 +38,14 @@ def test_light_type_on_a_dark_bar_and_12px_type_are_proposed() -> None:
 def test_plain_background_proposes_nothing() -> None:
     photo, _ = card_photo(seed=5, kinds=())
     assert propose(photo) == []
+
+
+def test_small_slanted_monospaced_line_is_proposed_from_its_word_blobs() -> None:
+    """14 px monospaced type at 29° on a 2 MP photo: at the finest level its glyphs touch and form slanted
+    word blobs taller than any glyph; they count by their thickness."""
+    base, _ = card_photo(seed=5, kinds=(), size=(1200, 1600))
+    photo, band = name_card(base, (700, 800), ("SCHMIDT JANE 01032116",), cap=14, angle=29.0, face=MONO,
+                            paper=(190, 220, 255))
+    centre = band.polygon.mean(0)
+    hits = [p for p in propose(photo) if np.hypot(*(np.array(p.centre) - centre)) < 60]
+    assert hits and min(abs(p.angle + 29.0) for p in hits) <= 5.0, [round(p.angle, 1) for p in hits]

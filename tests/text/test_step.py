@@ -8,13 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
-from anonymizer.evaluation.canary_text import CanaryKind, readable_tokens
+from anonymizer.evaluation.canary_text import (
+    Canary,
+    CanaryKind,
+    clinical_background,
+    draw_canaries,
+    readable_tokens,
+)
 from anonymizer.plans import TextAction, TextPlan
 from anonymizer.text.frames import check_frames
 from anonymizer.text.ocr import OcrUnavailable, self_test
 from anonymizer.text.step import scrub
-from tests.text.conftest import card_photo, name_card, ruler
+from tests.text.conftest import MONO, card_photo, name_card, ruler
 
 pytestmark = pytest.mark.usefixtures("tessdata_ok")
 RULER_ONLY = TextPlan(keep_regex=r"^[0-9 .,]*(mm|cm)?$")
@@ -32,6 +39,49 @@ def test_label_card_is_inpainted_and_no_canary_token_stays_readable() -> None:
     for x0, y0, x1, y1 in report.boxes:  # fills stay inside the reported boxes
         changed[y0:y1, x0:x1] = False
     assert not changed.any()
+
+
+def test_small_slanted_wristband_is_removed_or_held_never_forwarded_readable() -> None:
+    """14 px monospaced type at 29°: its glyphs merge into word blobs at the detector's finest level."""
+    base, _ = card_photo(seed=5, kinds=(), size=(1200, 1600))
+    photo, band = name_card(base, (700, 800), ("SCHMIDT JANE 01032116",), cap=14, angle=29.0, face=MONO,
+                            paper=(190, 220, 255))
+    assert len(readable_tokens(photo, band)) >= 2  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is None or readable_tokens(result.image, band) == set(), result.report
+    assert result.image is not None, result.reason  # and it is removed, not only held
+
+
+@pytest.mark.parametrize(("face", "stamp"), [("LiberationSerif-Italic", "24 12 2018"),
+                                           ("LiberationSans-Italic", "02 02 2017")])
+def test_italic_orange_date_stamp_is_removed(face: str, stamp: str) -> None:
+    """40 px italic camera date stamps that OCR reads unsurely at the first crop's scale."""
+    photo = Image.fromarray(clinical_background(np.random.default_rng(1), (1200, 1600)))
+    font = ImageFont.truetype(f"/usr/share/fonts/truetype/liberation/{face}.ttf", round(40 / 0.72))
+    draw = ImageDraw.Draw(photo)
+    x0, y0, x1, y1 = draw.textbbox((1250, 1100), stamp, font=font)
+    draw.text((1250, 1100), stamp, font=font, fill=(255, 150, 30))
+    polygon = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+    canary = Canary(CanaryKind.DATESTAMP, tuple(stamp.split()), polygon, 0.0, 40)
+    assert len(readable_tokens(np.asarray(photo), canary)) >= 2  # the attacker reads the input
+    result = scrub(np.asarray(photo), TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, canary) == set()
+
+
+@pytest.mark.parametrize("seed", [2, 20])
+def test_overlay_bar_goes_whole_with_the_words_the_detector_missed(seed: int) -> None:
+    """A chart overlay across the top: light type on a dark bar, part of it never proposed (the bar's edge
+    lowers the local contrast); the bar a confirmed line lies on is filled whole."""
+    rng = np.random.default_rng(seed)
+    photo, (bar,) = draw_canaries(clinical_background(rng, (1200, 1600)), rng, [CanaryKind.OVERLAY],
+                                  cap_range=(45, 75))
+    assert len(readable_tokens(photo, bar)) >= 3  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, bar) == set()
+    below = int(bar.polygon[:, 1].max()) + 40
+    assert not np.any(result.image[below:] != photo[below:])  # the photo below the bar is untouched
 
 
 def test_photo_without_text_is_checked_clean_and_left_untouched() -> None:
