@@ -134,11 +134,12 @@ class Ingredients:
 
 @dataclass(frozen=True)
 class _PeerBase:
-    """What one face's synthesis needs from its demographic peers: the same for every donor set tried."""
+    """What one face's synthesis needs from its peers and its own skin: the same for every donor set."""
 
     centre: np.ndarray  # (S, S, 3) float32 mean texture of the patient's demographic peers
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
+    skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,7 @@ class SurrogateEngine:
             centre=centre,
             anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
+            skin=_skin_stats(face.image, face.landmarks),
         )
 
     def _ingredients(
@@ -389,7 +391,7 @@ class SurrogateEngine:
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
-        synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
+        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve, target), target
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
@@ -568,17 +570,29 @@ def _lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
+def _skin_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std (per Lab channel) of a crop's skin; None when no skin is visible."""
+    mask = skin_mask(landmarks, image.shape[0])
+    if not mask.any():
+        return None
+    lab = _lab(image)
+    return lab[mask].mean(0), lab[mask].std(0) + 1e-3
+
+
 def _match_colour(
-    synth: np.ndarray, synth_lm: np.ndarray, patient: np.ndarray, patient_lm: np.ndarray, max_ratio: float
+    synth: np.ndarray,
+    synth_lm: np.ndarray,
+    patient_skin: tuple[np.ndarray, np.ndarray] | None,
+    max_ratio: float,
 ) -> np.ndarray:
     """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics."""
     size = synth.shape[0]
-    src, dst = _lab(synth), _lab(patient)
-    sm, pm = skin_mask(synth_lm, size), skin_mask(patient_lm, size)
-    if not sm.any() or not pm.any():
+    src = _lab(synth)
+    sm = skin_mask(synth_lm, size)
+    if not sm.any() or patient_skin is None:
         return synth
     mu_s, sd_s = src[sm].mean(0), src[sm].std(0) + 1e-3
-    mu_p, sd_p = dst[pm].mean(0), dst[pm].std(0) + 1e-3
+    mu_p, sd_p = patient_skin
     ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
     out = (src - mu_s) * ratio + mu_p
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
