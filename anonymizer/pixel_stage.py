@@ -180,7 +180,7 @@ def _retry_with_fallback(
     if not failed or not plan.fallback_engine:
         return results, engines
     engine = _engine(plan.fallback_engine, {})
-    retried = run_group([photos[i] for i in failed], engine, seed, plan.preserve, _settings.pipeline)
+    retried = run_group([photos[i] for i in failed], engine, seed, plan.preserve, pipeline_settings(plan))
     log.warning("pixel fallback engine used", extra={"engine": plan.fallback_engine, "photos": len(failed)})
     for i, res in zip(failed, retried, strict=True):
         results[i], engines[i] = res, plan.fallback_engine
