@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from anonymizer.donors import DonorBankError
 from anonymizer.engines import engine_options, load_engine
 from anonymizer.engines import vera as _vera  # noqa: F401 — registers "vera" (needs a checkpoint)
 from anonymizer.engines.base import Engine
+from anonymizer.engines.surrogate import SurrogateSettings
 from anonymizer.faces.attributes import from_header
 from anonymizer.faces.pipeline import PhotoResult, PipelineSettings, run_group
 from anonymizer.keys import seed_id
@@ -67,6 +68,24 @@ def _engine(name: str, options: dict[str, Any]) -> Engine:
         if key not in _engines:
             _engines[key] = load_engine(name, merged)
         return _engines[key]
+
+
+def pipeline_settings(plan: PixelPlan) -> PipelineSettings:
+    """The process-wide pipeline settings with the route's verification options (``pixels.verify``)."""
+    pipeline = _settings.pipeline
+    if pipeline.verify.population_rank == plan.population_rank:
+        return pipeline
+    return replace(pipeline, verify=replace(pipeline.verify, population_rank=plan.population_rank))
+
+
+def _aims(plan: PixelPlan) -> dict[str, Any]:
+    """The rule's engine options, with the surrogate's own linkage target following ``pixels.verify``:
+    off when the test is off (no strength spent on it), never below what verification demands."""
+    options = plan.engine_options
+    if plan.engine != "surrogate" or "population_rank" in options or plan.population_rank == 1:
+        return options
+    own = SurrogateSettings.population_rank
+    return {**options, "population_rank": max(own, plan.population_rank) if plan.population_rank else 0}
 
 
 def _report(
@@ -176,7 +195,7 @@ def _retry_with_fallback(
     if not failed or not plan.fallback_engine:
         return results, engines
     engine = _engine(plan.fallback_engine, {})
-    retried = run_group([photos[i] for i in failed], engine, seed, plan.preserve, _settings.pipeline)
+    retried = run_group([photos[i] for i in failed], engine, seed, plan.preserve, pipeline_settings(plan))
     log.warning("pixel fallback engine used", extra={"engine": plan.fallback_engine, "photos": len(failed)})
     for i, res in zip(failed, retried, strict=True):
         results[i], engines[i] = res, plan.fallback_engine
@@ -200,9 +219,9 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
         for _ in d
     ]
     try:
-        engine = _engine(plan.engine, plan.engine_options)
+        engine = _engine(plan.engine, _aims(plan))
         results = (
-            run_group(photos, engine, seed, plan.preserve, _settings.pipeline, attributes=known)
+            run_group(photos, engine, seed, plan.preserve, pipeline_settings(plan), attributes=known)
             if photos
             else []
         )

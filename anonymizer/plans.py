@@ -81,6 +81,9 @@ class PixelPlan:
     jpeg_quality: int = 95
     engine_options: dict[str, Any] = field(default_factory=dict)
     text: TextPlan = field(default_factory=TextPlan)
+    # verification's population (linkage) test: at least this many real reference faces must be nearer to
+    # the output than the patient's own input; 0 turns the test off (fail-closed default: 1)
+    population_rank: int = 1
 
 
 class TagAction(StrEnum):

@@ -290,6 +290,8 @@ def _plan_table(expl: Explanation) -> Table:
              + (f"; boxes {boxes}" if boxes else "") + (" [clean]" if t.clean else ""))
     if expl.text_note:
         _add(table, "text note", expl.text_note)
+    if p.mode is PixelMode.ANONYMIZE:
+        _add(table, "verification", _verification(p.population_rank))
     if p.engine_options:
         _add(table, "engine options", ", ".join(f"{k}={v}" for k, v in sorted(p.engine_options.items())))
     _add(
@@ -316,3 +318,9 @@ def _changes_table(expl: Explanation) -> Table:
         cells = (c.path, c.keyword, c.vr, c.action, c.before, c.after)
         table.add_row(*(Text(cell) for cell in cells), style=style)
     return table
+
+
+def _verification(population_rank: int) -> str:
+    if population_rank == 0:
+        return "dlib threshold only; population (linkage) test OFF: outputs may link back to their patient"
+    return f"dlib threshold + population test (>= {population_rank} real face(s) nearer than the patient)"

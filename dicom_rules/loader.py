@@ -238,6 +238,7 @@ def _pixel_plan(model: PixelsModel, default_engine: str, base: Path) -> PixelPla
         jpeg_quality=model.jpeg_quality,
         engine_options=options,
         text=TextPlan(model.text, model.keep_text.regex if model.keep_text is not None else None),
+        population_rank=model.verify.population_rank,
     )
 
 

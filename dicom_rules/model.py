@@ -293,6 +293,17 @@ class KeepTextModel(_Model):
     regex: Regex
 
 
+class VerifyModel(_Model):
+    """Fail-closed verification of every anonymized face, beyond the fixed same-person threshold."""
+
+    population_rank: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=1,
+        description="linkage test: at least this many real reference faces (the donor bank) must be nearer "
+        "to the output than the patient's own photo, else quarantine (output-links-to-input); 0 turns the "
+        "test OFF: outputs may then be linked back to their patient",
+    )
+
+
 class PixelsModel(_Model):
     """How the pixels of a route are anonymized."""
 
@@ -319,6 +330,9 @@ class PixelsModel(_Model):
     )
     keep_text: KeepTextModel | None = Field(
         default=None, description="allow-list of clinical text, e.g. {regex: '^[0-9 .,]*(mm|cm)?$'}"
+    )
+    verify: VerifyModel = Field(
+        default_factory=VerifyModel, description="verification options, e.g. {population_rank: 1}"
     )
 
     @model_validator(mode="after")
@@ -513,6 +527,7 @@ def all_field_names() -> frozenset[str]:
         OAuth2Model,
         Condition,
         PixelsModel,
+        VerifyModel,
         KeepTextModel,
         OverrideModel,
         MetadataModel,

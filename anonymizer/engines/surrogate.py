@@ -126,21 +126,30 @@ class Ingredients:
     """What one face's synthesis needs that no rung changes: computed once per group, mixed per rung."""
 
     average: np.ndarray  # (S, S, 3) float32 mean of the donors' textures closest in expression, common tone
+    coarse: np.ndarray  # (S, S, 3) float32 the average's deviation from the peers' mean above the pore scale
+    peers: _PeerBase
+    shape: np.ndarray  # (68, 2) mean landmarks of those photos
+    detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+
+
+@dataclass(frozen=True)
+class _PeerBase:
+    """What one face's synthesis needs from its peers and its own skin: the same for every donor set."""
+
     centre: np.ndarray  # (S, S, 3) float32 mean texture of the patient's demographic peers
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
-    shape: np.ndarray  # (68, 2) mean landmarks of those photos
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
-    detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+    skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
 
 
 @dataclass(frozen=True)
 class _Common:
     """What every donor set of one group shares."""
 
-    peers: list[list[DonorPhoto]]
     tris: np.ndarray
-    patient_texture: np.ndarray
     donor_descs: np.ndarray
+    reference: list[np.ndarray]  # per identity (n, 128): the linkage population, every real face of the bank
+    bases: list[_PeerBase]  # per face
 
 
 @dataclass(frozen=True)
@@ -220,13 +229,15 @@ class SurrogateEngine:
         bank = self.bank
         patient = _patient_profile(faces, bank)
         tris = triangulate(extended(bank.reference, bank.crop_size))
+        peers = [bank.by_identity()[i] for i in _peers(bank, patient)]
+        texture = self._patient_texture(faces, tris)
         common = _Common(
-            peers=[bank.by_identity()[i] for i in _peers(bank, patient)],
             tris=tris,
-            patient_texture=self._patient_texture(faces, tris),
-            donor_descs=np.stack(
-                [p.descriptor for p in bank.photos]
-            ),  # the output must match no donor at all
+            donor_descs=np.stack([p.descriptor for p in bank.photos]),  # the output may match no donor
+            # donors included (an attacker's gallery holds them as well); a bank identity that is the patient
+            # is left out by the test itself
+            reference=[np.stack([p.descriptor for p in ph]) for _, ph in sorted(bank.by_identity().items())],
+            bases=[self._peer_base(face, peers, texture) for face in faces],
         )
         best: _Attempt | None = None
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
@@ -256,12 +267,10 @@ class SurrogateEngine:
         groups = self.bank.by_identity()
         donors = {i: groups[i] for i in choice.identities}
         weights = _donor_weights(choice, self.settings.donor_spread)
-        # the linkage population: every real face of the bank, donors included (an attacker's gallery holds
-        # them as well); a bank identity that is the patient is left out by the test itself
-        reference = [np.stack([p.descriptor for p in ph]) for _, ph in sorted(groups.items())]
+        reference = common.reference
         prepared = [
-            self._ingredients(face, list(donors.values()), common.peers, common.patient_texture, weights)
-            for face in faces
+            self._ingredients(face, list(donors.values()), base, weights)
+            for face, base in zip(faces, common.bases, strict=True)
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
@@ -320,26 +329,32 @@ class SurrogateEngine:
             donor = self.bank.photos[nearest].identity
         return _Check(distance(out, face.descriptor), donor, closer, usable)
 
+    def _peer_base(
+        self, face: AlignedFace, peers: list[list[DonorPhoto]], patient_texture: np.ndarray
+    ) -> _PeerBase:
+        population = [_closest(photos, expression(face.landmarks)) for photos in peers]
+        centre = np.mean([self._common_tone(p) for p in population], axis=0)
+        blur = 0.25 * interocular(self.bank.reference)
+        return _PeerBase(
+            centre=centre,
+            anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
+            shape_centre=np.mean([p.landmarks for p in population], axis=0),
+            skin=_skin_stats(face.image, face.landmarks),
+        )
+
     def _ingredients(
-        self,
-        face: AlignedFace,
-        donors: list[list[DonorPhoto]],
-        peers: list[list[DonorPhoto]],
-        patient_texture: np.ndarray,
-        weights: np.ndarray,
+        self, face: AlignedFace, donors: list[list[DonorPhoto]], base: _PeerBase, weights: np.ndarray
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
-        population = [_closest(photos, want) for photos in peers]
-        centre = np.mean([self._common_tone(p) for p in population], axis=0)
         iod = interocular(self.bank.reference)
         own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
+        average = np.tensordot(weights, np.stack([self._common_tone(p) for p in picks]), axes=1)
         return Ingredients(
-            average=np.tensordot(weights, np.stack([self._common_tone(p) for p in picks]), axes=1),
-            centre=centre,
-            anti=_anti_face(centre, patient_texture, self._anti_weight(), 0.25 * iod),
+            average=average,
+            coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
+            peers=base,
             shape=np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1),
-            shape_centre=np.mean([p.landmarks for p in population], axis=0),
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
@@ -353,13 +368,13 @@ class SurrogateEngine:
         repel: Sequence[list[DonorPhoto]] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
-        mix = _caricature_texture(ingredients.average, ingredients.centre, strength.texture, 0.04 * iod)
-        texture = mix + strength.anti * ingredients.anti
+        mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
+        texture = mix + strength.anti * ingredients.peers.anti
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             donor = self._common_tone(_closest(photos, want))
             texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
-        shape = _caricature(ingredients.shape, ingredients.shape_centre, strength.shape)
+        shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
         texture = _with_detail(
             texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
@@ -376,7 +391,7 @@ class SurrogateEngine:
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
-        synth = _match_colour(synth, target, face.image, face.landmarks, self.settings.max_std_ratio)
+        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve, target), target
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
@@ -460,10 +475,15 @@ def _caricature(average: np.ndarray, population: np.ndarray, gain: float) -> np.
     return (population + gain * (np.asarray(average, np.float32) - population)).astype(np.float32)
 
 
-def _caricature_texture(average: np.ndarray, population: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+def _coarse_deviation(average: np.ndarray, population: np.ndarray, sigma: float) -> np.ndarray:
+    """The average's deviation from the population mean above the pore scale (one blur per donor set, not
+    per rung)."""
+    return cv2.GaussianBlur(np.asarray(average, np.float32) - population, (0, 0), sigma)
+
+
+def _caricature_texture(average: np.ndarray, coarse: np.ndarray, gain: float) -> np.ndarray:
     """Texture caricature that exaggerates only above the pore scale: amplified skin grain turns blotchy."""
-    deviation = np.asarray(average, np.float32) - population
-    return (average + (gain - 1.0) * cv2.GaussianBlur(deviation, (0, 0), sigma)).astype(np.float32)
+    return (average + (gain - 1.0) * coarse).astype(np.float32)
 
 
 def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
@@ -550,17 +570,29 @@ def _lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
+def _skin_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std (per Lab channel) of a crop's skin; None when no skin is visible."""
+    mask = skin_mask(landmarks, image.shape[0])
+    if not mask.any():
+        return None
+    lab = _lab(image)
+    return lab[mask].mean(0), lab[mask].std(0) + 1e-3
+
+
 def _match_colour(
-    synth: np.ndarray, synth_lm: np.ndarray, patient: np.ndarray, patient_lm: np.ndarray, max_ratio: float
+    synth: np.ndarray,
+    synth_lm: np.ndarray,
+    patient_skin: tuple[np.ndarray, np.ndarray] | None,
+    max_ratio: float,
 ) -> np.ndarray:
     """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics."""
     size = synth.shape[0]
-    src, dst = _lab(synth), _lab(patient)
-    sm, pm = skin_mask(synth_lm, size), skin_mask(patient_lm, size)
-    if not sm.any() or not pm.any():
+    src = _lab(synth)
+    sm = skin_mask(synth_lm, size)
+    if not sm.any() or patient_skin is None:
         return synth
     mu_s, sd_s = src[sm].mean(0), src[sm].std(0) + 1e-3
-    mu_p, sd_p = dst[pm].mean(0), dst[pm].std(0) + 1e-3
+    mu_p, sd_p = patient_skin
     ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
     out = (src - mu_s) * ratio + mu_p
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)

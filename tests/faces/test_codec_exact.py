@@ -147,3 +147,31 @@ def test_pixel_stage_output_without_the_old_pixel_data_is_still_block_exact(tmp_
     same = (old.Y == new.Y).all(axis=(2, 3))
     assert same.mean() > 0.8  # only the blocks under the patch were compressed again
     assert not same.all()
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("patch", [PATCH, (slice(120, 125), slice(150, 155)), (slice(0, 3), slice(0, 2))])
+def test_changed_blocks_equal_the_whole_frame_compressed(
+    subsampling: int, patch: tuple[slice, slice], tmp_path: Path
+) -> None:
+    """Only the box around the changed MCUs is compressed again; its blocks must be exactly those of the
+    whole frame compressed with the same tables (a 157 x 125 frame: partial MCUs at the right and bottom)."""
+    buf = io.BytesIO()
+    Image.fromarray(_photo(125, 157)).save(buf, "JPEG", quality=90, subsampling=subsampling)
+    source = buf.getvalue()
+    frame = np.asarray(Image.open(io.BytesIO(source)).convert("RGB")).copy()
+    frame[patch] = 255 - frame[patch]
+    out = codec.block_exact_jpeg(source, frame)
+    assert out is not None
+    src = _dct(source, tmp_path)
+    whole = jpeglib.from_spatial(np.ascontiguousarray(frame))
+    whole.samp_factor = src.samp_factor
+    whole.write_spatial(str(tmp_path / "whole.jpg"), qt=src.qt, quant_tbl_no=src.quant_tbl_no)
+    reference, new = jpeglib.read_dct(str(tmp_path / "whole.jpg")), _dct(out, tmp_path)
+    changed = 0
+    for name in ("Y", "Cb", "Cr"):
+        a, b, r = getattr(src, name), getattr(new, name), getattr(reference, name)
+        kept = (a == b).all(axis=(2, 3))
+        assert np.array_equal(b[~kept], r[~kept]), name  # every re-encoded block as in the whole frame
+        changed += int((~kept).sum())
+    assert changed > 0
