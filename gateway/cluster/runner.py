@@ -24,33 +24,15 @@ import structlog
 from dicom_rules import RuleSet
 from gateway.core import faults
 from gateway.core.config import GatewayConfig
-from gateway.core.jobs import InstanceSpec, ItemKind, ItemResult, JobResult, JobSpec
-from gateway.core.ledger.models import (
-    Deidentified,
-    Dropped,
-    InstanceOutcome,
-    JobRun,
-    LedgerError,
-    Quarantined,
-)
+from gateway.core.jobs import InstanceSpec, ItemKind, JobResult, JobSpec
+from gateway.core.ledger.models import JobRun, LedgerError
 from gateway.core.ledger.postgres import PostgresLedger
+from gateway.core.scheduler import job_retry_delay, outcome_of  # the same rules as on one node
 from gateway.core.spool import ContentStore, atomic_write
 from gateway.ops.metrics import QUARANTINED, STAGE_SECONDS
 
 LOG = structlog.get_logger("gateway.cluster.runner")
 T = TypeVar("T")
-
-
-def job_retry_delay(attempt: int) -> float:
-    return float(min(300, 5 * 2 ** max(0, attempt - 1)))
-
-
-def outcome_of(item: ItemResult) -> InstanceOutcome:
-    if item.kind is ItemKind.OK:
-        return Deidentified(item.instance_id, item.destination, item.out_path, item.out_sop_uid)
-    if item.kind is ItemKind.DROP:
-        return Dropped(item.instance_id, item.reason)
-    return Quarantined(item.instance_id, item.reason)
 
 
 class JobRunner:
