@@ -99,7 +99,7 @@ class JobRunner:
             except LedgerError as exc:
                 if time.monotonic() > deadline:
                     raise  # the coordinator's orphaned-run sweep takes the run over
-                LOG.warning("job.commit_retry", error=str(exc))
+                LOG.warning("job.commit_retry", error=type(exc).__name__)  # driver text can quote row values
                 time.sleep(1.0)
 
     @staticmethod
