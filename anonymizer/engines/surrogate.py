@@ -37,6 +37,7 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
+from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key, mix, mix_texture
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
@@ -119,6 +120,11 @@ class SurrogateSettings:
     # 12 % to 3 % on the London Set but let one donor dominate: 65 % of outputs then matched a donor. Off.
     donor_spread: float = 0.0
     donor_sets: int = 3  # donor sets tried, in keyed order, before the best one is left to verification
+    # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
+    # with a keyed unit vector, scaled to this share of one real person's deviation (0 = the convex mix
+    # above). Texture and shape separately: the shape ladder's caricature multiplies the shape's.
+    typicality: float = 0.0
+    shape_typicality: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -267,9 +273,12 @@ class SurrogateEngine:
         groups = self.bank.by_identity()
         donors = {i: groups[i] for i in choice.identities}
         weights = _donor_weights(choice, self.settings.donor_spread)
+        coefficients = None
+        if self.settings.typicality > 0:
+            coefficients = identity_coefficients(identity_key(choice.seed, choice.identities), len(donors))
         reference = common.reference
         prepared = [
-            self._ingredients(face, list(donors.values()), base, weights)
+            self._ingredients(face, list(donors.values()), base, weights, coefficients)
             for face, base in zip(faces, common.bases, strict=True)
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
@@ -343,18 +352,29 @@ class SurrogateEngine:
         )
 
     def _ingredients(
-        self, face: AlignedFace, donors: list[list[DonorPhoto]], base: _PeerBase, weights: np.ndarray
+        self,
+        face: AlignedFace,
+        donors: list[list[DonorPhoto]],
+        base: _PeerBase,
+        weights: np.ndarray,
+        coefficients: np.ndarray | None = None,
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         iod = interocular(self.bank.reference)
         own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
-        average = np.tensordot(weights, np.stack([self._common_tone(p) for p in picks]), axes=1)
+        toned = np.stack([self._common_tone(p) for p in picks])
+        shapes = np.stack([p.landmarks for p in picks])
+        if coefficients is None:
+            average, shape = np.tensordot(weights, toned, axes=1), np.tensordot(weights, shapes, axes=1)
+        else:  # a keyed point of the donors' linear space, not their mean (surrogate_identity.py)
+            average = mix_texture(toned, coefficients, self.settings.typicality)
+            shape = mix(shapes.mean(0), shapes, coefficients, self.settings.shape_typicality)
         return Ingredients(
             average=average,
             coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
             peers=base,
-            shape=np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1),
+            shape=shape,
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 

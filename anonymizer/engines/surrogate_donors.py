@@ -38,6 +38,7 @@ TIERS: tuple[tuple[float, float, bool, bool], ...] = (
 class DonorChoice:
     identities: tuple[str, ...]
     tier: int
+    seed: int = 0  # the keyed seed that drew the set (keys the synthetic identity's mix)
 
 
 def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def choose_donors(
     for tier_index, tier in enumerate(TIERS):
         chosen = [ids[j] for j in order if _passes(stats[ids[j]], patient, tier, settings)][: settings.k]
         if len(chosen) == settings.k:
-            return DonorChoice(tuple(chosen), tier_index)
+            return DonorChoice(tuple(chosen), tier_index, seed)
     raise DonorBankError(f"donor bank too small: need {settings.k} donors far from the patient")
 
 
