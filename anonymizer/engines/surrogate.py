@@ -37,7 +37,7 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
-from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key, mix, mix_texture
+from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key, mix_shape, mix_texture
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
@@ -77,7 +77,8 @@ class Strength:
 @dataclass(frozen=True)
 class SurrogateSettings:
     donor_bank: Path | None = None
-    k: int = 6  # donors averaged per synthetic identity
+    k: int = 9  # donors mixed per synthetic identity (at most)
+    k_min: int = 6  # fewest donors (surrogate_donors.choose_donors)
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
     expression_follow: float = 0.6  # free mouth / eyes: share of the patient's own shape about their centre
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
@@ -123,8 +124,9 @@ class SurrogateSettings:
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
     # with a keyed unit vector, scaled to this share of one real person's deviation (0 = the convex mix
     # above). Texture and shape separately: the shape ladder's caricature multiplies the shape's.
-    typicality: float = 0.0
-    shape_typicality: float = 0.0
+    typicality: float = 0.4
+    shape_typicality: float = 0.6
+    identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ class SurrogateEngine:
         donors = {i: groups[i] for i in choice.identities}
         weights = _donor_weights(choice, self.settings.donor_spread)
         coefficients = None
-        if self.settings.typicality > 0:
+        if self.settings.typicality > 0 or self.settings.shape_typicality > 0:
             coefficients = identity_coefficients(identity_key(choice.seed, choice.identities), len(donors))
         reference = common.reference
         prepared = [
@@ -365,11 +367,22 @@ class SurrogateEngine:
         own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
         toned = np.stack([self._common_tone(p) for p in picks])
         shapes = np.stack([p.landmarks for p in picks])
-        if coefficients is None:
-            average, shape = np.tensordot(weights, toned, axes=1), np.tensordot(weights, shapes, axes=1)
-        else:  # a keyed point of the donors' linear space, not their mean (surrogate_identity.py)
-            average = mix_texture(toned, coefficients, self.settings.typicality)
-            shape = mix(shapes.mean(0), shapes, coefficients, self.settings.shape_typicality)
+        average, shape = np.tensordot(weights, toned, axes=1), np.tensordot(weights, shapes, axes=1)
+        # a keyed point of the donors' linear space, not their mean (surrogate_identity.py), from each
+        # donor's most neutral photo: the same identity change in every photo of the patient
+        neutral = [_closest(photos, np.zeros(2, np.float32)) for photos in donors]
+        if coefficients is not None and self.settings.typicality > 0:
+            average = mix_texture(
+                average,
+                np.stack([self._common_tone(p) for p in neutral]),
+                coefficients,
+                self.settings.typicality,
+                self.settings.identity_clip,
+            )
+        if coefficients is not None and self.settings.shape_typicality > 0:
+            shape = mix_shape(
+                shape, np.stack([p.landmarks for p in neutral]), coefficients, self.settings.shape_typicality
+            )
         return Ingredients(
             average=average,
             coarse=_coarse_deviation(average, base.centre, 0.04 * iod),

@@ -16,7 +16,8 @@ from anonymizer.faces.verify import descriptor, distance
 
 
 class ChoiceSettings(Protocol):
-    k: int  # donors per synthetic identity
+    k: int  # donors per synthetic identity (at most)
+    k_min: int  # fewest donors: a tier with fewer passing identities is relaxed
     age_tolerance: float  # years, in the strictest tier
 
 
@@ -72,16 +73,19 @@ def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[st
 def choose_donors(
     bank: DonorBank, seed: int, patient: dict[str, Any], settings: ChoiceSettings
 ) -> DonorChoice:
-    """First k identities of the seeded permutation passing the strictest tier that yields k."""
+    """Up to k identities of the seeded permutation passing the strictest tier that yields at least k_min
+    (more donors: more directions for the keyed identity, and none of them dominant; a stricter tier keeps
+    sex and tone, which a mixed set would blur)."""
     groups = bank.by_identity()
     ids = sorted(groups)
     order = np.random.default_rng(seed).permutation(len(ids))
     stats = {i: _donor_stats(groups[i], patient) for i in ids}
+    fewest = min(settings.k_min, settings.k)
     for tier_index, tier in enumerate(TIERS):
         chosen = [ids[j] for j in order if _passes(stats[ids[j]], patient, tier, settings)][: settings.k]
-        if len(chosen) == settings.k:
+        if len(chosen) >= fewest:
             return DonorChoice(tuple(chosen), tier_index, seed)
-    raise DonorBankError(f"donor bank too small: need {settings.k} donors far from the patient")
+    raise DonorBankError(f"donor bank too small: need {fewest} donors far from the patient")
 
 
 def _donor_stats(photos: list[DonorPhoto], patient: dict[str, Any]) -> dict[str, Any]:

@@ -59,13 +59,40 @@ def mix(centre: np.ndarray, donors: np.ndarray, coefficients: np.ndarray, typica
     )
 
 
-def mix_texture(toned: np.ndarray, coefficients: np.ndarray, typicality: float) -> np.ndarray:
-    """The keyed mix of (k, S, S, 3) float RGB textures in lightness only; colour (a*, b*) is the donors'
-    plain mean. Negative weights on colour invert it (green lips, grey-blue skin patches); lightness carries
-    the shading of brows, lids and cheeks that identity lives in."""
-    labs = np.stack(
-        [cv2.cvtColor(np.clip(t, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB) for t in toned]
-    )
-    out = labs.mean(0)
-    out[..., 0] = np.clip(mix(out[..., 0], labs[..., 0], coefficients, typicality), 0.0, 100.0)
+def mix_texture(
+    base: np.ndarray,
+    neutral: np.ndarray,
+    coefficients: np.ndarray,
+    typicality: float,
+    soft_clip: float = 0.0,
+) -> np.ndarray:
+    """``base`` (S, S, 3 float RGB: the donors' plain mean in the face's expression) plus the keyed mix of
+    the donors' (k, S, S, 3) NEUTRAL textures' deviations, in lightness only. Neutral, so that the identity
+    change is the same in every photo of the patient and a donor's smile is never subtracted (a negative
+    weight on a smiling donor folded the synthetic smile). Colour (a*, b*) stays the base's: negative
+    weights on colour invert it (green lips, grey-blue skin patches); lightness carries the shading of brows,
+    lids and cheeks that identity lives in. ``soft_clip`` (L* units, 0 = off) bounds the change: one donor's
+    beard shadow or stray hair would otherwise print as a dark or pale blotch."""
+    light = np.stack([_lab(t)[..., 0] for t in neutral])
+    deviation = mix(np.zeros_like(light[0]), light - light.mean(0)[None], coefficients, typicality)
+    if soft_clip > 0:
+        deviation = soft_clip * np.tanh(deviation / soft_clip)
+    out = _lab(base)
+    out[..., 0] = np.clip(out[..., 0] + deviation, 0.0, 100.0)
     return (cv2.cvtColor(out, cv2.COLOR_LAB2RGB) * 255.0).astype(np.float32)
+
+
+def mix_shape(
+    base: np.ndarray, neutral: np.ndarray, coefficients: np.ndarray, typicality: float
+) -> np.ndarray:
+    """``base`` (68, 2) landmarks in the face's expression plus the keyed mix of the donors' (k, 68, 2)
+    neutral landmarks' deviations (see ``mix_texture``)."""
+    neutral = np.asarray(neutral, np.float32)
+    return (
+        np.asarray(base, np.float32)
+        + mix(np.zeros_like(neutral[0]), neutral - neutral.mean(0)[None], coefficients, typicality)
+    ).astype(np.float32)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
