@@ -124,26 +124,30 @@ def send_quietly(sock: socket.socket, data: bytes) -> None:
 
 def read_exact(
     sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout", partial_ok: bool = False
-) -> bytes:
+) -> bytearray:
     """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`. At EOF: the bytes read so far when
-    ``partial_ok`` (pynetdicom takes a short read as the transport closing), else Refused('peer_closed')."""
+    ``partial_ok`` (pynetdicom takes a short read as the transport closing), else Refused('peer_closed').
+    The buffer received into is returned as it is (no copy: a photo's PDUs pass through here)."""
     buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Refused(reason)
-        sock.settimeout(remaining)
-        try:
-            read = sock.recv_into(view[got:], min(n - got, RECV_CHUNK))
-        except TimeoutError:
-            raise Refused(reason) from None
-        if not read:
-            if partial_ok:
-                return bytes(buf[:got])
-            raise Refused("peer_closed")
-        got += read
-    return bytes(buf)
+    with memoryview(buf) as view:
+        got = 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Refused(reason)
+            sock.settimeout(remaining)
+            try:
+                read = sock.recv_into(view[got:], min(n - got, RECV_CHUNK))
+            except TimeoutError:
+                raise Refused(reason) from None
+            if not read:
+                if partial_ok:
+                    break
+                raise Refused("peer_closed")
+            got += read
+    if got < n:
+        del buf[got:]
+    return buf
 
 
 # ---- the association's socket -----------------------------------------------------------------------------
@@ -234,12 +238,12 @@ class GuardedSocket(AssociationSocket):
                     self._check_header(data)
                     if self._may_cross_cap(data):
                         data = self._screen_pdata(data)
-                return bytearray(data)
+                return data
             data = self._read(nr_bytes)
             guard.header_next = True
             if guard.pdu_type == P_DATA_TF:
                 self._account(data)
-            return bytearray(data)
+            return data
         except Refused as exc:
             self._refuse(str(exc))
             raise
@@ -254,18 +258,16 @@ class GuardedSocket(AssociationSocket):
         self._release()
         super().close()
 
-    def _read(self, n: int) -> bytes:
+    def _read(self, n: int) -> bytearray:
         guard = self._guard
-        if guard.prefix:
-            data = bytes(guard.prefix[:n])
-            del guard.prefix[:n]
-            if len(data) == n:
-                return data
-            n -= len(data)
-        else:
-            data = b""
         assert self.socket is not None
-        return data + read_exact(self.socket, n, guard.deadline, partial_ok=True)
+        if not guard.prefix:
+            return read_exact(self.socket, n, guard.deadline, partial_ok=True)
+        data = guard.prefix[:n]
+        del guard.prefix[:n]
+        if len(data) < n:
+            data += read_exact(self.socket, n - len(data), guard.deadline, partial_ok=True)
+        return data
 
     def _check_header(self, header: bytes) -> None:
         guard = self._guard
@@ -305,7 +307,7 @@ class GuardedSocket(AssociationSocket):
         (length,) = struct.unpack_from(">L", header, 2)
         return guard.draining or guard.message_bytes + length > guard.limits.max_dataset_bytes
 
-    def _screen_pdata(self, header: bytes) -> bytes:
+    def _screen_pdata(self, header: bytearray) -> bytearray:
         """Read P-DATA-TF PDUs here until one is left for pynetdicom: data fragments above the cap are
         dropped, the last one becomes the marker. Returns the header pynetdicom reads next (body: prefix)."""
         guard = self._guard
@@ -318,7 +320,7 @@ class GuardedSocket(AssociationSocket):
             kept = self._drain_pdvs(body)
             if kept:
                 guard.prefix[:0] = kept
-                return HEADER.pack(P_DATA_TF, 0, len(kept))
+                return bytearray(HEADER.pack(P_DATA_TF, 0, len(kept)))
             guard.deadline = time.monotonic() + guard.limits.pdu_timeout_s  # the next PDU's own deadline
             header = self._read(6)
             if len(header) < 6:
@@ -327,7 +329,7 @@ class GuardedSocket(AssociationSocket):
             if not self._may_cross_cap(header):
                 return header
 
-    def _drain_pdvs(self, body: bytes) -> bytes:
+    def _drain_pdvs(self, body: bytearray) -> bytearray:
         """The PDV items of ``body`` pynetdicom gets: all but the data beyond the cap (PS3.8 §9.3.5.1)."""
         guard, kept, off = self._guard, bytearray(), 0
         cap, fitting = guard.limits.max_dataset_bytes, guard.message_bytes
@@ -349,7 +351,7 @@ class GuardedSocket(AssociationSocket):
             if control & 0x02:  # the message's last fragment: pynetdicom completes it with the marker
                 kept += struct.pack(">LBB", 2 + len(guard.marker), context_id, 0x02) + guard.marker
                 guard.draining, guard.drained = False, 0
-        return bytes(kept)
+        return kept
 
     def _release(self) -> None:
         _give_back(self._guard)
