@@ -77,9 +77,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(
-    cmd: list[str], port: int, aec: str, env: dict[str, str] | None = None
+    cmd: list[str], port: int, aec: str, env: dict[str, str] | None = None, cwd: Path = REPO
 ) -> Iterator[tuple[int, str]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env)
     try:
         wait_echo(port, aec)
         yield port, aec
@@ -87,11 +87,20 @@ def running(
         stop(proc)
 
 
-def gateway(root: Path, extra: tuple[str, ...] = ()) -> AbstractContextManager[tuple[int, str]]:
+def gateway(
+    root: Path, extra: tuple[str, ...] = (), repo: Path = REPO
+) -> AbstractContextManager[tuple[int, str]]:
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli", *extra, "serve", "--data-dir", str(root), "--port", str(port)]
     cmd += ["--metrics-port", "0", "--quiet-period", "3600", "--workers", "0", "--log-level", "WARNING"]
-    return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(REPO)})
+    return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(repo)}, cwd=repo)
+
+
+BASELINE: list[Path] = []  # --baseline: another checkout of the gateway, measured in the same rounds
+
+
+def gateway_baseline(root: Path) -> AbstractContextManager[tuple[int, str]]:
+    return gateway(root, repo=BASELINE[0])
 
 
 @contextmanager
@@ -162,6 +171,7 @@ RECEIVERS: dict[str, Receiver] = {
     "storescp": storescp,
     "pynetdicom": pynetdicom_app,
     "gateway+console": gateway_console,  # only with --console: right after the plain gateway
+    "gateway@base": gateway_baseline,  # only with --baseline: right after the plain gateway
 }
 
 
@@ -244,6 +254,10 @@ def report(results: Results, args: argparse.Namespace) -> None:
             scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
             print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
     for key, per in results.items():
+        if "gateway" in per and "gateway@base" in per:
+            new, base = statistics.median(per["gateway"]), statistics.median(per["gateway@base"])
+            print(f"before/after {key}: baseline {base:.1f}/s, this checkout {new:.1f}/s = {new / base:.2f}x")
+    for key, per in results.items():
         if "gateway" in per and "gateway+console" in per:
             on, off = statistics.median(per["gateway+console"]), statistics.median(per["gateway"])
             print(f"console {key}: {on:.1f}/s on vs {off:.1f}/s off = {on / off:.2f}x")
@@ -258,11 +272,14 @@ def main() -> None:
     parser.add_argument(
         "--receivers",
         nargs="+",
-        default=[n for n in RECEIVERS if n != "gateway+console"],
+        default=[n for n in RECEIVERS if n not in ("gateway+console", "gateway@base")],
         choices=list(RECEIVERS),
     )
     parser.add_argument(
         "--console", action="store_true", help="also the gateway with its web console on (an admin polling)"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="also the gateway of this checkout (e.g. /work/main), for before/after"
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="where receivers write (default: /tmp)")
     parser.add_argument("--json", type=Path, help="also write the per-round numbers here")
@@ -271,6 +288,10 @@ def main() -> None:
     if args.console and "gateway+console" not in args.receivers:
         at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
         args.receivers.insert(at, "gateway+console")
+    if args.baseline and "gateway@base" not in args.receivers:
+        BASELINE.append(args.baseline.resolve())
+        at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
+        args.receivers.insert(at, "gateway@base")
     results = run(args)
     report(results, args)
     if args.stow:

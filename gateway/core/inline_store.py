@@ -20,6 +20,7 @@ changes the seam is caught by the tests that send real C-STOREs (``tests/gateway
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import structlog
@@ -36,10 +37,11 @@ class InlineStoreQueue(PatientQueue):
     def __init__(self, assoc: Any, wait_s: float = 0.02) -> None:
         super().__init__(wait_s)
         self.assoc = assoc
+        abort_without_waiting_on_the_dul(assoc)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         context_id, primitive = item
-        if isinstance(primitive, C_STORE) and primitive.is_valid_request and self.empty():
+        if self._serves_inline(context_id, primitive):
             try:
                 self.assoc._serve_request(primitive, context_id)
             except Exception as exc:  # pynetdicom logs handler errors itself; this is its own failure
@@ -47,3 +49,28 @@ class InlineStoreQueue(PatientQueue):
                 self.assoc.abort()
             return
         super().put(item, block, timeout)
+
+    def _serves_inline(self, context_id: Any, primitive: Any) -> bool:
+        """A valid C-STORE request on an accepted context with nothing queued before it; anything else
+        (an unknown context ID, which pynetdicom answers with an A-ABORT, included) takes the usual path."""
+        assoc = self.assoc
+        return (
+            isinstance(primitive, C_STORE)
+            and primitive.is_valid_request
+            and context_id in assoc._accepted_cx
+            and assoc.is_established
+            and self.empty()
+        )
+
+
+def abort_without_waiting_on_the_dul(assoc: Any) -> None:
+    """pynetdicom's blocking abort waits for the DUL thread to stop; called *on* the DUL thread (an error in
+    an inline C-STORE) it would wait for itself. There it queues the A-ABORT and returns, as pynetdicom's
+    own event handlers do (its non-blocking abort); from any other thread it blocks as before."""
+    blocking, dul = assoc._abort_blocking, assoc.dul
+
+    def abort(block: bool = True) -> None:
+        blocking(block and threading.current_thread() is not dul)
+
+    assoc._abort_blocking = abort  # pynetdicom swaps ``abort`` between this and its non-blocking one
+    assoc.abort = abort
