@@ -14,14 +14,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, VLPhotographicIma
 from dicom_rules import FolderDestination
 from gateway.core.config import CallerRule
 from tests.conftest import DCMTK_ENV, Study, face_photos, make_small_sc, make_vl_photo, write_study
-from tests.gateway.conftest import (
-    gateway_config,
-    instance_states,
-    ledger_of,
-    rules_to,
-    storescu,
-    wait_until,
-)
+from tests.gateway.conftest import gateway_config, instance_states, ledger_of, rules_to, storescu, wait_until
 
 pytestmark = pytest.mark.integration
 
