@@ -9,10 +9,13 @@ TCP_NODELAY=1) over 1 and over N parallel associations into
     .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--rounds 3] [--parallel 1 4]
 
 Every round starts a fresh receiver of each kind (no duplicate short-cuts) and runs the peers one after the
-other, so a machine that gets busier mid-run slows them all alike; the table gives the median of the rounds
-and the ratios against Orthanc and storescp. The load average is printed with it: on a shared machine, read
-the ratios, not the absolute numbers. Sets: London Set photos wrapped as JPEG Baseline VL Photographic (no
-re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary Capture objects.
+other, so a machine that gets busier mid-run slows them all alike; each round starts with the next receiver
+(rotation), and the disk is synced after each receiver's files are removed, so no receiver pays for the
+write-back of the one before it (storescp and pynetdicom do not fsync; every receiver's files are deleted);
+the table gives the median of the rounds and the ratios against Orthanc and storescp. The load average is
+printed with it: on a shared machine, read the ratios, not the absolute numbers. Sets: London Set photos
+wrapped as JPEG Baseline VL Photographic (no re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary
+Capture objects.
 
 Why an earlier version showed Orthanc at ~20 instances/s: Orthanc was started without ``TCP_NODELAY=1`` (the
 DCMTK peers had it), so every C-STORE response waited out a 40 ms delayed ACK. ``tests.conftest.Orthanc``
@@ -96,11 +99,9 @@ def gateway(
     return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(repo)}, cwd=repo)
 
 
-BASELINE: list[Path] = []  # --baseline: another checkout of the gateway, measured in the same rounds
-
-
-def gateway_baseline(root: Path) -> AbstractContextManager[tuple[int, str]]:
-    return gateway(root, repo=BASELINE[0])
+def gateway_of(repo: Path) -> Receiver:
+    """The gateway of another checkout (``--baseline``), measured in the same rounds as this one."""
+    return lambda root: gateway(root, repo=repo)
 
 
 @contextmanager
@@ -171,8 +172,7 @@ RECEIVERS: dict[str, Receiver] = {
     "storescp": storescp,
     "pynetdicom": pynetdicom_app,
     "gateway+console": gateway_console,  # only with --console: right after the plain gateway
-    "gateway@base": gateway_baseline,  # only with --baseline: right after the plain gateway
-}
+}  # --baseline DIR adds "gateway@DIR" right after the plain gateway
 
 
 def send(port: int, aec: str, files: list[Path], parallel: int = 1) -> float:
@@ -206,23 +206,32 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
 
 
+def rotated(names: list[str], rnd: int) -> list[str]:
+    """Each round starts with the next receiver: none always runs right after the same one (a receiver that
+    does not fsync leaves dirty pages that the next one's first fsyncs write back)."""
+    start = rnd % len(names)
+    return names[start:] + names[:start]
+
+
 def run(args: argparse.Namespace) -> Results:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.work_dir))
     results: Results = {}
     try:
         sets = make_sets(work / "in", args.photos, args.small)
+        os.sync()
         for rnd in range(args.rounds):
             for set_name, files in sets.items():
                 if not files:  # --photos 0 or --small 0: that set is skipped
                     continue
                 for parallel in args.parallel:
                     key = f"{set_name}/{parallel}"
-                    for name in args.receivers:
+                    for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
                         with RECEIVERS[name](root) as (port, aec):
                             seconds = send(port, aec, files, parallel)
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
                         shutil.rmtree(root, ignore_errors=True)
+                        os.sync()  # the next receiver's fsyncs must not pay for this one's writes and deletes
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -254,9 +263,9 @@ def report(results: Results, args: argparse.Namespace) -> None:
             scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
             print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
     for key, per in results.items():
-        if "gateway" in per and "gateway@base" in per:
-            new, base = statistics.median(per["gateway"]), statistics.median(per["gateway@base"])
-            print(f"before/after {key}: baseline {base:.1f}/s, this checkout {new:.1f}/s = {new / base:.2f}x")
+        for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
+            new, base = statistics.median(per["gateway"]), statistics.median(per[name])
+            print(f"{key}: this checkout {new:.1f}/s, {name} {base:.1f}/s = {new / base:.2f}x")
     for key, per in results.items():
         if "gateway" in per and "gateway+console" in per:
             on, off = statistics.median(per["gateway+console"]), statistics.median(per["gateway"])
@@ -272,14 +281,18 @@ def main() -> None:
     parser.add_argument(
         "--receivers",
         nargs="+",
-        default=[n for n in RECEIVERS if n not in ("gateway+console", "gateway@base")],
+        default=[n for n in RECEIVERS if n != "gateway+console"],
         choices=list(RECEIVERS),
     )
     parser.add_argument(
         "--console", action="store_true", help="also the gateway with its web console on (an admin polling)"
     )
     parser.add_argument(
-        "--baseline", type=Path, help="also the gateway of this checkout (e.g. /work/main), for before/after"
+        "--baseline",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="also the gateway of these checkouts (e.g. a `git archive` of main), for before/after",
     )
     parser.add_argument("--work-dir", type=Path, default=None, help="where receivers write (default: /tmp)")
     parser.add_argument("--json", type=Path, help="also write the per-round numbers here")
@@ -288,10 +301,10 @@ def main() -> None:
     if args.console and "gateway+console" not in args.receivers:
         at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
         args.receivers.insert(at, "gateway+console")
-    if args.baseline and "gateway@base" not in args.receivers:
-        BASELINE.append(args.baseline.resolve())
-        at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
-        args.receivers.insert(at, "gateway@base")
+    for repo in reversed(args.baseline):
+        name = f"gateway@{repo.resolve().name}"
+        RECEIVERS[name] = gateway_of(repo.resolve())
+        args.receivers.insert(args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0, name)
     results = run(args)
     report(results, args)
     if args.stow:

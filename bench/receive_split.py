@@ -11,11 +11,11 @@ Steps (each timed where it runs; "thread" is the thread it runs on):
                        bytes still in flight, so a slow sender shows here)
 - ``PDU decode``       pynetdicom's P-DATA-TF decode (DUL thread)
 - ``DIMSE assembly``   pynetdicom's DIMSE message assembly and command decode (DUL thread)
-- ``hand-off in``      message complete → service handler starts (DUL → association thread, when it applies)
+- ``hand-off in``      message complete → service handler starts (DUL thread → association thread)
 - ``handler``          the C-STORE handler as a whole, split into: Part 10 header, parse + checks, sha256,
                        write + fdatasync, ledger commit, and the rest (log line, metrics)
 - ``hand-off out``     handler returns → response PDU written to the socket (response encode, queue, thread
-                       switch when it applies)
+                       switch back to the DUL thread)
 
 The timers cost a few microseconds each; what no timer covers (the sender, the kernel, the GIL held by another
 thread) is the difference between the wall time and the sum of the steps on the path.
@@ -81,7 +81,7 @@ def instrument(timers: Timers) -> None:
 
     timers.wrap(pdu_guard.GuardedSocket, "recv", "socket read")
     timers.wrap(dul.DULServiceProvider, "_decode_pdu", "PDU decode")
-    timers.wrap(dimse.DIMSEServiceProvider, "receive_primitive", "DIMSE assembly (incl. in-line handler)")
+    timers.wrap(dimse.DIMSEServiceProvider, "receive_primitive", "DIMSE assembly")
     timers.wrap(scp, "handle_store", "handler")
     timers.wrap(scp, "encoded_file", "  Part 10 header")
     timers.wrap(intake, "parse_header", "  parse + checks")

@@ -46,7 +46,6 @@ from pynetdicom._handlers import (
 )
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from gateway.core.inline_store import InlineStoreQueue
 from gateway.core.pdu_guard import (
     HEADER,
     AdmissionLimits,
@@ -54,6 +53,7 @@ from gateway.core.pdu_guard import (
     Guard,
     GuardedSocket,
     NotifyingQueue,
+    PatientQueue,
     Refused,
     Wakeup,
     WakingQueue,
@@ -282,7 +282,7 @@ class GuardedRequestHandler(RequestHandler):
         guard.wakeup = Wakeup()  # event-driven DUL and acceptor loops (see Wakeup, PatientQueue)
         assoc.dul.to_provider_queue = WakingQueue(guard.wakeup)
         assoc.dul._run_loop_delay = 0.0  # the DUL now waits in GuardedSocket.ready instead
-        assoc.dimse.msg_queue = InlineStoreQueue(assoc)  # C-STOREs answered on the DUL thread
+        assoc.dimse.msg_queue = PatientQueue()
         assoc.dul.to_user_queue = NotifyingQueue(assoc.dimse.msg_queue)
         return assoc
 

@@ -163,12 +163,11 @@ def test_unacknowledged_spool_files_are_counted_at_start(tmp_path: Path, gateway
     assert service.count_spool_orphans() == 1  # a received instance is not an orphan
 
 
-def test_c_stores_are_answered_on_the_reading_thread_and_a_wrong_context_id_aborts_only_its_association(
+def test_a_c_store_on_a_context_id_never_accepted_aborts_only_its_association(
     tmp_path: Path, gateway
 ) -> None:
-    """A C-STORE on an accepted context is served inline (gateway/core/inline_store.py); one on a context ID
-    that was never accepted goes to pynetdicom's usual path, which aborts that association; the next
-    association stores."""
+    """pynetdicom answers a C-STORE on a context ID it never accepted with an A-ABORT; the next association
+    stores."""
     from io import BytesIO
 
     from pynetdicom.dimse_primitives import C_STORE
@@ -181,7 +180,7 @@ def test_c_stores_are_answered_on_the_reading_thread_and_a_wrong_context_id_abor
     ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1"])
     assoc = ae.associate("127.0.0.1", service.port, ae_title="VERA_GW")
     assert assoc.is_established
-    assert assoc.send_c_store(ds).Status == 0x0000  # served inline
+    assert assoc.send_c_store(ds).Status == 0x0000
     req = C_STORE()
     req.MessageID, req.Priority = 2, 2
     req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
