@@ -74,7 +74,7 @@ class _Glyphs:
     boxes: np.ndarray  # (n, 4) int x, y, w, h at the level
     centres: np.ndarray  # (n, 2) int x, y
     heights: np.ndarray  # (n,) the type's height: the box's, or a slanted word blob's thickness
-    pieces: np.ndarray  # (n,) bool: a piece of a word blob (several touching glyphs), not a glyph
+    word: np.ndarray  # (n,) int: 0 for a glyph, else the word blob (touching glyphs) this piece is cut from
 
 
 def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, ...] = (0, 1)) -> _Glyphs:
@@ -82,8 +82,8 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, .
     type whose glyphs touch (bold or tight type, slanted or level), split into glyph-sized pieces."""
     block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
     kinds = ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast))
-    boxes, centres, heights, pieces = [], [], [], []
-    for kind, c in (kinds[i] for i in polarities):
+    boxes, centres, heights, word = [], [], [], []
+    for polarity, (kind, c) in enumerate(kinds[i] for i in polarities):
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
         _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
@@ -96,9 +96,9 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, .
         boxes += [stats[keep, :4], words.boxes]
         centres += [cents[keep].astype(int), words.centres]
         heights += [h[keep], words.heights]
-        pieces += [np.zeros(int(keep.sum()), bool), words.pieces]
+        word += [np.zeros(int(keep.sum()), np.int64), words.word + (polarity << 24)]  # ids unique per level
     return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights).astype(float),
-                   np.concatenate(pieces))
+                   np.concatenate(word))
 
 
 def _word_blobs(
@@ -113,7 +113,7 @@ def _word_blobs(
         ~glyph & (h >= settings.min_line_px) & (h <= 2.5 * settings.max_line_px) & (w >= 0.8 * h)
         & (w <= 12 * h) & (w <= 12 * settings.max_line_px) & (area >= 0.15 * w * h)
     )[0]
-    boxes, centres, heights = [np.zeros((0, 4), int)], [np.zeros((0, 2), int)], [np.zeros(0)]
+    boxes, centres, heights, word = [np.zeros((0, 4), int)], [np.zeros((0, 2), int)], [np.zeros(0)], [[]]
     for i in candidates[candidates > 0]:
         x, y, bw, bh = stats[i, :4]
         ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
@@ -132,8 +132,9 @@ def _word_blobs(
         boxes.append(np.column_stack([points - half, np.full((pieces, 2), thin)]).round().astype(int))
         centres.append(np.clip(points.round(), 0, np.array(labels.shape[::-1]) - 1).astype(int))
         heights.append(np.full(pieces, thin))
-    thickness = np.concatenate(heights)
-    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), thickness, np.ones(len(thickness), bool))
+        word.append([int(i)] * pieces)
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights),
+                   np.concatenate(word).astype(np.int64))
 
 
 def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
@@ -221,15 +222,24 @@ def _level_proposals(
     # chroma at the finest level: only ink more colourful than its surroundings (a 12 px orange date stamp
     # on a face); darker-than-paper ink is seen in brightness there
     found_in = [_glyphs(c, settings, (1,) if finest and k else (0, 1)) for k, c in enumerate(channels)]
-    fields = ("boxes", "centres", "heights", "pieces")
-    every = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields))
+    fields = ("boxes", "centres", "heights", "word")
+    words = [np.where(g.word > 0, g.word + (k << 26), 0) for k, g in enumerate(found_in)]  # unique ids
+    every = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields[:3]),
+                    np.concatenate(words))
     # lines of separate glyphs first, as they are; then lines that need word blobs' pieces (where a piece
     # joins a line of separate glyphs it could tilt or split it, so those stay as found without pieces)
-    separate = _Glyphs(*(getattr(every, f)[~every.pieces] for f in fields))
+    separate = _Glyphs(*(getattr(every, f)[every.word == 0] for f in fields))
     found = _lines_of(separate, channels[0].shape, factor, settings, need_piece=False)
-    if every.pieces.any():
+    if every.word.any():
         found += _lines_of(every, channels[0].shape, factor, settings, need_piece=True)
     return found
+
+
+def _several_words(word: np.ndarray) -> bool:
+    """A line that needs word blobs: two of them, or one and two glyphs (one blob alone, cut into pieces,
+    would make any long strand of hair or fabric a line)."""
+    blobs = len(np.unique(word[word > 0]))
+    return blobs >= 2 or (blobs == 1 and np.count_nonzero(word == 0) >= 2)
 
 
 def _lines_of(
@@ -243,7 +253,7 @@ def _lines_of(
     found: list[Proposal] = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
-        if need_piece and not glyphs.pieces[per_line[i]].any():
+        if need_piece and not _several_words(glyphs.word[per_line[i]]):
             continue
         heights = glyphs.heights[per_line[i]]
         if not _text_like(heights, settings):

@@ -163,12 +163,15 @@ def _read(
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
-    if not text and any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words):
+    nearly = any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words)
+    if not text and (nearly or any(_is_token(w, settings) for w in words)):
         # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
-        # tesseract's confidence; a tight crop and the inverted crop are read before giving up
+        # tesseract's confidence, and some lines read only with more paper around them; a wide, a tight and
+        # the inverted crop are read before giving up
         block = _block(p)
+        wide, wide_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.6)
         tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        retries = [(tight, tight_m, block), (255 - crop, m, block)]
+        retries = [(wide, wide_m, block), (tight, tight_m, block), (255 - crop, m, block)]
         if block:  # a line beside hair or fabric, read as a block: its surest word's row as one line
             best = max(words, key=lambda w: w.confidence)
             row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
