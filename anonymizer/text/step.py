@@ -209,12 +209,12 @@ def _runs_on(paper: np.ndarray, window: Box, shape: tuple[int, ...], whole: bool
 
 def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
     """The card or bar a text line is printed on, when it ends near the line: the uniform paper beside the
-    line, flooded at reduced size, bounded within the line's length (or half the photo) on either end and a
-    few heights across.
+    line, flooded at reduced size, bounded within the line's length (or the photo's width) on either end
+    and a few heights across.
     The whole card goes (a word the detector missed at the card's edge goes with it); paper that runs on
     (a wall, skin) is no card and nothing more is filled."""
     g = max(p.size[1], p.glyph_px)
-    reach = max(p.size[0], 0.5 * image.shape[1])  # an overlay bar may span the photo
+    reach = max(p.size[0], image.shape[1])  # an overlay bar may span the photo, the line at one end
     window = Proposal(p.centre, (p.size[0] + 2 * reach, p.size[1] + 8 * g), p.angle, p.glyph_px)
     x0, y0, x1, y1 = window.box(image.shape)
     factor = min(1.0, 6.0 / max(g, 1.0))
@@ -238,7 +238,7 @@ def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
         ys, xs = np.nonzero(paper)
         (cx, cy), size, angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
         too_big = size[0] * size[1] / factor**2 > 0.25 * image.shape[0] * image.shape[1]  # a backdrop
-        if len(xs) < 0.3 * size[0] * size[1] or min(size) > 8 * g * factor or too_big:
+        if len(xs) < 0.3 * size[0] * size[1] or not 1 <= min(size) <= 8 * g * factor or too_big:
             continue
         along, across = (size[0], size[1]) if size[0] >= size[1] else (size[1], size[0])
         angle = angle if size[0] >= size[1] else angle + 90.0  # the card's long side, as for a line

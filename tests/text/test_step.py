@@ -223,3 +223,28 @@ def test_small_orange_date_stamp_on_skin_is_redacted_or_held() -> None:
     assert readable_tokens(photo, stamp)  # the attacker reads the input (along the colour axis)
     result = scrub(photo, TextPlan())
     assert result.image is None or readable_tokens(result.image, stamp) == set(), result.report
+
+
+def test_overlay_bar_longer_than_half_the_photo_beside_its_line_goes_whole() -> None:
+    """A chart overlay spanning nearly the photo's width, of which only one word is confirmed: the bar is a
+    card even when it runs further beyond that word than half the photo (it once went out with the name)."""
+    path = FACES / "017_03.jpg"
+    if not path.is_file():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    base = np.asarray(Image.open(path).convert("RGB"))
+    font = ImageFont.truetype(str(DEJAVU / "DejaVuSansCondensed-Oblique.ttf"), round(49 / 0.72))
+    text = "FISCHER, LUKAS  MRN 20726900"
+    probe = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    w, h = probe[2] - probe[0] + 48, probe[3] - probe[1] + 48
+    tile = Image.new("RGBA", (w, h), (20, 20, 30, 210))
+    ImageDraw.Draw(tile).text((24 - probe[0], 24 - probe[1]), text, font=font, fill=(240, 240, 240, 255))
+    photo_img = Image.fromarray(base).convert("RGBA")
+    x0, y0 = 737 - w // 2, 93 - h // 2
+    photo_img.alpha_composite(tile, (x0, y0))
+    photo = np.asarray(photo_img.convert("RGB"))
+    polygon = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], np.float32)
+    bar = Canary(CanaryKind.OVERLAY, ("FISCHER", "LUKAS", "MRN", "20726900"), polygon, 0.0, 49)
+    assert len(readable_tokens(photo, bar)) >= 3  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, bar) == set()
