@@ -26,7 +26,7 @@ class DetectSettings:
     contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
     min_line_px: float = 4.0  # a proposal's glyph height, at its level
-    max_line_px: float = 20.0  # larger type is found one level coarser (bands overlap: thin type breaks up)
+    max_line_px: float = 16.0  # larger type is found one level coarser
     min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
     min_fill: float = 0.35  # component pixels / oriented-box area
     min_glyphs: int = 3  # glyph blobs of one size in a line proposal
