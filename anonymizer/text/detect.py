@@ -5,7 +5,8 @@ polarities, so dark ink on a card and light type on a dark overlay are both seen
 are widened by a share of their own height, so the glyphs and words of one line touch while the lines above
 and below do not; a component holding at least three glyphs of one size is a proposal, with its oriented
 box (rotated text keeps its angle). Each pyramid level finds one band of glyph heights, so 12 px and 80 px
-type are both found with fixed thresholds.
+type are both found with fixed thresholds. Glyphs that touch (bold, narrow or tight type) form word blobs,
+which are cut into glyph-sized pieces; lines that need them are proposed besides the lines of separate glyphs.
 The proposals are confirmed (or not) by OCR in :mod:`anonymizer.text.ocr`; this module only proposes.
 """
 
