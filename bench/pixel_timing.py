@@ -33,8 +33,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from anonymizer import codec, pixel_stage  # noqa: E402
-from anonymizer.faces import pipeline, verify  # noqa: E402
+from anonymizer import pixel_stage  # noqa: E402
+from anonymizer.faces import pipeline  # noqa: E402
 from anonymizer.outcomes import Ok  # noqa: E402
 from anonymizer.photo_dicom import PhotoContext, jpeg_to_dataset  # noqa: E402
 from anonymizer.plans import PixelPlan, Region  # noqa: E402
