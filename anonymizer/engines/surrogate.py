@@ -395,7 +395,7 @@ class SurrogateEngine:
             strength,
             self.settings.expression_follow,
         )
-        target = self._follow_patient(target, face.landmarks, preserve)
+        target = self._follow_patient(target, face.landmarks, preserve, strength)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
@@ -404,9 +404,13 @@ class SurrogateEngine:
         return _poisson(synth, face, preserve, target), target
 
     def _follow_patient(
-        self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...]
+        self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
     ) -> np.ndarray:
-        """Expression and face frame of the patient on the free points of the target (surrogate_shape.py)."""
+        """Expression and face frame of the patient on the free points of the target (surrogate_shape.py).
+        The frame is left alone where it would undo a change made for privacy: on overshoot rungs (they
+        widen outline, brows and eye spacing on purpose) and when the nose or eyes are kept (the kept region
+        anchors the face already; there the rest must carry the whole change: linkage rank 1 rose 31 -> 44 %
+        on 8 London-set pairs with the frame kept)."""
         free = np.ones(68, bool)
         for region in preserve:
             free[list(REGION_POINTS.get(region, ()))] = False
@@ -415,7 +419,10 @@ class SurrogateEngine:
             modes = self.settings.expression_modes
             self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
         target = self._expression.transfer(target, patient, free)
-        return keep_frame(target, patient, free) if self.settings.keep_frame else target
+        anchored = Region.NOSE in preserve or Region.EYES in preserve
+        if not self.settings.keep_frame or strength.push > 0 or anchored:
+            return target
+        return keep_frame(target, patient, free)
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
