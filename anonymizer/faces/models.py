@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 _lock = threading.Lock()
+_detect_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,12 @@ def one_torch_thread() -> Iterator[None]:
     the boxes independent of the machine's core count."""
     import torch
 
-    before = torch.get_num_threads()
-    if before != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
+    with _detect_lock:  # the thread count is process-wide: callers on other threads wait their turn
+        before = torch.get_num_threads()
         if before != 1:
-            torch.set_num_threads(before)
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if before != 1:
+                torch.set_num_threads(before)
