@@ -37,6 +37,7 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
+from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
 POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+SHADING_SIGMA = 0.35  # the patient's broadest shading band (× inter-ocular distance), surrogate_shape.py
+JAW_INSET = 0.02  # the same below the nose bridge: the synthetic face reaches the jaw (surrogate_shape)
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 # landmark indices that stay at the patient's position when their region is preserved
@@ -79,6 +82,10 @@ class SurrogateSettings:
     k: int = 6  # donors averaged per synthetic identity
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
     expression_follow: float = 0.6  # free mouth / eyes: share of the patient's own shape about their centre
+    # the target's coordinates along the bank's k main expression directions follow the patient's
+    # (surrogate_shape.py); 0 = off
+    expression_modes: int = 2
+    keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -202,6 +209,7 @@ class SurrogateEngine:
         self.last_level = 0
         self.last_reference: list[np.ndarray] = []  # per identity (n, 128): the linkage test's population
         self._anti: np.ndarray | None = None
+        self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
@@ -387,12 +395,34 @@ class SurrogateEngine:
             strength,
             self.settings.expression_follow,
         )
+        target = self._follow_patient(target, face.landmarks, preserve, strength)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve, target), target
+
+    def _follow_patient(
+        self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
+    ) -> np.ndarray:
+        """Expression and face frame of the patient on the free points of the target (surrogate_shape.py).
+        The frame is left alone where it would undo a change made for privacy: on overshoot rungs (they
+        widen outline, brows and eye spacing on purpose) and when the nose or eyes are kept (the kept region
+        anchors the face already; there the rest must carry the whole change: linkage rank 1 rose 31 -> 44 %
+        on 8 London-set pairs with the frame kept)."""
+        free = np.ones(68, bool)
+        for region in preserve:
+            free[list(REGION_POINTS.get(region, ()))] = False
+        if self._expression is None:
+            shapes = [[p.landmarks for p in photos] for photos in self.bank.by_identity().values()]
+            modes = self.settings.expression_modes
+            self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
+        target = self._expression.transfer(target, patient, free)
+        anchored = Region.NOSE in preserve or Region.EYES in preserve
+        if not self.settings.keep_frame or strength.push > 0 or anchored:
+            return target
+        return keep_frame(target, patient, free)
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
@@ -615,8 +645,8 @@ def _poisson(
     mask = ((np.asarray(domain) > 0.5) & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
     # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
     # the Poisson solve would otherwise spread into the face as dark smears.
-    inset = max(1, int(POISSON_INSET * interocular(face.landmarks)))
-    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
+    mask = inset_domain(mask, face.landmarks, POISSON_INSET, JAW_INSET)
+    synth = broad_shading(synth, face.image, mask > 0, SHADING_SIGMA * interocular(face.landmarks))
     for region in preserve:
         if region in face.masks:
             mask[np.asarray(face.masks[region]) > 0.5] = 0
