@@ -40,6 +40,7 @@ from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
+from anonymizer.faces.skin import SkinSource, skin_source
 from anonymizer.faces.verify import closer_than_input, descriptor, distance
 from anonymizer.faces.warp import extended, piecewise_affine, triangulate
 from anonymizer.plans import Region
@@ -205,6 +206,7 @@ class SurrogateEngine:
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
+        self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
 
     @property
     def bank(self) -> DonorBank:
@@ -257,6 +259,7 @@ class SurrogateEngine:
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
+        self.photo_detail = self._detail_source(best.choice, faces[0])
         return best.crops
 
     def _climb(
@@ -393,6 +396,11 @@ class SurrogateEngine:
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         return _poisson(synth, face, preserve, target), target
+
+    def _detail_source(self, choice: DonorChoice, face: AlignedFace) -> SkinSource | None:
+        """The detail donor's skin (its photo closest in expression), for the band finer than the crop."""
+        donor = _closest(self.bank.by_identity()[choice.identities[0]], expression(face.landmarks))
+        return skin_source(donor.texture, skin_mask(self.bank.reference, self.bank.crop_size))
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
