@@ -36,6 +36,7 @@ from anonymizer.donors import (
     skin_mask,
 )
 from anonymizer.engines.base import AlignedFace, register
+from anonymizer.engines.surrogate_colour import relight, skin_light
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
@@ -141,6 +142,7 @@ class _PeerBase:
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
     skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
+    light: np.ndarray | None = None  # (S, S, 3) the patient's skin Lab at the scale of the light
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,7 @@ class SurrogateEngine:
             anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             skin=_skin_stats(face.image, face.landmarks),
+            light=skin_light(face.image, face.landmarks),
         )
 
     def _ingredients(
@@ -395,6 +398,7 @@ class SurrogateEngine:
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
+        synth = relight(synth, target, ingredients.peers.light)
         return _poisson(synth, face, preserve, target), target
 
     def _detail_source(self, choice: DonorChoice, face: AlignedFace) -> SkinSource | None:
