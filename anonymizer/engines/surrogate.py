@@ -36,7 +36,7 @@ from anonymizer.donors import (
     skin_mask,
 )
 from anonymizer.engines.base import AlignedFace, register
-from anonymizer.engines.surrogate_colour import relight, skin_light
+from anonymizer.engines.surrogate_colour import feature_colours, match_features, relight, skin_light
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
@@ -143,6 +143,7 @@ class _PeerBase:
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
     skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
     light: np.ndarray | None = None  # (S, S, 3) the patient's skin Lab at the scale of the light
+    features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,7 @@ class SurrogateEngine:
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             skin=_skin_stats(face.image, face.landmarks),
             light=skin_light(face.image, face.landmarks),
+            features=feature_colours(face.image, face.landmarks),
         )
 
     def _ingredients(
@@ -399,6 +401,7 @@ class SurrogateEngine:
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         synth = relight(synth, target, ingredients.peers.light)
+        synth = match_features(synth, target, ingredients.peers.features)
         return _poisson(synth, face, preserve, target), target
 
     def _detail_source(self, choice: DonorChoice, face: AlignedFace) -> SkinSource | None:

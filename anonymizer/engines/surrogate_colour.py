@@ -56,3 +56,56 @@ def relight(synth: np.ndarray, synth_landmarks: np.ndarray, patient_light: np.nd
     if own is None or patient_light is None:
         return synth
     return _rgb(_lab(synth) + (patient_light - own))
+
+
+FEATURE_SHIFT = 30.0  # at most this many Lab levels per channel (a mislocated landmark stays harmless)
+EYE_POINTS, LIP_OUTER, LIP_INNER = (slice(36, 42), slice(42, 48)), slice(48, 60), slice(60, 68)
+
+
+def _polygon(points: np.ndarray, size: int) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask > 0
+
+
+def _feature_masks(lab: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
+    """Boolean masks of the parts whose colour a donor mix gets wrong: the lips (outer minus inner lip line,
+    so teeth stay), and per eye its dark part (iris, pupil) and its bright part (the white)."""
+    size = lab.shape[0]
+    lips = _polygon(landmarks[LIP_OUTER], size) & ~_polygon(landmarks[LIP_INNER], size)
+    masks = [lips]
+    for eye in EYE_POINTS:
+        inside = _polygon(landmarks[eye], size)
+        if inside.sum() < 8:
+            masks += [inside, inside]
+            continue
+        middle = float(np.median(lab[..., 0][inside]))
+        masks += [inside & (lab[..., 0] <= middle), inside & (lab[..., 0] > middle)]
+    return masks
+
+
+def feature_colours(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray | None]:
+    """Mean Lab of the patient's lips, irises and eye whites (None where a part is not visible)."""
+    lab = _lab(image)
+    return [lab[m].mean(0) if m.sum() >= 8 else None for m in _feature_masks(lab, landmarks)]
+
+
+def match_features(
+    synth: np.ndarray, synth_landmarks: np.ndarray, patient: list[np.ndarray | None] | None
+) -> np.ndarray:
+    """The synthetic lips, irises and eye whites moved to the patient's mean colour there (soft-edged)."""
+    if not patient:
+        return synth
+    lab = _lab(synth)
+    soft = 0.03 * interocular(synth_landmarks)
+    shift = np.zeros_like(lab)
+    # the dark part of an eye takes the patient's hue only: its lightness is pupil, lashes and shadow, and
+    # lifting it turns the eye glassy
+    channels = [np.ones(3), *[np.array(c) for _ in EYE_POINTS for c in ((0, 1, 1), (1, 1, 1))]]
+    for mask, want, use in zip(_feature_masks(lab, synth_landmarks), patient, channels, strict=True):
+        if want is None or mask.sum() < 8:
+            continue
+        delta = use * np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
+        weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), soft)
+        shift += weight[..., None] * delta
+    return _rgb(lab + shift)
