@@ -9,7 +9,19 @@ import cv2
 import numpy as np
 
 from anonymizer.donors import load_bank, skin_mask
-from anonymizer.engines.surrogate_colour import feature_colours, match_features, relight, skin_light
+from anonymizer.engines.surrogate_colour import (
+    boundary_base,
+    detail_donor,
+    ease_into_kept,
+    feature_colours,
+    fringe,
+    highlight_level,
+    match_features,
+    relight,
+    skin_light,
+    soften,
+    tame_highlights,
+)
 from anonymizer.faces import align
 from anonymizer.faces.detect import detect_faces
 
@@ -85,3 +97,80 @@ def test_lips_take_the_patients_colour_and_the_skin_does_not_move(
     cheek = skin_mask(ref, 512)
     cheek[int(ref[48:68, 1].min()) - 25 :] = False  # skin above the mouth, away from eyes by the skin mask
     assert np.abs(lab_out[cheek] - lab_in[cheek]).mean() < 1.0
+
+
+def test_strong_rungs_are_soft_limited_around_the_donor_average(bank_path: Path) -> None:
+    average = load_bank(bank_path).photos[0].texture.astype(np.float32)
+    blotch = np.zeros(average.shape[:2], np.float32)
+    cv2.circle(blotch, (200, 300), 40, 1.0, -1)
+    texture = average - 70.0 * blotch[..., None] + 5.0  # a dark cheek blotch and a small overall shift
+    out = soften(texture, average, 28.0)
+    light = (out - average) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert light.min() > -28.0  # the blotch is held under the limit...
+    assert light[300, 200] < -20.0  # ...but still darker (the rung still changes the face)
+    assert np.allclose(light[blotch == 0], 5.0, atol=0.2)  # small deviations pass unchanged
+
+
+def test_highlights_are_held_to_the_patients_and_eye_whites_are_spared(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    crop, lm = _patient_crop(pair[0])
+    light = skin_light(crop, lm)
+    level = highlight_level(crop, lm, light)
+    assert light is not None and 4.0 <= level < 40.0
+    glossy = crop.astype(np.float32)
+    cheek = (int(lm[2, 0] + 0.3 * (lm[31, 0] - lm[2, 0])), int(lm[29, 1]))
+    spot = np.zeros(crop.shape[:2], np.float32)
+    cv2.circle(spot, cheek, 25, 1.0, -1)
+    eye = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(eye, [np.round(lm[36:42]).astype(np.int32)], 1)
+    glossy = np.clip(glossy + 60.0 * spot[..., None] + 40.0 * eye[..., None], 0, 255).astype(np.uint8)
+    out = tame_highlights(glossy, lm, light, level)
+    lab_in = cv2.cvtColor(glossy, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0]
+    lab_out = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0]
+    assert (lab_out - light[..., 0])[cheek[1], cheek[0]] < 1.6 * level  # the glossy spot is tamed
+    assert (lab_in - light[..., 0])[cheek[1], cheek[0]] > 2.0 * level
+    inside = eye > 0
+    assert np.abs(lab_out[inside] - lab_in[inside]).mean() < 2.0  # the eye white keeps its brightness
+
+
+def test_poisson_rim_agrees_with_a_kept_region_and_hair_is_no_boundary(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    synth = np.full_like(crop, 200)
+    kept = np.zeros(crop.shape[:2], bool)
+    kept[280:320, 230:280] = True
+    eased = ease_into_kept(synth, crop, kept, lm)
+    assert np.array_equal(eased[kept], crop[kept])  # the Poisson hole's rim values: the patient's own
+    rim = cv2.dilate(kept.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~kept
+    gap = np.abs(synth[rim].astype(int) - crop[rim]).mean()
+    assert np.abs(eased[rim].astype(int) - crop[rim]).mean() < 0.2 * gap  # and next to it nearly so
+    far = np.zeros_like(kept)
+    far[100:120, 100:120] = True
+    assert np.array_equal(eased[far], synth[far])
+    # a fringe of dark hair painted over the forehead is left to the patient and is no Poisson boundary
+    haired = crop.copy()
+    top = int(lm[17:27, 1].min())
+    haired[top - 60 : top - 20, int(lm[17, 0]) : int(lm[26, 0])] = (40, 30, 25)
+    hair = fringe(haired, lm)
+    assert hair[top - 40, int(lm[27, 0])]
+    assert not hair[int(lm[29, 1]), int(lm[2, 0] + 30)]  # the cheek is no hair
+    base = boundary_base(haired, synth, lm, kept)
+    assert np.array_equal(base[top - 40, int(lm[27, 0])], synth[top - 40, int(lm[27, 0])])
+    assert np.array_equal(
+        base[int(lm[29, 1]), int(lm[2, 0] + 30)], haired[int(lm[29, 1]), int(lm[2, 0] + 30)]
+    )
+
+
+def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
+    bank = load_bank(bank_path)
+    groups = bank.by_identity()
+    donors = [groups[i] for i in sorted(groups)]
+    for photos, sex, age in zip(
+        donors, ("M", "F", "F", "M", "F"), (25.0, 60.0, 31.0, 58.0, 30.0), strict=False
+    ):
+        for p in photos:
+            p.sex, p.age = sex, age
+    assert detail_donor(donors, "F", 62.0) == 1
+    assert detail_donor(donors, "M", 62.0) == 3
+    assert detail_donor(donors, "F", 29.0) == 2  # 31 and 30 are both within 5 years: the seeded order wins
+    assert detail_donor(donors, "", float("nan")) == 0
