@@ -21,6 +21,7 @@ PATCH = 24  # patch side in photo pixels; windows overlap by half
 SOURCE_SIGMA = 2.0  # the donor band: texture minus its blur at this sigma (crop pixels)
 JITTER = 1.5  # seeded offset of each patch's source, in patch sides
 NEAREST = 48  # each patch is drawn among this many skin centres nearest to its place (no repeated patch)
+CELL = 16  # crop pixels per cell of the nearest-centre lookup table
 CLIP = 3.0  # the donor band is soft-clipped at this many robust deviations: pores stay, a mole does not
 
 
@@ -30,6 +31,7 @@ class SkinSource:
 
     band: np.ndarray  # (S, S) float32, zero-mean fine band of the donor's lightness
     centres: np.ndarray  # (N, 2) int32 (x, y) crop coordinates of patch centres inside the skin
+    nearest: np.ndarray  # (G, G, K) int32: per CELL x CELL cell of the crop, its K nearest centres
 
 
 def skin_source(texture: np.ndarray, skin: np.ndarray, patch: int = PATCH) -> SkinSource | None:
@@ -46,7 +48,21 @@ def skin_source(texture: np.ndarray, skin: np.ndarray, patch: int = PATCH) -> Sk
     ys, xs = np.nonzero(inside)
     if not len(xs):
         return None
-    return SkinSource(band.astype(np.float32), np.stack([xs, ys], 1).astype(np.int32))
+    centres = np.stack([xs, ys], 1)[:: max(1, len(xs) // 3000)].astype(np.int32)
+    return SkinSource(band.astype(np.float32), centres, _nearest_table(centres, skin.shape[0]))
+
+
+def _nearest_table(centres: np.ndarray, size: int) -> np.ndarray:
+    """(G, G, K) indices of the K centres nearest to each lookup cell's middle (built once per donor)."""
+    grid = (size + CELL - 1) // CELL
+    k = min(NEAREST, len(centres))
+    middles = (np.stack(np.meshgrid(np.arange(grid), np.arange(grid)), -1).reshape(-1, 2) + 0.5) * CELL
+    table = np.empty((len(middles), k), np.int32)
+    points = centres.astype(np.float32)
+    for start in range(0, len(middles), 512):  # (512 x 3000) distances at a time
+        d = ((middles[start : start + 512, None, :] - points[None]) ** 2).sum(-1)
+        table[start : start + 512] = np.argpartition(d, k - 1, axis=1)[:, :k]
+    return table.reshape(grid, grid, k)
 
 
 def _window(patch: int) -> np.ndarray:
@@ -62,16 +78,10 @@ def _source_centres(
     """For each wanted crop position (M, 2): a skin patch centre drawn (seeded) among the ``NEAREST`` centres
     nearest to it, after a seeded jitter; positions off the skin (eyes, mouth) so get varied patches too."""
     jittered = wanted + rng.uniform(-JITTER, JITTER, wanted.shape) * patch
-    candidates = source.centres[:: max(1, len(source.centres) // 3000)].astype(np.float32)
-    k = min(NEAREST, len(candidates))
+    grid, k = source.nearest.shape[0], source.nearest.shape[2]
     picks = rng.integers(0, k, len(jittered))
-    chosen = np.empty(len(jittered), np.int64)
-    for start in range(0, len(jittered), 1024):  # chunks: (1024 x 3000) distances at most
-        chunk = jittered[start : start + 1024]
-        d = ((chunk[:, None, :] - candidates[None]) ** 2).sum(-1)
-        near = np.argpartition(d, k - 1, axis=1)[:, :k]
-        chosen[start : start + 1024] = near[np.arange(len(chunk)), picks[start : start + 1024]]
-    return candidates[chosen].astype(np.int32)
+    cells = np.clip((jittered // CELL).astype(np.int64), 0, grid - 1)
+    return source.centres[source.nearest[cells[:, 1], cells[:, 0], picks]]
 
 
 def quilt(
