@@ -181,12 +181,12 @@ def run_group(
             outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings, grain, detail
         )
     expect_face = bool(getattr(engine, "produces_face", True))
+    before = {id(r.detection): r.aligned.descriptor for r in records}
     results = []
     for photo, faces in enumerate(detections):
         if not faces:
             results.append(PhotoResult(None, [], "no-face-found"))
             continue
-        before = {id(r.detection): r.aligned.descriptor for r in records}
         checks = [
             FaceResult(
                 det,
@@ -198,6 +198,7 @@ def run_group(
                     expect_face=expect_face,
                     original_descriptor=before.get(id(det)),
                     reference=reference,
+                    group_originals=[d for key, d in before.items() if key != id(det)],
                 ),
             )
             for det in faces
