@@ -211,13 +211,19 @@ def _frame_bytes(ds: Dataset) -> list[bytes]:
     return list(generate_frames(ds.PixelData, number_of_frames=number_of_frames(ds)))
 
 
-def _mcu_mask(changed: np.ndarray, mcu: tuple[int, int]) -> np.ndarray:
-    """(MCU rows, MCU cols) bool: the MCUs holding at least one changed pixel."""
+def _mcu_mask(before: np.ndarray, after: np.ndarray, mcu: tuple[int, int]) -> np.ndarray:
+    """(MCU rows, MCU cols) bool: the MCUs holding at least one pixel that differs between the two (H, W, C)
+    uint8 frames. Maxima of the absolute difference over contiguous rows, then columns (several times faster
+    than a boolean any() over the channel axis on 12 MP)."""
+    import cv2  # here, not at import: `rules explain` without --pixels loads no OpenCV
+
     mh, mw = mcu
-    h, w = changed.shape
-    padded = np.zeros((-(-h // mh) * mh, -(-w // mw) * mw), bool)
-    padded[:h, :w] = changed
-    return padded.reshape(padded.shape[0] // mh, mh, padded.shape[1] // mw, mw).any(axis=(1, 3))
+    h, w, c = before.shape
+    diff = cv2.absdiff(before, after).reshape(h, w * c)
+    padded = np.zeros((-(-h // mh) * mh, -(-w // mw) * mw * c), np.uint8)
+    padded[:h, : w * c] = diff
+    rows = padded.reshape(padded.shape[0] // mh, mh, padded.shape[1]).max(axis=1)
+    return rows.reshape(rows.shape[0], padded.shape[1] // (mw * c), mw * c).max(axis=2) > 0
 
 
 def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
@@ -229,7 +235,7 @@ def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
     import jpeglib
 
     with Image.open(io.BytesIO(source)) as im:
-        before = np.asarray(im.convert("RGB")) if im.mode == "RGB" else None
+        before = np.asarray(im) if im.mode == "RGB" else None
     if before is None or before.shape != frame.shape:
         return None
     with tempfile.TemporaryDirectory(prefix="vera-jpeg-") as tmp:
@@ -240,7 +246,7 @@ def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
             return None
         factors = np.asarray(jpeg.samp_factor, int)  # (components, 2): (v, h) per component
         vmax, hmax = factors[:, 0].max(), factors[:, 1].max()
-        touched = _mcu_mask(np.any(before != frame, axis=2), (8 * vmax, 8 * hmax))
+        touched = _mcu_mask(before, frame, (8 * vmax, 8 * hmax))
         if touched.any():
             # Only the MCU-aligned box around the touched MCUs is compressed: a block's coefficients depend on
             # its own MCU's pixels alone (plain 2:1 chroma averaging, edge padding only at the photo's edge),

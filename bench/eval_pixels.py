@@ -366,6 +366,8 @@ def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> 
     h, w = image.shape[:2]
     a, b = int(max(0, cx - half)), int(max(0, cy - half))
     c, d = int(min(w, cx + half)), int(min(h, cy + half))
+    if size <= 0:  # the photo's own resolution (to judge skin detail and seams)
+        return image[b:d, a:c]
     return cv2.resize(image[b:d, a:c], (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -384,7 +386,7 @@ def contact_sheet(subject: Subject, outputs: dict[str, list], path: Path, size: 
         for name, images in outputs.items():
             image = images[i]
             if image is None:
-                tiles.append(_label(np.zeros((size, size, 3), np.uint8), f"{name}: none"))
+                tiles.append(_label(np.zeros_like(tiles[0]), f"{name}: none"))
                 continue
             _, preserve = CONFIGS[name]
             if preserve:
@@ -394,6 +396,10 @@ def contact_sheet(subject: Subject, outputs: dict[str, list], path: Path, size: 
             tiles.append(_label(_face_tile(image, det.box, size), name))
         rows.append(np.hstack(tiles))
     path.parent.mkdir(parents=True, exist_ok=True)
+    if size <= 0:  # the two photos' face boxes differ in size: one file per photo
+        for row, e in zip(rows, EXPRESSIONS, strict=True):
+            Image.fromarray(row).save(path.with_name(f"{path.stem}_{e}.png"))
+        return
     Image.fromarray(np.vstack(rows)).save(path)
 
 
@@ -427,6 +433,8 @@ def main() -> int:
     parser.add_argument("--subset", "--limit", type=int, default=0, help="test identities per fold (0 = all)")
     parser.add_argument("--settings", "--configs", nargs="*", default=list(DEFAULT_SETTINGS), choices=CONFIGS)
     parser.add_argument("--sheet", type=int, default=8, help="identities with a contact sheet")
+    parser.add_argument("--ids", nargs="*", default=[], help="test only these identities, each with a sheet")
+    parser.add_argument("--tile", type=int, default=480, help="sheet tile side (0 = native pixels)")
     parser.add_argument("--no-codec", action="store_true", help="skip the DICOM codec measures")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -446,14 +454,15 @@ def main() -> int:
         f"age MAE {own['age_mae']:.1f} y",
         flush=True,
     )
-    sheet_ids = set(sheet_order(ids, manifest)[: args.sheet])
+    sheet_ids = set(args.ids) or set(sheet_order(ids, manifest)[: args.sheet])
     folds = [(ids[0::2], ids[1::2]), (ids[1::2], ids[0::2])]
     banks = [load_bank(fold_bank(args.out, f, bank_ids, folder)) for f, (bank_ids, _) in enumerate(folds)]
     donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
     rows: dict[str, list[dict]] = {name: [] for name in args.settings}
     for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
         engines = {"surrogate": SurrogateEngine(SurrogateSettings(), bank)}
-        for test_id in test_ids[: args.subset or None]:
+        chosen = [i for i in test_ids if i in args.ids] if args.ids else test_ids
+        for test_id in chosen[: args.subset or None]:
             subject = Subject(originals, test_id)
             sheet: dict[str, list] = {}
             for name in args.settings:
@@ -463,7 +472,7 @@ def main() -> int:
                 sheet[name] = row.pop("outputs")
                 rows[name].append(row)
             if test_id in sheet_ids:
-                contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png")
+                contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png", args.tile)
             print(f"# fold {fold} {test_id} done", file=sys.stderr, flush=True)
     print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs))
     print(f"# contact sheets: {args.out / 'sheets'}", flush=True)

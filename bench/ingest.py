@@ -9,10 +9,13 @@ TCP_NODELAY=1) over 1 and over N parallel associations into
     .venv/bin/python bench/ingest.py [--photos 20] [--small 200] [--rounds 3] [--parallel 1 4]
 
 Every round starts a fresh receiver of each kind (no duplicate short-cuts) and runs the peers one after the
-other, so a machine that gets busier mid-run slows them all alike; the table gives the median of the rounds
-and the ratios against Orthanc and storescp. The load average is printed with it: on a shared machine, read
-the ratios, not the absolute numbers. Sets: London Set photos wrapped as JPEG Baseline VL Photographic (no
-re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary Capture objects.
+other, so a machine that gets busier mid-run slows them all alike; each round starts with the next receiver
+(rotation), and the disk is synced after each receiver's files are removed, so no receiver pays for the
+write-back of the one before it (storescp and pynetdicom do not fsync; every receiver's files are deleted);
+the table gives the median of the rounds and the ratios against Orthanc and storescp. The load average is
+printed with it: on a shared machine, read the ratios, not the absolute numbers. Sets: London Set photos
+wrapped as JPEG Baseline VL Photographic (no re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary
+Capture objects.
 
 Why an earlier version showed Orthanc at ~20 instances/s: Orthanc was started without ``TCP_NODELAY=1`` (the
 DCMTK peers had it), so every C-STORE response waited out a 40 ms delayed ACK. ``tests.conftest.Orthanc``
@@ -77,9 +80,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running(
-    cmd: list[str], port: int, aec: str, env: dict[str, str] | None = None
+    cmd: list[str], port: int, aec: str, env: dict[str, str] | None = None, cwd: Path = REPO
 ) -> Iterator[tuple[int, str]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env)
     try:
         wait_echo(port, aec)
         yield port, aec
@@ -87,11 +90,18 @@ def running(
         stop(proc)
 
 
-def gateway(root: Path, extra: tuple[str, ...] = ()) -> AbstractContextManager[tuple[int, str]]:
+def gateway(
+    root: Path, extra: tuple[str, ...] = (), repo: Path = REPO
+) -> AbstractContextManager[tuple[int, str]]:
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli", *extra, "serve", "--data-dir", str(root), "--port", str(port)]
     cmd += ["--metrics-port", "0", "--quiet-period", "3600", "--workers", "0", "--log-level", "WARNING"]
-    return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(REPO)})
+    return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(repo)}, cwd=repo)
+
+
+def gateway_of(repo: Path) -> Receiver:
+    """The gateway of another checkout (``--baseline``), measured in the same rounds as this one."""
+    return lambda root: gateway(root, repo=repo)
 
 
 @contextmanager
@@ -162,7 +172,7 @@ RECEIVERS: dict[str, Receiver] = {
     "storescp": storescp,
     "pynetdicom": pynetdicom_app,
     "gateway+console": gateway_console,  # only with --console: right after the plain gateway
-}
+}  # --baseline DIR adds "gateway@DIR" right after the plain gateway
 
 
 def send(port: int, aec: str, files: list[Path], parallel: int = 1) -> float:
@@ -196,23 +206,32 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
 
 
+def rotated(names: list[str], rnd: int) -> list[str]:
+    """Each round starts with the next receiver: none always runs right after the same one (a receiver that
+    does not fsync leaves dirty pages that the next one's first fsyncs write back)."""
+    start = rnd % len(names)
+    return names[start:] + names[:start]
+
+
 def run(args: argparse.Namespace) -> Results:
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.work_dir))
     results: Results = {}
     try:
         sets = make_sets(work / "in", args.photos, args.small)
+        os.sync()
         for rnd in range(args.rounds):
             for set_name, files in sets.items():
                 if not files:  # --photos 0 or --small 0: that set is skipped
                     continue
                 for parallel in args.parallel:
                     key = f"{set_name}/{parallel}"
-                    for name in args.receivers:
+                    for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
                         with RECEIVERS[name](root) as (port, aec):
                             seconds = send(port, aec, files, parallel)
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
                         shutil.rmtree(root, ignore_errors=True)
+                        os.sync()  # the next receiver's fsyncs must not pay for this one's writes and deletes
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
@@ -244,6 +263,10 @@ def report(results: Results, args: argparse.Namespace) -> None:
             scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
             print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
     for key, per in results.items():
+        for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
+            new, base = statistics.median(per["gateway"]), statistics.median(per[name])
+            print(f"{key}: this checkout {new:.1f}/s, {name} {base:.1f}/s = {new / base:.2f}x")
+    for key, per in results.items():
         if "gateway" in per and "gateway+console" in per:
             on, off = statistics.median(per["gateway+console"]), statistics.median(per["gateway"])
             print(f"console {key}: {on:.1f}/s on vs {off:.1f}/s off = {on / off:.2f}x")
@@ -264,6 +287,13 @@ def main() -> None:
     parser.add_argument(
         "--console", action="store_true", help="also the gateway with its web console on (an admin polling)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="also the gateway of these checkouts (e.g. a `git archive` of main), for before/after",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where receivers write (default: /tmp)")
     parser.add_argument("--json", type=Path, help="also write the per-round numbers here")
     parser.add_argument("--stow", action="store_true", help="then STOW-RS vs C-STORE (bench/ingest_stow.py)")
@@ -271,6 +301,10 @@ def main() -> None:
     if args.console and "gateway+console" not in args.receivers:
         at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
         args.receivers.insert(at, "gateway+console")
+    for repo in reversed(args.baseline):
+        name = f"gateway@{repo.resolve().name}"
+        RECEIVERS[name] = gateway_of(repo.resolve())
+        args.receivers.insert(args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0, name)
     results = run(args)
     report(results, args)
     if args.stow:

@@ -36,11 +36,28 @@ from anonymizer.donors import (
     skin_mask,
 )
 from anonymizer.engines.base import AlignedFace, register
+from anonymizer.engines.surrogate_colour import (
+    boundary_base,
+    covered_average,
+    detail_donor,
+    ease_into_kept,
+    feature_colours,
+    fringe,
+    highlight_level,
+    match_features,
+    relight,
+    skin_cover,
+    skin_light,
+    soften,
+    tame_highlights,
+)
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key, mix_shape, mix_texture
+from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.faces import align
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.regions import interocular
+from anonymizer.faces.skin import SkinSource, skin_source
 from anonymizer.faces.verify import closer_than_input, descriptor, distance
 from anonymizer.faces.warp import extended, piecewise_affine, triangulate
 from anonymizer.plans import Region
@@ -49,6 +66,8 @@ log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
 POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+SHADING_SIGMA = 0.35  # the patient's broadest shading band (× inter-ocular distance), surrogate_shape.py
+JAW_INSET = 0.02  # the same below the nose bridge: the synthetic face reaches the jaw (surrogate_shape)
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 # landmark indices that stay at the patient's position when their region is preserved
@@ -81,6 +100,10 @@ class SurrogateSettings:
     k_min: int = 6  # fewest donors (surrogate_donors.choose_donors)
     shape_weight: float = 1.0  # inner landmarks: 1 = donors' shape, 0 = patient's shape
     expression_follow: float = 0.6  # free mouth / eyes: share of the patient's own shape about their centre
+    # the target's coordinates along the bank's k main expression directions follow the patient's
+    # (surrogate_shape.py); 0 = off
+    expression_modes: int = 2
+    keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -89,6 +112,7 @@ class SurrogateSettings:
     sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
+    soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung
     # whose faces all pass the self-check is used for the whole group (so pairs stay consistent).
@@ -150,6 +174,9 @@ class _PeerBase:
     anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
     shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
     skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
+    light: np.ndarray | None = None  # (S, S, 3) the patient's skin Lab at the scale of the light
+    features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
+    highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
 
 
 @dataclass(frozen=True)
@@ -160,6 +187,7 @@ class _Common:
     donor_descs: np.ndarray
     reference: list[np.ndarray]  # per identity (n, 128): the linkage population, every real face of the bank
     bases: list[_PeerBase]  # per face
+    profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
 
 
 @dataclass(frozen=True)
@@ -212,9 +240,12 @@ class SurrogateEngine:
         self.last_level = 0
         self.last_reference: list[np.ndarray] = []  # per identity (n, 128): the linkage test's population
         self._anti: np.ndarray | None = None
+        self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
+        self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
+        self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
 
     @property
     def bank(self) -> DonorBank:
@@ -248,6 +279,7 @@ class SurrogateEngine:
             # is left out by the test itself
             reference=[np.stack([p.descriptor for p in ph]) for _, ph in sorted(bank.by_identity().items())],
             bases=[self._peer_base(face, peers, texture) for face in faces],
+            profile=(str(patient["sex"]), float(patient["age"])),
         )
         best: _Attempt | None = None
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
@@ -267,6 +299,7 @@ class SurrogateEngine:
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
+        self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
         return best.crops
 
     def _climb(
@@ -281,8 +314,9 @@ class SurrogateEngine:
         if self.settings.typicality > 0 or self.settings.shape_typicality > 0:
             coefficients = identity_coefficients(identity_key(choice.seed, choice.identities), len(donors))
         reference = common.reference
+        at = detail_donor(list(donors.values()), *common.profile)
         prepared = [
-            self._ingredients(face, list(donors.values()), base, weights, coefficients)
+            self._ingredients(face, list(donors.values()), base, weights, at, coefficients)
             for face, base in zip(faces, common.bases, strict=True)
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
@@ -348,11 +382,15 @@ class SurrogateEngine:
         population = [_closest(photos, expression(face.landmarks)) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         blur = 0.25 * interocular(self.bank.reference)
+        light = skin_light(face.image, face.landmarks)
         return _PeerBase(
             centre=centre,
             anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             skin=_skin_stats(face.image, face.landmarks),
+            light=light,
+            features=feature_colours(face.image, face.landmarks),
+            highlight=highlight_level(face.image, face.landmarks, light),
         )
 
     def _ingredients(
@@ -361,15 +399,19 @@ class SurrogateEngine:
         donors: list[list[DonorPhoto]],
         base: _PeerBase,
         weights: np.ndarray,
+        detail_at: int = 0,
         coefficients: np.ndarray | None = None,
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
         iod = interocular(self.bank.reference)
-        own = self._common_tone(picks[0])  # the detail donor: first of the seeded order, same for the group
-        toned = np.stack([self._common_tone(p) for p in picks])
-        shapes = np.stack([p.landmarks for p in picks])
-        average, shape = np.tensordot(weights, toned, axes=1), np.tensordot(weights, shapes, axes=1)
+        own = self._common_tone(picks[detail_at])  # the detail donor, the same for the group
+        average = covered_average(
+            np.stack([self._common_tone(p) for p in picks]),
+            weights,
+            np.stack([self._cover(p) for p in picks]),
+        )
+        shape = np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1)
         # a keyed point of the donors' linear space, not their mean (surrogate_identity.py), from each
         # donor's most neutral photo: the same identity change in every photo of the patient
         neutral = [_closest(photos, np.zeros(2, np.float32)) for photos in donors]
@@ -409,6 +451,7 @@ class SurrogateEngine:
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             donor = self._common_tone(_closest(photos, want))
             texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+        texture = soften(texture, ingredients.average, self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
         texture = _with_detail(
@@ -422,12 +465,53 @@ class SurrogateEngine:
             strength,
             self.settings.expression_follow,
         )
+        target = self._follow_patient(target, face.landmarks, preserve, strength)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
+        synth = relight(synth, target, ingredients.peers.light)
+        synth = tame_highlights(synth, target, ingredients.peers.light, ingredients.peers.highlight)
+        synth = match_features(synth, target, ingredients.peers.features)
         return _poisson(synth, face, preserve, target), target
+
+    def _follow_patient(
+        self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
+    ) -> np.ndarray:
+        """Expression and face frame of the patient on the free points of the target (surrogate_shape.py).
+        The frame is left alone where it would undo a change made for privacy: on overshoot rungs (they
+        widen outline, brows and eye spacing on purpose) and when the nose or eyes are kept (the kept region
+        anchors the face already; there the rest must carry the whole change: linkage rank 1 rose 31 -> 44 %
+        on 8 London-set pairs with the frame kept)."""
+        free = np.ones(68, bool)
+        for region in preserve:
+            free[list(REGION_POINTS.get(region, ()))] = False
+        if self._expression is None:
+            shapes = [[p.landmarks for p in photos] for photos in self.bank.by_identity().values()]
+            modes = self.settings.expression_modes
+            self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
+        target = self._expression.transfer(target, patient, free)
+        anchored = Region.NOSE in preserve or Region.EYES in preserve
+        if not self.settings.keep_frame or strength.push > 0 or anchored:
+            return target
+        return keep_frame(target, patient, free)
+
+    def _detail_source(
+        self, choice: DonorChoice, face: AlignedFace, profile: tuple[str, float]
+    ) -> SkinSource | None:
+        """The detail donor's skin (its photo closest in expression), for the band finer than the crop."""
+        groups = self.bank.by_identity()
+        donors = [groups[i] for i in choice.identities]
+        donor = _closest(donors[detail_donor(donors, *profile)], expression(face.landmarks))
+        return skin_source(donor.texture, skin_mask(self.bank.reference, self.bank.crop_size))
+
+    def _cover(self, photo: DonorPhoto) -> np.ndarray:
+        """Where the donor's texture shows skin rather than a fringe (cached per donor photo)."""
+        key = id(photo)
+        if key not in self._covers:
+            self._covers[key] = skin_cover(photo.texture, self.bank.reference)
+        return self._covers[key]
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
@@ -650,18 +734,25 @@ def _poisson(
     mask = ((np.asarray(domain) > 0.5) & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
     # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
     # the Poisson solve would otherwise spread into the face as dark smears.
-    inset = max(1, int(POISSON_INSET * interocular(face.landmarks)))
-    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1)))
+    mask = inset_domain(mask, face.landmarks, POISSON_INSET, JAW_INSET)
+    synth = broad_shading(synth, face.image, mask > 0, SHADING_SIGMA * interocular(face.landmarks))
+    kept = np.zeros(mask.shape, bool)
     for region in preserve:
         if region in face.masks:
-            mask[np.asarray(face.masks[region]) > 0.5] = 0
+            kept |= np.asarray(face.masks[region]) > 0.5
+    mask[kept | fringe(face.image, face.landmarks)] = 0
+    synth = ease_into_kept(synth, face.image, kept, face.landmarks)
+    base = boundary_base(face.image, synth, face.landmarks, kept)
     mask[:3, :] = mask[-3:, :] = 0
     mask[:, :3] = mask[:, -3:] = 0
     if not mask.any():
         return face.image.copy()
     x, y, w, h = cv2.boundingRect(mask)
     centre = (x + w // 2, y + h // 2)
-    return cv2.seamlessClone(synth, face.image, mask, centre, cv2.NORMAL_CLONE)
+    outside = mask == 0  # before the clone, which may write into its mask
+    cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
+    cloned[outside] = face.image[outside]  # outside the domain the crop stays the patient's photo
+    return cloned
 
 
 @register("surrogate")

@@ -204,37 +204,55 @@ def _normal(text: str) -> str:
 
 
 def _straightened(image: np.ndarray, canary: Canary, cap_target: int = 32) -> np.ndarray:
-    """The canary's area, rotated back to horizontal and scaled to a comfortable reading size."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    """The canary's area, rotated back to horizontal and scaled to a comfortable reading size (in colour)."""
     centre = canary.polygon.mean(0)
     w = float(np.linalg.norm(canary.polygon[1] - canary.polygon[0]))
     h = float(np.linalg.norm(canary.polygon[3] - canary.polygon[0]))
-    scale = max(1.0, cap_target / max(canary.cap_px, 1))
+    scale = cap_target / max(canary.cap_px, 1)
     m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -canary.angle, scale)
     pad = 0.6 * canary.cap_px + 6
     out_w, out_h = (w + 2 * pad) * scale, (h + 2 * pad) * scale
     m[0, 2] += out_w / 2 - centre[0]
     m[1, 2] += out_h / 2 - centre[1]
-    return cv2.warpAffine(grey, m, (int(out_w), int(out_h)), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REPLICATE)
+    flags = cv2.INTER_CUBIC if scale >= 1 else cv2.INTER_AREA
+    return cv2.warpAffine(image, m, (int(out_w), int(out_h)), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _views(crop: np.ndarray) -> list[np.ndarray]:
+    """Greyscale views an attacker tries: brightness, and the crop's main colour axis stretched to full
+    range (orange ink on skin barely differs in brightness; a faint leftover is amplified)."""
+    if crop.ndim == 2:
+        return [crop]
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    flat = crop.reshape(-1, 3).astype(np.float32)
+    centred = flat - flat.mean(0)
+    axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
+    values = (centred @ axis).reshape(crop.shape[:2])
+    lo, hi = np.percentile(values, (0.5, 99.5))
+    axis_view = np.clip((values - lo) * 255.0 / max(hi - lo, 1e-3), 0, 255).astype(np.uint8)
+    return [grey, axis_view]
 
 
 def readable_tokens(image: np.ndarray, canary: Canary) -> set[str]:
     """Tokens of ``canary`` that tesseract can still read in ``image``: an attacker who knows where the
-    card was and how it was turned (block mode on the straightened, enlarged area, both polarities)."""
+    card was and how it was turned. Block mode on the straightened area, at two sizes (cap height 32 px,
+    and the photo's own size when that is larger or smaller by half), in brightness and along the main colour
+    axis, both polarities."""
     from tesserocr import PSM, PyTessBaseAPI
 
     from anonymizer.text.ocr import tessdata_dir
 
-    crop = _straightened(image, canary)
+    caps = [32] + ([canary.cap_px] if not 16 <= canary.cap_px <= 48 else [])
+    crops = [_straightened(image, canary, cap) for cap in caps]
     words: set[str] = set()
     joined = ""
     with PyTessBaseAPI(path=str(tessdata_dir()) + "/", lang="eng", psm=PSM.SINGLE_BLOCK) as api:
-        for img in (crop, 255 - crop):
-            api.SetImage(Image.fromarray(img))
-            text = api.GetUTF8Text()
-            words |= {_normal(t) for t in text.split()}
-            joined += _normal(text)
+        for view in (v for crop in crops for v in _views(crop)):
+            for img in (view, 255 - view):
+                api.SetImage(Image.fromarray(img))
+                text = api.GetUTF8Text()
+                words |= {_normal(t) for t in text.split()}
+                joined += _normal(text) + " "
     found = set()
     for token in canary.tokens:
         t = _normal(token)

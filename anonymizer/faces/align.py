@@ -56,26 +56,25 @@ def canonical_alignment(landmarks: np.ndarray, size: int) -> Alignment:
 
 
 def crop(image: np.ndarray, alignment: Alignment) -> np.ndarray:
-    """The aligned (S, S, 3) crop. Downscaling pre-blurs to avoid aliasing on large photos."""
+    """The aligned (S, S, 3) crop. Downscaling pre-blurs to avoid aliasing on large photos; only the crop's
+    footprint is read (a 12 MP photo is neither copied nor blurred whole)."""
     scale = float(np.hypot(*alignment.matrix[:, 0]))
-    src = image
+    src, matrix = image, alignment.matrix
     if scale < 0.5:
         sigma = 0.5 / scale * 0.5
-        src = _blur_region(image, alignment, sigma)
+        x0, y0, x1, y1 = footprint(alignment, image.shape, pad=int(4 * sigma) + 2)
+        # the footprint holds every pixel the warp samples (with the blur's reach); where it is clipped it
+        # ends at the photo's own edge, so reflecting there reflects the same pixels as before
+        src = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), sigma)
+        matrix = matrix.copy()
+        matrix[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
     return cv2.warpAffine(
         src,
-        alignment.matrix,
+        matrix,
         (alignment.size, alignment.size),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT,
     )
-
-
-def _blur_region(image: np.ndarray, alignment: Alignment, sigma: float) -> np.ndarray:
-    x0, y0, x1, y1 = footprint(alignment, image.shape, pad=int(4 * sigma) + 2)
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), sigma)
-    return out
 
 
 def footprint(alignment: Alignment, shape: tuple[int, ...], pad: int = 0) -> tuple[int, int, int, int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from anonymizer.faces.models import dlib_models, mtcnn
+from anonymizer.faces.models import dlib_models, mtcnn, one_torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ def downscale(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 
 
 def _mtcnn_boxes(small: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    boxes, probs = mtcnn().detect(np.ascontiguousarray(small))
+    with one_torch_thread():
+        boxes, probs = mtcnn().detect(np.ascontiguousarray(small))
     if boxes is None:
         return []
     boxes = np.asarray(boxes, float)  # object dtype under numpy 2

@@ -13,10 +13,12 @@ import cv2
 import numpy as np
 
 from anonymizer.faces.regions import RegionSettings, interocular, region_mask
+from anonymizer.faces.skin import SkinSource, quilt
 from anonymizer.plans import Region
 
 FINE_SIGMA = 1.0  # the finest band: image minus its blur at this sigma (pixels)
 MAX_GRAIN = 6.0  # at most this spread of added grain (8-bit levels): a bearded cheek is no skin reference
+MAX_DETAIL = 9.0  # at most this spread of added donor skin detail (8-bit levels), same reason
 _FEATURES = (Region.EYES, Region.BROWS, Region.NOSE, Region.MOUTH)
 
 
@@ -35,7 +37,9 @@ def skin_in_roi(landmarks: np.ndarray, roi: tuple[int, int, int, int]) -> np.nda
     shape = (y1 - y0, x1 - x0)
     face = region_mask(landmarks, [Region.FACE], shape, (x0, y0), RegionSettings(0.0)).astype(np.uint8)
     inset = max(1, int(0.15 * interocular(landmarks)))
-    face = cv2.erode(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1,) * 2)) > 0
+    # erosion by a disk of radius ``inset`` as a distance transform: O(pixels) where an elliptic kernel costs
+    # O(pixels x inset) (0.2-0.4 s on a 12 MP face); the two differ in well under 0.1 % of the pixels
+    face = cv2.distanceTransform(face, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) > inset + 0.5
     return face & ~region_mask(landmarks, _FEATURES, shape, (x0, y0), RegionSettings(0.25))
 
 
@@ -45,13 +49,26 @@ def match_grain(
     weight: np.ndarray,
     skin: np.ndarray,
     seed: int,
+    source: SkinSource | None = None,
+    to_crop: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``blended`` (H, W, 3 uint8, the pasted ROI) plus luminance grain, weighted by ``weight`` (H, W) in
-    [0, 1], so that its finest band on ``skin`` spreads as much as the original's. Deterministic in seed."""
+    """``blended`` (H, W, 3 uint8, the pasted ROI) plus luminance detail, weighted by ``weight`` (H, W) in
+    [0, 1], so that its finest band on ``skin`` carries as much energy as the original's. The detail is a
+    donor's skin quilted at pixel scale when ``source`` is given (``to_crop`` (2, 3) maps ROI pixels to its
+    crop), seeded noise otherwise. Deterministic in seed."""
     if not skin.any():
         return blended
     gray_in = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY).astype(np.float32)
     gray_out = cv2.cvtColor(blended, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if source is not None and to_crop is not None:
+        layer = quilt(source, to_crop, gray_in.shape, seed) * weight
+        want, have = float(_fine(gray_in)[skin].var()), float(_fine(gray_out)[skin].var())
+        unit = float(_fine(layer)[skin].var())
+        gain = np.sqrt(max(0.0, want - have) / max(unit, 1e-6))
+        gain = min(gain, MAX_DETAIL / max(float(layer[skin].std()), 1e-6))
+        if gain * np.sqrt(unit) < 0.25:
+            return blended
+        return np.clip(blended.astype(np.float32) + gain * layer[..., None] + 0.5, 0, 255).astype(np.uint8)
     want, have = _spread(_fine(gray_in)[skin]), _spread(_fine(gray_out)[skin])
     missing = min(MAX_GRAIN, float(np.sqrt(max(0.0, want**2 - have**2))))
     if missing < 0.25:

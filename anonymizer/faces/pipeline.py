@@ -26,6 +26,7 @@ from anonymizer.faces.regions import (
     interocular,
     region_mask,
 )
+from anonymizer.faces.skin import SkinSource
 from anonymizer.faces.verify import FaceCheck, VerifySettings, descriptor, verify_face
 from anonymizer.plans import Region
 
@@ -121,6 +122,7 @@ def paste_face(
     provider: RegionProvider,
     settings: PipelineSettings,
     grain_seed: int | None = None,
+    detail: SkinSource | None = None,
 ) -> None:
     """Blend one synthetic crop into ``out`` (in place), then restore the preserved region exactly.
     With a ``grain_seed`` the synthetic skin gets the photo's own grain level (seeded noise)."""
@@ -142,7 +144,10 @@ def paste_face(
     blended = np.clip(alpha * warped + (1.0 - alpha) * base + 0.5, 0, 255).astype(np.uint8)
     if grain_seed is not None:
         skin = skin_in_roi(lm, roi)
-        blended = match_grain(blended, original[y0:y1, x0:x1], alpha[..., 0] * ~keep, skin, grain_seed)
+        to_crop = record.alignment.matrix.copy()
+        to_crop[:, 2] += to_crop[:, :2] @ (x0, y0)  # ROI pixels -> crop pixels
+        weight = alpha[..., 0] * ~keep
+        blended = match_grain(blended, original[y0:y1, x0:x1], weight, skin, grain_seed, detail, to_crop)
     blended[keep] = original[y0:y1, x0:x1][keep]
     out[y0:y1, x0:x1] = blended
 
@@ -171,14 +176,17 @@ def run_group(
     for rec, synthetic in zip(records, crops, strict=True):
         assert synthetic.shape == rec.aligned.image.shape and synthetic.dtype == np.uint8, synthetic.shape
         grain = (identity_seed + 7919 * rec.photo) % 2**63 if getattr(engine, "photo_grain", False) else None
-        paste_face(outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings, grain)
+        detail = getattr(engine, "photo_detail", None)  # a donor's skin for the finest band (faces/skin.py)
+        paste_face(
+            outputs[rec.photo], images[rec.photo], rec, synthetic, preserve, provider, settings, grain, detail
+        )
     expect_face = bool(getattr(engine, "produces_face", True))
+    before = {id(r.detection): r.aligned.descriptor for r in records}
     results = []
     for photo, faces in enumerate(detections):
         if not faces:
             results.append(PhotoResult(None, [], "no-face-found"))
             continue
-        before = {id(r.detection): r.aligned.descriptor for r in records}
         checks = [
             FaceResult(
                 det,
@@ -190,6 +198,7 @@ def run_group(
                     expect_face=expect_face,
                     original_descriptor=before.get(id(det)),
                     reference=reference,
+                    group_originals=[d for key, d in before.items() if key != id(det)],
                 ),
             )
             for det in faces

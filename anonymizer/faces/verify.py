@@ -112,9 +112,12 @@ def verify_face(
     expect_face: bool = True,
     original_descriptor: np.ndarray | None = None,
     reference: Sequence[np.ndarray] = (),
+    group_originals: Sequence[np.ndarray] = (),
 ) -> FaceCheck:
     """Check one anonymized face. ``expect_face`` is False for engines that remove the face (mask, blur);
-    ``reference`` is the engine's population of real faces (none: no population test)."""
+    ``reference`` is the engine's population of real faces (none: no population test); ``group_originals``
+    are the descriptors of the other original faces of the pairing group (the patient's other photos): an
+    output that matches any of them is linked to the patient as surely as one that matches its own input."""
     before = original_descriptor if original_descriptor is not None else descriptor(original, landmarks)
     found = redetect(output, landmarks, settings.detect_long_side)
     if found is None and expect_face:
@@ -123,6 +126,8 @@ def verify_face(
     dist = distance(before, after)
     if dist <= settings.threshold + settings.margin:
         return FaceCheck(found is not None, dist, False, "output-matches-input")
+    if any(distance(other, after) <= settings.threshold + settings.margin for other in group_originals):
+        return FaceCheck(found is not None, dist, False, "output-matches-patient-photo")
     if reference and settings.population_rank > 0:
         closer, usable = closer_than_input(after, before, reference, settings.same_identity)
         if usable >= settings.population_rank and closer < settings.population_rank:

@@ -5,7 +5,8 @@ polarities, so dark ink on a card and light type on a dark overlay are both seen
 are widened by a share of their own height, so the glyphs and words of one line touch while the lines above
 and below do not; a component holding at least three glyphs of one size is a proposal, with its oriented
 box (rotated text keeps its angle). Each pyramid level finds one band of glyph heights, so 12 px and 80 px
-type are both found with fixed thresholds.
+type are both found with fixed thresholds. Glyphs that touch (bold, narrow or tight type) form word blobs,
+which are cut into glyph-sized pieces; lines that need them are proposed besides the lines of separate glyphs.
 The proposals are confirmed (or not) by OCR in :mod:`anonymizer.text.ocr`; this module only proposes.
 """
 
@@ -74,14 +75,16 @@ class _Glyphs:
     boxes: np.ndarray  # (n, 4) int x, y, w, h at the level
     centres: np.ndarray  # (n, 2) int x, y
     heights: np.ndarray  # (n,) the type's height: the box's, or a slanted word blob's thickness
+    word: np.ndarray  # (n,) int: 0 for a glyph, else the word blob (touching glyphs) this piece is cut from
 
 
-def _glyphs(grey: np.ndarray, settings: DetectSettings, finest: bool) -> _Glyphs:
-    """Glyph-like blobs darker or lighter than their neighbourhood (both polarities); at the finest level
-    also the word blobs of small slanted type (coarser levels see larger type, whose glyphs stay apart)."""
+def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, ...] = (0, 1)) -> _Glyphs:
+    """Glyph-like blobs darker (polarity 0) or lighter (1) than their neighbourhood, and the word blobs of
+    type whose glyphs touch (bold or tight type, slanted or level), split into glyph-sized pieces."""
     block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
-    boxes, centres, heights = [], [], []
-    for kind, c in ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast)):
+    kinds = ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast))
+    boxes, centres, heights, word = [], [], [], []
+    for polarity, (kind, c) in enumerate(kinds[i] for i in polarities):
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
         _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
@@ -89,43 +92,50 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, finest: bool) -> _Glyphs
             (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
             & (w <= 2.5 * h) & (area >= settings.min_glyph_fill * w * h) & (area <= 0.95 * w * h)
         )
-        # touching glyphs of a level line (bold italic type at a coarse level): one wide blob, as tall as
-        # its type and about half ink
-        keep |= (h >= settings.min_line_px) & (h <= settings.max_line_px) & (w > 2.5 * h) & (w <= 8 * h) & (
-            area >= 0.3 * w * h) & (area <= 0.75 * w * h)
         keep[0] = False
-        slanted, thickness = _slanted_words(labels, stats, keep, settings) if finest else (
-            np.zeros(0, int), np.zeros(0))
-        boxes += [stats[keep, :4], stats[slanted, :4]]
-        centres += [cents[keep].astype(int), cents[slanted].astype(int)]
-        heights += [h[keep], thickness]
-    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights).astype(float))
+        words = _word_blobs(labels, stats, keep, settings)
+        boxes += [stats[keep, :4], words.boxes]
+        centres += [cents[keep].astype(int), words.centres]
+        heights += [h[keep], words.heights]
+        word += [np.zeros(int(keep.sum()), np.int64), words.word + (polarity << 24)]  # ids unique per level
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights).astype(float),
+                   np.concatenate(word))
 
 
-def _slanted_words(
+def _word_blobs(
     labels: np.ndarray, stats: np.ndarray, glyph: np.ndarray, settings: DetectSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, thicknesses) of blobs that are several touching glyphs of a slanted line: small type in a
-    tight face merges into word blobs, whose upright box is too tall for a glyph while the blob itself is
-    as thick as one line of type (a 13 px wristband at 29° was found nowhere else)."""
+) -> _Glyphs:
+    """Blobs that are several touching glyphs of one line (bold or tight type merges into words at some
+    pyramid level, slanted or not): as thick as one line of type, a few times as long, about half ink.
+    Each is cut into pieces as long as it is thick, so that a line of two words still counts its glyphs
+    (a 13 px wristband at 29° and 51 px bold writing at 8° were found nowhere else)."""
     w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
     candidates = np.nonzero(
-        ~glyph & (h > settings.max_line_px) & (h <= 2.5 * settings.max_line_px) & (w >= 0.8 * h)
-        & (w <= 6 * h) & (area >= 0.2 * w * h)
+        ~glyph & (h >= settings.min_line_px) & (h <= 2.5 * settings.max_line_px) & (w >= 0.8 * h)
+        & (w <= 12 * h) & (w <= 12 * settings.max_line_px) & (area >= 0.15 * w * h)
     )[0]
-    picked, thickness = [], []
+    boxes, centres, heights, word = [np.zeros((0, 4), int)], [np.zeros((0, 2), int)], [np.zeros(0)], [[]]
     for i in candidates[candidates > 0]:
         x, y, bw, bh = stats[i, :4]
         ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
-        (_, _), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
         thin, long = min(rw, rh), max(rw, rh)
         fill = area[i] / max(rw * rh, 1.0)
         tilt = ((angle + 90.0 if rw < rh else angle) + 90.0) % 180.0 - 90.0
-        if (settings.min_line_px <= thin <= settings.max_line_px and long >= 1.8 * thin
-                and 0.3 <= fill <= 0.85 and 12.0 <= abs(tilt) <= 45.0):
-            picked.append(i)
-            thickness.append(thin)
-    return np.array(picked, int), np.array(thickness, float)
+        if not (settings.min_line_px <= thin <= settings.max_line_px and long >= 1.8 * thin
+                and 0.3 <= fill <= 0.85 and abs(tilt) <= 45.0):
+            continue
+        pieces = max(2, round(long / thin))
+        along = np.array([np.cos(np.deg2rad(tilt)), np.sin(np.deg2rad(tilt))])
+        offsets = (np.arange(pieces) + 0.5) / pieces - 0.5
+        points = np.array([cx + x, cy + y]) + offsets[:, None] * long * along
+        half = thin / 2
+        boxes.append(np.column_stack([points - half, np.full((pieces, 2), thin)]).round().astype(int))
+        centres.append(np.clip(points.round(), 0, np.array(labels.shape[::-1]) - 1).astype(int))
+        heights.append(np.full(pieces, thin))
+        word.append([int(i)] * pieces)
+    return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights),
+                   np.concatenate(word).astype(np.int64))
 
 
 def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
@@ -210,15 +220,42 @@ def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # 
 def _level_proposals(
     channels: list[np.ndarray], factor: float, settings: DetectSettings, finest: bool
 ) -> list[Proposal]:
-    found_in = [_glyphs(c, settings, finest) for c in channels]
-    fields = ("boxes", "centres", "heights")
-    glyphs = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields))
-    joined = _smear(channels[0].shape, glyphs, settings)
+    # chroma at the finest level: only ink more colourful than its surroundings (a 12 px orange date stamp
+    # on a face); darker-than-paper ink is seen in brightness there
+    found_in = [_glyphs(c, settings, (1,) if finest and k else (0, 1)) for k, c in enumerate(channels)]
+    fields = ("boxes", "centres", "heights", "word")
+    words = [np.where(g.word > 0, g.word + (k << 26), 0) for k, g in enumerate(found_in)]  # unique ids
+    every = _Glyphs(*(np.concatenate([getattr(g, f) for g in found_in]) for f in fields[:3]),
+                    np.concatenate(words))
+    # lines of separate glyphs first, as they are; then lines that need word blobs' pieces (where a piece
+    # joins a line of separate glyphs it could tilt or split it, so those stay as found without pieces)
+    separate = _Glyphs(*(getattr(every, f)[every.word == 0] for f in fields))
+    found = _lines_of(separate, channels[0].shape, factor, settings, need_piece=False)
+    if every.word.any():
+        found += _lines_of(every, channels[0].shape, factor, settings, need_piece=True)
+    return found
+
+
+def _several_words(word: np.ndarray) -> bool:
+    """A line that needs word blobs: two of them, or one and two glyphs (one blob alone, cut into pieces,
+    would make any long strand of hair or fabric a line)."""
+    blobs = len(np.unique(word[word > 0]))
+    return blobs >= 2 or (blobs == 1 and np.count_nonzero(word == 0) >= 2)
+
+
+def _lines_of(
+    glyphs: _Glyphs, shape: tuple[int, ...], factor: float, settings: DetectSettings, need_piece: bool
+) -> list[Proposal]:
+    """Line proposals from the components of the smeared glyphs (``need_piece``: only components with a
+    piece of a word blob in them)."""
+    joined = _smear(shape, glyphs, settings)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
     for i in range(1, n):
         x, y, w, h, area = stats[i]
+        if need_piece and not _several_words(glyphs.word[per_line[i]]):
+            continue
         heights = glyphs.heights[per_line[i]]
         if not _text_like(heights, settings):
             continue
@@ -263,9 +300,12 @@ def _distinct(proposals: list[Proposal], overlap: float = 0.6) -> list[Proposal]
     return [p for p, _ in kept]
 
 
-def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> list[Proposal]:
-    """Candidate text lines of an RGB (or grey) image, in full-image pixels."""
-    scale = base_scale(image.shape, settings)
+def propose(
+    image: np.ndarray, settings: DetectSettings = DetectSettings(), scale: float | None = None
+) -> list[Proposal]:
+    """Candidate text lines of an RGB (or grey) image, in full-image pixels; ``scale``: the finest level's
+    (a part of a photo is proposed at the photo's own, so that unchanged lines come out the same)."""
+    scale = base_scale(image.shape, settings) if scale is None else scale
     proposals: list[Proposal] = []
     small = image
     if scale < 1.0:
@@ -274,8 +314,7 @@ def propose(image: np.ndarray, settings: DetectSettings = DetectSettings()) -> l
     for depth in range(settings.levels):
         if min(levels[0].shape[:2]) < 16:
             break
-        channels = levels[:1] if depth == 0 else levels  # colour-only type that small is not a concern
-        proposals.extend(_level_proposals(channels, 1.0 / (scale * 2**-depth), settings, depth == 0))
+        proposals.extend(_level_proposals(levels, 1.0 / (scale * 2**-depth), settings, depth == 0))
         levels = [cv2.pyrDown(c) for c in levels]
     return _distinct(proposals)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from anonymizer.plans import Box, TextAction, TextPlan, TextReport
 from anonymizer.text import ocr
-from anonymizer.text.detect import DetectSettings, Proposal, propose
+from anonymizer.text.detect import DetectSettings, Proposal, base_scale, propose
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,9 @@ def _crop(
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
     at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
     along, across = p.size
-    glyph = p.glyph_px * 1.3 if _block(p) else across
+    # a line's box is trimmed from its smear and can be lower than its glyphs: the glyphs set the scale
+    glyph = p.glyph_px * 1.3 if _block(p) else max(across, p.glyph_px)
+    across = max(across, glyph)
     margin = margin_share * glyph + 2
     scale = height / max(glyph, 1.0)
     area = (along + 2 * margin) * (across + 2 * margin)
@@ -161,18 +163,22 @@ def _read(
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
-    if not text and any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words):
+    nearly = any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words)
+    if not text and (nearly or any(_is_token(w, settings) for w in words)):
         # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
-        # tesseract's confidence; a tight crop and the inverted crop are read before giving up
+        # tesseract's confidence, and some lines read only with more paper around them; a wide, a tight and
+        # the inverted crop are read before giving up
+        block = _block(p)
+        wide, wide_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.6)
         tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        retries = [(tight, tight_m), (255 - crop, m)]
-        if not _block(p) and p.glyph_px > p.size[1]:
-            # the smear is trimmed, so a line's box is lower than its glyphs, which the first crop scales
-            # to above the height tesseract reads best; italic date stamps read only at the glyphs' height
-            height = round(settings.line_height * p.size[1] / p.glyph_px)
-            retries.append(_crop(image, p, height, settings.max_crop_pixels))
-        for again, again_m in retries:
-            retry = ocr.read_line(again, block=_block(p))
+        retries = [(wide, wide_m, block), (tight, tight_m, block), (255 - crop, m, block)]
+        if block:  # a line beside hair or fabric, read as a block: its surest word's row as one line
+            best = max(words, key=lambda w: w.confidence)
+            row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
+            row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
+            retries.insert(0, (*_crop(image, row, settings.line_height, settings.max_crop_pixels), False))
+        for again, again_m, as_block in retries:
+            retry = ocr.read_line(again, block=as_block)
             if _is_text(retry, settings):
                 words, text, crop, m = retry, True, again, again_m
                 break
@@ -203,12 +209,12 @@ def _runs_on(paper: np.ndarray, window: Box, shape: tuple[int, ...], whole: bool
 
 def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
     """The card or bar a text line is printed on, when it ends near the line: the uniform paper beside the
-    line, flooded at reduced size, bounded within the line's length (or half the photo) on either end and a
-    few heights across.
+    line, flooded at reduced size, bounded within the line's length (or the photo's width) on either end
+    and a few heights across.
     The whole card goes (a word the detector missed at the card's edge goes with it); paper that runs on
     (a wall, skin) is no card and nothing more is filled."""
     g = max(p.size[1], p.glyph_px)
-    reach = max(p.size[0], 0.5 * image.shape[1])  # an overlay bar may span the photo
+    reach = max(p.size[0], image.shape[1])  # an overlay bar may span the photo, the line at one end
     window = Proposal(p.centre, (p.size[0] + 2 * reach, p.size[1] + 8 * g), p.angle, p.glyph_px)
     x0, y0, x1, y1 = window.box(image.shape)
     factor = min(1.0, 6.0 / max(g, 1.0))
@@ -216,8 +222,10 @@ def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
     h, w = roi.shape[:2]
     rad = np.deg2rad(p.angle)
     normal = np.array([-np.sin(rad), np.cos(rad)])
-    for side in (-1.0, 1.0):
-        seed = (np.array(p.centre) + side * normal * 0.8 * g - (x0, y0)) * factor
+    # paper lies just beyond the glyphs; a line box taller than its type (a slant) puts it further out
+    seeds = [(side, reach_out) for reach_out in (0.8 * p.glyph_px, 0.8 * g) for side in (-1.0, 1.0)]
+    for side, out in seeds:
+        seed = (np.array(p.centre) + side * normal * out - (x0, y0)) * factor
         sx, sy = round(float(seed[0])), round(float(seed[1]))
         if not (0 < sx < w - 1 and 0 < sy < h - 1):
             continue
@@ -230,7 +238,7 @@ def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
         ys, xs = np.nonzero(paper)
         (cx, cy), size, angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
         too_big = size[0] * size[1] / factor**2 > 0.25 * image.shape[0] * image.shape[1]  # a backdrop
-        if len(xs) < 0.3 * size[0] * size[1] or min(size) > 8 * g * factor or too_big:
+        if len(xs) < 0.3 * size[0] * size[1] or not 1 <= min(size) <= 8 * g * factor or too_big:
             continue
         along, across = (size[0], size[1]) if size[0] >= size[1] else (size[1], size[0])
         angle = angle if size[0] >= size[1] else angle + 90.0  # the card's long side, as for a line
@@ -360,20 +368,35 @@ def _rescan(
     boxes: list[Box],
 ) -> list[_Line]:
     """Lines after a fill: the photo changed only inside ``boxes``, so only their surroundings are proposed
-    and read again (a fill can leave fragments, or split a line); lines elsewhere keep their reading."""
+    again (a fill can leave fragments, or split a line); a proposal found there again unchanged and clear of
+    every fill (its crop holds the same pixels) keeps its reading, the rest are read again."""
     h, w = image.shape[:2]
+    scale = base_scale(image.shape, settings.detect)
+    grid = max(1, round(2**settings.detect.levels / scale))  # the pyramid's pixel grid, in photo pixels
     rois = []
     for x0, y0, x1, y1 in boxes:
         pad = int(0.5 * max(x1 - x0, y1 - y0)) + 32
-        rois.append((max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)))
+        x0, y0 = max(0, x0 - pad) // grid * grid, max(0, y0 - pad) // grid * grid
+        rois.append((x0, y0, min(w, x1 + pad), min(h, y1 + pad)))
     out = [ln for ln in lines if not any(_touches(ln.proposal.box(image.shape), r) for r in rois)]
+    before = {_key(ln.proposal): ln for ln in lines}
     for x0, y0, x1, y1 in rois:
         part = image[y0:y1, x0:x1]
-        for p in propose(part, settings.detect):
-            line = _read(part, p, keep, settings, whole=False)
+        for p in propose(part, settings.detect, scale):
             moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
+            old = before.get(_key(moved))
+            reach = moved.box(image.shape, margin=0.5 * max(moved.size[1], moved.glyph_px) + 4)
+            if old is not None and not any(_touches(reach, b) for b in boxes):
+                out.append(old)
+                continue
+            line = _read(part, p, keep, settings, whole=False)
             out.append(replace(line, proposal=moved))
     return out
+
+
+def _key(p: Proposal) -> tuple[int, ...]:
+    """A proposal's box and angle, rounded: the same line proposed again from unchanged pixels."""
+    return tuple(round(v) for v in (*p.centre, *p.size, p.angle, p.glyph_px))
 
 
 def _touches(a: Box, b: Box) -> bool:

@@ -175,7 +175,7 @@ class GatewayConfig(_Frozen):
     max_pending_connections: int = Field(64, ge=1)  # connections without a complete RQ yet, all sources
     max_pending_per_source: int = Field(8, ge=1)  # ... per source address (the oldest is closed first)
     max_request_pdu: int = Field(65536, ge=4096)  # A-ASSOCIATE-RQ and other non-data PDUs
-    max_dataset_bytes: int = Field(512 * 2**20, ge=4096)  # one C-STORE's dataset; above: aborted
+    max_dataset_bytes: int = Field(512 * 2**20, ge=4096)  # one C-STORE's dataset; above: drained, 0xA701
     max_inflight_bytes: int = Field(1024 * 2**20, ge=4096)  # received data held by all associations
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)

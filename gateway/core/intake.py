@@ -29,6 +29,12 @@ LOG = structlog.get_logger("gateway.intake")
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
+# PS3.4 Table B.2-1 gives C-STORE three failure families: A7xx "Refused: Out of Resources" (the SCP cannot
+# store this instance), A9xx (does not match the SOP class) and Cxxx (cannot understand). A dataset above the
+# configured cap is the first: the receiver refuses it for its own limit, not for its content (it was never
+# decoded). The low byte is ours to choose; 0x01 keeps it apart from 0xA700 (disk or ledger, worth a retry),
+# and the response's Error Comment states the limit, so the sender's operator sees why.
+DATASET_TOO_LARGE = 0xA701
 CANNOT_UNDERSTAND = 0xC210
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
@@ -168,6 +174,19 @@ class Intake:
             return self.ledger.spool_path_in_use(relpath)
         except LedgerError:
             return True  # cannot tell: keep the file (it is complete), never delete a referenced one
+
+    def refuse_too_large(self, caller: Caller, limit_bytes: int) -> int:
+        """A C-STORE whose dataset went past ``limit_bytes``: it was drained, not stored; log and count it."""
+        RECEIVED.labels(outcome="too_large").inc()
+        LOG.warning(
+            "instance.refused",
+            reason="dataset_too_large",
+            status=f"0x{DATASET_TOO_LARGE:04X}",
+            limit_bytes=limit_bytes,
+            calling_ae=caller.ae_title,
+            peer_ip=caller.address,
+        )
+        return DATASET_TOO_LARGE
 
     def _out_of_resources(self, reason: str, exc: BaseException) -> int:
         code = errno.errorcode.get(getattr(exc, "errno", 0) or 0, type(exc).__name__)

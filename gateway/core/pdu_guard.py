@@ -2,9 +2,12 @@
 
 - :class:`GuardedSocket`: every PDU must finish within ``pdu_timeout_s`` of its first byte; a PDU longer than
   the negotiated maximum (or any non-data PDU above the RQ bound) is aborted at its header, before anything
-  is buffered; the data bytes of one DIMSE message are capped (``max_dataset_bytes``) and all associations
-  together hold at most ``max_inflight_bytes`` (:class:`ByteBudget`: a reader waits for room, TCP pushes back
-  on the sender).
+  is buffered; all associations together hold at most ``max_inflight_bytes`` (:class:`ByteBudget`: a reader
+  waits for room, TCP pushes back on the sender). A DIMSE message whose data grows past ``max_dataset_bytes``
+  is *drained*: its further data fragments are read and dropped (up to twice ``max_dataset_bytes`` in all;
+  past that the association is aborted), and its last fragment reaches pynetdicom as a per-connection
+  marker, so the C-STORE completes and the handler answers it with a failure status (:func:`was_drained`)
+  instead of an A-ABORT that would also end the sender's other transfers.
 - Event-driven waits (:class:`Wakeup`, :class:`WakingQueue`, :class:`NotifyingQueue`, :class:`PatientQueue`):
   pynetdicom's DUL and acceptor loops nap 1 ms between polls; here they wait on the socket and on their
   queues, so a PDU, a response or a release is handled at once.
@@ -24,7 +27,8 @@ import struct
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Any
 
 import structlog
@@ -43,6 +47,7 @@ P_DATA_TF = 0x04
 KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))
 HEADER = struct.Struct(">BBL")
 RECV_CHUNK = 1 << 20
+DRAINED_MARKER = b"\0VERA-DRAINED\0\0"  # + 16 random bytes: the last fragment of a drained message
 
 
 @dataclass(frozen=True)
@@ -119,26 +124,30 @@ def send_quietly(sock: socket.socket, data: bytes) -> None:
 
 def read_exact(
     sock: socket.socket, n: int, deadline: float, reason: str = "pdu_timeout", partial_ok: bool = False
-) -> bytes:
+) -> bytearray:
     """``n`` bytes before ``deadline`` (monotonic) or :class:`Refused`. At EOF: the bytes read so far when
-    ``partial_ok`` (pynetdicom takes a short read as the transport closing), else Refused('peer_closed')."""
+    ``partial_ok`` (pynetdicom takes a short read as the transport closing), else Refused('peer_closed').
+    The buffer received into is returned as it is (no copy: a photo's PDUs pass through here)."""
     buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise Refused(reason)
-        sock.settimeout(remaining)
-        try:
-            read = sock.recv_into(view[got:], min(n - got, RECV_CHUNK))
-        except TimeoutError:
-            raise Refused(reason) from None
-        if not read:
-            if partial_ok:
-                return bytes(buf[:got])
-            raise Refused("peer_closed")
-        got += read
-    return bytes(buf)
+    with memoryview(buf) as view:
+        got = 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Refused(reason)
+            sock.settimeout(remaining)
+            try:
+                read = sock.recv_into(view[got:], min(n - got, RECV_CHUNK))
+            except TimeoutError:
+                raise Refused(reason) from None
+            if not read:
+                if partial_ok:
+                    break
+                raise Refused("peer_closed")
+            got += read
+    if got < n:
+        del buf[got:]
+    return buf
 
 
 # ---- the association's socket -----------------------------------------------------------------------------
@@ -178,6 +187,9 @@ class Guard:
     message_bytes: int = 0  # data bytes of the DIMSE message being received
     held: int = 0  # bytes taken from the budget
     wakeup: Wakeup | None = None
+    draining: bool = False  # the message went past max_dataset_bytes: its data is being dropped
+    drained: int = 0  # data bytes dropped from that message
+    marker: bytes = field(default_factory=lambda: DRAINED_MARKER + os.urandom(16))  # unguessable per socket
 
 
 class GuardedSocket(AssociationSocket):
@@ -224,12 +236,14 @@ class GuardedSocket(AssociationSocket):
                 data = self._read(nr_bytes)
                 if len(data) == 6:
                     self._check_header(data)
-                return bytearray(data)
+                    if self._may_cross_cap(data):
+                        data = self._screen_pdata(data)
+                return data
             data = self._read(nr_bytes)
             guard.header_next = True
             if guard.pdu_type == P_DATA_TF:
                 self._account(data)
-            return bytearray(data)
+            return data
         except Refused as exc:
             self._refuse(str(exc))
             raise
@@ -244,18 +258,16 @@ class GuardedSocket(AssociationSocket):
         self._release()
         super().close()
 
-    def _read(self, n: int) -> bytes:
+    def _read(self, n: int) -> bytearray:
         guard = self._guard
-        if guard.prefix:
-            data = bytes(guard.prefix[:n])
-            del guard.prefix[:n]
-            if len(data) == n:
-                return data
-            n -= len(data)
-        else:
-            data = b""
         assert self.socket is not None
-        return data + read_exact(self.socket, n, guard.deadline, partial_ok=True)
+        if not guard.prefix:
+            return read_exact(self.socket, n, guard.deadline, partial_ok=True)
+        data = guard.prefix[:n]
+        del guard.prefix[:n]
+        if len(data) < n:
+            data += read_exact(self.socket, n - len(data), guard.deadline, partial_ok=True)
+        return data
 
     def _check_header(self, header: bytes) -> None:
         guard = self._guard
@@ -282,11 +294,64 @@ class GuardedSocket(AssociationSocket):
             off += 4 + length
         if not data_bytes:
             return
-        guard.message_bytes += data_bytes
-        if guard.message_bytes > guard.limits.max_dataset_bytes:
-            raise Refused("dataset_too_large")
+        guard.message_bytes += data_bytes  # never past the cap: _screen_pdata saw to that
         guard.budget.take(data_bytes, guard.deadline)
         guard.held += data_bytes
+
+    # ---- a message above max_dataset_bytes: drained, then answered by the handler --------------------
+    def _may_cross_cap(self, header: bytes) -> bool:
+        """Could this P-DATA-TF take its message past the cap? (Cheap: most PDUs are not screened.)"""
+        guard = self._guard
+        if guard.pdu_type != P_DATA_TF:
+            return False
+        (length,) = struct.unpack_from(">L", header, 2)
+        return guard.draining or guard.message_bytes + length > guard.limits.max_dataset_bytes
+
+    def _screen_pdata(self, header: bytearray) -> bytearray:
+        """Read P-DATA-TF PDUs here until one is left for pynetdicom: data fragments above the cap are
+        dropped, the last one becomes the marker. Returns the header pynetdicom reads next (body: prefix)."""
+        guard = self._guard
+        while True:
+            (length,) = struct.unpack_from(">L", header, 2)
+            body = self._read(length)
+            if len(body) < length:  # the peer closed mid-PDU: pynetdicom sees the short read
+                guard.prefix[:0] = body
+                return header
+            kept = self._drain_pdvs(body)
+            if kept:
+                guard.prefix[:0] = kept
+                return bytearray(HEADER.pack(P_DATA_TF, 0, len(kept)))
+            guard.deadline = time.monotonic() + guard.limits.pdu_timeout_s  # the next PDU's own deadline
+            header = self._read(6)
+            if len(header) < 6:
+                return header
+            self._check_header(header)
+            if not self._may_cross_cap(header):
+                return header
+
+    def _drain_pdvs(self, body: bytearray) -> bytearray:
+        """The PDV items of ``body`` pynetdicom gets: all but the data beyond the cap (PS3.8 §9.3.5.1)."""
+        guard, kept, off = self._guard, bytearray(), 0
+        cap, fitting = guard.limits.max_dataset_bytes, guard.message_bytes
+        while off + 6 <= len(body):
+            (length,) = struct.unpack_from(">L", body, off)
+            item, context_id, control = body[off : off + 4 + length], body[off + 4], body[off + 5]
+            off += 4 + length
+            if control & 0x01:  # a command fragment: a new message starts (_account resets the count)
+                kept += item
+                guard.draining, guard.drained, fitting = False, 0, 0
+                continue
+            if not guard.draining and fitting + length - 2 <= cap:
+                kept += item  # data that still fits
+                fitting += length - 2
+                continue
+            guard.draining, guard.drained = True, guard.drained + length - 2
+            if fitting + guard.drained > 2 * cap:  # a sender this far past the cap is not drained any longer
+                raise Refused("dataset_too_large")
+            if control & 0x02:  # the message's last fragment: pynetdicom completes it with the marker
+                kept += struct.pack(">LBB", 2 + len(guard.marker), context_id, 0x02) + guard.marker
+                guard.draining, guard.drained = False, 0
+        return kept
 
     def _release(self) -> None:
         _give_back(self._guard)
@@ -296,6 +361,22 @@ class GuardedSocket(AssociationSocket):
         if self.socket is not None:
             send_quietly(self.socket, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
         count_close(reason, self._guard.peer_ip)
+
+
+def was_drained(sock: Any, dataset: BytesIO) -> bool:
+    """Whether the C-STORE dataset received through ``sock`` went past ``max_dataset_bytes`` and was drained
+    (it ends with that socket's marker, which a sender cannot guess)."""
+    guard: Guard | None = getattr(sock, "_guard", None)
+    if guard is None:
+        return False
+    size = dataset.seek(0, 2)
+    if size < len(guard.marker):
+        dataset.seek(0)
+        return False
+    dataset.seek(size - len(guard.marker))
+    tail = dataset.read()
+    dataset.seek(0)
+    return tail == guard.marker
 
 
 def _give_back(guard: Guard) -> None:

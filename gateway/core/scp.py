@@ -13,6 +13,7 @@ import ssl
 from typing import Any
 
 import structlog
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -22,6 +23,7 @@ from gateway.core.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.core.config import GatewayConfig
 from gateway.core.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
 from gateway.core.part10 import encoded_file
+from gateway.core.pdu_guard import was_drained
 from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
 
 LOG = structlog.get_logger("gateway.scp")
@@ -77,21 +79,33 @@ def handle_echo(event: Any) -> int:
     return 0x0000
 
 
-def handle_store(event: Any, intake: Intake) -> int:
+def handle_store(event: Any, intake: Intake) -> int | Dataset:
     """Decider: the status comes from the intake; an internal error answers 0xA700 (retry later)."""
     try:
         req = event.request
         requestor = event.assoc.requestor
+        caller = Caller(str(requestor.ae_title).strip(), str(requestor.address))
+        sock = event.assoc.dul.socket
+        if was_drained(sock, req.DataSet):
+            return too_large(intake, caller, sock._guard.limits.max_dataset_bytes)
         request = StoreRequest(
             data=encoded_file(event),
             sop_class_uid=str(req.AffectedSOPClassUID),
             sop_instance_uid=str(req.AffectedSOPInstanceUID),
-            caller=Caller(str(requestor.ae_title).strip(), str(requestor.address)),
+            caller=caller,
         )
         return intake.receive(request)
     except Exception as exc:
         LOG.error("scp.store_failed", error=type(exc).__name__)
         return OUT_OF_RESOURCES
+
+
+def too_large(intake: Intake, caller: Caller, limit_bytes: int) -> Dataset:
+    """The failure answer to a dataset above ``max_dataset_bytes``, with the limit in its Error Comment."""
+    status = Dataset()
+    status.Status = intake.refuse_too_large(caller, limit_bytes)
+    status.ErrorComment = f"Data set larger than this receiver's limit ({limit_bytes} bytes)"[:64]
+    return status
 
 
 def build_ae(config: GatewayConfig) -> AE:

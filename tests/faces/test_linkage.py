@@ -85,3 +85,20 @@ def test_rule_file_population_rank_reaches_verification_and_the_engine(
 def test_negative_population_rank_is_a_rule_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="population_rank"):
         _plan(tmp_path, ", verify: {population_rank: -1}")
+
+
+def test_verification_quarantines_an_output_that_matches_the_patients_other_photo() -> None:
+    # 017_03 and 017_08 are one man, neutral and smiling; 004_03 is someone else. The output checked here is
+    # the man's neutral face, standing for a synthetic face that drifted back to him. Its own input is taken
+    # to be the stranger, so the own-input test passes it; his smiling photo in the same group catches it.
+    neutral, smiling, stranger = load_rgb("017_03"), load_rgb("017_08"), load_rgb("004_03")
+    lm_neutral = detect_faces(neutral)[0].landmarks
+    own_input = descriptor(stranger, detect_faces(stranger)[0].landmarks)
+    his_other_photo = descriptor(smiling, detect_faces(smiling)[0].landmarks)
+    check = verify_face(neutral, neutral, lm_neutral, VerifySettings(), original_descriptor=own_input)
+    assert check.passed, check.reason
+    check = verify_face(
+        neutral, neutral, lm_neutral, VerifySettings(), original_descriptor=own_input,
+        group_originals=[his_other_photo],
+    )
+    assert not check.passed and check.reason == "output-matches-patient-photo"

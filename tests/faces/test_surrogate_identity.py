@@ -73,8 +73,8 @@ def _identity(engine: SurrogateEngine, faces: list, profile: dict, seed: int) ->
     out = []
     for face in faces:
         base = engine._peer_base(face, peers, face.image.astype(np.float32))
-        mixed = engine._ingredients(face, donors, base, plain, c).average
-        convex = engine._ingredients(face, donors, base, plain, None).average
+        mixed = engine._ingredients(face, donors, base, plain, coefficients=c).average
+        convex = engine._ingredients(face, donors, base, plain, coefficients=None).average
         out.append((mixed - convex)[inside].ravel())  # the face, not the donors' hair and background
     return out
 

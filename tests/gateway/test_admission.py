@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
 
 from dicom_rules import FolderDestination
 from gateway.core.admission import request_problem
 from gateway.core.config import CallerRule
 from gateway.core.pdu_guard import CLOSED
-from tests.conftest import Study, make_small_sc, write_study
+from gateway.ops.metrics import RECEIVED
+from tests.conftest import DCMTK_ENV, Study, make_small_sc, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
 
 pytestmark = pytest.mark.integration
@@ -298,14 +302,69 @@ def test_request_problem_names_what_is_wrong(mutate, problem: str) -> None:
     assert request_problem(bad) == problem
 
 
-def test_a_dataset_above_the_configured_size_is_aborted_and_the_next_one_is_stored(
+def received_count(outcome: str) -> float:
+    return RECEIVED.labels(outcome=outcome)._value.get()
+
+
+@pytest.mark.parametrize("max_pdu", [16384, 262144])  # drained over many PDUs / within the one that crosses
+def test_a_dataset_above_the_configured_size_gets_0xA701_and_the_association_goes_on(
+    tmp_path: Path, gateway, max_pdu: int
+) -> None:
+    config = gateway_config(
+        tmp_path / "gw",
+        quiet_period_s=600,
+        max_wait_s=600,
+        workers=0,
+        max_dataset_bytes=65536,
+        max_pdu=max_pdu,
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    big = make_small_sc(side=200, number=1)  # 120 kB of pixels: past the 64 kB cap, within twice the cap
+    small = make_small_sc(side=32, number=2)
+    before = received_count("too_large")
+    ae = AE(ae_title="HOSP_PACS")
+    ae.add_requested_context(big.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", service.port, ae_title="VERA_GW")
+    assert assoc.is_established
+    try:
+        refused = assoc.send_c_store(big)
+        stored = assoc.send_c_store(small)  # same association: the drained message left it in step
+    finally:
+        assoc.release()
+    assert refused.Status == 0xA701
+    assert "65536" in refused.ErrorComment
+    assert stored.Status == 0x0000
+    assert received_count("too_large") == before + 1
+    assert sum(instance_states(config).values()) == 1
+
+
+def test_storescu_sees_0xA701_for_the_oversized_file_and_stores_the_next_one(tmp_path: Path, gateway) -> None:
+    config = gateway_config(
+        tmp_path / "gw", quiet_period_s=600, max_wait_s=600, workers=0, max_dataset_bytes=65536, max_pdu=16384
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    files = write_study(
+        tmp_path / "in", [make_small_sc(side=200, number=1), make_small_sc(side=32, number=2)]
+    )
+    cmd = ["/usr/bin/storescu", "-v", "-nh", "-xy", "-aet", "HOSP_PACS", "-aec", "VERA_GW", "127.0.0.1"]
+    result = subprocess.run(
+        [*cmd, str(service.port), *map(str, files)], capture_output=True, text=True, timeout=60, env=DCMTK_ENV
+    )
+    log = result.stdout + result.stderr
+    assert "0xa701" in log.lower(), log[-2000:]
+    assert "Received Store Response (Success)" in log, log[-2000:]
+    assert "Abort" not in log
+    assert sum(instance_states(config).values()) == 1
+
+
+def test_a_dataset_past_twice_the_configured_size_is_aborted_and_the_next_association_stores(
     tmp_path: Path, gateway
 ) -> None:
     config = gateway_config(
         tmp_path / "gw", quiet_period_s=600, max_wait_s=600, workers=0, max_dataset_bytes=65536
     )
     service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
-    big = write_study(tmp_path / "big", [make_small_sc(side=256)])  # ~196 kB of pixels
+    big = write_study(tmp_path / "big", [make_small_sc(side=256)])  # ~196 kB: more than the cap to drain
     small = write_study(tmp_path / "small", [make_small_sc(side=32)])
     before = closed_count("dataset_too_large")
     assert storescu(service.port, big, timeout=30).returncode != 0

@@ -14,7 +14,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, VLPhotographicIma
 from dicom_rules import FolderDestination
 from gateway.core.config import CallerRule
 from tests.conftest import DCMTK_ENV, Study, face_photos, make_small_sc, make_vl_photo, write_study
-from tests.gateway.conftest import gateway_config, instance_states, ledger_of, rules_to, storescu
+from tests.gateway.conftest import gateway_config, instance_states, ledger_of, rules_to, storescu, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +161,32 @@ def test_unacknowledged_spool_files_are_counted_at_start(tmp_path: Path, gateway
     (path,) = write_study(tmp_path / "in", [make_small_sc()])
     assert storescu(service.port, [path]).returncode == 0
     assert service.count_spool_orphans() == 1  # a received instance is not an orphan
+
+
+def test_a_c_store_on_a_context_id_never_accepted_aborts_only_its_association(
+    tmp_path: Path, gateway
+) -> None:
+    """pynetdicom answers a C-STORE on a context ID it never accepted with an A-ABORT; the next association
+    stores."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    config = quiet_config(tmp_path)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    ds = make_small_sc(side=32, number=1)
+    ae = AE(ae_title="HOSP_PACS")
+    ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", service.port, ae_title="VERA_GW")
+    assert assoc.is_established
+    assert assoc.send_c_store(ds).Status == 0x0000
+    req = C_STORE()
+    req.MessageID, req.Priority = 2, 2
+    req.AffectedSOPClassUID, req.AffectedSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    req.DataSet = BytesIO(encode(ds, False, True))
+    assoc.dimse.send_msg(req, 99)  # a context ID the gateway never accepted
+    wait_until(lambda: assoc.is_aborted, timeout=10)
+    files = write_study(tmp_path / "in", [make_small_sc(side=32, number=3)])
+    assert storescu(service.port, files, timeout=30).returncode == 0
+    assert sum(instance_states(config).values()) == 2

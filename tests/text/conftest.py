@@ -28,8 +28,10 @@ def card_photo(seed: int = 3, kinds: tuple[CanaryKind, ...] = (CanaryKind.CARD,)
 
 def name_card(photo: np.ndarray, centre: tuple[int, int], lines: tuple[str, ...], cap: int = 30,
               angle: float = 0.0, face: Path = FONT,
-              paper: tuple[int, int, int] = (250, 250, 245)) -> tuple[np.ndarray, Canary]:
-    """Black-on-``paper`` card with ``lines`` at ``centre`` (for exact placement, e.g. over the mouth)."""
+              paper: tuple[int, int, int] | None = (250, 250, 245),
+              ink: tuple[int, int, int] = (0, 0, 0)) -> tuple[np.ndarray, Canary]:
+    """``ink``-on-``paper`` card with ``lines`` at ``centre`` (for exact placement, e.g. over the mouth);
+    ``paper`` None writes straight onto the photo (skin, a backdrop)."""
     font = ImageFont.truetype(str(face), round(cap / 0.72))
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
     boxes = [probe.textbbox((0, 0), line, font=font) for line in lines]
@@ -37,10 +39,11 @@ def name_card(photo: np.ndarray, centre: tuple[int, int], lines: tuple[str, ...]
     pad = cap // 2
     w = max(b[2] - b[0] for b in boxes) + 2 * pad
     h = len(lines) * line_h + (len(lines) - 1) * (line_h // 3) + 2 * pad
-    tile = Image.new("RGBA", (w, h), (*paper, 255))
+    tile = Image.new("RGBA", (w, h), (*paper, 255) if paper is not None else (0, 0, 0, 0))
     draw = ImageDraw.Draw(tile)
     for i, (line, box) in enumerate(zip(lines, boxes, strict=True)):
-        draw.text((pad - box[0], pad + i * (line_h + line_h // 3) - box[1]), line, font=font, fill=(0, 0, 0))
+        origin = (pad - box[0], pad + i * (line_h + line_h // 3) - box[1])
+        draw.text(origin, line, font=font, fill=(*ink, 255))
     image = Image.fromarray(photo).convert("RGBA")
     rotated = tile.rotate(angle, resample=Image.BICUBIC, expand=True)
     image.alpha_composite(rotated, (centre[0] - rotated.width // 2, centre[1] - rotated.height // 2))

@@ -21,6 +21,7 @@ from anonymizer.plans import TextAction, TextPlan
 from anonymizer.text.frames import check_frames
 from anonymizer.text.ocr import OcrUnavailable, self_test
 from anonymizer.text.step import scrub
+from tests.conftest import FACES
 from tests.text.conftest import MONO, card_photo, name_card, ruler
 
 pytestmark = pytest.mark.usefixtures("tessdata_ok")
@@ -161,3 +162,89 @@ def test_broken_ocr_install_raises_so_the_photo_is_held(
     (tmp_path / "eng.traineddata").write_bytes(b"not a model")  # present but corrupt
     with pytest.raises(OcrUnavailable):
         self_test()
+
+
+LIBERATION = Path("/usr/share/fonts/truetype/liberation")
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+
+
+@pytest.mark.parametrize(("face", "cap", "angle", "paper"), [
+    (LIBERATION / "LiberationSerif-Italic.ttf", 64, 0.7, (250, 250, 245)),
+    (DEJAVU / "DejaVuSerif-BoldItalic.ttf", 44, 20.6, (250, 250, 245)),
+    (LIBERATION / "LiberationSans-Italic.ttf", 59, 28.0, (190, 220, 255)),  # a wristband
+])
+def test_large_card_type_is_redacted(face: Path, cap: int, angle: float, paper: tuple[int, int, int]) -> None:
+    """Large type on a card (44-64 px): its line box is lower than its glyphs, its glyphs touch at the
+    coarse level that sees them, the paper lies closer to the line than its box's height; each once went
+    out readable."""
+    base = clinical_background(np.random.default_rng(4), (1200, 1600))
+    photo, card = name_card(base, (800, 2 * cap), ("BERNARD, LUKAS",), cap=cap, angle=angle, face=face,
+                            paper=paper)  # near the photo's top edge, as the misses were
+    assert readable_tokens(photo, card)  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is None or readable_tokens(result.image, card) == set(), result.report
+    assert result.image is not None, result.reason  # removed, not only held
+
+
+@pytest.mark.parametrize(("photo_id", "centre", "text", "cap", "angle", "face", "ink"), [
+    # bold, slanted a little, on the backdrop
+    ("037_08", (1032, 75), "DUBOIS 29193986", 51, 8.2, "LiberationSans-Bold", (30, 30, 30)),
+    # beside hair: read as a block
+    ("001_08", (616, 97), "DUBOIS 44870995", 41, 15.0, "LiberationSans-Bold", (120, 20, 60)),
+    # condensed bold at 30°: its glyphs too tall for the finest level, its word blobs for the next
+    ("024_08", (173, 803), "JANSSEN 55220856", 23, 29.8, "DejaVuSansCondensed-Bold", (120, 20, 60)),
+])
+def test_writing_on_a_face_photo_is_redacted(
+    photo_id: str, centre: tuple[int, int], text: str, cap: int, angle: float, face: str,
+    ink: tuple[int, int, int],
+) -> None:
+    """Writing straight onto a face photo's backdrop and hair (no card to fill), as bench photos had it
+    when it went out readable."""
+    path = FACES / f"{photo_id}.jpg"
+    if not path.is_file():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    font = next(d / f"{face}.ttf" for d in (LIBERATION, DEJAVU) if (d / f"{face}.ttf").is_file())
+    base = np.asarray(Image.open(path).convert("RGB"))
+    photo, writing = name_card(base, centre, (text,), cap=cap, angle=angle, face=font, paper=None, ink=ink)
+    assert readable_tokens(photo, writing)  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, writing) == set()
+
+
+def test_small_orange_date_stamp_on_skin_is_redacted_or_held() -> None:
+    """A 12 px orange camera date stamp on skin: as bright as the skin, it shows only in chroma, which the
+    finest pyramid level reads too."""
+    grain = np.random.default_rng(2).normal(0, 2.5, (1200, 1600, 3))
+    base = np.clip(np.array([205.0, 160.0, 135.0]) + grain, 0, 255).astype(np.uint8)
+    mono = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    photo, stamp = name_card(base, (1450, 1120), ("06 01 2019",), cap=12, face=mono, paper=None,
+                             ink=(255, 150, 30))
+    assert readable_tokens(photo, stamp)  # the attacker reads the input (along the colour axis)
+    result = scrub(photo, TextPlan())
+    assert result.image is None or readable_tokens(result.image, stamp) == set(), result.report
+
+
+def test_overlay_bar_longer_than_half_the_photo_beside_its_line_goes_whole() -> None:
+    """A chart overlay spanning nearly the photo's width, of which only one word is confirmed: the bar is a
+    card even when it runs further beyond that word than half the photo (it once went out with the name)."""
+    path = FACES / "017_03.jpg"
+    if not path.is_file():
+        pytest.skip("../shared/data/faces/london_set is not present")
+    base = np.asarray(Image.open(path).convert("RGB"))
+    font = ImageFont.truetype(str(DEJAVU / "DejaVuSansCondensed-Oblique.ttf"), round(49 / 0.72))
+    text = "FISCHER, LUKAS  MRN 20726900"
+    probe = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
+    w, h = probe[2] - probe[0] + 48, probe[3] - probe[1] + 48
+    tile = Image.new("RGBA", (w, h), (20, 20, 30, 210))
+    ImageDraw.Draw(tile).text((24 - probe[0], 24 - probe[1]), text, font=font, fill=(240, 240, 240, 255))
+    photo_img = Image.fromarray(base).convert("RGBA")
+    x0, y0 = 737 - w // 2, 93 - h // 2
+    photo_img.alpha_composite(tile, (x0, y0))
+    photo = np.asarray(photo_img.convert("RGB"))
+    polygon = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], np.float32)
+    bar = Canary(CanaryKind.OVERLAY, ("FISCHER", "LUKAS", "MRN", "20726900"), polygon, 0.0, 49)
+    assert len(readable_tokens(photo, bar)) >= 3  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, bar) == set()

@@ -21,6 +21,17 @@ from gateway.core.ledger.models import LedgerError
 from gateway.core.ledger.sql import SqlLedger, Tx
 
 PRIMARY_KEY = "INTEGER PRIMARY KEY"
+# One writer lock per database file for this process's threads. SQLite's own busy handler polls with sleeps
+# of 1, 2, 5, 10, ... ms, so two association threads committing at the same moment lost milliseconds each;
+# queued on a lock, the next writer starts the moment the last one commits. Other processes (pipeline
+# workers) still meet SQLite's lock and busy timeout.
+_WRITE_LOCKS: dict[Path, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: Path) -> threading.RLock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path.resolve(), threading.RLock())
 
 
 def _failed(exc: sqlite3.Error) -> LedgerError:
@@ -38,6 +49,7 @@ class SqliteLedger(SqlLedger):
         self.synchronous = synchronous
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = _write_lock(path)
         try:
             self._conn().executescript(statements.SCHEMA.format(id=PRIMARY_KEY))
         except sqlite3.Error as exc:
@@ -61,20 +73,21 @@ class SqliteLedger(SqlLedger):
 
     @contextmanager
     def _write(self) -> Iterator[Tx]:
-        try:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _failed(exc) from exc
-        try:
-            yield Tx(db.cursor())
-            db.execute("COMMIT")
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+        with self._write_lock:
+            try:
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
                 raise _failed(exc) from exc
-            raise
+            try:
+                yield Tx(db.cursor())
+                db.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _failed(exc) from exc
+                raise
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:

@@ -1,0 +1,191 @@
+"""Colour and light of the synthetic face (engines/surrogate_colour.py): the patient's skin light and tone
+arrive, the patient's features do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import load_bank, skin_mask
+from anonymizer.engines.surrogate_colour import (
+    boundary_base,
+    detail_donor,
+    ease_into_kept,
+    feature_colours,
+    fringe,
+    highlight_level,
+    match_features,
+    relight,
+    skin_light,
+    soften,
+    tame_highlights,
+)
+from anonymizer.faces import align
+from anonymizer.faces.detect import detect_faces
+
+
+def _patient_crop(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lm = detect_faces(image)[0].landmarks
+    al = align.canonical_alignment(lm, 512)
+    return align.crop(image, al), align.apply(al.matrix, lm)
+
+
+def test_relight_gives_the_synthetic_skin_the_patients_light(bank_path: Path, pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    bank = load_bank(bank_path)
+    donor = bank.photos[0]
+    # a darker, bluer patient than any donor: what a global match left greyer and lighter
+    patient = np.clip(crop.astype(np.float32) * (0.55, 0.5, 0.45), 0, 255).astype(np.uint8)
+    target = skin_light(patient, lm)
+    assert target is not None
+    out = relight(donor.texture, bank.reference, target)
+    skin = skin_mask(bank.reference, 512)
+    got = skin_light(out, bank.reference)
+    assert got is not None
+    before = skin_light(donor.texture, bank.reference)
+    assert before is not None
+    assert np.abs(before - target)[skin].mean() > 15
+    assert np.abs(got - target)[skin].mean(0).max() < 3.0  # every Lab channel within 3 levels on the skin
+
+    # the donor's own detail stays: relighting moves the broad light only
+    def fine(x: np.ndarray) -> np.ndarray:
+        g = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return g - cv2.GaussianBlur(g, (0, 0), 3.0)
+
+    assert np.corrcoef(fine(out)[skin], fine(donor.texture)[skin])[0, 1] > 0.8
+
+
+def test_skin_light_ignores_the_patients_features(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    light = skin_light(crop, lm)
+    painted = crop.copy()
+    for points in (lm[36:42], lm[42:48], lm[48:60], lm[17:22], lm[22:27]):  # eyes, mouth, brows
+        cv2.fillPoly(painted, [np.round(points).astype(np.int32)], (255, 0, 255))
+    assert light is not None
+    again = skin_light(painted, lm)
+    assert again is not None
+    assert np.abs(again - light).max() < 1.0
+
+
+def test_lips_take_the_patients_colour_and_the_skin_does_not_move(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    crop, lm = _patient_crop(pair[0])
+    # a mauve-lipped patient: lips moved in Lab by less than the shift limit
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[cv2.fillPoly(np.zeros(crop.shape[:2], np.uint8), [np.round(lm[48:60]).astype(np.int32)], 1) > 0] += (
+        -20,
+        -8,
+        -12,
+    )
+    patient = cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    want = feature_colours(patient, lm)
+    bank = load_bank(bank_path)
+    donor, ref = bank.photos[0].texture, bank.reference
+    out = match_features(donor, ref, want)
+    lab_in = cv2.cvtColor(donor, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab_out = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lips = np.zeros(donor.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(ref[48:60]).astype(np.int32)], 1)
+    cv2.fillPoly(lips, [np.round(ref[60:68]).astype(np.int32)], 0)
+    lips_in, lips_out = lab_in[lips > 0].mean(0), lab_out[lips > 0].mean(0)
+    assert want[0] is not None
+    assert np.abs(lips_in - want[0]).max() > 8  # the donor's lips differ from the patient's
+    assert np.abs(lips_out - want[0]).max() < 0.5 * np.abs(lips_in - want[0]).max()
+    cheek = skin_mask(ref, 512)
+    cheek[int(ref[48:68, 1].min()) - 25 :] = False  # skin above the mouth, away from eyes by the skin mask
+    assert np.abs(lab_out[cheek] - lab_in[cheek]).mean() < 1.0
+
+
+def test_strong_rungs_are_soft_limited_around_the_donor_average(bank_path: Path) -> None:
+    average = load_bank(bank_path).photos[0].texture.astype(np.float32)
+    blotch = np.zeros(average.shape[:2], np.float32)
+    cv2.circle(blotch, (200, 300), 40, 1.0, -1)
+    texture = average - 70.0 * blotch[..., None] + 5.0  # a dark cheek blotch and a small overall shift
+    out = soften(texture, average, 28.0)
+    light = (out - average) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert light.min() > -28.0  # the blotch is held under the limit...
+    assert light[300, 200] < -20.0  # ...but still darker (the rung still changes the face)
+    assert np.allclose(light[blotch == 0], 5.0, atol=0.2)  # small deviations pass unchanged
+
+
+def test_highlights_are_held_to_the_patients_and_eye_whites_are_spared(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    crop, lm = _patient_crop(pair[0])
+    light = skin_light(crop, lm)
+    level = highlight_level(crop, lm, light)
+    assert light is not None and 4.0 <= level < 40.0
+    glossy = crop.astype(np.float32)
+    cheek = (int(lm[2, 0] + 0.3 * (lm[31, 0] - lm[2, 0])), int(lm[29, 1]))
+    spot = np.zeros(crop.shape[:2], np.float32)
+    cv2.circle(spot, cheek, 25, 1.0, -1)
+    eye = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(eye, [np.round(lm[36:42]).astype(np.int32)], 1)
+    glossy = np.clip(glossy + 60.0 * spot[..., None] + 40.0 * eye[..., None], 0, 255).astype(np.uint8)
+    out = tame_highlights(glossy, lm, light, level)
+    lab_in = cv2.cvtColor(glossy, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0]
+    lab_out = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(np.float32)[..., 0]
+    assert (lab_out - light[..., 0])[cheek[1], cheek[0]] < 1.6 * level  # the glossy spot is tamed
+    assert (lab_in - light[..., 0])[cheek[1], cheek[0]] > 2.0 * level
+    inside = eye > 0
+    assert np.abs(lab_out[inside] - lab_in[inside]).mean() < 2.0  # the eye white keeps its brightness
+
+
+def test_poisson_rim_agrees_with_a_kept_region_and_hair_is_no_boundary(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    synth = np.full_like(crop, 200)
+    kept = np.zeros(crop.shape[:2], bool)
+    kept[280:320, 230:280] = True
+    eased = ease_into_kept(synth, crop, kept, lm)
+    assert np.array_equal(eased[kept], crop[kept])  # the Poisson hole's rim values: the patient's own
+    rim = cv2.dilate(kept.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~kept
+    gap = np.abs(synth[rim].astype(int) - crop[rim]).mean()
+    assert np.abs(eased[rim].astype(int) - crop[rim]).mean() < 0.2 * gap  # and next to it nearly so
+    far = np.zeros_like(kept)
+    far[100:120, 100:120] = True
+    assert np.array_equal(eased[far], synth[far])
+    # a fringe of dark hair painted over the forehead is left to the patient and is no Poisson boundary
+    haired = crop.copy()
+    top = int(lm[17:27, 1].min())
+    haired[top - 60 : top - 20, int(lm[17, 0]) : int(lm[26, 0])] = (40, 30, 25)
+    hair = fringe(haired, lm)
+    assert hair[top - 40, int(lm[27, 0])]
+    assert not hair[int(lm[29, 1]), int(lm[2, 0] + 30)]  # the cheek is no hair
+    base = boundary_base(haired, synth, lm, kept)
+    assert np.array_equal(base[top - 40, int(lm[27, 0])], synth[top - 40, int(lm[27, 0])])
+    assert np.array_equal(
+        base[int(lm[29, 1]), int(lm[2, 0] + 30)], haired[int(lm[29, 1]), int(lm[2, 0] + 30)]
+    )
+
+
+def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
+    bank = load_bank(bank_path)
+    groups = bank.by_identity()
+    donors = [groups[i] for i in sorted(groups)]
+    for photos, sex, age in zip(
+        donors, ("M", "F", "F", "M", "F"), (25.0, 60.0, 31.0, 58.0, 30.0), strict=False
+    ):
+        for p in photos:
+            p.sex, p.age = sex, age
+    assert detail_donor(donors, "F", 62.0) == 1
+    assert detail_donor(donors, "M", 62.0) == 3
+    assert detail_donor(donors, "F", 29.0) == 2  # 31 and 30 are both within 5 years: the seeded order wins
+    assert detail_donor(donors, "", float("nan")) == 0
+
+
+def test_the_reduced_size_light_matches_the_full_size_blur(pair: list[np.ndarray]) -> None:
+    from anonymizer.engines import surrogate_colour
+
+    crop, lm = _patient_crop(pair[0])
+    fast = skin_light(crop, lm)
+    full = surrogate_colour._wide_blur
+    try:
+        surrogate_colour._wide_blur = lambda image, sigma: cv2.GaussianBlur(image, (0, 0), sigma)
+        reference = skin_light(crop, lm)
+    finally:
+        surrogate_colour._wide_blur = full
+    assert fast is not None and reference is not None
+    assert np.abs(fast - reference)[skin_mask(lm, 512)].max() < 1.0  # under one level of Lab on the skin
