@@ -55,6 +55,7 @@ TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 STUDY_MISMATCH = 0xA900
 PEER_CN = "vera_peer_cn"
 HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"]
+LINGER_S = 2.0  # how long a closing connection still reads (and drops) what the client sends
 
 
 class Refused(Exception):
@@ -373,6 +374,37 @@ def build_app(receiver: StowReceiver) -> Starlette:
     return Starlette(routes=routes)
 
 
+class _LingeringTransport:
+    """The connection's transport, closed in stages (RFC 9112 section 9.6): ``close()`` sends the response's
+    end (FIN) at once and closes the socket ``LINGER_S`` later or when the client closes. Closing outright
+    while a client still sends (a trickling body answered 408) makes the kernel answer its next bytes with a
+    TCP reset, and a reset can destroy the 408 in the client's buffer before it is read."""
+
+    def __init__(self, inner: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._inner = inner
+        self._loop = loop
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._inner.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        if not self._inner.can_write_eof():  # TLS: no half-close
+            self._inner.close()
+            return
+        self.lingering = True
+        self._inner.write_eof()  # after what is still buffered
+        self._loop.call_later(LINGER_S, self._inner.close)
+
+    def close_now(self) -> None:
+        self._inner.close()
+
+
 class _Protocol(H11Protocol):
     """uvicorn's h11 protocol that passes the verified client certificate's subject CN to the app, never
     writes uvicorn's access log (its lines carry the request path), and closes a connection whose next
@@ -412,8 +444,18 @@ class _Protocol(H11Protocol):
         super().on_response_complete()
         self._arm_header_deadline()
 
+    def data_received(self, data: bytes) -> None:
+        if not self.transport.lingering:  # a closing connection's late bytes are dropped
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self.transport.lingering:
+            self.transport.close_now()  # the client closed too: nothing left to wait for
+            return
+        super().eof_received()
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self.loop))  # type: ignore[arg-type]
         ssl_object = transport.get_extra_info("ssl_object")
         cert = ssl_object.getpeercert() if ssl_object is not None else None
         cn = next((v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"), None)

@@ -464,3 +464,38 @@ def test_connections_that_trickle_or_never_send_headers_are_closed(
         )
         time.sleep(1.5)
     assert [e["reason"] for e in logs if e["event"] == "stow.request"] == ["ok"]  # closed quietly
+
+
+def test_a_408_reaches_a_client_that_goes_on_sending_after_it(
+    tmp_path: Path, gateway: Any, photos: list[Path]
+) -> None:
+    """The server half-closes after a 408 and drops late bytes: a socket closed outright while the client's
+    bytes keep arriving is reset, and the client's read ends in ECONNRESET instead of the 408 and a clean end."""
+    import threading
+
+    service = _service(tmp_path, gateway, min_body_bytes_per_s=0, body_timeout_s=1.0)
+    multipart = MultipartBody(photos[:1])
+    body = b"".join(multipart)
+    stop = threading.Event()
+
+    def keep_sending(sock: socket.socket) -> None:  # a byte every 2 ms, never the whole body
+        try:
+            for at in range(100, len(body) - 1):
+                if stop.wait(0.002):
+                    return
+                sock.send(body[at : at + 1])
+        except OSError:
+            pass
+
+    with socket.create_connection(("127.0.0.1", service.stow.port), timeout=15) as sock:
+        sock.sendall(_raw_head(multipart, len(body)) + body[:100])
+        sender = threading.Thread(target=keep_sending, args=(sock,), daemon=True)
+        sender.start()
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        finally:
+            stop.set()
+            sender.join(timeout=5)
+    assert answer.startswith(b"HTTP/1.1 408")
