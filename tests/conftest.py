@@ -70,6 +70,35 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port below the ephemeral range")
 
 
+class GatewaySubprocess:
+    """A ``vera-gateway`` child process started in its own session, logging JSON lines to ``log_path``
+    (the single-node gateway of tests/gateway and the cluster nodes of tests/cluster)."""
+
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The log's JSON records whose event is ``name``."""
+        found = []
+        for line in self.log_text().splitlines():
+            if f'"{name}"' in line:
+                try:
+                    found.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return found
+
+    def kill9(self) -> None:
+        """SIGKILL the gateway and its worker processes (its whole session, as systemd would)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+
 @pytest.fixture
 def port_factory() -> Any:
     return free_port

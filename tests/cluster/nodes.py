@@ -4,7 +4,6 @@ kill -9 it. Logs go to ``<root>/<name>.log`` (JSON lines)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import GatewaySubprocess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +46,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: fl
     raise TimeoutError("condition not reached")
 
 
-class Node:
+class Node(GatewaySubprocess):
     def __init__(self, root: Path, name: str, args: list[str], env: dict[str, str]) -> None:
         self.root, self.name, self.args, self.env = root, name, args, env
         self.log_path = root / f"{name}.log"
@@ -67,27 +66,8 @@ class Node:
             )
         return self
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log_text().splitlines():
-            if f'"{name}"' in line:
-                try:
-                    found.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return found
-
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.proc = None
 
     def stop(self) -> None:
         if self.alive():

@@ -28,7 +28,7 @@ from dicom_rules import RouteAction, RouteDecision, RuleSet
 from gateway.core.config import ForwardSettings, GatewayConfig
 from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.service import Service
-from tests.conftest import DCMTK_ENV, VL_PHOTO, free_port
+from tests.conftest import DCMTK_ENV, VL_PHOTO, GatewaySubprocess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,7 +141,7 @@ LAUNCHER = textwrap.dedent(
 )
 
 
-class GatewayProcess:
+class GatewayProcess(GatewaySubprocess):
     """A real gateway process (same Service, own interpreter) that a test can kill -9 and restart."""
 
     def __init__(self, config: GatewayConfig, destination: dict[str, Any], mode: PixelMode = PixelMode.BLANK):
@@ -171,26 +171,6 @@ class GatewayProcess:
         )
         assert self.proc.poll() is None, self.log_text()[-3000:]
         return self
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_text().splitlines():
-            if f'"{name}"' in line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
-
-    def kill9(self) -> None:
-        """SIGKILL the gateway and its worker processes (its whole session, as systemd would)."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
