@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -177,6 +177,8 @@ class GatewayConfig(_Frozen):
     max_request_pdu: int = Field(65536, ge=4096)  # A-ASSOCIATE-RQ and other non-data PDUs
     max_dataset_bytes: int = Field(512 * 2**20, ge=4096)  # one C-STORE's dataset; above: drained, 0xA701
     max_inflight_bytes: int = Field(1024 * 2**20, ge=4096)  # received data held by all associations
+    # "lean": our one-thread-per-association storage SCP (gateway/core/lean_scp.py); "pynetdicom": its AE
+    receive_path: Literal["lean", "pynetdicom"] = "lean"
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)

@@ -194,6 +194,10 @@ class Intake:
         LOG.error("instance.refused", reason=reason, error=code, status="0xA700")
         return OUT_OF_RESOURCES
 
+    def reject(self, request: StoreRequest, reason: str, status: int) -> int:
+        """Refuse ``request`` with ``status``, its bytes kept in the quarantine (the SCP's own checks)."""
+        return self._reject(request, reason, status)
+
     def _reject(self, request: StoreRequest, reason: str, status: int) -> int:
         RECEIVED.labels(outcome="rejected").inc()
         QUARANTINED.labels(stage="receive").inc()

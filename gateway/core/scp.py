@@ -22,6 +22,7 @@ from dicom_rules.decision import Source
 from gateway.core.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.core.config import GatewayConfig
 from gateway.core.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.core.lean_scp import LeanServer, Setup
 from gateway.core.part10 import encoded_file
 from gateway.core.pdu_guard import was_drained
 from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
@@ -171,7 +172,7 @@ def start_scp(
     ssl_context: ssl.SSLContext | None = None,
     gate: AssociationGate | None = None,
     budget: ByteBudget | None = None,
-) -> AdmittedServer:
+) -> AdmittedServer | LeanServer:
     """Start listening in background threads; returns the server (``.shutdown()`` to stop). Connections are
     screened by :mod:`gateway.core.admission` before pynetdicom sees them. Pass one ``budget`` to several
     listeners so their received bytes count together."""
@@ -182,6 +183,8 @@ def start_scp(
         (evt.EVT_C_STORE, handle_store, [intake]),
     ]
     address = (config.bind, config.port if port is None else port)
+    if config.receive_path == "lean":
+        return start_lean(config, intake, rules, address, ssl_context, gate, budget)
     server: AdmittedServer = ae.make_server(
         address,
         ssl_context=ssl_context,
@@ -198,5 +201,35 @@ def start_scp(
         bind=address[0],
         port=server.server_address[1],
         tls=ssl_context is not None,
+    )
+    return server
+
+
+def start_lean(
+    config: GatewayConfig,
+    intake: Intake,
+    rules: RuleSet,
+    address: tuple[str, int],
+    ssl_context: ssl.SSLContext | None,
+    gate: AssociationGate | None,
+    budget: ByteBudget | None,
+) -> LeanServer:
+    """The lean receive path (gateway/core/lean_scp.py) with the same contexts, limits and gate."""
+    setup = Setup(
+        intake=intake,
+        gate=gate or AssociationGate(association_policy(config, rules)),
+        limits=admission_limits(config),
+        association=association_limits(config),
+        budget=budget or ByteBudget(config.max_inflight_bytes),
+        supported=build_ae(config).supported_contexts,
+    )
+    server = LeanServer(address, setup, ssl_context).start()
+    LOG.info(
+        "scp.listening",
+        ae_title=config.ae_title,
+        bind=address[0],
+        port=server.server_address[1],
+        tls=ssl_context is not None,
+        receive_path="lean",
     )
     return server

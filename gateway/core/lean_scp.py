@@ -1,0 +1,399 @@
+"""The lean receive path: one thread per association reads the socket, assembles each DIMSE message and stores
+it, with no pynetdicom DUL or association thread in between.
+
+Why: with pynetdicom every C-STORE crossed three threads (socket → DUL → association) and ran pynetdicom's
+per-message Python (state machine, primitives, a pydicom decode of the command set); that was most of the
+gateway's CPU per instance beyond the store itself (README "Ingest speed"). This path keeps what has to stay
+(bounds, deadlines, statuses) and drops the rest:
+
+- pynetdicom still decodes the A-ASSOCIATE-RQ and encodes the A-ASSOCIATE-AC (its PDU classes), and its
+  presentation-context negotiation chooses the contexts (same supported contexts as the pynetdicom path,
+  :func:`gateway.core.scp.build_ae`); :class:`~gateway.ops.policy.AssociationGate` admits or rejects.
+- the command set (always Implicit VR Little Endian, PS3.7 §6.3.1) is parsed by :func:`parse_command` and the
+  response is encoded by :func:`command_bytes`; the dataset bytes go to the intake as received, behind the
+  Part 10 header of :mod:`gateway.core.part10`.
+- bounds as on the pynetdicom path: a PDU longer than the negotiated maximum is aborted at its header; a
+  dataset above ``max_dataset_bytes`` is drained and answered 0xA701 (past twice the cap: A-ABORT); the bytes
+  held by all associations are capped (:class:`~gateway.core.pdu_guard.ByteBudget`); a PDU must finish within
+  the network timeout of the one before, and a message within the DIMSE timeout of its first fragment.
+
+Only the storage role is served (C-STORE and C-ECHO as SCP); anything else gets an A-ABORT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+)
+from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+
+from gateway.core.admission import Doorman
+from gateway.core.intake import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.core.part10 import PREAMBLE, file_meta
+from gateway.core.pdu_guard import (
+    HEADER,
+    P_DATA_TF,
+    AdmissionLimits,
+    ByteBudget,
+    Refused,
+    abort_pdu,
+    count_close,
+    read_exact,
+    reject_pdu,
+    send_quietly,
+)
+from gateway.ops.policy import AssociationGate, AssociationLimits, Refusal, RefusalReason, count_refusal
+
+LOG = structlog.get_logger(__name__)
+
+A_RELEASE_RQ, A_RELEASE_RP, A_ABORT = 0x05, 0x06, 0x07
+RELEASE_RP = bytes((A_RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0))
+C_STORE_RQ, C_STORE_RSP, C_ECHO_RQ, C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
+NO_DATASET = 0x0101
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+VERIFICATION = "1.2.840.10008.1.1"
+ELEMENT = struct.Struct("<HHL")  # Implicit VR LE: group, element, length
+PDV = struct.Struct(">LBB")  # item length, context ID, message control header
+
+
+# ---- the command set ------------------------------------------------------------------------------------
+def parse_command(data: bytes) -> dict[int, bytes]:
+    """Element number → value of a command set (group 0000, Implicit VR LE); Refused on bad framing."""
+    out, off = {}, 0
+    while off < len(data):
+        if off + 8 > len(data):
+            raise Refused("invalid_command")
+        group, element, length = ELEMENT.unpack_from(data, off)
+        off += 8
+        if group != 0 or off + length > len(data):
+            raise Refused("invalid_command")
+        out[element] = bytes(data[off : off + length])
+        off += length
+    return out
+
+
+def command_us(command: dict[int, bytes], element: int) -> int | None:
+    value = command.get(element)
+    return struct.unpack("<H", value)[0] if value is not None and len(value) == 2 else None
+
+
+def command_uid(command: dict[int, bytes], element: int) -> str:
+    return command.get(element, b"").decode("latin-1").rstrip("\0 ")
+
+
+def _padded(value: bytes, pad: bytes) -> bytes:
+    return value + pad if len(value) % 2 else value
+
+
+def command_bytes(elements: list[tuple[int, bytes]]) -> bytes:
+    """A command set from (element, value) in ascending order, with its group length (PS3.7 §E.1)."""
+    body = b"".join(ELEMENT.pack(0, element, len(value)) + value for element, value in elements)
+    return ELEMENT.pack(0, 0, 4) + struct.pack("<L", len(body)) + body
+
+
+def response(
+    command_field: int, request: dict[int, bytes], status: int, sop_class: str, comment: str = ""
+) -> bytes:
+    """The C-STORE-RSP / C-ECHO-RSP command set answering ``request``."""
+    elements = [
+        (0x0002, _padded(sop_class.encode("latin-1"), b"\0")),
+        (0x0100, struct.pack("<H", command_field)),
+        (0x0120, request.get(0x0110, b"\0\0")),  # Message ID Being Responded To
+        (0x0800, struct.pack("<H", NO_DATASET)),
+        (0x0900, struct.pack("<H", status)),
+    ]
+    if comment:
+        elements.append((0x0902, _padded(comment[:64].encode("ascii", "replace"), b" ")))
+    if 0x1000 in request:
+        elements.append((0x1000, request[0x1000]))
+    return command_bytes(elements)
+
+
+def pdata(context_id: int, command: bytes) -> bytes:
+    """One P-DATA-TF carrying ``command`` as a single, last command fragment."""
+    pdv = PDV.pack(len(command) + 2, context_id, 0x03) + command
+    return HEADER.pack(P_DATA_TF, 0, len(pdv)) + pdv
+
+
+# ---- one association ------------------------------------------------------------------------------------
+@dataclass
+class Message:
+    """The DIMSE message being received: command fragments, then (unless none) data fragments."""
+
+    context_id: int
+    started: float
+    command: bytearray = field(default_factory=bytearray)
+    fields: dict[int, bytes] | None = None  # the parsed command, once its last fragment arrived
+    data: list[memoryview] = field(default_factory=list)
+    size: int = 0  # data bytes kept
+    drained: int = 0  # data bytes dropped (the message went past max_dataset_bytes)
+    held: int = 0  # bytes taken from the budget
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the listener shares with its associations."""
+
+    intake: Intake
+    gate: AssociationGate
+    limits: AdmissionLimits
+    association: AssociationLimits
+    budget: ByteBudget
+    supported: list[PresentationContext]
+
+
+class LeanAssociation:
+    def __init__(self, setup: Setup, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        self.setup, self.sock, self.request = setup, sock, request
+        self.peer_ip = str(address[0])
+        self.caller = Caller("", self.peer_ip)
+        self.contexts: dict[int, PresentationContext] = {}
+        self.message: Message | None = None
+
+    def serve(self) -> None:
+        """Run the association to its end; the socket is closed and the gate slot freed on every path."""
+        admitted = False
+        try:
+            admitted = self._associate()
+            if admitted:
+                self._loop()
+        except Refused as exc:
+            reason = str(exc)
+            send_quietly(self.sock, abort_pdu(0x01 if reason == "unknown_pdu_type" else 0x06))
+            count_close(reason, self.peer_ip)
+        except (OSError, ValueError):
+            pass  # the peer went away (reset, TLS error): nothing to answer
+        finally:
+            self._release_message()
+            if admitted:
+                self.setup.gate.release(id(self))
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    # ---- A-ASSOCIATE ---------------------------------------------------------------------------------
+    def _associate(self) -> bool:
+        pdu = A_ASSOCIATE_RQ()
+        try:
+            pdu.decode(bytes(self.request))
+            rq = pdu.to_primitive()
+            calling, called = str(rq.calling_ae_title), str(rq.called_ae_title)
+        except Exception:  # the doorman checked the framing; a value pynetdicom refuses is still malformed
+            send_quietly(self.sock, reject_pdu())
+            count_close("request_malformed", self.peer_ip)
+            return False
+        self.caller = Caller(calling.strip(), self.peer_ip)
+        refusal = self._admit(calling, called)
+        if refusal is not None:
+            send_quietly(self.sock, reject_pdu(*refusal.reject_codes))
+            return False
+        roles = {
+            item.sop_class_uid: (item.scu_role, item.scp_role)
+            for item in rq.user_information
+            if isinstance(item, SCP_SCU_RoleSelectionNegotiation)
+        }
+        results, ac_roles = negotiate_as_acceptor(
+            rq.presentation_context_definition_list, self.setup.supported, roles
+        )
+        self.contexts = {cx.context_id: cx for cx in results if cx.result == 0x00}
+        self.sock.sendall(self._accept(rq, results, ac_roles))
+        return True
+
+    def _admit(self, calling: str, called: str) -> Refusal | None:
+        try:
+            return self.setup.gate.admit(id(self), calling, called, self.peer_ip)
+        except Exception:
+            LOG.exception("association_policy_error")
+            refusal = Refusal(RefusalReason.POLICY_ERROR)
+            count_refusal(refusal.reason)
+            return refusal
+
+    def _accept(self, rq: A_ASSOCIATE, results: list[PresentationContext], roles: list[Any]) -> bytes:
+        ac = A_ASSOCIATE()
+        ac.application_context_name = rq.application_context_name
+        ac.calling_ae_title, ac.called_ae_title = rq.calling_ae_title, rq.called_ae_title
+        ac.result, ac.result_source = 0x00, 0x01
+        ac.presentation_context_definition_results_list = results
+        max_length = MaximumLengthNotification()
+        max_length.maximum_length_received = self.setup.association.max_pdu_bytes
+        class_uid = ImplementationClassUIDNotification()
+        class_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+        ac.user_information = [max_length, class_uid, version, *roles]
+        pdu = A_ASSOCIATE_AC()
+        pdu.from_primitive(ac)
+        return bytes(pdu.encode())
+
+    # ---- PDUs ----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        limits = self.setup.limits
+        while True:
+            deadline = time.monotonic() + limits.pdu_timeout_s  # idle, then the PDU itself
+            if self.message is not None:
+                deadline = min(deadline, self.message.started + self.setup.association.dimse_timeout_s)
+            header = read_exact(self.sock, 6, deadline, partial_ok=True)
+            if len(header) < 6:
+                return  # closed by the peer (between PDUs, or mid-header)
+            pdu_type, _, length = HEADER.unpack(header)
+            if pdu_type == P_DATA_TF:
+                if length > limits.pdu_bound:
+                    raise Refused("pdu_too_large")
+                self._pdata(read_exact(self.sock, length, deadline))
+                continue
+            if not 0x01 <= pdu_type <= 0x07:
+                raise Refused("unknown_pdu_type")
+            if length > limits.max_request_bytes:
+                raise Refused("pdu_too_large")
+            read_exact(self.sock, length, deadline)
+            if pdu_type == A_RELEASE_RQ:
+                send_quietly(self.sock, RELEASE_RP)
+                return
+            if pdu_type == A_ABORT:
+                return
+            raise Refused("unexpected_pdu")
+
+    def _pdata(self, body: bytearray) -> None:
+        view, off, end = memoryview(body), 0, len(body)
+        while off < end:
+            if off + 6 > end:
+                raise Refused("invalid_pdv")
+            length, context_id, control = PDV.unpack_from(body, off)
+            if length < 2 or off + 4 + length > end:
+                raise Refused("invalid_pdv")
+            if context_id not in self.contexts:
+                raise Refused("unknown_context")
+            fragment = view[off + 6 : off + 4 + length]
+            off += 4 + length
+            if control & 0x01:
+                self._command_fragment(context_id, fragment, bool(control & 0x02))
+            else:
+                self._data_fragment(context_id, fragment, bool(control & 0x02))
+
+    def _command_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
+        message = self.message
+        if message is None:
+            message = self.message = Message(context_id, time.monotonic())
+        if message.fields is not None or message.context_id != context_id:
+            raise Refused("unexpected_pdv")
+        message.command += fragment
+        if len(message.command) > self.setup.limits.max_request_bytes:
+            raise Refused("invalid_command")
+        if not last:
+            return
+        message.fields = parse_command(message.command)
+        if command_us(message.fields, 0x0800) == NO_DATASET:
+            self._dispatch(message)
+
+    def _data_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
+        message = self.message
+        if message is None or message.fields is None or message.context_id != context_id:
+            raise Refused("unexpected_pdv")
+        cap, n = self.setup.limits.max_dataset_bytes, len(fragment)
+        if message.drained or message.size + n > cap:
+            message.drained += n
+            if message.size + message.drained > 2 * cap:  # this far past the cap it is not drained any longer
+                raise Refused("dataset_too_large")
+        else:
+            self.setup.budget.take(n, time.monotonic() + self.setup.limits.pdu_timeout_s)
+            message.held += n
+            message.data.append(fragment)
+            message.size += n
+        if last:
+            self._dispatch(message)
+
+    # ---- DIMSE ---------------------------------------------------------------------------------------
+    def _dispatch(self, message: Message) -> None:
+        fields = message.fields or {}
+        command = command_us(fields, 0x0100)
+        context = self.contexts[message.context_id]
+        if command == C_ECHO_RQ:
+            answer = response(C_ECHO_RSP, fields, 0x0000, VERIFICATION)
+        elif command == C_STORE_RQ:
+            status, comment = self._store(message, fields, context)
+            answer = response(C_STORE_RSP, fields, status, command_uid(fields, 0x0002), comment)
+        else:
+            raise Refused("unsupported_command")
+        self._release_message()
+        self.sock.sendall(pdata(message.context_id, answer))
+
+    def _store(
+        self, message: Message, fields: dict[int, bytes], context: PresentationContext
+    ) -> tuple[int, str]:
+        intake, sop_class = self.setup.intake, command_uid(fields, 0x0002)
+        if message.drained:
+            limit = self.setup.limits.max_dataset_bytes
+            status = intake.refuse_too_large(self.caller, limit)
+            return status, f"Data set larger than this receiver's limit ({limit} bytes)"
+        if sop_class != context.abstract_syntax:
+            return SOP_CLASS_NOT_SUPPORTED, ""
+        instance = command_uid(fields, 0x1000)
+        try:
+            header = PREAMBLE + file_meta(sop_class, instance, str(context.transfer_syntax[0]))
+        except UnicodeEncodeError:
+            header = b""
+        request = StoreRequest(b"".join((header, *message.data)), sop_class, instance, self.caller)
+        try:
+            if not header:
+                return intake.reject(request, "non-ascii-command-uid", CANNOT_UNDERSTAND), ""
+            return intake.receive(request), ""
+        except Exception as exc:
+            LOG.error("scp.store_failed", error=type(exc).__name__)
+            return OUT_OF_RESOURCES, ""
+
+    def _release_message(self) -> None:
+        message, self.message = self.message, None
+        if message is not None and message.held:
+            self.setup.budget.give(message.held)
+            message.held = 0
+
+
+# ---- the listener ---------------------------------------------------------------------------------------
+class LeanServer:
+    """A listening socket screened by the :class:`Doorman`; each admitted connection is served on the
+    doorman's screening thread, which becomes the association's only thread."""
+
+    def __init__(self, address: tuple[str, int], setup: Setup, ssl_context: Any = None) -> None:
+        self.setup = setup
+        self.socket = socket.create_server(address, backlog=128)
+        self.server_address = self.socket.getsockname()
+        self._live: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.doorman = Doorman(self.socket, setup.limits, self._serve, ssl_context)
+
+    def start(self) -> LeanServer:
+        self.doorman.start()
+        return self
+
+    def _serve(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        with self._lock:
+            self._live.add(sock)
+        try:
+            LeanAssociation(self.setup, sock, address, request).serve()
+        finally:
+            with self._lock:
+                self._live.discard(sock)
+
+    def shutdown(self) -> None:
+        self.doorman.stop()
+        with contextlib.suppress(OSError):
+            self.socket.close()
+        with self._lock:
+            live = list(self._live)
+        for sock in live:  # wakes each association's read; its thread closes the socket
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
