@@ -56,7 +56,15 @@ from tests.conftest import (  # noqa: E402
     write_study,
 )
 
-Receiver = Callable[[Path], AbstractContextManager[tuple[int, str]]]
+Target = tuple[int, str, int]  # port, called AE title, pid of the receiving process
+Receiver = Callable[[Path], AbstractContextManager[Target]]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from /proc/<pid>/stat (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
 
 
 def wait_echo(port: int, aec: str, timeout: float = 60) -> None:
@@ -81,22 +89,29 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def running(
     cmd: list[str], port: int, aec: str, env: dict[str, str] | None = None, cwd: Path = REPO
-) -> Iterator[tuple[int, str]]:
+) -> Iterator[Target]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd, env=env)
     try:
         wait_echo(port, aec)
-        yield port, aec
+        yield port, aec, proc.pid
     finally:
         stop(proc)
 
 
 def gateway(
     root: Path, extra: tuple[str, ...] = (), repo: Path = REPO
-) -> AbstractContextManager[tuple[int, str]]:
+) -> AbstractContextManager[Target]:
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli", *extra, "serve", "--data-dir", str(root), "--port", str(port)]
     cmd += ["--metrics-port", "0", "--quiet-period", "3600", "--workers", "0", "--log-level", "WARNING"]
     return running(cmd, port, "VERA_GW", {**os.environ, "PYTHONPATH": str(repo)}, cwd=repo)
+
+
+def gateway_pynetdicom(root: Path) -> AbstractContextManager[Target]:
+    """This checkout's gateway on the pynetdicom receive path (``receive_path: pynetdicom``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gateway.yaml").write_text("receive_path: pynetdicom\n")
+    return gateway(root, ("--config", str(root / "gateway.yaml")))
 
 
 def gateway_of(repo: Path) -> Receiver:
@@ -105,7 +120,7 @@ def gateway_of(repo: Path) -> Receiver:
 
 
 @contextmanager
-def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
+def gateway_console(root: Path) -> Iterator[Target]:
     """The gateway with ``console:`` on and a logged-in admin reloading the overview every second."""
     from gateway.console.users import write_user
     from gateway.ops.admin import Role
@@ -143,14 +158,14 @@ def gateway_console(root: Path) -> Iterator[tuple[int, str]]:
             poller.join(timeout=10)
 
 
-def storescp(root: Path) -> AbstractContextManager[tuple[int, str]]:
+def storescp(root: Path) -> AbstractContextManager[Target]:
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     cmd = ["/usr/bin/storescp", "+xa", "+B", "-aet", "STORESCP", "-od", str(root), str(port)]
     return running(cmd, port, "STORESCP", DCMTK_ENV)
 
 
-def pynetdicom_app(root: Path) -> AbstractContextManager[tuple[int, str]]:
+def pynetdicom_app(root: Path) -> AbstractContextManager[Target]:
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pynetdicom", "storescp", "-q", "-aet", "PYNETDICOM", "-od", str(root)]
@@ -158,10 +173,11 @@ def pynetdicom_app(root: Path) -> AbstractContextManager[tuple[int, str]]:
 
 
 @contextmanager
-def orthanc(root: Path) -> Iterator[tuple[int, str]]:
+def orthanc(root: Path) -> Iterator[Target]:
     server = Orthanc(root, aet="ORTHANC").start()
+    assert server.proc is not None
     try:
-        yield server.dicom_port, "ORTHANC"
+        yield server.dicom_port, "ORTHANC", server.proc.pid
     finally:
         server.stop(graceful=False)
 
@@ -172,6 +188,7 @@ RECEIVERS: dict[str, Receiver] = {
     "storescp": storescp,
     "pynetdicom": pynetdicom_app,
     "gateway+console": gateway_console,  # only with --console: right after the plain gateway
+    "gateway-pynetdicom": gateway_pynetdicom,  # only when named in --receivers
 }  # --baseline DIR adds "gateway@DIR" right after the plain gateway
 
 
@@ -204,6 +221,7 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 
 
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
+CPU_KEY = "cpu-ms/"  # results[CPU_KEY + "set/assocs"]: receiver → CPU ms per instance of its process
 
 
 def rotated(names: list[str], rnd: int) -> list[str]:
@@ -227,9 +245,12 @@ def run(args: argparse.Namespace) -> Results:
                     key = f"{set_name}/{parallel}"
                     for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
-                        with RECEIVERS[name](root) as (port, aec):
+                        with RECEIVERS[name](root) as (port, aec, pid):
+                            before = cpu_ms(pid)
                             seconds = send(port, aec, files, parallel)
+                            cpu = (cpu_ms(pid) - before) / len(files)
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
+                        results.setdefault(CPU_KEY + key, {}).setdefault(name, []).append(cpu)
                         shutil.rmtree(root, ignore_errors=True)
                         os.sync()  # the next receiver's fsyncs must not pay for this one's writes and deletes
     finally:
@@ -249,7 +270,8 @@ def report(results: Results, args: argparse.Namespace) -> None:
         + "".join(f"{n + '/s':>{max(13, len(n) + 4)}}" for n in names)
         + f"{'gw/orthanc':>12}{'gw/storescp':>13}"
     )
-    for key, per in results.items():
+    rates = {k: v for k, v in results.items() if not k.startswith(CPU_KEY)}
+    for key, per in rates.items():
         med = {n: statistics.median(per[n]) for n in names}
         row = f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.1f}" for n in names)
         gw = med.get("gateway")
@@ -257,16 +279,21 @@ def report(results: Results, args: argparse.Namespace) -> None:
             gw / med[peer] if gw and med.get(peer) else float("nan") for peer in ("orthanc", "storescp")
         ]
         print(row + f"{ratios[0]:>12.2f}{ratios[1]:>13.2f}")
-    for set_name in {k.split("/")[0] for k in results}:
+    print("CPU ms per instance of each receiver process (user + system, all its threads; median of rounds):")
+    for key, per in results.items():
+        if key.startswith(CPU_KEY):
+            med = {n: statistics.median(per[n]) for n in names}
+            print(f"{key[len(CPU_KEY):]:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names))
+    for set_name in {k.split("/")[0] for k in rates}:
         one, many = results.get(f"{set_name}/1"), results.get(f"{set_name}/{max(args.parallel)}")
         if one and many and max(args.parallel) > 1 and "gateway" in one:
             scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
             print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
-    for key, per in results.items():
+    for key, per in rates.items():
         for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
             new, base = statistics.median(per["gateway"]), statistics.median(per[name])
             print(f"{key}: this checkout {new:.1f}/s, {name} {base:.1f}/s = {new / base:.2f}x")
-    for key, per in results.items():
+    for key, per in rates.items():
         if "gateway" in per and "gateway+console" in per:
             on, off = statistics.median(per["gateway+console"]), statistics.median(per["gateway"])
             print(f"console {key}: {on:.1f}/s on vs {off:.1f}/s off = {on / off:.2f}x")
@@ -281,7 +308,7 @@ def main() -> None:
     parser.add_argument(
         "--receivers",
         nargs="+",
-        default=[n for n in RECEIVERS if n != "gateway+console"],
+        default=[n for n in RECEIVERS if n not in ("gateway+console", "gateway-pynetdicom")],
         choices=list(RECEIVERS),
     )
     parser.add_argument(
