@@ -98,9 +98,7 @@ def running(
         stop(proc)
 
 
-def gateway(
-    root: Path, extra: tuple[str, ...] = (), repo: Path = REPO
-) -> AbstractContextManager[Target]:
+def gateway(root: Path, extra: tuple[str, ...] = (), repo: Path = REPO) -> AbstractContextManager[Target]:
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli", *extra, "serve", "--data-dir", str(root), "--port", str(port)]
     cmd += ["--metrics-port", "0", "--quiet-period", "3600", "--workers", "0", "--log-level", "WARNING"]
@@ -283,7 +281,9 @@ def report(results: Results, args: argparse.Namespace) -> None:
     for key, per in results.items():
         if key.startswith(CPU_KEY):
             med = {n: statistics.median(per[n]) for n in names}
-            print(f"{key[len(CPU_KEY):]:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names))
+            print(
+                f"{key[len(CPU_KEY) :]:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names)
+            )
     for set_name in {k.split("/")[0] for k in rates}:
         one, many = results.get(f"{set_name}/1"), results.get(f"{set_name}/{max(args.parallel)}")
         if one and many and max(args.parallel) > 1 and "gateway" in one:

@@ -243,17 +243,19 @@ class LeanAssociation:
     def _loop(self) -> None:
         limits = self.setup.limits
         while True:
-            deadline = time.monotonic() + limits.pdu_timeout_s  # idle, then the PDU itself
-            if self.message is not None:
-                deadline = min(deadline, self.message.started + self.setup.association.dimse_timeout_s)
-            header = read_exact(self.sock, 6, deadline, partial_ok=True)
+            deadline, reason = time.monotonic() + limits.pdu_timeout_s, "pdu_timeout"  # idle, then the PDU
+            if self.message is not None:  # a message must also finish within the DIMSE timeout
+                message_deadline = self.message.started + self.setup.association.dimse_timeout_s
+                if message_deadline < deadline:
+                    deadline, reason = message_deadline, "dimse_timeout"
+            header = read_exact(self.sock, 6, deadline, reason, partial_ok=True)
             if len(header) < 6:
                 return  # closed by the peer (between PDUs, or mid-header)
             pdu_type, _, length = HEADER.unpack(header)
             if pdu_type == P_DATA_TF:
                 if length > limits.pdu_bound:
                     raise Refused("pdu_too_large")
-                self._pdata(read_exact(self.sock, length, deadline))
+                self._pdata(read_exact(self.sock, length, deadline, reason))
                 continue
             if not 0x01 <= pdu_type <= 0x07:
                 raise Refused("unknown_pdu_type")

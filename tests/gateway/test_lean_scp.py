@@ -1,0 +1,112 @@
+"""The lean receive path (gateway/core/lean_scp.py): its command-set codec against pynetdicom's, photos that
+arrive over many PDUs spooled byte for byte, the DIMSE timeout, and the pynetdicom path behind the switch."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import decode, encode
+
+from dicom_rules import FolderDestination
+from gateway.core.lean_scp import C_STORE_RSP, command_uid, command_us, parse_command, response
+from tests.conftest import Study, face_photos, make_small_sc, make_vl_photo, write_study
+from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
+from tests.gateway.test_admission import associate_rq, closed_count, connect, is_closed, read_pdu
+
+pytestmark = pytest.mark.integration
+
+
+def pynetdicom_store_rq(message_id: int = 7) -> bytes:
+    """A C-STORE-RQ command set as pynetdicom encodes it (Implicit VR LE, group length first)."""
+    primitive = C_STORE()
+    primitive.MessageID, primitive.Priority = message_id, 2
+    primitive.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    primitive.AffectedSOPInstanceUID = "1.2.3.4.5"
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    return encode(message.command_set, True, True)
+
+
+def test_a_command_set_from_pynetdicom_parses_and_our_response_decodes_in_pynetdicom() -> None:
+    request = parse_command(pynetdicom_store_rq(message_id=7))
+    assert command_us(request, 0x0100) == 0x0001 and command_us(request, 0x0110) == 7
+    assert command_uid(request, 0x1000) == "1.2.3.4.5"
+    answer = response(C_STORE_RSP, request, 0xA701, "1.2.840.10008.5.1.4.1.1.7", "too big (65536 bytes)")
+    ds = decode(BytesIO(answer), True, True)
+    assert ds.CommandField == 0x8001 and ds.MessageIDBeingRespondedTo == 7 and ds.Status == 0xA701
+    assert ds.AffectedSOPInstanceUID == "1.2.3.4.5" and ds.ErrorComment == "too big (65536 bytes)"
+    assert ds.CommandGroupLength == len(answer) - 12 and ds.CommandDataSetType == 0x0101
+
+
+def test_photos_sent_in_16_kb_pdus_are_spooled_byte_for_byte(tmp_path: Path, gateway) -> None:
+    study = Study()
+    files = write_study(
+        tmp_path / "in", [make_vl_photo(p, study=study, number=i) for i, p in enumerate(face_photos(2))]
+    )
+    config = gateway_config(tmp_path / "gw", quiet_period_s=600, max_wait_s=600, workers=0, max_pdu=16384)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    assert storescu(service.port, files).returncode == 0
+    sent = {dcmread(f).SOPInstanceUID: f.read_bytes() for f in files}
+    for path in config.spool_dir.rglob("*.dcm"):
+        spooled = path.read_bytes()
+        original = sent[dcmread(path).SOPInstanceUID]
+        meta_end = original.index(b"\x08\x00", 132 + 12)  # the dataset after the file meta group
+        assert spooled.endswith(original[meta_end:]) and len(spooled) - len(original) < 200
+    assert sum(instance_states(config).values()) == 2
+
+
+def test_a_message_that_never_completes_is_aborted_at_the_dimse_timeout(tmp_path: Path, gateway) -> None:
+    """Each PDU arrives well within the network timeout, but the C-STORE never ends: the DIMSE timeout
+    (from the message's first fragment) closes the association."""
+    config = gateway_config(
+        tmp_path / "gw", workers=0, quiet_period_s=600, network_timeout_s=5.0, dimse_timeout_s=1.5
+    )
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    before = closed_count("dimse_timeout")
+    sock = connect(service.port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02
+    command = b"\x00\x00\x00\x00\x04\x00\x00\x00" + struct.pack("<L", 0)  # a command fragment, not the last
+    started, closed = time.monotonic(), False
+    pdv = struct.pack(">LBB", len(command) + 2, 1, 0x01) + command
+    sock.sendall(bytes((0x04, 0)) + struct.pack(">L", len(pdv)) + pdv)
+    while time.monotonic() - started < 4:
+        try:
+            sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 0))  # an empty P-DATA-TF every 0.3 s
+        except OSError:
+            closed = True
+            break
+        if is_closed(sock, 0.3):
+            closed = True
+            break
+    assert closed and time.monotonic() - started < 3.5
+    wait_until(lambda: closed_count("dimse_timeout") == before + 1, timeout=2)
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
+
+
+def test_the_pynetdicom_receive_path_stays_available_behind_the_switch(tmp_path: Path, gateway) -> None:
+    files = write_study(tmp_path / "in", [make_small_sc(number=n) for n in range(3)])
+    config = gateway_config(tmp_path / "gw", workers=0, quiet_period_s=600, receive_path="pynetdicom")
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    assert type(service.server).__name__ == "AdmittedServer"
+    assert storescu(service.port, files).returncode == 0
+    assert sum(instance_states(config).values()) == 3
+
+
+def test_a_pdata_header_alone_then_a_close_frees_the_slot(tmp_path: Path, gateway) -> None:
+    config = gateway_config(tmp_path / "gw", workers=0, quiet_period_s=600)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    sock = connect(service.port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02
+    sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 1000) + bytes(10))
+    sock.shutdown(socket.SHUT_WR)
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
