@@ -61,6 +61,7 @@ class StoreRequest:
     sop_class_uid: str
     sop_instance_uid: str
     caller: Caller
+    sha256: str | None = None  # of ``data``, when the SCP hashed it while receiving
 
 
 def parse_header(data: bytes) -> Dataset:
@@ -114,7 +115,7 @@ class Intake:
 
     def _store(self, request: StoreRequest, facts: dict[str, str]) -> int:
         try:
-            stored = self.spool.put(request.data)
+            stored = self.spool.put(request.data, request.sha256)
         except OSError as exc:
             return self._out_of_resources("spool-write-failed", exc)
         faults.hold("receive.after_spool")

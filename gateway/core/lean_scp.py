@@ -23,6 +23,7 @@ Only the storage role is served (C-STORE and C-ECHO as SCP); anything else gets 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import struct
 import threading
@@ -143,6 +144,8 @@ class Message:
     size: int = 0  # data bytes kept
     drained: int = 0  # data bytes dropped (the message went past max_dataset_bytes)
     held: int = 0  # bytes taken from the budget
+    header: bytes = b""  # a C-STORE's Part 10 header (preamble + file meta), once its command is parsed
+    hasher: Any = None  # sha256 over header + data kept so far: hashed while the next PDU is on its way
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,18 @@ class LeanAssociation:
         message.fields = parse_command(message.command)
         if command_us(message.fields, 0x0800) == NO_DATASET:
             self._dispatch(message)
+        elif command_us(message.fields, 0x0100) == C_STORE_RQ:
+            message.header = self._part10_header(message.fields, self.contexts[context_id])
+            message.hasher = hashlib.sha256(message.header)
+
+    @staticmethod
+    def _part10_header(fields: dict[int, bytes], context: PresentationContext) -> bytes:
+        """Preamble + file meta for the C-STORE's dataset; empty when a command UID is not ASCII."""
+        sop_class, instance = command_uid(fields, 0x0002), command_uid(fields, 0x1000)
+        try:
+            return PREAMBLE + file_meta(sop_class, instance, str(context.transfer_syntax[0]))
+        except UnicodeEncodeError:
+            return b""
 
     def _data_fragment(self, context_id: int, fragment: memoryview, last: bool) -> None:
         message = self.message
@@ -315,6 +330,8 @@ class LeanAssociation:
             message.held += n
             message.data.append(fragment)
             message.size += n
+            if message.hasher is not None:
+                message.hasher.update(fragment)
         if last:
             self._dispatch(message)
 
@@ -343,12 +360,9 @@ class LeanAssociation:
             return status, f"Data set larger than this receiver's limit ({limit} bytes)"
         if sop_class != context.abstract_syntax:
             return SOP_CLASS_NOT_SUPPORTED, ""
-        instance = command_uid(fields, 0x1000)
-        try:
-            header = PREAMBLE + file_meta(sop_class, instance, str(context.transfer_syntax[0]))
-        except UnicodeEncodeError:
-            header = b""
-        request = StoreRequest(b"".join((header, *message.data)), sop_class, instance, self.caller)
+        header, instance = message.header, command_uid(fields, 0x1000)
+        digest = message.hasher.hexdigest() if header else None
+        request = StoreRequest(b"".join((header, *message.data)), sop_class, instance, self.caller, digest)
         try:
             if not header:
                 return intake.reject(request, "non-ascii-command-uid", CANNOT_UNDERSTAND), ""

@@ -133,9 +133,10 @@ class ContentStore:
         if created:
             fsync_dir(self.root)
 
-    def put(self, data: bytes) -> StoredFile:
-        """Store bytes durably; storing the same bytes twice is a no-op."""
-        digest = sha256_hex(data)
+    def put(self, data: bytes, digest: str | None = None) -> StoredFile:
+        """Store bytes durably; storing the same bytes twice is a no-op. ``digest``: the sha256 of ``data``
+        when the caller already hashed it (the lean SCP hashes each fragment as it arrives)."""
+        digest = digest or sha256_hex(data)
         rel = f"{digest[:2]}/{digest}{self.suffix}"
         final = self.root / rel
         if self.in_place:

@@ -3,6 +3,7 @@ arrive over many PDUs spooled byte for byte, the DIMSE timeout, and the pynetdic
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
 import time
@@ -60,6 +61,7 @@ def test_photos_sent_in_16_kb_pdus_are_spooled_byte_for_byte(tmp_path: Path, gat
         original = sent[dcmread(path).SOPInstanceUID]
         meta_end = original.index(b"\x08\x00", 132 + 12)  # the dataset after the file meta group
         assert spooled.endswith(original[meta_end:]) and len(spooled) - len(original) < 200
+        assert path.name == hashlib.sha256(spooled).hexdigest() + ".dcm"  # hashed fragment by fragment
     assert sum(instance_states(config).values()) == 2
 
 
