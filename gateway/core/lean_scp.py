@@ -398,6 +398,7 @@ class LeanServer:
     def _serve(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
         with self._lock:
             self._live.add(sock)
+        threading.current_thread().name = "association"
         try:
             LeanAssociation(self.setup, sock, address, request).serve()
         finally:
