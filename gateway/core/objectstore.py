@@ -11,7 +11,6 @@ single-machine default never loads it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,14 +60,15 @@ class S3Store:
     def key(self, relpath: str) -> str:
         return self.base + relpath
 
-    def put(self, data: bytes) -> StoredFile:
-        """Store bytes; returns after the PUT was acknowledged. Same bytes twice: the same key, rewritten."""
-        digest = sha256_hex(data)
+    def put(self, data: bytes, digest: str | None = None) -> StoredFile:
+        """Store bytes; returns after the PUT was acknowledged. Same bytes twice: the same key, rewritten.
+        ``digest``: the sha256 of ``data`` when the caller already hashed it (as :meth:`ContentStore.put`)."""
+        digest = digest or sha256_hex(data)
         rel = f"{digest[:2]}/{digest}{self.suffix}"
         extra: dict[str, Any] = {}
         if self.settings.server_side_encryption:
             extra["ServerSideEncryption"] = self.settings.server_side_encryption
-        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        checksum = base64.b64encode(bytes.fromhex(digest)).decode()
         self._call("put_object", Key=self.key(rel), Body=data, ChecksumSHA256=checksum, **extra)
         return StoredFile(sha256=digest, relpath=rel, size=len(data))
 
