@@ -112,3 +112,32 @@ def test_a_pdata_header_alone_then_a_close_frees_the_slot(tmp_path: Path, gatewa
     sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 1000) + bytes(10))
     sock.shutdown(socket.SHUT_WR)
     wait_until(lambda: service.gate.active() == 0, timeout=5)
+
+
+def test_a_c_store_whose_sop_class_is_not_its_contexts_gets_0x0122_and_the_association_goes_on(
+    tmp_path: Path, gateway
+) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import SecondaryCaptureImageStorage  # type: ignore[attr-defined]
+
+    config = gateway_config(tmp_path / "gw", workers=0, quiet_period_s=600)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    ds = make_small_sc(side=32, number=1)
+    ae = AE(ae_title="HOSP_PACS")
+    ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", service.port, ae_title="VERA_GW")
+    assert assoc.is_established
+    try:
+        (context,) = assoc.accepted_contexts
+        req = C_STORE()
+        req.MessageID, req.Priority = 1, 2
+        req.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"  # VL Photographic, on the SC context
+        req.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        req.DataSet = BytesIO(encode(ds, False, True))
+        assoc.dimse.send_msg(req, context.context_id)
+        _, answer = assoc.dimse.get_msg(block=True)
+        assert answer.Status == 0x0122
+        assert assoc.send_c_store(ds).Status == 0x0000  # same association, the right SOP class
+    finally:
+        assoc.release()
+    assert sum(instance_states(config).values()) == 1
