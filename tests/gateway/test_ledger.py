@@ -409,3 +409,26 @@ def test_a_full_sqlite_ledger_raises_ledger_error_and_the_intake_answers_0xA700(
     intake = Intake(spool, ContentStore(tmp_path / "q", suffix=".bin"), ledger, KeyRing(b"k" * 32))
     assert intake.receive(store_request()) == OUT_OF_RESOURCES
     assert not list(spool.root.rglob("*.dcm"))  # the spooled file is not left behind
+
+
+def test_a_shared_connection_takes_rows_from_many_threads_and_another_connection_sees_them(
+    tmp_path: Path,
+) -> None:
+    """The receive path's ledger (``shared=True``): one connection for all association threads."""
+    import threading
+
+    path = tmp_path / "ledger.sqlite3"
+    shared = SqliteLedger(path, synchronous="NORMAL", shared=True)
+
+    def receive(thread: int) -> None:
+        for n in range(25):
+            sop = f"t{thread}-{n}"
+            assert shared.record_received(item(sop, sha=sop)).duplicate is Duplicate.NO
+            assert shared.spool_path_in_use(f"{sop[:2]}/{sop}.dcm")
+
+    threads = [threading.Thread(target=receive, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(SqliteLedger(path).instances()) == 200

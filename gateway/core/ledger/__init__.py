@@ -67,7 +67,9 @@ def open_ledger(
         from gateway.core.ledger.postgres import PostgresLedger  # psycopg only in cluster mode
 
         return PostgresLedger(config.ledger, clock, lease_s=config.forward_lease_s)
-    return SqliteLedger(config.ledger_path, clock=clock, synchronous="NORMAL" if receive_path else "FULL")
+    if receive_path:
+        return SqliteLedger(config.ledger_path, clock=clock, synchronous="NORMAL", shared=True)
+    return SqliteLedger(config.ledger_path, clock=clock)
 
 
 __all__ = [
