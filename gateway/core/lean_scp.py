@@ -131,6 +131,66 @@ def pdata(context_id: int, command: bytes) -> bytes:
     return HEADER.pack(P_DATA_TF, 0, len(pdv)) + pdv
 
 
+# ---- reading PDUs ---------------------------------------------------------------------------------------
+class PduReader:
+    """PDUs off one socket through a receive buffer: a small C-STORE's command and data PDUs often arrive in
+    one ``recv`` (one poll and one timeout update instead of four of each). A PDU longer than what is buffered
+    gets its own buffer, filled straight from the socket (the data fragments kept point into it)."""
+
+    def __init__(self, sock: socket.socket, size: int = 65_536) -> None:
+        self.sock = sock
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+
+    def header(self, deadline: float, reason: str) -> bytes | None:
+        """The next 6-byte PDU header; None when the peer closed (between PDUs or mid-header)."""
+        while self.end - self.start < 6:
+            if not self._fill(deadline, reason):
+                return None
+        header = bytes(self.view[self.start : self.start + 6])
+        self.start += 6
+        return header
+
+    def body(self, n: int, deadline: float, reason: str) -> bytearray:
+        """The next ``n`` bytes, owned by the caller; Refused('peer_closed') when the peer closes first."""
+        have = self.end - self.start
+        if have >= n:
+            out = self.buf[self.start : self.start + n]
+            self.start += n
+            return out
+        if n <= len(self.buf) // 4:  # small: top the buffer up
+            while self.end - self.start < n:
+                if not self._fill(deadline, reason):
+                    raise Refused("peer_closed")
+            return self.body(n, deadline, reason)
+        out = bytearray(n)
+        out[:have] = self.view[self.start : self.end]
+        self.start = self.end = 0
+        rest = read_exact(self.sock, n - have, deadline, reason)
+        out[have:] = rest
+        return out
+
+    def _fill(self, deadline: float, reason: str) -> bool:
+        """Receive more into the buffer (moving what is left to its front first); False at EOF."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.end == len(self.buf) or self.start > len(self.buf) // 2:
+            left = self.end - self.start
+            self.buf[:left] = self.view[self.start : self.end]
+            self.start, self.end = 0, left
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Refused(reason)
+        self.sock.settimeout(remaining)
+        try:
+            got = self.sock.recv_into(self.view[self.end :])
+        except TimeoutError:
+            raise Refused(reason) from None
+        self.end += got
+        return got > 0
+
+
 # ---- one association ------------------------------------------------------------------------------------
 @dataclass
 class Message:
@@ -167,6 +227,7 @@ class LeanAssociation:
         self.caller = Caller("", self.peer_ip)
         self.contexts: dict[int, PresentationContext] = {}
         self.message: Message | None = None
+        self.reader = PduReader(sock)
 
     def serve(self) -> None:
         """Run the association to its end; the socket is closed and the gate slot freed on every path."""
@@ -251,20 +312,20 @@ class LeanAssociation:
                 message_deadline = self.message.started + self.setup.association.dimse_timeout_s
                 if message_deadline < deadline:
                     deadline, reason = message_deadline, "dimse_timeout"
-            header = read_exact(self.sock, 6, deadline, reason, partial_ok=True)
-            if len(header) < 6:
+            header = self.reader.header(deadline, reason)
+            if header is None:
                 return  # closed by the peer (between PDUs, or mid-header)
             pdu_type, _, length = HEADER.unpack(header)
             if pdu_type == P_DATA_TF:
                 if length > limits.pdu_bound:
                     raise Refused("pdu_too_large")
-                self._pdata(read_exact(self.sock, length, deadline, reason))
+                self._pdata(self.reader.body(length, deadline, reason))
                 continue
             if not 0x01 <= pdu_type <= 0x07:
                 raise Refused("unknown_pdu_type")
             if length > limits.max_request_bytes:
                 raise Refused("pdu_too_large")
-            read_exact(self.sock, length, deadline)
+            self.reader.body(length, deadline, reason)
             if pdu_type == A_RELEASE_RQ:
                 send_quietly(self.sock, RELEASE_RP)
                 return

@@ -155,13 +155,18 @@ class ContentStore:
                     break
             busy.wait()
         try:
-            if final.exists() and final.stat().st_size == len(data):
+            try:
+                size: int | None = os.stat(final).st_size  # one syscall on the receive path, not three
+            except FileNotFoundError:
+                size = None
+            if size == len(data):
                 return  # complete: partial files were removed at start-up, and writers here finish or unlink
             if final.parent not in self._dirs:
                 ensure_dir(final.parent)
                 self._dirs.add(final.parent)
-            with contextlib.suppress(FileNotFoundError):
-                final.unlink()  # a partial leftover of this run (a failed write unlinks; belt and braces)
+            if size is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    final.unlink()  # a partial leftover of this run (a failed write unlinks; belt and braces)
             write_in_place(final, data, self.writer)
         finally:
             with self._lock:

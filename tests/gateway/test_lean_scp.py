@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode, encode
@@ -20,7 +21,7 @@ from dicom_rules import FolderDestination
 from gateway.core.lean_scp import C_STORE_RSP, command_uid, command_us, parse_command, response
 from tests.conftest import Study, face_photos, make_small_sc, make_vl_photo, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
-from tests.gateway.test_admission import associate_rq, closed_count, connect, is_closed, read_pdu
+from tests.gateway.test_admission import _item, associate_rq, closed_count, connect, is_closed, read_pdu
 
 pytestmark = pytest.mark.integration
 
@@ -114,30 +115,48 @@ def test_a_pdata_header_alone_then_a_close_frees_the_slot(tmp_path: Path, gatewa
     wait_until(lambda: service.gate.active() == 0, timeout=5)
 
 
+def store_rq_with_context(abstract: str, transfer: str) -> bytes:
+    """An A-ASSOCIATE-RQ offering one presentation context (ID 1), from test_admission's minimal RQ."""
+    rq = associate_rq()
+    old = _item(0x30, b"1.2.840.10008.1.1") + _item(0x40, b"1.2.840.10008.1.2")
+    new = _item(0x30, abstract.encode()) + _item(0x40, transfer.encode())
+    old_pc, new_pc = _item(0x20, bytes((1, 0, 0, 0)) + old), _item(0x20, bytes((1, 0, 0, 0)) + new)
+    body = rq[6:].replace(old_pc, new_pc)
+    return rq[:2] + struct.pack(">L", len(body)) + body
+
+
+def pdata_pdu(context_id: int, control: int, payload: bytes) -> bytes:
+    pdv = struct.pack(">LBB", len(payload) + 2, context_id, control) + payload
+    return bytes((0x04, 0)) + struct.pack(">L", len(pdv)) + pdv
+
+
+def c_store(sock: socket.socket, sop_class: str, ds: Dataset, message_id: int) -> int:
+    """Send one C-STORE on context 1 (Explicit VR LE) and return the status of its response."""
+    primitive = C_STORE()
+    primitive.MessageID, primitive.Priority = message_id, 2
+    primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID = sop_class, ds.SOPInstanceUID
+    data = encode(ds, False, True)
+    primitive.DataSet = BytesIO(data)  # the command then says a dataset follows
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    sock.sendall(pdata_pdu(1, 0x03, encode(message.command_set, True, True)))
+    sock.sendall(pdata_pdu(1, 0x02, data))
+    answer = read_pdu(sock)
+    assert answer[:1] == b"\x04"
+    return int(decode(BytesIO(answer[12:]), True, True).Status)
+
+
 def test_a_c_store_whose_sop_class_is_not_its_contexts_gets_0x0122_and_the_association_goes_on(
     tmp_path: Path, gateway
 ) -> None:
-    from pynetdicom import AE
-    from pynetdicom.sop_class import SecondaryCaptureImageStorage  # type: ignore[attr-defined]
-
     config = gateway_config(tmp_path / "gw", workers=0, quiet_period_s=600)
     service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
     ds = make_small_sc(side=32, number=1)
-    ae = AE(ae_title="HOSP_PACS")
-    ae.add_requested_context(SecondaryCaptureImageStorage, ["1.2.840.10008.1.2.1"])
-    assoc = ae.associate("127.0.0.1", service.port, ae_title="VERA_GW")
-    assert assoc.is_established
-    try:
-        (context,) = assoc.accepted_contexts
-        req = C_STORE()
-        req.MessageID, req.Priority = 1, 2
-        req.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"  # VL Photographic, on the SC context
-        req.AffectedSOPInstanceUID = ds.SOPInstanceUID
-        req.DataSet = BytesIO(encode(ds, False, True))
-        assoc.dimse.send_msg(req, context.context_id)
-        _, answer = assoc.dimse.get_msg(block=True)
-        assert answer.Status == 0x0122
-        assert assoc.send_c_store(ds).Status == 0x0000  # same association, the right SOP class
-    finally:
-        assoc.release()
+    sock = connect(service.port)
+    sock.sendall(store_rq_with_context(ds.SOPClassUID, "1.2.840.10008.1.2.1"))
+    assert read_pdu(sock)[:1] == b"\x02"
+    assert c_store(sock, "1.2.840.10008.5.1.4.1.1.77.1.4", ds, 1) == 0x0122  # VL Photographic on SC's context
+    assert c_store(sock, ds.SOPClassUID, ds, 2) == 0x0000  # same association, the right SOP class
+    sock.sendall(bytes((0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0)))  # A-RELEASE-RQ
+    assert read_pdu(sock)[:1] == b"\x06"
     assert sum(instance_states(config).values()) == 1
