@@ -7,7 +7,7 @@ Each command runs as ``python -m gateway.cli`` in a fresh interpreter, against a
 ``rules explain`` of a small secondary capture). A bare ``python -c pass`` is the floor, printed first; each
 row prints the median wall time, the median less the floor, the best, the median CPU time (user + system:
 it moves less with the load) and the modules that cost the most
-(``-X importtime``, cumulative, top level), and for ``rules explain`` and ``echo`` why they load pydicom. The
+(``-X importtime``, cumulative, top level), and for ``rules explain`` why it loads pydicom. The
 machine's load average is printed with it: on a shared machine the absolute numbers move with it, the floor
 shows by how much.
 """
@@ -41,8 +41,7 @@ COMMANDS: dict[str, list[str]] = {
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # Commands that need pydicom by nature, and why (the others must not: tests/gateway/test_cli_imports.py)
 NEEDS_PYDICOM = {
-    "rules explain": "reads the DICOM file (pydicom) and runs the text step on its pixels",
-    "echo": "pynetdicom imports pydicom (~0.3 s with numpy)",
+    "rules explain": "reads the DICOM file (pydicom; the text step only with --pixels)",
 }
 
 

@@ -95,9 +95,20 @@ def resolve_destination(name: str, config: Any) -> Any:
     return destinations[name]
 
 
-def cmd_echo(args: argparse.Namespace) -> int:
+def _probe(destination: Any, config: Any) -> tuple[bool, str]:
+    from dicom_rules import DicomDestination
+
+    if isinstance(destination, DicomDestination):  # bare-socket C-ECHO: no pynetdicom/pydicom import
+        from gateway.core import verification
+
+        return verification.probe(verification.echo_peer(destination, config))
     from gateway.core.destinations import sender_for
 
+    sender = sender_for(destination, config)
+    return sender.probe() if hasattr(sender, "probe") else (sender.echo(), "")
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
         destination = resolve_destination(args.destination, config)
@@ -105,8 +116,7 @@ def cmd_echo(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     started = time.perf_counter()
-    sender = sender_for(destination, config)
-    ok, detail = sender.probe() if hasattr(sender, "probe") else (sender.echo(), "")
+    ok, detail = _probe(destination, config)
     elapsed = (time.perf_counter() - started) * 1000
     print(f"{args.destination}: {'OK' if ok else 'FAILED'} ({detail or f'{elapsed:.0f} ms'})")
     return 0 if ok else 1

@@ -77,6 +77,12 @@ def test_rules_check_resolves_keywords_without_pydicom(tmp_path: Path) -> None:
     assert modules_loaded(tmp_path, argv, ("pydicom", "numpy", "structlog")) == []
 
 
+def test_echo_to_a_dicom_peer_loads_no_dicom_stack(tmp_path: Path) -> None:
+    """`echo AE@host:port` speaks C-ECHO on a bare socket (gateway/core/verification.py): pynetdicom would
+    import pydicom's pixel stack, about 0.2-0.3 s of a 0.3 s start-up budget."""
+    assert modules_loaded(tmp_path, ["echo", "NOBODY@127.0.0.1:9"], DICOM) == []
+
+
 def test_the_full_parser_still_knows_every_module_command() -> None:
     from gateway.cli.app import COMMAND_MODULES, build_parser
 

@@ -21,9 +21,9 @@ from typing import Any
 
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_rules import DicomDestination
+from gateway.core import verification
 from gateway.core.config import GatewayConfig
 from gateway.core.destinations import OutboundFile, SendResult, register
 from gateway.ops.tls import scu_tls_args
@@ -131,16 +131,12 @@ class DicomSender:
             return SendResult(f.instance_id, True)
         return SendResult(f.instance_id, False, f"status:0x{code:04X}" if code >= 0 else "no-response")
 
+    def probe(self) -> tuple[bool, str]:
+        """C-ECHO (gateway.core.verification): (answered with success, round trip or why not)."""
+        return verification.probe(verification.echo_peer(self.destination, self.config))
+
     def echo(self) -> bool:
-        try:
-            assoc = open_association(self.destination, self.config, [(Verification, "1.2.840.10008.1.2")])
-        except Exception:
-            return False
-        if not assoc.is_established:
-            return False
-        status = assoc.send_c_echo()
-        assoc.release()
-        return bool(status) and int(status.Status) == 0
+        return self.probe()[0]
 
 
 @register(DicomDestination)
