@@ -3,6 +3,12 @@ wrapped around each step of the receive path, DCMTK ``storescu -xy`` (TCP_NODELA
 ``bench/ingest.py`` over one association, and the table gives milliseconds per instance for each step next to
 the wall time per instance seen by the sender.
 
+``--receive-path pynetdicom`` (default) times the steps below on pynetdicom's path. ``--receive-path lean``
+times the default path (gateway/core/lean_scp.py), where everything runs on one thread per association: it
+prints the intake's steps (the same timers) and the CPU time (``time.thread_time``) of the association thread
+and of the intake within it, so "association thread − intake" is the network side (reads, PDU framing, command
+set, response).
+
     .venv/bin/python bench/receive_split.py [--photos 20] [--small 200] [--rounds 2]
 
 Steps (each timed where it runs; "thread" is the thread it runs on):
@@ -125,7 +131,34 @@ def _stamp_hand_offs(timers: Timers, socket_class: Any) -> None:
     socket_class.send = sent
 
 
-def measure(files: list[Path], timers: Timers, work: Path, rounds: int) -> tuple[float, Samples]:
+def instrument_lean(timers: Timers) -> None:
+    """The intake's steps as above, and the thread CPU of each association and of its intake calls."""
+    from gateway.core import intake, lean_scp, spool
+    from gateway.core.ledger import sql
+
+    timers.wrap(intake, "parse_header", "  parse + checks")
+    timers.wrap(spool, "write_in_place", "  write + fdatasync")
+    timers.wrap(sql.SqlLedger, "record_received", "  ledger commit")
+    _thread_cpu(timers, lean_scp.LeanAssociation, "serve", "association thread CPU")
+    _thread_cpu(timers, intake.Intake, "receive", "  of which intake CPU")
+
+
+def _thread_cpu(timers: Timers, owner: Any, attr: str, name: str) -> None:
+    original: Callable[..., Any] = getattr(owner, attr)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timers.add(name, time.thread_time() - started)
+
+    setattr(owner, attr, timed)
+
+
+def measure(
+    files: list[Path], timers: Timers, work: Path, rounds: int, receive_path: str
+) -> tuple[float, Samples]:
     """Median wall ms per instance over ``rounds`` fresh gateways, and the step samples of all rounds."""
     from dicom_rules import FolderDestination
     from gateway.core.service import Service
@@ -135,7 +168,9 @@ def measure(files: list[Path], timers: Timers, work: Path, rounds: int) -> tuple
     samples: Samples = defaultdict(list)
     for rnd in range(rounds):
         root = Path(tempfile.mkdtemp(dir=work, prefix=f"split-{rnd}-"))
-        config = gateway_config(root / "gw", quiet_period_s=3600, max_wait_s=3600, workers=0)
+        config = gateway_config(
+            root / "gw", quiet_period_s=3600, max_wait_s=3600, workers=0, receive_path=receive_path
+        )
         service = Service(config, rules=rules_to(FolderDestination("out", root / "out"))).start()
         try:
             send(service.port, "VERA_GW", files[:2])  # warm-up: imports, first-association costs
@@ -153,8 +188,9 @@ def report(set_name: str, count: int, rounds: int, wall_ms: float, samples: Samp
     instances = (count - 2) * rounds
     print(f"\n{set_name}: {count - 2} instances x {rounds} rounds, wall {wall_ms:.2f} ms/instance")
     print(f"{'step':<42}{'ms/instance':>12}{'calls/inst':>11}")
-    for name, values in samples.items():
-        print(f"{name:<42}{1000 * sum(values) / instances:>12.3f}{len(values) / instances:>11.1f}")
+    for name, values in sorted(samples.items(), key=lambda item: item[0].startswith("  of which")):
+        calls = len(values) / instances if name != "association thread CPU" else 1.0  # one per association
+        print(f"{name:<42}{1000 * sum(values) / instances:>12.3f}{calls:>11.1f}")
 
 
 def main() -> None:
@@ -162,18 +198,19 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=20)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--receive-path", choices=["pynetdicom", "lean"], default="pynetdicom")
     args = parser.parse_args()
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # WARNING, as the bench
     timers = Timers()
-    instrument(timers)
+    (instrument_lean if args.receive_path == "lean" else instrument)(timers)
     with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:
         work = Path(tmp)
         sets = make_sets(work / "in", args.photos, args.small)
         for set_name, files in sets.items():
             if len(files) > 2:
-                wall, samples = measure(files, timers, work, args.rounds)
+                wall, samples = measure(files, timers, work, args.rounds, args.receive_path)
                 report(set_name, len(files), args.rounds, wall, samples)
     print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
 
