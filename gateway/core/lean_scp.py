@@ -8,7 +8,8 @@ gateway's CPU per instance beyond the store itself (README "Ingest speed"). This
 
 - pynetdicom still decodes the A-ASSOCIATE-RQ and encodes the A-ASSOCIATE-AC (its PDU classes), and its
   presentation-context negotiation chooses the contexts (same supported contexts as the pynetdicom path,
-  :func:`gateway.core.scp.build_ae`); :class:`~gateway.ops.policy.AssociationGate` admits or rejects.
+  :func:`gateway.core.scp.build_ae`), remembered per request (:mod:`gateway.core.negotiation`);
+  :class:`~gateway.ops.policy.AssociationGate` admits or rejects.
 - the command set (always Implicit VR Little Endian, PS3.7 §6.3.1) is parsed by :func:`parse_command` and the
   response is encoded by :func:`command_bytes`; the dataset bytes go to the intake as received, behind the
   Part 10 header of :mod:`gateway.core.part10`.
@@ -32,19 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-    SCP_SCU_RoleSelectionNegotiation,
-)
-from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+from pynetdicom.presentation import PresentationContext
 
 from gateway.core.admission import Doorman
 from gateway.core.intake import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Caller, Intake, StoreRequest
+from gateway.core.negotiation import Negotiations, ae_titles
 from gateway.core.part10 import PREAMBLE, file_meta
 from gateway.core.pdu_guard import (
     HEADER,
@@ -217,7 +210,7 @@ class Setup:
     limits: AdmissionLimits
     association: AssociationLimits
     budget: ByteBudget
-    supported: list[PresentationContext]
+    negotiations: Negotiations
 
 
 class LeanAssociation:
@@ -251,11 +244,9 @@ class LeanAssociation:
 
     # ---- A-ASSOCIATE ---------------------------------------------------------------------------------
     def _associate(self) -> bool:
-        pdu = A_ASSOCIATE_RQ()
         try:
-            pdu.decode(bytes(self.request))
-            rq = pdu.to_primitive()
-            calling, called = str(rq.calling_ae_title), str(rq.called_ae_title)
+            calling, called = ae_titles(self.request)
+            negotiated = self.setup.negotiations.for_request(self.request)
         except Exception:  # the doorman checked the framing; a value pynetdicom refuses is still malformed
             send_quietly(self.sock, reject_pdu())
             count_close("request_malformed", self.peer_ip)
@@ -265,16 +256,8 @@ class LeanAssociation:
         if refusal is not None:
             send_quietly(self.sock, reject_pdu(*refusal.reject_codes))
             return False
-        roles = {
-            item.sop_class_uid: (item.scu_role, item.scp_role)
-            for item in rq.user_information
-            if isinstance(item, SCP_SCU_RoleSelectionNegotiation)
-        }
-        results, ac_roles = negotiate_as_acceptor(
-            rq.presentation_context_definition_list, self.setup.supported, roles
-        )
-        self.contexts = {cx.context_id: cx for cx in results if cx.result == 0x00}
-        self.sock.sendall(self._accept(rq, results, ac_roles))
+        self.contexts = negotiated.contexts
+        self.sock.sendall(negotiated.accept(self.request))
         return True
 
     def _admit(self, calling: str, called: str) -> Refusal | None:
@@ -285,23 +268,6 @@ class LeanAssociation:
             refusal = Refusal(RefusalReason.POLICY_ERROR)
             count_refusal(refusal.reason)
             return refusal
-
-    def _accept(self, rq: A_ASSOCIATE, results: list[PresentationContext], roles: list[Any]) -> bytes:
-        ac = A_ASSOCIATE()
-        ac.application_context_name = rq.application_context_name
-        ac.calling_ae_title, ac.called_ae_title = rq.calling_ae_title, rq.called_ae_title
-        ac.result, ac.result_source = 0x00, 0x01
-        ac.presentation_context_definition_results_list = results
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.setup.association.max_pdu_bytes
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        ac.user_information = [max_length, class_uid, version, *roles]
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(ac)
-        return bytes(pdu.encode())
 
     # ---- PDUs ----------------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -23,6 +23,7 @@ from gateway.core.admission import AdmissionLimits, AdmittedServer, ByteBudget
 from gateway.core.config import GatewayConfig
 from gateway.core.intake import OUT_OF_RESOURCES, Caller, Intake, StoreRequest
 from gateway.core.lean_scp import LeanServer, Setup
+from gateway.core.negotiation import Negotiations
 from gateway.core.part10 import encoded_file
 from gateway.core.pdu_guard import was_drained
 from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
@@ -221,7 +222,7 @@ def start_lean(
         limits=admission_limits(config),
         association=association_limits(config),
         budget=budget or ByteBudget(config.max_inflight_bytes),
-        supported=build_ae(config).supported_contexts,
+        negotiations=Negotiations(build_ae(config).supported_contexts, config.max_pdu),
     )
     server = LeanServer(address, setup, ssl_context).start()
     LOG.info(

@@ -160,3 +160,23 @@ def test_a_c_store_whose_sop_class_is_not_its_contexts_gets_0x0122_and_the_assoc
     sock.sendall(bytes((0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0)))  # A-RELEASE-RQ
     assert read_pdu(sock)[:1] == b"\x06"
     assert sum(instance_states(config).values()) == 1
+
+
+def test_a_remembered_negotiation_answers_like_a_fresh_one_and_still_checks_the_ae_titles(
+    tmp_path: Path,
+) -> None:
+    from gateway.core.negotiation import Negotiations, ae_titles, negotiate
+    from gateway.core.scp import build_ae
+
+    supported = build_ae(gateway_config(tmp_path / "gw")).supported_contexts
+    negotiations = Negotiations(supported, max_pdu=65536)
+    first, second = associate_rq(calling="MODALITY_A"), associate_rq(calling="PACS_B", called="OTHER")
+    remembered = negotiations.for_request(first)
+    assert negotiations.for_request(second) is remembered  # same contexts: pynetdicom is not asked again
+    fresh = negotiate(second, supported, 65536)
+    assert remembered.accept(second) == fresh.accept(second)
+    assert remembered.accept(second)[10:42] == second[10:42]  # the AE titles as this RQ sent them
+    assert list(remembered.contexts) == [1] and ae_titles(second) == ("PACS_B", "OTHER")
+    blank = second[:26] + b" " * 16 + second[42:]
+    with pytest.raises(ValueError):
+        ae_titles(blank)  # pynetdicom's own check, on every RQ
