@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,12 +35,29 @@ import structlog
 from pynetdicom.presentation import PresentationContext
 
 from gateway.core.admission import Doorman
+from gateway.core.dimse import (
+    C_ECHO_RQ,
+    C_ECHO_RSP,
+    C_STORE_RQ,
+    C_STORE_RSP,
+    HEADER,
+    NO_DATASET,
+    P_DATA_TF,
+    PDV,
+    VERIFICATION,
+    MalformedCommand,
+    command_bytes,
+    command_uid,
+    command_us,
+    padded,
+    parse_command,
+    pdata,
+    us,
+)
 from gateway.core.intake import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Caller, Intake, StoreRequest
 from gateway.core.negotiation import Negotiations, ae_titles
 from gateway.core.part10 import PREAMBLE, file_meta
 from gateway.core.pdu_guard import (
-    HEADER,
-    P_DATA_TF,
     AdmissionLimits,
     ByteBudget,
     Refused,
@@ -57,71 +73,26 @@ LOG = structlog.get_logger(__name__)
 
 A_RELEASE_RQ, A_RELEASE_RP, A_ABORT = 0x05, 0x06, 0x07
 RELEASE_RP = bytes((A_RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0))
-C_STORE_RQ, C_STORE_RSP, C_ECHO_RQ, C_ECHO_RSP = 0x0001, 0x8001, 0x0030, 0x8030
-NO_DATASET = 0x0101
 SOP_CLASS_NOT_SUPPORTED = 0x0122
-VERIFICATION = "1.2.840.10008.1.1"
-ELEMENT = struct.Struct("<HHL")  # Implicit VR LE: group, element, length
-PDV = struct.Struct(">LBB")  # item length, context ID, message control header
 
 
 # ---- the command set ------------------------------------------------------------------------------------
-def parse_command(data: bytes) -> dict[int, bytes]:
-    """Element number → value of a command set (group 0000, Implicit VR LE); Refused on bad framing."""
-    out, off = {}, 0
-    while off < len(data):
-        if off + 8 > len(data):
-            raise Refused("invalid_command")
-        group, element, length = ELEMENT.unpack_from(data, off)
-        off += 8
-        if group != 0 or off + length > len(data):
-            raise Refused("invalid_command")
-        out[element] = bytes(data[off : off + length])
-        off += length
-    return out
-
-
-def command_us(command: dict[int, bytes], element: int) -> int | None:
-    value = command.get(element)
-    return struct.unpack("<H", value)[0] if value is not None and len(value) == 2 else None
-
-
-def command_uid(command: dict[int, bytes], element: int) -> str:
-    return command.get(element, b"").decode("latin-1").rstrip("\0 ")
-
-
-def _padded(value: bytes, pad: bytes) -> bytes:
-    return value + pad if len(value) % 2 else value
-
-
-def command_bytes(elements: list[tuple[int, bytes]]) -> bytes:
-    """A command set from (element, value) in ascending order, with its group length (PS3.7 §E.1)."""
-    body = b"".join(ELEMENT.pack(0, element, len(value)) + value for element, value in elements)
-    return ELEMENT.pack(0, 0, 4) + struct.pack("<L", len(body)) + body
-
-
 def response(
     command_field: int, request: dict[int, bytes], status: int, sop_class: str, comment: str = ""
 ) -> bytes:
     """The C-STORE-RSP / C-ECHO-RSP command set answering ``request``."""
     elements = [
-        (0x0002, _padded(sop_class.encode("latin-1"), b"\0")),
-        (0x0100, struct.pack("<H", command_field)),
+        (0x0002, padded(sop_class.encode("latin-1"), b"\0")),
+        (0x0100, us(command_field)),
         (0x0120, request.get(0x0110, b"\0\0")),  # Message ID Being Responded To
-        (0x0800, struct.pack("<H", NO_DATASET)),
-        (0x0900, struct.pack("<H", status)),
+        (0x0800, us(NO_DATASET)),
+        (0x0900, us(status)),
     ]
     if comment:
-        elements.append((0x0902, _padded(comment[:64].encode("ascii", "replace"), b" ")))
+        elements.append((0x0902, padded(comment[:64].encode("ascii", "replace"), b" ")))
     if 0x1000 in request:
         elements.append((0x1000, request[0x1000]))
     return command_bytes(elements)
-
-
-def pdata(context_id: int, command: bytes) -> bytes:
-    """One P-DATA-TF carrying ``command`` as a single, last command fragment."""
-    pdv = PDV.pack(len(command) + 2, context_id, 0x03) + command
-    return HEADER.pack(P_DATA_TF, 0, len(pdv)) + pdv
 
 
 # ---- reading PDUs ---------------------------------------------------------------------------------------
@@ -327,7 +298,10 @@ class LeanAssociation:
             raise Refused("invalid_command")
         if not last:
             return
-        message.fields = parse_command(message.command)
+        try:
+            message.fields = parse_command(message.command)
+        except MalformedCommand:
+            raise Refused("invalid_command") from None
         if command_us(message.fields, 0x0800) == NO_DATASET:
             self._dispatch(message)
         elif command_us(message.fields, 0x0100) == C_STORE_RQ:

@@ -35,6 +35,8 @@ import structlog
 from prometheus_client import Counter
 from pynetdicom.transport import AssociationSocket
 
+from gateway.core.dimse import HEADER, P_DATA_TF
+
 LOG = structlog.get_logger(__name__)
 
 CLOSED = Counter(
@@ -43,9 +45,7 @@ CLOSED = Counter(
     ["reason"],
 )
 
-P_DATA_TF = 0x04
 KNOWN_PDU_TYPES = frozenset(range(0x01, 0x08))
-HEADER = struct.Struct(">BBL")
 RECV_CHUNK = 1 << 20
 DRAINED_MARKER = b"\0VERA-DRAINED\0\0"  # + 16 random bytes: the last fragment of a drained message
 

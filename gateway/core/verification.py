@@ -16,20 +16,33 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.core.dimse import (
+    C_ECHO_RQ,
+    C_ECHO_RSP,
+    NO_DATASET,
+    P_DATA_TF,
+    VERIFICATION,
+    MalformedCommand,
+    command_bytes,
+    command_fragments,
+    command_us,
+    padded,
+    parse_command,
+    pdata,
+    us,
+)
+
 if TYPE_CHECKING:
     from dicom_rules import DicomDestination
     from gateway.core.config import GatewayConfig
 
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1087.1"  # VerA Gateway's echo SCU
 IMPLEMENTATION_VERSION = "VERA_GW_ECHO"
 CONTEXT_ID = 1
 MAX_PDU = 16384
-C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
-NO_DATASET = 0x0101
-PDU_RJ, PDU_PDATA, PDU_RELEASE_RP, PDU_ABORT = 0x03, 0x04, 0x06, 0x07
+PDU_RJ, PDU_ABORT = 0x03, 0x07
 MAX_REPLY_PDU = 1 << 20  # an answer to one echo is small; a larger length is a broken or hostile peer
 
 
@@ -58,7 +71,7 @@ def _ae(title: str) -> bytes:
 
 def associate_rq(called_ae: str, calling_ae: str) -> bytes:
     """A-ASSOCIATE-RQ offering Verification in Implicit VR Little Endian (PS3.8 9.3.2)."""
-    context = bytes([CONTEXT_ID, 0, 0, 0]) + _item(0x30, VERIFICATION_SOP_CLASS.encode())
+    context = bytes([CONTEXT_ID, 0, 0, 0]) + _item(0x30, VERIFICATION.encode())
     context += _item(0x40, IMPLICIT_VR_LITTLE_ENDIAN.encode())
     user = _item(0x51, struct.pack(">I", MAX_PDU)) + _item(0x52, IMPLEMENTATION_CLASS_UID.encode())
     user += _item(0x55, IMPLEMENTATION_VERSION.encode())
@@ -67,37 +80,16 @@ def associate_rq(called_ae: str, calling_ae: str) -> bytes:
     return struct.pack(">BxI", 0x01, len(body)) + body
 
 
-def _element(group_element: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", 0, group_element, len(value)) + value
-
-
 def echo_command(message_id: int = 1) -> bytes:
     """The C-ECHO-RQ command set, implicit VR little endian, with its group length."""
-    uid = VERIFICATION_SOP_CLASS.encode()
-    elements = _element(0x0002, uid + b"\0" * (len(uid) % 2))
-    elements += _element(0x0100, struct.pack("<H", C_ECHO_RQ))
-    elements += _element(0x0110, struct.pack("<H", message_id))
-    elements += _element(0x0800, struct.pack("<H", NO_DATASET))
-    return _element(0x0000, struct.pack("<I", len(elements))) + elements
-
-
-def p_data(command: bytes) -> bytes:
-    """One P-DATA-TF with one PDV: the whole command, marked command + last fragment."""
-    pdv = struct.pack(">IBB", len(command) + 2, CONTEXT_ID, 0x03) + command
-    return struct.pack(">BxI", PDU_PDATA, len(pdv)) + pdv
-
-
-def command_fields(command: bytes) -> dict[int, int]:
-    """The US elements of a group-0000 command set (tag element → value); other VRs are skipped."""
-    fields: dict[int, int] = {}
-    offset = 0
-    while offset + 8 <= len(command):
-        group, element, length = struct.unpack_from("<HHI", command, offset)
-        value = command[offset + 8 : offset + 8 + length]
-        if group == 0 and length == 2:
-            fields[element] = struct.unpack("<H", value)[0]
-        offset += 8 + length
-    return fields
+    return command_bytes(
+        [
+            (0x0002, padded(VERIFICATION.encode(), b"\0")),
+            (0x0100, us(C_ECHO_RQ)),
+            (0x0110, us(message_id)),
+            (0x0800, us(NO_DATASET)),
+        ]
+    )
 
 
 def _read_exact(sock: socket.socket, size: int) -> bytes:
@@ -144,33 +136,24 @@ def _exchange(sock: socket.socket, peer: EchoPeer) -> int:
         raise EchoError(_refusal(pdu_type, body))
     if not _accepted_context(body):
         raise EchoError("the peer does not accept Verification in Implicit VR Little Endian")
-    sock.sendall(p_data(echo_command()))
-    command = bytearray()
-    while True:  # the response may come in several PDVs
+    sock.sendall(pdata(CONTEXT_ID, echo_command()))
+    command, last = b"", False
+    while not last:  # the response may come in several PDVs and PDUs
         pdu_type, body = read_pdu(sock)
-        if pdu_type != PDU_PDATA:
+        if pdu_type != P_DATA_TF:
             raise EchoError(_refusal(pdu_type, body))
-        last = _command_pdvs(body, command)
-        if last:
-            break
-    fields = command_fields(bytes(command))
-    if fields.get(0x0100) != C_ECHO_RSP or 0x0900 not in fields:
+        fragment, last = command_fragments(body)
+        command += fragment
+    try:
+        fields = parse_command(command)
+    except MalformedCommand:
+        raise EchoError("the answer is not a command set") from None
+    status = command_us(fields, 0x0900)
+    if command_us(fields, 0x0100) != C_ECHO_RSP or status is None:
         raise EchoError("the answer is not a C-ECHO response")
     sock.sendall(struct.pack(">BxI4x", 0x05, 4))
-    pdu_type, _ = read_pdu(sock)  # a peer that aborts instead of releasing still answered the echo
-    return fields[0x0900]
-
-
-def _command_pdvs(body: bytes, command: bytearray) -> bool:
-    """Append the command fragments of one P-DATA-TF; True once the last command fragment arrived."""
-    offset, last = 0, False
-    while offset + 6 <= len(body):
-        length, _, header = struct.unpack_from(">IBB", body, offset)
-        if header & 0x01:
-            command += body[offset + 6 : offset + 4 + length]
-            last = last or bool(header & 0x02)
-        offset += 4 + length
-    return last
+    read_pdu(sock)  # a peer that aborts instead of releasing still answered the echo
+    return status
 
 
 def c_echo(peer: EchoPeer) -> int:
