@@ -46,6 +46,7 @@ from anonymizer.engines.surrogate_colour import (
     highlight_level,
     match_features,
     relight,
+    skin_coloured,
     skin_cover,
     skin_light,
     soften,
@@ -177,6 +178,7 @@ class _PeerBase:
     light: np.ndarray | None = None  # (S, S, 3) the patient's skin Lab at the scale of the light
     features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
     highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
+    coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,7 @@ class SurrogateEngine:
             light=light,
             features=feature_colours(face.image, face.landmarks),
             highlight=highlight_level(face.image, face.landmarks, light),
+            coloured=skin_coloured(face.image, face.landmarks),
         )
 
     def _ingredients(
@@ -474,7 +477,7 @@ class SurrogateEngine:
         synth = relight(synth, target, ingredients.peers.light)
         synth = tame_highlights(synth, target, ingredients.peers.light, ingredients.peers.highlight)
         synth = match_features(synth, target, ingredients.peers.features)
-        return _poisson(synth, face, preserve, target), target
+        return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
@@ -718,7 +721,11 @@ def _match_colour(
 
 
 def _poisson(
-    synth: np.ndarray, face: AlignedFace, preserve: tuple[Region, ...], synth_landmarks: np.ndarray
+    synth: np.ndarray,
+    face: AlignedFace,
+    preserve: tuple[Region, ...],
+    synth_landmarks: np.ndarray,
+    coloured: np.ndarray | None = None,
 ) -> np.ndarray:
     """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
 
@@ -740,9 +747,9 @@ def _poisson(
     for region in preserve:
         if region in face.masks:
             kept |= np.asarray(face.masks[region]) > 0.5
-    mask[kept | fringe(face.image, face.landmarks)] = 0
+    mask[kept | fringe(face.image, face.landmarks, coloured)] = 0
     synth = ease_into_kept(synth, face.image, kept, face.landmarks)
-    base = boundary_base(face.image, synth, face.landmarks, kept)
+    base = boundary_base(face.image, synth, face.landmarks, kept, coloured)
     mask[:3, :] = mask[-3:, :] = 0
     mask[:, :3] = mask[:, -3:] = 0
     if not mask.any():
