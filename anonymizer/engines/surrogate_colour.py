@@ -47,7 +47,7 @@ def skin_light(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     size = image.shape[0]
     lab = _lab(image)
     skin = skin_mask(landmarks, size)
-    mask = (skin & _skin_coloured(lab, landmarks)).astype(np.float32)
+    mask = (skin & _skin_coloured(lab, landmarks, skin=skin.copy())).astype(np.float32)
     if not mask.any():
         return None
     sigma = LIGHT_SIGMA * interocular(landmarks)
@@ -62,11 +62,14 @@ def skin_light(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
     return (share * light / np.maximum(weight, 1e-6)[..., None] + (1 - share) * wide).astype(np.float32)
 
 
-def _skin_coloured(lab: np.ndarray, landmarks: np.ndarray, limit: float = 3.0) -> np.ndarray:
+def _skin_coloured(
+    lab: np.ndarray, landmarks: np.ndarray, limit: float = 3.0, skin: np.ndarray | None = None
+) -> np.ndarray:
     """(S, S) bool: pixels within ``limit`` robust deviations of the colour of the upper cheeks (every Lab
     channel; the upper cheeks, between the eyes' and the nose tip's height, are skin on nearly every face,
-    where a forehead may be under a fringe and a jaw under a beard). Hair, a beard, glasses fall outside."""
-    skin = skin_mask(landmarks, lab.shape[0])
+    where a forehead may be under a fringe and a jaw under a beard). Hair, a beard, glasses fall outside.
+    ``skin``: ``skin_mask(landmarks)`` when the caller has it already (it is changed here)."""
+    skin = skin_mask(landmarks, lab.shape[0]) if skin is None else skin
     top, bottom = int(np.mean(landmarks[36:48, 1])), int(landmarks[33, 1])
     skin[:top], skin[bottom:] = False, False
     if skin.sum() < 16:
@@ -74,7 +77,9 @@ def _skin_coloured(lab: np.ndarray, landmarks: np.ndarray, limit: float = 3.0) -
     values = lab[skin][::4]  # a quarter of the pixels gives the same robust statistics, 4x faster
     median = np.median(values, axis=0)
     spread = 1.4826 * np.median(np.abs(values - median), axis=0) + 1.0
-    return (np.abs(lab - median) / spread).max(axis=2) <= limit
+    # |lab - median| <= limit × spread on every channel, as one range test (a third of the time)
+    low, high = median - limit * spread, median + limit * spread
+    return cv2.inRange(lab, np.asarray(low, np.float64), np.asarray(high, np.float64)) > 0
 
 
 def relight(synth: np.ndarray, synth_landmarks: np.ndarray, patient_light: np.ndarray | None) -> np.ndarray:
