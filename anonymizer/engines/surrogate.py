@@ -37,7 +37,6 @@ from anonymizer.donors import (
 )
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_colour import (
-    as_shading,
     boundary_base,
     covered_average,
     detail_donor,
@@ -110,9 +109,6 @@ class SurrogateSettings:
     # purpose, for a kept nose or eyes): dlib's HOG box dropped a pyramid level or moved a cell on a third
     # of the London-set outputs when the outline moved towards the donors' (bench/eval_pixels.py, IoU).
     keep_outline: bool = True
-    # The anti-face's lightness change multiplies the skin's colour (shading) instead of adding grey to it:
-    # added grey darkened skin into red-brown patches on strong rungs (surrogate_colour.as_shading).
-    shaded_anti: bool = True
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -462,7 +458,6 @@ class SurrogateEngine:
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             donor = self._common_tone(_closest(photos, want))
             texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
-        texture = as_shading(mix, texture) if self.settings.shaded_anti else texture
         texture = soften(texture, ingredients.average, self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)

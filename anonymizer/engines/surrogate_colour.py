@@ -167,24 +167,6 @@ def soften(texture: np.ndarray, average: np.ndarray, limit: float) -> np.ndarray
     return (average + deviation * scale[..., None]).astype(np.float32)
 
 
-SHADE_RANGE = (0.35, 2.5)  # the most a shading factor darkens or lightens a pixel
-
-
-def as_shading(base: np.ndarray, moved: np.ndarray) -> np.ndarray:
-    """``moved`` (``base`` plus a grey, lightness-only change such as the anti-face) redone as shading: each
-    pixel of ``base`` scaled by the ratio of the new lightness to its own, so the change keeps the pixel's
-    hue and saturation. Grey subtracted from skin (R > G > B) raises its saturation: strong rungs' darker
-    cheeks and chins read as red-brown blotches or a beard shadow; scaled, they read as shade."""
-    base = np.asarray(base, np.float32)
-    weights = np.array([0.299, 0.587, 0.114], np.float32)
-    light = base @ weights
-    change = (np.asarray(moved, np.float32) - base) @ weights
-    factor = np.clip((light + change) / np.maximum(light, 1.0), *SHADE_RANGE)
-    # where the base is near black a ratio means nothing: the grey change stays as it was
-    dark = np.clip(light / 16.0, 0.0, 1.0)[..., None]
-    return (dark * base * factor[..., None] + (1.0 - dark) * np.asarray(moved, np.float32)).astype(np.float32)
-
-
 KEPT_RING = 0.08  # × inter-ocular distance: the synthetic face eases into a kept region over this width
 
 
