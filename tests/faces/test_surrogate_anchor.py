@@ -57,14 +57,15 @@ QUICK = (Strength(1.15, 1.6, 0.35, 0.0, 0.5), Strength(2.1, 3.4, 1.0, 1.4, 3.6))
 def nose_kept(wide_donor_bank: Path, pair: list[np.ndarray]) -> tuple[list, list]:
     """The test patient (017, a man close to many of the bank's donors) with the nose kept, through the real
     pipeline and verification (population test in force), once with plain donor sets only and once with an
-    anchored re-draw after the plain set."""
+    anchored re-draw after the plain set. Identity seed 1 is one whose plain sets stay near him (of seeds 1,
+    2, 3 and the bench's, the plain re-draw rescued the others; the anchored one reached 0.68-0.77 on all)."""
     bank = load_bank(wide_donor_bank)
     detections = [detect_faces(p)[:1] for p in pair]
     out = []
     for anchored in (False, True):
         settings = SurrogateSettings(ladder=QUICK, donor_sets=2, anchored_redraws=anchored)
         engine = SurrogateEngine(settings, bank)
-        out.append(run_group(pair, engine, 0x5EED, (Region.NOSE,), detections=detections))
+        out.append(run_group(pair, engine, 1, (Region.NOSE,), detections=detections))
     return out[0], out[1]
 
 
