@@ -158,9 +158,10 @@ class SurrogateSettings:
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
     # with a keyed unit vector, scaled to this share of one real person's deviation (0 = the convex mix
     # above). Texture and shape separately: the shape ladder's caricature multiplies the shape's. Texture
-    # 0.4 -> 0.8 cut pairs of different patients' outputs under 0.6 from 7.6 to 3.0 % (12 London-set
-    # patients, neutral photos, first rung); 1.0, a wider clip or shape 1.2 cut no further.
-    typicality: float = 0.8
+    # 0.8 cut pairs of different patients' outputs under 0.6 from 7.6 to 3.0 % (12 London-set patients,
+    # neutral photos, first rung only) but brought the two seeds of tests/faces/test_surrogate_identity.py
+    # to 0.59 (0.4: 0.65); left at 0.4 until the full bench decides (README faces section).
+    typicality: float = 0.4
     shape_typicality: float = 0.6
     identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
 
