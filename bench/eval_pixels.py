@@ -184,6 +184,8 @@ def evaluate(
         subject.images, engine, seed_for(subject.identity), preserve, detections=subject.detections
     )  # type: ignore[arg-type]
     row: dict = {"seconds": time.perf_counter() - started, "outputs": [r.image for r in results]}
+    if TRACE:
+        trace(subject.identity, engine, preserve, results)
     photos = [
         photo_metrics(img, r.image, det[0].landmarks, desc, preserve)
         for img, r, det, desc in zip(
@@ -202,10 +204,43 @@ def evaluate(
     for key in ("region_l1", "region_psnr", "region_iou", "landmark_offset", "id_distance"):
         row[key] = [getattr(p, key) for p in photos]
     row["out_desc"] = [(subject.identity, p.descriptor) for p in photos]
-    fidelity(row, subject, row["outputs"], photos, probes)
-    if codec_checks:
+    if not PRIVACY_ONLY:
+        fidelity(row, subject, row["outputs"], photos, probes)
+    if codec_checks and not PRIVACY_ONLY:
         codec_metrics(row, subject, results, preserve)
     return row
+
+
+TRACE = False
+PRIVACY_ONLY = False
+
+
+def trace(identity: str, engine: object, preserve: tuple[Region, ...], results: list) -> None:
+    """Per group (stderr): each photo's verification outcome and the engine's rungs (donor set, tier, rung,
+    nearest distance to the patient, reference identities nearer than the patient, donors matched)."""
+    kept = "+".join(r.value for r in preserve) or "nothing"
+    checks = [
+        f"{r.reason or 'ok'}:{r.faces[0].check.distance:.3f}" if r.faces and r.faces[0].check else r.reason
+        for r in results
+    ]
+    print(f"# trace {kept} {identity} {' '.join(checks)}", file=sys.stderr)
+    sets: dict[int, int] = {}
+    for seed, tier, level, away, closer, donors in getattr(engine, "trace", []):
+        n = sets.setdefault(seed, len(sets))
+        matched = ",".join(d for d in donors if d) or "-"
+        line = f"#   set {n} tier {tier} rung {level} away {away:.3f} closer {closer} donor {matched}"
+        print(line, file=sys.stderr)
+
+
+def save_descriptors(rows: dict[str, list[dict]], path: Path) -> None:
+    """Every output's identity, descriptor and verification per setting (to study collisions and linkage)."""
+    data = {}
+    for name, items in rows.items():
+        col = _columns(items)
+        data[f"{name}_ids"] = np.array([i for i, _ in col["out_desc"]])
+        data[f"{name}_desc"] = np.stack([d for _, d in col["out_desc"]]) if col["out_desc"] else np.zeros(0)
+        data[f"{name}_ok"] = np.array(col["verified"], bool)
+    np.savez(path, **data)
 
 
 def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes) -> None:
@@ -437,8 +472,13 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=480, help="sheet tile side (0 = native pixels)")
     parser.add_argument("--no-codec", action="store_true", help="skip the DICOM codec measures")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trace", action="store_true", help="per group: verification and rungs (stderr)")
+    parser.add_argument("--population-rank", type=int, help="the surrogate's linkage aim")
+    parser.add_argument("--privacy-only", action="store_true", help="skip the fidelity and codec measures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global TRACE, PRIVACY_ONLY
+    TRACE, PRIVACY_ONLY = args.trace, args.privacy_only
     folder = args.faces / "london_set"
     if not folder.is_dir():
         print(f"no photos at {folder}; this bench needs ../shared/data/faces", file=sys.stderr)
@@ -460,7 +500,8 @@ def main() -> int:
     donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
     rows: dict[str, list[dict]] = {name: [] for name in args.settings}
     for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
-        engines = {"surrogate": SurrogateEngine(SurrogateSettings(), bank)}
+        options = {"population_rank": args.population_rank} if args.population_rank is not None else {}
+        engines = {"surrogate": SurrogateEngine(SurrogateSettings(**options), bank)}
         chosen = [i for i in test_ids if i in args.ids] if args.ids else test_ids
         for test_id in chosen[: args.subset or None]:
             subject = Subject(originals, test_id)
@@ -475,6 +516,8 @@ def main() -> int:
                 contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png", args.tile)
             print(f"# fold {fold} {test_id} done", file=sys.stderr, flush=True)
     print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs))
+    if TRACE:
+        save_descriptors(rows, args.out / "outputs.npz")
     print(f"# contact sheets: {args.out / 'sheets'}", flush=True)
     return 0
 

@@ -1,0 +1,80 @@
+"""Anchored re-draws: a donor set whose every rung stays near its patient is re-drawn leaning on one donor far
+from the patient, so that a real person, not the patient, is the output's nearest face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate_identity import ANCHOR_SHARES, anchor_weights
+from anonymizer.faces.detect import detect_faces
+from anonymizer.faces.pipeline import run_group
+from anonymizer.plans import Region
+
+
+def test_the_first_donor_set_keeps_its_plain_mix() -> None:
+    assert anchor_weights([0.9, 0.7, 0.8], 0) is None
+    assert anchor_weights([0.9], 1) is None  # one donor: nothing to lean on
+
+
+def test_the_anchor_is_a_far_donor_in_the_sets_keyed_order() -> None:
+    distances = [0.70, 0.85, 0.65, 0.90]  # donors 1 and 3 are far from the patient
+    first, second, third = (anchor_weights(distances, a) for a in (1, 2, 3))
+    for w in (first, second, third):
+        assert w is not None and np.isclose(w.sum(), 1.0)
+    assert first is not None and second is not None and third is not None
+    assert int(first.argmax()) == 1 and np.isclose(first.max(), ANCHOR_SHARES[0])
+    assert int(second.argmax()) == 3 and np.isclose(second.max(), ANCHOR_SHARES[1])
+    assert int(third.argmax()) == 1  # the far donors in turn
+    assert np.allclose(np.delete(first, 1), (1 - ANCHOR_SHARES[0]) / 3)  # the rest share evenly
+
+
+def test_without_far_donors_the_farthest_lead() -> None:
+    w = anchor_weights([0.70, 0.75, 0.65], 1)
+    assert w is not None and int(w.argmax()) == 1
+    w = anchor_weights([0.70, 0.75, 0.65], 2)
+    assert w is not None and int(w.argmax()) == 0
+
+
+def test_patients_sharing_donors_lean_on_different_ones() -> None:
+    """Two patients drawing the same far donors in different keyed orders get different anchors, so two
+    patients rescued by anchoring do not both become the same donor's look-alike."""
+    donors = np.array([0.9, 0.85, 0.88, 0.6, 0.7])
+    one, other = np.array([0, 1, 2, 3, 4]), np.array([2, 4, 0, 3, 1])  # the two patients' keyed orders
+    a, b = anchor_weights(list(donors[one]), 1), anchor_weights(list(donors[other]), 1)
+    assert a is not None and b is not None
+    assert one[a.argmax()] != other[b.argmax()]
+
+
+QUICK = (Strength(1.15, 1.6, 0.35, 0.0, 0.5), Strength(2.1, 3.4, 1.0, 1.4, 3.6))  # the ladder's ends
+
+
+@pytest.fixture(scope="module")
+def nose_kept(wide_donor_bank: Path, pair: list[np.ndarray]) -> tuple[list, list]:
+    """The test patient (017, a man close to many of the bank's donors) with the nose kept, through the real
+    pipeline and verification (population test in force), once with plain donor sets only and once with an
+    anchored re-draw after the plain set. Identity seed 1 is one whose plain sets stay near him (of seeds 1,
+    2, 3 and the bench's, the plain re-draw rescued the others; the anchored one reached 0.68-0.77 on all)."""
+    bank = load_bank(wide_donor_bank)
+    detections = [detect_faces(p)[:1] for p in pair]
+    out = []
+    for anchored in (False, True):
+        settings = SurrogateSettings(ladder=QUICK, donor_sets=2, anchored_redraws=anchored)
+        engine = SurrogateEngine(settings, bank)
+        out.append(run_group(pair, engine, 1, (Region.NOSE,), detections=detections))
+    return out[0], out[1]
+
+
+def test_a_nose_kept_photo_quarantined_by_plain_donor_sets_passes_with_an_anchored_one(nose_kept) -> None:
+    plain, anchored = nose_kept
+    assert not all(r.ok for r in plain), [r.reason for r in plain]  # near the patient: quarantined
+    near = {"output-matches-input", "output-matches-patient-photo", "output-links-to-input"}
+    assert {r.reason for r in plain if r.reason} <= near
+    assert all(r.ok for r in anchored), [r.reason for r in anchored]
+    for result in anchored:  # verified against its input with a real face nearer than the patient
+        check = result.faces[0].check
+        assert check is not None and check.passed and check.distance > 0.65
