@@ -203,7 +203,7 @@ def _normal(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
 
-def _straightened(image: np.ndarray, canary: Canary, cap_target: int = 32) -> np.ndarray:
+def straightened(image: np.ndarray, canary: Canary, cap_target: int = 32) -> np.ndarray:
     """The canary's area, rotated back to horizontal and scaled to a comfortable reading size (in colour)."""
     centre = canary.polygon.mean(0)
     w = float(np.linalg.norm(canary.polygon[1] - canary.polygon[0]))
@@ -243,7 +243,7 @@ def readable_tokens(image: np.ndarray, canary: Canary) -> set[str]:
     from anonymizer.text.ocr import tessdata_dir
 
     caps = [32] + ([canary.cap_px] if not 16 <= canary.cap_px <= 48 else [])
-    crops = [_straightened(image, canary, cap) for cap in caps]
+    crops = [straightened(image, canary, cap) for cap in caps]
     words: set[str] = set()
     joined = ""
     with PyTessBaseAPI(path=str(tessdata_dir()) + "/", lang="eng", psm=PSM.SINGLE_BLOCK) as api:

@@ -272,7 +272,8 @@ def _to_redact(
     """(what to fill, the words that must not touch the preserved region): confirmed, not allowed lines,
     plus unconfirmed proposals of a similar size right beside them (those only where they stay clear of the
     preserved region: unconfirmed, they never hold a photo)."""
-    confirmed = [ln for ln in lines if ln.text and not ln.allowed]
+    allowed = [ln.proposal for ln in lines if ln.allowed]
+    confirmed = [ln for ln in lines if ln.text and not ln.allowed and not _read_again(ln, allowed)]
     hits = [ln.proposal for ln in confirmed]
     extra = [
         ln.proposal
@@ -282,6 +283,20 @@ def _to_redact(
     if protected is not None:
         extra = [p for p in extra if not _areas(protected.shape, [p], [p], settings)[0].hits(protected)]
     return [f for ln in confirmed for f in ln.fill] + extra, [w for ln in confirmed for w in ln.words]
+
+
+def _read_again(line: _Line, allowed: list[Proposal]) -> bool:
+    """Every word of ``line`` lies on one allowed line (another proposal of the same ruler labels, cut at a
+    different level, where OCR misread a digit): the allow-list decision is that line's, whose whole
+    reading matched. Its pixels are kept anyway; a word beyond its box still counts."""
+    def on(word: Proposal, ok: Proposal) -> bool:
+        turn = abs((word.angle - ok.angle + 90.0) % 180.0 - 90.0)
+        rad = np.deg2rad(ok.angle)
+        dx, dy = word.centre[0] - ok.centre[0], word.centre[1] - ok.centre[1]
+        u, v = dx * np.cos(rad) + dy * np.sin(rad), -dx * np.sin(rad) + dy * np.cos(rad)
+        reach = max(ok.size[1], ok.glyph_px)
+        return turn <= 12.0 and abs(u) <= ok.size[0] / 2 and abs(v) <= reach / 2 + 0.25 * ok.glyph_px
+    return bool(line.words) and any(all(on(w, ok) for w in line.words) for ok in allowed)
 
 
 @dataclass(frozen=True)
