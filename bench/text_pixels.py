@@ -132,7 +132,8 @@ def _dump_miss(folder: Path, index: int, canary: Canary, photo: np.ndarray, out:
     name holds the case index, kind, size and angle, never the printed tokens."""
     before, after = straightened(photo, canary), straightened(out, canary)
     pair = np.vstack([before, np.full((6, before.shape[1], 3), 255, np.uint8), after])
-    name = f"case{index:03d}_{canary.kind}_{canary.cap_px}px_{canary.angle:+.0f}deg_{found}of{len(canary.tokens)}.png"
+    shape = f"{canary.kind}_{canary.cap_px}px_{canary.angle:+.0f}deg"
+    name = f"case{index:03d}_{shape}_{found}of{len(canary.tokens)}.png"
     folder.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(folder / name), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
     print(f"miss: case {index} {canary.kind} cap {canary.cap_px} px angle {canary.angle:+.0f} "

@@ -307,9 +307,9 @@ def _main_row(
     start = across[int(np.argmax(counts[:, k])), k]
     v = c @ normals[k]
     member = (v >= start) & (v <= start + 0.5 * glyph)
-    corners = np.concatenate([np.column_stack(q) for q in (
-        (b[member, 0], b[member, 1]), (b[member, 0] + b[member, 2], b[member, 1]),
-        (b[member, 0] + b[member, 2], b[member, 1] + b[member, 3]), (b[member, 0], b[member, 1] + b[member, 3]))])
+    x0, y0 = b[member, 0], b[member, 1]
+    x1, y1 = x0 + b[member, 2], y0 + b[member, 3]
+    corners = np.concatenate([np.column_stack(q) for q in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])
     (cx, cy), (along, thick), angle = _line_box(corners, c[member], b[member], glyph)
     if along < settings.min_elongation * thick or abs(angle) > 60.0:
         return []
