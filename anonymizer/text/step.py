@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -76,7 +77,8 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     else:
         flat = crop.reshape(-1, 3).astype(np.float32)
     centred = flat - flat.mean(0)
-    axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
+    sample = centred[:: max(1, len(centred) // 4000)]
+    axis = np.linalg.svd(sample, full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
     if _light_ink(grey):
@@ -156,6 +158,38 @@ def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
     return plausible >= settings.min_token_share * sum(len(w.text) for w in words)
 
 
+def _nearly(word: ocr.Word, block: bool) -> bool:
+    """A word worth reading again: three characters read fairly surely, or (in a line, not a block: hair
+    read as a block gives many) four read at all (a clean 40 px date stamp once read as two unsure
+    4-character words at one scale, and surely at the next)."""
+    chars = sum(c.isalnum() for c in word.text)
+    return (chars >= 3 and word.confidence >= 30) or (not block and chars >= 4)
+
+
+def _retries(
+    image: np.ndarray, p: Proposal, crop: np.ndarray, m: np.ndarray, words: list[ocr.Word],
+    settings: TextSettings,
+) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+    """Crops to read again when a read was nearly text, made only as they are needed: for a line, a wide,
+    a tight and the inverted crop (a card's edge inside the margin, or the wrong polarity guess (bold type),
+    lowers tesseract's confidence, and some lines read only with more paper around them); for a block (a
+    line beside hair or fabric), its surest word's row as one line, then the wide crop (a slanted wristband
+    reads there). Its tight and inverted reads are left out: in hair, where most blocks are retried, they
+    rescued nothing (1 of 31 blocks retried on 24 bench photos was text, at its row) and each costs a block
+    read; the detector proposes the main row of a tall component as a line of its own besides."""
+    size = (settings.line_height, settings.max_crop_pixels)
+    if _block(p):
+        best = max(words, key=lambda w: w.confidence)
+        row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
+        row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
+        yield (*_crop(image, row, *size), False)
+        yield (*_crop(image, p, *size, margin_share=0.6), True)
+        return
+    yield (*_crop(image, p, *size, margin_share=0.6), False)
+    yield (*_crop(image, p, *size, margin_share=0.1), False)
+    yield 255 - crop, m, False
+
+
 def _read(
     image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
 ) -> _Line:
@@ -163,21 +197,9 @@ def _read(
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
-    nearly = any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words)
+    nearly = any(_nearly(w, _block(p)) for w in words)
     if not text and (nearly or any(_is_token(w, settings) for w in words)):
-        # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
-        # tesseract's confidence, and some lines read only with more paper around them; a wide, a tight and
-        # the inverted crop are read before giving up
-        block = _block(p)
-        wide, wide_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.6)
-        tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        retries = [(wide, wide_m, block), (tight, tight_m, block), (255 - crop, m, block)]
-        if block:  # a line beside hair or fabric, read as a block: its surest word's row as one line
-            best = max(words, key=lambda w: w.confidence)
-            row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
-            row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
-            retries.insert(0, (*_crop(image, row, settings.line_height, settings.max_crop_pixels), False))
-        for again, again_m, as_block in retries:
+        for again, again_m, as_block in _retries(image, p, crop, m, words, settings):
             retry = ocr.read_line(again, block=as_block)
             if _is_text(retry, settings):
                 words, text, crop, m = retry, True, again, again_m
