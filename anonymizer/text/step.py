@@ -77,8 +77,7 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     else:
         flat = crop.reshape(-1, 3).astype(np.float32)
     centred = flat - flat.mean(0)
-    sample = centred[:: max(1, len(centred) // 4000)]
-    axis = np.linalg.svd(sample, full_matrices=False)[2][0]
+    axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
     if _light_ink(grey):
