@@ -22,8 +22,11 @@ Reads ../shared/data/faces/london_set (never committed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +40,6 @@ from anonymizer.evaluation.canary_text import (
     clinical_background,
     draw_canaries,
     readable_tokens,
-    straightened,
 )
 from anonymizer.plans import TextPlan
 from anonymizer.text.step import TextResult, scrub
@@ -108,6 +110,25 @@ def timing(rng: np.random.Generator, photos: int) -> dict[str, float]:
             "text": median(text), "text_max": max(text), "text_cpu": median(text_cpu)}
 
 
+def paired_timing(baseline: Path, seed: int, photos: int, rounds: int) -> tuple[dict, dict]:
+    """Time per 12 MP photo of this tree and of ``baseline`` (another checkout, e.g. main), in alternating
+    rounds of fresh processes on the same photos, so that both see the same machine load: (ours, theirs),
+    the medians over the rounds."""
+    ours: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
+    here = Path(__file__).resolve().parents[1]
+    for _ in range(rounds):
+        for tree, into in ((here, ours), (baseline.resolve(), theirs)):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--timing-only", "--seed", str(seed),
+                   "--timing-photos", str(photos)]
+            into.append(json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
+                                                  text=True).stdout.strip().splitlines()[-1]))
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return median(ours), median(theirs)
+
+
 def peer_full_page(rng: np.random.Generator) -> tuple[float, int, int]:
     """tesseract's own page layout + recognition over the whole 12 MP photo (what a naive check would do):
     (seconds, canary tokens it read, tokens drawn)."""
@@ -130,6 +151,8 @@ def _dump_miss(folder: Path, index: int, canary: Canary, photo: np.ndarray, out:
                found: int) -> None:
     """The missed canary's area before and after (straightened, stacked) as a PNG, for looking at; the file
     name holds the case index, kind, size and angle, never the printed tokens."""
+    from anonymizer.evaluation.canary_text import straightened  # not in a --baseline tree of before
+
     before, after = straightened(photo, canary), straightened(out, canary)
     pair = np.vstack([before, np.full((6, before.shape[1], 3), 255, np.uint8), after])
     shape = f"{canary.kind}_{canary.cap_px}px_{canary.angle:+.0f}deg"
@@ -152,6 +175,16 @@ def _sheet(path: Path, pairs: list[tuple[np.ndarray, TextResult]]) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def _print_paired(ours: dict[str, float], theirs: dict[str, float], args: argparse.Namespace) -> None:
+    print(f"12 MP photos, {args.timing_photos} per round (half with card + date stamp), {args.rounds} "
+          f"alternating rounds, median; load {os.getloadavg()[0]:.1f} (1-min average, 2 cores)")
+    print(f"{'photo':<22} {'ours wall / CPU':<20} {'baseline wall / CPU':<22} ratio (CPU)")
+    for key, name in (("clean", "no text"), ("text", "card + date stamp")):
+        cpu, base_cpu = ours[f"{key}_cpu"], theirs[f"{key}_cpu"]
+        print(f"{name:<22} {ours[key]:.3f} / {cpu:.3f} s{'':<4} {theirs[key]:.3f} / {base_cpu:.3f} s{'':<6} "
+              f"{cpu / base_cpu:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=int, default=200)
@@ -160,7 +193,17 @@ def main() -> None:
     ap.add_argument("--sheet", type=Path, default=None, help="write before/after pairs here (PNG)")
     ap.add_argument("--misses", type=Path, default=None, help="write each missed canary's crops here (PNG)")
     ap.add_argument("--cases", type=int, nargs="*", default=None, help="run only these case indices")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. /work/main): time its text step beside ours, nothing else")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --baseline")
+    ap.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.timing_only:  # one round of paired_timing, in a fresh process
+        print(json.dumps(timing(np.random.default_rng(args.seed), args.timing_photos)))
+        return
+    if args.baseline:
+        _print_paired(*paired_timing(args.baseline, args.seed, args.timing_photos, args.rounds), args)
+        return
     cases = make_cases(args.photos, args.seed)
     chosen = range(len(cases)) if args.cases is None else args.cases
     tokens = before = after = quarantined = false_hits = 0
