@@ -28,9 +28,9 @@ class DetectSettings:
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
     min_line_px: float = 4.0  # a proposal's glyph height, at its level
     max_line_px: float = 20.0  # larger type is found one level coarser
-    # the local mean's window grows with the largest glyph (2.5 times it); light ink is also taken against
-    # this small window's mean, as a dark overlay bar is barely taller than its type (at 51 px alone, 14 px
-    # light type on a bar at the photo's top edge was lost; at 41 px alone, a 19 px wristband at -14°)
+    # the local mean's window for light ink: small, as a dark overlay bar is barely taller than its type (at
+    # 51 px, 14 px light type on a bar at the photo's top edge was lost against the bright surroundings);
+    # dark ink's window grows with the largest glyph (2.5 times it)
     light_block: int = 41
     min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
     min_fill: float = 0.35  # component pixels / oriented-box area
@@ -88,10 +88,8 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, .
     kinds = ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast))
     boxes, centres, heights, word = [], [], [], []
     for polarity, (kind, c) in enumerate(kinds[i] for i in polarities):
-        block = int(2.5 * settings.max_line_px) | 1
+        block = settings.light_block if kind == cv2.THRESH_BINARY else int(2.5 * settings.max_line_px) | 1
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
-        if kind == cv2.THRESH_BINARY:  # light ink: also against a small window's mean (a dark bar)
-            ink |= cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, settings.light_block, c)
         _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
         keep = (
