@@ -22,8 +22,11 @@ Reads ../shared/data/faces/london_set (never committed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +110,25 @@ def timing(rng: np.random.Generator, photos: int) -> dict[str, float]:
             "text": median(text), "text_max": max(text), "text_cpu": median(text_cpu)}
 
 
+def paired_timing(baseline: Path, seed: int, photos: int, rounds: int) -> tuple[dict, dict]:
+    """Time per 12 MP photo of this tree and of ``baseline`` (another checkout, e.g. main), in alternating
+    rounds of fresh processes on the same photos, so that both see the same machine load: (ours, theirs),
+    the medians over the rounds."""
+    ours: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
+    here = Path(__file__).resolve().parents[1]
+    for _ in range(rounds):
+        for tree, into in ((here, ours), (baseline.resolve(), theirs)):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--timing-only", "--seed", str(seed),
+                   "--timing-photos", str(photos)]
+            into.append(json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True,
+                                                  text=True).stdout.strip().splitlines()[-1]))
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return median(ours), median(theirs)
+
+
 def peer_full_page(rng: np.random.Generator) -> tuple[float, int, int]:
     """tesseract's own page layout + recognition over the whole 12 MP photo (what a naive check would do):
     (seconds, canary tokens it read, tokens drawn)."""
@@ -125,6 +147,22 @@ def peer_full_page(rng: np.random.Generator) -> tuple[float, int, int]:
     return seconds, sum("".join(filter(str.isalnum, t)).upper() in read for t in tokens), len(tokens)
 
 
+def _dump_miss(folder: Path, index: int, canary: Canary, photo: np.ndarray, out: np.ndarray,
+               found: int) -> None:
+    """The missed canary's area before and after (straightened, stacked) as a PNG, for looking at; the file
+    name holds the case index, kind, size and angle, never the printed tokens."""
+    from anonymizer.evaluation.canary_text import straightened  # not in a --baseline tree of before
+
+    before, after = straightened(photo, canary), straightened(out, canary)
+    pair = np.vstack([before, np.full((6, before.shape[1], 3), 255, np.uint8), after])
+    shape = f"{canary.kind}_{canary.cap_px}px_{canary.angle:+.0f}deg"
+    name = f"case{index:03d}_{shape}_{found}of{len(canary.tokens)}.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / name), cv2.cvtColor(pair, cv2.COLOR_RGB2BGR))
+    print(f"miss: case {index} {canary.kind} cap {canary.cap_px} px angle {canary.angle:+.0f} "
+          f"{found}/{len(canary.tokens)} tokens readable", flush=True)
+
+
 def _sheet(path: Path, pairs: list[tuple[np.ndarray, TextResult]]) -> None:
     tiles = []
     for photo, res in pairs[:8]:
@@ -137,27 +175,54 @@ def _sheet(path: Path, pairs: list[tuple[np.ndarray, TextResult]]) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def _print_paired(ours: dict[str, float], theirs: dict[str, float], args: argparse.Namespace) -> None:
+    print(f"12 MP photos, {args.timing_photos} per round (half with card + date stamp), {args.rounds} "
+          f"alternating rounds, median; load {os.getloadavg()[0]:.1f} (1-min average, 2 cores)")
+    print(f"{'photo':<22} {'ours wall / CPU':<20} {'baseline wall / CPU':<22} ratio (CPU)")
+    for key, name in (("clean", "no text"), ("text", "card + date stamp")):
+        cpu, base_cpu = ours[f"{key}_cpu"], theirs[f"{key}_cpu"]
+        print(f"{name:<22} {ours[key]:.3f} / {cpu:.3f} s{'':<4} {theirs[key]:.3f} / {base_cpu:.3f} s{'':<6} "
+              f"{cpu / base_cpu:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photos", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timing-photos", type=int, default=6, help="12 MP photos timed (half with text)")
     ap.add_argument("--sheet", type=Path, default=None, help="write before/after pairs here (PNG)")
+    ap.add_argument("--misses", type=Path, default=None, help="write each missed canary's crops here (PNG)")
+    ap.add_argument("--cases", type=int, nargs="*", default=None, help="run only these case indices")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout (e.g. /work/main): time its text step beside ours, nothing else")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds with --baseline")
+    ap.add_argument("--timing-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.timing_only:  # one round of paired_timing, in a fresh process
+        print(json.dumps(timing(np.random.default_rng(args.seed), args.timing_photos)))
+        return
+    if args.baseline:
+        _print_paired(*paired_timing(args.baseline, args.seed, args.timing_photos, args.rounds), args)
+        return
     cases = make_cases(args.photos, args.seed)
+    chosen = range(len(cases)) if args.cases is None else args.cases
     tokens = before = after = quarantined = false_hits = 0
     protected_ok = protected_total = 0
     reasons: dict[str, int] = {}
     pairs = []
-    t0 = time.perf_counter()
-    for case in cases:
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for index in chosen:
+        case = cases[index]
         res = scrub(case.photo, TextPlan(), case.protected)
         pairs.append((case.photo, res))
         for c in case.canaries:
             tokens += len(c.tokens)
             before += len(readable_tokens(case.photo, c))
             if res.image is not None:
-                after += len(readable_tokens(res.image, c))
+                missed = len(readable_tokens(res.image, c))
+                after += missed
+                if missed and args.misses:
+                    _dump_miss(args.misses, index, c, case.photo, res.image, missed)
         if res.image is None:
             quarantined += 1
             reasons[res.reason.split(":")[0]] = reasons.get(res.reason.split(":")[0], 0) + 1
@@ -166,11 +231,15 @@ def main() -> None:
             protected_ok += bool(np.array_equal(res.image[case.protected], case.photo[case.protected]))
         plain = scrub(case.clean, TextPlan(), case.protected)
         false_hits += plain.image is None or plain.report.redacted > 0
-    elapsed = time.perf_counter() - t0
+    elapsed, elapsed_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rng = np.random.default_rng(args.seed)
-    times = timing(rng, args.timing_photos)
-    peer, peer_read, peer_tokens = peer_full_page(rng)
-    n = len(cases)
+    if args.timing_photos:
+        times = timing(rng, args.timing_photos)
+        peer, peer_read, peer_tokens = peer_full_page(rng)
+    else:  # quality only (--timing-photos 0)
+        times = dict.fromkeys(("clean", "clean_max", "clean_cpu", "text", "text_max", "text_cpu"), 0.0)
+        peer, peer_read, peer_tokens = 1.0, 0, 0
+    n = len(chosen)
     rows = [
         ("photos with canary text", f"{n} ({n // 2 + n % 2} faces, {n // 2} clinical backgrounds)", ""),
         ("canary tokens drawn", f"{tokens}", ""),
@@ -185,7 +254,7 @@ def main() -> None:
          f"(CPU {times['text_cpu']:.3f} s)", ""),
         ("peer: full-page tesseract, one 12 MP photo", f"{peer:.2f} s, read {peer_read}/{peer_tokens} tokens "
          f"(time ratio ours/peer {times['text'] / peer:.2f})", ""),
-        ("bench wall time (text step + attacker OCR)", f"{elapsed:.0f} s", ""),
+        ("bench wall time (text step + attacker OCR)", f"{elapsed:.0f} s (CPU {elapsed_cpu:.0f} s)", ""),
         ("machine load (1-min average, 2 cores)", f"{os.getloadavg()[0]:.1f}", ""),
     ]
     width = max(len(r[0]) for r in rows)

@@ -199,11 +199,14 @@ def canary_mask(shape: tuple[int, int], canaries: list[Canary], pad: int = 0) ->
     return mask.astype(bool)
 
 
+MAX_RUN = 32  # alphanumerics in the longest line drawn (name, given name and record number run together)
+
+
 def _normal(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
 
-def _straightened(image: np.ndarray, canary: Canary, cap_target: int = 32) -> np.ndarray:
+def straightened(image: np.ndarray, canary: Canary, cap_target: int = 32) -> np.ndarray:
     """The canary's area, rotated back to horizontal and scaled to a comfortable reading size (in colour)."""
     centre = canary.polygon.mean(0)
     w = float(np.linalg.norm(canary.polygon[1] - canary.polygon[0]))
@@ -243,18 +246,28 @@ def readable_tokens(image: np.ndarray, canary: Canary) -> set[str]:
     from anonymizer.text.ocr import tessdata_dir
 
     caps = [32] + ([canary.cap_px] if not 16 <= canary.cap_px <= 48 else [])
-    crops = [_straightened(image, canary, cap) for cap in caps]
-    words: set[str] = set()
-    joined = ""
+    crops = [straightened(image, canary, cap) for cap in caps]
+    texts: list[str] = []
     with PyTessBaseAPI(path=str(tessdata_dir()) + "/", lang="eng", psm=PSM.SINGLE_BLOCK) as api:
         for view in (v for crop in crops for v in _views(crop)):
             for img in (view, 255 - view):
                 api.SetImage(Image.fromarray(img))
-                text = api.GetUTF8Text()
-                words |= {_normal(t) for t in text.split()}
-                joined += _normal(text) + " "
+                texts.append(api.GetUTF8Text())
+    return tokens_in(canary.tokens, texts)
+
+
+def tokens_in(tokens: tuple[str, ...], texts: list[str]) -> set[str]:
+    """The tokens found in what OCR read: read whole, or (from four characters) inside what one read ran
+    together (a token split or merged by OCR), leaving out words longer than any line drawn: tesseract reads
+    a fill's edge as a run of 100+ letters ("...ananannannnn...") that holds a short name by chance."""
+    words: set[str] = set()
+    joined = ""
+    for text in texts:
+        read = [_normal(t) for t in text.split()]
+        words |= set(read)
+        joined += "".join(w for w in read if len(w) <= MAX_RUN) + " "
     found = set()
-    for token in canary.tokens:
+    for token in tokens:
         t = _normal(token)
         if t and (t in words or (len(t) >= 4 and t in joined)):
             found.add(token)

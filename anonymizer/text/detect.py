@@ -27,7 +27,11 @@ class DetectSettings:
     contrast: int = 12  # a glyph is this much darker (or lighter) than its neighbourhood's mean (0-255)
     min_glyph_fill: float = 0.12  # glyph pixels / glyph box area
     min_line_px: float = 4.0  # a proposal's glyph height, at its level
-    max_line_px: float = 16.0  # larger type is found one level coarser
+    max_line_px: float = 20.0  # larger type is found one level coarser
+    # the local mean's window for light ink: small, as a dark overlay bar is barely taller than its type (at
+    # 51 px, 14 px light type on a bar at the photo's top edge was lost against the bright surroundings);
+    # dark ink's window grows with the largest glyph (2.5 times it)
+    light_block: int = 41
     min_elongation: float = 1.2  # long side / short side of a proposal (a card's block is squarer)
     min_fill: float = 0.35  # component pixels / oriented-box area
     min_glyphs: int = 3  # glyph blobs of one size in a line proposal
@@ -81,10 +85,10 @@ class _Glyphs:
 def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, ...] = (0, 1)) -> _Glyphs:
     """Glyph-like blobs darker (polarity 0) or lighter (1) than their neighbourhood, and the word blobs of
     type whose glyphs touch (bold or tight type, slanted or level), split into glyph-sized pieces."""
-    block = int(2.5 * settings.max_line_px) | 1  # small: a dark overlay bar is barely taller than its type
     kinds = ((cv2.THRESH_BINARY_INV, settings.contrast), (cv2.THRESH_BINARY, -settings.contrast))
     boxes, centres, heights, word = [], [], [], []
     for polarity, (kind, c) in enumerate(kinds[i] for i in polarities):
+        block = settings.light_block if kind == cv2.THRESH_BINARY else int(2.5 * settings.max_line_px) | 1
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
         _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
@@ -270,6 +274,8 @@ def _lines_of(
         if box is None:
             continue
         (cx, cy), (along, across), angle = box
+        if across > 1.8 * glyph:  # several lines, or one line with hair or an edge stuck to it
+            found += _main_row(centres, boxes, heights, glyph, factor, settings)
         if across > settings.max_lines * 1.4 * glyph:
             continue  # taller than a few lines of its glyphs: a mass of hair or fabric, not a card
         if along < settings.min_elongation * across or area < settings.min_fill * along * across:
@@ -279,6 +285,39 @@ def _lines_of(
         found.append(Proposal((cx * factor, cy * factor), (along * factor, across * factor), angle,
                               glyph * factor))
     return found
+
+
+def _main_row(
+    centres: np.ndarray, boxes: np.ndarray, heights: np.ndarray, glyph: float, factor: float,
+    settings: DetectSettings,
+) -> list[Proposal]:
+    """The one line that holds most of a tall component's glyphs of its type size, as a line proposal of
+    its own: a name written just above hair, or beside a dark edge, joins their blobs into one component,
+    whose block read (and its direction, set by all blobs) fails. A card of several alike lines has no such
+    row (each holds a share), so it stays one block; hair has rarely enough alike glyphs in one row."""
+    alike = np.abs(heights - glyph) <= 0.35 * glyph + 1
+    if np.count_nonzero(alike) < 4:
+        return []
+    c, b = centres[alike], boxes[alike]
+    normals = np.stack([-np.sin(SWEEP), np.cos(SWEEP)], 1)
+    across = np.sort(c @ normals.T, axis=0)  # (n, k): each direction's positions across, sorted
+    ends = np.stack([np.searchsorted(across[:, k], across[:, k] + 0.5 * glyph, "right")
+                     for k in range(len(SWEEP))], 1)
+    counts = ends - np.arange(len(c))[:, None]  # glyphs within half a glyph height of each one
+    k = int(np.argmax(counts.max(0)))
+    best = int(counts[:, k].max())
+    if best < max(4, 0.6 * len(c)):
+        return []
+    start = across[int(np.argmax(counts[:, k])), k]
+    v = c @ normals[k]
+    member = (v >= start) & (v <= start + 0.5 * glyph)
+    x0, y0 = b[member, 0], b[member, 1]
+    x1, y1 = x0 + b[member, 2], y0 + b[member, 3]
+    corners = np.concatenate([np.column_stack(q) for q in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])
+    (cx, cy), (along, thick), angle = _line_box(corners, c[member], b[member], glyph)
+    if along < settings.min_elongation * thick or abs(angle) > 60.0:
+        return []
+    return [Proposal((cx * factor, cy * factor), (along * factor, thick * factor), angle, glyph * factor)]
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

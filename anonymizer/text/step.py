@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -156,6 +157,35 @@ def _is_text(words: list[ocr.Word], settings: TextSettings) -> bool:
     return plausible >= settings.min_token_share * sum(len(w.text) for w in words)
 
 
+def _nearly(word: ocr.Word, block: bool) -> bool:
+    """A word worth reading again: three characters read fairly surely, or (in a line, not a block: hair
+    read as a block gives many) four read at all (a clean 40 px date stamp once read as two unsure
+    4-character words at one scale, and surely at the next)."""
+    chars = sum(c.isalnum() for c in word.text)
+    return (chars >= 3 and word.confidence >= 30) or (not block and chars >= 4)
+
+
+def _retries(
+    image: np.ndarray, p: Proposal, crop: np.ndarray, m: np.ndarray, words: list[ocr.Word],
+    settings: TextSettings,
+) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+    """Crops to read again when a read was nearly text, made only as they are needed: a wide, a tight and
+    the inverted crop (a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
+    tesseract's confidence, and some lines read only with more paper around them), and first, for a block
+    (a line beside hair or fabric), its surest word's row as one line. (Leaving a block's tight and inverted
+    reads out saved a little time in hair but let a 40 px card at 30° go out readable.)"""
+    size = (settings.line_height, settings.max_crop_pixels)
+    if _block(p):
+        best = max(words, key=lambda w: w.confidence)
+        row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
+        row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
+        yield (*_crop(image, row, *size), False)
+    block = _block(p)
+    yield (*_crop(image, p, *size, margin_share=0.6), block)
+    yield (*_crop(image, p, *size, margin_share=0.1), block)
+    yield 255 - crop, m, block
+
+
 def _read(
     image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
 ) -> _Line:
@@ -163,21 +193,9 @@ def _read(
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
-    nearly = any(sum(c.isalnum() for c in w.text) >= 3 and w.confidence >= 30 for w in words)
+    nearly = any(_nearly(w, _block(p)) for w in words)
     if not text and (nearly or any(_is_token(w, settings) for w in words)):
-        # nearly text: a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
-        # tesseract's confidence, and some lines read only with more paper around them; a wide, a tight and
-        # the inverted crop are read before giving up
-        block = _block(p)
-        wide, wide_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.6)
-        tight, tight_m = _crop(image, p, settings.line_height, settings.max_crop_pixels, margin_share=0.1)
-        retries = [(wide, wide_m, block), (tight, tight_m, block), (255 - crop, m, block)]
-        if block:  # a line beside hair or fabric, read as a block: its surest word's row as one line
-            best = max(words, key=lambda w: w.confidence)
-            row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
-            row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
-            retries.insert(0, (*_crop(image, row, settings.line_height, settings.max_crop_pixels), False))
-        for again, again_m, as_block in retries:
+        for again, again_m, as_block in _retries(image, p, crop, m, words, settings):
             retry = ocr.read_line(again, block=as_block)
             if _is_text(retry, settings):
                 words, text, crop, m = retry, True, again, again_m
@@ -272,7 +290,8 @@ def _to_redact(
     """(what to fill, the words that must not touch the preserved region): confirmed, not allowed lines,
     plus unconfirmed proposals of a similar size right beside them (those only where they stay clear of the
     preserved region: unconfirmed, they never hold a photo)."""
-    confirmed = [ln for ln in lines if ln.text and not ln.allowed]
+    allowed = [ln.proposal for ln in lines if ln.allowed]
+    confirmed = [ln for ln in lines if ln.text and not ln.allowed and not _read_again(ln, allowed)]
     hits = [ln.proposal for ln in confirmed]
     extra = [
         ln.proposal
@@ -282,6 +301,20 @@ def _to_redact(
     if protected is not None:
         extra = [p for p in extra if not _areas(protected.shape, [p], [p], settings)[0].hits(protected)]
     return [f for ln in confirmed for f in ln.fill] + extra, [w for ln in confirmed for w in ln.words]
+
+
+def _read_again(line: _Line, allowed: list[Proposal]) -> bool:
+    """Every word of ``line`` lies on one allowed line (another proposal of the same ruler labels, cut at a
+    different level, where OCR misread a digit): the allow-list decision is that line's, whose whole
+    reading matched. Its pixels are kept anyway; a word beyond its box still counts."""
+    def on(word: Proposal, ok: Proposal) -> bool:
+        turn = abs((word.angle - ok.angle + 90.0) % 180.0 - 90.0)
+        rad = np.deg2rad(ok.angle)
+        dx, dy = word.centre[0] - ok.centre[0], word.centre[1] - ok.centre[1]
+        u, v = dx * np.cos(rad) + dy * np.sin(rad), -dx * np.sin(rad) + dy * np.cos(rad)
+        reach = max(ok.size[1], ok.glyph_px)
+        return turn <= 12.0 and abs(u) <= ok.size[0] / 2 and abs(v) <= reach / 2 + 0.25 * ok.glyph_px
+    return bool(line.words) and any(all(on(w, ok) for w in line.words) for ok in allowed)
 
 
 @dataclass(frozen=True)
