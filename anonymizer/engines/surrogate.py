@@ -231,6 +231,7 @@ class _Attempt:
     score: tuple[
         float, ...
     ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+    split: bool = False  # far from the patient but the group's outputs are two people
 
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
@@ -317,12 +318,12 @@ class SurrogateEngine:
                 if attempt == 0:
                     raise
                 break
-            # once re-drawn sets lean on a far donor, later ones do too (a set that failed only by
-            # splitting the group in two people is no reason to fall back to the plain mean)
+            # a leaning set that failed only by splitting the group in two people is no reason to fall
+            # back to the plain mean: the next set leans too
             near = (
                 self.settings.anchored_redraws
                 and best is not None
-                and (anchored > 0 or self._near_patient(best.score))
+                and (self._near_patient(best.score) or (anchored > 0 and best.split))
             )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
@@ -397,7 +398,8 @@ class SurrogateEngine:
             score = (float(passed), float(verifiable), float(min(c.closer for c in checks)), closest)
             nearer = min(c.closer for c in checks)
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score)
+            split = far_all and not together
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
             if passed:
                 return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
