@@ -109,7 +109,7 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
 # 0.72-0.76 with three reference faces nearer; 017 nose kept 0.54 -> 0.65-0.72 (donor share 0.7).
 ANCHOR_FAR = 0.8  # donors at least this far from the patient (dlib) are anchors, in the set's keyed order
 # the anchor's weight on the first re-draw, the second, then on later ones (0.8: 013, mouth kept, whose 0.7
-# sets passed only with her two photos 0.61 apart, got two consistent outputs, 0.67 from her)
+# sets passed only with her two photos 0.61 apart, got two consistent outputs, 0.65-0.67 from her)
 ANCHOR_SHARES = (0.6, 0.7, 0.8)
 
 
