@@ -149,6 +149,10 @@ class SurrogateSettings:
     )
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
+    # One patient, one person: a rung passes only when every two outputs of the group are at most this far
+    # apart (dlib; the bench counts a pair under 0.6 as consistent). An anchored set made 013's neutral and
+    # smiling photo 0.61 apart with the mouth kept (the kept smile plus a far donor's face); 0 = no check.
+    self_check_pair_distance: float = 0.55
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -214,6 +218,7 @@ class _Check:
     donor: str | None  # the identity of a bank face it matches, or None
     closer: int  # reference identities nearer to it than the patient is
     usable: int  # reference identities counted
+    out: np.ndarray | None = None  # the output's descriptor (None: the patient's face has none)
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ class _Attempt:
     score: tuple[
         float, ...
     ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+    split: bool = False  # far from the patient but the group's outputs are two people
 
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
@@ -312,7 +318,13 @@ class SurrogateEngine:
                 if attempt == 0:
                     raise
                 break
-            near = self.settings.anchored_redraws and best is not None and self._near_patient(best.score)
+            # a leaning set that failed only by splitting the group in two people is no reason to fall
+            # back to the plain mean: the next set leans too
+            near = (
+                self.settings.anchored_redraws
+                and best is not None
+                and (self._near_patient(best.score) or (anchored > 0 and best.split))
+            )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
             result = self._climb(faces, choice, common, preserve, weights)
@@ -380,12 +392,14 @@ class SurrogateEngine:
             far_all = closest > self.settings.self_check_distance and not any(
                 c.closer < min(self.settings.population_rank, c.usable) for c in checks
             )
-            passed = far_all and all(c.donor is None for c in checks)
-            verifiable = all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
+            together = self._one_person(checks)
+            passed = far_all and together and all(c.donor is None for c in checks)
+            verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
             score = (float(passed), float(verifiable), float(min(c.closer for c in checks)), closest)
             nearer = min(c.closer for c in checks)
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score)
+            split = far_all and not together
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
             if passed:
                 return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
@@ -399,6 +413,12 @@ class SurrogateEngine:
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _one_person(self, checks: Sequence[_Check]) -> bool:
+        """Whether the group's outputs look like one person (every two within the pair distance)."""
+        limit = self.settings.self_check_pair_distance
+        outs = [c.out for c in checks if c.out is not None]
+        return limit <= 0 or all(distance(a, b) <= limit for n, a in enumerate(outs) for b in outs[n + 1 :])
 
     def _distinct(
         self,
@@ -420,7 +440,7 @@ class SurrogateEngine:
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
-        return _Check(distance(out, face.descriptor), donor, closer, usable)
+        return _Check(distance(out, face.descriptor), donor, closer, usable, out)
 
     def _peer_base(
         self, face: AlignedFace, peers: list[list[DonorPhoto]], patient_texture: np.ndarray

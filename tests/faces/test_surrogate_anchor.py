@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from anonymizer.donors import load_bank
-from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_identity import ANCHOR_SHARES, anchor_weights
+from anonymizer.evaluation.metrics import output_face
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.pipeline import run_group
+from anonymizer.faces.verify import descriptor, distance
 from anonymizer.plans import Region
 
 
@@ -50,6 +52,26 @@ def test_patients_sharing_donors_lean_on_different_ones() -> None:
     assert one[a.argmax()] != other[b.argmax()]
 
 
+def test_a_group_split_into_two_people_fails_the_self_check() -> None:
+    """One patient, one person: a rung whose outputs of one group lie further apart than the pair distance
+    does not pass (an anchored set once made a patient's neutral and smiling photo two people, 0.61 apart)."""
+    engine = SurrogateEngine(SurrogateSettings(self_check_pair_distance=0.55))
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=128)
+    base /= np.linalg.norm(base)
+    step = rng.normal(size=128)
+    step -= step.dot(base) * base
+    step /= np.linalg.norm(step)
+
+    def check(offset: float) -> _Check:
+        return _Check(0.8, None, 3, 3, base + offset * step)
+
+    assert engine._one_person([check(0.0), check(0.5)])  # 0.5 apart: one person
+    assert not engine._one_person([check(0.0), check(0.3), check(0.6)])  # the first and last are 0.6 apart
+    assert engine._one_person([check(0.0), _Check(float("inf"), None, 0, 0)])  # a face without descriptor
+    assert SurrogateEngine(SurrogateSettings(self_check_pair_distance=0))._one_person([check(0), check(1)])
+
+
 QUICK = (Strength(1.15, 1.6, 0.35, 0.0, 0.5), Strength(2.1, 3.4, 1.0, 1.4, 3.6))  # the ladder's ends
 
 
@@ -78,3 +100,13 @@ def test_a_nose_kept_photo_quarantined_by_plain_donor_sets_passes_with_an_anchor
     for result in anchored:  # verified against its input with a real face nearer than the patient
         check = result.faces[0].check
         assert check is not None and check.passed and check.distance > 0.65
+
+
+def test_an_anchored_group_stays_one_person(nose_kept, pair: list[np.ndarray]) -> None:
+    """Both photos of the patient come out as one synthetic person under the anchored re-draw."""
+    _, anchored = nose_kept
+    outs = []
+    for photo, result in zip(pair, anchored, strict=True):
+        landmarks, _ = output_face(result.image, detect_faces(photo)[0].landmarks)
+        outs.append(descriptor(result.image, landmarks))
+    assert distance(outs[0], outs[1]) < 0.6
