@@ -196,14 +196,25 @@ def start_scp(
     )
     ae._servers.append(server)
     server.start_admission()
+    _log_listening(config, address, server.server_address[1], ssl_context, receive_path="pynetdicom")
+    return server
+
+
+def _log_listening(
+    config: GatewayConfig,
+    address: tuple[str, int],
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    **extra: str,
+) -> None:
     LOG.info(
         "scp.listening",
         ae_title=config.ae_title,
         bind=address[0],
-        port=server.server_address[1],
+        port=port,
         tls=ssl_context is not None,
+        **extra,
     )
-    return server
 
 
 def start_lean(
@@ -225,12 +236,5 @@ def start_lean(
         negotiations=Negotiations(build_ae(config).supported_contexts, config.max_pdu),
     )
     server = LeanServer(address, setup, ssl_context).start()
-    LOG.info(
-        "scp.listening",
-        ae_title=config.ae_title,
-        bind=address[0],
-        port=server.server_address[1],
-        tls=ssl_context is not None,
-        receive_path="lean",
-    )
+    _log_listening(config, address, server.server_address[1], ssl_context, receive_path="lean")
     return server
