@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from anonymizer.plans import Box, TextAction, TextPlan, TextReport
-from anonymizer.text import ocr
+from anonymizer.text import components, ocr
+from anonymizer.text import filter as text_filter
 from anonymizer.text.detect import DetectSettings, Proposal, base_scale, propose
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class TextSettings:
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
     end_margin: float = 0.8  # and at its two ends (a glyph the detector left out of the line)
     rounds: int = 3  # redaction rounds before the final check
+    prefilter: bool = True  # lines the pre-OCR filter finds surely not text are not read (False: read all)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
 def _glyph_count(mask: np.ndarray) -> int:
     """Components of glyph size in a binary crop: a quarter to nine tenths of its height, not too wide."""
     h = mask.shape[0]
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, _, stats, _ = components.with_stats(mask.astype(np.uint8))
     tall = (stats[1:, 3] >= 0.25 * h) & (stats[1:, 3] <= 0.9 * h) & (stats[1:, 2] <= 1.5 * stats[1:, 3])
     return int(np.count_nonzero(tall))
 
@@ -125,6 +127,21 @@ def _crop(
     size = (max(8, int(w)), max(8, int(h)))
     crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return _contrast(crop), m
+
+
+def look(image: np.ndarray, p: Proposal) -> tuple[np.ndarray, float]:
+    """What the pre-OCR filter sees of a proposal (the OCR crop, small), and its scale."""
+    crop, m = _crop(image, p, text_filter.GLYPH_PX, text_filter.MAX_PIXELS)
+    return crop, float(np.hypot(m[0, 0], m[0, 1]))
+
+
+def _worth_reading(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
+    """Not surely non-text by the pre-OCR filter; a look too coarse to show the smallest type the detector
+    finds (a tall block of large glyphs, shrunk to the look's pixel budget) is always read."""
+    if not settings.prefilter:
+        return True
+    crop, scale = look(image, p)
+    return scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX or text_filter.load().passes(crop)
 
 
 def _in_image(words: list[ocr.Word], m: np.ndarray, p: Proposal) -> tuple[Proposal, ...]:
@@ -190,6 +207,8 @@ def _read(
     image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
 ) -> _Line:
     """Read one proposal; ``whole``: ``image`` is the whole photo, not a part of it cut out again."""
+    if not _worth_reading(image, p, settings):
+        return _Line(p, text=False, allowed=False)  # unread: still a neighbour that a card's fill takes
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)

@@ -1,0 +1,133 @@
+"""A cheap look at each proposal before OCR: lines surely not text (hair, eyebrows, fabric) go unread.
+
+On a 12 MP face photo the detector proposes 30-90 lines, nearly all of them hair, and tesseract reads each
+(2-50 ms, re-reads included). Here each proposal is first straightened at a small size (glyphs about 16 px,
+at most 2,500 pixels: the same crop as OCR's, smaller) and scored by a tiny fully convolutional network: three
+3x3 convolutions (8, 16, 16 channels, two 2x poolings, ~3,700 weights) whose text score is the maximum over
+all positions and both polarities (type anywhere in the crop, light or dark, counts; a crop's polarity guess
+can be wrong). About 0.1 ms of CPU per proposal.
+A proposal scoring below the threshold is passed on unread, as not text. It still counts as an unconfirmed
+proposal: it is filled when it lies beside confirmed text (a card's other lines), as an unconfirmed read
+line is; on a photo whose text the filter lets through, the outcome is the same as without it.
+
+The weights are fitted by ``bench/text_filter_fit.py`` on canary photos that no bench scores; the threshold
+lies below the lowest score of any line OCR confirmed there, less a margin. They ship beside this module
+(``filter_net.safetensors`` with its JSON sidecar: constructor config, threshold, sha256); nothing is
+downloaded. A missing or altered file raises :class:`FilterUnavailable`, an :class:`OcrUnavailable`: the text
+check cannot run and the photo is quarantined (``ocr-unavailable``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anonymizer.text.ocr import OcrUnavailable
+
+WEIGHTS = Path(__file__).with_name("filter_net.safetensors")
+GLYPH_PX = 16  # the look's scale: glyphs about this tall ...
+MAX_PIXELS = 2500  # ... in a crop no larger than this
+MIN_TYPE_PX = 2.4  # a look in which the smallest type found would be smaller is too coarse to judge
+FORMAT = "vera-text-filter/1"
+
+
+class FilterUnavailable(OcrUnavailable):
+    """The filter's weights are missing or do not match their sidecar: the text check cannot run."""
+
+
+def build(widths: tuple[int, int, int] = (8, 16, 16)) -> Any:
+    """The network: (n, 1, h, w) crops in [-0.5, 0.5], dark ink on light → (n, 1, h/4, w/4) text logits."""
+    from torch import nn
+
+    a, b, c = widths
+    return nn.Sequential(
+        nn.Conv2d(1, a, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # edges, at the crop's scale
+        nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # strokes, at half
+        nn.Conv2d(b, c, 3, padding=1), nn.ReLU(),                   # glyph parts, at a quarter
+        nn.Conv2d(c, 1, 1),                                         # text logit per position
+    )
+
+
+def scores(net: Any, crops: Any) -> Any:
+    """(n,) text logits of a batch (n, 1, h, w): the maximum over positions and both polarities."""
+    import torch
+
+    both = torch.cat([crops, -crops])
+    return net(both).amax(dim=(1, 2, 3)).view(2, -1).amax(0)
+
+
+def as_input(crop: np.ndarray) -> np.ndarray:
+    """A uint8 crop as the network's input: at least 8x8 (edge pixels repeated), scaled to [-0.5, 0.5]."""
+    h, w = crop.shape
+    if h < 8 or w < 8:
+        crop = np.pad(crop, ((0, max(0, 8 - h)), (0, max(0, 8 - w))), mode="edge")
+    return crop.astype(np.float32) / 255.0 - 0.5
+
+
+@dataclass(frozen=True)
+class TextFilter:
+    net: Any  # torch module, eval mode
+    threshold: float  # proposals scoring below are not read
+
+    def score(self, crop: np.ndarray) -> float:
+        import torch
+
+        from anonymizer.faces.models import one_torch_thread
+
+        x = torch.from_numpy(as_input(crop))[None, None]
+        with torch.inference_mode(), one_torch_thread():
+            return float(scores(self.net, x)[0])
+
+    def passes(self, crop: np.ndarray) -> bool:
+        """Worth reading: not surely non-text."""
+        return self.score(crop) >= self.threshold
+
+
+_lock = threading.Lock()
+_loaded: dict[Path, TextFilter] = {}
+
+
+def load(path: Path = WEIGHTS) -> TextFilter:
+    """The fitted filter, loaded once per process; its sha256 and config are checked first."""
+    with _lock:
+        if path not in _loaded:
+            _loaded[path] = _read(path)
+        return _loaded[path]
+
+
+def _read(path: Path) -> TextFilter:
+    from safetensors.torch import load_file
+
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise FilterUnavailable(f"text filter weights not found: {path.name} and its .json")
+    meta = json.loads(meta_path.read_text())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if meta.get("format") != FORMAT or digest != meta.get("sha256"):
+        raise FilterUnavailable(f"{path.name}: format or sha256 does not match its sidecar")
+    net = build(tuple(meta["config"]["widths"]))
+    try:
+        net.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as exc:
+        raise FilterUnavailable(f"{path.name}: weights do not fit the configured network") from exc
+    return TextFilter(net.eval(), float(meta["threshold"]))
+
+
+def save(
+    path: Path, net: Any, widths: tuple[int, int, int], threshold: float, fitted_on: dict[str, Any]
+) -> str:
+    """Write weights + sidecar (config, threshold, what they were fitted on, sha256); returns the sha256."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = {"format": FORMAT, "config": {"widths": list(widths)}, "threshold": threshold,
+            "fitted_on": fitted_on, "sha256": digest}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return digest
