@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from anonymizer.text import filter as text_filter
+from anonymizer.text.step import TextSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +36,9 @@ class FitConfig:
     seeds: tuple[int, ...] = (101, 102)  # canary case seeds (the benches score 7, 11, 23, 31, 47)
     photos: int = 200  # cases per seed (half faces, half clinical backgrounds), each with its clean twin
     twelve_mp: int = 12  # 12 MP face photos, generator seed 5 (the timing bench draws from seed 7)
-    widths: tuple[int, int, int] = (8, 16, 16)  # the network's channels
-    epochs: int = 7
-    batch: int = 128  # crops of similar size per batch (padded with their edge pixels)
+    widths: tuple[int, ...] = (8, 16, 16, 16)  # the network's channels
+    epochs: int = 8
+    batch: int = 64  # crops of similar size per batch (padded with their edge pixels)
     lr: float = 3e-3
     text_weight: float = 5.0  # a text line's weight in the loss (missing one is the costly error)
     margin: float = 2.0  # the threshold lies this far (logits) below the lowest text line's score
@@ -47,44 +48,51 @@ class FitConfig:
 @dataclass(frozen=True)
 class Samples:
     crops: list[np.ndarray]  # uint8, what the filter sees
+    scales: np.ndarray  # the crops' scales (a look too coarse for small type is always read)
     text: np.ndarray  # bool: OCR confirmed the line
 
     def save(self, path: Path) -> None:
         shapes = np.array([c.shape for c in self.crops], np.int64)
         flat = np.concatenate([c.ravel() for c in self.crops])
-        np.savez_compressed(path, shapes=shapes, flat=flat, text=self.text)
+        np.savez_compressed(path, shapes=shapes, flat=flat, scales=self.scales, text=self.text)
 
     @staticmethod
     def load(path: Path) -> Samples:
         data = np.load(path, allow_pickle=False)
         ends = np.cumsum([h * w for h, w in data["shapes"]])
         parts = np.split(data["flat"], ends[:-1])
-        return Samples([p.reshape(s) for p, s in zip(parts, data["shapes"], strict=True)], data["text"])
+        crops = [p.reshape(s) for p, s in zip(parts, data["shapes"], strict=True)]
+        return Samples(crops, data["scales"], data["text"])
+
+    def judged(self, min_cap_px: float) -> np.ndarray:
+        """The crops the filter judges (the rest are always read)."""
+        return self.scales * min_cap_px >= text_filter.MIN_TYPE_PX
 
 
-def _collect(image: np.ndarray, crops: list[np.ndarray], text: list[bool]) -> None:
+def _collect(image: np.ndarray, into: tuple[list[np.ndarray], list[float], list[bool]]) -> None:
     from anonymizer.text.detect import propose
     from anonymizer.text.step import TextSettings, _read, look
 
     settings = TextSettings(prefilter=False)  # every proposal read: the labels
     for p in propose(image, settings.detect):
-        crops.append(look(image, p)[0])
-        text.append(_read(image, p, None, settings).text)
+        crop, scale = look(image, p)
+        into[0].append(crop)
+        into[1].append(scale)
+        into[2].append(_read(image, p, None, settings).text)
 
 
 def collect(config: FitConfig) -> Samples:
     import bench.text_pixels as bench
 
-    crops: list[np.ndarray] = []
-    text: list[bool] = []
+    into: tuple[list[np.ndarray], list[float], list[bool]] = ([], [], [])
     for seed in config.seeds:
         for case in bench.make_cases(config.photos, seed):
-            _collect(case.photo, crops, text)
-            _collect(case.clean, crops, text)
+            _collect(case.photo, into)
+            _collect(case.clean, into)
     rng = np.random.default_rng(5)
     for i in range(config.twelve_mp):
-        _collect(bench._twelve_mp(rng, with_text=i % 2 == 1), crops, text)
-    return Samples(crops, np.array(text, bool))
+        _collect(bench._twelve_mp(rng, with_text=i % 2 == 1), into)
+    return Samples(into[0], np.array(into[1]), np.array(into[2], bool))
 
 
 def _batches(samples: Samples, size: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
@@ -104,6 +112,7 @@ def fit(samples: Samples, config: FitConfig):  # type: ignore[no-untyped-def]
     import torch
 
     torch.manual_seed(config.torch_seed)
+    torch.set_num_threads(1)  # on a shared 2-core machine two OpenMP threads mostly wait on each other
     rng = np.random.default_rng(config.torch_seed)
     net = text_filter.build(config.widths)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -142,8 +151,9 @@ def main() -> None:
             samples.save(args.samples)
     net = fit(samples, config)
     scores = np.array([text_filter.TextFilter(net, 0.0).score(c) for c in samples.crops])
-    threshold = float(scores[samples.text].min()) - config.margin
-    unread = scores < threshold
+    judged = samples.judged(TextSettings().detect.min_cap_px)
+    threshold = float(scores[samples.text & judged].min()) - config.margin
+    unread = (scores < threshold) & judged
     fitted_on = {**asdict(config), "proposals": len(scores), "text_lines": int(samples.text.sum())}
     digest = text_filter.save(text_filter.WEIGHTS, net, config.widths, threshold, fitted_on)
     print(f"proposals {len(scores)}, text lines {int(samples.text.sum())}, threshold {threshold:.3f}; "

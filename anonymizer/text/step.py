@@ -1,7 +1,8 @@
 """The text step of the pixel stage: find text in a photo, inpaint it away, check again, or hold the photo.
 
 ``scrub(image, plan, protected)`` → :class:`TextResult`. Proposals come from the morphological detector
-(:mod:`anonymizer.text.detect`); each is straightened and read as one line by tesseract; a line counts as text
+(:mod:`anonymizer.text.detect`); those the pre-OCR filter (:mod:`anonymizer.text.filter`) finds surely not
+text (hair) stay unread, the others are straightened and read as one line by tesseract; a line counts as text
 when OCR reads a real token in it with confidence. A line whose whole reading matches the rule's allow-list is
 kept. The rest is filled by inpainting (a neutral patch from the surroundings, never a blur of the text),
 together with unconfirmed proposals of the same size right beside confirmed text (the other lines of a card)
@@ -71,9 +72,10 @@ def _block(p: Proposal) -> bool:
     return p.glyph_px > 0 and p.size[1] > 1.8 * p.glyph_px
 
 
-def _contrast(crop: np.ndarray) -> np.ndarray:
+def _contrast(crop: np.ndarray, orient: bool = True) -> np.ndarray:
     """Grey for OCR along the crop's main colour axis (ink vs paper): orange digits on skin differ in hue
-    far more than in brightness. Not stretched: amplified noise (hair, fabric) costs tesseract dearly."""
+    far more than in brightness. Not stretched: amplified noise (hair, fabric) costs tesseract dearly.
+    ``orient``: dark ink on light paper (else either polarity, as the colour axis falls)."""
     if crop.ndim == 2:
         flat = crop.reshape(-1, 1).astype(np.float32)
     else:
@@ -82,7 +84,7 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
-    if _light_ink(grey):
+    if orient and _light_ink(grey):
         grey = 255 - grey  # tesseract prefers dark ink on light paper
     return grey
 
@@ -108,7 +110,8 @@ def _light_ink(grey: np.ndarray) -> bool:
 
 
 def _crop(
-    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35
+    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35,
+    orient: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
     at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
@@ -126,12 +129,13 @@ def _crop(
     m[1, 2] += h / 2 - p.centre[1]
     size = (max(8, int(w)), max(8, int(h)))
     crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _contrast(crop), m
+    return _contrast(crop, orient), m
 
 
 def look(image: np.ndarray, p: Proposal) -> tuple[np.ndarray, float]:
-    """What the pre-OCR filter sees of a proposal (the OCR crop, small), and its scale."""
-    crop, m = _crop(image, p, text_filter.GLYPH_PX, text_filter.MAX_PIXELS)
+    """What the pre-OCR filter sees of a proposal (the OCR crop, small, in either polarity: the filter
+    judges both), and its scale."""
+    crop, m = _crop(image, p, text_filter.GLYPH_PX, text_filter.MAX_PIXELS, orient=False)
     return crop, float(np.hypot(m[0, 0], m[0, 1]))
 
 
