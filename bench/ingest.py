@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -39,6 +40,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -65,6 +67,50 @@ def cpu_ms(pid: int) -> float:
     """CPU time (user + system) the process has used so far, from /proc/<pid>/stat (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+
+
+def write_bytes(pid: int) -> int:
+    """Bytes the process has caused to be written to storage so far (/proc/<pid>/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(idle, total) clock ticks of all CPUs since boot (/proc/stat; idle counts iowait too)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
+def senders_cpu_ms() -> float:
+    """CPU time (user + system) of this process's reaped children: the storescu senders once waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+@dataclass
+class SendCost:
+    """What one send cost, per instance: receiver and sender CPU, the receiver's disk writes, and how much
+    of the machine's CPU (all cores, other users included) was left idle while it ran."""
+
+    receiver_cpu_ms: float
+    sender_cpu_ms: float
+    write_mb_s: float
+    idle_pct: float
+
+    @staticmethod
+    def measure(pid: int, action: Callable[[], float], count: int) -> tuple[float, SendCost]:
+        cpu, sent, written, (idle, total) = cpu_ms(pid), senders_cpu_ms(), write_bytes(pid), machine_jiffies()
+        seconds = action()
+        idle2, total2 = machine_jiffies()
+        cost = SendCost(
+            (cpu_ms(pid) - cpu) / count,
+            (senders_cpu_ms() - sent) / count,
+            (write_bytes(pid) - written) / seconds / 1e6,
+            100 * (idle2 - idle) / max(1, total2 - total),
+        )
+        return seconds, cost
 
 
 def wait_echo(port: int, aec: str, timeout: float = 60) -> None:
@@ -220,6 +266,13 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
 CPU_KEY = "cpu-ms/"  # results[CPU_KEY + "set/assocs"]: receiver → CPU ms per instance of its process
+# results[prefix + "set/assocs"]: receiver → that SendCost field per round
+COST_KEYS = {
+    CPU_KEY: "receiver_cpu_ms",
+    "sender-cpu-ms/": "sender_cpu_ms",
+    "write-MB/s/": "write_mb_s",
+    "idle-%/": "idle_pct",
+}
 
 
 def rotated(names: list[str], rnd: int) -> list[str]:
@@ -244,11 +297,12 @@ def run(args: argparse.Namespace) -> Results:
                     for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
                         with RECEIVERS[name](root) as (port, aec, pid):
-                            before = cpu_ms(pid)
-                            seconds = send(port, aec, files, parallel)
-                            cpu = (cpu_ms(pid) - before) / len(files)
+                            sending = lambda: send(port, aec, files, parallel)  # noqa: B023, E731
+                            seconds, cost = SendCost.measure(pid, sending, len(files))
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
-                        results.setdefault(CPU_KEY + key, {}).setdefault(name, []).append(cpu)
+                        for prefix, field in COST_KEYS.items():
+                            value = getattr(cost, field)
+                            results.setdefault(prefix + key, {}).setdefault(name, []).append(value)
                         shutil.rmtree(root, ignore_errors=True)
                         os.sync()  # the next receiver's fsyncs must not pay for this one's writes and deletes
     finally:
@@ -268,7 +322,7 @@ def report(results: Results, args: argparse.Namespace) -> None:
         + "".join(f"{n + '/s':>{max(13, len(n) + 4)}}" for n in names)
         + f"{'gw/orthanc':>12}{'gw/storescp':>13}"
     )
-    rates = {k: v for k, v in results.items() if not k.startswith(CPU_KEY)}
+    rates = {k: v for k, v in results.items() if not k.startswith(tuple(COST_KEYS))}
     for key, per in rates.items():
         med = {n: statistics.median(per[n]) for n in names}
         row = f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.1f}" for n in names)
@@ -277,13 +331,19 @@ def report(results: Results, args: argparse.Namespace) -> None:
             gw / med[peer] if gw and med.get(peer) else float("nan") for peer in ("orthanc", "storescp")
         ]
         print(row + f"{ratios[0]:>12.2f}{ratios[1]:>13.2f}")
-    print("CPU ms per instance of each receiver process (user + system, all its threads; median of rounds):")
-    for key, per in results.items():
-        if key.startswith(CPU_KEY):
-            med = {n: statistics.median(per[n]) for n in names}
-            print(
-                f"{key[len(CPU_KEY) :]:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names)
-            )
+    titles = {
+        CPU_KEY: "CPU ms per instance of each receiver process (user + system, all its threads)",
+        "sender-cpu-ms/": "CPU ms per instance of the storescu senders sending to it (all of them together)",
+        "write-MB/s/": "MB/s the receiver process wrote to storage while receiving (/proc/<pid>/io)",
+        "idle-%/": "% of the machine's CPU left idle during the send (both cores, other users' load counted)",
+    }
+    for prefix, title in titles.items():
+        print(title + "; median of rounds:")
+        for key, per in results.items():
+            if key.startswith(prefix):
+                med = {n: statistics.median(per[n]) for n in names}
+                width = {n: max(13, len(n) + 4) for n in names}
+                print(f"{key[len(prefix) :]:<14}" + "".join(f"{med[n]:>{width[n]}.2f}" for n in names))
     for set_name in {k.split("/")[0] for k in rates}:
         one, many = results.get(f"{set_name}/1"), results.get(f"{set_name}/{max(args.parallel)}")
         if one and many and max(args.parallel) > 1 and "gateway" in one:
