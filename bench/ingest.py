@@ -254,6 +254,27 @@ def send(port: int, aec: str, files: list[Path], parallel: int = 1) -> float:
     return elapsed
 
 
+def arrival_rate(root: Path, since: float, count: int) -> float:
+    """Instances/s from the first to the last stored file of a send, by the files' modification times: the
+    receiver's rate once the senders are running (their start-up and the association set-up and release
+    fall outside). Counts files under ``root`` written since ``since``, not the index or ledger databases;
+    nan unless there is one per instance (a coarse clock can put the first and last in one tick)."""
+    index = ("index", "ledger", "orthanc.json", "gateway.yaml")
+    times = [
+        p.stat().st_mtime
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(index) and p.stat().st_mtime >= since
+    ]
+    if len(times) != count or max(times) <= min(times):
+        return float("nan")
+    return (count - 1) / (max(times) - min(times))
+
+
+def fixed_cost(port: int, aec: str, probe: list[Path], repeats: int = 3) -> float:
+    """Seconds of a send of one file per association (median of ``repeats``; the repeats are duplicates)."""
+    return statistics.median(send(port, aec, probe, len(probe)) for _ in range(repeats))
+
+
 def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
     study = Study()
     photo_ds = [make_vl_photo(p, study=study, number=n) for n, p in enumerate(face_photos(photos))]
@@ -267,7 +288,15 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
 CPU_KEY = "cpu-ms/"  # results[CPU_KEY + "set/assocs"]: receiver → CPU ms per instance of its process
 # results[prefix + "set/assocs"]: receiver → that SendCost field per round
+# results[STEADY_KEY + "set/assocs"]: receiver → instances/s from its first to its last stored file (the
+# senders' start-up, the association set-up and release left out: see arrival_rate); FIXED_KEY: ms of a send
+# of one file per association (~50 ms for one storescu, 150-270 ms for four starting together on two busy
+# cores, against ~300 ms for 200 small objects in all)
+STEADY_KEY = "steady/"
+FIXED_KEY = "fixed-ms/"
 COST_KEYS = {
+    STEADY_KEY: "",
+    FIXED_KEY: "",
     CPU_KEY: "receiver_cpu_ms",
     "sender-cpu-ms/": "sender_cpu_ms",
     "write-MB/s/": "write_mb_s",
@@ -287,6 +316,8 @@ def run(args: argparse.Namespace) -> Results:
     results: Results = {}
     try:
         sets = make_sets(work / "in", args.photos, args.small)
+        # one file per association, sent just before the timed send: the fixed cost of a send
+        probes = make_sets(work / "probe", min(args.photos, max(args.parallel)), max(args.parallel))
         os.sync()
         for rnd in range(args.rounds):
             for set_name, files in sets.items():
@@ -297,10 +328,15 @@ def run(args: argparse.Namespace) -> Results:
                     for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
                         with RECEIVERS[name](root) as (port, aec, pid):
+                            start_up = fixed_cost(port, aec, probes[set_name][:parallel])
                             sending = lambda: send(port, aec, files, parallel)  # noqa: B023, E731
+                            since = time.time()
                             seconds, cost = SendCost.measure(pid, sending, len(files))
+                            steady = arrival_rate(root, since, len(files))
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
-                        for prefix, field in COST_KEYS.items():
+                        results.setdefault(STEADY_KEY + key, {}).setdefault(name, []).append(steady)
+                        results.setdefault(FIXED_KEY + key, {}).setdefault(name, []).append(1000 * start_up)
+                        for prefix, field in list(COST_KEYS.items())[2:]:
                             value = getattr(cost, field)
                             results.setdefault(prefix + key, {}).setdefault(name, []).append(value)
                         shutil.rmtree(root, ignore_errors=True)
@@ -310,6 +346,37 @@ def run(args: argparse.Namespace) -> Results:
     return results
 
 
+def _rate_table(results: Results, prefix: str, names: list[str]) -> None:
+    """Instances/s per receiver (median of rounds) with the gateway's ratios to Orthanc and storescp."""
+    width = {n: max(13, len(n) + 4) for n in names}
+    head = "".join(f"{n + '/s':>{width[n]}}" for n in names)
+    print(f"{'set/assocs':<14}{head}  gw/orthanc gw/storescp")
+    for key, per in _rows(results, prefix).items():
+        med = {n: statistics.median(per[n]) for n in names}
+        gw = med.get("gateway")
+        ratios = [gw / med[p] if gw and med.get(p) else float("nan") for p in ("orthanc", "storescp")]
+        print(f"{key:<14}" + "".join(f"{med[n]:>{width[n]}.1f}" for n in names) + f"{ratios[0]:>12.2f}"
+              f"{ratios[1]:>12.2f}")  # fmt: skip
+
+
+def _rows(results: Results, prefix: str) -> Results:
+    """The "set/assocs" rows of one measure (prefix "" for the raw rates)."""
+    if prefix:
+        return {k[len(prefix) :]: v for k, v in results.items() if k.startswith(prefix)}
+    return {k: v for k, v in results.items() if not k.startswith(tuple(COST_KEYS))}
+
+
+def _scaling(results: Results, prefix: str, names: list[str], parallel: list[int]) -> str:
+    """N associations ÷ one, per receiver and set, e.g. "photos gateway 0.59x orthanc 0.80x"."""
+    rows, most, out = _rows(results, prefix), max(parallel), []
+    for set_name in dict.fromkeys(k.split("/")[0] for k in rows):
+        one, many = rows.get(f"{set_name}/1"), rows.get(f"{set_name}/{most}")
+        if one and many and most > 1:
+            cells = [f"{n} {statistics.median(many[n]) / statistics.median(one[n]):.2f}x" for n in names]
+            out.append(f"{set_name}: " + ", ".join(cells))
+    return "; ".join(out)
+
+
 def report(results: Results, args: argparse.Namespace) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
@@ -317,21 +384,11 @@ def report(results: Results, args: argparse.Namespace) -> None:
         f"load average at the end {load}"
     )
     names = args.receivers
-    print(
-        f"{'set/assocs':<14}"
-        + "".join(f"{n + '/s':>{max(13, len(n) + 4)}}" for n in names)
-        + f"{'gw/orthanc':>12}{'gw/storescp':>13}"
-    )
-    rates = {k: v for k, v in results.items() if not k.startswith(tuple(COST_KEYS))}
-    for key, per in rates.items():
-        med = {n: statistics.median(per[n]) for n in names}
-        row = f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.1f}" for n in names)
-        gw = med.get("gateway")
-        ratios = [
-            gw / med[peer] if gw and med.get(peer) else float("nan") for peer in ("orthanc", "storescp")
-        ]
-        print(row + f"{ratios[0]:>12.2f}{ratios[1]:>13.2f}")
+    _rate_table(results, "", names)
+    print("first to last stored file (storescu start-up, association set-up and release left out):")
+    _rate_table(results, STEADY_KEY, names)
     titles = {
+        FIXED_KEY: "ms of a send of one file per association (a send's fixed cost; median of 3)",
         CPU_KEY: "CPU ms per instance of each receiver process (user + system, all its threads)",
         "sender-cpu-ms/": "CPU ms per instance of the storescu senders sending to it (all of them together)",
         "write-MB/s/": "MB/s the receiver process wrote to storage while receiving (/proc/<pid>/io)",
@@ -339,16 +396,13 @@ def report(results: Results, args: argparse.Namespace) -> None:
     }
     for prefix, title in titles.items():
         print(title + "; median of rounds:")
-        for key, per in results.items():
-            if key.startswith(prefix):
-                med = {n: statistics.median(per[n]) for n in names}
-                width = {n: max(13, len(n) + 4) for n in names}
-                print(f"{key[len(prefix) :]:<14}" + "".join(f"{med[n]:>{width[n]}.2f}" for n in names))
-    for set_name in {k.split("/")[0] for k in rates}:
-        one, many = results.get(f"{set_name}/1"), results.get(f"{set_name}/{max(args.parallel)}")
-        if one and many and max(args.parallel) > 1 and "gateway" in one:
-            scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
-            print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
+        for key, per in _rows(results, prefix).items():
+            med = {n: statistics.median(per[n]) for n in names}
+            print(f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names))
+    most = max(args.parallel)
+    print(f"{most} associations / 1, raw: {_scaling(results, '', names, args.parallel)}")
+    print(f"{most} associations / 1, fixed cost out: {_scaling(results, STEADY_KEY, names, args.parallel)}")
+    rates = _rows(results, "")
     for key, per in rates.items():
         for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
             new, base = statistics.median(per["gateway"]), statistics.median(per[name])
