@@ -1,7 +1,8 @@
 """pydicom for header-only work, without the optional pixel and download stack it imports at start-up.
 
 ``import pydicom`` runs ``pydicom.config``, which imports every pixel-data handler; those import numpy,
-Pillow, pylibjpeg, and ``pydicom.data`` imports requests and tqdm. That is ~0.15-0.2 s of CPU, most of a
+Pillow, pylibjpeg, CharLS (``jpeg_ls``) and GDCM where installed, and ``pydicom.data`` imports requests and
+tqdm. That is ~0.15-0.2 s of CPU, most of a
 0.3 s CLI start-up budget, for a command (``rules explain`` without ``--pixels``) that never touches pixels.
 pydicom treats all of these as optional (every one of those imports sits in a ``try: ... except
 ImportError``), so a process may load pydicom as if they were not installed: reading, the data dictionary,
@@ -17,7 +18,10 @@ from __future__ import annotations
 import sys
 
 # pydicom's optional dependencies that header reading never uses (each import is guarded in pydicom).
-PIXEL_AND_DOWNLOAD_STACK = ("numpy", "PIL", "pylibjpeg", "requests", "tqdm")
+PIXEL_AND_DOWNLOAD_STACK = (
+    *("numpy", "PIL", "pylibjpeg", "libjpeg", "openjpeg", "rle", "jpeg_ls", "gdcm"),  # pixel codecs
+    *("requests", "tqdm"),  # pydicom.data's downloads
+)
 
 
 def load_pydicom_for_headers() -> bool:
