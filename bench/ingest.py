@@ -17,6 +17,11 @@ printed with it: on a shared machine, read the ratios, not the absolute numbers.
 wrapped as JPEG Baseline VL Photographic (no re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary
 Capture objects.
 
+Four associations against one: each storescu process costs ~50-70 ms before and after its files (start,
+DCMTK's dictionary, 128 proposed contexts, release), and four starting at once 120-300 ms on two busy cores:
+with ``--photos 20`` that is most of a four-association send. Read the "first to last stored file" rates, or
+give each sender ~20 files or more (``--photos 78``).
+
 Why an earlier version showed Orthanc at ~20 instances/s: Orthanc was started without ``TCP_NODELAY=1`` (the
 DCMTK peers had it), so every C-STORE response waited out a 40 ms delayed ACK. ``tests.conftest.Orthanc``
 now starts it with the same environment as storescu/storescp.
