@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,14 +66,17 @@ def main() -> None:
     parser.add_argument("--receivers", nargs="+", default=["gateway", "orthanc"], choices=list(RECEIVERS))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-flush-"))
-    files = make_sets(work / "in", 0, args.small + 3)["small-4kB"]
     rates: dict[str, list[float]] = {n: [] for n in args.receivers}
     flushes: dict[str, list[float]] = {n: [] for n in args.receivers}
-    for rnd in range(args.rounds):
-        for name in args.receivers:
-            rate, durations = traced_send(name, files, work / f"{rnd}")
-            rates[name].append(rate)
-            flushes[name].extend(durations)
+    try:
+        files = make_sets(work / "in", 0, args.small + 3)["small-4kB"]
+        for rnd in range(args.rounds):
+            for name in args.receivers:
+                rate, durations = traced_send(name, files, work / f"{rnd}")
+                rates[name].append(rate)
+                flushes[name].extend(durations)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"one association, {args.small} ~4 kB objects x {args.rounds} rounds, traced; load {load}")
     print("flush = fdatasync/fsync of the receiver; durations in ms; ms/inst = flush time per instance")
