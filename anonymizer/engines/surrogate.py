@@ -30,6 +30,7 @@ from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel
+from anonymizer.engines.surrogate_spread import FaceSpace
 from anonymizer.engines.surrogate_synthesis import Ingredients, _poisson
 from anonymizer.engines.surrogate_target import _signed_areas, _target_shape, _without_folds
 from anonymizer.engines.surrogate_texture import ANTI_CLIP, _anti_face
@@ -83,6 +84,7 @@ class SurrogateEngine(Ladder):
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
         self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
         self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
+        self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
 
     @property
     def bank(self) -> DonorBank:
@@ -117,6 +119,9 @@ class SurrogateEngine(Ladder):
             reference=[np.stack([p.descriptor for p in ph]) for _, ph in sorted(bank.by_identity().items())],
             bases=[self._peer_base(face, peers, texture) for face in faces],
             profile=(str(patient["sex"]), float(patient["age"])),
+            spread=self._spread(
+                identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
+            ),
         )
         best: _Attempt | None = None
         self.trace = []

@@ -111,12 +111,22 @@ def _passes(
 
 
 def _peers(bank: DonorBank, patient: dict[str, Any], tone: float = 20.0, minimum: int = 6) -> list[str]:
-    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature moves from."""
+    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature and the
+    anti-face move from. Too few of the patient's tone: every identity of their sex (the textures share one
+    skin tone already), and only then everyone. A centre of both sexes turned the anti-face of a woman into
+    a man's face: the patient's deviation from it, flipped, is the sex difference (London set, fold 1: four
+    women of the patient's tone, the eyes-kept outputs of 003 called male)."""
     groups = bank.by_identity()
-    near = [
+    same_sex = [
         i
         for i, photos in groups.items()
-        if abs(np.mean([ita_degrees(p.skin_lab) for p in photos]) - patient["ita"]) <= tone
-        and (not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"])
+        if not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"]
     ]
-    return near if len(near) >= minimum else sorted(groups)
+    near = [
+        i
+        for i in same_sex
+        if abs(np.mean([ita_degrees(p.skin_lab) for p in groups[i]]) - patient["ita"]) <= tone
+    ]
+    if len(near) >= minimum:
+        return near
+    return same_sex if len(same_sex) >= minimum else sorted(groups)

@@ -36,6 +36,7 @@ class _Common:
     reference: list[np.ndarray]  # per identity (n, 128): the linkage population, every real face of the bank
     bases: list[_PeerBase]  # per face
     profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
+    spread: tuple[np.ndarray, np.ndarray] | None = None  # the patient's keyed deviation (surrogate_spread)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class Ladder(Synthesis):
         reference = common.reference
         at = detail_donor(list(donors.values()), *common.profile)
         prepared = [
-            self._ingredients(face, list(donors.values()), base, weights, at, coefficients)
+            self._ingredients(face, list(donors.values()), base, weights, at, coefficients, common.spread)
             for face, base in zip(faces, common.bases, strict=True)
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too

@@ -90,3 +90,9 @@ class SurrogateSettings:
     typicality: float = 0.4
     shape_typicality: float = 0.6
     identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
+    # Keyed spread (surrogate_spread.py): each patient's identity moves by this share of one real person's
+    # deviation along a keyed direction of the bank's whole face space (shape and texture; 0 = off), so
+    # patients who share their donors still become different people.
+    spread_shape: float = 0.0
+    spread_texture: float = 0.0
+    spread_away: bool = True  # the keyed step's signs point away from the patient's place in that space
