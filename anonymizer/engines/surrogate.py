@@ -18,6 +18,7 @@ donor that an output still matches is repelled the same way on the next rung.
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,16 @@ class SurrogateEngine(Ladder):
             self._bank = cached_bank(path)
         return self._bank
 
+    def _leaning(self, common: _Common) -> _Common:
+        """What a set leaning on one far donor shares: the keyed spread scaled by ``spread_anchored``
+        (the lean already makes the output someone else; the full spread moves it off every real face,
+        and then no real face is nearer to it than the patient, which the population test demands)."""
+        if common.spread is None or self.settings.spread_anchored == 1.0:
+            return common
+        shape, texture = common.spread
+        factor = self.settings.spread_anchored
+        return replace(common, spread=(factor * shape, factor * texture))
+
     @property
     def crop_size(self) -> int:
         return self.bank.crop_size
@@ -144,7 +155,8 @@ class SurrogateEngine(Ladder):
             )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
-            result = self._climb(faces, choice, common, preserve, weights)
+            leaning = common if not near else self._leaning(common)
+            result = self._climb(faces, choice, leaning, preserve, weights)
             if best is None or result.score > best.score:
                 best = result
             if result.passed:

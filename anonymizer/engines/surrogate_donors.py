@@ -59,15 +59,20 @@ def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str,
 def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[str, float]:
     """Apparent sex from the donors' sex centroids in descriptor space (a linear split, no extra model);
     apparent age as the median of the k nearest donors' ages."""
-    female = [p.descriptor for p in bank.photos if p.sex == "F"]
-    male = [p.descriptor for p in bank.photos if p.sex == "M"]
-    sex = ""
-    if female and male:
-        mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
-        sex = "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
+    sex = apparent_sex(desc, bank)
     aged = [p for p in bank.photos if np.isfinite(p.age)]
     near = sorted(aged, key=lambda p: distance(p.descriptor, desc))[:k]
     return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
+
+
+def apparent_sex(desc: np.ndarray, bank: DonorBank) -> str:
+    """"F" or "M" by the nearer of the donors' sex centroids in descriptor space ("" without both sexes)."""
+    female = [p.descriptor for p in bank.photos if p.sex == "F"]
+    male = [p.descriptor for p in bank.photos if p.sex == "M"]
+    if not (female and male):
+        return ""
+    mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
+    return "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
 
 
 def choose_donors(

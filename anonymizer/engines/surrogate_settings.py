@@ -69,6 +69,10 @@ class SurrogateSettings:
     # apart (dlib; the bench counts a pair under 0.6 as consistent). An anchored set made 013's neutral and
     # smiling photo 0.61 apart with the mouth kept (the kept smile plus a far donor's face); 0 = no check.
     self_check_pair_distance: float = 0.55
+    # Sex kept: a rung passes only when every output is of the patient's sex by the donors' sex centroids
+    # (surrogate_donors.apparent_sex); the spread and the anti-face point away from the patient, and for
+    # London-set patient 003 (eyes kept) that was towards a man's face.
+    self_check_sex: bool = True
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -95,4 +99,5 @@ class SurrogateSettings:
     # patients who share their donors still become different people.
     spread_shape: float = 0.0
     spread_texture: float = 0.0
-    spread_away: bool = True  # the keyed step's signs point away from the patient's place in that space
+    spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
+    spread_away: bool = True  # the shape step's signs point away from the patient's place in that space

@@ -191,8 +191,11 @@ class Synthesis:
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
             away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
+        # the texture's step stays keyed at random: pointed away from the patient's texture it turned
+        # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
+        # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
         shape = self._space.deviation(key, shape_scale, away)[0]
-        return shape, self._space.deviation(key, texture_scale, away)[1]
+        return shape, self._space.deviation(key, texture_scale)[1]
 
     def _synthesize(
         self,

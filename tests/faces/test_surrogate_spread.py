@@ -80,3 +80,47 @@ def test_the_spread_moves_each_patient_its_own_way_and_never_towards_the_other_s
     assert abs(float(one[0].ravel() @ axis)) < 1e-3 * np.linalg.norm(one[0])
     off = SurrogateEngine(SurrogateSettings(), bank)
     assert off._spread(11) is None  # off: the engine is the one before
+
+
+def test_a_rung_whose_output_changes_sex_does_not_pass(bank_path: Path) -> None:
+    """The self-check reads the output's sex from the donors' sex centroids; a rung with one output of the
+    other sex is not good enough (003, eyes kept, was called male on every strong rung)."""
+    from anonymizer.engines.surrogate_donors import apparent_sex
+    from anonymizer.engines.surrogate_ladder import _Check, _kept_sex
+
+    bank = load_bank(bank_path)
+    for photo in bank.photos:  # the bank's own faces are read as their sex (every one in this bank)
+        assert apparent_sex(photo.descriptor, bank) == photo.sex
+    woman, man = _Check(0.8, None, 3, 3, None, "F"), _Check(0.8, None, 3, 3, None, "M")
+    assert _kept_sex([woman, woman], "F")
+    assert not _kept_sex([woman, man], "F")
+    assert _kept_sex([woman, man], "")  # the patient's sex unknown: nothing to keep
+    assert _kept_sex([_Check(float("inf"), None, 0, 0)], "M")  # no descriptor, no sex read
+
+
+def test_the_shape_step_points_away_from_the_patient(bank_path: Path, pair: list[np.ndarray]) -> None:
+    """Keyed, yet away from the patient's own place in the bank's shape space: a random step alone moves
+    the output as far from the patient as from every real face (the linkage rank stays)."""
+    from anonymizer.faces.detect import detect_faces
+    from anonymizer.faces.pipeline import PipelineSettings, _align_all
+    from anonymizer.faces.warp import extended, triangulate
+
+    bank = load_bank(bank_path)
+    engine = SurrogateEngine(SurrogateSettings(spread_shape=1.0, spread_texture=1.0), bank)
+    records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
+    faces = [r.aligned for r in records]
+    landmarks = np.mean([f.landmarks for f in faces], axis=0)
+    texture = engine._patient_texture(faces, triangulate(extended(bank.reference, bank.crop_size)))
+    towards = []
+    for seed in range(8):
+        step = engine._spread(seed, (landmarks, texture, "M"))
+        assert step is not None
+        space = engine._space
+        assert space is not None
+        own = _aligned(landmarks, bank.reference) - space.centres["M"][0]
+        towards.append(float(step[0].ravel() @ own.ravel()))
+        plain = engine._spread(seed)  # without the patient: the keyed step as drawn
+        assert plain is not None and np.array_equal(plain[1], step[1])  # the texture's step is not turned
+    # along the directions where the patient lies clearly off the mean every key steps away; along the
+    # others the step stays keyed, so most keys, and their mean, point away (this patient: 5 of 8)
+    assert np.mean(towards) < 0 and sum(t < 0 for t in towards) > len(towards) / 2
