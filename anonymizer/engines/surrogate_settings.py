@@ -96,8 +96,10 @@ class SurrogateSettings:
     identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
     # Keyed spread (surrogate_spread.py): each patient's identity moves by this share of one real person's
     # deviation along a keyed direction of the bank's whole face space (shape and texture; 0 = off), so
-    # patients who share their donors still become different people.
-    spread_shape: float = 0.0
+    # patients who share their donors still become different people. Shape 2 took collisions between
+    # different patients' outputs on eval_pixels --subset 4 from 5-12 % to about 1 % (README faces); a
+    # texture spread (5) flipped the sex probe's call on two London-set women, so it is off.
+    spread_shape: float = 2.0
     spread_texture: float = 0.0
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space

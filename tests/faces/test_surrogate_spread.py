@@ -78,7 +78,7 @@ def test_the_spread_moves_each_patient_its_own_way_and_never_towards_the_other_s
     assert space is not None
     assert np.abs(space.shape.reshape(len(space.shape), -1) @ axis).max() < 1e-6 * np.abs(space.shape).max()
     assert abs(float(one[0].ravel() @ axis)) < 1e-3 * np.linalg.norm(one[0])
-    off = SurrogateEngine(SurrogateSettings(), bank)
+    off = SurrogateEngine(SurrogateSettings(spread_shape=0.0, spread_texture=0.0), bank)
     assert off._spread(11) is None  # off: the engine is the one before
 
 
