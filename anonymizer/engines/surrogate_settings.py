@@ -97,8 +97,9 @@ class SurrogateSettings:
     # Keyed spread (surrogate_spread.py): each patient's identity moves by this share of one real person's
     # deviation along a keyed direction of the bank's whole face space (shape and texture; 0 = off), so
     # patients who share their donors still become different people. Shape 2 took collisions between
-    # different patients' outputs on eval_pixels --subset 4 from 5-12 % to about 1 % (README faces); a
-    # texture spread (5) flipped the sex probe's call on two London-set women, so it is off.
+    # different patients' outputs on eval_pixels --subset 4 from 5.4 / 6.2 / 2.7 / 12.5 % (nothing / mouth /
+    # nose / eyes kept) to 3.6 / 0.9 / 5.4 / 4.5 % (README faces); a texture spread (5) flipped the sex
+    # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor

@@ -84,7 +84,8 @@ def test_the_spread_moves_each_patient_its_own_way_and_never_towards_the_other_s
 
 def test_a_rung_whose_output_changes_sex_does_not_pass(bank_path: Path) -> None:
     """The self-check reads the output's sex from the donors' sex centroids; a rung with one output of the
-    other sex is not good enough (003, eyes kept, was called male on every strong rung)."""
+    other sex is not good enough (003, eyes kept, was called male by the bench's probe on the overshoot
+    rungs)."""
     from anonymizer.engines.surrogate_donors import apparent_sex
     from anonymizer.engines.surrogate_ladder import _Check, _kept_sex
 
