@@ -65,14 +65,18 @@ def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[st
     return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
 
 
-def apparent_sex(desc: np.ndarray, bank: DonorBank) -> str:
-    """"F" or "M" by the nearer of the donors' sex centroids in descriptor space ("" without both sexes)."""
+def apparent_sex(desc: np.ndarray, bank: DonorBank, margin: float = 0.0) -> str:
+    """"F" or "M" by the nearer of the donors' sex centroids in descriptor space ("" without both sexes;
+    "?" within ``margin`` of the midpoint, in units of the centroids' distance)."""
     female = [p.descriptor for p in bank.photos if p.sex == "F"]
     male = [p.descriptor for p in bank.photos if p.sex == "M"]
     if not (female and male):
         return ""
     mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
-    return "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
+    score = float(np.dot(desc - (mf + mm) / 2, mm - mf)) / float(np.dot(mm - mf, mm - mf))
+    if margin > 0 and abs(score) < margin:
+        return "?"
+    return "M" if score > 0 else "F"
 
 
 def choose_donors(

@@ -194,5 +194,6 @@ class Ladder(Synthesis):
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
-        sex = apparent_sex(out, self.bank) if self.settings.self_check_sex else ""
+        margin = self.settings.self_check_sex_margin
+        sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
         return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)

@@ -73,6 +73,7 @@ class SurrogateSettings:
     # (surrogate_donors.apparent_sex); the spread and the anti-face point away from the patient, and for
     # London-set patient 003 (eyes kept) that was towards a man's face.
     self_check_sex: bool = True
+    self_check_sex_margin: float = 0.0  # an output this near the centroids' midpoint counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.

@@ -92,6 +92,11 @@ def test_a_rung_whose_output_changes_sex_does_not_pass(bank_path: Path) -> None:
     bank = load_bank(bank_path)
     for photo in bank.photos:  # the bank's own faces are read as their sex (every one in this bank)
         assert apparent_sex(photo.descriptor, bank) == photo.sex
+    women = np.mean([p.descriptor for p in bank.photos if p.sex == "F"], axis=0)
+    men = np.mean([p.descriptor for p in bank.photos if p.sex == "M"], axis=0)
+    between = (women + men) / 2 + 0.1 * (men - women)  # a little on the men's side
+    assert apparent_sex(between, bank) == "M" and apparent_sex(between, bank, margin=0.2) == "?"
+    assert not _kept_sex([_Check(0.8, None, 3, 3, None, "?")], "M")  # too near the midpoint: not kept
     woman, man = _Check(0.8, None, 3, 3, None, "F"), _Check(0.8, None, 3, 3, None, "M")
     assert _kept_sex([woman, woman], "F")
     assert not _kept_sex([woman, man], "F")
