@@ -19,7 +19,9 @@ DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 
 
 @pytest.mark.parametrize(("seed", "centre"), [(38, (606, 308)), (54, (600, 308))])
-def test_wristband_whose_crop_reaches_onto_darker_skin_is_redacted(seed: int, centre: tuple[int, int]) -> None:
+def test_wristband_whose_crop_reaches_onto_darker_skin_is_redacted(
+    seed: int, centre: tuple[int, int]
+) -> None:
     """19 px bold serif on a yellow band at -14° on skin: the first crop's margin reaches past the band onto
     the darker skin, a black bar after the contrast step, and tesseract read the line as nothing at all."""
     base = clinical_background(np.random.default_rng(seed), (1200, 1600))
