@@ -1,6 +1,7 @@
-"""Print that tesseract misreads at the first crop is read again: a clean two-toned crop read as nothing or
-as unsure noise (bench misses: seed 23 case 177, a 19 px wristband; seed 47 case 159, an orange serif date
-stamp on skin). Each case went out readable before the re-read rule."""
+"""Canaries that went out readable on the bench, each rebuilt here: print that tesseract misreads at the first
+crop is read again (a clean two-toned crop read as nothing or as unsure noise: seed 23 case 177, a 19 px
+wristband; seed 47 case 159, an orange serif date stamp on skin), and a card read as a block goes whole
+(hold-out seed 61 case 75). Each case went out readable before its fix."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.text.conftest import name_card
 
 pytestmark = pytest.mark.usefixtures("tessdata_ok")
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
+LIBERATION = Path("/usr/share/fonts/truetype/liberation")
 
 
 @pytest.mark.parametrize(("seed", "centre"), [(38, (606, 308)), (54, (600, 308))])
@@ -44,3 +46,20 @@ def test_faint_serif_date_stamp_on_skin_is_redacted(seed: int, centre: tuple[int
     result = scrub(photo, TextPlan())
     assert result.image is not None, result.reason
     assert readable_tokens(result.image, stamp) == set()
+
+
+def test_small_card_read_as_a_block_goes_whole() -> None:
+    """13 px bold italic on a two-line card at 14°: proposed as one block, whose block read found only the
+    record number's row; the name's row was left (its first word cut by the fill, its second readable)."""
+    base = clinical_background(np.random.default_rng(27), (1200, 1600))
+    photo, card = name_card(base, (1325, 548), ("BERNARD, SOPHIE", "MRN 65301479"), cap=13, angle=13.92,
+                            face=LIBERATION / "LiberationSerif-BoldItalic.ttf", paper=(255, 240, 150),
+                            ink=(10, 10, 10))
+    assert len(readable_tokens(photo, card)) == 4  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert readable_tokens(result.image, card) == set()
+    x0, y0, x1, y1 = (int(v) for v in (*card.polygon.min(0), *card.polygon.max(0)))
+    outside = np.ones(photo.shape[:2], bool)
+    outside[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = False
+    assert np.array_equal(result.image[outside], photo[outside])  # the card goes, not its surroundings
