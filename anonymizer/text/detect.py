@@ -296,30 +296,59 @@ def _main_row(
     """The one line that holds most of a tall component's glyphs of its type size, as a line proposal of
     its own: a name written just above hair, or beside a dark edge, joins their blobs into one component,
     whose block read (and its direction, set by all blobs) fails. A card of several alike lines has no such
-    row (each holds a share), so it stays one block; hair has rarely enough alike glyphs in one row."""
+    row (each holds a share), so it stays one block; hair has rarely enough alike glyphs in one row.
+    Once a row is taken, the rest is searched again the same way (up to ``max_lines`` rows): a card's line
+    whose corner touches a date stamp at another angle joins it into one component, and the stamp's row
+    alone left the card's line unproposed (hold-out seed 97 case 117)."""
     alike = np.abs(heights - glyph) <= 0.35 * glyph + 1
-    if np.count_nonzero(alike) < 4:
-        return []
     c, b = centres[alike], boxes[alike]
+    left = np.ones(len(c), bool)
+    found: list[Proposal] = []
+    for _ in range(settings.max_lines):
+        member = _best_row(c, left, glyph)
+        if member is None:
+            break
+        row = _row_proposal(c[member], b[member], glyph, factor, settings)
+        found += [row] if row is not None else []
+        left &= ~member
+    return found
+
+
+def _best_row(c: np.ndarray, left: np.ndarray, glyph: float) -> np.ndarray | None:
+    """Mask of the glyph centres of one row: among those ``left``, the direction where most lie within half
+    a glyph height across; None unless that row holds at least four and 60 % of them. Glyphs already taken
+    by an earlier row count again where they continue this one (the card's last letters, which the date
+    stamp's row took)."""
+    rest = c[left]
+    if len(rest) < 4:
+        return None
     normals = np.stack([-np.sin(SWEEP), np.cos(SWEEP)], 1)
-    across = np.sort(c @ normals.T, axis=0)  # (n, k): each direction's positions across, sorted
+    across = np.sort(rest @ normals.T, axis=0)  # (n, k): each direction's positions across, sorted
     ends = np.stack([np.searchsorted(across[:, k], across[:, k] + 0.5 * glyph, "right")
                      for k in range(len(SWEEP))], 1)
-    counts = ends - np.arange(len(c))[:, None]  # glyphs within half a glyph height of each one
+    counts = ends - np.arange(len(rest))[:, None]  # glyphs within half a glyph height of each one
     k = int(np.argmax(counts.max(0)))
     best = int(counts[:, k].max())
-    if best < max(4, 0.6 * len(c)):
-        return []
+    if best < max(4, 0.6 * len(rest)):
+        return None
     start = across[int(np.argmax(counts[:, k])), k]
     v = c @ normals[k]
-    member = (v >= start) & (v <= start + 0.5 * glyph)
-    x0, y0 = b[member, 0], b[member, 1]
-    x1, y1 = x0 + b[member, 2], y0 + b[member, 3]
+    band = (v >= start) & (v <= start + 0.5 * glyph)
+    u = c @ np.array([np.cos(SWEEP[k]), np.sin(SWEEP[k])])
+    mine = u[band & left]
+    return band & (left | ((u >= mine.min() - 1.5 * glyph) & (u <= mine.max() + 1.5 * glyph)))
+
+
+def _row_proposal(
+    c: np.ndarray, b: np.ndarray, glyph: float, factor: float, settings: DetectSettings
+) -> Proposal | None:
+    x0, y0 = b[:, 0], b[:, 1]
+    x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
     corners = np.concatenate([np.column_stack(q) for q in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))])
-    (cx, cy), (along, thick), angle = _line_box(corners, c[member], b[member], glyph)
+    (cx, cy), (along, thick), angle = _line_box(corners, c, b, glyph)
     if along < settings.min_elongation * thick or abs(angle) > 60.0:
-        return []
-    return [Proposal((cx * factor, cy * factor), (along * factor, thick * factor), angle, glyph * factor)]
+        return None
+    return Proposal((cx * factor, cy * factor), (along * factor, thick * factor), angle, glyph * factor)
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

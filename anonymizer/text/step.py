@@ -476,15 +476,22 @@ def _rescan(
     for x0, y0, x1, y1 in rois:
         part = image[y0:y1, x0:x1]
         for p in propose(part, settings.detect, scale):
-            moved = Proposal((p.centre[0] + x0, p.centre[1] + y0), p.size, p.angle, p.glyph_px)
+            moved = _shifted(p, x0, y0)
             old = before.get(_key(moved))
             reach = moved.box(image.shape, margin=0.5 * max(moved.size[1], moved.glyph_px) + 4)
             if old is not None and not any(_touches(reach, b) for b in boxes):
                 out.append(old)
                 continue
             line = _read(part, p, keep, settings, whole=False)
-            out.append(replace(line, proposal=moved))
+            # the words and fills too: read in the part, they were filled at the part's offset in the photo
+            # (a date stamp re-read after a card's fill was filled beside itself and held the photo)
+            out.append(replace(line, proposal=moved, words=tuple(_shifted(w, x0, y0) for w in line.words),
+                               fill=tuple(_shifted(f, x0, y0) for f in line.fill)))
     return out
+
+
+def _shifted(p: Proposal, dx: int, dy: int) -> Proposal:
+    return Proposal((p.centre[0] + dx, p.centre[1] + dy), p.size, p.angle, p.glyph_px)
 
 
 def _key(p: Proposal) -> tuple[int, ...]:
