@@ -1,7 +1,9 @@
 """Canaries that went out readable on the bench, each rebuilt here: print that tesseract misreads at the first
 crop is read again (a clean two-toned crop read as nothing or as unsure noise: seed 23 case 177, a 19 px
 wristband; seed 47 case 159, an orange serif date stamp on skin), and a card read as a block goes whole
-(hold-out seed 61 case 75). Each case went out readable before its fix."""
+(hold-out seed 61 case 75), and a card whose corner touches a date stamp is proposed line by line (hold-out
+seed 97 case 117, drawn again from the bench generator's state). Each case went out readable before its
+fix."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anonymizer.evaluation.canary_text import clinical_background, readable_tokens
+from anonymizer.evaluation.canary_text import CanaryKind, clinical_background, draw_canaries, readable_tokens
 from anonymizer.plans import TextPlan
 from anonymizer.text.step import scrub
 from tests.text.conftest import name_card
@@ -63,3 +65,27 @@ def test_small_card_read_as_a_block_goes_whole() -> None:
     outside = np.ones(photo.shape[:2], bool)
     outside[max(0, y0 - 40) : y1 + 40, max(0, x0 - 40) : x1 + 40] = False
     assert np.array_equal(result.image[outside], photo[outside])  # the card goes, not its surroundings
+
+
+# bench/text_pixels.py --seed 97: the generator's state before case 117 (a clinical background, no face)
+SEED_97_CASE_117 = {"bit_generator": "PCG64", "has_uint32": 1, "uinteger": 1401459124,
+                    "state": {"state": 104352843369495403233762519893163481793,
+                              "inc": 178884563837364825650388855031789291583}}
+
+
+def test_card_touching_a_date_stamp_is_redacted() -> None:
+    """A 33 px card at -29° whose last letters touch a 40 px italic monospaced date stamp (and writing on
+    skin elsewhere): the detector joined card and stamp into one component, proposed only the stamp's row
+    (with the card's last letters, read as noise) and a coarse block, and the card's own line was never
+    read; the stamp, re-read after the card's fill in a part of the photo, was filled at the part's offset."""
+    rng = np.random.default_rng()
+    rng.bit_generator.state = SEED_97_CASE_117
+    base = clinical_background(rng)
+    kinds = list(CanaryKind)
+    picked = [kinds[j] for j in rng.choice(len(kinds), size=int(rng.integers(1, 4)), replace=False)]
+    photo, canaries = draw_canaries(base, rng, picked)
+    assert [c.kind for c in canaries] == [CanaryKind.SKIN, CanaryKind.CARD, CanaryKind.DATESTAMP]
+    assert sum(len(readable_tokens(photo, c)) for c in canaries) == 7  # the attacker reads the input
+    result = scrub(photo, TextPlan())
+    assert result.image is not None, result.reason
+    assert [readable_tokens(result.image, c) for c in canaries] == [set(), set(), set()]
