@@ -300,7 +300,7 @@ def _lines_of(
             found += _main_row(centres, boxes, heights, glyph, factor, settings)
         if across > settings.max_lines * 1.4 * glyph:
             # the direction in which all glyph centres line up best can cross a card's short lines (three
-            # 12 px lines at 14° measured at 3°, too tall: hold-out seed 101 case 194): its rows' own
+            # 12 px lines at 14° measured at 3°, too tall: hold-out seed 101 case 194): measure along its rows
             (cx, cy), (along, across), angle = _rows_box(points, centres[_alike(heights, glyph)], glyph)
         if across > settings.max_lines * 1.4 * glyph:
             continue  # taller than a few lines of its glyphs: a mass of hair or fabric, not a card
