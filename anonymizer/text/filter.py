@@ -5,7 +5,7 @@ On a 12 MP face photo the detector proposes 30-90 lines, nearly all of them hair
 at most 2,500 pixels: the same crop as OCR's, smaller) and scored by a tiny fully convolutional network: four
 3x3 convolutions (8, 16, 16, 16 channels, 2x poolings between them, ~6,000 weights) whose text score is the
 maximum over all positions, both polarities and two scales (type anywhere in the crop, light or dark, counts).
-About 0.3 ms of CPU per proposal (:func:`one_score`).
+Scoring takes about 0.5 ms of CPU per proposal (:func:`one_score`; 0.7-0.8 through :func:`scores`).
 A proposal scoring below the threshold is passed on unread, as not text. It still counts as an unconfirmed
 proposal: it is filled when it lies beside confirmed text (a card's other lines), as an unconfirmed read
 line is; on a photo whose text the filter lets through, the outcome is the same as without it.
