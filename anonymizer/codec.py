@@ -229,11 +229,11 @@ def _mcu_mask(before: np.ndarray, after: np.ndarray, mcu: tuple[int, int]) -> np
 def block_exact_jpeg(source: bytes, frame: np.ndarray, before: np.ndarray | None = None) -> bytes | None:
     """``frame`` as a JPEG that shares every unchanged MCU's DCT coefficients with ``source``.
 
-    ``before`` is ``source`` already decoded (``decode``'s frame, of which ``frame`` is an edited copy): given,
-    the source is not decoded again (~0.08 s CPU on 12 MP). An MCU counts as changed when one of its pixels
-    differs from ``before``. Changed MCUs are compressed with the source's quantisation tables and sampling
-    factors; APPn/COM segments are dropped. None when the source cannot be handled block-wise (progressive,
-    not YCbCr, or its decoded pixels differ in size from ``frame``)."""
+    ``before`` is ``source`` already decoded (``decode``'s frame, of which ``frame`` is an edited copy):
+    given, the source is not decoded again (~0.08 s CPU on 12 MP). An MCU counts as changed when one of its
+    pixels differs from ``before``. Changed MCUs are compressed with the source's quantisation tables and
+    sampling factors; APPn/COM segments are dropped. None when the source cannot be handled block-wise
+    (progressive, not YCbCr, or its decoded pixels differ in size from ``frame``)."""
     import jpeglib
 
     if before is None:

@@ -136,7 +136,7 @@ def _header_copy(ds: Dataset) -> Dataset:
 def _write(
     ds: Dataset, frames: list[np.ndarray], plan: PixelPlan, decoded: Sequence[np.ndarray] = ()
 ) -> tuple[Dataset, bool]:
-    """``decoded``: ds's frames as codec.decode returned them (the block-exact encoder then skips a decode)."""
+    """``decoded``: ds's frames as codec.decode returned them (then the block-exact encoder decodes none)."""
     fmt = codec.source_format(ds)
     out = _header_copy(ds)
     # ds: the source's JPEG blocks
