@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anonymizer.donors import load_bank
-from anonymizer.engines import surrogate
+from anonymizer.engines import surrogate_synthesis
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
 from anonymizer.faces import pipeline
 from anonymizer.faces.detect import detect_faces
@@ -25,13 +25,13 @@ def _outline_moves(bank_path: Path, image: np.ndarray, keep: bool, monkeypatch: 
         [image], [detect_faces(image)], engine.crop_size, (), pipeline.PipelineSettings()
     )
     targets: list[np.ndarray] = []
-    poisson = surrogate._poisson
+    poisson = surrogate_synthesis._poisson
 
     def spy(synth, face, preserve, landmarks, *rest):  # type: ignore[no-untyped-def]
         targets.append(landmarks)
         return poisson(synth, face, preserve, landmarks, *rest)
 
-    monkeypatch.setattr(surrogate, "_poisson", spy)
+    monkeypatch.setattr(surrogate_synthesis, "_poisson", spy)  # looked up where _synthesize lives
     engine.anonymize([records[0].aligned], 5, ())
     patient = records[0].aligned.landmarks
     return float(np.linalg.norm(targets[0][:17] - patient[:17], axis=1).mean())

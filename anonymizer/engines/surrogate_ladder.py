@@ -1,0 +1,189 @@
+"""The surrogate's strength ladder and donor-set re-draws (surrogate.py's engine mixes this in): per donor set
+the rungs are climbed until the group's outputs pass the self-check (far from the patient, enough real faces
+nearer to them than the patient, no donor matched, and one person across the group's photos)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from anonymizer.donors import DonorPhoto
+from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_colour import detail_donor
+from anonymizer.engines.surrogate_donors import DonorChoice
+from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
+from anonymizer.engines.surrogate_synthesis import Synthesis, _PeerBase
+from anonymizer.faces.detect import landmarks_68
+from anonymizer.faces.verify import closer_than_input, descriptor, distance
+from anonymizer.plans import Region
+
+log = logging.getLogger("anonymizer.engines.surrogate")
+
+SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
+
+
+@dataclass(frozen=True)
+class _Common:
+    """What every donor set of one group shares."""
+
+    tris: np.ndarray
+    donor_descs: np.ndarray
+    reference: list[np.ndarray]  # per identity (n, 128): the linkage population, every real face of the bank
+    bases: list[_PeerBase]  # per face
+    profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
+
+
+@dataclass(frozen=True)
+class _Check:
+    away: float  # distance to the patient
+    donor: str | None  # the identity of a bank face it matches, or None
+    closer: int  # reference identities nearer to it than the patient is
+    usable: int  # reference identities counted
+    out: np.ndarray | None = None  # the output's descriptor (None: the patient's face has none)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    choice: DonorChoice
+    level: int
+    crops: list[np.ndarray]
+    reference: list[np.ndarray]  # per identity (n, 128): the bank's real faces
+    passed: bool
+    score: tuple[
+        float, ...
+    ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+    split: bool = False  # far from the patient but the group's outputs are two people
+
+
+def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
+    """Mixing weights of the donors, keyed to the donor set: uneven weights (Dirichlet with concentration
+    ``spread``) keep patients who share donors apart; 0 gives the plain mean."""
+    k = len(choice.identities)
+    if spread <= 0:
+        return np.full(k, 1.0 / k)
+    key = hashlib.sha256("|".join(choice.identities).encode()).digest()[:8]
+    return np.random.default_rng(int.from_bytes(key, "big")).dirichlet(np.full(k, spread))
+
+
+def _reseed(seed: int, attempt: int) -> int:
+    if attempt == 0:
+        return seed
+    return int.from_bytes(
+        hashlib.sha256(f"surrogate-donor-set|{seed}|{attempt}".encode()).digest()[:8], "big"
+    )
+
+
+
+class Ladder(Synthesis):
+    """The rung ladder and group self-check half of SurrogateEngine."""
+
+    trace: list[tuple]
+
+    def _near_patient(self, score: tuple[float, ...]) -> bool:
+        """Whether the best attempt so far failed by staying near its patient (too close, or too few real
+        faces nearer), rather than by matching a donor."""
+        return score[0] < 1 and (
+            score[2] < self.settings.population_rank or score[3] <= self.settings.self_check_distance
+        )
+
+    def _donor_distances(self, choice: DonorChoice, patient: dict[str, Any]) -> list[float]:
+        groups = self.bank.by_identity()
+        return [
+            min(distance(p.descriptor, d) for p in groups[i] for d in patient["descriptors"])
+            for i in choice.identities
+        ]
+
+    def _climb(
+        self,
+        faces: Sequence[AlignedFace],
+        choice: DonorChoice,
+        common: _Common,
+        preserve: tuple[Region, ...],
+        weights: np.ndarray | None = None,
+    ) -> _Attempt:
+        """The strength ladder for one donor set: the first rung whose faces all pass the self-check, else the
+        rung most likely to pass verification."""
+        groups = self.bank.by_identity()
+        donors = {i: groups[i] for i in choice.identities}
+        if weights is None:
+            weights = _donor_weights(choice, self.settings.donor_spread)
+        coefficients = None
+        if self.settings.typicality > 0 or self.settings.shape_typicality > 0:
+            coefficients = identity_coefficients(identity_key(choice.seed, choice.identities), len(donors))
+        reference = common.reference
+        at = detail_donor(list(donors.values()), *common.profile)
+        prepared = [
+            self._ingredients(face, list(donors.values()), base, weights, at, coefficients)
+            for face, base in zip(faces, common.bases, strict=True)
+        ]
+        repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
+        far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
+        for level, strength in enumerate(self.settings.ladder):
+            if strength.push > 0 and far_all:
+                break  # already far from the patient: keep the plausible rung below
+            made = [
+                self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
+                for face, ingredients in zip(faces, prepared, strict=True)
+            ]
+            checks = [
+                self._distinct(crop, target, face, common.donor_descs, reference)
+                for (crop, target), face in zip(made, faces, strict=True)
+            ]
+            closest = min(c.away for c in checks)
+            far_all = closest > self.settings.self_check_distance and not any(
+                c.closer < min(self.settings.population_rank, c.usable) for c in checks
+            )
+            together = self._one_person(checks)
+            passed = far_all and together and all(c.donor is None for c in checks)
+            verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
+            score = (float(passed), float(verifiable), float(min(c.closer for c in checks)), closest)
+            nearer = min(c.closer for c in checks)
+            self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
+            split = far_all and not together
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
+            if passed:
+                return current
+            # dlib's distance is not monotonic in strength: remember the rung most likely to verify
+            best = max(best, current, key=lambda a: a.score)
+            for c in checks:
+                if c.donor is not None and groups[c.donor] not in repel:
+                    repel.append(groups[c.donor])
+            log.info("surrogate strength raised", extra={"level": level + 1})
+        if far_all:
+            return (
+                current  # far enough but still near a donor after the last rung tried: verification decides
+            )
+        return best
+
+    def _one_person(self, checks: Sequence[_Check]) -> bool:
+        """Whether the group's outputs look like one person (every two within the pair distance)."""
+        limit = self.settings.self_check_pair_distance
+        outs = [c.out for c in checks if c.out is not None]
+        return limit <= 0 or all(distance(a, b) <= limit for n, a in enumerate(outs) for b in outs[n + 1 :])
+
+    def _distinct(
+        self,
+        crop: np.ndarray,
+        target: np.ndarray,
+        face: AlignedFace,
+        donor_descs: np.ndarray,
+        reference: list[np.ndarray],
+    ) -> _Check:
+        """Group-level self-check of one synthetic face, as a checker sees it (landmarks re-fitted)."""
+        if face.descriptor is None:
+            return _Check(float("inf"), None, 0, 0)
+        lo, hi = target.min(0), target.max(0)
+        refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))
+        out = descriptor(crop, refit)
+        to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
+        nearest = int(to_donors.argmin())
+        closer, usable = closer_than_input(out, face.descriptor, reference, SAME_IDENTITY)
+        donor = None
+        if to_donors[nearest] <= self.settings.self_check_donor_distance:
+            donor = self.bank.photos[nearest].identity
+        return _Check(distance(out, face.descriptor), donor, closer, usable, out)

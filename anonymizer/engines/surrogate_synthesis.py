@@ -1,0 +1,325 @@
+"""Synthesis of one surrogate face (surrogate.py's engine mixes this in): per face, what no rung changes
+(the peers' centre, the patient's anti-face, skin light and feature colours; the donors' averaged texture,
+keyed identity mix and shape), then per rung the caricatured texture with one donor's detail, warped onto the
+target shape, matched in colour and light, and Poisson-blended into the patient's crop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
+from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_colour import (
+    boundary_base,
+    covered_average,
+    detail_donor,
+    ease_into_kept,
+    feature_colours,
+    fringe,
+    highlight_level,
+    match_features,
+    relight,
+    skin_coloured,
+    skin_cover,
+    skin_light,
+    soften,
+    tame_highlights,
+)
+from anonymizer.engines.surrogate_donors import DonorChoice
+from anonymizer.engines.surrogate_identity import mix_shape, mix_texture
+from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
+from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_target import (
+    REGION_POINTS,
+    _caricature,
+    _target_shape,
+    _without_folds,
+)
+from anonymizer.engines.surrogate_texture import (
+    _anti_face,
+    _caricature_texture,
+    _closest,
+    _coarse_deviation,
+    _lab,
+    _match_colour,
+    _sharpen,
+    _skin_stats,
+    _with_detail,
+)
+from anonymizer.faces.regions import interocular
+from anonymizer.faces.skin import SkinSource, skin_source
+from anonymizer.faces.warp import extended, piecewise_affine
+from anonymizer.plans import Region
+
+POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+SHADING_SIGMA = 0.35  # the patient's broadest shading band (× inter-ocular distance), surrogate_shape.py
+JAW_INSET = 0.02  # the same below the nose bridge: the synthetic face reaches the jaw (surrogate_shape)
+
+
+@dataclass(frozen=True)
+class Ingredients:
+    """What one face's synthesis needs that no rung changes: computed once per group, mixed per rung."""
+
+    average: np.ndarray  # (S, S, 3) float32 mean of the donors' textures closest in expression, common tone
+    coarse: np.ndarray  # (S, S, 3) float32 the average's deviation from the peers' mean above the pore scale
+    peers: _PeerBase
+    shape: np.ndarray  # (68, 2) mean landmarks of those photos
+    detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+
+
+@dataclass(frozen=True)
+class _PeerBase:
+    """What one face's synthesis needs from its peers and its own skin: the same for every donor set."""
+
+    centre: np.ndarray  # (S, S, 3) float32 mean texture of the patient's demographic peers
+    anti: np.ndarray  # (S, S, 3) float32 anti-face of the patient, at gain 1
+    shape_centre: np.ndarray  # (68, 2) mean landmarks of the peers
+    skin: tuple[np.ndarray, np.ndarray] | None  # the patient's skin Lab mean and std (None: no skin visible)
+    light: np.ndarray | None = None  # (S, S, 3) the patient's skin Lab at the scale of the light
+    features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
+    highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
+    coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
+
+
+
+class Synthesis:
+    """The synthesis half of SurrogateEngine, which sets these attributes and the bank."""
+
+    settings: SurrogateSettings
+    _anti: np.ndarray | None
+    _expression: ExpressionModel | None
+    _toned: dict[int, np.ndarray]
+    _skin: np.ndarray
+    _tone: tuple[np.ndarray, np.ndarray]
+    _covers: dict[int, np.ndarray]
+
+    @property
+    def bank(self) -> DonorBank:
+        raise NotImplementedError  # SurrogateEngine.bank
+
+    def _peer_base(
+        self, face: AlignedFace, peers: list[list[DonorPhoto]], patient_texture: np.ndarray
+    ) -> _PeerBase:
+        population = [_closest(photos, expression(face.landmarks)) for photos in peers]
+        centre = np.mean([self._common_tone(p) for p in population], axis=0)
+        blur = 0.25 * interocular(self.bank.reference)
+        light = skin_light(face.image, face.landmarks)
+        return _PeerBase(
+            centre=centre,
+            anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
+            shape_centre=np.mean([p.landmarks for p in population], axis=0),
+            skin=_skin_stats(face.image, face.landmarks),
+            light=light,
+            features=feature_colours(face.image, face.landmarks),
+            highlight=highlight_level(face.image, face.landmarks, light),
+            coloured=skin_coloured(face.image, face.landmarks),
+        )
+
+    def _ingredients(
+        self,
+        face: AlignedFace,
+        donors: list[list[DonorPhoto]],
+        base: _PeerBase,
+        weights: np.ndarray,
+        detail_at: int = 0,
+        coefficients: np.ndarray | None = None,
+    ) -> Ingredients:
+        want = expression(face.landmarks)
+        picks = [_closest(photos, want) for photos in donors]
+        iod = interocular(self.bank.reference)
+        own = self._common_tone(picks[detail_at])  # the detail donor, the same for the group
+        average = covered_average(
+            np.stack([self._common_tone(p) for p in picks]),
+            weights,
+            np.stack([self._cover(p) for p in picks]),
+        )
+        shape = np.tensordot(weights, np.stack([p.landmarks for p in picks]), axes=1)
+        # a keyed point of the donors' linear space, not their mean (surrogate_identity.py), from each
+        # donor's most neutral photo: the same identity change in every photo of the patient
+        neutral = [_closest(photos, np.zeros(2, np.float32)) for photos in donors]
+        if coefficients is not None and self.settings.typicality > 0:
+            average = mix_texture(
+                average,
+                np.stack([self._common_tone(p) for p in neutral]),
+                coefficients,
+                self.settings.typicality,
+                self.settings.identity_clip,
+            )
+        if coefficients is not None and self.settings.shape_typicality > 0:
+            shape = mix_shape(
+                shape, np.stack([p.landmarks for p in neutral]), coefficients, self.settings.shape_typicality
+            )
+        return Ingredients(
+            average=average,
+            coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
+            peers=base,
+            shape=shape,
+            detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
+        )
+
+    def _synthesize(
+        self,
+        face: AlignedFace,
+        ingredients: Ingredients,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        size, iod = self.bank.crop_size, interocular(self.bank.reference)
+        mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
+        texture = mix + strength.anti * ingredients.peers.anti
+        want = expression(face.landmarks)
+        for photos in repel:  # the same anti-face move, away from a donor the output came too close to
+            donor = self._common_tone(_closest(photos, want))
+            texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+        texture = soften(texture, ingredients.average, self.settings.soft_limit)
+        shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
+        texture = _sharpen(texture, self.settings.sharpen)
+        texture = _with_detail(
+            texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
+        )
+        target = _target_shape(
+            face.landmarks,
+            shape,
+            preserve,
+            self.settings.shape_weight,
+            replace(strength, jaw=0.0) if self.settings.keep_outline and strength.push <= 0 else strength,
+            self.settings.expression_follow,
+        )
+        target = self._follow_patient(target, face.landmarks, preserve, strength)
+        target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
+        synth = piecewise_affine(
+            texture, extended(self.bank.reference, size), extended(target, size), tris, size
+        )
+        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
+        synth = relight(synth, target, ingredients.peers.light)
+        synth = tame_highlights(synth, target, ingredients.peers.light, ingredients.peers.highlight)
+        synth = match_features(synth, target, ingredients.peers.features)
+        return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
+
+    def _follow_patient(
+        self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
+    ) -> np.ndarray:
+        """Expression and face frame of the patient on the free points of the target (surrogate_shape.py).
+        The frame is left alone where it would undo a change made for privacy: on overshoot rungs (they
+        widen outline, brows and eye spacing on purpose) and when the nose or eyes are kept (the kept region
+        anchors the face already; there the rest must carry the whole change: linkage rank 1 rose 31 -> 44 %
+        on 8 London-set pairs with the frame kept)."""
+        free = np.ones(68, bool)
+        for region in preserve:
+            free[list(REGION_POINTS.get(region, ()))] = False
+        if self._expression is None:
+            shapes = [[p.landmarks for p in photos] for photos in self.bank.by_identity().values()]
+            modes = self.settings.expression_modes
+            self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
+        target = self._expression.transfer(target, patient, free)
+        anchored = Region.NOSE in preserve or Region.EYES in preserve
+        if not self.settings.keep_frame or strength.push > 0 or anchored:
+            return target
+        return keep_frame(target, patient, free)
+
+    def _detail_source(
+        self, choice: DonorChoice, face: AlignedFace, profile: tuple[str, float]
+    ) -> SkinSource | None:
+        """The detail donor's skin (its photo closest in expression), for the band finer than the crop."""
+        groups = self.bank.by_identity()
+        donors = [groups[i] for i in choice.identities]
+        donor = _closest(donors[detail_donor(donors, *profile)], expression(face.landmarks))
+        return skin_source(donor.texture, skin_mask(self.bank.reference, self.bank.crop_size))
+
+    def _cover(self, photo: DonorPhoto) -> np.ndarray:
+        """Where the donor's texture shows skin rather than a fringe (cached per donor photo)."""
+        key = id(photo)
+        if key not in self._covers:
+            self._covers[key] = skin_cover(photo.texture, self.bank.reference)
+        return self._covers[key]
+
+    def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
+        """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
+        that donors of different tones average into an even skin instead of patches; the result is matched
+        to the patient's skin afterwards."""
+        key = id(photo)
+        if key not in self._toned:
+            if not self._toned:
+                self._skin = skin_mask(self.bank.reference, self.bank.crop_size)
+                labs = [_lab(p.texture)[self._skin] for p in self.bank.photos]
+                self._tone = (np.mean([x.mean(0) for x in labs], 0), np.mean([x.std(0) for x in labs], 0))
+            lab = _lab(photo.texture)
+            mu, sd = lab[self._skin].mean(0), lab[self._skin].std(0) + 1e-3
+            toned = (lab - mu) / sd * self._tone[1] + self._tone[0]
+            self._toned[key] = cv2.cvtColor(np.clip(toned, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+        return self._toned[key].astype(np.float32)
+
+    def _patient_texture(self, faces: Sequence[AlignedFace], tris: np.ndarray) -> np.ndarray:
+        """The group's shape-free texture: every face warped to the bank's reference shape, averaged."""
+        size, ref = self.bank.crop_size, extended(self.bank.reference, self.bank.crop_size)
+        warped = [piecewise_affine(f.image, extended(f.landmarks, size), ref, tris, size) for f in faces]
+        return np.mean(np.stack(warped).astype(np.float32), axis=0)
+
+    def _anti_weight(self) -> np.ndarray:
+        """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
+        into its negative) and the eyes, fading out towards the outline."""
+        if self._anti is None:
+            size, ref = self.bank.crop_size, self.bank.reference
+            hull = cv2.convexHull(np.round(ref[:27]).astype(np.int32))
+            weight = np.zeros((size, size), np.float32)
+            cv2.fillConvexPoly(weight, hull, 1.0)
+            iod = interocular(ref)
+            holes = np.zeros_like(weight)
+            cv2.fillPoly(holes, [np.round(ref[48:60]).astype(np.int32)], 1.0)
+            holes = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.3 * iod) | 1,) * 2))
+            # the eyes too: a flipped iris or lash line turns into a pale, glassy eye
+            eyes = np.zeros_like(weight)
+            for points in (ref[36:42], ref[42:48]):
+                cv2.fillPoly(eyes, [np.round(points).astype(np.int32)], 1.0)
+            eyes = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.12 * iod) | 1,) * 2))
+            weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
+            self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
+        return self._anti
+
+
+def _poisson(
+    synth: np.ndarray,
+    face: AlignedFace,
+    preserve: tuple[Region, ...],
+    synth_landmarks: np.ndarray,
+    coloured: np.ndarray | None = None,
+) -> np.ndarray:
+    """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
+
+    The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
+    donors' hair and background, which would show as dark or white patches on the cheek."""
+    from anonymizer.faces.regions import RegionSettings, region_mask
+
+    size = synth.shape[0]
+    domain = face.masks.get(Region.FACE)
+    if domain is None:
+        domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    synthetic = region_mask(synth_landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    mask = ((np.asarray(domain) > 0.5) & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
+    # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
+    # the Poisson solve would otherwise spread into the face as dark smears.
+    mask = inset_domain(mask, face.landmarks, POISSON_INSET, JAW_INSET)
+    synth = broad_shading(synth, face.image, mask > 0, SHADING_SIGMA * interocular(face.landmarks))
+    kept = np.zeros(mask.shape, bool)
+    for region in preserve:
+        if region in face.masks:
+            kept |= np.asarray(face.masks[region]) > 0.5
+    mask[kept | fringe(face.image, face.landmarks, coloured)] = 0
+    synth = ease_into_kept(synth, face.image, kept, face.landmarks)
+    base = boundary_base(face.image, synth, face.landmarks, kept, coloured)
+    mask[:3, :] = mask[-3:, :] = 0
+    mask[:, :3] = mask[:, -3:] = 0
+    if not mask.any():
+        return face.image.copy()
+    x, y, w, h = cv2.boundingRect(mask)
+    centre = (x + w // 2, y + h // 2)
+    outside = mask == 0  # before the clone, which may write into its mask
+    cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
+    cloned[outside] = face.image[outside]  # outside the domain the crop stays the patient's photo
+    return cloned

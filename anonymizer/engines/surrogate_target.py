@@ -1,0 +1,97 @@
+"""The surrogate's target shape: the donors' face shape (caricatured away from the peers' mean) in the
+patient's pose, preserved-region landmarks kept, the free mouth and eyes following the patient's expression,
+and no warp triangle folded (pure functions on landmarks)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anonymizer.engines.surrogate_settings import Strength
+from anonymizer.faces import align
+from anonymizer.faces.warp import extended
+from anonymizer.plans import Region
+
+# landmark indices that stay at the patient's position when their region is preserved
+REGION_POINTS: dict[Region, tuple[int, ...]] = {
+    Region.MOUTH: tuple(range(48, 68)),
+    Region.NOSE: tuple(range(27, 36)),
+    Region.EYES: tuple(range(36, 48)),
+    Region.BROWS: tuple(range(17, 27)),
+    Region.FACE: tuple(range(68)),
+}
+# landmarks an overshoot rung pushes past the donor shape: outline, brows, eyes (face width, brow height, eye
+# spacing). Nose and mouth are left at the donor shape: overshooting them turns expressions into grimaces.
+PUSH_POINTS = (*range(0, 27), *range(36, 48))
+MOUTH_POINTS, EYE_R_POINTS, EYE_L_POINTS = list(range(48, 68)), list(range(36, 42)), list(range(42, 48))
+
+
+def _caricature(average: np.ndarray, population: np.ndarray, gain: float) -> np.ndarray:
+    """Move ``average`` away from the population mean by ``gain`` (1 = unchanged)."""
+    return (population + gain * (np.asarray(average, np.float32) - population)).astype(np.float32)
+
+
+
+def _target_shape(
+    patient: np.ndarray,
+    donor_mean: np.ndarray,
+    preserve: tuple[Region, ...],
+    inner: float,
+    strength: Strength,
+    expression_follow: float = 0.0,
+) -> np.ndarray:
+    """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position;
+    the free mouth and eyes take ``expression_follow`` of the patient's shape about their own centres."""
+    patient = np.asarray(patient, np.float64)
+    donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
+    weight = np.full(68, inner)
+    weight[:17] = strength.jaw
+    weight[list(PUSH_POINTS)] *= 1.0 + strength.push
+    for region in preserve:
+        weight[list(REGION_POINTS.get(region, ()))] = 0.0
+    target = patient + weight[:, None] * (donor - patient)
+    for points, follow in (
+        (MOUTH_POINTS, _follow_weight(preserve, Region.MOUTH, expression_follow)),
+        (EYE_R_POINTS, _follow_weight(preserve, Region.EYES, expression_follow)),
+        (EYE_L_POINTS, _follow_weight(preserve, Region.EYES, expression_follow)),
+    ):
+        if follow > 0:
+            target[points] = _follow_expression(target[points], patient[points], follow)
+    return target.astype(np.float32)
+
+
+def _without_folds(
+    target: np.ndarray,
+    patient: np.ndarray,
+    reference: np.ndarray,
+    tris: np.ndarray,
+    size: int,
+    steps: int = 6,
+) -> np.ndarray:
+    """Pull the target back towards the patient's landmarks until no warp triangle folds over or collapses
+    relative to the bank's reference shape, whose texture it receives (a fold smears the texture into a
+    streak down the cheek: seen with a kept nose and the strongest rungs)."""
+    patient = np.asarray(patient, np.float32)
+    reference = _signed_areas(extended(reference, size), tris)
+    for _ in range(steps):
+        areas = _signed_areas(extended(target, size), tris)
+        if np.all(areas * np.sign(reference) > 0.15 * np.abs(reference)):
+            break
+        target = patient + 0.75 * (target - patient)
+    return target.astype(np.float32)
+
+
+def _signed_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
+    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+
+
+def _follow_weight(preserve: tuple[Region, ...], region: Region, follow: float) -> float:
+    return 0.0 if region in preserve else follow
+
+
+def _follow_expression(synthetic: np.ndarray, patient: np.ndarray, follow: float) -> np.ndarray:
+    """Blend a feature's shape about its own centre towards the patient's (a smile, an open mouth, how
+    open the eyes are) while it stays where the synthetic face put it (mouth position and eye spacing are
+    identity, their shape at the moment is expression)."""
+    centre = synthetic.mean(0)
+    return centre + (1 - follow) * (synthetic - centre) + follow * (patient - patient.mean(0))

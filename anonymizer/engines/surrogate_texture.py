@@ -1,0 +1,101 @@
+"""Texture and colour steps of the surrogate's synthesis: the anti-face term, caricature above the pore scale,
+one donor's fine detail, and the Lab colour match to the patient's skin (pure functions on arrays)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import DonorPhoto, skin_mask
+
+ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
+
+
+def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur: float) -> np.ndarray:
+    """The patient's deviation from the demographic mean, flipped, in lightness only and with each texture's
+    lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
+    patient against lighter donors would otherwise get a bleached face)."""
+    inside = weight[..., 0] > 0.5
+    light_c, light_p = _lightness(centre), _despeckle(_lightness(patient), 0.6 * blur)
+    mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
+    mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
+    deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
+    # Only the band of facial structure (lids, brow and cheek shading): inverted skin grain and stubble turn
+    # into blotches, and a broad lightness bump survives the gradient-domain blend as a bleached face.
+    deviation = cv2.GaussianBlur(deviation, (0, 0), blur / 5) - cv2.GaussianBlur(deviation, (0, 0), blur)
+    # Soft-clipped: the strongest deviations (dark brows, lashes) would otherwise invert into pale streaks.
+    deviation = ANTI_CLIP * np.tanh(deviation / ANTI_CLIP)
+    return (deviation[..., None] * weight).astype(np.float32)
+
+
+def _despeckle(light: np.ndarray, size: float) -> np.ndarray:
+    """Median over ``size`` pixels: small spots (moles, scars, blemishes) vanish, larger structure (brows, lid
+    and cheek shading) stays. The anti-face would otherwise stamp a pale negative of a mole at its place."""
+    ksize = max(3, int(size) | 1)
+    return cv2.medianBlur(np.clip(light + 0.5, 0, 255).astype(np.uint8), ksize).astype(np.float32)
+
+
+def _lightness(texture: np.ndarray) -> np.ndarray:
+    return np.asarray(texture, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _closest(photos: list[DonorPhoto], expression_: np.ndarray) -> DonorPhoto:
+    return min(photos, key=lambda p: float(np.abs(p.expression - expression_).sum()))
+
+
+
+def _coarse_deviation(average: np.ndarray, population: np.ndarray, sigma: float) -> np.ndarray:
+    """The average's deviation from the population mean above the pore scale (one blur per donor set, not
+    per rung)."""
+    return cv2.GaussianBlur(np.asarray(average, np.float32) - population, (0, 0), sigma)
+
+
+def _caricature_texture(average: np.ndarray, coarse: np.ndarray, gain: float) -> np.ndarray:
+    """Texture caricature that exaggerates only above the pore scale: amplified skin grain turns blotchy."""
+    return (average + (gain - 1.0) * coarse).astype(np.float32)
+
+
+def _sharpen(texture: np.ndarray, amount: float) -> np.ndarray:
+    if amount > 0:
+        texture = texture + amount * (texture - cv2.GaussianBlur(texture, (0, 0), 2.0))
+    return np.asarray(texture, np.float32)
+
+
+def _with_detail(texture: np.ndarray, detail: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+    """The mix's coarse bands plus one donor's fine band: the mix keeps its shape and shading, the skin
+    gets real pores and fine lines instead of the wax that averaging leaves."""
+    if gain > 0:
+        texture = cv2.GaussianBlur(texture, (0, 0), sigma) + gain * detail
+    return np.clip(texture, 0, 255).astype(np.uint8)
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+def _skin_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std (per Lab channel) of a crop's skin; None when no skin is visible."""
+    mask = skin_mask(landmarks, image.shape[0])
+    if not mask.any():
+        return None
+    lab = _lab(image)
+    return lab[mask].mean(0), lab[mask].std(0) + 1e-3
+
+
+def _match_colour(
+    synth: np.ndarray,
+    synth_lm: np.ndarray,
+    patient_skin: tuple[np.ndarray, np.ndarray] | None,
+    max_ratio: float,
+) -> np.ndarray:
+    """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics."""
+    size = synth.shape[0]
+    src = _lab(synth)
+    sm = skin_mask(synth_lm, size)
+    if not sm.any() or patient_skin is None:
+        return synth
+    mu_s, sd_s = src[sm].mean(0), src[sm].std(0) + 1e-3
+    mu_p, sd_p = patient_skin
+    ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
+    out = (src - mu_s) * ratio + mu_p
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
