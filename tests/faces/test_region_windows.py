@@ -20,7 +20,7 @@ def _face(scale: float, shift: tuple[float, float]) -> np.ndarray:
     nose_x = np.r_[np.full(4, 100.0), np.linspace(85, 115, 5)]
     nose = np.stack([nose_x, np.r_[np.linspace(75, 120, 4), np.full(5, 130)]], 1)
     eye = np.array([[0, 0], [8, -5], [18, -5], [26, 0], [18, 4], [8, 4]], float)
-    eyes = np.vstack([eye + (45, 85), eye + (129, 85)])
+    eyes = np.vstack([eye + np.array([45.0, 85.0]), eye + np.array([129.0, 85.0])])
     mouth_t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
     outer = np.stack([100 + 32 * np.cos(mouth_t), 165 + 12 * np.sin(mouth_t)], 1)
     inner = np.stack([100 + 22 * np.cos(mouth_t[:8]), 165 + 5 * np.sin(mouth_t[:8])], 1)
