@@ -123,6 +123,7 @@ class Ladder(Synthesis):
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
+        matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
@@ -153,6 +154,9 @@ class Ladder(Synthesis):
             for c in checks:
                 if c.donor is not None and groups[c.donor] not in repel:
                     repel.append(groups[c.donor])
+            matched.append(tuple(c.donor for c in checks))
+            if stuck_on_donor(matched, self.settings.stuck_donor_rungs):
+                break  # repelled on every rung and still that donor: the next set is likelier to pass
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all:
             return (
@@ -187,3 +191,9 @@ class Ladder(Synthesis):
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
         return _Check(distance(out, face.descriptor), donor, closer, usable, out)
+
+
+def stuck_on_donor(matched: Sequence[tuple[str | None, ...]], rungs: int) -> bool:
+    """Whether each of the last ``rungs`` rungs (0 = never) matched the same donor(s), face by face."""
+    recent = list(matched[-rungs:]) if rungs > 0 else []
+    return len(recent) == rungs > 0 and any(d is not None for d in recent[0]) and len(set(recent)) == 1

@@ -81,6 +81,10 @@ class SurrogateSettings:
     # donor sets tried, in keyed order, before the best one is left to verification (each keys its own
     # identity mix: 3 -> 6 took the kept nose's yield 65 -> 85 % on 10 London-set identities)
     donor_sets: int = 6
+    # A set whose outputs matched the same donor(s) on this many rungs in a row is given up for the next set
+    # (0 = climb every rung). In the traces of 32 London-set groups (eval_pixels --subset 4 --trace, every
+    # setting) 47 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs.
+    stuck_donor_rungs: int = 3
     # a re-drawn set after one that stayed near its patient leans on one far donor (surrogate_identity.py)
     anchored_redraws: bool = True
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
