@@ -48,8 +48,8 @@ class SurrogateSettings:
     # direction lies outside the span of the donors, so it moves the face away from the patient AND from every
     # donor, which a mix of real donors alone cannot do (their average stays about as close to each of them
     # as two relatives).
-    # The ladder began with Strength(1.15, 1.6, 0.35, 0.0, 0.5): it passed the self-check in none of the 90
-    # donor sets that 24 London-set groups tried (eval_pixels --subset 4 --trace, every setting) nor for any
+    # The ladder began with Strength(1.15, 1.6, 0.35, 0.0, 0.5): it passed the self-check in none of the 134
+    # donor sets that 32 London-set groups tried (eval_pixels --subset 4 --trace, every setting) nor for any
     # of 5 timing seeds, yet cost each set a synthesis and a descriptor per face (16 % of all rungs tried).
     ladder: tuple[Strength, ...] = (
         Strength(1.35, 2.2, 0.6, 0.0, 0.8),
@@ -83,7 +83,7 @@ class SurrogateSettings:
     donor_sets: int = 6
     # A set whose outputs matched the same donor(s) on this many rungs in a row is given up for the next set
     # (0 = climb every rung). In the traces of 32 London-set groups (eval_pixels --subset 4 --trace, every
-    # setting) 47 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs.
+    # setting) 49 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs.
     stuck_donor_rungs: int = 3
     # a re-drawn set after one that stayed near its patient leans on one far donor (surrogate_identity.py)
     anchored_redraws: bool = True
