@@ -83,8 +83,12 @@ class SurrogateSettings:
     donor_sets: int = 6
     # A set whose outputs matched the same donor(s) on this many rungs in a row is given up for the next set
     # (0 = climb every rung). In the traces of 32 London-set groups (eval_pixels --subset 4 --trace, every
-    # setting) 49 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs.
-    stuck_donor_rungs: int = 3
+    # setting) 49 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs. At 3
+    # (with the shorter ladder) the same run tried 657 rungs instead of 848, but a group whose every set
+    # fails keeps the best rung of any set, and giving sets up removed it: 013 with the mouth kept lost a
+    # photo to verification (0.632), collisions rose 5.4 -> 8.9 % (nothing kept) and 2.7 -> 6.2 % (nose).
+    # Off.
+    stuck_donor_rungs: int = 0
     # a re-drawn set after one that stayed near its patient leans on one far donor (surrogate_identity.py)
     anchored_redraws: bool = True
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
