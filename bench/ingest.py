@@ -17,6 +17,11 @@ printed with it: on a shared machine, read the ratios, not the absolute numbers.
 wrapped as JPEG Baseline VL Photographic (no re-encoding, ~0.1-1 MB) and ~4 kB uncompressed Secondary
 Capture objects.
 
+Four associations against one: each storescu process costs ~50-70 ms before and after its files (start,
+DCMTK's dictionary, 128 proposed contexts, release), and four starting at once 120-300 ms on two busy cores:
+with ``--photos 20`` that is most of a four-association send. Read the "first to last stored file" rates, or
+give each sender ~20 files or more (``--photos 78``).
+
 Why an earlier version showed Orthanc at ~20 instances/s: Orthanc was started without ``TCP_NODELAY=1`` (the
 DCMTK peers had it), so every C-STORE response waited out a 40 ms delayed ACK. ``tests.conftest.Orthanc``
 now starts it with the same environment as storescu/storescp.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -39,6 +45,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -65,6 +72,50 @@ def cpu_ms(pid: int) -> float:
     """CPU time (user + system) the process has used so far, from /proc/<pid>/stat (its threads included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+
+
+def write_bytes(pid: int) -> int:
+    """Bytes the process has caused to be written to storage so far (/proc/<pid>/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(idle, total) clock ticks of all CPUs since boot (/proc/stat; idle counts iowait too)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
+def senders_cpu_ms() -> float:
+    """CPU time (user + system) of this process's reaped children: the storescu senders once waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+@dataclass
+class SendCost:
+    """What one send cost, per instance: receiver and sender CPU, the receiver's disk writes, and how much
+    of the machine's CPU (all cores, other users included) was left idle while it ran."""
+
+    receiver_cpu_ms: float
+    sender_cpu_ms: float
+    write_mb_s: float
+    idle_pct: float
+
+    @staticmethod
+    def measure(pid: int, action: Callable[[], float], count: int) -> tuple[float, SendCost]:
+        cpu, sent, written, (idle, total) = cpu_ms(pid), senders_cpu_ms(), write_bytes(pid), machine_jiffies()
+        seconds = action()
+        idle2, total2 = machine_jiffies()
+        cost = SendCost(
+            (cpu_ms(pid) - cpu) / count,
+            (senders_cpu_ms() - sent) / count,
+            (write_bytes(pid) - written) / seconds / 1e6,
+            100 * (idle2 - idle) / max(1, total2 - total),
+        )
+        return seconds, cost
 
 
 def wait_echo(port: int, aec: str, timeout: float = 60) -> None:
@@ -208,6 +259,27 @@ def send(port: int, aec: str, files: list[Path], parallel: int = 1) -> float:
     return elapsed
 
 
+def arrival_rate(root: Path, since: float, count: int) -> float:
+    """Instances/s from the first to the last stored file of a send, by the files' modification times: the
+    receiver's rate once the senders are running (their start-up and the association set-up and release
+    fall outside). Counts files under ``root`` written since ``since``, not the index or ledger databases;
+    nan unless there is one per instance (a coarse clock can put the first and last in one tick)."""
+    index = ("index", "ledger", "orthanc.json", "gateway.yaml")
+    times = [
+        p.stat().st_mtime
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(index) and p.stat().st_mtime >= since
+    ]
+    if len(times) != count or max(times) <= min(times):
+        return float("nan")
+    return (count - 1) / (max(times) - min(times))
+
+
+def fixed_cost(port: int, aec: str, probe: list[Path], repeats: int = 3) -> float:
+    """Seconds of a send of one file per association (median of ``repeats``; the repeats are duplicates)."""
+    return statistics.median(send(port, aec, probe, len(probe)) for _ in range(repeats))
+
+
 def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
     study = Study()
     photo_ds = [make_vl_photo(p, study=study, number=n) for n, p in enumerate(face_photos(photos))]
@@ -220,6 +292,21 @@ def make_sets(root: Path, photos: int, small: int) -> dict[str, list[Path]]:
 
 Results = dict[str, dict[str, list[float]]]  # "set/assocs" → receiver → instances/s per round
 CPU_KEY = "cpu-ms/"  # results[CPU_KEY + "set/assocs"]: receiver → CPU ms per instance of its process
+# results[prefix + "set/assocs"]: receiver → that SendCost field per round
+# results[STEADY_KEY + "set/assocs"]: receiver → instances/s from its first to its last stored file (the
+# senders' start-up, the association set-up and release left out: see arrival_rate); FIXED_KEY: ms of a send
+# of one file per association (~50 ms for one storescu, 150-270 ms for four starting together on two busy
+# cores, against ~300 ms for 200 small objects in all)
+STEADY_KEY = "steady/"
+FIXED_KEY = "fixed-ms/"
+COST_KEYS = {
+    STEADY_KEY: "",
+    FIXED_KEY: "",
+    CPU_KEY: "receiver_cpu_ms",
+    "sender-cpu-ms/": "sender_cpu_ms",
+    "write-MB/s/": "write_mb_s",
+    "idle-%/": "idle_pct",
+}
 
 
 def rotated(names: list[str], rnd: int) -> list[str]:
@@ -234,6 +321,8 @@ def run(args: argparse.Namespace) -> Results:
     results: Results = {}
     try:
         sets = make_sets(work / "in", args.photos, args.small)
+        # one file per association, sent just before the timed send: the fixed cost of a send
+        probes = make_sets(work / "probe", min(args.photos, max(args.parallel)), max(args.parallel))
         os.sync()
         for rnd in range(args.rounds):
             for set_name, files in sets.items():
@@ -244,16 +333,53 @@ def run(args: argparse.Namespace) -> Results:
                     for name in rotated(args.receivers, rnd):
                         root = work / f"{name}-{set_name}-{parallel}-{rnd}"
                         with RECEIVERS[name](root) as (port, aec, pid):
-                            before = cpu_ms(pid)
-                            seconds = send(port, aec, files, parallel)
-                            cpu = (cpu_ms(pid) - before) / len(files)
+                            start_up = fixed_cost(port, aec, probes[set_name][:parallel])
+                            sending = lambda: send(port, aec, files, parallel)  # noqa: B023, E731
+                            since = time.time()
+                            seconds, cost = SendCost.measure(pid, sending, len(files))
+                            steady = arrival_rate(root, since, len(files))
                         results.setdefault(key, {}).setdefault(name, []).append(len(files) / seconds)
-                        results.setdefault(CPU_KEY + key, {}).setdefault(name, []).append(cpu)
+                        results.setdefault(STEADY_KEY + key, {}).setdefault(name, []).append(steady)
+                        results.setdefault(FIXED_KEY + key, {}).setdefault(name, []).append(1000 * start_up)
+                        for prefix, field in list(COST_KEYS.items())[2:]:
+                            value = getattr(cost, field)
+                            results.setdefault(prefix + key, {}).setdefault(name, []).append(value)
                         shutil.rmtree(root, ignore_errors=True)
                         os.sync()  # the next receiver's fsyncs must not pay for this one's writes and deletes
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def _rate_table(results: Results, prefix: str, names: list[str]) -> None:
+    """Instances/s per receiver (median of rounds) with the gateway's ratios to Orthanc and storescp."""
+    width = {n: max(13, len(n) + 4) for n in names}
+    head = "".join(f"{n + '/s':>{width[n]}}" for n in names)
+    print(f"{'set/assocs':<14}{head}  gw/orthanc gw/storescp")
+    for key, per in _rows(results, prefix).items():
+        med = {n: statistics.median(per[n]) for n in names}
+        gw = med.get("gateway")
+        ratios = [gw / med[p] if gw and med.get(p) else float("nan") for p in ("orthanc", "storescp")]
+        print(f"{key:<14}" + "".join(f"{med[n]:>{width[n]}.1f}" for n in names) + f"{ratios[0]:>12.2f}"
+              f"{ratios[1]:>12.2f}")  # fmt: skip
+
+
+def _rows(results: Results, prefix: str) -> Results:
+    """The "set/assocs" rows of one measure (prefix "" for the raw rates)."""
+    if prefix:
+        return {k[len(prefix) :]: v for k, v in results.items() if k.startswith(prefix)}
+    return {k: v for k, v in results.items() if not k.startswith(tuple(COST_KEYS))}
+
+
+def _scaling(results: Results, prefix: str, names: list[str], parallel: list[int]) -> str:
+    """N associations ÷ one, per receiver and set, e.g. "photos gateway 0.59x orthanc 0.80x"."""
+    rows, most, out = _rows(results, prefix), max(parallel), []
+    for set_name in dict.fromkeys(k.split("/")[0] for k in rows):
+        one, many = rows.get(f"{set_name}/1"), rows.get(f"{set_name}/{most}")
+        if one and many and most > 1:
+            cells = [f"{n} {statistics.median(many[n]) / statistics.median(one[n]):.2f}x" for n in names]
+            out.append(f"{set_name}: " + ", ".join(cells))
+    return "; ".join(out)
 
 
 def report(results: Results, args: argparse.Namespace) -> None:
@@ -263,32 +389,25 @@ def report(results: Results, args: argparse.Namespace) -> None:
         f"load average at the end {load}"
     )
     names = args.receivers
-    print(
-        f"{'set/assocs':<14}"
-        + "".join(f"{n + '/s':>{max(13, len(n) + 4)}}" for n in names)
-        + f"{'gw/orthanc':>12}{'gw/storescp':>13}"
-    )
-    rates = {k: v for k, v in results.items() if not k.startswith(CPU_KEY)}
-    for key, per in rates.items():
-        med = {n: statistics.median(per[n]) for n in names}
-        row = f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.1f}" for n in names)
-        gw = med.get("gateway")
-        ratios = [
-            gw / med[peer] if gw and med.get(peer) else float("nan") for peer in ("orthanc", "storescp")
-        ]
-        print(row + f"{ratios[0]:>12.2f}{ratios[1]:>13.2f}")
-    print("CPU ms per instance of each receiver process (user + system, all its threads; median of rounds):")
-    for key, per in results.items():
-        if key.startswith(CPU_KEY):
+    _rate_table(results, "", names)
+    print("first to last stored file (storescu start-up, association set-up and release left out):")
+    _rate_table(results, STEADY_KEY, names)
+    titles = {
+        FIXED_KEY: "ms of a send of one file per association (a send's fixed cost; median of 3)",
+        CPU_KEY: "CPU ms per instance of each receiver process (user + system, all its threads)",
+        "sender-cpu-ms/": "CPU ms per instance of the storescu senders sending to it (all of them together)",
+        "write-MB/s/": "MB/s the receiver process wrote to storage while receiving (/proc/<pid>/io)",
+        "idle-%/": "% of the machine's CPU left idle during the send (both cores, other users' load counted)",
+    }
+    for prefix, title in titles.items():
+        print(title + "; median of rounds:")
+        for key, per in _rows(results, prefix).items():
             med = {n: statistics.median(per[n]) for n in names}
-            print(
-                f"{key[len(CPU_KEY) :]:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names)
-            )
-    for set_name in {k.split("/")[0] for k in rates}:
-        one, many = results.get(f"{set_name}/1"), results.get(f"{set_name}/{max(args.parallel)}")
-        if one and many and max(args.parallel) > 1 and "gateway" in one:
-            scale = statistics.median(many["gateway"]) / statistics.median(one["gateway"])
-            print(f"gateway {set_name}: {max(args.parallel)} associations / 1 = {scale:.2f}x")
+            print(f"{key:<14}" + "".join(f"{med[n]:>{max(13, len(n) + 4)}.2f}" for n in names))
+    most = max(args.parallel)
+    print(f"{most} associations / 1, raw: {_scaling(results, '', names, args.parallel)}")
+    print(f"{most} associations / 1, fixed cost out: {_scaling(results, STEADY_KEY, names, args.parallel)}")
+    rates = _rows(results, "")
     for key, per in rates.items():
         for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
             new, base = statistics.median(per["gateway"]), statistics.median(per[name])

@@ -97,6 +97,10 @@ def _summary(rules: RuleSet) -> Table:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if not args.pixels:  # header only: pydicom without numpy, Pillow or requests (start-up <= 0.3 s)
+        from dicom_rules.header_pydicom import load_pydicom_for_headers
+
+        load_pydicom_for_headers()
     from dicom_rules.explain import explain_file, render  # imports pydicom's reader and the anonymizer
 
     console = Console()
