@@ -259,9 +259,6 @@ def tame_highlights(
     spared = cv2.dilate(spared, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.1 * iod) | 1,) * 2))
     weight = 1.0 - cv2.GaussianBlur(spared.astype(np.float32), (0, 0), 0.03 * iod)
     lab[..., 0] += weight * (tamed - rise)
-    # a tamed highlight is a specular one (desaturated); it gets the skin's own colour back in proportion
-    share = weight * np.clip(over / knee, 0.0, 1.0)
-    lab[..., 1:] += share[..., None] * (light[..., 1:] - lab[..., 1:])
     return _rgb(lab)
 
 
