@@ -18,6 +18,7 @@ donor that an output still matches is repelled the same way on the next rung.
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel
+from anonymizer.engines.surrogate_spread import FaceSpace
 from anonymizer.engines.surrogate_synthesis import Ingredients, _poisson
 from anonymizer.engines.surrogate_target import _signed_areas, _target_shape, _without_folds
 from anonymizer.engines.surrogate_texture import ANTI_CLIP, _anti_face
@@ -83,6 +85,7 @@ class SurrogateEngine(Ladder):
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
         self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
         self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
+        self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
 
     @property
     def bank(self) -> DonorBank:
@@ -94,6 +97,16 @@ class SurrogateEngine(Ladder):
                 raise DonorBankError("no donor bank configured (option donor_bank or $VERA_DONOR_BANK)")
             self._bank = cached_bank(path)
         return self._bank
+
+    def _leaning(self, common: _Common) -> _Common:
+        """What a set leaning on one far donor shares: the keyed spread scaled by ``spread_anchored``
+        (the lean already makes the output someone else; the full spread moves it off every real face,
+        and then no real face is nearer to it than the patient, which the population test demands)."""
+        if common.spread is None or self.settings.spread_anchored == 1.0:
+            return common
+        shape, texture = common.spread
+        factor = self.settings.spread_anchored
+        return replace(common, spread=(factor * shape, factor * texture))
 
     @property
     def crop_size(self) -> int:
@@ -117,6 +130,9 @@ class SurrogateEngine(Ladder):
             reference=[np.stack([p.descriptor for p in ph]) for _, ph in sorted(bank.by_identity().items())],
             bases=[self._peer_base(face, peers, texture) for face in faces],
             profile=(str(patient["sex"]), float(patient["age"])),
+            spread=self._spread(
+                identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
+            ),
         )
         best: _Attempt | None = None
         self.trace = []
@@ -139,7 +155,8 @@ class SurrogateEngine(Ladder):
             )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
-            result = self._climb(faces, choice, common, preserve, weights)
+            leaning = common if not near else self._leaning(common)
+            result = self._climb(faces, choice, leaning, preserve, weights)
             if best is None or result.score > best.score:
                 best = result
             if result.passed:

@@ -59,15 +59,24 @@ def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str,
 def _apparent_sex_age(desc: np.ndarray, bank: DonorBank, k: int = 7) -> tuple[str, float]:
     """Apparent sex from the donors' sex centroids in descriptor space (a linear split, no extra model);
     apparent age as the median of the k nearest donors' ages."""
-    female = [p.descriptor for p in bank.photos if p.sex == "F"]
-    male = [p.descriptor for p in bank.photos if p.sex == "M"]
-    sex = ""
-    if female and male:
-        mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
-        sex = "M" if float(np.dot(desc - (mf + mm) / 2, mm - mf)) > 0 else "F"
+    sex = apparent_sex(desc, bank)
     aged = [p for p in bank.photos if np.isfinite(p.age)]
     near = sorted(aged, key=lambda p: distance(p.descriptor, desc))[:k]
     return sex, (float(np.median([p.age for p in near])) if near else float("nan"))
+
+
+def apparent_sex(desc: np.ndarray, bank: DonorBank, margin: float = 0.0) -> str:
+    """"F" or "M" by the nearer of the donors' sex centroids in descriptor space ("" without both sexes;
+    "?" within ``margin`` of the midpoint, in units of the centroids' distance)."""
+    female = [p.descriptor for p in bank.photos if p.sex == "F"]
+    male = [p.descriptor for p in bank.photos if p.sex == "M"]
+    if not (female and male):
+        return ""
+    mf, mm = np.mean(female, axis=0), np.mean(male, axis=0)
+    score = float(np.dot(desc - (mf + mm) / 2, mm - mf)) / float(np.dot(mm - mf, mm - mf))
+    if margin > 0 and abs(score) < margin:
+        return "?"
+    return "M" if score > 0 else "F"
 
 
 def choose_donors(
@@ -111,12 +120,22 @@ def _passes(
 
 
 def _peers(bank: DonorBank, patient: dict[str, Any], tone: float = 20.0, minimum: int = 6) -> list[str]:
-    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature moves from."""
+    """Identities of the patient's apparent demographic (tone, sex): the centre the caricature and the
+    anti-face move from. Too few of the patient's tone: every identity of their sex (the textures share one
+    skin tone already), and only then everyone. A centre of both sexes turned the anti-face of a woman into
+    a man's face: the patient's deviation from it, flipped, is the sex difference (London set, fold 1: four
+    women of the patient's tone, the eyes-kept outputs of 003 called male)."""
     groups = bank.by_identity()
-    near = [
+    same_sex = [
         i
         for i, photos in groups.items()
-        if abs(np.mean([ita_degrees(p.skin_lab) for p in photos]) - patient["ita"]) <= tone
-        and (not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"])
+        if not patient["sex"] or not photos[0].sex or photos[0].sex == patient["sex"]
     ]
-    return near if len(near) >= minimum else sorted(groups)
+    near = [
+        i
+        for i in same_sex
+        if abs(np.mean([ita_degrees(p.skin_lab) for p in groups[i]]) - patient["ita"]) <= tone
+    ]
+    if len(near) >= minimum:
+        return near
+    return same_sex if len(same_sex) >= minimum else sorted(groups)

@@ -15,7 +15,7 @@ import numpy as np
 from anonymizer.donors import DonorPhoto
 from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_colour import detail_donor
-from anonymizer.engines.surrogate_donors import DonorChoice
+from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
 from anonymizer.engines.surrogate_synthesis import Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
@@ -36,6 +36,7 @@ class _Common:
     reference: list[np.ndarray]  # per identity (n, 128): the linkage population, every real face of the bank
     bases: list[_PeerBase]  # per face
     profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
+    spread: tuple[np.ndarray, np.ndarray] | None = None  # the patient's keyed deviation (surrogate_spread)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class _Check:
     closer: int  # reference identities nearer to it than the patient is
     usable: int  # reference identities counted
     out: np.ndarray | None = None  # the output's descriptor (None: the patient's face has none)
+    sex: str = ""  # the output's apparent sex ("" unknown)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class _Attempt:
     passed: bool
     score: tuple[
         float, ...
-    ]  # (passed, likely to verify, fewest nearer identities, distance): larger is better
+    ]  # (passed, likely to verify, sex kept, fewest nearer identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
 
 
@@ -79,6 +81,11 @@ def _reseed(seed: int, attempt: int) -> int:
 
 
 
+def _kept_sex(checks: Sequence[_Check], sex: str) -> bool:
+    """Whether every output is of the patient's sex (unknown on either side: not held against the rung)."""
+    return all(not c.sex or not sex or c.sex == sex for c in checks)
+
+
 class Ladder(Synthesis):
     """The rung ladder and group self-check half of SurrogateEngine."""
 
@@ -88,7 +95,7 @@ class Ladder(Synthesis):
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
         faces nearer), rather than by matching a donor."""
         return score[0] < 1 and (
-            score[2] < self.settings.population_rank or score[3] <= self.settings.self_check_distance
+            score[-2] < self.settings.population_rank or score[-1] <= self.settings.self_check_distance
         )
 
     def _donor_distances(self, choice: DonorChoice, patient: dict[str, Any]) -> list[float]:
@@ -118,7 +125,7 @@ class Ladder(Synthesis):
         reference = common.reference
         at = detail_donor(list(donors.values()), *common.profile)
         prepared = [
-            self._ingredients(face, list(donors.values()), base, weights, at, coefficients)
+            self._ingredients(face, list(donors.values()), base, weights, at, coefficients, common.spread)
             for face, base in zip(faces, common.bases, strict=True)
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
@@ -140,10 +147,11 @@ class Ladder(Synthesis):
                 c.closer < min(self.settings.population_rank, c.usable) for c in checks
             )
             together = self._one_person(checks)
-            passed = far_all and together and all(c.donor is None for c in checks)
+            kept_sex = _kept_sex(checks, common.profile[0])
+            passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
             verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
-            score = (float(passed), float(verifiable), float(min(c.closer for c in checks)), closest)
             nearer = min(c.closer for c in checks)
+            score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
             current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
@@ -190,7 +198,9 @@ class Ladder(Synthesis):
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
-        return _Check(distance(out, face.descriptor), donor, closer, usable, out)
+        margin = self.settings.self_check_sex_margin
+        sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
+        return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
 
 
 def stuck_on_donor(matched: Sequence[tuple[str | None, ...]], rungs: int) -> bool:

@@ -71,6 +71,11 @@ class SurrogateSettings:
     # apart (dlib; the bench counts a pair under 0.6 as consistent). An anchored set made 013's neutral and
     # smiling photo 0.61 apart with the mouth kept (the kept smile plus a far donor's face); 0 = no check.
     self_check_pair_distance: float = 0.55
+    # Sex kept: a rung passes only when every output is of the patient's sex by the donors' sex centroids
+    # (surrogate_donors.apparent_sex); the spread and the anti-face point away from the patient, and for
+    # London-set patient 003 (eyes kept) that was towards a man's face.
+    self_check_sex: bool = True
+    self_check_sex_margin: float = 0.0  # an output this near the centroids' midpoint counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -100,3 +105,13 @@ class SurrogateSettings:
     typicality: float = 0.4
     shape_typicality: float = 0.6
     identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
+    # Keyed spread (surrogate_spread.py): each patient's identity moves by this share of one real person's
+    # deviation along a keyed direction of the bank's whole face space (shape and texture; 0 = off), so
+    # patients who share their donors still become different people. Shape 2 took collisions between
+    # different patients' outputs on eval_pixels --subset 4 from 5.4 / 6.2 / 2.7 / 12.5 % (nothing / mouth /
+    # nose / eyes kept) to 3.6 / 0.9 / 5.4 / 4.5 % (README faces); a texture spread (5) flipped the sex
+    # probe's call on two London-set women, so it is off.
+    spread_shape: float = 2.0
+    spread_texture: float = 0.0
+    spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
+    spread_away: bool = True  # the shape step's signs point away from the patient's place in that space

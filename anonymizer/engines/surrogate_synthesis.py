@@ -33,6 +33,7 @@ from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_identity import mix_shape, mix_texture
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
 from anonymizer.engines.surrogate_target import (
     REGION_POINTS,
     _caricature,
@@ -45,6 +46,7 @@ from anonymizer.engines.surrogate_texture import (
     _closest,
     _coarse_deviation,
     _lab,
+    _lightness,
     _match_colour,
     _sharpen,
     _skin_stats,
@@ -96,6 +98,7 @@ class Synthesis:
     _skin: np.ndarray
     _tone: tuple[np.ndarray, np.ndarray]
     _covers: dict[int, np.ndarray]
+    _space: FaceSpace | None
 
     @property
     def bank(self) -> DonorBank:
@@ -127,6 +130,7 @@ class Synthesis:
         weights: np.ndarray,
         detail_at: int = 0,
         coefficients: np.ndarray | None = None,
+        spread: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Ingredients:
         want = expression(face.landmarks)
         picks = [_closest(photos, want) for photos in donors]
@@ -153,6 +157,9 @@ class Synthesis:
             shape = mix_shape(
                 shape, np.stack([p.landmarks for p in neutral]), coefficients, self.settings.shape_typicality
             )
+        if spread is not None:  # the patient's keyed point of the bank's face space (surrogate_spread.py)
+            shape = shape + spread[0]
+            average = average + spread[1][..., None]
         return Ingredients(
             average=average,
             coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
@@ -160,6 +167,35 @@ class Synthesis:
             shape=shape,
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
+
+    def _spread(
+        self,
+        identity_seed: int,
+        patient: tuple[np.ndarray, np.ndarray, str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The patient's keyed deviation (shape, texture lightness) in the bank's face space, or None.
+        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them."""
+        shape_scale, texture_scale = self.settings.spread_shape, self.settings.spread_texture
+        if shape_scale <= 0 and texture_scale <= 0:
+            return None
+        if self._space is None:
+            iod = interocular(self.bank.reference)
+            self._space = FaceSpace.fit(
+                list(self.bank.by_identity().values()),
+                self.bank.reference,
+                lambda photo: _lightness(self._common_tone(photo)),
+                self._anti_weight()[..., 0],
+                0.25 * iod,
+            )
+        key, away = spread_key(identity_seed), None
+        if patient is not None and self.settings.spread_away:
+            landmarks, texture, sex = patient
+            away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
+        # the texture's step stays keyed at random: pointed away from the patient's texture it turned
+        # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
+        # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
+        shape = self._space.deviation(key, shape_scale, away)[0]
+        return shape, self._space.deviation(key, texture_scale)[1]
 
     def _synthesize(
         self,

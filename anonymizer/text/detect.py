@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from anonymizer.text import components
+
 
 @dataclass(frozen=True)
 class DetectSettings:
@@ -90,7 +92,7 @@ def _glyphs(grey: np.ndarray, settings: DetectSettings, polarities: tuple[int, .
     for polarity, (kind, c) in enumerate(kinds[i] for i in polarities):
         block = settings.light_block if kind == cv2.THRESH_BINARY else int(2.5 * settings.max_line_px) | 1
         ink = cv2.adaptiveThreshold(grey, 1, cv2.ADAPTIVE_THRESH_MEAN_C, kind, block, c)
-        _, labels, stats, cents = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        _, labels, stats, cents = components.with_stats(ink)
         w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
         keep = (
             (h >= settings.min_line_px * 0.6) & (h <= settings.max_line_px)
@@ -253,7 +255,7 @@ def _lines_of(
     """Line proposals from the components of the smeared glyphs (``need_piece``: only components with a
     piece of a word blob in them)."""
     joined = _smear(shape, glyphs, settings)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    n, labels, stats, _ = components.with_stats(joined)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
     for i in range(1, n):

@@ -1,7 +1,8 @@
 """The text step of the pixel stage: find text in a photo, inpaint it away, check again, or hold the photo.
 
 ``scrub(image, plan, protected)`` → :class:`TextResult`. Proposals come from the morphological detector
-(:mod:`anonymizer.text.detect`); each is straightened and read as one line by tesseract; a line counts as text
+(:mod:`anonymizer.text.detect`); those the pre-OCR filter (:mod:`anonymizer.text.filter`) finds surely not
+text (hair) stay unread, the others are straightened and read as one line by tesseract; a line counts as text
 when OCR reads a real token in it with confidence. A line whose whole reading matches the rule's allow-list is
 kept. The rest is filled by inpainting (a neutral patch from the surroundings, never a blur of the text),
 together with unconfirmed proposals of the same size right beside confirmed text (the other lines of a card)
@@ -21,7 +22,8 @@ import cv2
 import numpy as np
 
 from anonymizer.plans import Box, TextAction, TextPlan, TextReport
-from anonymizer.text import ocr
+from anonymizer.text import components, ocr
+from anonymizer.text import filter as text_filter
 from anonymizer.text.detect import DetectSettings, Proposal, base_scale, propose
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class TextSettings:
     margin: float = 0.3  # inpainted margin around a line, in line heights (plus 3 px)
     end_margin: float = 0.8  # and at its two ends (a glyph the detector left out of the line)
     rounds: int = 3  # redaction rounds before the final check
+    prefilter: bool = True  # lines the pre-OCR filter finds surely not text are not read (False: read all)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,10 @@ def _block(p: Proposal) -> bool:
     return p.glyph_px > 0 and p.size[1] > 1.8 * p.glyph_px
 
 
-def _contrast(crop: np.ndarray) -> np.ndarray:
+def _contrast(crop: np.ndarray, orient: bool = True) -> np.ndarray:
     """Grey for OCR along the crop's main colour axis (ink vs paper): orange digits on skin differ in hue
-    far more than in brightness. Not stretched: amplified noise (hair, fabric) costs tesseract dearly."""
+    far more than in brightness. Not stretched: amplified noise (hair, fabric) costs tesseract dearly.
+    ``orient``: dark ink on light paper (else either polarity, as the colour axis falls)."""
     if crop.ndim == 2:
         flat = crop.reshape(-1, 1).astype(np.float32)
     else:
@@ -80,7 +84,7 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
     axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
-    if _light_ink(grey):
+    if orient and _light_ink(grey):
         grey = 255 - grey  # tesseract prefers dark ink on light paper
     return grey
 
@@ -88,7 +92,7 @@ def _contrast(crop: np.ndarray) -> np.ndarray:
 def _glyph_count(mask: np.ndarray) -> int:
     """Components of glyph size in a binary crop: a quarter to nine tenths of its height, not too wide."""
     h = mask.shape[0]
-    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, _, stats, _ = components.with_stats(mask.astype(np.uint8))
     tall = (stats[1:, 3] >= 0.25 * h) & (stats[1:, 3] <= 0.9 * h) & (stats[1:, 2] <= 1.5 * stats[1:, 3])
     return int(np.count_nonzero(tall))
 
@@ -106,7 +110,8 @@ def _light_ink(grey: np.ndarray) -> bool:
 
 
 def _crop(
-    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35
+    image: np.ndarray, p: Proposal, height: int, max_pixels: int, margin_share: float = 0.35,
+    orient: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The proposal straightened to horizontal, its glyphs scaled to about ``height`` px, with a margin;
     at most ``max_pixels`` (tesseract's time grows with the crop; 12 px type still reads when smaller)."""
@@ -124,7 +129,23 @@ def _crop(
     m[1, 2] += h / 2 - p.centre[1]
     size = (max(8, int(w)), max(8, int(h)))
     crop = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _contrast(crop), m
+    return _contrast(crop, orient), m
+
+
+def look(image: np.ndarray, p: Proposal) -> tuple[np.ndarray, float]:
+    """What the pre-OCR filter sees of a proposal (the OCR crop, small, in either polarity: the filter
+    judges both), and its scale."""
+    crop, m = _crop(image, p, text_filter.GLYPH_PX, text_filter.MAX_PIXELS, orient=False)
+    return crop, float(np.hypot(m[0, 0], m[0, 1]))
+
+
+def _worth_reading(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
+    """Not surely non-text by the pre-OCR filter; a look too coarse to show the smallest type the detector
+    finds (a tall block of large glyphs, shrunk to the look's pixel budget) is always read."""
+    if not settings.prefilter:
+        return True
+    crop, scale = look(image, p)
+    return scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX or text_filter.load().passes(crop)
 
 
 def _in_image(words: list[ocr.Word], m: np.ndarray, p: Proposal) -> tuple[Proposal, ...]:
@@ -165,6 +186,29 @@ def _nearly(word: ocr.Word, block: bool) -> bool:
     return (chars >= 3 and word.confidence >= 30) or (not block and chars >= 4)
 
 
+def _two_tone(crop: np.ndarray) -> np.ndarray | None:
+    """The crop in black and white when it is cleanly two-toned (Otsu's two classes explain at least 90 %
+    of its variance: ink on even paper; hair and fabric explain about 70 %), else None. Tesseract's LSTM
+    reads the grey crop, and misreads faint even print (orange on skin: ink 40, paper 130 along the colour
+    axis) that it reads at 90+ in black and white."""
+    t, binary = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = crop <= t
+    share = float(dark.mean())
+    if not 0.0 < share < 1.0:
+        return None
+    values = crop.astype(np.float32)
+    between = share * (1.0 - share) * (values[dark].mean() - values[~dark].mean()) ** 2
+    return binary if between >= 0.9 * values.var() else None
+
+
+def _misread_print(crop: np.ndarray, words: list[ocr.Word]) -> bool:
+    """Nothing, or three characters however unsure, read on a two-toned crop: print misread at this one
+    crop, worth reading again (a 40 px serif date stamp on skin read as noise at 6-22; a 19 px wristband,
+    its crop's margin reaching onto darker skin, read as nothing)."""
+    chars = sum(c.isalnum() for w in words for c in w.text)
+    return not 0 < chars < 3 and _two_tone(crop) is not None
+
+
 def _retries(
     image: np.ndarray, p: Proposal, crop: np.ndarray, m: np.ndarray, words: list[ocr.Word],
     settings: TextSettings,
@@ -173,9 +217,13 @@ def _retries(
     the inverted crop (a card's edge inside the margin, or the wrong polarity guess (bold type), lowers
     tesseract's confidence, and some lines read only with more paper around them), and first, for a block
     (a line beside hair or fabric), its surest word's row as one line. (Leaving a block's tight and inverted
-    reads out saved a little time in hair but let a 40 px card at 30° go out readable.)"""
+    reads out saved a little time in hair but let a 40 px card at 30° go out readable.) Before all, a
+    two-toned crop in black and white."""
     size = (settings.line_height, settings.max_crop_pixels)
-    if _block(p):
+    binary = _two_tone(crop)
+    if binary is not None:
+        yield binary, m, _block(p)
+    if _block(p) and words:  # (an empty read of a clean crop has no surest word)
         best = max(words, key=lambda w: w.confidence)
         row = _in_image([ocr.Word("", 0.0, (0, best.box[1], crop.shape[1], best.box[3]))], m, p)[0]
         row = Proposal(row.centre, row.size, p.angle, min(p.glyph_px, row.size[1]))
@@ -190,11 +238,13 @@ def _read(
     image: np.ndarray, p: Proposal, keep: re.Pattern[str] | None, settings: TextSettings, whole: bool = True
 ) -> _Line:
     """Read one proposal; ``whole``: ``image`` is the whole photo, not a part of it cut out again."""
+    if not _worth_reading(image, p, settings):
+        return _Line(p, text=False, allowed=False)  # unread: still a neighbour that a card's fill takes
     crop, m = _crop(image, p, settings.line_height, settings.max_crop_pixels)
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
     nearly = any(_nearly(w, _block(p)) for w in words)
-    if not text and (nearly or any(_is_token(w, settings) for w in words)):
+    if not text and (nearly or any(_is_token(w, settings) for w in words) or _misread_print(crop, words)):
         for again, again_m, as_block in _retries(image, p, crop, m, words, settings):
             retry = ocr.read_line(again, block=as_block)
             if _is_text(retry, settings):
@@ -210,7 +260,10 @@ def _read(
     # photo while the rest of a row (a record number after the name) still goes
     width = crop.shape[1]
     rows = [ocr.Word("", 0.0, (0, w.box[1], width, w.box[3])) for w in words if any(map(str.isalnum, w.text))]
-    fill = _in_image(rows, m, p) if _block(p) else (p, *_card(image, p, whole))
+    if _block(p):  # and the card under the block, when the block covers most of it
+        fill = (*_in_image(rows, m, p), *_block_card(image, p, whole))
+    else:
+        fill = (p, *_card(image, p, whole))
     return _Line(p, text, allowed, tokens, fill)
 
 
@@ -264,6 +317,13 @@ def _card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
         centre = (cx / factor + x0, cy / factor + y0)
         return (Proposal(centre, (along / factor, across / factor), angle, p.glyph_px),)
     return ()
+
+
+def _block_card(image: np.ndarray, p: Proposal, whole: bool) -> tuple[Proposal, ...]:
+    """The card a block of lines lies on, only when it is hardly larger than the block: the card's lines
+    that OCR did not read in block mode go with it (a 13 px italic name above its record number went out
+    readable), while a coarse block in hair or on skin never grows into a cheek or a wall."""
+    return tuple(c for c in _card(image, p, whole) if c.size[0] * c.size[1] <= 2.0 * p.size[0] * p.size[1])
 
 
 def _near(a: Proposal, b: Proposal, gap: float) -> bool:

@@ -151,7 +151,9 @@ def pixel_plans(rules: RuleSet) -> list[tuple[str, PixelPlan]]:
 
 
 def check_ocr(rules: RuleSet) -> Iterator[Check]:
-    """Routes that check pixels for text need tesseract: it must load and read its self-test line."""
+    """Routes that check pixels for text need tesseract (it must load and read its self-test line) and the
+    text step's pre-OCR filter weights (present, matching their sha256)."""
+    from anonymizer.text import filter as text_filter
     from anonymizer.text.ocr import OcrUnavailable, self_test
 
     candidates: list[Any] = [*getattr(rules, "routes", ()), rules.catch_all]
@@ -161,10 +163,13 @@ def check_ocr(rules: RuleSet) -> Iterator[Check]:
                for p in plans):
         return
     try:
-        yield ok("text OCR", self_test())
+        version = self_test()
+        text_filter.load(text_filter.WEIGHTS)
+        yield ok("text OCR", version)
     except OcrUnavailable as exc:
         yield fail("text OCR", f"{exc}; every photo would be quarantined (ocr-unavailable)",
-                   "apt-get install tesseract-ocr tesseract-ocr-eng; pip install tesserocr")
+                   "apt-get install tesseract-ocr tesseract-ocr-eng; pip install tesserocr; reinstall the "
+                   "package if anonymizer/text/filter_net.* is missing")
 
 
 def _asset_paths(options: dict[str, Any]) -> dict[str, Path]:

@@ -80,12 +80,13 @@ def nose_kept(wide_donor_bank: Path, pair: list[np.ndarray]) -> tuple[list, list
     """The test patient (017, a man close to many of the bank's donors) with the nose kept, through the real
     pipeline and verification (population test in force), once with plain donor sets only and once with an
     anchored re-draw after the plain set. Identity seed 1 is one whose plain sets stay near him (of seeds 1,
-    2, 3 and the bench's, the plain re-draw rescued the others; the anchored one reached 0.68-0.77 on all)."""
+    2, 3 and the bench's, the plain re-draw rescued the others; the anchored one reached 0.68-0.77 on all).
+    The keyed spread is off here: with it (the default) the plain sets already pass for seed 1."""
     bank = load_bank(wide_donor_bank)
     detections = [detect_faces(p)[:1] for p in pair]
     out = []
     for anchored in (False, True):
-        settings = SurrogateSettings(ladder=QUICK, donor_sets=2, anchored_redraws=anchored)
+        settings = SurrogateSettings(ladder=QUICK, donor_sets=2, anchored_redraws=anchored, spread_shape=0.0)
         engine = SurrogateEngine(settings, bank)
         out.append(run_group(pair, engine, 1, (Region.NOSE,), detections=detections))
     return out[0], out[1]

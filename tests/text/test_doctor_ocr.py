@@ -56,3 +56,14 @@ def test_routes_that_keep_text_need_no_ocr(tmp_path: Path, monkeypatch: pytest.M
     _site(tmp_path, text="keep")
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
     assert list(check_ocr(load_rules(tmp_path / "rules.yaml"))) == []
+
+
+def test_doctor_fails_when_the_text_filter_weights_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anonymizer.text import filter as text_filter
+
+    monkeypatch.setattr(text_filter, "WEIGHTS", tmp_path / "gone.safetensors")
+    code, rows = _doctor(_site(tmp_path), capsys)
+    assert code == 1
+    assert rows["text OCR"]["status"] == "fail" and "filter" in rows["text OCR"]["detail"]
