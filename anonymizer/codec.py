@@ -226,16 +226,19 @@ def _mcu_mask(before: np.ndarray, after: np.ndarray, mcu: tuple[int, int]) -> np
     return rows.reshape(rows.shape[0], padded.shape[1] // (mw * c), mw * c).max(axis=2) > 0
 
 
-def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
+def block_exact_jpeg(source: bytes, frame: np.ndarray, before: np.ndarray | None = None) -> bytes | None:
     """``frame`` as a JPEG that shares every unchanged MCU's DCT coefficients with ``source``.
 
-    Changed MCUs are compressed with the source's quantisation tables and sampling factors; APPn/COM
-    segments are dropped. None when the source cannot be handled block-wise (progressive, not YCbCr, or its
-    decoded pixels differ in size from ``frame``)."""
+    ``before`` is ``source`` already decoded (``decode``'s frame, of which ``frame`` is an edited copy):
+    given, the source is not decoded again (~0.08 s CPU on 12 MP). An MCU counts as changed when one of its
+    pixels differs from ``before``. Changed MCUs are compressed with the source's quantisation tables and
+    sampling factors; APPn/COM segments are dropped. None when the source cannot be handled block-wise
+    (progressive, not YCbCr, or its decoded pixels differ in size from ``frame``)."""
     import jpeglib
 
-    with Image.open(io.BytesIO(source)) as im:
-        before = np.asarray(im) if im.mode == "RGB" else None
+    if before is None:
+        with Image.open(io.BytesIO(source)) as im:
+            before = np.asarray(im) if im.mode == "RGB" else None
     if before is None or before.shape != frame.shape:
         return None
     with tempfile.TemporaryDirectory(prefix="vera-jpeg-") as tmp:
@@ -243,6 +246,8 @@ def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
         src.write_bytes(source)
         jpeg = jpeglib.read_dct(str(src))
         if jpeg.progressive_mode or jpeg.num_components != 3 or jpeg.jpeg_color_space != jpeglib.JCS_YCbCr:
+            return None
+        if (jpeg.height, jpeg.width) != frame.shape[:2]:
             return None
         factors = np.asarray(jpeg.samp_factor, int)  # (components, 2): (v, h) per component
         vmax, hmax = factors[:, 0].max(), factors[:, 1].max()
@@ -273,9 +278,14 @@ def block_exact_jpeg(source: bytes, frame: np.ndarray) -> bytes | None:
 
 
 def _encode_jpeg_frames(
-    source: Dataset, frames: Sequence[np.ndarray], quality: int, fmt: PixelFormat
+    source: Dataset,
+    frames: Sequence[np.ndarray],
+    quality: int,
+    fmt: PixelFormat,
+    decoded: Sequence[np.ndarray] = (),
 ) -> list[bytes]:
-    """Block-exact against the source's frames where it was JPEG Baseline in colour; Pillow otherwise."""
+    """Block-exact against the source's frames where it was JPEG Baseline in colour; Pillow otherwise.
+    ``decoded``: the source's frames as ``decode`` returned them (saves decoding them again)."""
     sources: list[bytes] = []
     if fmt.syntax == JPEGBaseline8Bit and not fmt.monochrome:
         try:
@@ -287,7 +297,7 @@ def _encode_jpeg_frames(
         blob = None
         if i < len(sources):
             try:
-                blob = block_exact_jpeg(sources[i], frame)
+                blob = block_exact_jpeg(sources[i], frame, decoded[i] if i < len(decoded) else None)
             except Exception as exc:  # the reference path below is always correct, only less exact
                 log.warning("block-exact JPEG failed", extra={"error": type(exc).__name__})
         if blob is None:
@@ -304,15 +314,18 @@ def encode(
     quality: int = 95,
     fmt: PixelFormat | None = None,
     source: Dataset | None = None,
+    decoded: Sequence[np.ndarray] = (),
 ) -> bool:
     """Write ``frames`` into ``ds`` (in place). ``source`` holds the source's Pixel Data for block-exact JPEG
-    (default: ``ds`` itself, whose PixelData must then still be the source's). Returns True when the pixels
-    were lossy (re)compressed."""
+    (default: ``ds`` itself, whose PixelData must then still be the source's); ``decoded`` are its frames as
+    ``decode(source)`` returned them, of which ``frames`` are edited copies (optional: saves a decode).
+    Returns True when the pixels were lossy (re)compressed."""
     source = ds if source is None else source
     fmt = fmt or source_format(source)
     frames = [f[..., 0] if fmt.monochrome else f for f in frames]
     lossless = lossless_syntax(fmt.syntax) if fmt.compressed else None
-    blobs = _encode_jpeg_frames(source, frames, quality, fmt) if fmt.compressed and lossless is None else []
+    jpeg = fmt.compressed and lossless is None
+    blobs = _encode_jpeg_frames(source, frames, quality, fmt, decoded) if jpeg else []
     _set_image_attributes(ds, frames, fmt)
     if not fmt.compressed:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -133,10 +133,14 @@ def _header_copy(ds: Dataset) -> Dataset:
         ds[PIXEL_DATA] = pixels
 
 
-def _write(ds: Dataset, frames: list[np.ndarray], plan: PixelPlan) -> tuple[Dataset, bool]:
+def _write(
+    ds: Dataset, frames: list[np.ndarray], plan: PixelPlan, decoded: Sequence[np.ndarray] = ()
+) -> tuple[Dataset, bool]:
+    """``decoded``: ds's frames as codec.decode returned them (then the block-exact encoder decodes none)."""
     fmt = codec.source_format(ds)
     out = _header_copy(ds)
-    lossy = codec.encode(out, frames, plan.jpeg_quality, fmt, source=ds)  # ds: the source's JPEG blocks
+    # ds: the source's JPEG blocks
+    lossy = codec.encode(out, frames, plan.jpeg_quality, fmt, source=ds, decoded=decoded)
     return out, lossy
 
 
@@ -170,7 +174,7 @@ def _passthrough(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> lis
         if reason:
             outcomes.append(Quarantine(reason))
             continue
-        out, lossy = _write(ds, images, plan) if text.redacted else (ds, False)
+        out, lossy = _write(ds, images, plan, frames) if text.redacted else (ds, False)
         outcomes.append(Ok(out, PixelReport(0, False, "passthrough", (), seed_id(seed),
                                             lossy_recompressed=lossy, text=text)))
     return outcomes
@@ -247,7 +251,7 @@ def _anonymize(datasets: Sequence[Dataset], plan: PixelPlan, seed: int) -> list[
         if reason:
             outcomes.append(Quarantine(reason))
             continue
-        out, lossy = _write(ds, images, plan)
+        out, lossy = _write(ds, images, plan, frames)
         engine_name = "mask" if not any(r.faces for r in mine) else "+".join(names)
         rung = getattr(engine, "last_level", None) if names == [plan.engine] else None
         outcomes.append(Ok(out, _report(plan, engine_name, seed, mine, lossy, text, rung)))

@@ -130,6 +130,7 @@ class Ladder(Synthesis):
         ]
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
+        matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
         for level, strength in enumerate(self.settings.ladder):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
@@ -161,6 +162,9 @@ class Ladder(Synthesis):
             for c in checks:
                 if c.donor is not None and groups[c.donor] not in repel:
                     repel.append(groups[c.donor])
+            matched.append(tuple(c.donor for c in checks))
+            if stuck_on_donor(matched, self.settings.stuck_donor_rungs):
+                break  # repelled on every rung and still that donor: the next set is likelier to pass
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all:
             return (
@@ -197,3 +201,9 @@ class Ladder(Synthesis):
         margin = self.settings.self_check_sex_margin
         sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
         return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
+
+
+def stuck_on_donor(matched: Sequence[tuple[str | None, ...]], rungs: int) -> bool:
+    """Whether each of the last ``rungs`` rungs (0 = never) matched the same donor(s), face by face."""
+    recent = list(matched[-rungs:]) if rungs > 0 else []
+    return len(recent) == rungs > 0 and any(d is not None for d in recent[0]) and len(set(recent)) == 1

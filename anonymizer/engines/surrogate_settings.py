@@ -48,8 +48,10 @@ class SurrogateSettings:
     # direction lies outside the span of the donors, so it moves the face away from the patient AND from every
     # donor, which a mix of real donors alone cannot do (their average stays about as close to each of them
     # as two relatives).
+    # The ladder began with Strength(1.15, 1.6, 0.35, 0.0, 0.5): it passed the self-check in none of the 134
+    # donor sets that 32 London-set groups tried (eval_pixels --subset 4 --trace, every setting) nor for any
+    # of 5 timing seeds, yet cost each set a synthesis and a descriptor per face (16 % of all rungs tried).
     ladder: tuple[Strength, ...] = (
-        Strength(1.15, 1.6, 0.35, 0.0, 0.5),
         Strength(1.35, 2.2, 0.6, 0.0, 0.8),
         Strength(1.6, 2.8, 0.85, 0.0, 1.1),
         Strength(1.7, 3.0, 1.0, 0.0, 1.4),
@@ -84,6 +86,14 @@ class SurrogateSettings:
     # donor sets tried, in keyed order, before the best one is left to verification (each keys its own
     # identity mix: 3 -> 6 took the kept nose's yield 65 -> 85 % on 10 London-set identities)
     donor_sets: int = 6
+    # A set whose outputs matched the same donor(s) on this many rungs in a row is given up for the next set
+    # (0 = climb every rung). In the traces of 32 London-set groups (eval_pixels --subset 4 --trace, every
+    # setting) 49 sets did so and 1 of them passed later; their remaining rungs were 11 % of all rungs. At 3
+    # (with the shorter ladder) the same run tried 657 rungs instead of 848, but a group whose every set
+    # fails keeps the best rung of any set, and giving sets up removed it: 013 with the mouth kept lost a
+    # photo to verification (0.632), collisions rose 5.4 -> 8.9 % (nothing kept) and 2.7 -> 6.2 % (nose).
+    # Off.
+    stuck_donor_rungs: int = 0
     # a re-drawn set after one that stayed near its patient leans on one far donor (surrogate_identity.py)
     anchored_redraws: bool = True
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed

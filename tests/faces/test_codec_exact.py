@@ -175,3 +175,43 @@ def test_changed_blocks_equal_the_whole_frame_compressed(
         assert np.array_equal(b[~kept], r[~kept]), name  # every re-encoded block as in the whole frame
         changed += int((~kept).sum())
     assert changed > 0
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_the_decoded_source_given_gives_the_same_file(subsampling: int) -> None:
+    """The pixel stage hands the encoder the source as it decoded it (no second decode of a 12 MP photo):
+    the file must be byte for byte the one made by decoding the source again, and an MCU changed against
+    the given frame must be compressed again."""
+    buf = io.BytesIO()
+    Image.fromarray(_photo(125, 157)).save(buf, "JPEG", quality=90, subsampling=subsampling)
+    source = buf.getvalue()
+    ds = jpeg_to_dataset(source, PhotoContext("P1"))
+    decoded = codec.decode(ds)[0]
+    frame = decoded.copy()
+    frame[PATCH] = 255 - frame[PATCH]
+    out = codec.block_exact_jpeg(source, frame, decoded)
+    assert out is not None and out == codec.block_exact_jpeg(source, frame)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(out)))[:30], decoded[:30])
+    assert codec.block_exact_jpeg(source, frame, decoded[:-16]) is None  # not this source's decode
+
+
+def test_the_pixel_stage_passes_its_decode_to_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from anonymizer import pixel_stage
+    from anonymizer.plans import PixelPlan
+
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).save(buf, "JPEG", quality=92, subsampling=1)
+    ds = jpeg_to_dataset(buf.getvalue(), PhotoContext("P1"))
+    decoded = codec.decode(ds)
+    seen: list[np.ndarray | None] = []
+    real = codec.block_exact_jpeg
+
+    def spy(source: bytes, frame: np.ndarray, before: np.ndarray | None = None) -> bytes | None:
+        seen.append(before)
+        return real(source, frame, before)
+
+    monkeypatch.setattr(codec, "block_exact_jpeg", spy)
+    frame = decoded[0].copy()
+    frame[PATCH] = 0
+    pixel_stage._write(ds, [frame], PixelPlan(), decoded)
+    assert len(seen) == 1 and seen[0] is decoded[0]

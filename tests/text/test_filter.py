@@ -16,7 +16,7 @@ from anonymizer.plans import TextPlan
 from anonymizer.text import filter as text_filter
 from anonymizer.text.detect import Proposal, propose
 from anonymizer.text.ocr import OcrUnavailable
-from anonymizer.text.step import TextSettings, _read, _worth_reading, scrub
+from anonymizer.text.step import TextSettings, _read, _worth_reading, look, scrub
 from tests.conftest import FACES
 from tests.text.conftest import card_photo
 
@@ -49,6 +49,40 @@ def test_most_hair_and_face_proposals_go_unread() -> None:
     unread = [p for p in proposals if not _worth_reading(photo, p, FILTERED)]
     assert len(unread) >= 0.6 * len(proposals)
     assert all(not _read(photo, p, None, UNFILTERED).text for p in unread)
+
+
+def _reference_score(crop: np.ndarray) -> float:
+    """The filter's score as fitted: :func:`text_filter.scores` (the training path) on one crop."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(text_filter.as_input(crop))[None, None]
+        return float(text_filter.scores(text_filter.load().net, x)[0])
+
+
+def test_the_fast_score_is_the_fitted_score_on_real_proposals() -> None:
+    """The step scores each proposal by :func:`text_filter.one_score` (both polarities side by side, its own
+    pooling): the same number as the fitted network's, on every proposal of a face photo and of a photo
+    with a card, a date stamp and a wristband (odd sizes, both scales), so the fitted threshold holds."""
+    card, _ = card_photo(seed=3, kinds=(CanaryKind.CARD, CanaryKind.DATESTAMP, CanaryKind.WRISTBAND))
+    crops = [look(photo, p)[0] for photo in (_face(), card) for p in propose(photo)]
+    assert len(crops) >= 20 and len({c.shape for c in crops}) >= 10
+    assert any(min(c.shape) >= 16 for c in crops)  # the half scale counts too
+    fast = np.array([text_filter.load().score(c) for c in crops])
+    reference = np.array([_reference_score(c) for c in crops])
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-4)
+    threshold = text_filter.load().threshold
+    assert np.array_equal(fast >= threshold, reference >= threshold)
+
+
+def test_the_fast_score_matches_on_every_small_size() -> None:
+    """Odd and even sizes, from the smallest crop up: padding, the inverse's offset and the odd row or
+    column each pooling drops all line up with the fitted network's."""
+    rng = np.random.default_rng(5)
+    for h in range(4, 40, 3):
+        for w in range(4, 70, 5):
+            crop = rng.integers(0, 256, (h, w)).astype(np.uint8)
+            assert abs(text_filter.load().score(crop) - _reference_score(crop)) < 1e-4, (h, w)
 
 
 def test_a_label_card_comes_out_as_without_the_filter() -> None:
