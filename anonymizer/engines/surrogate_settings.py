@@ -48,10 +48,12 @@ class SurrogateSettings:
     # direction lies outside the span of the donors, so it moves the face away from the patient AND from every
     # donor, which a mix of real donors alone cannot do (their average stays about as close to each of them
     # as two relatives).
-    # The ladder began with Strength(1.15, 1.6, 0.35, 0.0, 0.5): it passed the self-check in none of the 134
-    # donor sets that 32 London-set groups tried (eval_pixels --subset 4 --trace, every setting) nor for any
-    # of 5 timing seeds, yet cost each set a synthesis and a descriptor per face (16 % of all rungs tried).
+    # The first rung rarely passes the self-check (in none of 134 donor sets of 32 traced groups before the
+    # keyed spread) and costs 16 % of all rungs; it was dropped for speed, then restored: with the spread
+    # on, dropping it lost a nose-kept photo of eval_pixels --subset 4 (93.8 % forwarded, linkage r1 6.2 % /
+    # r5 50 %, collisions 7.1 %, against 100 %, 0 / 37.5 % and 5.4 % with it; paired runs, same code else).
     ladder: tuple[Strength, ...] = (
+        Strength(1.15, 1.6, 0.35, 0.0, 0.5),
         Strength(1.35, 2.2, 0.6, 0.0, 0.8),
         Strength(1.6, 2.8, 0.85, 0.0, 1.1),
         Strength(1.7, 3.0, 1.0, 0.0, 1.4),
