@@ -34,6 +34,7 @@ from anonymizer.outcomes import Ok, Outcome, Quarantine
 from anonymizer.plans import NoFaceAction, PixelMode, PixelPlan, PixelReport, TextAction, TextReport
 from anonymizer.text.frames import check_frames, protected_mask
 from anonymizer.text.ocr import OcrUnavailable
+from anonymizer.threads import kernel_threads
 
 log = logging.getLogger(__name__)
 PIXEL_DATA = 0x7FE00010
@@ -46,6 +47,9 @@ class PixelSettings:
     donor_bank: Path | None = None  # surrogate engine bank; $VERA_DONOR_BANK when None
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     engine_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # per engine name
+    # OpenCV and BLAS threads while a group runs (anonymizer/threads.py): the gateway runs one worker
+    # process per core, so one each (0 = the libraries' own defaults)
+    kernel_threads: int = 1
 
 
 _settings = PixelSettings()
@@ -273,6 +277,11 @@ def _text_step(
 
 def anonymize_group(datasets: Sequence[Dataset], plan: PixelPlan, identity_seed: int) -> list[Outcome]:
     """One Outcome per dataset, in order; every face of the group gets the synthetic identity of the seed."""
+    with kernel_threads(_settings.kernel_threads):
+        return _anonymize_group(datasets, plan, identity_seed)
+
+
+def _anonymize_group(datasets: Sequence[Dataset], plan: PixelPlan, identity_seed: int) -> list[Outcome]:
     if plan.mode is PixelMode.BLANK:
         return _blank(datasets, plan, identity_seed)
     try:
