@@ -215,3 +215,21 @@ def test_the_pixel_stage_passes_its_decode_to_the_encoder(monkeypatch: pytest.Mo
     frame[PATCH] = 0
     pixel_stage._write(ds, [frame], PixelPlan(), decoded)
     assert len(seen) == 1 and seen[0] is decoded[0]
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_the_turbo_build_writes_the_same_bytes_as_libjpeg_6b(
+    subsampling: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block-exact encoder runs on jpeglib's libjpeg-turbo build for speed; its file must equal the
+    default build's byte for byte (coefficients of the changed MCUs, Huffman coding, markers)."""
+    buf = io.BytesIO()
+    Image.fromarray(_photo(256, 320)).save(buf, "JPEG", quality=95, subsampling=subsampling)
+    before = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    frame = before.copy()
+    frame[60:190, 70:230] = np.random.default_rng(3).integers(0, 256, (130, 160, 3), dtype=np.uint8)
+    assert codec.JPEG_LIB in jpeglib.version.versions()
+    fast = codec.block_exact_jpeg(buf.getvalue(), frame, before)
+    assert jpeglib.version.get() == "6b"  # the default build is back after the encode
+    monkeypatch.setattr(codec, "JPEG_LIB", "6b")
+    assert fast is not None and fast == codec.block_exact_jpeg(buf.getvalue(), frame, before)
