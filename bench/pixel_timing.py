@@ -34,19 +34,36 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from anonymizer import pixel_stage  # noqa: E402
-from anonymizer.faces import pipeline  # noqa: E402
+from anonymizer.engines import surrogate_ladder, surrogate_synthesis  # noqa: E402
+from anonymizer.engines.surrogate_synthesis import Synthesis  # noqa: E402
+from anonymizer.faces import detect, pipeline, verify  # noqa: E402
 from anonymizer.outcomes import Ok  # noqa: E402
 from anonymizer.photo_dicom import PhotoContext, jpeg_to_dataset  # noqa: E402
 from anonymizer.plans import PixelPlan, Region  # noqa: E402
 
 PHOTO = REPO.parent / "shared" / "data" / "faces" / "london_set" / "017_03.jpg"
-# (label, module, attribute): the steps of one anonymize_group call, wrapped with timers while it runs
+# (label, module, attribute): the steps of one anonymize_group call, wrapped with timers while it runs; the
+# indented ones are parts of the step above them (each module's own name for the function is wrapped, so a
+# part counts only the calls made from that step)
 STEPS: tuple[tuple[str, Any, str], ...] = (
     ("decode", pixel_stage, "_decode_all"),
     ("detect + landmarks", pipeline, "detect_faces"),
+    ("  MTCNN boxes (downscaled copy)", detect, "_mtcnn_boxes"),
+    ("  68 landmarks (dlib, 2 fits)", detect, "landmarks_68"),
     ("align + descriptor", pipeline, "_align_all"),
+    ("  original's descriptor (dlib)", pipeline, "descriptor"),
+    ("engine (surrogate incl. self-checks)", None, "anonymize"),
+    ("  per donor set: ingredients", Synthesis, "_ingredients"),
+    ("  per rung: synthesis", Synthesis, "_synthesize"),
+    ("    of which Poisson blend", surrogate_synthesis, "_poisson"),
+    ("  per rung: self-check landmarks", surrogate_ladder, "landmarks_68"),
+    ("  per rung: self-check descriptor", surrogate_ladder, "descriptor"),
     ("paste + grain", pipeline, "paste_face"),
+    ("  grain", pipeline, "match_grain"),
     ("verify (HOG + descriptor)", pipeline, "verify_face"),
+    ("  HOG re-detection + landmarks", verify, "redetect"),
+    ("  output's descriptor (dlib)", verify, "descriptor"),
+    ("  population test", verify, "closer_than_input"),
     ("text step (issue 10)", pixel_stage, "_text_step"),
     ("encode (block-exact JPEG)", pixel_stage, "_write"),
 )
@@ -72,7 +89,7 @@ def step_timers(engine: Any) -> Iterator[dict[str, list[float]]]:
     """Wrap each step's function (and the engine's anonymize, descriptors inside it included) with a
     wall + CPU accumulator; yields {label: [wall, cpu]} summed over the calls made inside the block."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    targets = [*STEPS, ("engine (surrogate incl. self-checks)", engine, "anonymize")]
+    targets = [(label, engine if module is None else module, name) for label, module, name in STEPS]
     originals = [(module, name, getattr(module, name)) for _, module, name in targets]
 
     def wrap(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,7 +141,8 @@ def main() -> int:
         f"end to end (anonymize_group, seed 42): median {np.median(walls):.3f} s wall, "
         f"{np.median(cpus):.3f} s CPU over {args.runs} runs (rung {getattr(engine, 'last_level', '-')})"
     )
-    for label, (wall, cpu) in totals.items():
+    for label in (label for label, _, _ in STEPS if label in totals):
+        wall, cpu = totals[label]
         print(f"  {label:<38} {wall / args.runs:6.3f} s wall {cpu / args.runs:6.3f} s CPU")
     by_seed = [_timed(pixel_stage.anonymize_group, [ds], plan, seed) for seed in range(args.seeds)]
     if by_seed:
