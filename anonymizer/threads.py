@@ -3,8 +3,8 @@
 The gateway runs one worker process per core, so a pixel job that also spreads each OpenCV call and each
 matrix product over every core makes the threads of both workers wait on each other. On the shared 2-core
 machine, OpenCV and BLAS on one thread each took a 12 MP photo's process CPU down by about a tenth
-(``bench/pixel_timing.py``), with outputs bit-identical (the kernels split rows between threads, never a
-sum). The limit is scoped, like ``faces.models.one_torch_thread``: what a caller set before is restored.
+(``bench/pixel_timing.py``), with outputs byte-identical on every photo and seed compared (README, issue-11y;
+``tests/faces/test_kernel_threads.py``). The limit is scoped, like ``faces.models.one_torch_thread``: what a caller set before is restored.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 _lock = threading.Lock()
@@ -20,11 +19,12 @@ _inside = 0  # blocks open now, on any thread: the first sets the counts, the la
 _saved: tuple[int, Any] | None = None
 
 
-@lru_cache(maxsize=1)
 def _controller() -> Any:
+    """The BLAS libraries loaded now (numpy's, OpenCV's, and any loaded later, e.g. by dlib): looked up at
+    each outermost block (~1.5 ms), so a library loaded lazily after the first group is limited too."""
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()  # finds the BLAS libraries loaded so far (numpy's, OpenCV's)
+    return ThreadpoolController()
 
 
 @contextmanager
