@@ -27,11 +27,19 @@ class SurrogateSettings:
     # (surrogate_shape.py); 0 = off
     expression_modes: int = 2
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
+    # the same with the nose or eyes kept (rungs without overshoot); surrogate_synthesis._follow_patient
+    keep_frame_kept: bool = False
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out
     # photos with nothing kept (IoU 0.877 -> 0.924), but the outline is identity: two patients sharing every
     # donor came out 0.53 apart instead of > 0.6 (tests/faces/test_surrogate_identity.py). Off.
     keep_outline: bool = False
+    # With the eyes kept, no jaw point of the target lies more than this far (× inter-ocular distance)
+    # inside the patient's outline (surrogate_target.outline_floor; negative = off). A narrower synthetic
+    # outline left the patient's own cheek around the synthetic face: a brown contour on the cheeks and a
+    # vertical edge at both jaw sides (London-set 001). With the nose kept it cost 001 its passing rung (no
+    # donor set passed, outputs matched donors), so the nose keeps the narrower outline for now.
+    outline_floor: float = 0.0
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -40,6 +48,12 @@ class SurrogateSettings:
     sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
+    # share of the skin's chroma a tamed highlight takes back (surrogate_colour.tame_highlights; 0 = off):
+    # a donor mix's colourless flash, only darkened, stayed a bright grey-white patch on the forehead
+    highlight_chroma: float = 1.0
+    # the skin around each synthetic eye takes the patient's mean colour there (a*, b*; surrogate_colour.
+    # match_lids): fair donors' pink lids came out red-brown on a dark-skinned patient
+    lid_colour: bool = True
     soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung

@@ -21,7 +21,9 @@ from anonymizer.engines.surrogate_colour import (
     feature_colours,
     fringe,
     highlight_level,
+    lid_colours,
     match_features,
+    match_lids,
     relight,
     skin_coloured,
     skin_cover,
@@ -39,6 +41,7 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
     _anti_face,
@@ -85,6 +88,7 @@ class _PeerBase:
     features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
     highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
     coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
+    lids: list[np.ndarray | None] | None = None  # the patient's mean Lab around each eye
 
 
 
@@ -120,6 +124,7 @@ class Synthesis:
             features=feature_colours(face.image, face.landmarks),
             highlight=highlight_level(face.image, face.landmarks, light),
             coloured=skin_coloured(face.image, face.landmarks),
+            lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
         )
 
     def _ingredients(
@@ -228,14 +233,19 @@ class Synthesis:
             self.settings.expression_follow,
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
+        floor = self.settings.outline_floor
+        if floor >= 0 and Region.EYES in preserve:
+            target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         synth = relight(synth, target, ingredients.peers.light)
-        synth = tame_highlights(synth, target, ingredients.peers.light, ingredients.peers.highlight)
+        peers = ingredients.peers
+        synth = tame_highlights(synth, target, peers.light, peers.highlight, self.settings.highlight_chroma)
         synth = match_features(synth, target, ingredients.peers.features)
+        synth = match_lids(synth, target, ingredients.peers.lids)
         return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
 
     def _follow_patient(
@@ -255,6 +265,7 @@ class Synthesis:
             self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
         target = self._expression.transfer(target, patient, free)
         anchored = Region.NOSE in preserve or Region.EYES in preserve
+        anchored = anchored and not self.settings.keep_frame_kept
         if not self.settings.keep_frame or strength.push > 0 or anchored:
             return target
         return keep_frame(target, patient, free)
