@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_colour import detail_donor
 from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
-from anonymizer.engines.surrogate_synthesis import Synthesis, _PeerBase
+from anonymizer.engines.surrogate_settings import Strength
+from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.verify import closer_than_input, descriptor, distance
 from anonymizer.plans import Region
@@ -156,7 +157,7 @@ class Ladder(Synthesis):
             split = far_all and not together
             current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
             if passed:
-                return current
+                return self._finished(current, faces, prepared, common, preserve, strength, repel)
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
             best = max(best, current, key=lambda a: a.score)
             for c in checks:
@@ -171,6 +172,44 @@ class Ladder(Synthesis):
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _finished(
+        self,
+        chosen: _Attempt,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> _Attempt:
+        """The chosen rung made again with the colour finish (a tamed flash's chroma, the lids' colour), kept
+        only when the group still passes the same self-check; else the rung as the ladder chose it. Made on
+        every rung, the finish moved each output's identity a little and so changed which rung and set
+        passed: 013 with the mouth kept lost a photo and linkage rose (README faces). Here the choice is
+        the one made without it."""
+        if self.settings.highlight_chroma <= 0 and not self.settings.lid_colour:
+            return chosen
+        made = [
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
+            for face, ingredients in zip(faces, prepared, strict=True)
+        ]
+        checks = [
+            self._distinct(crop, target, face, common.donor_descs, common.reference)
+            for (crop, target), face in zip(made, faces, strict=True)
+        ]
+        rank = self.settings.population_rank
+        passed = (
+            min(c.away for c in checks) > self.settings.self_check_distance
+            and not any(c.closer < min(rank, c.usable) for c in checks)
+            and self._one_person(checks)
+            and _kept_sex(checks, common.profile[0])
+            and all(c.donor is None for c in checks)
+        )
+        if not passed:
+            log.info("surrogate colour finish dropped: the finished group failed the self-check")
+            return chosen
+        return replace(chosen, crops=[c for c, _ in made])
 
     def _one_person(self, checks: Sequence[_Check]) -> bool:
         """Whether the group's outputs look like one person (every two within the pair distance)."""

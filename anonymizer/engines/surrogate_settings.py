@@ -27,8 +27,6 @@ class SurrogateSettings:
     # (surrogate_shape.py); 0 = off
     expression_modes: int = 2
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
-    # the same with the nose or eyes kept (rungs without overshoot); surrogate_synthesis._follow_patient
-    keep_frame_kept: bool = False
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out
     # photos with nothing kept (IoU 0.877 -> 0.924), but the outline is identity: two patients sharing every

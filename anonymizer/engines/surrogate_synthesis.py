@@ -210,7 +210,10 @@ class Synthesis:
         preserve: tuple[Region, ...],
         strength: Strength,
         repel: Sequence[list[DonorPhoto]] = (),
+        finish: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """One rung's synthetic crop and target shape. ``finish``: with the colour finish (surrogate_ladder
+        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         texture = mix + strength.anti * ingredients.peers.anti
@@ -243,9 +246,11 @@ class Synthesis:
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         synth = relight(synth, target, ingredients.peers.light)
         peers = ingredients.peers
-        synth = tame_highlights(synth, target, peers.light, peers.highlight, self.settings.highlight_chroma)
+        chroma = self.settings.highlight_chroma if finish else 0.0
+        synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
         synth = match_features(synth, target, ingredients.peers.features)
-        synth = match_lids(synth, target, ingredients.peers.lids)
+        if finish:
+            synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
 
     def _follow_patient(
@@ -265,7 +270,6 @@ class Synthesis:
             self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
         target = self._expression.transfer(target, patient, free)
         anchored = Region.NOSE in preserve or Region.EYES in preserve
-        anchored = anchored and not self.settings.keep_frame_kept
         if not self.settings.keep_frame or strength.push > 0 or anchored:
             return target
         return keep_frame(target, patient, free)
