@@ -61,6 +61,8 @@ class _Attempt:
         float, ...
     ]  # (passed, likely to verify, sex kept, fewest nearer identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
+    # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
+    remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
 
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
@@ -143,21 +145,14 @@ class Ladder(Synthesis):
                 self._distinct(crop, target, face, common.donor_descs, reference)
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
-            closest = min(c.away for c in checks)
-            far_all = closest > self.settings.self_check_distance and not any(
-                c.closer < min(self.settings.population_rank, c.usable) for c in checks
-            )
-            together = self._one_person(checks)
-            kept_sex = _kept_sex(checks, common.profile[0])
-            passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
-            verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
-            nearer = min(c.closer for c in checks)
-            score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
+            passed, score, far_all, together = self._judge(checks, common)
+            closest, nearer = score[-1], int(score[-2])
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
+            remake = (prepared, strength, tuple(repel))
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split, remake)
             if passed:
-                return self._finished(current, faces, prepared, common, preserve, strength, repel)
+                return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
             best = max(best, current, key=lambda a: a.score)
             for c in checks:
@@ -173,41 +168,44 @@ class Ladder(Synthesis):
             )
         return best
 
+    def _judge(
+        self, checks: Sequence[_Check], common: _Common
+    ) -> tuple[bool, tuple[float, ...], bool, bool]:
+        """A rung's outcome: (passed, score (larger is better), far from the patient, one person)."""
+        closest = min(c.away for c in checks)
+        far_all = closest > self.settings.self_check_distance and not any(
+            c.closer < min(self.settings.population_rank, c.usable) for c in checks
+        )
+        together = self._one_person(checks)
+        kept_sex = _kept_sex(checks, common.profile[0])
+        passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
+        verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
+        nearer = min(c.closer for c in checks)
+        score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
+        return passed, score, far_all, together
+
     def _finished(
-        self,
-        chosen: _Attempt,
-        faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
-        common: _Common,
-        preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
+        self, chosen: _Attempt, faces: Sequence[AlignedFace], common: _Common, preserve: tuple[Region, ...]
     ) -> _Attempt:
         """The chosen rung made again with the colour finish (a tamed flash's chroma, the lids' colour), kept
-        only when the group still passes the same self-check; else the rung as the ladder chose it. Made on
-        every rung, the finish moved each output's identity a little and so changed which rung and set
-        passed: 013 with the mouth kept lost a photo and linkage rose (README faces). Here the choice is
-        the one made without it."""
-        if self.settings.highlight_chroma <= 0 and not self.settings.lid_colour:
+        only when the group still passes the same self-check (a rung that did not pass: scores no lower);
+        else the rung as the ladder chose it. Made on every rung, the finish moved each output's identity a
+        little and so changed which rung and set passed: 013 with the mouth kept lost a photo and linkage rose
+        (README faces). Here the choice is the one made without it."""
+        if chosen.remake is None or (self.settings.highlight_chroma <= 0 and not self.settings.lid_colour):
             return chosen
+        prepared, strength, repel = chosen.remake
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
             for face, ingredients in zip(faces, prepared, strict=True)
         ]
         checks = [
-            self._distinct(crop, target, face, common.donor_descs, common.reference)
+            self._distinct(crop, target, face, common.donor_descs, chosen.reference)
             for (crop, target), face in zip(made, faces, strict=True)
         ]
-        rank = self.settings.population_rank
-        passed = (
-            min(c.away for c in checks) > self.settings.self_check_distance
-            and not any(c.closer < min(rank, c.usable) for c in checks)
-            and self._one_person(checks)
-            and _kept_sex(checks, common.profile[0])
-            and all(c.donor is None for c in checks)
-        )
-        if not passed:
-            log.info("surrogate colour finish dropped: the finished group failed the self-check")
+        passed, score, _, _ = self._judge(checks, common)
+        if (chosen.passed and not passed) or score < chosen.score:
+            log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
             return chosen
         return replace(chosen, crops=[c for c, _ in made])
 

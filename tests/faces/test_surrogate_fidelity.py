@@ -142,3 +142,22 @@ def test_red_lids_take_the_patients_lid_colour(pair: list[np.ndarray]) -> None:
     cv2.fillPoly(mouth, [np.round(lm[48:60]).astype(np.int32)], 1)
     before = cv2.cvtColor(red, cv2.COLOR_RGB2LAB).astype(np.float32)
     assert np.abs(out - before)[mouth > 0].max() <= 2.0  # far from the eyes nothing moves (Lab rounding)
+
+
+def test_the_colour_finish_leaves_the_ladders_choice_as_it_was(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    bank = load_bank(bank_path)
+    records = pipeline._align_all(pair, [detect_faces(p) for p in pair], 512, (), pipeline.PipelineSettings())
+    faces = [r.aligned for r in records]
+    runs = []
+    for finish in (False, True):
+        settings = SurrogateSettings(
+            donor_sets=2, k=5, k_min=3, highlight_chroma=1.0 if finish else 0.0, lid_colour=finish
+        )
+        engine = SurrogateEngine(settings, bank)
+        crops = engine.anonymize(faces, 21, ())
+        runs.append((crops, list(engine.trace), engine.last_level))
+    (plain, trace, level), (finished, trace_f, level_f) = runs
+    assert trace == trace_f and level == level_f  # the same rungs tried, the same one chosen
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, finished, strict=True))
