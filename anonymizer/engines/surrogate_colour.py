@@ -335,20 +335,25 @@ def lid_colours(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray | N
 def match_lids(
     synth: np.ndarray, synth_landmarks: np.ndarray, patient: list[np.ndarray | None] | None
 ) -> np.ndarray:
-    """The colour (a*, b*; not the lightness, which is the eye socket's depth) of the skin around each
-    synthetic eye moved to the patient's mean there. The donors' lids keep their own redness through the
+    """The redness (a*) of the skin around each synthetic eye lowered to the patient's mean there where it is
+    redder (never raised; lightness and b* stay). The donors' lids keep their own redness through the
     common tone and the colour match: pink lids of fair donors turned red-brown on a dark-skinned patient."""
     if not patient:
         return synth
     lab = _lab(synth)
     soft = 0.04 * interocular(synth_landmarks)
-    shift = np.zeros_like(lab)
+    shift, moved = np.zeros_like(lab), False
     for mask, want in zip(_lid_masks(synth_landmarks, synth.shape[0]), patient, strict=True):
         if want is None or mask.sum() < 32:
             continue
-        delta = np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT) * np.array([0.0, 1.0, 1.0])
+        # redness only, and only down: matching b* as well (or lifting a*) drew grey-blue shadow rings
+        # round the eyes of London-set 008, whose lids are darker and so less colourful than the synthetic's
+        delta = np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, 0.0) * np.array([0.0, 1.0, 0.0])
+        if not delta.any():
+            continue
+        moved = True
         y0, y1, x0, x1 = _blur_window(mask, soft)
         # full strength on the ring itself, fading out beyond it (a plain blur left a quarter of the red)
         weight = np.minimum(2.0 * cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), soft), 1.0)
         shift[y0:y1, x0:x1] += weight[..., None] * delta
-    return _rgb(lab + shift)
+    return _rgb(lab + shift) if moved else synth

@@ -188,10 +188,10 @@ class Ladder(Synthesis):
         self, chosen: _Attempt, faces: Sequence[AlignedFace], common: _Common, preserve: tuple[Region, ...]
     ) -> _Attempt:
         """The chosen rung made again with the colour finish (a tamed flash's chroma, the lids' colour), kept
-        only when the group still passes the same self-check (a rung that did not pass: scores no lower);
-        else the rung as the ladder chose it. Made on every rung, the finish moved each output's identity a
-        little and so changed which rung and set passed: 013 with the mouth kept lost a photo and linkage rose
-        (README faces). Here the choice is the one made without it."""
+        only when the group still passes the same self-check (a rung that did not pass: no less likely to
+        verify, ``_no_worse``); else the rung as the ladder chose it. Made on every rung, the finish moved
+        each output's identity a little and so changed which rung and set passed: 013 with the mouth kept
+        lost a photo and linkage rose (README faces). Here the choice is the one made without it."""
         if chosen.remake is None or (self.settings.highlight_chroma <= 0 and not self.settings.lid_colour):
             return chosen
         prepared, strength, repel = chosen.remake
@@ -203,8 +203,8 @@ class Ladder(Synthesis):
             self._distinct(crop, target, face, common.donor_descs, chosen.reference)
             for (crop, target), face in zip(made, faces, strict=True)
         ]
-        passed, score, _, _ = self._judge(checks, common)
-        if (chosen.passed and not passed) or score < chosen.score:
+        score = self._judge(checks, common)[1]
+        if not _no_worse(chosen.score, score):
             log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
             return chosen
         return replace(chosen, crops=[c for c, _ in made])
@@ -238,6 +238,20 @@ class Ladder(Synthesis):
         margin = self.settings.self_check_sex_margin
         sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
         return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
+
+
+FINISH_SLACK = 0.01  # dlib distance a finished group that did not pass may lose (colour moves it by ~0.005)
+
+
+def _no_worse(chosen: tuple[float, ...], finished: tuple[float, ...]) -> bool:
+    """Whether a finished group's self-check score is no worse than the chosen rung's: a rung that passed
+    passes again; one that did not (verification decides those, fail-closed) is as likely to verify, keeps
+    the sex and as many real faces nearer, and lies at most ``FINISH_SLACK`` nearer to the patient."""
+    if chosen[0] >= 1:
+        return finished[0] >= 1
+    if any(f < c for f, c in zip(finished[1:-1], chosen[1:-1], strict=True)):
+        return False
+    return finished[-1] >= chosen[-1] - FINISH_SLACK
 
 
 def stuck_on_donor(matched: Sequence[tuple[str | None, ...]], rungs: int) -> bool:

@@ -49,7 +49,7 @@ class SurrogateSettings:
     # share of the skin's chroma a tamed highlight takes back (surrogate_colour.tame_highlights; 0 = off):
     # a donor mix's colourless flash, only darkened, stayed a bright grey-white patch on the forehead
     highlight_chroma: float = 1.0
-    # the skin around each synthetic eye takes the patient's mean colour there (a*, b*; surrogate_colour.
+    # the skin around each synthetic eye is no redder (a*) than the patient's there (surrogate_colour.
     # match_lids): fair donors' pink lids came out red-brown on a dark-skinned patient
     lid_colour: bool = True
     soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
