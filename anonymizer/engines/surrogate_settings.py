@@ -46,12 +46,17 @@ class SurrogateSettings:
     sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
-    # share of the skin's chroma a tamed highlight takes back (surrogate_colour.tame_highlights; 0 = off):
-    # a donor mix's colourless flash, only darkened, stayed a bright grey-white patch on the forehead
-    highlight_chroma: float = 1.0
-    # the skin around each synthetic eye is no redder (a*) than the patient's there (surrogate_colour.
-    # match_lids): fair donors' pink lids came out red-brown on a dark-skinned patient
-    lid_colour: bool = True
+    # The colour finish, made once on the rung the ladder chose and kept only if the group's self-check
+    # still passes (surrogate_ladder._finished), so it does not change which rung or donor set is chosen:
+    # - highlight_chroma: share of the skin's chroma a tamed highlight takes back (surrogate_colour.
+    #   tame_highlights; 0 = off): a donor mix's colourless flash, only darkened, stays a grey-white patch;
+    # - lid_colour: the skin around each synthetic eye no redder (a*) than the patient's (match_lids): fair
+    #   donors' pink lids came out red-brown on a dark-skinned patient (008, nose kept).
+    # Off: on eval_pixels --subset 4 (1.0 / on, the finish also kept on groups that did not pass) 013 with
+    # the mouth kept lost a photo to verification (output-links-to-input 0.713; that group passed no rung)
+    # and nothing-kept linkage rank 5 rose 6.2 -> 12.5 % (one photo); README faces, issue 11z.
+    highlight_chroma: float = 0.0
+    lid_colour: bool = False
     soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung
