@@ -38,6 +38,10 @@ class SurrogateSettings:
     # vertical edge at both jaw sides (London-set 001). With the nose kept it cost 001 its passing rung (no
     # donor set passed, outputs matched donors), so the nose keeps the narrower outline for now.
     outline_floor: float = 0.0
+    # the floor with nothing or the mouth kept too (001 shows the same contour there). Off: on eval_pixels
+    # --subset 4 it took nothing-kept linkage r5 6.2 -> 18.8 %, sex kept 100 -> 93.8 %, dlib IoU 0.950 ->
+    # 0.938, and mouth-kept sex kept 93.8 -> 87.5 %, IoU 0.937 -> 0.931 (smile kept 81.2 -> 93.8 %)
+    outline_floor_free: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).

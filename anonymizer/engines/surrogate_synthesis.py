@@ -237,7 +237,8 @@ class Synthesis:
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         floor = self.settings.outline_floor
-        if floor >= 0 and Region.EYES in preserve:
+        wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
+        if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
