@@ -163,6 +163,7 @@ class SurrogateEngine(Ladder):
                 break
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
+        best = self._finished(best, faces, common, preserve)
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
         self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
         return best.crops

@@ -239,11 +239,17 @@ def highlight_level(image: np.ndarray, landmarks: np.ndarray, light: np.ndarray 
 
 
 def tame_highlights(
-    synth: np.ndarray, synth_landmarks: np.ndarray, light: np.ndarray | None, level: float
+    synth: np.ndarray,
+    synth_landmarks: np.ndarray,
+    light: np.ndarray | None,
+    level: float,
+    chroma: float = 0.0,
 ) -> np.ndarray:
     """Highlights of the synthetic face (a donor mix's flash on nose, cheekbones, forehead, raised by the
     caricature) soft-limited to the patient's own ``level`` above the light: glossy patches the original's
-    light would not make. Eye whites and teeth keep their brightness."""
+    light would not make. Eye whites and teeth keep their brightness. ``chroma`` (0-1): the share of the
+    skin's colour (the light's a*, b*) a highlight takes back, from half its level up; a flash is colourless,
+    and darkened alone it stays a grey-white patch on the forehead."""
     if light is None or not np.isfinite(level):
         return synth
     lab = _lab(synth)
@@ -259,6 +265,9 @@ def tame_highlights(
     spared = cv2.dilate(spared, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.1 * iod) | 1,) * 2))
     weight = 1.0 - cv2.GaussianBlur(spared.astype(np.float32), (0, 0), 0.03 * iod)
     lab[..., 0] += weight * (tamed - rise)
+    if chroma > 0:
+        share = chroma * weight * np.clip((rise - 0.5 * level) / level, 0.0, 1.0)
+        lab[..., 1:] += share[..., None] * (light[..., 1:] - lab[..., 1:])
     return _rgb(lab)
 
 
@@ -293,3 +302,58 @@ def detail_donor(donors: list[list[DonorPhoto]], sex: str, age: float) -> int:
         return other_sex, round(gap / 5.0), i  # within 5 years counts as the same age
 
     return min(range(len(donors)), key=key)
+
+
+LID_REACH = 0.14  # × inter-ocular distance: the lids' ring around each eye (lid, crease, under-eye skin)
+
+
+def _lid_masks(landmarks: np.ndarray, size: int) -> list[np.ndarray]:
+    """Per eye, (S, S) bool: the skin ring around it (the eye itself and the brows left out)."""
+    iod = interocular(landmarks)
+    brows = np.zeros((size, size), np.uint8)
+    for points in (landmarks[17:22], landmarks[22:27]):
+        cv2.polylines(brows, [np.round(points).astype(np.int32)], False, 1, max(1, int(0.08 * iod)))
+    masks = []
+    for eye in EYE_POINTS:
+        inside = _polygon(landmarks[eye], size).astype(np.uint8)
+        outer = cv2.dilate(inside, _disc(2 * LID_REACH * iod))
+        inner = cv2.dilate(inside, _disc(0.04 * iod))
+        masks.append((outer > 0) & (inner == 0) & (brows == 0))
+    return masks
+
+
+def _disc(diameter: float) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(diameter) | 1,) * 2)
+
+
+def lid_colours(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray | None]:
+    """Mean Lab of the skin around each of the patient's eyes (None where too little shows)."""
+    lab = _lab(image)
+    return [lab[m].mean(0) if m.sum() >= 32 else None for m in _lid_masks(landmarks, image.shape[0])]
+
+
+def match_lids(
+    synth: np.ndarray, synth_landmarks: np.ndarray, patient: list[np.ndarray | None] | None
+) -> np.ndarray:
+    """The redness (a*) of the skin around each synthetic eye lowered to the patient's mean there where it is
+    redder (never raised; lightness and b* stay). The donors' lids keep their own redness through the
+    common tone and the colour match: pink lids of fair donors turned red-brown on a dark-skinned patient."""
+    if not patient:
+        return synth
+    lab = _lab(synth)
+    soft = 0.04 * interocular(synth_landmarks)
+    shift, moved = np.zeros_like(lab), False
+    for mask, want in zip(_lid_masks(synth_landmarks, synth.shape[0]), patient, strict=True):
+        if want is None or mask.sum() < 32:
+            continue
+        # redness only, and only down: matching b* as well (or lifting a*) drew grey-blue shadow rings
+        # round the eyes of London-set 008, whose lids are darker and so less colourful than the synthetic's
+        delta = np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, 0.0) * np.array([0.0, 1.0, 0.0])
+        if not delta.any():
+            continue
+        moved = True
+        y0, y1, x0, x1 = _blur_window(mask, soft)
+        # full strength on the ring itself, fading out beyond it (a plain blur left a quarter of the red)
+        weight = np.minimum(2.0 * cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), soft), 1.0)
+        shift[y0:y1, x0:x1] += weight[..., None] * delta
+    return _rgb(lab + shift) if moved else synth

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,8 @@ from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_colour import detail_donor
 from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
-from anonymizer.engines.surrogate_synthesis import Synthesis, _PeerBase
+from anonymizer.engines.surrogate_settings import Strength
+from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.verify import closer_than_input, descriptor, distance
 from anonymizer.plans import Region
@@ -60,6 +61,8 @@ class _Attempt:
         float, ...
     ]  # (passed, likely to verify, sex kept, fewest nearer identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
+    # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
+    remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
 
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
@@ -142,19 +145,12 @@ class Ladder(Synthesis):
                 self._distinct(crop, target, face, common.donor_descs, reference)
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
-            closest = min(c.away for c in checks)
-            far_all = closest > self.settings.self_check_distance and not any(
-                c.closer < min(self.settings.population_rank, c.usable) for c in checks
-            )
-            together = self._one_person(checks)
-            kept_sex = _kept_sex(checks, common.profile[0])
-            passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
-            verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
-            nearer = min(c.closer for c in checks)
-            score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
+            passed, score, far_all, together = self._judge(checks, common)
+            closest, nearer = score[-1], int(score[-2])
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split)
+            remake = (prepared, strength, tuple(repel))
+            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split, remake)
             if passed:
                 return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
@@ -171,6 +167,47 @@ class Ladder(Synthesis):
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _judge(
+        self, checks: Sequence[_Check], common: _Common
+    ) -> tuple[bool, tuple[float, ...], bool, bool]:
+        """A rung's outcome: (passed, score (larger is better), far from the patient, one person)."""
+        closest = min(c.away for c in checks)
+        far_all = closest > self.settings.self_check_distance and not any(
+            c.closer < min(self.settings.population_rank, c.usable) for c in checks
+        )
+        together = self._one_person(checks)
+        kept_sex = _kept_sex(checks, common.profile[0])
+        passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
+        verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
+        nearer = min(c.closer for c in checks)
+        score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
+        return passed, score, far_all, together
+
+    def _finished(
+        self, chosen: _Attempt, faces: Sequence[AlignedFace], common: _Common, preserve: tuple[Region, ...]
+    ) -> _Attempt:
+        """The chosen rung made again with the colour finish (a tamed flash's chroma, the lids' colour), kept
+        only when the group still passes the same self-check (a rung that did not pass: no less likely to
+        verify, ``_no_worse``); else the rung as the ladder chose it. Made on every rung, the finish moved
+        each output's identity a little and so changed which rung and set passed: 013 with the mouth kept
+        lost a photo and linkage rose (README faces). Here the choice is the one made without it."""
+        if chosen.remake is None or (self.settings.highlight_chroma <= 0 and not self.settings.lid_colour):
+            return chosen
+        prepared, strength, repel = chosen.remake
+        made = [
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
+            for face, ingredients in zip(faces, prepared, strict=True)
+        ]
+        checks = [
+            self._distinct(crop, target, face, common.donor_descs, chosen.reference)
+            for (crop, target), face in zip(made, faces, strict=True)
+        ]
+        score = self._judge(checks, common)[1]
+        if not _no_worse(chosen.score, score):
+            log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
+            return chosen
+        return replace(chosen, crops=[c for c, _ in made])
 
     def _one_person(self, checks: Sequence[_Check]) -> bool:
         """Whether the group's outputs look like one person (every two within the pair distance)."""
@@ -201,6 +238,20 @@ class Ladder(Synthesis):
         margin = self.settings.self_check_sex_margin
         sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
         return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
+
+
+FINISH_SLACK = 0.01  # dlib distance a finished group that did not pass may lose (colour moves it by ~0.005)
+
+
+def _no_worse(chosen: tuple[float, ...], finished: tuple[float, ...]) -> bool:
+    """Whether a finished group's self-check score is no worse than the chosen rung's: a rung that passed
+    passes again; one that did not (verification decides those, fail-closed) is as likely to verify, keeps
+    the sex and as many real faces nearer, and lies at most ``FINISH_SLACK`` nearer to the patient."""
+    if chosen[0] >= 1:
+        return finished[0] >= 1
+    if any(f < c for f, c in zip(finished[1:-1], chosen[1:-1], strict=True)):
+        return False
+    return finished[-1] >= chosen[-1] - FINISH_SLACK
 
 
 def stuck_on_donor(matched: Sequence[tuple[str | None, ...]], rungs: int) -> bool:

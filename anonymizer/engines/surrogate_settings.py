@@ -32,6 +32,16 @@ class SurrogateSettings:
     # photos with nothing kept (IoU 0.877 -> 0.924), but the outline is identity: two patients sharing every
     # donor came out 0.53 apart instead of > 0.6 (tests/faces/test_surrogate_identity.py). Off.
     keep_outline: bool = False
+    # With the eyes kept, no jaw point of the target lies more than this far (× inter-ocular distance)
+    # inside the patient's outline (surrogate_target.outline_floor; negative = off). A narrower synthetic
+    # outline left the patient's own cheek around the synthetic face: a brown contour on the cheeks and a
+    # vertical edge at both jaw sides (London-set 001). With the nose kept it cost 001 its passing rung (no
+    # donor set passed, outputs matched donors), so the nose keeps the narrower outline for now.
+    outline_floor: float = 0.0
+    # the floor with nothing or the mouth kept too (001 shows the same contour there). Off: on eval_pixels
+    # --subset 4 it took nothing-kept linkage r5 6.2 -> 18.8 %, sex kept 100 -> 93.8 %, dlib IoU 0.950 ->
+    # 0.938, and mouth-kept sex kept 93.8 -> 87.5 %, IoU 0.937 -> 0.931 (smile kept 81.2 -> 93.8 %)
+    outline_floor_free: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -40,6 +50,17 @@ class SurrogateSettings:
     sharpen: float = 0.0  # unsharp-mask amount on the averaged texture (before the donor's detail)
     age_tolerance: float = 15.0
     max_std_ratio: float = 1.2  # colour transfer limits (larger ratios blacken eyes and brows)
+    # The colour finish, made once on the rung the ladder chose and kept only if the group's self-check
+    # still passes (surrogate_ladder._finished), so it does not change which rung or donor set is chosen:
+    # - highlight_chroma: share of the skin's chroma a tamed highlight takes back (surrogate_colour.
+    #   tame_highlights; 0 = off): a donor mix's colourless flash, only darkened, stays a grey-white patch;
+    # - lid_colour: the skin around each synthetic eye no redder (a*) than the patient's (match_lids): fair
+    #   donors' pink lids came out red-brown on a dark-skinned patient (008, nose kept).
+    # Off: on eval_pixels --subset 4 (1.0 / on, the finish also kept on groups that did not pass) 013 with
+    # the mouth kept lost a photo to verification (output-links-to-input 0.713; that group passed no rung)
+    # and nothing-kept linkage rank 5 rose 6.2 -> 12.5 % (one photo); README faces, issue 11z.
+    highlight_chroma: float = 0.0
+    lid_colour: bool = False
     soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
     # Anti-averaging: an average of k faces sits near the centre of its demographic, where it resembles
     # everyone (patient and donors alike). Each rung caricatures it further from that centre; the first rung

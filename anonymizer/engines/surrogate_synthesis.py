@@ -21,7 +21,9 @@ from anonymizer.engines.surrogate_colour import (
     feature_colours,
     fringe,
     highlight_level,
+    lid_colours,
     match_features,
+    match_lids,
     relight,
     skin_coloured,
     skin_cover,
@@ -39,6 +41,7 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
     _anti_face,
@@ -85,6 +88,7 @@ class _PeerBase:
     features: list[np.ndarray | None] | None = None  # the patient's mean Lab of lips, irises, eye whites
     highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
     coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
+    lids: list[np.ndarray | None] | None = None  # the patient's mean Lab around each eye
 
 
 
@@ -120,6 +124,7 @@ class Synthesis:
             features=feature_colours(face.image, face.landmarks),
             highlight=highlight_level(face.image, face.landmarks, light),
             coloured=skin_coloured(face.image, face.landmarks),
+            lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
         )
 
     def _ingredients(
@@ -205,7 +210,10 @@ class Synthesis:
         preserve: tuple[Region, ...],
         strength: Strength,
         repel: Sequence[list[DonorPhoto]] = (),
+        finish: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """One rung's synthetic crop and target shape. ``finish``: with the colour finish (surrogate_ladder
+        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         texture = mix + strength.anti * ingredients.peers.anti
@@ -228,14 +236,22 @@ class Synthesis:
             self.settings.expression_follow,
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
+        floor = self.settings.outline_floor
+        wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
+        if floor >= 0 and wanted:
+            target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
         synth = relight(synth, target, ingredients.peers.light)
-        synth = tame_highlights(synth, target, ingredients.peers.light, ingredients.peers.highlight)
+        peers = ingredients.peers
+        chroma = self.settings.highlight_chroma if finish else 0.0
+        synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
         synth = match_features(synth, target, ingredients.peers.features)
+        if finish:
+            synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
 
     def _follow_patient(

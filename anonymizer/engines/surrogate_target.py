@@ -95,3 +95,20 @@ def _follow_expression(synthetic: np.ndarray, patient: np.ndarray, follow: float
     identity, their shape at the moment is expression)."""
     centre = synthetic.mean(0)
     return centre + (1 - follow) * (synthetic - centre) + follow * (patient - patient.mean(0))
+
+
+def outline_floor(target: np.ndarray, patient: np.ndarray, tolerance: float) -> np.ndarray:
+    """``target`` with no jaw point (0-16) more than ``tolerance`` pixels inside the patient's outline, along
+    the outline's outward normal (moves along it and outwards stay). Beyond a narrower synthetic outline the
+    blend keeps the patient's own cheek, and the synthetic face's edge shading then sits inside the face: a
+    brown contour on the cheeks, a vertical edge at both jaw sides, and a smaller face for dlib's box."""
+    target = np.asarray(target, np.float64).copy()
+    jaw = np.asarray(patient, np.float64)[:17]
+    centre = np.asarray(patient, np.float64)[27:36].mean(0)  # the nose line: inside every outline
+    tangent = np.gradient(jaw, axis=0)
+    normal = np.stack([tangent[:, 1], -tangent[:, 0]], axis=1)
+    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-9)
+    normal *= np.where(((jaw - centre) * normal).sum(1) < 0, -1.0, 1.0)[:, None]  # outwards
+    inward = np.minimum(((target[:17] - jaw) * normal).sum(1) + tolerance, 0.0)
+    target[:17] -= inward[:, None] * normal
+    return target.astype(np.float32)
