@@ -177,16 +177,21 @@ def service(work: Path) -> Iterator[Any]:
         svc.stop()
 
 
-def measure(files: list[Path], parallel: int, work: Path, waits: Waits) -> tuple[float, Sums, Sums]:
-    """One fresh gateway, one send: (seconds, waits summed over threads, lock holds by holder)."""
+def measure(files: list[Path], parallel: int, work: Path, waits: Waits) -> tuple[float, Sums, Sums, float]:
+    """One fresh gateway, one send: (seconds, waits summed over threads, lock holds by holder, ledger rows
+    per commit)."""
     from bench.ingest import send
 
     with service(work) as svc:
         send(svc.port, "VERA_GW", files[:parallel], parallel)  # warm-up (duplicates: not in the sets)
         waits.clear()
+        receipts = getattr(svc.intake, "receipts", None)  # the group commit, where the checkout has one
+        before = (receipts.batches, receipts.rows) if receipts is not None else (0, 0)
         seconds = send(svc.port, "VERA_GW", files[parallel:], parallel)
         sums, holds = dict(waits.sums), dict(waits.holds)
-    return seconds, sums, holds
+        batches, rows = (receipts.batches, receipts.rows) if receipts is not None else (0, 0)
+        per_commit = (rows - before[1]) / max(1, batches - before[0]) if receipts is not None else 1.0
+    return seconds, sums, holds, per_commit
 
 
 def per_instance(sums: Sums, count: int) -> dict[str, float]:
@@ -215,11 +220,12 @@ def run_one(args: argparse.Namespace) -> None:
             for parallel in args.parallel:
                 if len(files) <= parallel:
                     continue
-                seconds, sums, holds = measure(files, parallel, work, waits)
+                seconds, sums, holds, per_commit = measure(files, parallel, work, waits)
                 count = len(files) - parallel
                 row = {"set": set_name, "parallel": parallel, "rate": count / seconds}
                 row.update(per_instance(sums, count))
                 row.update({f"held by {k}": 1000 * v / count for k, v in holds.items()})
+                row["rows per commit"] = per_commit
                 print(json.dumps(row), flush=True)
 
 
@@ -235,7 +241,7 @@ def child(repo: Path, args: argparse.Namespace) -> list[dict[str, float]]:
 
 
 def report(rows: dict[str, list[dict[str, float]]]) -> None:
-    keys = ["rate", *STEPS, "held by association", "held by scheduler", "held by other"]
+    keys = ["rate", *STEPS, "held by association", "held by scheduler", "held by other", "rows per commit"]
     for label, found in rows.items():
         print(f"\n{label}: ms per instance (association threads summed), median of rounds")
         print(f"{'set/assocs':<14}" + "".join(f"{k.replace('held by ', 'held:'):>13}" for k in keys))

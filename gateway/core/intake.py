@@ -22,6 +22,7 @@ from pydicom.filereader import read_dataset
 from anonymizer.keys import KeyRing
 from gateway.core import faults
 from gateway.core.ledger import Duplicate, Ledger, LedgerError, ReceivedInstance
+from gateway.core.ledger.group import GroupCommit
 from gateway.core.spool import ContentStore
 from gateway.ops.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
 
@@ -138,6 +139,7 @@ class Intake:
         self.quarantine = quarantine
         self.ledger = ledger
         self.keys = keys
+        self.receipts = GroupCommit(ledger.record_received_many, ledger.record_received)
 
     def receive(self, request: StoreRequest) -> int:
         started = time.perf_counter()
@@ -161,7 +163,7 @@ class Intake:
         faults.hold("receive.after_spool")
         item = ReceivedInstance(**facts, sha256=stored.sha256, spool_path=stored.relpath, size=stored.size)
         try:
-            result = self.ledger.record_received(item)
+            result = self.receipts.record_received(item)  # with concurrent associations' rows
         except (LedgerError, OSError) as exc:
             if not self._in_use(stored.relpath):
                 self.spool.discard(stored.relpath)

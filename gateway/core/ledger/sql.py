@@ -108,11 +108,14 @@ class SqlLedger(Ledger):
     def record_received(self, item: ReceivedInstance) -> ReceiveResult:
         now = self.clock()
         with self._write() as tx:
-            versions = tx.rows(sql.SOP_VERSIONS, (item.sop_key,))
-            for row in versions:
-                if row["sha256"] == item.sha256:
-                    return ReceiveResult(int(row["id"]), Duplicate.SAME_BYTES)
-            instance_id = self._insert_instance(tx, item, versions, now)
+            return self._receive(tx, item, now)
+
+    def _receive(self, tx: Tx, item: ReceivedInstance, now: float) -> ReceiveResult:
+        versions = tx.rows(sql.SOP_VERSIONS, (item.sop_key,))
+        for row in versions:
+            if row["sha256"] == item.sha256:
+                return ReceiveResult(int(row["id"]), Duplicate.SAME_BYTES)
+        instance_id = self._insert_instance(tx, item, versions, now)
         return ReceiveResult(instance_id, Duplicate.DIFFERENT_BYTES if versions else Duplicate.NO)
 
     @staticmethod
