@@ -160,18 +160,18 @@ class ContentStore:
                 pass
         final = f"{self.root}/{rel}"
         try:
-            try:
-                size: int | None = os.stat(final).st_size  # one syscall on the receive path, not three
-            except FileNotFoundError:
-                size = None
-            if size == len(data):
-                return  # complete: partial files were removed at start-up, and writers here finish or unlink
             if rel[:2] not in self._shards:
                 ensure_dir(self.root / rel[:2])
                 self._shards.add(rel[:2])
-            if size is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(final)  # a partial leftover of this run (a failed write unlinks it too)
+            try:
+                write_in_place(final, data, self.writer)  # O_EXCL: a new file, the usual case (no stat first)
+                return
+            except FileExistsError:
+                pass
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(final).st_size == len(data):
+                    return  # complete: partial files were removed at start-up; writers here finish or unlink
+                os.unlink(final)  # a partial leftover of this run (a failed write unlinks it too)
             write_in_place(final, data, self.writer)
         finally:
             with self._lock:

@@ -88,3 +88,14 @@ def test_an_in_place_writer_that_failed_leaves_the_digest_to_the_next(tmp_path: 
         store.put(data)
     assert not list((tmp_path / "spool").rglob("*.dcm"))  # nothing partial left under the final name
     assert store.verify(store.put(data).relpath)
+
+
+def test_an_in_place_put_replaces_a_partial_file_and_keeps_a_complete_one(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "spool", in_place=True)
+    data = os.urandom(5_000)
+    relpath = store.put(data).relpath
+    store.path(relpath).write_bytes(data[:100])  # what a crash mid-write leaves
+    assert store.put(data).relpath == relpath and store.read(relpath) == data
+    before = store.path(relpath).stat().st_mtime_ns
+    store.put(data)  # complete already: not written again
+    assert store.path(relpath).stat().st_mtime_ns == before
