@@ -6,14 +6,20 @@ wall time is split into
 - ``CPU``           the thread's own CPU time (``time.thread_time``), wherever it was spent
 - ``run queue``     runnable but not on a core (``/proc/self/task/<tid>/schedstat``): other processes' load
 - ``recv``          blocked in ``PduReader._fill`` (waiting for the sender's next bytes, then for the GIL)
-- ``ledger lock``   blocked waiting for the ledger's process-wide write lock (``gateway.core.ledger.sqlite``)
+- ``ledger``        blocked in the intake's ledger call (the group commit where the checkout has one, else
+                    ``record_received``): the write lock, a queued caller's wait for its batch, the GIL
+                    between SQLite's steps (sqlite3 drops it around each), SQLite's I/O
 - ``write+flush``   blocked in ``spool.write_in_place``: the fdatasync (then the GIL)
-- ``GIL + other``   the rest of the thread's blocked time: waiting for the GIL between the steps above
-                    (and inside the ledger transaction), the response's send, SQLite's own I/O
+- ``GIL + other``   the rest of the thread's blocked time: waiting for the GIL between the steps above,
+                    the response's send
+- ``of which lock`` the part of ``ledger`` spent waiting for the ledger's process-wide write lock
 
 (each timed step counts only its blocked time: its CPU and run-queue time are in those two columns)
 
-so the point the associations queue on shows as the row that grows from 1 to N associations. CPU and the
+so the point the associations queue on shows as the row that grows from 1 to N associations. Also per
+instance: ``switches`` (the association threads' voluntary context switches: every wait for the GIL, a lock,
+a read or a flush), ``process CPU`` (the whole service: association threads, scheduler, doorman) and
+``rows per commit`` (the ledger's group commit, where the checkout has one). CPU and the
 waits are per instance (all association threads together ÷ instances), which load on the machine moves far
 less than the rates: ``run queue`` is where other tenants' load lands. It also prints who holds the ledger
 write lock (association threads, the scheduler's grouping, others), per instance.
@@ -45,7 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 Sums = dict[str, float]  # step → seconds, summed over threads
-STEPS = ["wall", "CPU", "run queue", "recv", "ledger lock", "write+flush", "GIL + other"]
+STEPS = ["wall", "CPU", "run queue", "recv", "ledger", "write+flush", "GIL + other", "of which lock"]
 
 
 _SCHEDSTAT = threading.local()
@@ -114,7 +120,7 @@ class TimedLock:
             self.local.got = got
             if association:
                 blocked = got - started - (queued() - runnable) - (time.thread_time() - cpu)
-                self.waits.add("ledger lock", blocked)
+                self.waits.add("of which lock", blocked)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -132,6 +138,13 @@ class TimedLock:
         self.inner.release()
 
 
+def switches() -> int:
+    """Voluntary context switches of the calling thread so far: each wait for the GIL, a lock, a read or a
+    flush is one; their growth per instance from 1 to N associations is the threads handing the GIL round."""
+    status = Path(f"/proc/self/task/{threading.get_native_id()}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:", 1)[1].split()[0])
+
+
 def instrument(waits: Waits) -> None:
     """Wrap this process's gateway modules (the bench only; a served gateway is never patched)."""
     from gateway.core import lean_scp, spool
@@ -139,6 +152,12 @@ def instrument(waits: Waits) -> None:
 
     timed(waits, lean_scp.PduReader, "_fill", "recv")
     timed(waits, spool, "write_in_place", "write+flush")
+    try:
+        from gateway.core.ledger.group import GroupCommit
+
+        timed(waits, GroupCommit, "record_received", "ledger")
+    except ImportError:  # a checkout without the group commit: the intake calls the ledger itself
+        timed(waits, sqlite.SqliteLedger, "record_received", "ledger")
     original_lock = sqlite._write_lock
     locks: dict[int, TimedLock] = {}
 
@@ -150,10 +169,11 @@ def instrument(waits: Waits) -> None:
     serve = lean_scp.LeanAssociation.serve
 
     def serve_timed(self: Any) -> None:
-        wall, cpu, runnable = time.perf_counter(), time.thread_time(), queued()
+        wall, cpu, runnable, switched = time.perf_counter(), time.thread_time(), queued(), switches()
         try:
             serve(self)
         finally:
+            waits.add("switches", (switches() - switched) / 1000)  # per_instance() scales by 1000
             waits.add("run queue", queued() - runnable)
             waits.add("wall", time.perf_counter() - wall)
             waits.add("CPU", time.thread_time() - cpu)
@@ -187,7 +207,9 @@ def measure(files: list[Path], parallel: int, work: Path, waits: Waits) -> tuple
         waits.clear()
         receipts = getattr(svc.intake, "receipts", None)  # the group commit, where the checkout has one
         before = (receipts.batches, receipts.rows) if receipts is not None else (0, 0)
+        process_cpu = time.process_time()
         seconds = send(svc.port, "VERA_GW", files[parallel:], parallel)
+        waits.add("process CPU", time.process_time() - process_cpu)
         sums, holds = dict(waits.sums), dict(waits.holds)
         batches, rows = (receipts.batches, receipts.rows) if receipts is not None else (0, 0)
         per_commit = (rows - before[1]) / max(1, batches - before[0]) if receipts is not None else 1.0
@@ -197,7 +219,7 @@ def measure(files: list[Path], parallel: int, work: Path, waits: Waits) -> tuple
 def per_instance(sums: Sums, count: int) -> dict[str, float]:
     """ms per instance of each step; ``GIL + other`` is wall − CPU − run queue − the timed waits."""
     out = {k: 1000 * v / count for k, v in sums.items()}
-    blocked = out.get("wall", 0) - sum(out.get(k, 0) for k in STEPS[1:6])
+    blocked = out.get("wall", 0) - sum(out.get(k, 0) for k in STEPS[1:6])  # "of which lock" is in "ledger"
     out["GIL + other"] = blocked
     return out
 
@@ -242,6 +264,7 @@ def child(repo: Path, args: argparse.Namespace) -> list[dict[str, float]]:
 
 def report(rows: dict[str, list[dict[str, float]]]) -> None:
     keys = ["rate", *STEPS, "held by association", "held by scheduler", "held by other", "rows per commit"]
+    keys += ["switches", "process CPU"]
     for label, found in rows.items():
         print(f"\n{label}: ms per instance (association threads summed), median of rounds")
         print(f"{'set/assocs':<14}" + "".join(f"{k.replace('held by ', 'held:'):>13}" for k in keys))
