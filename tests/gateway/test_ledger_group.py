@@ -1,6 +1,6 @@
 """Group commit of received rows (gateway/core/ledger/group.py) on a real SQLite ledger: every caller gets
-its own row back only once it is committed, concurrent callers share transactions, a duplicate inside one
-batch is still a duplicate, and a row that fails alone fails alone."""
+its own row back only once it is committed, concurrent callers share transactions, and a row that fails
+alone fails alone (a batch with duplicates inside: tests/gateway/test_ledger.py, every backend)."""
 
 from __future__ import annotations
 
@@ -62,16 +62,6 @@ def test_concurrent_callers_share_transactions_and_return_after_their_commit(tmp
     assert (group.batches, group.rows) == (2, 9)  # the eight queued callers shared one transaction
 
 
-def test_a_duplicate_inside_one_batch_is_a_duplicate(tmp_path: Path) -> None:
-    ledger = receive_ledger(tmp_path)
-    same, again, other = ledger.record_received_many(
-        [item("s1", sha="h1"), item("s1", sha="h1"), item("s1", sha="h2")]
-    )
-    assert same.duplicate is Duplicate.NO
-    assert (again.instance_id, again.duplicate) == (same.instance_id, Duplicate.SAME_BYTES)
-    assert other.duplicate is Duplicate.DIFFERENT_BYTES and other.instance_id != same.instance_id
-
-
 def test_a_row_that_fails_fails_alone_and_the_batch_commits_the_rest(tmp_path: Path) -> None:
     ledger = receive_ledger(tmp_path)
 
@@ -98,4 +88,3 @@ def test_a_row_that_fails_fails_alone_and_the_batch_commits_the_rest(tmp_path: P
     with pytest.raises(LedgerError):
         group.record_received(item("bad"))
     assert group.record_received(item("c")).duplicate is Duplicate.NO
-

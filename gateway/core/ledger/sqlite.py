@@ -12,14 +12,14 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.core.ledger import statements
-from gateway.core.ledger.models import LedgerError, ReceivedInstance, ReceiveResult
+from gateway.core.ledger.models import LedgerError
 from gateway.core.ledger.sql import SqlLedger, Tx
 
 PRIMARY_KEY = "INTEGER PRIMARY KEY"
@@ -84,13 +84,6 @@ class SqliteLedger(SqlLedger):
         if conn is not None:
             conn.close()
             self._local.conn = None
-
-    def record_received_many(self, items: Sequence[ReceivedInstance]) -> list[ReceiveResult]:
-        """One transaction for all: one BEGIN/COMMIT, one write-lock hold and each changed page written to
-        the WAL once for the batch (the group commit of :mod:`gateway.core.ledger.group`)."""
-        now = self.clock()
-        with self._write() as tx:
-            return [self._receive(tx, item, now) for item in items]
 
     @contextmanager
     def _write(self) -> Iterator[Tx]:
