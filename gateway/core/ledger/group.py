@@ -57,17 +57,27 @@ class GroupCommit:
         self._leading = False
 
     def record_received(self, item: ReceivedInstance) -> ReceiveResult:
-        waiter = _Waiter(item)
         with self._lock:
-            self._queue.append(waiter)
-            leads = not self._leading
+            waiter = _Waiter(item) if self._leading else None
+            if waiter is not None:
+                self._queue.append(waiter)
             self._leading = True
-        if not leads:
-            waiter.wake.acquire()  # answered by a leader, or made the next leader
-            if not waiter.lead:
-                return waiter.outcome()
-        self._lead()
+        if waiter is None:
+            return self._commit_alone(item)
+        waiter.wake.acquire()  # answered by a leader, or made the next leader
+        if waiter.lead:
+            self._lead()
         return waiter.outcome()
+
+    def _commit_alone(self, item: ReceivedInstance) -> ReceiveResult:
+        """Nothing was in flight: commit this row now (no waiter, no hand-off to wait for)."""
+        try:
+            result = self.commit_many([item])[0]
+            self.batches += 1  # still the only leader: the counters are its own
+            self.rows += 1
+        finally:
+            self._hand_off([])  # whoever queued meanwhile: the oldest leads the next commit
+        return result
 
     def _lead(self) -> None:
         with self._lock:
@@ -90,7 +100,9 @@ class GroupCommit:
                 self._leading = False
             else:
                 successor.lead = True
-        for waiter in batch[1:]:  # batch[0] is the leader itself (the queue's oldest)
+        for waiter in batch[
+            1:
+        ]:  # batch[0] is the leader itself (the queue's oldest); [] when it committed alone
             waiter.wake.release()
         if successor is not None:
             successor.wake.release()
