@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
+from typing import Any
 
 import structlog
 from pydicom import dcmread, uid
@@ -126,6 +128,17 @@ def check_conformance(ds: Dataset, request: StoreRequest) -> None:
         raise Nonconformant("pixel-data-missing-or-truncated", CANNOT_UNDERSTAND)
 
 
+@cache
+def _received(outcome: str) -> Any:
+    """The RECEIVED counter's child for ``outcome``, looked up once (labels() is ~5 µs of Python a call)."""
+    return RECEIVED.labels(outcome=outcome)
+
+
+@cache
+def _receive_seconds() -> Any:
+    return STAGE_SECONDS.labels(stage="receive")
+
+
 def _file_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
     return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -152,7 +165,7 @@ class Intake:
         except Exception as exc:  # whatever pydicom raises on a value it cannot decode: never 0xA700
             return self._reject(request, f"undecodable:{type(exc).__name__}", CANNOT_UNDERSTAND)
         status = self._store(request, facts)
-        STAGE_SECONDS.labels(stage="receive").observe(time.perf_counter() - started)
+        _receive_seconds().observe(time.perf_counter() - started)
         return status
 
     def _store(self, request: StoreRequest, facts: dict[str, str]) -> int:
@@ -171,7 +184,7 @@ class Intake:
         if result.duplicate is Duplicate.SAME_BYTES and not self._in_use(stored.relpath):
             self.spool.discard(stored.relpath)  # the original's files were purged (retention): keep no copy
         outcome = "duplicate" if result.duplicate is Duplicate.SAME_BYTES else "stored"
-        RECEIVED.labels(outcome=outcome).inc()
+        _received(outcome).inc()
         LOG.info(
             "instance.received",
             instance_id=result.instance_id,
