@@ -363,7 +363,9 @@ class LeanAssociation:
             return SOP_CLASS_NOT_SUPPORTED, ""
         header, instance = message.header, command_uid(fields, 0x1000)
         digest = message.hasher.hexdigest() if header else None
-        request = StoreRequest(b"".join((header, *message.data)), sop_class, instance, self.caller, digest)
+        data = b"".join((header, *message.data))
+        syntax = str(context.transfer_syntax[0])
+        request = StoreRequest(data, sop_class, instance, self.caller, digest, len(header), syntax)
         try:
             if not header:
                 return intake.reject(request, "non-ascii-command-uid", CANNOT_UNDERSTAND), ""

@@ -76,7 +76,7 @@ def atomic_write(path: Path, data: bytes, writer: Writer = write_all) -> None:
     fsync_dir(path.parent)
 
 
-def write_in_place(path: Path, data: bytes, writer: Writer = write_all) -> None:
+def write_in_place(path: str | Path, data: bytes, writer: Writer = write_all) -> None:
     """Create ``path`` (it must not exist), write ``data`` and fdatasync it; on any error remove it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -87,7 +87,7 @@ def write_in_place(path: Path, data: bytes, writer: Writer = write_all) -> None:
             os.close(fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            path.unlink()
+            os.unlink(path)
         raise
 
 
@@ -114,8 +114,8 @@ class ContentStore:
         self.writer = writer
         self.suffix = suffix
         self.in_place = in_place
-        self._dirs: set[Path] = set()  # directories known to exist durably
-        self._writing: dict[str, threading.Event] = {}  # digests being written in place, by any thread
+        self._shards: set[str] = set()  # ``ab`` directories known to exist durably (in place)
+        self._writing: dict[str, threading.Lock] = {}  # digests being written in place, held by the writer
         self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         if in_place:
@@ -129,7 +129,7 @@ class ContentStore:
             if not shard.is_dir():
                 shard.mkdir(exist_ok=True)
                 created = True
-            self._dirs.add(shard)
+            self._shards.add(f"{i:02x}")
         if created:
             fsync_dir(self.root)
 
@@ -138,39 +138,45 @@ class ContentStore:
         when the caller already hashed it (the lean SCP hashes each fragment as it arrives)."""
         digest = digest or sha256_hex(data)
         rel = f"{digest[:2]}/{digest}{self.suffix}"
-        final = self.root / rel
         if self.in_place:
-            self._put_in_place(digest, final, data)
-        elif not (final.exists() and final.stat().st_size == len(data)):
+            self._put_in_place(digest, rel, data)
+            return StoredFile(sha256=digest, relpath=rel, size=len(data))
+        final = self.root / rel
+        if not (final.exists() and final.stat().st_size == len(data)):
             atomic_write(final, data, self.writer)
         return StoredFile(sha256=digest, relpath=rel, size=len(data))
 
-    def _put_in_place(self, digest: str, final: Path, data: bytes) -> None:
-        """One writer per digest; a second one waits and then finds the file complete."""
+    def _put_in_place(self, digest: str, rel: str, data: bytes) -> None:
+        """One writer per digest; a second one waits for the first's lock and then finds the file complete.
+        Plain str paths and a C lock per write: this runs once per received instance."""
+        mine = threading.Lock()
+        mine.acquire()
         while True:
             with self._lock:
-                busy = self._writing.get(digest)
-                if busy is None:
-                    self._writing[digest] = threading.Event()
-                    break
-            busy.wait()
+                busy = self._writing.setdefault(digest, mine)
+            if busy is mine:
+                break
+            with busy:  # released when that writer finished (or failed and unlinked)
+                pass
+        final = f"{self.root}/{rel}"
         try:
+            if rel[:2] not in self._shards:
+                ensure_dir(self.root / rel[:2])
+                self._shards.add(rel[:2])
             try:
-                size: int | None = os.stat(final).st_size  # one syscall on the receive path, not three
-            except FileNotFoundError:
-                size = None
-            if size == len(data):
-                return  # complete: partial files were removed at start-up, and writers here finish or unlink
-            if final.parent not in self._dirs:
-                ensure_dir(final.parent)
-                self._dirs.add(final.parent)
-            if size is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    final.unlink()  # a partial leftover of this run (a failed write unlinks; belt and braces)
+                write_in_place(final, data, self.writer)  # O_EXCL: a new file, the usual case (no stat first)
+                return
+            except FileExistsError:
+                pass
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(final).st_size == len(data):
+                    return  # complete: partial files were removed at start-up; writers here finish or unlink
+                os.unlink(final)  # a partial leftover of this run (a failed write unlinks it too)
             write_in_place(final, data, self.writer)
         finally:
             with self._lock:
-                self._writing.pop(digest).set()
+                del self._writing[digest]
+            mine.release()
 
     def verify(self, relpath: str) -> bool:
         """Whether the file's content matches its name (the sha256): False for a partial write."""

@@ -133,6 +133,18 @@ def test_duplicate_same_bytes_is_idempotent_and_different_bytes_flagged(ledger: 
     assert len(ledger.instances()) == 2
 
 
+def test_a_group_commit_records_its_batch_in_order_duplicates_included(ledger: Ledger) -> None:
+    first, again, other, new = ledger.record_received_many(
+        [item("s1", sha="h1"), item("s1", sha="h1"), item("s1", sha="h2"), item("s2")]
+    )
+    assert first.duplicate is Duplicate.NO and new.duplicate is Duplicate.NO
+    assert (again.instance_id, again.duplicate) == (first.instance_id, Duplicate.SAME_BYTES)
+    assert other.duplicate is Duplicate.DIFFERENT_BYTES
+    flagged = ledger.instance(other.instance_id)
+    assert flagged is not None and flagged.duplicate_of == first.instance_id
+    assert len(ledger.instances()) == 3
+
+
 def test_job_ready_after_quiet_period_and_late_instance_starts_follow_up(
     ledger: Ledger, clock: Clock
 ) -> None:

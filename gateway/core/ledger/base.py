@@ -41,6 +41,11 @@ class Ledger(ABC):
         """Record a spooled instance. Same SOP + bytes: idempotent (nothing new); same SOP, other bytes:
         a new row flagged ``duplicate_of`` the first."""
 
+    def record_received_many(self, items: Sequence[ReceivedInstance]) -> list[ReceiveResult]:
+        """:meth:`record_received` for several instances (a group commit); a backend may commit them in one
+        transaction, all or none. This default commits each on its own."""
+        return [self.record_received(item) for item in items]
+
     @abstractmethod
     def quarantine_received(self, reason: str, blob_path: str | None, calling_ae: str) -> int:
         """A dataset rejected at receive time (no instance row); returns the quarantine id."""
