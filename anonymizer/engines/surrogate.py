@@ -118,7 +118,7 @@ class SurrogateEngine(Ladder):
         if not faces:
             return []
         bank = self.bank
-        patient = _patient_profile(faces, bank)
+        patient = _patient_profile(faces, bank, self._profile_sex_reader())
         tris = triangulate(extended(bank.reference, bank.crop_size))
         peers = [bank.by_identity()[i] for i in _peers(bank, patient)]
         texture = self._patient_texture(faces, tris)

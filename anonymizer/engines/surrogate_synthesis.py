@@ -194,8 +194,9 @@ class Synthesis:
         # the texture's step stays keyed at random: pointed away from the patient's texture it turned
         # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
-        shape = self._space.deviation(key, shape_scale, away)[0]
-        return shape, self._space.deviation(key, texture_scale)[1]
+        guard = self.settings.spread_sex_guard
+        shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
+        return shape, self._space.deviation(key, texture_scale, guard=guard)[1]
 
     def _synthesize(
         self,
