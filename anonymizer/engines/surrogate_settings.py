@@ -127,3 +127,6 @@ class SurrogateSettings:
     # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
     # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
     spread_sex_guard: bool = False
+    # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
+    # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
+    spread_texture_after_sex_miss: float = 1.0

@@ -84,3 +84,18 @@ def test_sex_direction_reads_new_samples_of_each_sex() -> None:
     right = np.concatenate([draw(50, -1.0) @ axis < 0, draw(50, 1.0) @ axis > 0])
     assert right.mean() >= 0.95
     assert sex_direction(draw(10, -1.0), ["F"] * 10) is None  # one sex: no direction
+
+
+def test_after_a_sex_miss_later_sets_scale_only_the_texture_step(wide_donor_bank: Path) -> None:
+    """The keyed step is the same for every donor set of a patient: once a set reads as the other sex, the
+    texture step (the part that carried two London-set women across) is scaled, the shape step kept."""
+    from anonymizer.engines.surrogate_ladder import _Common
+
+    shape, texture = np.ones((68, 2), np.float32), np.full((4, 4), 2.0, np.float32)
+    common = _Common(np.zeros((1, 3), np.int32), np.zeros((1, 128)), [], [], ("F", 30.0), (shape, texture))
+    bank = load_bank(wide_donor_bank)
+    dropped = SurrogateEngine(SurrogateSettings(spread_texture_after_sex_miss=0.0), bank)._sex_missed(common)
+    assert dropped.spread is not None
+    assert np.array_equal(dropped.spread[0], shape) and not dropped.spread[1].any()
+    kept = SurrogateEngine(SurrogateSettings(), bank)._sex_missed(common)
+    assert kept is common  # the default (1.0) leaves the step as it is
