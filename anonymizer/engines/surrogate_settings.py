@@ -130,3 +130,6 @@ class SurrogateSettings:
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
+    # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
+    # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
+    anti_sex_guard: bool = False

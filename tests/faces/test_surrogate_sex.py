@@ -99,3 +99,24 @@ def test_after_a_sex_miss_later_sets_scale_only_the_texture_step(wide_donor_bank
     assert np.array_equal(dropped.spread[0], shape) and not dropped.spread[1].any()
     kept = SurrogateEngine(SurrogateSettings(), bank)._sex_missed(common)
     assert kept is common  # the default (1.0) leaves the step as it is
+
+
+def test_the_guarded_anti_face_has_no_step_along_the_sex_direction(wide_donor_bank: Path) -> None:
+    """The anti-face flips a patient's deviation from the centre: for a feminine patient that points at men.
+    With ``anti_sex_guard`` its component along the bank's texture sex direction is gone."""
+    from anonymizer.engines.surrogate_texture import _anti_face
+
+    bank = load_bank(wide_donor_bank)
+    engine = SurrogateEngine(SurrogateSettings(anti_sex_guard=True), bank)
+    plain = SurrogateEngine(SurrogateSettings(), bank)
+    woman = next(p for p in bank.photos if p.sex == "F")
+    centre = np.mean([engine._common_tone(p) for p in bank.photos], axis=0)
+    blur = 0.25 * float(np.linalg.norm(bank.reference[36:42].mean(0) - bank.reference[42:48].mean(0)))
+    anti = _anti_face(centre, engine._common_tone(woman), engine._anti_weight(), blur)
+    space = engine._face_space()
+    assert space.sex_directions is not None
+    axis = space.sex_directions[1]
+    guarded = engine._sexless(anti)
+    assert abs(float((guarded[..., 0] * axis).sum())) < 1e-3 * np.linalg.norm(guarded[..., 0])
+    assert plain._sexless(anti) is anti  # off by default
+    assert abs(float((anti[..., 0] * axis).sum())) > 1e-2 * np.linalg.norm(anti[..., 0])  # it had one
