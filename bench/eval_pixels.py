@@ -204,6 +204,11 @@ def evaluate(
     for key in ("region_l1", "region_psnr", "region_iou", "landmark_offset", "id_distance"):
         row[key] = [getattr(p, key) for p in photos]
     row["out_desc"] = [(subject.identity, p.descriptor) for p in photos]
+    # sex by the bench's probe on the original vs on the output (descriptors only: privacy-only runs too)
+    row["sex_kept"] = [
+        probes.call("sex", subject.identity, before) == probes.call("sex", subject.identity, p.descriptor)
+        for before, p in zip(subject.descriptors, photos, strict=True)
+    ]
     if not PRIVACY_ONLY:
         fidelity(row, subject, row["outputs"], photos, probes)
     if codec_checks and not PRIVACY_ONLY:
@@ -246,7 +251,7 @@ def save_descriptors(rows: dict[str, list[dict]], path: Path) -> None:
 def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes) -> None:
     """Sharpness, seam, probes and box IoU of both photos of one group (appended to ``row``)."""
     ref = probes.reference  # type: ignore[attr-defined]
-    for key in ("sharp", "seam", "smile_kept", "sex_kept", "age_diff", "iou_dlib", "iou_mtcnn"):
+    for key in ("sharp", "seam", "smile_kept", "age_diff", "iou_dlib", "iou_mtcnn"):
         row[key] = []
     for img, out, p, det, before in zip(
         subject.images, outputs, photos, subject.detections, subject.descriptors, strict=True
@@ -257,7 +262,6 @@ def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: f
         who = subject.identity
         geo_in, geo_out = fq.geometry(lm, ref), fq.geometry(p.landmarks_out, ref)
         row["smile_kept"].append(probes.call("smile", who, geo_in) == probes.call("smile", who, geo_out))
-        row["sex_kept"].append(probes.call("sex", who, before) == probes.call("sex", who, p.descriptor))
         row["age_diff"].append(
             abs(probes.predict("age", who, before) - probes.predict("age", who, p.descriptor))
         )
@@ -335,6 +339,7 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
                 f"{_rate(col['leak'])} ({100 * floors['leak']:.1f}%)",
                 f"{_rate([r == 1 for r in ranks])} / {_rate([r <= 5 for r in ranks])}",
                 f"{100 * fq.collision_rate(col['out_desc']):.1f}% ({100 * floors['collisions']:.1f}%)",
+                _rate(col["sex_kept"]),
                 _mean(col["id_distance"]),
                 f"{np.mean([r['seconds'] for r in items]):.2f}" if items else "-",
             )
@@ -370,6 +375,7 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
             "donor leak (floor)",
             "linkage r1 / r5",
             "collisions (real)",
+            "sex kept",
             "mean dist",
             "s/pair",
         ),
@@ -461,6 +467,19 @@ def floors(originals: Originals, folds: list[tuple[list[str], list[str]]], banks
     return {"leak": float(np.mean(leaks)), "collisions": fq.collision_rate(items)}
 
 
+def engine_overrides(pairs: list[str]) -> dict[str, object]:
+    """NAME=VALUE pairs as SurrogateSettings fields, each VALUE converted like the field's default."""
+    defaults = SurrogateSettings()
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in SurrogateSettings.__dataclass_fields__:
+            raise SystemExit(f"unknown surrogate setting: {name}")
+        kind = type(getattr(defaults, name))
+        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=Path, default=FACES)
@@ -475,6 +494,13 @@ def main() -> int:
     parser.add_argument("--trace", action="store_true", help="per group: verification and rungs (stderr)")
     parser.add_argument("--population-rank", type=int, help="the surrogate's linkage aim")
     parser.add_argument("--privacy-only", action="store_true", help="skip the fidelity and codec measures")
+    parser.add_argument(
+        "--engine-setting",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="surrogate settings to override (surrogate_settings.py), e.g. spread_texture=5 sex_reader=probe",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     global TRACE, PRIVACY_ONLY
@@ -500,7 +526,9 @@ def main() -> int:
     donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
     rows: dict[str, list[dict]] = {name: [] for name in args.settings}
     for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
-        options = {"population_rank": args.population_rank} if args.population_rank is not None else {}
+        options = engine_overrides(args.engine_setting)
+        if args.population_rank is not None:
+            options["population_rank"] = args.population_rank
         engines = {"surrogate": SurrogateEngine(SurrogateSettings(**options), bank)}
         chosen = [i for i in test_ids if i in args.ids] if args.ids else test_ids
         for test_id in chosen[: args.subset or None]:

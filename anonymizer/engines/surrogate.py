@@ -108,6 +108,16 @@ class SurrogateEngine(Ladder):
         factor = self.settings.spread_anchored
         return replace(common, spread=(factor * shape, factor * texture))
 
+    def _sex_missed(self, common: _Common) -> _Common:
+        """What later donor sets share once a set's outputs read as the other sex: the keyed texture step
+        scaled by ``spread_texture_after_sex_miss`` (the step is the same for every set of the patient, so
+        a step that carries this face across the sexes would do so for every set)."""
+        factor = self.settings.spread_texture_after_sex_miss
+        if common.spread is None or factor == 1.0:
+            return common
+        shape, texture = common.spread
+        return replace(common, spread=(shape, factor * texture))
+
     @property
     def crop_size(self) -> int:
         return self.bank.crop_size
@@ -118,7 +128,7 @@ class SurrogateEngine(Ladder):
         if not faces:
             return []
         bank = self.bank
-        patient = _patient_profile(faces, bank)
+        patient = _patient_profile(faces, bank, self._profile_sex_reader())
         tris = triangulate(extended(bank.reference, bank.crop_size))
         peers = [bank.by_identity()[i] for i in _peers(bank, patient)]
         texture = self._patient_texture(faces, tris)
@@ -157,6 +167,8 @@ class SurrogateEngine(Ladder):
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
             leaning = common if not near else self._leaning(common)
             result = self._climb(faces, choice, leaning, preserve, weights)
+            if not result.passed and len(result.score) > 2 and result.score[2] < 1:  # read as the other sex
+                common = self._sex_missed(common)
             if best is None or result.score > best.score:
                 best = result
             if result.passed:

@@ -4,7 +4,7 @@ tone, sex and age, relaxed tier by tier."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,10 +42,15 @@ class DonorChoice:
     seed: int = 0  # the keyed seed that drew the set (keys the synthetic identity's mix)
 
 
-def _patient_profile(faces: Sequence[AlignedFace], bank: DonorBank) -> dict[str, Any]:
+def _patient_profile(
+    faces: Sequence[AlignedFace], bank: DonorBank, read_sex: Callable[[np.ndarray], str] | None = None
+) -> dict[str, Any]:
+    """``read_sex``: the engine's sex reading of a descriptor (None: the donors' sex centroids)."""
     descs = [f.descriptor if f.descriptor is not None else descriptor(f.image, f.landmarks) for f in faces]
     lab = np.mean([skin_lab(f.image, skin_mask(f.landmarks, f.image.shape[0])) for f in faces], axis=0)
     sex, age = _apparent_sex_age(np.mean(descs, axis=0), bank)
+    if read_sex is not None:
+        sex = read_sex(np.mean(descs, axis=0))
     # The header (PatientSex / PatientAge) outranks the estimate: dlib's descriptor is no age meter.
     told_sex = {f.sex for f in faces if f.sex in ("F", "M")}
     told_age = [f.age for f in faces if np.isfinite(f.age)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from anonymizer.engines.surrogate_colour import detail_donor
 from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
 from anonymizer.engines.surrogate_settings import Strength
+from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.verify import closer_than_input, descriptor, distance
@@ -93,6 +94,7 @@ class Ladder(Synthesis):
     """The rung ladder and group self-check half of SurrogateEngine."""
 
     trace: list[tuple]
+    _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
 
     def _near_patient(self, score: tuple[float, ...]) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -209,6 +211,22 @@ class Ladder(Synthesis):
             return chosen
         return replace(chosen, crops=[c for c, _ in made])
 
+    def _read_sex(self, desc: np.ndarray, checking: bool = True) -> str:
+        """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin."""
+        if self.settings.sex_reader == "probe":
+            if self._sex_probe is None:
+                self._sex_probe = SexProbe.fit(self.bank.photos)
+            if self._sex_probe is not None:
+                return self._sex_probe.call(desc, self.settings.sex_probe_margin if checking else 0.0)
+            return ""
+        return apparent_sex(desc, self.bank, self.settings.self_check_sex_margin if checking else 0.0)
+
+    def _profile_sex_reader(self) -> Callable[[np.ndarray], str] | None:
+        """The patient's sex estimate for _patient_profile (None: the donors' centroids, its default)."""
+        if self.settings.sex_reader != "probe":
+            return None
+        return lambda desc: self._read_sex(desc, checking=False)
+
     def _one_person(self, checks: Sequence[_Check]) -> bool:
         """Whether the group's outputs look like one person (every two within the pair distance)."""
         limit = self.settings.self_check_pair_distance
@@ -235,8 +253,7 @@ class Ladder(Synthesis):
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
-        margin = self.settings.self_check_sex_margin
-        sex = apparent_sex(out, self.bank, margin) if self.settings.self_check_sex else ""
+        sex = self._read_sex(out) if self.settings.self_check_sex else ""
         return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
 
 

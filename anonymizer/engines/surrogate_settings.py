@@ -99,6 +99,13 @@ class SurrogateSettings:
     # London-set patient 003 (eyes kept) that was towards a man's face.
     self_check_sex: bool = True
     self_check_sex_margin: float = 0.0  # an output this near the centroids' midpoint counts as not kept
+    # How the engine reads sex from a descriptor (the patient's estimate when the header has no PatientSex,
+    # and the self-check above): "centroids" = the donors' sex centroids (surrogate_donors.apparent_sex);
+    # "probe" = a ridge probe on the bank's descriptors and self-reported sex (surrogate_sex.py), fitted on
+    # the bank alone. On the London set the probe called 100 % of 78 non-bank originals per fold right, the
+    # centroids 98.7 / 97.4 %.
+    sex_reader: str = "centroids"
+    sex_probe_margin: float = 0.0  # with "probe": an output with |score| under this counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -138,3 +145,12 @@ class SurrogateSettings:
     spread_texture: float = 0.0
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
+    # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
+    # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
+    spread_sex_guard: bool = False
+    # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
+    # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
+    spread_texture_after_sex_miss: float = 1.0
+    # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
+    # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
+    anti_sex_guard: bool = False

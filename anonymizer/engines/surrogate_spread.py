@@ -41,6 +41,11 @@ class FaceSpace:
     # per sex ("F", "M", "" = everyone): the mean aligned landmarks and structure-band lightness
     centres: dict[str, tuple[np.ndarray, np.ndarray]]
     blur: float
+    # unit directions (shape (68, 2), texture (S, S)) of a ridge sex probe on the bank's identities: the
+    # within-sex directions above hold no difference of MEANS, but a step along them can still cross a
+    # discriminant boundary (a texture spread of 5 turned two London-set women into men by a descriptor
+    # probe); ``deviation(guard=True)`` removes the step's component along these (None: one sex only)
+    sex_directions: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def fit(
@@ -69,7 +74,11 @@ class FaceSpace:
             if chosen.any():
                 centres[sex] = (shapes[chosen].mean(0), textures[chosen].mean(0))
         centres = {k: (a.reshape(68, 2), b.reshape(size, size)) for k, (a, b) in centres.items()}
-        return cls(shape.astype(np.float32), texture.astype(np.float32), centres, blur)
+        directions = None
+        shape_axis, texture_axis = sex_direction(shapes, sexes), sex_direction(textures, sexes)
+        if shape_axis is not None and texture_axis is not None:
+            directions = (shape_axis.reshape(68, 2), texture_axis.reshape(size, size))
+        return cls(shape.astype(np.float32), texture.astype(np.float32), centres, blur, directions)
 
     def coordinates(
         self, landmarks: np.ndarray, lightness: np.ndarray, reference: np.ndarray, sex: str
@@ -86,17 +95,22 @@ class FaceSpace:
         key: int,
         scale: float,
         away: tuple[np.ndarray, np.ndarray] | None = None,
+        guard: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(shape (68, 2), texture lightness (S, S)): this key's point of the space, ``scale`` × one
         person's spread; the texture soft-clipped to ``CLIP`` levels. ``away``: the patient's coordinates
         (``coordinates``); along every direction where the patient lies clearly off the mean the keyed
         step takes the opposite sign, so the spread moves away from the patient as well as from the other
-        patients (a random step alone leaves the patient's rank among real faces as it was)."""
+        patients (a random step alone leaves the patient's rank among real faces as it was). ``guard``: the
+        step has no component along the sex probes' directions (it cannot move a face across them)."""
         z = keyed_direction(key, len(self.shape))
         z_shape, z_texture = (z, z) if away is None else (_away(z, away[0]), _away(z, away[1]))
         shape = scale * np.tensordot(z_shape, self.shape, axes=1)
-        texture = scale * np.tensordot(z_texture, self.texture, axes=1)
-        return shape.astype(np.float32), (CLIP * np.tanh(texture / CLIP)).astype(np.float32)
+        texture = CLIP * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / CLIP)
+        if guard and self.sex_directions is not None:  # after the clip, which would bend it back
+            shape = _without(shape, self.sex_directions[0])
+            texture = _without(texture, self.sex_directions[1])
+        return shape.astype(np.float32), texture.astype(np.float32)
 
 
 def spread_key(identity_seed: int) -> int:
@@ -157,6 +171,30 @@ def sex_axis(difference: np.ndarray) -> np.ndarray:
     """Unit vector along the male-female difference of means (zero when there is none)."""
     norm = float(np.linalg.norm(difference))
     return difference / norm if norm > 0 else difference
+
+
+def sex_direction(rows: np.ndarray, sexes: Sequence[str], lam: float = 0.1) -> np.ndarray | None:
+    """Unit weight vector (D,) of a ridge probe of sex (+1 M, -1 F) on ``rows`` (n, D), solved in the span
+    of the samples (D may be a whole texture); ``lam`` × the mean squared norm regularises. None without
+    two of each sex."""
+    labels = np.array(sexes)
+    known = np.isin(labels, ("F", "M"))
+    if (labels == "F").sum() < 2 or (labels == "M").sum() < 2:
+        return None
+    x = rows[known] - rows[known].mean(0)[None]
+    y = np.where(labels[known] == "M", 1.0, -1.0)
+    gram = x @ x.T
+    ridge = lam * float(np.trace(gram)) / len(x)
+    w = x.T @ np.linalg.solve(gram + ridge * np.eye(len(x)), y - y.mean())
+    norm = float(np.linalg.norm(w))
+    return w / norm if norm > 0 else None
+
+
+def _without(step: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """``step`` less its component along the unit ``axis`` (same shape)."""
+    flat = step.astype(np.float64).ravel()
+    unit = axis.astype(np.float64).ravel()
+    return (flat - (flat @ unit) * unit).reshape(step.shape).astype(np.float32)
 
 
 def _principal(deviations: np.ndarray, modes: int) -> np.ndarray:

@@ -117,7 +117,7 @@ class Synthesis:
         light = skin_light(face.image, face.landmarks)
         return _PeerBase(
             centre=centre,
-            anti=_anti_face(centre, patient_texture, self._anti_weight(), blur),
+            anti=self._sexless(_anti_face(centre, patient_texture, self._anti_weight(), blur)),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             skin=_skin_stats(face.image, face.landmarks),
             light=light,
@@ -173,6 +173,31 @@ class Synthesis:
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
+    def _face_space(self) -> FaceSpace:
+        """The bank's face space (surrogate_spread.FaceSpace), fitted on first use."""
+        if self._space is None:
+            iod = interocular(self.bank.reference)
+            self._space = FaceSpace.fit(
+                list(self.bank.by_identity().values()),
+                self.bank.reference,
+                lambda photo: _lightness(self._common_tone(photo)),
+                self._anti_weight()[..., 0],
+                0.25 * iod,
+            )
+        return self._space
+
+    def _sexless(self, anti: np.ndarray) -> np.ndarray:
+        """An anti-face term (S, S, 1 or 3; a lightness change) less its component along the bank's texture
+        sex direction (settings.anti_sex_guard): a very feminine patient's deviation, flipped, is a
+        masculine one (London-set 002 with the nose kept read male by the bench's and the engine's probe on
+        every donor set, main and texture-spread runs alike)."""
+        directions = self._face_space().sex_directions if self.settings.anti_sex_guard else None
+        if directions is None:
+            return anti
+        axis = directions[1].astype(np.float64)
+        along = float((anti[..., 0].astype(np.float64) * axis).sum())
+        return (anti - (along * axis)[..., None]).astype(np.float32)
+
     def _spread(
         self,
         identity_seed: int,
@@ -183,15 +208,8 @@ class Synthesis:
         shape_scale, texture_scale = self.settings.spread_shape, self.settings.spread_texture
         if shape_scale <= 0 and texture_scale <= 0:
             return None
-        if self._space is None:
-            iod = interocular(self.bank.reference)
-            self._space = FaceSpace.fit(
-                list(self.bank.by_identity().values()),
-                self.bank.reference,
-                lambda photo: _lightness(self._common_tone(photo)),
-                self._anti_weight()[..., 0],
-                0.25 * iod,
-            )
+        self._face_space()
+        assert self._space is not None
         key, away = spread_key(identity_seed), None
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
@@ -199,8 +217,9 @@ class Synthesis:
         # the texture's step stays keyed at random: pointed away from the patient's texture it turned
         # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
-        shape = self._space.deviation(key, shape_scale, away)[0]
-        return shape, self._space.deviation(key, texture_scale)[1]
+        guard = self.settings.spread_sex_guard
+        shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
+        return shape, self._space.deviation(key, texture_scale, guard=guard)[1]
 
     def _synthesize(
         self,
@@ -220,7 +239,9 @@ class Synthesis:
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             donor = self._common_tone(_closest(photos, want))
-            texture = texture + strength.anti * _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+            texture = texture + strength.anti * self._sexless(
+                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+            )
         texture = soften(texture, ingredients.average, self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
