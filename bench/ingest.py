@@ -382,6 +382,26 @@ def _scaling(results: Results, prefix: str, names: list[str], parallel: list[int
     return "; ".join(out)
 
 
+def _ceiling(results: Results, names: list[str], parallel: list[int]) -> str:
+    """The most N associations ÷ one could reach on this machine, per receiver and set: every core busy with
+    the receiver and its senders at their measured CPU per instance with N associations, divided by the rate
+    with one. The senders share the cores here, so a receiver that scales perfectly still stops at it."""
+    rows, most, out = _rows(results, ""), max(parallel), []
+    recv, sent = _rows(results, CPU_KEY), _rows(results, "sender-cpu-ms/")
+    for set_name in dict.fromkeys(k.split("/")[0] for k in rows):
+        one, many = rows.get(f"{set_name}/1"), f"{set_name}/{most}"
+        if not one or most < 2 or many not in recv or many not in sent:
+            continue
+        cells = []
+        for n in names:
+            per_instance = statistics.median(recv[many][n]) + statistics.median(sent[many][n])
+            top = 1000 * (os.cpu_count() or 1) / per_instance / statistics.median(one[n])
+            reached = statistics.median(rows[many][n]) / statistics.median(one[n]) / top
+            cells.append(f"{n} {top:.2f}x (reached {100 * reached:.0f} %)")
+        out.append(f"{set_name}: " + ", ".join(cells))
+    return "; ".join(out)
+
+
 def report(results: Results, args: argparse.Namespace) -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
@@ -407,6 +427,7 @@ def report(results: Results, args: argparse.Namespace) -> None:
     most = max(args.parallel)
     print(f"{most} associations / 1, raw: {_scaling(results, '', names, args.parallel)}")
     print(f"{most} associations / 1, fixed cost out: {_scaling(results, STEADY_KEY, names, args.parallel)}")
+    print(f"{most} associations / 1, the cores' ceiling: {_ceiling(results, names, args.parallel)}")
     rates = _rows(results, "")
     for key, per in rates.items():
         for name in (n for n in per if n.startswith("gateway@") and "gateway" in per):
