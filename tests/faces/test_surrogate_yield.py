@@ -1,0 +1,58 @@
+"""Yield with a region kept (issue-11w): the ladder's self-check measures an output against every original of
+its group, as verification does, and the best failing attempt prefers one that matches no donor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
+from anonymizer.engines.surrogate_ladder import _Common
+from anonymizer.faces.detect import detect_faces
+from anonymizer.faces.pipeline import PipelineSettings, _align_all
+
+
+def _common() -> _Common:
+    return _Common(np.zeros((0, 3), int), np.zeros((0, 128)), [], [], ("F", 40.0))
+
+
+def _check(away: float, donor: str | None, closer: int) -> _Check:
+    return _Check(away, donor, closer, 20, None, "F")
+
+
+def test_among_failing_rungs_the_donor_free_one_ranks_first_when_on() -> None:
+    """Both rungs fail (too few real faces nearer than the patient) and both would verify; the farther one
+    is a donor's look-alike. Off, the ranking is the old one (farther first); on, the donor-free rung wins."""
+    lookalike = [_check(0.74, "london_087", 2), _check(0.73, None, 2)]
+    plain = [_check(0.69, None, 1), _check(0.70, None, 1)]
+    for avoid, winner in ((False, lookalike), (True, plain)):
+        engine = SurrogateEngine(SurrogateSettings(best_avoids_donors=avoid))
+        scores = {id(c): engine._judge(c, _common())[1] for c in (lookalike, plain)}
+        assert max((lookalike, plain), key=lambda c: scores[id(c)]) is winner
+        assert all(s[0] == 0 and s[1] == 1 for s in scores.values())  # neither passed, both verifiable
+    # still below any rung that passed, and no better than one less likely to verify
+    engine = SurrogateEngine(SurrogateSettings(best_avoids_donors=True))
+    unverifiable = [_check(0.64, None, 0), _check(0.70, None, 1)]
+    assert engine._judge(lookalike, _common())[1] > engine._judge(unverifiable, _common())[1]
+
+
+def test_the_self_check_measures_an_output_against_the_groups_other_photos(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    """The output of the smiling photo is here the patient's own neutral face: against its own (smiling)
+    original it is merely the same person; against the neutral original, which verification also checks
+    (output-matches-patient-photo), it is nearly identical. On, the self-check sees the nearer one."""
+    bank = load_bank(bank_path)
+    records = _align_all(pair, [detect_faces(p)[:1] for p in pair], bank.crop_size, (), PipelineSettings())
+    neutral, smiling = records[0].aligned, records[1].aligned
+    donors = np.stack([p.descriptor for p in bank.photos])
+    aways = {}
+    for on in (False, True):
+        engine = SurrogateEngine(SurrogateSettings(self_check_group_photos=on), bank)
+        others = engine._others([neutral, smiling], smiling)
+        assert len(others) == int(on)
+        check = engine._distinct(neutral.image, neutral.landmarks, smiling, donors, [], others)
+        aways[on] = check.away
+    assert aways[True] < 0.2 < aways[False]  # its own original: same person; the neutral photo: itself
