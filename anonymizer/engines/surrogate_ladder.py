@@ -264,7 +264,9 @@ class Ladder(Synthesis):
         out = descriptor(crop, refit)
         to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
         nearest = int(to_donors.argmin())
-        closer, usable = closer_than_input(out, face.descriptor, reference, SAME_IDENTITY)
+        closer, usable = closer_than_input(
+            out, face.descriptor, reference, SAME_IDENTITY, self.settings.self_check_rank_slack
+        )
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity

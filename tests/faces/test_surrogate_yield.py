@@ -56,3 +56,18 @@ def test_the_self_check_measures_an_output_against_the_groups_other_photos(
         check = engine._distinct(neutral.image, neutral.landmarks, smiling, donors, [], others)
         aways[on] = check.away
     assert aways[True] < 0.2 < aways[False]  # its own original: same person; the neutral photo: itself
+
+
+def test_the_rank_slack_counts_only_real_faces_clearly_nearer_than_the_patient() -> None:
+    """The output lies 0.70 from the patient; one real face 0.69 from it (a shift of the output by 0.01
+    between crop and pasted photo can swap the two), another 0.60. Verification's count (no slack) is 2;
+    the self-check's with slack 0.02 is 1; the patient-like identity (0.3 from the input) is never counted."""
+    from anonymizer.faces.verify import closer_than_input
+
+    basis = np.eye(128, dtype=np.float32)
+    after = np.zeros(128, np.float32)
+    before = 0.70 * basis[0]
+    reference = [0.69 * basis[1][None], 0.60 * basis[2][None], (before + 0.3 * basis[3])[None]]
+    assert closer_than_input(after, before, reference, 0.45) == (2, 2)
+    assert closer_than_input(after, before, reference, 0.45, 0.02) == (1, 2)
+    assert SurrogateSettings().self_check_rank_slack == 0.0  # off by default: the count verification makes
