@@ -184,8 +184,11 @@ class Ladder(Synthesis):
         passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
         verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
         nearer = min(c.closer for c in checks)
-        # constant unless best_avoids_donors: the ranking is then the one before the setting existed
-        donor_free = float(not self.settings.best_avoids_donors or all(c.donor is None for c in checks))
+        # constant unless best_avoids_donors, and then only among attempts likely to verify: between two
+        # that are not, the one farther from the patient verifies more often, donor or not (London-set 003,
+        # nose kept: its farthest rung matched a donor; the nearer donor-free one failed verification)
+        avoid = self.settings.best_avoids_donors and verifiable
+        donor_free = float(not avoid or all(c.donor is None for c in checks))
         score = (float(passed), float(verifiable), float(kept_sex), donor_free, float(nearer), closest)
         return passed, score, far_all, together
 

@@ -164,7 +164,8 @@ class SurrogateSettings:
     # forward). Its rank ignored donor matches, and the rungs farthest from a kept-nose patient were often
     # one donor's look-alike (an anchored set: the donor counts as a real face nearer than the patient), so
     # draw B's nose-kept outputs matched a donor in 50 % of photos. On: among attempts equally likely to
-    # verify and keeping the sex, one that matches no donor ranks first.
+    # verify (self-check: > 0.66 from the patient, a real face nearer) and keeping the sex, one that matches
+    # no donor ranks first.
     best_avoids_donors: bool = False
     # The self-check reads the output on the engine's crop, verification on the pasted photo: dlib distances
     # move by ~0.01 between the two, and by 0.02 for draw B's 022 (eyes kept), whose group passed the

@@ -71,3 +71,12 @@ def test_the_rank_slack_counts_only_real_faces_clearly_nearer_than_the_patient()
     assert closer_than_input(after, before, reference, 0.45) == (2, 2)
     assert closer_than_input(after, before, reference, 0.45, 0.02) == (1, 2)
     assert SurrogateSettings().self_check_rank_slack == 0.0  # off by default: the count verification makes
+
+
+def test_between_rungs_unlikely_to_verify_the_farther_one_stays_first() -> None:
+    """Neither rung would verify (under 0.66 from the patient): the farther one, a donor's look-alike, still
+    ranks first with best_avoids_donors on (London-set 003, nose kept, verified only through it)."""
+    engine = SurrogateEngine(SurrogateSettings(best_avoids_donors=True))
+    far = [_check(0.649, "london_025", 0), _check(0.70, None, 0)]
+    near = [_check(0.639, None, 0), _check(0.70, None, 0)]
+    assert engine._judge(far, _common())[1] > engine._judge(near, _common())[1]
