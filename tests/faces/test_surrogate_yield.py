@@ -42,8 +42,8 @@ def test_the_self_check_measures_an_output_against_the_groups_other_photos(
     bank_path: Path, pair: list[np.ndarray]
 ) -> None:
     """The output of the smiling photo is here the patient's own neutral face: against its own (smiling)
-    original it is merely the same person; against the neutral original, which verification also checks
-    (output-matches-patient-photo), it is nearly identical. On, the self-check sees the nearer one."""
+    original it is the same person in another expression; against the neutral original, which verification
+    also checks (output-matches-patient-photo), it is that photo. On, the self-check sees the nearer one."""
     bank = load_bank(bank_path)
     records = _align_all(pair, [detect_faces(p)[:1] for p in pair], bank.crop_size, (), PipelineSettings())
     neutral, smiling = records[0].aligned, records[1].aligned
@@ -55,7 +55,9 @@ def test_the_self_check_measures_an_output_against_the_groups_other_photos(
         assert len(others) == int(on)
         check = engine._distinct(neutral.image, neutral.landmarks, smiling, donors, [], others)
         aways[on] = check.away
-    assert aways[True] < 0.2 < aways[False]  # its own original: same person; the neutral photo: itself
+    # against the neutral original it is that photo itself (0.03 on 017: crop against photo); against its
+    # own, smiling original, the same person in another expression (0.12)
+    assert aways[True] < 0.06 and aways[True] < aways[False] - 0.05
 
 
 def test_the_rank_slack_counts_only_real_faces_clearly_nearer_than_the_patient() -> None:
