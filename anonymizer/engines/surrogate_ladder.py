@@ -21,12 +21,14 @@ from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import closer_than_input, descriptor, distance
+from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")
 
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
+_VERIFY = VerifySettings()
+VERIFY_DISTANCE = _VERIFY.threshold + _VERIFY.margin  # verification fails an output this near its patient
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ class _Attempt:
     passed: bool
     score: tuple[
         float, ...
-    ]  # (passed, likely to verify, sex kept, no donor matched, fewest nearer identities, distance): larger
-    # is better
+    ]  # (passed, likely to verify, sex kept, beyond verification's distance, no donor matched, fewest nearer
+    # identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
@@ -189,7 +191,10 @@ class Ladder(Synthesis):
         # nose kept: its farthest rung matched a donor; the nearer donor-free one failed verification)
         avoid = self.settings.best_avoids_donors and verifiable
         donor_free = float(not avoid or all(c.donor is None for c in checks))
-        score = (float(passed), float(verifiable), float(kept_sex), donor_free, float(nearer), closest)
+        # constant unless best_over_threshold: among attempts not likely to verify, one beyond verification's
+        # distance can still pass, one within it cannot, however many real faces lie nearer
+        over = float(not self.settings.best_over_threshold or closest > VERIFY_DISTANCE)
+        score = (float(passed), float(verifiable), float(kept_sex), over, donor_free, float(nearer), closest)
         return passed, score, far_all, together
 
     def _finished(

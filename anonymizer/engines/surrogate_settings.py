@@ -173,3 +173,7 @@ class SurrogateSettings:
     # (output-links-to-input 0.669). A real face counts as nearer in the self-check only when nearer by at
     # least this much (0 = as verification counts).
     self_check_rank_slack: float = 0.0
+    # The failing attempt given to verification: one farther from the patient than verification's distance
+    # (0.65) ranks before one with more real faces nearer but within it, which fails for sure (draw B's 030,
+    # nose kept: its fallback was a donor look-alike 0.643 from the patient).
+    best_over_threshold: bool = False

@@ -82,3 +82,14 @@ def test_between_rungs_unlikely_to_verify_the_farther_one_stays_first() -> None:
     far = [_check(0.649, "london_025", 0), _check(0.70, None, 0)]
     near = [_check(0.639, None, 0), _check(0.70, None, 0)]
     assert engine._judge(far, _common())[1] > engine._judge(near, _common())[1]
+
+
+def test_a_fallback_beyond_verifications_distance_ranks_before_more_real_faces_nearer() -> None:
+    """Neither rung is likely to verify; one has 3 real faces nearer but lies 0.643 from the patient (within
+    verification's 0.65: fails for sure), the other 0.654 with none nearer. On, the second ranks first."""
+    within = [_check(0.643, "london_038", 3), _check(0.70, None, 3)]
+    beyond = [_check(0.654, None, 0), _check(0.70, None, 0)]
+    for on, winner in ((False, within), (True, beyond)):
+        engine = SurrogateEngine(SurrogateSettings(best_over_threshold=on))
+        first = max((within, beyond), key=lambda c: engine._judge(c, _common())[1])
+        assert first is winner
