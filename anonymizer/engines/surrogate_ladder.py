@@ -21,12 +21,14 @@ from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import closer_than_input, descriptor, distance
+from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")
 
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
+_VERIFY = VerifySettings()
+VERIFY_DISTANCE = _VERIFY.threshold + _VERIFY.margin  # verification fails an output this near its patient
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class _Attempt:
     passed: bool
     score: tuple[
         float, ...
-    ]  # (passed, likely to verify, sex kept, fewest nearer identities, distance): larger is better
+    ]  # (passed, likely to verify, sex kept, beyond verification's distance, no donor matched, fewest nearer
+    # identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
@@ -144,7 +147,7 @@ class Ladder(Synthesis):
                 for face, ingredients in zip(faces, prepared, strict=True)
             ]
             checks = [
-                self._distinct(crop, target, face, common.donor_descs, reference)
+                self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
             passed, score, far_all, together = self._judge(checks, common)
@@ -183,7 +186,15 @@ class Ladder(Synthesis):
         passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
         verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
         nearer = min(c.closer for c in checks)
-        score = (float(passed), float(verifiable), float(kept_sex), float(nearer), closest)
+        # constant unless best_avoids_donors, and then only among attempts likely to verify: between two
+        # that are not, the one farther from the patient verifies more often, donor or not (London-set 003,
+        # nose kept: its farthest rung matched a donor; the nearer donor-free one failed verification)
+        avoid = self.settings.best_avoids_donors and verifiable
+        donor_free = float(not avoid or all(c.donor is None for c in checks))
+        # constant unless best_over_threshold: among attempts not likely to verify, one beyond verification's
+        # distance can still pass, one within it cannot, however many real faces lie nearer
+        over = float(not self.settings.best_over_threshold or closest > VERIFY_DISTANCE)
+        score = (float(passed), float(verifiable), float(kept_sex), over, donor_free, float(nearer), closest)
         return passed, score, far_all, together
 
     def _finished(
@@ -202,7 +213,9 @@ class Ladder(Synthesis):
             for face, ingredients in zip(faces, prepared, strict=True)
         ]
         checks = [
-            self._distinct(crop, target, face, common.donor_descs, chosen.reference)
+            self._distinct(
+                crop, target, face, common.donor_descs, chosen.reference, self._others(faces, face)
+            )
             for (crop, target), face in zip(made, faces, strict=True)
         ]
         score = self._judge(checks, common)[1]
@@ -233,6 +246,13 @@ class Ladder(Synthesis):
         outs = [c.out for c in checks if c.out is not None]
         return limit <= 0 or all(distance(a, b) <= limit for n, a in enumerate(outs) for b in outs[n + 1 :])
 
+    def _others(self, faces: Sequence[AlignedFace], face: AlignedFace) -> list[np.ndarray]:
+        """The descriptors of the group's other originals an output must not match (verification's
+        ``group_originals``), when settings.self_check_group_photos; else none."""
+        if not self.settings.self_check_group_photos:
+            return []
+        return [f.descriptor for f in faces if f is not face and f.descriptor is not None]
+
     def _distinct(
         self,
         crop: np.ndarray,
@@ -240,8 +260,11 @@ class Ladder(Synthesis):
         face: AlignedFace,
         donor_descs: np.ndarray,
         reference: list[np.ndarray],
+        others: Sequence[np.ndarray] = (),
     ) -> _Check:
-        """Group-level self-check of one synthetic face, as a checker sees it (landmarks re-fitted)."""
+        """Group-level self-check of one synthetic face, as a checker sees it (landmarks re-fitted); its
+        distance to the patient is the nearest of its own original and ``others`` (the group's other
+        photos)."""
         if face.descriptor is None:
             return _Check(float("inf"), None, 0, 0)
         lo, hi = target.min(0), target.max(0)
@@ -249,12 +272,15 @@ class Ladder(Synthesis):
         out = descriptor(crop, refit)
         to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
         nearest = int(to_donors.argmin())
-        closer, usable = closer_than_input(out, face.descriptor, reference, SAME_IDENTITY)
+        closer, usable = closer_than_input(
+            out, face.descriptor, reference, SAME_IDENTITY, self.settings.self_check_rank_slack
+        )
         donor = None
         if to_donors[nearest] <= self.settings.self_check_donor_distance:
             donor = self.bank.photos[nearest].identity
         sex = self._read_sex(out) if self.settings.self_check_sex else ""
-        return _Check(distance(out, face.descriptor), donor, closer, usable, out, sex)
+        away = min([distance(out, face.descriptor)] + [distance(out, d) for d in others])
+        return _Check(away, donor, closer, usable, out, sex)
 
 
 FINISH_SLACK = 0.01  # dlib distance a finished group that did not pass may lose (colour moves it by ~0.005)

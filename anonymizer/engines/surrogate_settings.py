@@ -154,3 +154,26 @@ class SurrogateSettings:
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = False
+    # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
+    # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
+    # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
+    # (nose kept) lost a photo that way. On: a rung's distance to the patient is the nearest of the group's
+    # originals.
+    self_check_group_photos: bool = False
+    # When no rung of any set passes, the best attempt goes to verification (fail-closed, it may still
+    # forward). Its rank ignored donor matches, and the rungs farthest from a kept-nose patient were often
+    # one donor's look-alike (an anchored set: the donor counts as a real face nearer than the patient), so
+    # draw B's nose-kept outputs matched a donor in 50 % of photos. On: among attempts equally likely to
+    # verify (self-check: > 0.66 from the patient, a real face nearer) and keeping the sex, one that matches
+    # no donor ranks first.
+    best_avoids_donors: bool = False
+    # The self-check reads the output on the engine's crop, verification on the pasted photo: dlib distances
+    # move by ~0.01 between the two, and by 0.02 for draw B's 022 (eyes kept), whose group passed the
+    # self-check with 4 real faces nearer than the patient and failed verification with none
+    # (output-links-to-input 0.669). A real face counts as nearer in the self-check only when nearer by at
+    # least this much (0 = as verification counts).
+    self_check_rank_slack: float = 0.0
+    # The failing attempt given to verification: one farther from the patient than verification's distance
+    # (0.65) ranks before one with more real faces nearer but within it, which fails for sure (draw B's 030,
+    # nose kept: its fallback was a donor look-alike 0.643 from the patient).
+    best_over_threshold: bool = False

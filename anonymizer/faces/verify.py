@@ -91,11 +91,16 @@ def redetect(image: np.ndarray, landmarks: np.ndarray, long_side: int) -> np.nda
 
 
 def closer_than_input(
-    after: np.ndarray, before: np.ndarray, reference: Sequence[np.ndarray], same_identity: float
+    after: np.ndarray,
+    before: np.ndarray,
+    reference: Sequence[np.ndarray],
+    same_identity: float,
+    slack: float = 0.0,
 ) -> tuple[int, int]:
     """(How many reference identities are nearer to the output than the input is, how many were usable).
-    Each reference identity is an (n, 128) array of its photos' descriptors; its nearest photo counts."""
-    own = distance(after, before)
+    Each reference identity is an (n, 128) array of its photos' descriptors; its nearest photo counts.
+    ``slack`` (the engine's self-check only): an identity counts only when nearer by at least this much."""
+    own = distance(after, before) - slack
     usable = [
         r for r in reference if len(r) and np.linalg.norm(r - before[None], axis=1).min() > same_identity
     ]
