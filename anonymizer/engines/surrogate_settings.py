@@ -158,8 +158,11 @@ class SurrogateSettings:
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
     # (nose kept) lost a photo that way. On: a rung's distance to the patient is the nearest of the group's
-    # originals.
-    self_check_group_photos: bool = False
+    # originals. On by default (the lead): it makes the self-check ask what verification asks; paired
+    # privacy-only runs gained draw B's eyes-kept photo (93.8 -> 100 %) and changed one other output
+    # (draw A, 008 nose kept, farther from its patient: 0.752 -> 0.810), which added one colliding pair
+    # (6 -> 7 of 112).
+    self_check_group_photos: bool = True
     # When no rung of any set passes, the best attempt goes to verification (fail-closed, it may still
     # forward). Its rank ignored donor matches, and the rungs farthest from a kept-nose patient were often
     # one donor's look-alike (an anchored set: the donor counts as a real face nearer than the patient), so
