@@ -167,7 +167,7 @@ class SurrogateEngine(Ladder):
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
             leaning = common if not near else self._leaning(common)
             result = self._climb(faces, choice, leaning, preserve, weights)
-            if not result.passed and len(result.score) > 2 and result.score[2] < 1:  # read as the other sex
+            if not result.passed and result.lost_sex:
                 common = self._sex_missed(common)
             if best is None or result.score > best.score:
                 best = result

@@ -68,6 +68,12 @@ class _Attempt:
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
 
+    @property
+    def lost_sex(self) -> bool:
+        """Whether this rung's outputs read as the other sex (the score's "sex kept" place; a set that
+        climbed no rung has only a placeholder score and lost nothing)."""
+        return len(self.score) > 2 and self.score[2] < 1
+
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
     """Mixing weights of the donors, keyed to the donor set: uneven weights (Dirichlet with concentration
