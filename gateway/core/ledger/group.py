@@ -100,9 +100,8 @@ class GroupCommit:
                 self._leading = False
             else:
                 successor.lead = True
-        for waiter in batch[
-            1:
-        ]:  # batch[0] is the leader itself (the queue's oldest); [] when it committed alone
+        # batch[0] is the leader itself (the queue's oldest); [] when it committed alone
+        for waiter in batch[1:]:
             waiter.wake.release()
         if successor is not None:
             successor.wake.release()
