@@ -143,6 +143,7 @@ class SurrogateEngine(Ladder):
             spread=self._spread(
                 identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
             ),
+            population_rank=self._group_aim(preserve),
         )
         best: _Attempt | None = None
         self.trace = []
@@ -161,7 +162,7 @@ class SurrogateEngine(Ladder):
             near = (
                 self.settings.anchored_redraws
                 and best is not None
-                and (self._near_patient(best.score) or (anchored > 0 and best.split))
+                and (self._near_patient(best.score, common) or (anchored > 0 and best.split))
             )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None

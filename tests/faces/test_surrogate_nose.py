@@ -1,0 +1,57 @@
+"""The kept nose (issue-11n): with the nose kept the engine aims for more real faces nearer to each output
+than the patient (a linkage attacker's top guesses are other people) and lets the anti-face move the texture
+further from the donor average; every other setting keeps the general values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
+from anonymizer.engines.surrogate_colour import soften
+from anonymizer.engines.surrogate_ladder import _Common
+from anonymizer.plans import Region
+
+NOSE_ON = SurrogateSettings(nose_population_rank=5, nose_soft_limit=45.0)
+
+
+def _common(aim: int | None) -> _Common:
+    return _Common(np.zeros((0, 3), int), np.zeros((0, 128)), [], [], ("F", 40.0), population_rank=aim)
+
+
+def _checks(closer: int) -> list[_Check]:
+    return [_Check(0.72, None, closer, 20, None, "F"), _Check(0.74, None, closer + 1, 20, None, "F")]
+
+
+def test_only_a_kept_nose_raises_the_linkage_aim_and_never_below_the_general_one() -> None:
+    engine = SurrogateEngine(NOSE_ON)
+    assert engine._group_aim((Region.NOSE,)) == 5
+    assert engine._group_aim((Region.NOSE, Region.MOUTH)) == 5
+    for other in ((), (Region.MOUTH,), (Region.EYES,)):
+        assert engine._group_aim(other) == 3
+    assert SurrogateEngine(SurrogateSettings(nose_population_rank=2))._group_aim((Region.NOSE,)) == 3
+    # the population test switched off (verification's rank 0) stays off with the nose kept
+    off = SurrogateSettings(population_rank=0, nose_population_rank=5)
+    assert SurrogateEngine(off)._group_aim((Region.NOSE,)) == 0
+    # unset, the kept nose aims like everything else (main's behaviour)
+    assert SurrogateEngine(SurrogateSettings())._group_aim((Region.NOSE,)) == 3
+
+
+def test_a_rung_with_three_real_faces_nearer_passes_the_general_aim_and_fails_the_noses() -> None:
+    engine = SurrogateEngine(NOSE_ON)
+    passed, score, far_all, _ = engine._judge(_checks(3), _common(None))
+    assert passed and far_all
+    passed, score, far_all, _ = engine._judge(_checks(3), _common(5))
+    assert not passed and not far_all
+    assert engine._near_patient(score, _common(5)) and not engine._near_patient(score, _common(None))
+    assert engine._judge(_checks(5), _common(5))[0]
+
+
+def test_a_kept_nose_lets_the_texture_move_further_from_the_donor_average() -> None:
+    engine = SurrogateEngine(NOSE_ON)
+    assert engine._soft_limit((Region.NOSE,)) == 45.0
+    assert engine._soft_limit((Region.EYES,)) == engine._soft_limit(()) == 28.0
+    assert SurrogateEngine(SurrogateSettings())._soft_limit((Region.NOSE,)) == 28.0
+    average = np.full((8, 8, 3), 120.0, np.float32)
+    anti = average + 60.0  # a strong anti-face step: 60 levels of lightness
+    moved = {limit: float(soften(anti, average, limit)[0, 0, 0] - 120.0) for limit in (28.0, 45.0)}
+    assert moved[28.0] < 28.0 < moved[45.0] < 45.0
