@@ -119,6 +119,12 @@ class Ladder(Synthesis):
             return self.settings.population_rank
         return common.population_rank
 
+    def _rungs(self, preserve: tuple[Region, ...]) -> tuple[Strength, ...]:
+        """The ladder for a group keeping ``preserve``: settings.nose_rungs appended with the nose kept."""
+        if Region.NOSE in preserve:
+            return self.settings.ladder + self.settings.nose_rungs
+        return self.settings.ladder
+
     def _group_aim(self, preserve: tuple[Region, ...]) -> int:
         """The linkage aim for a group keeping ``preserve``: settings.nose_population_rank with the nose
         kept (never below population_rank; a test that is off, 0, stays off)."""
@@ -160,7 +166,7 @@ class Ladder(Synthesis):
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
-        for level, strength in enumerate(self.settings.ladder):
+        for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
             made = [

@@ -14,6 +14,7 @@ class Strength:
     jaw: float  # how far the outline moves to the donors' (0 = patient's outline; the face must fit the head)
     push: float = 0.0  # overshoot of the free landmarks past the donor shape, away from the patient's
     anti: float = 0.0  # anti-face gain: texture moved by anti × (demographic mean − patient's own texture)
+    soft: float = 0.0  # this rung's soft limit of the texture around the donor average (0 = soft_limit)
 
 
 @dataclass(frozen=True)
@@ -180,13 +181,16 @@ class SurrogateSettings:
     # (0.65) ranks before one with more real faces nearer but within it, which fails for sure (draw B's 030,
     # nose kept: its fallback was a donor look-alike 0.643 from the patient).
     best_over_threshold: bool = False
-    # Kept nose (issue-11n; each reached only with the nose kept, 0 = the general setting above). With the
-    # nose kept, the eyes, brows and mouth carry the identity that is left: on draw B's 025 (eval_pixels
-    # --ids 025, verification's 0.641), putting the output's brows or eyes into her original moved it 0.40
-    # from her, the mouth 0.25, the outline, cheeks or forehead 0.11-0.14. The anti-face term that would
-    # change them (up to 3.6 x 18 levels on the top rung) was held to ``soft_limit`` levels of the donor
-    # average, so no rung of any donor set got her past 0.65.
-    nose_soft_limit: float = 0.0
+    # Kept nose (issue-11n; each reached only with the nose kept). With the nose kept, the eyes, brows and
+    # mouth carry the identity that is left: on draw B's 025 (verification's 0.641), putting the output's
+    # brows or eyes into her original moved it 0.40 from her, the mouth 0.25, the outline, cheeks or
+    # forehead 0.11-0.14. The anti-face that would change them (up to 3.6 x 18 levels on the top rung) was
+    # held to ``soft_limit`` (28) levels of the donor average, so no rung of any set got her past 0.65.
+    # Rungs appended to the ladder with the nose kept, tried like the overshoot rungs only while some face
+    # still matches the patient; their ``soft`` lets the anti-face through. As the limit of every rung (45)
+    # it took 025 and 030 past verification but lost 003 (draw A; 0.655 -> 0.635 from her): appended, the
+    # ladder's own rungs are tried first and stay candidates.
+    nose_rungs: tuple[Strength, ...] = ()
     # the linkage aim (``population_rank``) with the nose kept, never below it (0 = population_rank; the
     # test off stays off): real faces of the bank that must lie nearer to every output than the patient.
     # The bank is about half an attacker's gallery, so 3 left the patient 5th or nearer in 37.5 / 68.8 % of

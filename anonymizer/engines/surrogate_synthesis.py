@@ -242,7 +242,7 @@ class Synthesis:
             texture = texture + strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
             )
-        texture = soften(texture, ingredients.average, self._soft_limit(preserve))
+        texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
         texture = _with_detail(
@@ -274,13 +274,6 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
-
-    def _soft_limit(self, preserve: tuple[Region, ...]) -> float:
-        """How far the texture may move from the donor average (settings.nose_soft_limit with the nose
-        kept: there the anti-face must carry the change that the kept nose holds back)."""
-        if Region.NOSE in preserve and self.settings.nose_soft_limit > 0:
-            return self.settings.nose_soft_limit
-        return self.settings.soft_limit
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_colour import soften
 from anonymizer.engines.surrogate_ladder import _Common
 from anonymizer.plans import Region
 
-NOSE_ON = SurrogateSettings(nose_population_rank=5, nose_soft_limit=45.0)
+NOSE_RUNGS = (Strength(2.0, 3.2, 1.0, 1.1, 3.0, 45.0), Strength(2.1, 3.4, 1.0, 1.4, 3.6, 60.0))
+NOSE_ON = SurrogateSettings(nose_population_rank=5, nose_rungs=NOSE_RUNGS)
 
 
 def _common(aim: int | None) -> _Common:
@@ -46,11 +47,13 @@ def test_a_rung_with_three_real_faces_nearer_passes_the_general_aim_and_fails_th
     assert engine._judge(_checks(5), _common(5))[0]
 
 
-def test_a_kept_nose_lets_the_texture_move_further_from_the_donor_average() -> None:
+def test_only_a_kept_nose_climbs_the_extra_rungs_and_they_let_the_texture_move_further() -> None:
     engine = SurrogateEngine(NOSE_ON)
-    assert engine._soft_limit((Region.NOSE,)) == 45.0
-    assert engine._soft_limit((Region.EYES,)) == engine._soft_limit(()) == 28.0
-    assert SurrogateEngine(SurrogateSettings())._soft_limit((Region.NOSE,)) == 28.0
+    ladder = SurrogateSettings().ladder
+    assert engine._rungs((Region.NOSE,)) == ladder + NOSE_RUNGS  # after the ladder's own rungs
+    for other in ((), (Region.MOUTH,), (Region.EYES,)):
+        assert engine._rungs(other) == ladder
+    assert all(rung.soft == 0 for rung in ladder)  # the ladder's own rungs keep soft_limit
     average = np.full((8, 8, 3), 120.0, np.float32)
     anti = average + 60.0  # a strong anti-face step: 60 levels of lightness
     moved = {limit: float(soften(anti, average, limit)[0, 0, 0] - 120.0) for limit in (28.0, 45.0)}
