@@ -150,7 +150,7 @@ class SurrogateEngine(Ladder):
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
-        for attempt in range(self.settings.donor_sets):
+        for attempt in range(self._sets(preserve)):
             try:
                 choice = choose_donors(bank, _reseed(identity_seed, attempt), patient, self.settings)
             except DonorBankError:

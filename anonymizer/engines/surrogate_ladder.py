@@ -125,6 +125,12 @@ class Ladder(Synthesis):
             return self.settings.ladder + self.settings.nose_rungs
         return self.settings.ladder
 
+    def _sets(self, preserve: tuple[Region, ...]) -> int:
+        """Donor sets tried for a group keeping ``preserve`` (settings.nose_donor_sets with the nose kept)."""
+        if Region.NOSE in preserve:
+            return max(self.settings.donor_sets, self.settings.nose_donor_sets)
+        return self.settings.donor_sets
+
     def _group_aim(self, preserve: tuple[Region, ...]) -> int:
         """The linkage aim for a group keeping ``preserve``: settings.nose_population_rank with the nose
         kept (never below population_rank; a test that is off, 0, stays off)."""

@@ -196,3 +196,6 @@ class SurrogateSettings:
     # The bank is about half an attacker's gallery, so 3 left the patient 5th or nearer in 37.5 / 68.8 % of
     # nose-kept outputs (draw A / B).
     nose_population_rank: int = 0
+    # donor sets tried with the nose kept (0 = donor_sets; never fewer): with a higher linkage aim fewer
+    # sets pass, and each further set is another keyed identity to try
+    nose_donor_sets: int = 0

@@ -33,6 +33,10 @@ def test_only_a_kept_nose_raises_the_linkage_aim_and_never_below_the_general_one
     # the population test switched off (verification's rank 0) stays off with the nose kept
     off = SurrogateSettings(population_rank=0, nose_population_rank=5)
     assert SurrogateEngine(off)._group_aim((Region.NOSE,)) == 0
+    # more donor sets with the nose kept only, never fewer than the general number
+    more = SurrogateEngine(SurrogateSettings(nose_donor_sets=9))
+    assert more._sets((Region.NOSE,)) == 9 and more._sets((Region.EYES,)) == more._sets(()) == 6
+    assert SurrogateEngine(SurrogateSettings(nose_donor_sets=3))._sets((Region.NOSE,)) == 6
     # unset, the kept nose aims like everything else (main's behaviour)
     assert SurrogateEngine(SurrogateSettings())._group_aim((Region.NOSE,)) == 3
 
