@@ -4,14 +4,21 @@ further from the donor average; every other setting keeps the general values."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
+from anonymizer.donors import load_bank
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_colour import soften
 from anonymizer.engines.surrogate_ladder import _Common
+from anonymizer.faces import pipeline
+from anonymizer.faces.detect import detect_faces
 from anonymizer.plans import Region
 
 NOSE_RUNGS = (Strength(2.0, 3.2, 1.0, 1.1, 3.0, 45.0), Strength(2.1, 3.4, 1.0, 1.4, 3.6, 60.0))
+TOP = SurrogateSettings().ladder[-1]  # the ladder's strongest rung
 NOSE_ON = SurrogateSettings(nose_population_rank=5, nose_rungs=NOSE_RUNGS)
 
 
@@ -62,3 +69,26 @@ def test_only_a_kept_nose_climbs_the_extra_rungs_and_they_let_the_texture_move_f
     anti = average + 60.0  # a strong anti-face step: 60 levels of lightness
     moved = {limit: float(soften(anti, average, limit)[0, 0, 0] - 120.0) for limit in (28.0, 45.0)}
     assert moved[28.0] < 28.0 < moved[45.0] < 45.0
+
+
+def test_a_rung_with_its_own_soft_limit_moves_the_free_face_further_and_keeps_the_nose(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    """The top rung made twice for a kept nose: with the general soft limit (28) and with a rung's own 60.
+    The looser limit lets the anti-face change more of the face around the nose; the nose stays the
+    patient's pixels either way."""
+    engine = SurrogateEngine(SurrogateSettings(donor_sets=1, k=5, k_min=3), load_bank(bank_path))
+    preserve = (Region.NOSE,)
+    (record,) = pipeline._align_all(
+        pair[:1], [detect_faces(pair[0])[:1]], engine.crop_size, preserve, pipeline.PipelineSettings()
+    )
+    face = record.aligned
+    crops = {}
+    for soft in (0.0, 60.0):
+        engine.settings = SurrogateSettings(donor_sets=1, k=5, k_min=3, ladder=(replace(TOP, soft=soft),))
+        crops[soft] = engine.anonymize([face], 5, preserve)[0]
+    nose = face.masks[Region.NOSE] > 0.5
+    changed = {soft: float(np.abs(c.astype(float) - face.image).mean()) for soft, c in crops.items()}
+    assert changed[60.0] > changed[0.0] + 0.25  # 5.69 against 5.24 levels (mean over the crop)
+    for crop in crops.values():
+        assert np.array_equal(crop[nose], face.image[nose])
