@@ -190,12 +190,15 @@ class SurrogateSettings:
     # still matches the patient; their ``soft`` lets the anti-face through. As the limit of every rung (45)
     # it took 025 and 030 past verification but lost 003 (draw A; 0.655 -> 0.635 from her): appended, the
     # ladder's own rungs are tried first and stay candidates.
-    nose_rungs: tuple[Strength, ...] = ()
+    nose_rungs: tuple[Strength, ...] = (
+        Strength(2.0, 3.2, 1.0, 1.1, 3.0, 45.0),
+        Strength(2.1, 3.4, 1.0, 1.4, 3.6, 45.0),
+    )
     # the linkage aim (``population_rank``) with the nose kept, never below it (0 = population_rank; the
     # test off stays off): real faces of the bank that must lie nearer to every output than the patient.
     # The bank is about half an attacker's gallery, so 3 left the patient 5th or nearer in 37.5 / 68.8 % of
     # nose-kept outputs (draw A / B).
-    nose_population_rank: int = 0
+    nose_population_rank: int = 5
     # donor sets tried with the nose kept (0 = donor_sets; never fewer): with a higher linkage aim fewer
     # sets pass, and each further set is another keyed identity to try
     nose_donor_sets: int = 0

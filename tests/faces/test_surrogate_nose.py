@@ -44,8 +44,8 @@ def test_only_a_kept_nose_raises_the_linkage_aim_and_never_below_the_general_one
     more = SurrogateEngine(SurrogateSettings(nose_donor_sets=9))
     assert more._sets((Region.NOSE,)) == 9 and more._sets((Region.EYES,)) == more._sets(()) == 6
     assert SurrogateEngine(SurrogateSettings(nose_donor_sets=3))._sets((Region.NOSE,)) == 6
-    # unset, the kept nose aims like everything else (main's behaviour)
-    assert SurrogateEngine(SurrogateSettings())._group_aim((Region.NOSE,)) == 3
+    # 0: the kept nose aims like everything else (main's behaviour before issue-11n)
+    assert SurrogateEngine(SurrogateSettings(nose_population_rank=0))._group_aim((Region.NOSE,)) == 3
 
 
 def test_a_rung_with_three_real_faces_nearer_passes_the_general_aim_and_fails_the_noses() -> None:
@@ -65,6 +65,7 @@ def test_only_a_kept_nose_climbs_the_extra_rungs_and_they_let_the_texture_move_f
     for other in ((), (Region.MOUTH,), (Region.EYES,)):
         assert engine._rungs(other) == ladder
     assert all(rung.soft == 0 for rung in ladder)  # the ladder's own rungs keep soft_limit
+    assert SurrogateEngine(SurrogateSettings(nose_rungs=()))._rungs((Region.NOSE,)) == ladder
     average = np.full((8, 8, 3), 120.0, np.float32)
     anti = average + 60.0  # a strong anti-face step: 60 levels of lightness
     moved = {limit: float(soften(anti, average, limit)[0, 0, 0] - 120.0) for limit in (28.0, 45.0)}
@@ -85,7 +86,8 @@ def test_a_rung_with_its_own_soft_limit_moves_the_free_face_further_and_keeps_th
     face = record.aligned
     crops = {}
     for soft in (0.0, 60.0):
-        engine.settings = SurrogateSettings(donor_sets=1, k=5, k_min=3, ladder=(replace(TOP, soft=soft),))
+        one = (replace(TOP, soft=soft),)
+        engine.settings = SurrogateSettings(donor_sets=1, k=5, k_min=3, ladder=one, nose_rungs=())
         crops[soft] = engine.anonymize([face], 5, preserve)[0]
     nose = face.masks[Region.NOSE] > 0.5
     changed = {soft: float(np.abs(c.astype(float) - face.image).mean()) for soft, c in crops.items()}
