@@ -42,6 +42,14 @@ class SurrogateSettings:
     # --subset 4 it took nothing-kept linkage r5 6.2 -> 18.8 %, sex kept 100 -> 93.8 %, dlib IoU 0.950 ->
     # 0.938, and mouth-kept sex kept 93.8 -> 87.5 %, IoU 0.937 -> 0.931 (smile kept 81.2 -> 93.8 %)
     outline_floor_free: bool = False
+    # The settings (by kept region: "nothing", "mouth", "nose", "eyes"; comma-separated) whose donor shape is
+    # similarity-fitted to the patient on its inner features (brows, eyes, nose, mouth) instead of all 68
+    # points (surrogate_target.FIT_INNER): there a wide caricatured outline no longer shrinks the inner face.
+    inner_fit: str = ""
+    # The settings (named as above) whose synthetic brows are made as much darker than the skin around them
+    # as the patient's are (surrogate_brows.py): a donor average's brows are a faint smear, and dlib's HOG
+    # box then takes the eye line for the face's top edge.
+    brow_contrast: str = ""
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
