@@ -50,6 +50,9 @@ class SurrogateSettings:
     # as the patient's are (surrogate_brows.py): a donor average's brows are a faint smear, and dlib's HOG
     # box then takes the eye line for the face's top edge.
     brow_contrast: str = ""
+    # the brows' contrast only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept
+    # when the group's self-check still passes), so it does not change which rung or donor set is chosen
+    brow_finish: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).

@@ -277,7 +277,7 @@ class Synthesis:
         chroma = self.settings.highlight_chroma if finish else 0.0
         synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
         synth = match_features(synth, target, ingredients.peers.features)
-        if _named(self.settings.brow_contrast, preserve):
+        if _named(self.settings.brow_contrast, preserve) and (finish or not self.settings.brow_finish):
             synth = match_brows(synth, target, peers.brows)
         if finish:
             synth = match_lids(synth, target, peers.lids)

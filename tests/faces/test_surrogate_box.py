@@ -4,14 +4,17 @@ the patient's darkness against the skin (a donor average's brows are a faint sme
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from anonymizer.engines.surrogate import Strength, _target_shape
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _target_shape
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_synthesis import _donor_fit, _named
 from anonymizer.engines.surrogate_target import FIT_ALL, FIT_INNER
-from anonymizer.faces import align
+from anonymizer.faces import align, pipeline
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.regions import interocular
 from anonymizer.plans import Region
@@ -96,3 +99,34 @@ def test_faint_synthetic_brows_take_the_patients_darkness_and_the_skin_stays(pai
     lighter = match_brows(crop, lm, 0.5 * patient)
     assert brow_contrast(lighter, lm) < patient  # type: ignore[operator]
     assert match_brows(crop, lm, None) is crop
+
+
+def test_the_brow_finish_leaves_the_ladders_choice_and_only_deepens_brows(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    bank = load_bank(bank_path)
+    records = pipeline._align_all(pair, [detect_faces(p) for p in pair], 512, (), pipeline.PipelineSettings())
+    faces = [r.aligned for r in records]
+    runs = []
+    for named in ("", "nothing"):
+        settings = SurrogateSettings(
+            ladder=(Strength(1.35, 2.2, 0.6, 0.0, 0.8),),
+            donor_sets=1,
+            k=5,
+            k_min=3,
+            brow_contrast=named,
+            brow_finish=True,
+        )
+        engine = SurrogateEngine(settings, bank)
+        crops = engine.anonymize(faces, 21, ())
+        runs.append((crops, list(engine.trace), engine.last_level))
+    (plain, trace, level), (finished, trace_f, level_f) = runs
+    assert trace == trace_f and level == level_f  # the same rungs tried, the same one chosen
+    # kept only when the group's self-check is no worse; then only the brows changed, and darker
+    if all(np.array_equal(a, b) for a, b in zip(plain, finished, strict=True)):
+        return
+    for face, before, after in zip(faces, plain, finished, strict=True):
+        changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 0
+        lm = face.landmarks
+        assert not changed[int(lm[36:48, 1].mean()) :].any()  # nothing at the eyes or below
+        assert brow_contrast(after, lm) >= brow_contrast(before, lm)  # type: ignore[operator]
