@@ -24,9 +24,10 @@ REGION_POINTS: dict[Region, tuple[int, ...]] = {
 PUSH_POINTS = (*range(0, 27), *range(36, 48))
 # The landmarks the donor shape is fitted on. FIT_ALL: a caricatured donor outline wider than the patient's
 # (in inter-ocular units) shrank the fitted inner face, and with the eyes kept at the patient's size the brows
-# came down onto them and the nose shortened (eval_pixels --subset 4: brows 0.05-0.09, nose 0.05-0.15
-# inter-ocular shorter on 12 of 16 photos), which dlib's HOG box reads as a smaller face. FIT_INNER scales the
-# donor shape by its features, so the inner face keeps the patient's size and the donors' proportions.
+# came down onto them and the nose shortened (eval_pixels --subset 4, eyes kept: brows up to 0.09 × inter-
+# ocular lower on 12 of 16 outputs, the nose up to 0.13 shorter on 11), which dlib's HOG box reads as a
+# smaller face. FIT_INNER scales the donor shape by its features, so the inner face keeps the patient's size
+# and the donors' proportions.
 FIT_ALL, FIT_INNER = tuple(range(68)), tuple(range(17, 68))
 MOUTH_POINTS, EYE_R_POINTS, EYE_L_POINTS = list(range(48, 68)), list(range(36, 42)), list(range(42, 48))
 
