@@ -11,6 +11,7 @@ ends: a parent-death signal, a pidfd watch (gateway/core/lifeline.py) and the ch
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import sys
@@ -29,6 +30,37 @@ class AdmittedGate:
 
     def release(self, key: int) -> None:
         return None
+
+
+class RemoteReceipts:
+    """The intake's ``record_received`` in a receiver: the row goes to the main process, which commits it
+    with the other receivers' rows (gateway/core/receivers.py); this returns once that commit answered, so
+    C-STORE Success still follows the ledger commit."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self._waiting: dict[int, list[Any]] = {}  # request id → [wake lock, result, error]
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def record_received(self, item: Any) -> Any:
+        from gateway.core.ledger import LedgerError
+
+        rid, waiter = next(self._ids), [threading.Lock(), None, ""]
+        waiter[0].acquire()
+        with self._lock:
+            self._waiting[rid] = waiter
+        self.channel.send(("record", rid, item))
+        waiter[0].acquire()  # released by answer()
+        if waiter[2]:
+            raise LedgerError(f"main process: {waiter[2]}")
+        return waiter[1]
+
+    def answer(self, rid: int, result: Any, error: str) -> None:
+        with self._lock:
+            waiter = self._waiting.pop(rid)
+        waiter[1], waiter[2] = result, error
+        waiter[0].release()
 
 
 class Receiver:
@@ -50,7 +82,9 @@ class Receiver:
             if got is None:  # the main process is gone: nobody will count what is received here
                 os._exit(1)
             message, fds = got
-            if message[0] == "conn":
+            if message[0] == "recorded":
+                self.setup.intake.receipts.answer(*message[1:])
+            elif message[0] == "conn":
                 sock = socket.socket(fileno=fds[0])
                 args = (sock, *message[1:])
                 thread = threading.Thread(target=self._serve, args=args, name="association", daemon=True)
@@ -88,9 +122,10 @@ class Receiver:
             thread.join(timeout)
 
 
-def build_setup(config: Any, budget_bytes: int) -> Any:
-    """The receiver's own intake (spool, quarantine, ledger connection), limits, byte budget share and
-    negotiation cache; the gate is the main process's."""
+def build_setup(config: Any, budget_bytes: int, channel: Any) -> Any:
+    """The receiver's own intake (spool, quarantine, a ledger connection for its rare writes; the rows of
+    received instances go to the main process), limits, byte budget share and negotiation cache; the gate
+    is the main process's."""
     from anonymizer.keys import KeyRing, load_or_create_secret
     from gateway.core.intake import open_intake
     from gateway.core.lean_scp import Setup
@@ -98,9 +133,10 @@ def build_setup(config: Any, budget_bytes: int) -> Any:
     from gateway.core.pdu_guard import ByteBudget
     from gateway.core.scp import admission_limits, association_limits, build_ae
 
-    keys = KeyRing(load_or_create_secret(config.secret_path))
+    intake = open_intake(config, KeyRing(load_or_create_secret(config.secret_path)))
+    intake.receipts = RemoteReceipts(channel)  # type: ignore[assignment]
     return Setup(
-        intake=open_intake(config, keys),
+        intake=intake,
         gate=AdmittedGate(),  # type: ignore[arg-type]
         limits=admission_limits(config),
         association=association_limits(config),
@@ -123,7 +159,7 @@ def main(argv: list[str]) -> None:
         os._exit(1)
     _, config_json, level, index, budget_bytes = got[0]
     configure_logging(level, receiver=index)
-    setup = build_setup(GatewayConfig.model_validate_json(config_json), budget_bytes)
+    setup = build_setup(GatewayConfig.model_validate_json(config_json), budget_bytes, channel)
     channel.send(("ready",))
     Receiver(channel, setup).run()
 

@@ -121,7 +121,8 @@ class Service:
         if self.config.receive_processes > 1:
             from gateway.core.receivers import ReceiverPool
 
-            self.receivers = ReceiverPool(self.config, gate.release, self._budget_share()).start()
+            share, ledger = self._budget_share(), self.intake.ledger
+            self.receivers = ReceiverPool(self.config, gate.release, share, ledger).start()
         self.server = start_scp(
             self.config, self.intake, self.rules(), gate=gate, budget=budget, receivers=self.receivers
         )
