@@ -219,8 +219,9 @@ class GatewayConfig(_Frozen):
 
     @model_validator(mode="after")
     def _receivers_need_the_lean_path(self) -> GatewayConfig:
-        if self.receive_processes > 1 and (self.receive_path != "lean" or self.object_store is not None):
-            raise ValueError("receive_processes > 1 needs receive_path lean and a local spool")
+        # a cluster node (ledger: postgresql://...) receives in one process: a cluster scales by nodes
+        if self.receive_processes > 1 and (self.receive_path != "lean" or self.clustered):
+            raise ValueError("receive_processes > 1 is for a single node on receive_path lean")
         return self
 
     @model_validator(mode="after")

@@ -23,7 +23,8 @@ What is split or shared:
   instance), smaller batches wrote more WAL frames (pwrite64 10.8 → 16 per instance), and the writers queued
   on a lock across processes: ~0.1-0.3 ms more CPU per instance than one process. A receiver still opens
   the ledger itself for its rare writes (a rejected dataset's quarantine record); receive-path writers then
-  queue on a file lock (gateway/core/ledger/sqlite.py). PostgreSQL needs nothing more;
+  queue on a file lock (gateway/core/ledger/sqlite.py). (A cluster node, on PostgreSQL, receives in one
+  process: a cluster scales by nodes; the config refuses ``receive_processes`` > 1 there.)
 - the spool: a cross-process lock per digest stripe (gateway/core/spool.py);
 - metrics: counted in each receiver, added up on every scrape (gateway/ops/metrics.py);
 - logs: JSON lines on the same stderr, each with ``receiver``: its number.

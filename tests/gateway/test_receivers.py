@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dicom_rules import FolderDestination
-from gateway.core.config import CallerRule
+from gateway.core.config import CallerRule, ConfigError, load_config
 from gateway.core.spool import ContentStore
 from gateway.ops.metrics import MergedRegistry
 from tests.conftest import Study, make_small_sc, write_study
@@ -234,6 +234,13 @@ def test_two_processes_storing_the_same_bytes_never_see_a_half_written_file(tmp_
     path = tmp_path / "spool" / stored.relpath
     assert path.stat().st_ino == inode and path.read_bytes() == data  # ... and kept its file, complete
     assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("other", [{"receive_path": "pynetdicom"}, {"ledger": "postgresql://gw@db/vera"}])
+def test_receiver_processes_are_refused_off_the_lean_path_and_on_cluster_nodes(other: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="receive_processes"):
+        load_config(receive_processes=2, **other)
+    assert load_config(receive_processes=2).receive_processes == 2
 
 
 def test_merged_metrics_add_the_receivers_counters_to_the_main_process() -> None:
