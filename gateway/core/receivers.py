@@ -240,23 +240,21 @@ class ReceiverPool:
     # ---- to a receiver -----------------------------------------------------------------------------------
     def hand_over(self, sock: socket.socket, address: tuple[str, int], request: bytes, key: int) -> bool:
         """Pass an admitted connection to the receiver serving the fewest associations; False when none
-        took it (the caller frees the gate's slot and refuses)."""
+        took it (the caller frees the gate's slot, which may already be free, and refuses)."""
         deadline = time.monotonic() + HAND_OVER_WAIT_S
-        while time.monotonic() < deadline:
-            with self._changed:
-                ready = [r for r in self.receivers.values() if r.ready.is_set()]
-                if not ready:
-                    self._changed.wait(0.1)
-                    continue
-                receiver = min(ready, key=lambda r: (len(r.live), r.index))
-                receiver.live.add(key)
-            try:
-                receiver.channel.send(("conn", key, address, bytes(request)), fds=(sock.fileno(),))
-                return True
-            except OSError:  # it just died: its listener thread will restart it
-                with self._lock:
-                    receiver.live.discard(key)
-        return False
+        with self._changed:
+            while not (ready := [r for r in self.receivers.values() if r.ready.is_set()]):
+                if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                    return False
+            receiver = min(ready, key=lambda r: (len(r.live), r.index))
+            receiver.live.add(key)
+        try:
+            receiver.channel.send(("conn", key, address, bytes(request)), fds=(sock.fileno(),))
+            return True
+        except OSError:  # it just died (its listener thread restarts it): the caller retries later
+            with self._lock:
+                receiver.live.discard(key)
+            return False
 
     def snapshots(self, timeout: float = 2.0) -> list[Snapshot]:
         """Every receiver's counters and histograms (asked now), and those of receivers that ended."""
