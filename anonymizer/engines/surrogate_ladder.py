@@ -19,7 +19,7 @@ from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
 from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
-from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
+from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _named, _PeerBase
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance
 from anonymizer.plans import Region
@@ -211,7 +211,9 @@ class Ladder(Synthesis):
         verify, ``_no_worse``); else the rung as the ladder chose it. Made on every rung, the finish moved
         each output's identity a little and so changed which rung and set passed: 013 with the mouth kept
         lost a photo and linkage rose (README faces). Here the choice is the one made without it."""
-        if chosen.remake is None or (self.settings.highlight_chroma <= 0 and not self.settings.lid_colour):
+        brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
+        colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
+        if chosen.remake is None or not (colour or brows):
             return chosen
         prepared, strength, repel = chosen.remake
         made = [
