@@ -48,6 +48,13 @@ def _roi_around(landmarks: np.ndarray, shape: tuple[int, ...], grow: float) -> t
 
 def descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """dlib 128-d face descriptor, computed on a face-sized, downscaled neighbourhood of the landmarks."""
+    chip = face_chip(image, landmarks)
+    return np.asarray(dlib_models().recognizer.compute_face_descriptor(chip), np.float32)
+
+
+def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The recognizer's aligned 150 px chip (dlib.get_face_chip) of a face-sized, downscaled neighbourhood
+    of the landmarks: the input of dlib's descriptor and of its torch port (faces.descriptor_torch)."""
     import dlib
 
     x0, y0, x1, y1 = _roi_around(landmarks, image.shape, 0.4)
@@ -60,8 +67,7 @@ def descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     lo, hi = lm.min(0), lm.max(0)
     rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
     shape = dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in lm])
-    chip = dlib.get_face_chip(np.ascontiguousarray(roi), shape, size=CHIP_SIZE, padding=0.25)
-    return np.asarray(dlib_models().recognizer.compute_face_descriptor(chip), np.float32)
+    return np.asarray(dlib.get_face_chip(np.ascontiguousarray(roi), shape, size=CHIP_SIZE, padding=0.25))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
