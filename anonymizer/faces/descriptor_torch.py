@@ -202,6 +202,12 @@ def _blocks(layers: Sequence[_Layer]) -> tuple[list[_Layer], list[list[_Layer]],
     return list(layers[:4]), units, list(layers[-2:])
 
 
+def _layout() -> Any:
+    import torch
+
+    return torch.channels_last  # oneDNN's own layout: 7.8 instead of 9.8 ms CPU per chip, the same values
+
+
 def _conv(con: _Layer, affine: _Layer) -> tuple[Any, Any, int, int]:
     """A convolution with the affine after it folded in: (weight, bias, stride, padding) as torch tensors."""
     import torch
@@ -212,7 +218,7 @@ def _conv(con: _Layer, affine: _Layer) -> tuple[Any, Any, int, int]:
     if con.ints["stride_y"] != con.ints["stride_x"] or con.ints["pad_y"] != con.ints["pad_x"]:
         raise DlibFormatError("anisotropic convolution")
     return (
-        torch.from_numpy(np.ascontiguousarray(weight, np.float32)),
+        torch.from_numpy(np.ascontiguousarray(weight, np.float32)).contiguous(memory_format=_layout()),
         torch.from_numpy(np.ascontiguousarray(bias, np.float32)),
         con.ints["stride_y"],
         con.ints["pad_y"],
@@ -263,7 +269,8 @@ class DlibResNet:
         assert chips.ndim == 4 and chips.shape[1:] == (CHIP, CHIP, 3) and chips.dtype == np.uint8, chips.shape
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2).float()  # (n, 3, 150, 150)
-            x = (x - self.mean) / 256.0  # input_rgb_image_sized::to_tensor
+            # input_rgb_image_sized::to_tensor: (channel - its mean) / 256, red first
+            x = ((x - self.mean) / 256.0).contiguous(memory_format=_layout())
             weight, bias, stride, pad = self.stem
             x = F.relu(F.conv2d(x, weight, bias, stride, pad))
             size, stride, pad = self.stem_pool
