@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ STEPS: tuple[tuple[str, Any, str], ...] = (
     ("  68 landmarks (dlib, 2 fits)", detect, "landmarks_68"),
     ("align + descriptor", pipeline, "_align_all"),
     ("  original's descriptor (dlib)", pipeline, "descriptor"),
+    ("  original's descriptor (torch)", pipeline, "torch_descriptor"),
     ("engine (surrogate incl. self-checks)", None, "anonymize"),
     ("  per donor set: ingredients", Synthesis, "_ingredients"),
     ("  per rung: synthesis", Synthesis, "_synthesize"),
@@ -64,10 +66,21 @@ STEPS: tuple[tuple[str, Any, str], ...] = (
     ("verify (HOG + descriptor)", pipeline, "verify_face"),
     ("  HOG re-detection + landmarks", verify, "redetect"),
     ("  output's descriptor (dlib)", verify, "descriptor"),
+    ("  output's descriptor (torch)", verify, "torch_descriptor"),
     ("  population test", verify, "closer_than_input"),
     ("text step (issue 10)", pixel_stage, "_text_step"),
     ("encode (block-exact JPEG)", pixel_stage, "_write"),
 )
+
+
+def verify_descriptor_settings(bank: Path, how: str | None) -> pixel_stage.PixelSettings:
+    """The pixel settings with the bank and, when ``how`` is given, verification's descriptor (dlib or its
+    torch port)."""
+    settings = pixel_stage.PixelSettings(donor_bank=bank)
+    if how is None:
+        return settings
+    pipeline_settings = replace(settings.pipeline, verify=replace(settings.pipeline.verify, descriptor=how))
+    return replace(settings, pipeline=pipeline_settings)
 
 
 def twelve_megapixel(path: Path) -> bytes:
@@ -122,11 +135,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=10, help="identity seeds timed once each")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of one run")
+    parser.add_argument(
+        "--verify-descriptor", choices=("dlib", "torch"), help="who computes verification's descriptors"
+    )
     args = parser.parse_args()
     if not PHOTO.is_file():
         print(f"needs {PHOTO}", file=sys.stderr)
         return 1
-    pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=args.bank))
+    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor))
     plan = PixelPlan(engine=args.engine, preserve=tuple(Region(r) for r in args.preserve))
     ds = jpeg_to_dataset(twelve_megapixel(PHOTO), PhotoContext("TIMING"))
     print(

@@ -20,9 +20,8 @@ from anonymizer.engines.surrogate_identity import identity_coefficients, identit
 from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
-from anonymizer.faces.descriptor_torch import torch_descriptor
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance
+from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance, torch_descriptor
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")

@@ -1,11 +1,11 @@
 """dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``) run by torch.
 
 The same 128-d descriptor as ``dlib.face_recognition_model_v1.compute_face_descriptor`` on the same 150 px
-chip (``verify.face_chip``), several times faster on CPU than the dlib wheel we install, which multiplies
-matrices without a BLAS (0.063 s per chip). The weights are read at run time from the installed
-``face_recognition_models`` file, nothing is downloaded or stored (a reader of dlib's serialization format
-below). dlib stays the reference path: ``tests/faces/test_descriptor_torch.py`` compares the two on real
-faces, and verification's decision still uses dlib (README, faces).
+chip (``verify.face_chip``; ``verify.torch_descriptor`` crops and runs it), several times faster on CPU than
+the dlib wheel we install, which multiplies matrices without a BLAS (0.008 against 0.063 s per chip on one
+thread). The weights are read at run time from the installed ``face_recognition_models`` file, nothing is
+downloaded or stored (a reader of dlib's serialization format below). dlib stays the reference path:
+``tests/faces/test_descriptor_torch.py`` compares the two on real faces.
 
 The network (dlib's ``tools/python/src/face_recognition.cpp``): a 7x7/2 convolution and a 3x3/2 max pool,
 then residual units of two 3x3 convolutions, each followed by a fixed affine (batch norm in test mode); a unit
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from anonymizer.faces.models import torch_threads
-from anonymizer.faces.verify import face_chip
 from anonymizer.threads import group_limit
 
 CHIP = 150  # input_rgb_image_sized<150>
@@ -304,8 +303,3 @@ def descriptors(chips: Sequence[np.ndarray], threads: int = 0) -> np.ndarray:
     net = network()
     with torch_threads(threads or group_limit() or 1):
         return net(np.stack(chips))
-
-
-def torch_descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """``verify.descriptor`` computed by the torch port: the same chip, the same network."""
-    return descriptors([face_chip(image, landmarks)])[0]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from anonymizer.faces import descriptor_torch
-from anonymizer.faces.descriptor_torch import DlibFormatError, DlibResNet, descriptors, torch_descriptor
+from anonymizer.faces.descriptor_torch import DlibFormatError, DlibResNet, descriptors
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.models import dlib_models, recognizer_path
-from anonymizer.faces.verify import descriptor, face_chip
+from anonymizer.faces.verify import descriptor, face_chip, torch_descriptor
 from anonymizer.threads import group_limit, kernel_threads
 from tests.faces.conftest import load_rgb
 
@@ -97,3 +97,23 @@ def test_a_file_that_is_not_the_network_is_refused(tmp_path: Path) -> None:
     other.write_bytes(data.replace(b"loss_metric_2", b"loss_metric_3", 1))
     with pytest.raises(DlibFormatError):
         DlibResNet(other)
+
+
+def test_verification_on_the_port_decides_as_on_dlib(faces: list) -> None:
+    """verify_face with ``descriptor="torch"``: the same outcome and distance as with dlib, for an output
+    that is the patient (fails) and one that is another person (passes)."""
+    from anonymizer.faces.verify import VerifySettings, verify_face
+
+    (patient, landmarks), (other, _) = faces[0], faces[1]
+    assert patient.shape == other.shape  # London-set portraits: the other face lies where the patient's does
+    for output in (patient, other):
+        by_dlib = verify_face(patient, output, landmarks, VerifySettings())
+        by_torch = verify_face(patient, output, landmarks, VerifySettings(descriptor="torch"))
+        assert (by_torch.passed, by_torch.reason, by_torch.detected) == (
+            by_dlib.passed,
+            by_dlib.reason,
+            by_dlib.detected,
+        )
+        assert abs(by_torch.distance - by_dlib.distance) < TOLERANCE
+    assert not verify_face(patient, patient, landmarks, VerifySettings(descriptor="torch")).passed
+    assert verify_face(patient, other, landmarks, VerifySettings(descriptor="torch")).passed
