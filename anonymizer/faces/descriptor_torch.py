@@ -86,18 +86,18 @@ class _Stream:
 
     def tensor(self) -> np.ndarray:
         """A tensor (version 2): num_samples, k, nr, nc, then little-endian float32 values."""
-        self._expect(self.integer(), 2, "tensor version")
+        self.expect(self.integer(), 2, "tensor version")
         shape = tuple(self.integer() for _ in range(4))
         count = int(np.prod(shape))
         return np.frombuffer(self._take(4 * count), "<f4").astype(np.float32).reshape(shape)
 
     def alias(self) -> tuple[int, ...]:
         """An alias_tensor (version 1): only its shape (its values live in the layer's params)."""
-        self._expect(self.integer(), 1, "alias_tensor version")
+        self.expect(self.integer(), 1, "alias_tensor version")
         return tuple(self.integer() for _ in range(4))
 
     @staticmethod
-    def _expect(found: object, wanted: object, what: str) -> None:
+    def expect(found: object, wanted: object, what: str) -> None:
         if found != wanted:
             raise DlibFormatError(f"{what}: expected {wanted!r}, found {found!r}")
 
@@ -120,11 +120,12 @@ def _details(s: _Stream) -> _Layer:
     if name in ("affine_", "affine_2"):
         params = s.tensor().ravel()
         gamma, _ = s.alias(), s.alias()
-        mode = s.integer()
+        if s.integer() != 0:  # CONV_MODE: one gamma and beta per channel
+            raise DlibFormatError("affine layer not in convolution mode")
         if name == "affine_2" and s.flag():
             raise DlibFormatError("disabled affine layer")
         n = int(np.prod(gamma))
-        return _Layer("affine", {"gamma": params[:n], "beta": params[n : 2 * n]}, {"mode": mode})
+        return _Layer("affine", {"gamma": params[:n], "beta": params[n : 2 * n]})
     if name in ("relu_", "relu_2"):
         if name == "relu_2" and s.flag():
             raise DlibFormatError("disabled relu layer")
@@ -165,15 +166,15 @@ def read_layers(path: Path) -> tuple[tuple[float, float, float], list[_Layer]]:
     dlib writes a network outside-in: the loss layer, then one version number per layer wrapper down to the
     input, then, inside-out, each layer's details and state; tag and skip layers write only their version."""
     s = _Stream(path.read_bytes())
-    s._expect(s.integer(), 1, "loss layer version")
-    s._expect(s.text(), "loss_metric_2", "loss")
+    s.expect(s.integer(), 1, "loss layer version")
+    s.expect(s.text(), "loss_metric_2", "loss")
     s.real(), s.real()  # margin, distance threshold: training only
     while (version := s.integer()) != 3:  # the innermost add_layer (over the input) is version 3
         if version not in (1, 2):
             raise DlibFormatError(f"unexpected layer version {version}")
-    s._expect(s.text(), "input_rgb_image_sized", "input layer")
+    s.expect(s.text(), "input_rgb_image_sized", "input layer")
     mean = (s.real(), s.real(), s.real())
-    s._expect((s.integer(), s.integer()), (CHIP, CHIP), "input size")
+    s.expect((s.integer(), s.integer()), (CHIP, CHIP), "input size")
     layers = [_details(s)]
     _layer_state(s, input_layer=True)
     while not s.done():
