@@ -107,7 +107,7 @@ def test_verification_on_the_port_decides_as_on_dlib(faces: list) -> None:
     (patient, landmarks), (other, _) = faces[0], faces[1]
     assert patient.shape == other.shape  # London-set portraits: the other face lies where the patient's does
     for output in (patient, other):
-        by_dlib = verify_face(patient, output, landmarks, VerifySettings())
+        by_dlib = verify_face(patient, output, landmarks, VerifySettings(descriptor="dlib"))
         by_torch = verify_face(patient, output, landmarks, VerifySettings(descriptor="torch"))
         assert (by_torch.passed, by_torch.reason, by_torch.detected) == (
             by_dlib.passed,
