@@ -104,6 +104,11 @@ class SurrogateSettings:
         Strength(2.0, 3.2, 1.0, 1.1, 3.0),
         Strength(2.1, 3.4, 1.0, 1.4, 3.6),
     )
+    # Who computes the self-check's descriptors (one per output and rung): "torch" = dlib's ResNet ported to
+    # torch (faces.descriptor_torch; equal to dlib's within ~1e-6 on London-set chips, ~0.01 s per chip
+    # on one thread against dlib-bin's 0.063 s without a BLAS), "dlib" = dlib itself. Verification has its
+    # own choice (faces.verify.VerifySettings.descriptor).
+    self_check_descriptor: str = "torch"
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
     # One patient, one person: a rung passes only when every two outputs of the group are at most this far
