@@ -18,6 +18,7 @@ from typing import Any
 _lock = threading.Lock()
 _inside = 0  # blocks open now, on any thread: the first sets the counts, the last restores them
 _saved: tuple[int, Any] | None = None
+_limit = 0  # the count the first open block set
 
 
 def _controller() -> Any:
@@ -33,7 +34,7 @@ def kernel_threads(count: int) -> Iterator[None]:
     """OpenCV and BLAS on at most ``count`` threads inside the block (0: leave them as they are). The counts
     are process-wide: blocks open at once on several threads share the first one's limit, and the counts
     come back when the last one closes (no lock is held while the block runs)."""
-    global _inside, _saved
+    global _inside, _saved, _limit
     if count <= 0:
         yield
         return
@@ -43,6 +44,7 @@ def kernel_threads(count: int) -> Iterator[None]:
         if _inside == 0:
             _saved = (cv2.getNumThreads(), _controller().limit(limits=count, user_api="blas"))
             cv2.setNumThreads(count)
+            _limit = count
         _inside += 1
     try:
         yield
@@ -53,7 +55,14 @@ def kernel_threads(count: int) -> Iterator[None]:
                 cv_before, blas = _saved
                 cv2.setNumThreads(cv_before)
                 blas.restore_original_limits()
-                _saved = None
+                _saved, _limit = None, 0
+
+
+def group_limit() -> int:
+    """The count the open blocks set (0: none open, or one that leaves the libraries as they are): torch's
+    small networks inside a group run on it too (faces.descriptor_torch)."""
+    with _lock:
+        return _limit
 
 
 def current_threads() -> tuple[int, int]:

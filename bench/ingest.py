@@ -30,6 +30,7 @@ now starts it with the same environment as storescu/storescp.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -68,18 +69,44 @@ Receiver = Callable[[Path], AbstractContextManager[Target]]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> set[int]:
+    """``pid`` and its live descendants (the gateway's receiver processes with ``receive_processes`` > 1)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = {pid}, {pid}
+    while frontier:
+        frontier = {p for p, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
 def cpu_ms(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, from /proc/<pid>/stat (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / CLOCK_TICKS
+    """CPU time (user + system) the process and its live descendants have used so far, from
+    /proc/<pid>/stat (their threads included)."""
+    total = 0
+    for one in descendants(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / CLOCK_TICKS
 
 
 def write_bytes(pid: int) -> int:
-    """Bytes the process has caused to be written to storage so far (/proc/<pid>/io)."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes:"):
-            return int(line.split()[1])
-    return 0
+    """Bytes the process and its live descendants have caused to be written to storage (/proc/<pid>/io)."""
+    total = 0
+    for one in descendants(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -161,6 +188,17 @@ def gateway_pynetdicom(root: Path) -> AbstractContextManager[Target]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "gateway.yaml").write_text("receive_path: pynetdicom\n")
     return gateway(root, ("--config", str(root / "gateway.yaml")))
+
+
+def gateway_processes(processes: int) -> Receiver:
+    """This checkout's gateway with ``receive_processes: N`` (``--processes``)."""
+
+    def start(root: Path) -> AbstractContextManager[Target]:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "gateway.yaml").write_text(f"receive_processes: {processes}\n")
+        return gateway(root, ("--config", str(root / "gateway.yaml")))
+
+    return start
 
 
 def gateway_of(repo: Path) -> Receiver:
@@ -461,6 +499,13 @@ def main() -> None:
         default=[],
         help="also the gateway of these checkouts (e.g. a `git archive` of main), for before/after",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also the gateway with receive_processes: N for each N > 1 (receiver gateway-pN)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where receivers write (default: /tmp)")
     parser.add_argument("--json", type=Path, help="also write the per-round numbers here")
     parser.add_argument("--stow", action="store_true", help="then STOW-RS vs C-STORE (bench/ingest_stow.py)")
@@ -468,6 +513,10 @@ def main() -> None:
     if args.console and "gateway+console" not in args.receivers:
         at = args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0
         args.receivers.insert(at, "gateway+console")
+    for processes in sorted((n for n in set(args.processes) if n > 1), reverse=True):
+        name = f"gateway-p{processes}"
+        RECEIVERS[name] = gateway_processes(processes)
+        args.receivers.insert(args.receivers.index("gateway") + 1 if "gateway" in args.receivers else 0, name)
     for repo in reversed(args.baseline):
         name = f"gateway@{repo.resolve().name}"
         RECEIVERS[name] = gateway_of(repo.resolve())

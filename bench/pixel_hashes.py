@@ -25,7 +25,7 @@ from anonymizer import pixel_stage  # noqa: E402
 from anonymizer.outcomes import Ok, Outcome  # noqa: E402
 from anonymizer.photo_dicom import PhotoContext, jpeg_to_dataset  # noqa: E402
 from anonymizer.plans import PixelPlan, Region  # noqa: E402
-from bench.pixel_timing import PHOTO, twelve_megapixel  # noqa: E402
+from bench.pixel_timing import PHOTO, twelve_megapixel, verify_descriptor_settings  # noqa: E402
 
 FACES = PHOTO.parent
 SETTINGS = ((), (Region.MOUTH,), (Region.NOSE,), (Region.EYES,))
@@ -43,8 +43,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--photos", nargs="*", default=["001_03", "004_08", "008_03", "013_08"])
     parser.add_argument("--pair", default="004", help="identity whose _03 and _08 photos form one group")
+    parser.add_argument(
+        "--verify-descriptor", choices=("dlib", "torch"), help="who computes verification's descriptors"
+    )
     args = parser.parse_args()
-    pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=args.bank))
+    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor))
     big = jpeg_to_dataset(twelve_megapixel(PHOTO), PhotoContext("TIMING"))
     mouth = PixelPlan(preserve=(Region.MOUTH,))
     for seed in range(args.seeds):

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +53,34 @@ STEPS: tuple[tuple[str, Any, str], ...] = (
     ("  68 landmarks (dlib, 2 fits)", detect, "landmarks_68"),
     ("align + descriptor", pipeline, "_align_all"),
     ("  original's descriptor (dlib)", pipeline, "descriptor"),
+    ("  original's descriptor (torch)", pipeline, "torch_descriptor"),
     ("engine (surrogate incl. self-checks)", None, "anonymize"),
     ("  per donor set: ingredients", Synthesis, "_ingredients"),
     ("  per rung: synthesis", Synthesis, "_synthesize"),
     ("    of which Poisson blend", surrogate_synthesis, "_poisson"),
     ("  per rung: self-check landmarks", surrogate_ladder, "landmarks_68"),
-    ("  per rung: self-check descriptor", surrogate_ladder, "descriptor"),
+    ("  per rung: self-check descriptor (dlib)", surrogate_ladder, "descriptor"),
+    ("  per rung: self-check descriptor (torch)", surrogate_ladder, "torch_descriptor"),
     ("paste + grain", pipeline, "paste_face"),
     ("  grain", pipeline, "match_grain"),
     ("verify (HOG + descriptor)", pipeline, "verify_face"),
     ("  HOG re-detection + landmarks", verify, "redetect"),
     ("  output's descriptor (dlib)", verify, "descriptor"),
+    ("  output's descriptor (torch)", verify, "torch_descriptor"),
     ("  population test", verify, "closer_than_input"),
     ("text step (issue 10)", pixel_stage, "_text_step"),
     ("encode (block-exact JPEG)", pixel_stage, "_write"),
 )
+
+
+def verify_descriptor_settings(bank: Path, how: str | None) -> pixel_stage.PixelSettings:
+    """The pixel settings with the bank and, when ``how`` is given, verification's descriptor (dlib or its
+    torch port)."""
+    settings = pixel_stage.PixelSettings(donor_bank=bank)
+    if how is None:
+        return settings
+    pipeline_settings = replace(settings.pipeline, verify=replace(settings.pipeline.verify, descriptor=how))
+    return replace(settings, pipeline=pipeline_settings)
 
 
 def twelve_megapixel(path: Path) -> bytes:
@@ -90,6 +104,7 @@ def step_timers(engine: Any) -> Iterator[dict[str, list[float]]]:
     wall + CPU accumulator; yields {label: [wall, cpu]} summed over the calls made inside the block."""
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     targets = [(label, engine if module is None else module, name) for label, module, name in STEPS]
+    targets = [t for t in targets if hasattr(t[1], t[2])]  # a step an older tree lacks (paired runs)
     originals = [(module, name, getattr(module, name)) for _, module, name in targets]
 
     def wrap(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,11 +135,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=10, help="identity seeds timed once each")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of one run")
+    parser.add_argument(
+        "--verify-descriptor", choices=("dlib", "torch"), help="who computes verification's descriptors"
+    )
     args = parser.parse_args()
     if not PHOTO.is_file():
         print(f"needs {PHOTO}", file=sys.stderr)
         return 1
-    pixel_stage.configure(pixel_stage.PixelSettings(donor_bank=args.bank))
+    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor))
     plan = PixelPlan(engine=args.engine, preserve=tuple(Region(r) for r in args.preserve))
     ds = jpeg_to_dataset(twelve_megapixel(PHOTO), PhotoContext("TIMING"))
     print(
@@ -151,6 +169,7 @@ def main() -> int:
             f"end to end over {args.seeds} identity seeds: median {np.median(walls):.3f} s wall "
             f"({np.median(cpus):.3f} s CPU), max {max(walls):.3f} s wall ({max(cpus):.3f} s CPU)"
         )
+        print("  CPU s per seed: " + " ".join(f"{c:.2f}" for c in cpus))
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(pixel_stage.anonymize_group, [ds], plan, 42)

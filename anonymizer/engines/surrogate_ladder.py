@@ -19,9 +19,9 @@ from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
 from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
-from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _PeerBase
+from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _named, _PeerBase
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance
+from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance, torch_descriptor
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")
@@ -238,7 +238,9 @@ class Ladder(Synthesis):
         verify, ``_no_worse``); else the rung as the ladder chose it. Made on every rung, the finish moved
         each output's identity a little and so changed which rung and set passed: 013 with the mouth kept
         lost a photo and linkage rose (README faces). Here the choice is the one made without it."""
-        if chosen.remake is None or (self.settings.highlight_chroma <= 0 and not self.settings.lid_colour):
+        brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
+        colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
+        if chosen.remake is None or not (colour or brows):
             return chosen
         prepared, strength, repel = chosen.remake
         made = [
@@ -286,6 +288,13 @@ class Ladder(Synthesis):
             return []
         return [f.descriptor for f in faces if f is not face and f.descriptor is not None]
 
+    def _descriptor(self, crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The self-check's descriptor of an output: dlib's network run by torch (the same values within
+        float rounding, ~1e-6; faces.descriptor_torch) or by dlib (settings.self_check_descriptor)."""
+        if self.settings.self_check_descriptor == "torch":
+            return torch_descriptor(crop, landmarks)
+        return descriptor(crop, landmarks)
+
     def _distinct(
         self,
         crop: np.ndarray,
@@ -302,7 +311,7 @@ class Ladder(Synthesis):
             return _Check(float("inf"), None, 0, 0)
         lo, hi = target.min(0), target.max(0)
         refit = landmarks_68(crop, np.array([lo[0], lo[1], hi[0], hi[1]], np.float64))
-        out = descriptor(crop, refit)
+        out = self._descriptor(crop, refit)
         to_donors = np.linalg.norm(donor_descs - out[None], axis=1)
         nearest = int(to_donors.argmin())
         closer, usable = closer_than_input(

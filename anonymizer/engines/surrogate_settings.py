@@ -43,6 +43,22 @@ class SurrogateSettings:
     # --subset 4 it took nothing-kept linkage r5 6.2 -> 18.8 %, sex kept 100 -> 93.8 %, dlib IoU 0.950 ->
     # 0.938, and mouth-kept sex kept 93.8 -> 87.5 %, IoU 0.937 -> 0.931 (smile kept 81.2 -> 93.8 %)
     outline_floor_free: bool = False
+    # The settings (by kept region: "nothing", "mouth", "nose", "eyes"; comma-separated) whose donor shape is
+    # similarity-fitted to the patient on its inner features (brows, eyes, nose, mouth) instead of all 68
+    # points (surrogate_target.FIT_INNER): there a wide caricatured outline no longer shrinks the inner face.
+    # Off: with the eyes kept (draw A) dlib IoU 0.900 -> 0.925 but linkage r5 6.2 -> 37.5 %, sex kept 87.5 ->
+    # 75 %; with the nose kept 4 of 16 photos lost (README faces, issue-11k).
+    inner_fit: str = ""
+    # The settings (named as above) whose synthetic brows are made as much darker than the skin around them
+    # as the patient's are (surrogate_brows.py): a donor average's brows are a faint smear, and dlib's HOG
+    # box then takes the eye line for the face's top edge. Off: alone, eyes kept, IoU stayed 0.900 (sex kept
+    # 87.5 -> 81.2 %, smile 100 -> 75 %, draw B collisions 0 -> 1.8 %); nose kept lost 3 photos; nothing kept
+    # IoU 0.950 -> 0.931; with inner_fit (eyes) IoU 0.943 but a photo lost on draw B (README, issue-11k).
+    brow_contrast: str = ""
+    # the brows' contrast only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept
+    # when the group's self-check still passes), so it does not change which rung or donor set is chosen.
+    # Off: where the brows set the box (004, eyes kept) the deeper brows fail that check and are dropped.
+    brow_finish: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -89,6 +105,11 @@ class SurrogateSettings:
         Strength(2.0, 3.2, 1.0, 1.1, 3.0),
         Strength(2.1, 3.4, 1.0, 1.4, 3.6),
     )
+    # Who computes the self-check's descriptors (one per output and rung): "torch" = dlib's ResNet ported to
+    # torch (faces.descriptor_torch; equal to dlib's within ~1e-6 on London-set chips, ~0.01 s per chip
+    # on one thread against dlib-bin's 0.063 s without a BLAS), "dlib" = dlib itself. Verification has its
+    # own choice (faces.verify.VerifySettings.descriptor).
+    self_check_descriptor: str = "torch"
     self_check_distance: float = 0.68
     self_check_donor_distance: float = 0.63
     # One patient, one person: a rung passes only when every two outputs of the group are at most this far

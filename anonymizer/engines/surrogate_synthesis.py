@@ -13,6 +13,7 @@ import numpy as np
 
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
     boundary_base,
     covered_average,
@@ -37,6 +38,8 @@ from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
 from anonymizer.engines.surrogate_target import (
+    FIT_ALL,
+    FIT_INNER,
     REGION_POINTS,
     _caricature,
     _target_shape,
@@ -89,6 +92,7 @@ class _PeerBase:
     highlight: float = float("inf")  # how far the patient's brightest skin rises above the light
     coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
     lids: list[np.ndarray | None] | None = None  # the patient's mean Lab around each eye
+    brows: float | None = None  # how much darker than the skin around them the patient's brows are
 
 
 
@@ -125,6 +129,7 @@ class Synthesis:
             highlight=highlight_level(face.image, face.landmarks, light),
             coloured=skin_coloured(face.image, face.landmarks),
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
+            brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
         )
 
     def _ingredients(
@@ -255,6 +260,7 @@ class Synthesis:
             self.settings.shape_weight,
             replace(strength, jaw=0.0) if self.settings.keep_outline and strength.push <= 0 else strength,
             self.settings.expression_follow,
+            _donor_fit(self.settings.inner_fit, preserve),
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         floor = self.settings.outline_floor
@@ -271,6 +277,8 @@ class Synthesis:
         chroma = self.settings.highlight_chroma if finish else 0.0
         synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
         synth = match_features(synth, target, ingredients.peers.features)
+        if _named(self.settings.brow_contrast, preserve) and (finish or not self.settings.brow_finish):
+            synth = match_brows(synth, target, peers.brows)
         if finish:
             synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
@@ -354,6 +362,18 @@ class Synthesis:
             weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
+
+
+def _named(settings: str, preserve: tuple[Region, ...]) -> bool:
+    """Whether ``settings`` (comma-separated settings named by their kept region, "nothing" for none)
+    names this one."""
+    kept = "+".join(r.value for r in preserve) or "nothing"
+    return kept in {name.strip() for name in settings.split(",")}
+
+
+def _donor_fit(inner_fit: str, preserve: tuple[Region, ...]) -> tuple[int, ...]:
+    """The landmarks the donor shape is fitted on in this setting (settings.inner_fit)."""
+    return FIT_INNER if _named(inner_fit, preserve) else FIT_ALL
 
 
 def _poisson(

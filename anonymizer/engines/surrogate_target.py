@@ -22,6 +22,13 @@ REGION_POINTS: dict[Region, tuple[int, ...]] = {
 # landmarks an overshoot rung pushes past the donor shape: outline, brows, eyes (face width, brow height, eye
 # spacing). Nose and mouth are left at the donor shape: overshooting them turns expressions into grimaces.
 PUSH_POINTS = (*range(0, 27), *range(36, 48))
+# The landmarks the donor shape is fitted on. FIT_ALL: a caricatured donor outline wider than the patient's
+# (in inter-ocular units) shrank the fitted inner face, and with the eyes kept at the patient's size the brows
+# came down onto them and the nose shortened (eval_pixels --subset 4, eyes kept: brows up to 0.09 × inter-
+# ocular lower on 12 of 16 outputs, the nose up to 0.13 shorter on 11), which dlib's HOG box reads as a
+# smaller face. FIT_INNER scales the donor shape by its features, so the inner face keeps the patient's size
+# and the donors' proportions.
+FIT_ALL, FIT_INNER = tuple(range(68)), tuple(range(17, 68))
 MOUTH_POINTS, EYE_R_POINTS, EYE_L_POINTS = list(range(48, 68)), list(range(36, 42)), list(range(42, 48))
 
 
@@ -38,11 +45,14 @@ def _target_shape(
     inner: float,
     strength: Strength,
     expression_follow: float = 0.0,
+    fit: tuple[int, ...] = FIT_ALL,
 ) -> np.ndarray:
     """Patient pose/expression, donors' face shape. Preserved-region landmarks keep the patient's position;
-    the free mouth and eyes take ``expression_follow`` of the patient's shape about their own centres."""
+    the free mouth and eyes take ``expression_follow`` of the patient's shape about their own centres.
+    ``fit``: the landmarks the donor shape is similarity-fitted on (FIT_INNER: brows, eyes, nose, mouth)."""
     patient = np.asarray(patient, np.float64)
-    donor = align.apply(align.similarity(donor_mean, patient), donor_mean).astype(np.float64)
+    points = list(fit)
+    donor = align.apply(align.similarity(donor_mean[points], patient[points]), donor_mean).astype(np.float64)
     weight = np.full(68, inner)
     weight[:17] = strength.jaw
     weight[list(PUSH_POINTS)] *= 1.0 + strength.push

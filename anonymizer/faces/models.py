@@ -66,19 +66,34 @@ def mtcnn() -> Any:
         return _mtcnn()
 
 
+def recognizer_path() -> str:
+    """The installed dlib face-recognition ResNet file (faces.descriptor_torch reads it too)."""
+    return _model_paths()[1]
+
+
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Run MTCNN's small networks on one intra-op thread. On a loaded machine (2 cores, several workers) two
     OpenMP threads wait on each other: detection took 1.0-1.4 s CPU instead of 0.03 s. One thread also makes
     the boxes independent of the machine's core count."""
+    with torch_threads(1):
+        yield
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``count`` inside the block (0: left as it is); restored after."""
+    if count <= 0:
+        yield
+        return
     import torch
 
     with _detect_lock:  # the thread count is process-wide: callers on other threads wait their turn
         before = torch.get_num_threads()
-        if before != 1:
-            torch.set_num_threads(1)
+        if before != count:
+            torch.set_num_threads(count)
         try:
             yield
         finally:
-            if before != 1:
+            if before != count:
                 torch.set_num_threads(before)

@@ -27,7 +27,7 @@ from anonymizer.faces.regions import (
     region_mask,
 )
 from anonymizer.faces.skin import SkinSource
-from anonymizer.faces.verify import FaceCheck, VerifySettings, descriptor, verify_face
+from anonymizer.faces.verify import FaceCheck, VerifySettings, descriptor, torch_descriptor, verify_face
 from anonymizer.plans import Region
 
 
@@ -75,6 +75,7 @@ def _align_all(
     attributes: Sequence[PatientAttributes] = (),
 ) -> list[_Record]:
     records = []
+    describe = torch_descriptor if settings.verify.descriptor == "torch" else descriptor
     for photo, faces in enumerate(detections):
         known = attributes[photo] if photo < len(attributes) else PatientAttributes()
         for det in faces:
@@ -90,7 +91,7 @@ def _align_all(
                 landmarks=lm,
                 masks={k: v.astype(np.float32) for k, v in masks.items()},
                 photo_index=photo,
-                descriptor=descriptor(images[photo], det.landmarks),
+                descriptor=describe(images[photo], det.landmarks),
                 sex=known.sex,
                 age=known.age,
             )

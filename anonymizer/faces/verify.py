@@ -27,6 +27,12 @@ class VerifySettings:
     # population test: at least this many reference identities must lie nearer to the output than the input
     population_rank: int = 1
     same_identity: float = 0.45  # a reference identity this close to the input is the patient: left out
+    # who computes the descriptors verification compares (the input's, the output's): "torch" = dlib's
+    # network ported to torch (faces.descriptor_torch; ~0.01 instead of 0.063 s CPU per chip), "dlib" =
+    # dlib's recognizer. The two agree within ~1e-6 (tests/faces/test_descriptor_torch.py demands 1e-4;
+    # the margin is 0.05), and on eval_pixels draws A and B every verification outcome, distance, rung and
+    # table cell stayed main's (README, issue-11r).
+    descriptor: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,21 @@ def _roi_around(landmarks: np.ndarray, shape: tuple[int, ...], grow: float) -> t
 
 def descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """dlib 128-d face descriptor, computed on a face-sized, downscaled neighbourhood of the landmarks."""
+    chip = face_chip(image, landmarks)
+    return np.asarray(dlib_models().recognizer.compute_face_descriptor(chip), np.float32)
+
+
+def torch_descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """``descriptor`` computed by the torch port of dlib's network on the same chip (faces.descriptor_torch;
+    equal within float rounding, ~1e-6, tests/faces/test_descriptor_torch.py)."""
+    from anonymizer.faces.descriptor_torch import descriptors  # lazily: torch loads on first use
+
+    return descriptors([face_chip(image, landmarks)])[0]
+
+
+def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The recognizer's aligned 150 px chip (dlib.get_face_chip) of a face-sized, downscaled neighbourhood
+    of the landmarks: the input of dlib's descriptor and of its torch port (faces.descriptor_torch)."""
     import dlib
 
     x0, y0, x1, y1 = _roi_around(landmarks, image.shape, 0.4)
@@ -60,8 +81,7 @@ def descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     lo, hi = lm.min(0), lm.max(0)
     rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
     shape = dlib.full_object_detection(rect, [dlib.point(round(x), round(y)) for x, y in lm])
-    chip = dlib.get_face_chip(np.ascontiguousarray(roi), shape, size=CHIP_SIZE, padding=0.25)
-    return np.asarray(dlib_models().recognizer.compute_face_descriptor(chip), np.float32)
+    return np.asarray(dlib.get_face_chip(np.ascontiguousarray(roi), shape, size=CHIP_SIZE, padding=0.25))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,11 +143,12 @@ def verify_face(
     ``reference`` is the engine's population of real faces (none: no population test); ``group_originals``
     are the descriptors of the other original faces of the pairing group (the patient's other photos): an
     output that matches any of them is linked to the patient as surely as one that matches its own input."""
-    before = original_descriptor if original_descriptor is not None else descriptor(original, landmarks)
+    describe = torch_descriptor if settings.descriptor == "torch" else descriptor
+    before = original_descriptor if original_descriptor is not None else describe(original, landmarks)
     found = redetect(output, landmarks, settings.detect_long_side)
     if found is None and expect_face:
         return FaceCheck(False, float("nan"), False, "no-face-after-anonymization")
-    after = descriptor(output, found if found is not None else landmarks)
+    after = describe(output, found if found is not None else landmarks)
     dist = distance(before, after)
     if dist <= settings.threshold + settings.margin:
         return FaceCheck(found is not None, dist, False, "output-matches-input")

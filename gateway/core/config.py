@@ -179,6 +179,8 @@ class GatewayConfig(_Frozen):
     max_inflight_bytes: int = Field(1024 * 2**20, ge=4096)  # received data held by all associations
     # "lean": our one-thread-per-association storage SCP (gateway/core/lean_scp.py); "pynetdicom": its AE
     receive_path: Literal["lean", "pynetdicom"] = "lean"
+    # processes that serve the plain listener's associations (gateway/core/receivers.py); 1: in the main one
+    receive_processes: int = Field(1, ge=1, le=64)
     quiet_period_s: float = Field(30.0, ge=0)
     max_wait_s: float = Field(600.0, gt=0)
     workers: int = Field(2, ge=0)  # 0 = run jobs in the scheduler thread (debugging only)
@@ -214,6 +216,13 @@ class GatewayConfig(_Frozen):
 
     stow: StowSettings | None = None  # a STOW-RS receiver beside the SCP (gateway/core/stow.py)
     console: ConsoleConfig | None = None  # the admin's web console (gateway/console/), off when absent
+
+    @model_validator(mode="after")
+    def _receivers_need_the_lean_path(self) -> GatewayConfig:
+        # a cluster node (ledger: postgresql://...) receives in one process: a cluster scales by nodes
+        if self.receive_processes > 1 and (self.receive_path != "lean" or self.clustered):
+            raise ValueError("receive_processes > 1 is for a single node on receive_path lean")
+        return self
 
     @model_validator(mode="after")
     def _console_tls_off_loopback(self) -> GatewayConfig:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydicom import dcmread, uid
@@ -23,10 +24,13 @@ from pydicom.filereader import read_dataset
 
 from anonymizer.keys import KeyRing
 from gateway.core import faults
-from gateway.core.ledger import Duplicate, Ledger, LedgerError, ReceivedInstance
+from gateway.core.ledger import Duplicate, Ledger, LedgerError, ReceivedInstance, open_ledger
 from gateway.core.ledger.group import GroupCommit
-from gateway.core.spool import ContentStore
+from gateway.core.spool import ContentStore, Writer, write_all
 from gateway.ops.metrics import QUARANTINED, RECEIVED, STAGE_SECONDS
+
+if TYPE_CHECKING:
+    from gateway.core.config import GatewayConfig
 
 LOG = structlog.get_logger("gateway.intake")
 
@@ -272,3 +276,19 @@ class Intake:
             calling_ae=request.caller.ae_title,
         )
         return status
+
+
+def open_intake(
+    config: GatewayConfig,
+    keys: KeyRing,
+    spool_writer: Writer = write_all,
+    clock: Callable[[], float] = time.time,
+) -> Intake:
+    """The receive path of ``config``: the spool (written in place: one journal commit per instance, see
+    gateway/core/recovery.py), the quarantine and the intake's own ledger handle. The main process and each
+    receiver process (``receive_processes`` > 1) open their own; then the spool and the ledger also lock
+    against the other processes."""
+    several = config.receive_processes > 1
+    spool = ContentStore(config.spool_dir, writer=spool_writer, in_place=True, cross_process=several)
+    quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
+    return Intake(spool, quarantine, open_ledger(config, clock=clock, receive_path=True), keys)

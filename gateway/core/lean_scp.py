@@ -155,6 +155,30 @@ class PduReader:
         return got > 0
 
 
+# ---- the gate ---------------------------------------------------------------------------------------------
+def gate_request(
+    gate: AssociationGate, key: int, request: bytes, sock: socket.socket, peer_ip: str
+) -> Caller | None:
+    """Admit the A-ASSOCIATE-RQ at the gate (a slot held under ``key`` until ``gate.release(key)``) and return
+    its caller; None when it was rejected (the A-ASSOCIATE-RJ is sent, the refusal logged and counted)."""
+    try:
+        calling, called = ae_titles(request)
+    except Exception:  # an AE title pynetdicom refuses: the request is malformed
+        send_quietly(sock, reject_pdu())
+        count_close("request_malformed", peer_ip)
+        return None
+    try:
+        refusal = gate.admit(key, calling, called, peer_ip)
+    except Exception:
+        LOG.exception("association_policy_error")
+        refusal = Refusal(RefusalReason.POLICY_ERROR)
+        count_refusal(refusal.reason)
+    if refusal is not None:
+        send_quietly(sock, reject_pdu(*refusal.reject_codes))
+        return None
+    return Caller(calling.strip(), peer_ip)
+
+
 # ---- one association ------------------------------------------------------------------------------------
 @dataclass
 class Message:
@@ -216,29 +240,18 @@ class LeanAssociation:
     # ---- A-ASSOCIATE ---------------------------------------------------------------------------------
     def _associate(self) -> bool:
         try:
-            calling, called = ae_titles(self.request)
             negotiated = self.setup.negotiations.for_request(self.request)
         except Exception:  # the doorman checked the framing; a value pynetdicom refuses is still malformed
             send_quietly(self.sock, reject_pdu())
             count_close("request_malformed", self.peer_ip)
             return False
-        self.caller = Caller(calling.strip(), self.peer_ip)
-        refusal = self._admit(calling, called)
-        if refusal is not None:
-            send_quietly(self.sock, reject_pdu(*refusal.reject_codes))
+        caller = gate_request(self.setup.gate, id(self), self.request, self.sock, self.peer_ip)
+        if caller is None:
             return False
+        self.caller = caller
         self.contexts = negotiated.contexts
         self.sock.sendall(negotiated.accept(self.request))
         return True
-
-    def _admit(self, calling: str, called: str) -> Refusal | None:
-        try:
-            return self.setup.gate.admit(id(self), calling, called, self.peer_ip)
-        except Exception:
-            LOG.exception("association_policy_error")
-            refusal = Refusal(RefusalReason.POLICY_ERROR)
-            count_refusal(refusal.reason)
-            return refusal
 
     # ---- PDUs ----------------------------------------------------------------------------------------
     def _loop(self) -> None:

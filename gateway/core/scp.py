@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydicom.dataset import Dataset
@@ -27,6 +27,9 @@ from gateway.core.negotiation import Negotiations
 from gateway.core.part10 import encoded_file
 from gateway.core.pdu_guard import was_drained
 from gateway.ops.policy import AssociationGate, AssociationLimits, AssociationPolicy, configure_ae
+
+if TYPE_CHECKING:
+    from gateway.core.receivers import ReceiverPool
 
 LOG = structlog.get_logger("gateway.scp")
 
@@ -173,10 +176,12 @@ def start_scp(
     ssl_context: ssl.SSLContext | None = None,
     gate: AssociationGate | None = None,
     budget: ByteBudget | None = None,
+    receivers: ReceiverPool | None = None,
 ) -> AdmittedServer | LeanServer:
     """Start listening in background threads; returns the server (``.shutdown()`` to stop). Connections are
     screened by :mod:`gateway.core.admission` before pynetdicom sees them. Pass one ``budget`` to several
-    listeners so their received bytes count together."""
+    listeners so their received bytes count together. With ``receivers`` (not for TLS) the associations are
+    served by those processes (gateway/core/receivers.py)."""
     ae = build_ae(config)
     handlers: list[Any] = [
         *association_handlers(config, rules, gate),
@@ -185,7 +190,7 @@ def start_scp(
     ]
     address = (config.bind, config.port if port is None else port)
     if config.receive_path == "lean":
-        return start_lean(config, intake, rules, address, ssl_context, gate, budget)
+        return start_lean(config, intake, rules, address, ssl_context, gate, budget, receivers)
     server: AdmittedServer = ae.make_server(
         address,
         ssl_context=ssl_context,
@@ -205,7 +210,7 @@ def _log_listening(
     address: tuple[str, int],
     port: int,
     ssl_context: ssl.SSLContext | None,
-    **extra: str,
+    **extra: str | int,
 ) -> None:
     LOG.info(
         "scp.listening",
@@ -225,6 +230,7 @@ def start_lean(
     ssl_context: ssl.SSLContext | None,
     gate: AssociationGate | None,
     budget: ByteBudget | None,
+    receivers: ReceiverPool | None = None,
 ) -> LeanServer:
     """The lean receive path (gateway/core/lean_scp.py) with the same contexts, limits and gate."""
     setup = Setup(
@@ -235,6 +241,13 @@ def start_lean(
         budget=budget or ByteBudget(config.max_inflight_bytes),
         negotiations=Negotiations(build_ae(config).supported_contexts, config.max_pdu),
     )
-    server = LeanServer(address, setup, ssl_context).start()
-    _log_listening(config, address, server.server_address[1], ssl_context, receive_path="lean")
+    if receivers is not None and ssl_context is None:
+        from gateway.core.receivers import HandoffServer
+
+        server: LeanServer = HandoffServer(address, setup, receivers).start()
+    else:
+        server = LeanServer(address, setup, ssl_context).start()
+    processes = receivers.count if receivers is not None and ssl_context is None else 1
+    port = server.server_address[1]
+    _log_listening(config, address, port, ssl_context, receive_path="lean", processes=processes)
     return server

@@ -19,13 +19,13 @@ from dicom_rules.watcher import RulesWatcher
 from gateway.core.admission import ByteBudget
 from gateway.core.config import GatewayConfig, load_rule_set
 from gateway.core.forwarder import Forwarder
-from gateway.core.intake import Intake
+from gateway.core.intake import open_intake
 from gateway.core.ledger import Ledger, open_ledger
 from gateway.core.recovery import RECOVERED_REASON, RunMarker, boot_id, os_crashed, recover_spool
 from gateway.core.scheduler import Scheduler
 from gateway.core.scp import association_policy, start_scp
 from gateway.core.spool import ContentStore, Writer, write_all
-from gateway.ops.metrics import SPOOL_ORPHANS, set_queue_gauges, start_http
+from gateway.ops.metrics import REGISTRY, SPOOL_ORPHANS, MergedRegistry, set_queue_gauges, start_http
 from gateway.ops.policy import AssociationGate
 
 LOG = structlog.get_logger("gateway.service")
@@ -62,12 +62,9 @@ class Service:
             self.watcher = RulesWatcher(config.resolve(config.rules_file), default_engine=config.engine)
         self._rules = rules if rules is not None or self.watcher is not None else load_rule_set(config)
         self.ledger = open_ledger(config, clock=clock)
-        # The receive path: one journal commit per instance (core/recovery.py says why nothing is lost)
-        self.spool = ContentStore(config.spool_dir, writer=spool_writer, in_place=True)
-        self.quarantine = ContentStore(config.quarantine_dir, writer=spool_writer, suffix=".bin")
+        self.intake = open_intake(config, self.keys, spool_writer, clock)
+        self.spool, self.quarantine = self.intake.spool, self.intake.quarantine
         self.outbox = ContentStore(config.outbox_dir)
-        receive_ledger = open_ledger(config, clock=clock, receive_path=True)
-        self.intake = Intake(self.spool, self.quarantine, receive_ledger, self.keys)
         self.run_marker = RunMarker(config.data_dir / "run.json")
         self.scheduler = Scheduler(config, self.ledger, self.rules, self.secret)
         self.forwarder = Forwarder(config, self.ledger, self.rules, clock=clock)
@@ -79,6 +76,7 @@ class Service:
         self.http: Any = None
         self.stow: Any = None  # gateway.core.stow.StowServer when the config has a stow: section
         self.console: Any = None  # gateway.console.server.ConsoleServer when the config has `console:`
+        self.receivers: Any = None  # gateway.core.receivers.ReceiverPool with receive_processes > 1
 
     def rules(self) -> RuleSet:
         """The rule set in force (hot-reloaded from the rules file when one is configured)."""
@@ -119,8 +117,15 @@ class Service:
             instances_requeued=recovered.instances_requeued,
         )
         self.gate = gate = AssociationGate(association_policy(self.config, self.rules()))  # both listeners
-        budget = ByteBudget(self.config.max_inflight_bytes)  # received bytes, both listeners together
-        self.server = start_scp(self.config, self.intake, self.rules(), gate=gate, budget=budget)
+        budget = ByteBudget(self._budget_share())  # received bytes, both listeners together
+        if self.config.receive_processes > 1:
+            from gateway.core.receivers import ReceiverPool
+
+            share, ledger = self._budget_share(), self.intake.ledger
+            self.receivers = ReceiverPool(self.config, gate.release, share, ledger).start()
+        self.server = start_scp(
+            self.config, self.intake, self.rules(), gate=gate, budget=budget, receivers=self.receivers
+        )
         if self.config.tls is not None:
             ctx = self.config.tls.context(self.config.resolve)
             self.tls_server = start_scp(
@@ -146,11 +151,18 @@ class Service:
             thread.start()
             self.threads.append(thread)
         if self.config.metrics_port is not None:
-            self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health)
+            registry = MergedRegistry(self.receivers.snapshots) if self.receivers is not None else REGISTRY
+            self.http = start_http(self.config.metrics_bind, self.config.metrics_port, self.health, registry)
         if self.config.console is not None:
             self.console = self._start_console()
         LOG.info("service.started", port=self.port, metrics_port=self.metrics_port, rules=self.rules().name)
         return self
+
+    def _budget_share(self) -> int:
+        """``max_inflight_bytes``, or with receiver processes an equal share of it for each of them and one
+        for this process's own listeners (TLS, which stays here)."""
+        shares = self.config.receive_processes + 1 if self.config.receive_processes > 1 else 1
+        return max(4096, self.config.max_inflight_bytes // shares)
 
     def _start_console(self) -> Any:
         from gateway.console.server import ConsoleServer  # web stack imported only when configured
@@ -186,6 +198,7 @@ class Service:
     def health(self) -> dict[str, bool]:
         return {
             "scp": self.server is not None,
+            "receivers": self.receivers is None or self.receivers.ready() == self.config.receive_processes,
             "stow": self.config.stow is None or (self.stow is not None and self.stow.thread.is_alive()),
             "console": self.config.console is None
             or (

@@ -12,16 +12,22 @@ Two ways to write, both durable before ``put`` returns:
 
 Names come from the sha256 of the bytes, never from UIDs or any other received text. The byte writer is
 injectable: tests simulate ENOSPC/EIO.
+
+Several receiver processes (``receive_processes`` > 1) write one spool: with ``cross_process`` a writer also
+holds a byte-range lock of ``<root>/.put-locks`` (one of 4,096 stripes, by the digest's first three hex
+digits) from before its ``O_EXCL`` create until after its fdatasync, so a second process storing the same
+bytes waits and then finds the file complete and durable, never half-written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +97,14 @@ def write_in_place(path: str | Path, data: bytes, writer: Writer = write_all) ->
         raise
 
 
+def _datasync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -108,7 +122,12 @@ class ContentStore:
     """Files named ``ab/abcdef….dcm`` after the sha256 of their bytes."""
 
     def __init__(
-        self, root: Path, writer: Writer = write_all, suffix: str = ".dcm", in_place: bool = False
+        self,
+        root: Path,
+        writer: Writer = write_all,
+        suffix: str = ".dcm",
+        in_place: bool = False,
+        cross_process: bool = False,
     ) -> None:
         self.root = root
         self.writer = writer
@@ -118,6 +137,9 @@ class ContentStore:
         self._writing: dict[str, threading.Lock] = {}  # digests being written in place, held by the writer
         self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
+        self._stripes: int | None = None  # the cross-process lock file (cross_process only)
+        if cross_process:
+            self._stripes = os.open(root / ".put-locks", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if in_place:
             self._make_shards()
 
@@ -148,35 +170,55 @@ class ContentStore:
 
     def _put_in_place(self, digest: str, rel: str, data: bytes) -> None:
         """One writer per digest; a second one waits for the first's lock and then finds the file complete.
-        Plain str paths and a C lock per write: this runs once per received instance."""
+        Plain str paths and a C lock per write: this runs once per received instance. Across processes the
+        key is the digest's stripe (a POSIX record lock belongs to the process, not to the thread)."""
+        key = digest if self._stripes is None else digest[:3]
         mine = threading.Lock()
         mine.acquire()
         while True:
             with self._lock:
-                busy = self._writing.setdefault(digest, mine)
+                busy = self._writing.setdefault(key, mine)
             if busy is mine:
                 break
             with busy:  # released when that writer finished (or failed and unlinked)
                 pass
-        final = f"{self.root}/{rel}"
         try:
-            if rel[:2] not in self._shards:
-                ensure_dir(self.root / rel[:2])
-                self._shards.add(rel[:2])
-            try:
-                write_in_place(final, data, self.writer)  # O_EXCL: a new file, the usual case (no stat first)
-                return
-            except FileExistsError:
-                pass
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(final).st_size == len(data):
-                    return  # complete: partial files were removed at start-up; writers here finish or unlink
-                os.unlink(final)  # a partial leftover of this run (a failed write unlinks it too)
-            write_in_place(final, data, self.writer)
+            with self._other_processes(key):
+                self._write_once(rel, data)
         finally:
             with self._lock:
-                del self._writing[digest]
+                del self._writing[key]
             mine.release()
+
+    @contextlib.contextmanager
+    def _other_processes(self, key: str) -> Iterator[None]:
+        """Hold this stripe against other processes (nothing to hold unless ``cross_process``)."""
+        if self._stripes is None:
+            yield
+            return
+        stripe = int(key, 16)
+        fcntl.lockf(self._stripes, fcntl.LOCK_EX, 1, stripe)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._stripes, fcntl.LOCK_UN, 1, stripe)
+
+    def _write_once(self, rel: str, data: bytes) -> None:
+        final = f"{self.root}/{rel}"
+        if rel[:2] not in self._shards:
+            ensure_dir(self.root / rel[:2])
+            self._shards.add(rel[:2])
+        try:
+            write_in_place(final, data, self.writer)  # O_EXCL: a new file, the usual case (no stat first)
+            return
+        except FileExistsError:
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(final).st_size == len(data):
+                _datasync(final)  # complete; synced once more in case its writer died before its own sync
+                return  # partial files were removed at start-up; writers here finish or unlink
+            os.unlink(final)  # a partial leftover of this run (a failed write; a receiver killed mid-write)
+        write_in_place(final, data, self.writer)
 
     def verify(self, relpath: str) -> bool:
         """Whether the file's content matches its name (the sha256): False for a partial write."""

@@ -60,10 +60,13 @@ class RedactThirdPartyValues(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", receiver: int | None = None) -> None:
+    """``receiver``: in a receiver process (gateway/core/receivers.py), its number, added to each record."""
+    tag: list[structlog.types.Processor] = [] if receiver is None else [_Tag("receiver", receiver)]
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,
+            *tag,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],
@@ -78,7 +81,7 @@ def configure_logging(level: str = "INFO") -> None:
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.JSONRenderer(),
             ],
-            foreign_pre_chain=[*SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*SHARED_PROCESSORS, *tag, structlog.stdlib.add_logger_name],
         )
     )
     handler.addFilter(RedactThirdPartyValues())
@@ -87,3 +90,14 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+class _Tag:
+    """A structlog processor adding one fixed key to every record."""
+
+    def __init__(self, key: str, value: object) -> None:
+        self.key, self.value = key, value
+
+    def __call__(self, logger: object, name: str, event: dict[str, object]) -> dict[str, object]:
+        event[self.key] = self.value
+        return event

@@ -68,7 +68,10 @@ def open_ledger(
 
         return PostgresLedger(config.ledger, clock, lease_s=config.forward_lease_s)
     if receive_path:
-        return SqliteLedger(config.ledger_path, clock=clock, synchronous="NORMAL", shared=True)
+        several = config.receive_processes > 1  # receiver processes: their writers queue on a file lock
+        return SqliteLedger(
+            config.ledger_path, clock=clock, synchronous="NORMAL", shared=True, process_lock=several
+        )
     return SqliteLedger(config.ledger_path, clock=clock)
 
 

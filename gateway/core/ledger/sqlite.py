@@ -4,11 +4,17 @@ A commit is durable (fsynced) before a transition returns, so "C-STORE Success o
 commit" and every state survive kill -9. The receive path's own connection uses ``synchronous=NORMAL``:
 its commit survives a process crash (kill -9) but not an OS crash, because the fdatasynced spool file it
 points to is the durable record and start-up recovery rebuilds a lost row from it (gateway/core/recovery.py).
+
+With several receiver processes (``receive_processes`` > 1) each has its own receive-path connection, and
+those writers also queue on an ``flock`` of ``<ledger>.receive-lock`` (``process_lock``): the kernel wakes the
+next writer the moment the last one unlocks, where SQLite's busy handler would sleep 1, 2, 5, ... ms.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -54,6 +60,7 @@ class SqliteLedger(SqlLedger):
         clock: Callable[[], float] = time.time,
         synchronous: str = "FULL",
         shared: bool = False,
+        process_lock: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -64,6 +71,10 @@ class SqliteLedger(SqlLedger):
         self._local: Any = _Shared() if shared else threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = _write_lock(path)
+        self._process_lock: int | None = None
+        if process_lock:
+            lock_path = path.with_name(path.name + ".receive-lock")
+            self._process_lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             self._conn().executescript(statements.SCHEMA.format(id=PRIMARY_KEY))
         except sqlite3.Error as exc:
@@ -86,8 +97,20 @@ class SqliteLedger(SqlLedger):
             self._local.conn = None
 
     @contextmanager
+    def _other_processes(self) -> Iterator[None]:
+        """Queue behind the other receiver processes' writers (only with ``process_lock``)."""
+        if self._process_lock is None:
+            yield
+            return
+        fcntl.flock(self._process_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._process_lock, fcntl.LOCK_UN)
+
+    @contextmanager
     def _write(self) -> Iterator[Tx]:
-        with self._write_lock:
+        with self._write_lock, self._other_processes():
             try:
                 db = self._conn()
                 db.execute("BEGIN IMMEDIATE")

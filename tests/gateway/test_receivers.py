@@ -1,0 +1,251 @@
+"""Several receiver processes (``receive_processes: 2``, gateway/core/receivers.py): a real DCMTK study ends
+forwarded, the admission bounds and association limits hold across the processes, a receiver killed alone is
+replaced and frees its slots, kill -9 of the main process leaves no receiver alive, and what a receiver
+acknowledged survives kill -9 of the whole gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dicom_rules import FolderDestination
+from gateway.core.config import CallerRule, ConfigError, load_config
+from gateway.core.spool import ContentStore
+from gateway.ops.metrics import MergedRegistry
+from tests.conftest import Study, make_small_sc, write_study
+from tests.gateway.conftest import (
+    GatewayProcess,
+    gateway_config,
+    instance_states,
+    ledger_of,
+    rules_to,
+    storescu,
+    wait_until,
+)
+from tests.gateway.test_admission import (
+    associate_rq,
+    attackers,
+    closed_count,
+    connect,
+    is_closed,
+    read_pdu,
+    send_stream,
+)
+from tests.gateway.test_lifeline import alive, children
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def two_receivers(tmp_path: Path, gateway):
+    """An allow-listed gateway whose associations are served by two receiver processes."""
+    config = gateway_config(
+        tmp_path / "gw",
+        receive_processes=2,
+        quiet_period_s=600,
+        max_wait_s=600,
+        workers=0,
+        max_associations=2,
+        allowed_callers=(CallerRule(ae_title="HOSP_PACS", networks=("127.0.0.1/32",)),),
+        admission_timeout_s=3.0,
+        network_timeout_s=2.0,
+        max_pdu=65536,
+    )
+    return config, gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+
+
+def hold_association(port: int) -> Any:
+    sock = connect(port)
+    sock.sendall(associate_rq())
+    assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+    return sock
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_association_limits_count_every_receiver_process_together(tmp_path: Path, two_receivers) -> None:
+    config, service = two_receivers
+    held = [hold_association(service.port) for _ in range(config.max_associations)]
+    assert sorted(service.receivers.live().values()) == [1, 1]  # one each: the least busy gets the next
+    third = connect(service.port)
+    third.sendall(associate_rq())
+    assert read_pdu(third)[:1] == b"\x03"  # A-ASSOCIATE-RJ: the limit counts both processes
+    files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(3)])
+    held.pop().close()
+    wait_until(lambda: service.gate.active() == 1, timeout=5)  # the receiver reported the end: slot free
+    assert storescu(service.port, files, timeout=30).returncode == 0
+    assert sum(instance_states(config).values()) == 3
+
+
+def test_fifty_attackers_do_not_block_an_allowed_sender_of_a_multi_process_gateway(
+    tmp_path: Path, two_receivers
+) -> None:
+    config, service = two_receivers
+    files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(5)])
+    evicted_before = closed_count("pending_per_source_limit")
+    with attackers(service.port, 50):
+        wait_until(lambda: closed_count("pending_per_source_limit") > evicted_before, timeout=10)
+        time.sleep(config.admission_timeout_s + 0.5)
+        started = time.monotonic()
+        result = storescu(service.port, files, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 10
+        assert service.server.doorman.pending() <= config.max_pending_per_source
+    assert sum(instance_states(config).values()) == 5
+
+
+def test_a_receiver_aborts_a_4gb_pdu_header_at_once_and_its_memory_stays_flat(two_receivers) -> None:
+    _, service = two_receivers
+    sock = hold_association(service.port)
+    serving = [service.receivers.receivers[i].proc.pid for i, n in service.receivers.live().items() if n]
+    before = rss_mb(serving[0])
+    sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 0xFFFFFFFF))
+    assert send_stream(sock, 256 << 20) < 256 << 20
+    assert rss_mb(serving[0]) - before < 64
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
+
+
+def test_a_partial_pdata_in_a_receiver_is_closed_within_the_network_timeout(two_receivers) -> None:
+    config, service = two_receivers
+    sock = hold_association(service.port)
+    sock.sendall(bytes((0x04, 0, 0, 0, 0)))
+    started = time.monotonic()
+    assert is_closed(sock, config.network_timeout_s + 5)
+    assert time.monotonic() - started < config.network_timeout_s + 3
+    wait_until(lambda: service.gate.active() == 0, timeout=5)
+
+
+def test_a_receiver_killed_alone_is_replaced_and_its_slots_are_freed(tmp_path: Path, two_receivers) -> None:
+    config, service = two_receivers
+    held = [hold_association(service.port) for _ in range(config.max_associations)]
+    victim = service.receivers.receivers[0].proc.pid
+    os.kill(victim, signal.SIGKILL)
+    assert is_closed(held[0], 5) or is_closed(held[1], 5)  # its association died with it
+    wait_until(lambda: service.gate.active() == 1, timeout=10)
+    wait_until(lambda: service.receivers.ready() == 2, timeout=60)
+    assert service.receivers.receivers[0].proc.pid != victim
+    files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(3)])
+    assert storescu(service.port, files, timeout=30).returncode == 0
+    assert sum(instance_states(config).values()) == 3
+
+
+def test_a_dcmtk_study_through_two_receiver_processes_ends_forwarded(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = gateway_config(tmp_path / "gw", receive_processes=2, workers=1)
+    gw = GatewayProcess(config, {"name": "out", "path": str(out)}).start()
+    try:
+        held = hold_association(config.port)  # receiver 0 serves it: the study goes to receiver 1
+        study = Study()
+        first = write_study(tmp_path / "a", [make_small_sc(study=study, number=i) for i in range(4)])
+        assert storescu(config.port, first).returncode == 0
+        held.close()
+        assert {e.get("receiver") for e in gw.events("instance.received")} == {1}
+        second = write_study(tmp_path / "b", [make_small_sc(study=study, number=i) for i in range(4, 8)])
+        assert storescu(config.port, second).returncode == 0
+        wait_until(lambda: instance_states(config).get("forwarded") == 8, timeout=90)
+        assert len(list(out.rglob("*.dcm"))) == 8
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{config.metrics_port}/metrics").read().decode()
+        assert 'vera_gateway_received_total{outcome="stored"} 8.0' in metrics  # counted in the receivers
+    finally:
+        gw.stop()
+
+
+def test_kill9_of_the_main_process_leaves_no_receiver_alive(tmp_path: Path) -> None:
+    config = gateway_config(tmp_path / "gw", receive_processes=2, workers=1)
+    gateway = GatewayProcess(config, {"name": "out", "path": str(tmp_path / "out")}).start()
+    assert gateway.proc is not None
+    main = gateway.proc.pid
+    try:
+        found = wait_until(lambda: (kids := children(main)) and len(kids) >= 4 and kids, timeout=60)
+        os.kill(main, signal.SIGKILL)  # the main process only: receivers and workers must notice
+        gateway.proc.wait(timeout=10)
+        started = time.monotonic()
+        wait_until(lambda: not any(alive(pid) for pid in found), timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        for pid in found if "found" in locals() else ():
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        gateway.proc = None
+
+
+def test_kill9_of_a_multi_process_gateway_loses_no_acknowledged_instance(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    config = gateway_config(tmp_path / "gw", receive_processes=2, workers=1)
+    gw = GatewayProcess(config, {"name": "out", "path": str(out)})
+    study = Study()
+    acked = write_study(tmp_path / "a", [make_small_sc(study=study, number=i) for i in range(4)])
+    unacked = write_study(tmp_path / "b", [make_small_sc(study=study, number=i) for i in range(4, 7)])
+    gw.start(hold="receive.after_spool=120")
+    sender = threading.Thread(target=lambda: storescu(config.port, unacked))
+    sender.start()
+    wait_until(lambda: '"fault.hold"' in gw.log_text(), timeout=60)  # a receiver holds one spooled file
+    gw.kill9()
+    sender.join(timeout=60)
+    gw.start()
+    assert storescu(config.port, acked).returncode == 0
+    gw.kill9()  # the acked instances are durable in the ledger before Success was sent
+    with ledger_of(config) as ledger:
+        assert len(ledger.instances()) == 4
+    gw.start()
+    assert storescu(config.port, unacked).returncode == 0  # the sender re-sends what was never acked
+    wait_until(lambda: instance_states(config).get("forwarded") == 7, timeout=90)
+    gw.stop()
+    with ledger_of(config) as ledger:
+        rows = ledger.instances()
+    assert len(rows) == len({r.sop_key for r in rows}) == 7
+    assert len(list(out.rglob("*.dcm"))) == 7
+
+
+def test_two_processes_storing_the_same_bytes_never_see_a_half_written_file(tmp_path: Path) -> None:
+    """One process writes slowly; a second storing the same bytes returns only once the file is complete."""
+    data = os.urandom(1 << 20)
+
+    def slow(fd: int, payload: bytes) -> None:
+        os.write(fd, payload[: len(payload) // 2])
+        time.sleep(1.0)
+        os.write(fd, payload[len(payload) // 2 :])
+
+    first = ContentStore(tmp_path / "spool", writer=slow, in_place=True, cross_process=True)
+    pid = os.fork()
+    if pid == 0:  # the first process: its writer holds the stripe for a second
+        try:
+            first.put(data)
+        finally:
+            os._exit(0)
+    second = ContentStore(tmp_path / "spool", in_place=True, cross_process=True)
+    created = wait_until(lambda: next((tmp_path / "spool").rglob("*.dcm"), None), timeout=5)
+    inode, started = created.stat().st_ino, time.monotonic()
+    stored = second.put(data)
+    assert time.monotonic() - started > 0.5  # it waited for the first writer ...
+    path = tmp_path / "spool" / stored.relpath
+    assert path.stat().st_ino == inode and path.read_bytes() == data  # ... and kept its file, complete
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("other", [{"receive_path": "pynetdicom"}, {"ledger": "postgresql://gw@db/vera"}])
+def test_receiver_processes_are_refused_off_the_lean_path_and_on_cluster_nodes(other: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="receive_processes"):
+        load_config(receive_processes=2, **other)
+    assert load_config(receive_processes=2).receive_processes == 2
+
+
+def test_merged_metrics_add_the_receivers_counters_to_the_main_process() -> None:
+    from prometheus_client import generate_latest
+
+    snap = [("vera_gateway_received", "counter", [("vera_gateway_received_total", {"outcome": "x"}, 3.0)])]
+    text = generate_latest(MergedRegistry(lambda: [snap, snap])).decode()  # type: ignore[arg-type]
+    assert 'vera_gateway_received_total{outcome="x"} 6.0' in text
