@@ -44,7 +44,7 @@ import face_quality as fq  # noqa: E402
 
 from anonymizer.donors import build_bank, load_bank, save_bank  # noqa: E402
 from anonymizer.engines.base import create_engine  # noqa: E402
-from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings  # noqa: E402
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings  # noqa: E402
 from anonymizer.evaluation.metrics import SAME_PERSON, donor_leak, photo_metrics, psnr  # noqa: E402
 from anonymizer.faces.detect import DetectedFace, detect_faces, hog_detect  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
@@ -476,6 +476,9 @@ def engine_overrides(pairs: list[str]) -> dict[str, object]:
         if name not in SurrogateSettings.__dataclass_fields__:
             raise SystemExit(f"unknown surrogate setting: {name}")
         kind = type(getattr(defaults, name))
+        if kind is tuple:  # rungs: "texture,shape,jaw,push,anti[,soft];..." ("" = none)
+            out[name] = tuple(Strength(*map(float, r.split(","))) for r in value.split(";") if r)
+            continue
         out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 

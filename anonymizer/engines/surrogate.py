@@ -143,13 +143,14 @@ class SurrogateEngine(Ladder):
             spread=self._spread(
                 identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
             ),
+            population_rank=self._group_aim(preserve),
         )
         best: _Attempt | None = None
         self.trace = []
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
-        for attempt in range(self.settings.donor_sets):
+        for attempt in range(self._sets(preserve)):
             try:
                 choice = choose_donors(bank, _reseed(identity_seed, attempt), patient, self.settings)
             except DonorBankError:
@@ -161,7 +162,7 @@ class SurrogateEngine(Ladder):
             near = (
                 self.settings.anchored_redraws
                 and best is not None
-                and (self._near_patient(best.score) or (anchored > 0 and best.split))
+                and (self._near_patient(best.score, common) or (anchored > 0 and best.split))
             )
             anchored += near
             weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None

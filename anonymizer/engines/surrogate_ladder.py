@@ -41,6 +41,7 @@ class _Common:
     bases: list[_PeerBase]  # per face
     profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
     spread: tuple[np.ndarray, np.ndarray] | None = None  # the patient's keyed deviation (surrogate_spread)
+    population_rank: int | None = None  # this group's linkage aim (None: settings.population_rank)
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,38 @@ class Ladder(Synthesis):
     trace: list[tuple]
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
 
-    def _near_patient(self, score: tuple[float, ...]) -> bool:
+    def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
         faces nearer), rather than by matching a donor."""
         return score[0] < 1 and (
-            score[-2] < self.settings.population_rank or score[-1] <= self.settings.self_check_distance
+            score[-2] < self._aim(common) or score[-1] <= self.settings.self_check_distance
         )
+
+    def _aim(self, common: _Common | None) -> int:
+        """The group's linkage aim: real faces of the bank that must lie nearer to each output."""
+        if common is None or common.population_rank is None:
+            return self.settings.population_rank
+        return common.population_rank
+
+    def _rungs(self, preserve: tuple[Region, ...]) -> tuple[Strength, ...]:
+        """The ladder for a group keeping ``preserve``: settings.nose_rungs appended with the nose kept."""
+        if Region.NOSE in preserve:
+            return self.settings.ladder + self.settings.nose_rungs
+        return self.settings.ladder
+
+    def _sets(self, preserve: tuple[Region, ...]) -> int:
+        """Donor sets tried for a group keeping ``preserve`` (settings.nose_donor_sets with the nose kept)."""
+        if Region.NOSE in preserve:
+            return max(self.settings.donor_sets, self.settings.nose_donor_sets)
+        return self.settings.donor_sets
+
+    def _group_aim(self, preserve: tuple[Region, ...]) -> int:
+        """The linkage aim for a group keeping ``preserve``: settings.nose_population_rank with the nose
+        kept (never below population_rank; a test that is off, 0, stays off)."""
+        own = self.settings.population_rank
+        if Region.NOSE not in preserve or own <= 0:
+            return own
+        return max(own, self.settings.nose_population_rank)
 
     def _donor_distances(self, choice: DonorChoice, patient: dict[str, Any]) -> list[float]:
         groups = self.bank.by_identity()
@@ -145,7 +172,7 @@ class Ladder(Synthesis):
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
-        for level, strength in enumerate(self.settings.ladder):
+        for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
             made = [
@@ -185,7 +212,7 @@ class Ladder(Synthesis):
         """A rung's outcome: (passed, score (larger is better), far from the patient, one person)."""
         closest = min(c.away for c in checks)
         far_all = closest > self.settings.self_check_distance and not any(
-            c.closer < min(self.settings.population_rank, c.usable) for c in checks
+            c.closer < min(self._aim(common), c.usable) for c in checks
         )
         together = self._one_person(checks)
         kept_sex = _kept_sex(checks, common.profile[0])

@@ -247,7 +247,7 @@ class Synthesis:
             texture = texture + strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
             )
-        texture = soften(texture, ingredients.average, self.settings.soft_limit)
+        texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
         texture = _with_detail(
