@@ -154,6 +154,21 @@ class SurrogateSettings:
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = False
+    # Identity between patients (issue-11s). The texture step of the keyed spread takes the opposite sign
+    # along every direction where the patient lies clearly off the mean, as the shape's does (spread_away):
+    # a random texture step took collisions with nothing or the mouth kept to 0 % but raised linkage rank 5
+    # (README faces, c1). Pointed away it turned 003 into a man without the sex guard (spread_sex_guard).
+    spread_texture_away: bool = False
+    # Per-rung sex guard: a rung whose outputs read as the other sex (the self-check's reading) is made
+    # again with the anti-face terms (the patient's and the repelled donors') × this, and the remade rung
+    # is judged in its place when it keeps the sex (1 = off). The anti-face is the patient's deviation
+    # flipped: for a feminine patient it points at men.
+    sex_miss_anti: float = 1.0
+    # Distinct patients: a donor mix is pulled towards the demographic centre, so patients sharing donors
+    # came out one person (draw B, 022 and 033: outputs 0.49-0.54 from the bank's men's mean descriptor,
+    # 0.52-0.55 apart; held-out real faces lie 0.52-0.65 from it, mean 0.59). A rung passes only when every
+    # output lies at least this far (dlib) from the bank's mean descriptor of the patient's sex (0 = off).
+    self_check_centre_distance: float = 0.0
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
