@@ -169,6 +169,11 @@ class SurrogateSettings:
     # 0.52-0.55 apart; held-out real faces lie 0.52-0.65 from it, mean 0.59). A rung passes only when every
     # output lies at least this far (dlib) from the bank's mean descriptor of the patient's sex (0 = off).
     self_check_centre_distance: float = 0.0
+    # The identity levers above act with nothing or the mouth kept; with the nose or the eyes kept the
+    # engine uses these values instead (the kept region carries identity, and there yield and linkage come
+    # first: on eval_pixels draw A the texture spread lost 3 of 16 nose-kept photos). Each NAME, VALUE pair
+    # replaces that setting; () = the same settings in every case.
+    region_kept: tuple[tuple[str, object], ...] = ()
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
