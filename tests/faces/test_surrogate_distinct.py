@@ -72,3 +72,34 @@ def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
     tried.clear()
     kept.anonymize(faces, 7, ())
     assert tried == []  # read as his sex: nothing to remake
+
+
+def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
+    wide_donor_bank: Path, pair: list[np.ndarray]
+) -> None:
+    """``region_kept``: the identity levers act with nothing or the mouth kept; with the nose or the eyes
+    kept a sibling engine on the same bank uses the given values, so those outputs are the ones of an
+    engine built with them, bit for bit."""
+    from dataclasses import replace
+
+    from anonymizer.engines.surrogate import Strength
+    from anonymizer.faces.detect import detect_faces
+    from anonymizer.faces.pipeline import PipelineSettings, _align_all
+    from anonymizer.plans import Region
+
+    bank = load_bank(wide_donor_bank)
+    base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1)
+    levers = replace(base, spread_texture=5.0, region_kept=(("spread_texture", 0.0),))
+    engine = SurrogateEngine(levers, bank)
+    assert engine._for_regions(()) is engine and engine._for_regions((Region.MOUTH,)) is engine
+    sibling = engine._for_regions((Region.NOSE,))
+    assert sibling is engine._for_regions((Region.EYES,)) is not engine  # made once
+    assert sibling.settings == replace(levers, spread_texture=0.0, region_kept=()) and sibling.bank is bank
+    records = _align_all(
+        pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (Region.NOSE,), PipelineSettings()
+    )
+    faces = [r.aligned for r in records]
+    kept = engine.anonymize(faces, 5, (Region.NOSE,))
+    plain = SurrogateEngine(base, bank).anonymize(faces, 5, (Region.NOSE,))
+    assert all(np.array_equal(a, b) for a, b in zip(kept, plain, strict=True))
+    assert engine.last_level == 0 and engine.trace  # the sibling's record is the engine's
