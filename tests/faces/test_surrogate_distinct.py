@@ -32,7 +32,8 @@ def test_an_output_at_the_banks_centre_of_its_sex_does_not_pass(wide_donor_bank:
     assert not strict._judge([check(men)], _common("M"))[0]
     assert strict._judge([check(far)], _common("M"))[0]
     assert not strict._judge([check(far), check(men)], _common("M"))[0]  # every output of the group
-    assert SurrogateEngine(SurrogateSettings(), bank)._judge([check(men)], _common("M"))[0]
+    off = SurrogateSettings(self_check_centre_distance=0.0)
+    assert SurrogateEngine(off, bank)._judge([check(men)], _common("M"))[0]
 
 
 def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
@@ -50,7 +51,9 @@ def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
 
     bank = load_bank(wide_donor_bank)
     rung = Strength(1.15, 1.6, 0.35, 0.0, 0.5)
-    plain = SurrogateSettings(ladder=(rung,), donor_sets=1, self_check_sex_margin=100.0)
+    plain = SurrogateSettings(
+        ladder=(rung,), donor_sets=1, sex_reader="centroids", self_check_sex_margin=100.0, sex_miss_anti=1.0
+    )
     engine = SurrogateEngine(replace(plain, sex_miss_anti=0.0), bank)
     records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
     faces = [r.aligned for r in records]
@@ -88,7 +91,7 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
     from anonymizer.plans import Region
 
     bank = load_bank(wide_donor_bank)
-    base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1)
+    base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1, region_kept=())
     levers = replace(base, spread_texture=5.0, region_kept=(("spread_texture", 0.0),))
     engine = SurrogateEngine(levers, bank)
     assert engine._for_regions(()) is engine and engine._for_regions((Region.MOUTH,)) is engine
