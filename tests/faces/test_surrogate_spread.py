@@ -58,7 +58,9 @@ def test_keyed_directions_are_one_person_long_and_nearly_orthogonal() -> None:
 
 def test_the_spread_moves_each_patient_its_own_way_and_never_towards_the_other_sex(bank_path: Path) -> None:
     bank = load_bank(bank_path)
-    settings = SurrogateSettings(spread_shape=1.0, spread_texture=1.0)
+    # the space itself, without the sex guard (on by default; it removes the ridge probes' direction instead,
+    # test_surrogate_sex.py)
+    settings = SurrogateSettings(spread_shape=1.0, spread_texture=1.0, spread_sex_guard=False)
     engine = SurrogateEngine(settings, bank)
     one, again, other = engine._spread(11), engine._spread(11), engine._spread(12)
     assert one is not None and again is not None and other is not None
