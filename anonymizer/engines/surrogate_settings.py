@@ -176,9 +176,10 @@ class SurrogateSettings:
     # On by default (issue-11s): the probe with its margin, both sex guards, the sex rescue and the centre
     # check, with nothing or the mouth kept; with the nose or eyes kept the values before (those outputs
     # are bit-identical to main's, bench/pixel_hashes.py). eval_pixels --privacy-only, draw A · draw B,
-    # before -> after: collisions nothing 3.6 -> 0.0 · 8.9 -> see README, mouth 0.9 -> 0.0 · 2.7 -> 1.8 %;
-    # rank 5 mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept mouth 93.8 -> 87.5 (013's second photo) · 93.8 %
-    # (README faces, issue-11s).
+    # main -> on: collisions nothing 3.6 -> 0.0 · 8.9 -> 3.6 %, mouth 0.9 -> 0.0 · 2.7 -> 1.8 %; rank 5
+    # nothing 6.2 · 6.2 (unchanged), mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept nothing 100 · 81.2 ->
+    # 93.8 %, mouth 93.8 -> 87.5 (013's second photo) · 93.8 %. The centre check costs rungs: 208 tried
+    # instead of 90 on draw B with nothing kept (README faces, issue-11s).
     region_kept: tuple[tuple[str, object], ...] = (
         ("sex_reader", "centroids"),
         ("sex_probe_margin", 0.0),
