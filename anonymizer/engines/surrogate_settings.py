@@ -168,18 +168,21 @@ class SurrogateSettings:
     # came out one person (draw B, 022 and 033: outputs 0.49-0.54 from the bank's men's mean descriptor,
     # 0.52-0.55 apart; held-out real faces lie 0.52-0.65 from it, mean 0.59). A rung passes only when every
     # output lies at least this far (dlib) from the bank's mean descriptor of the patient's sex (0 = off).
-    self_check_centre_distance: float = 0.55
+    # Off: on eval_pixels --privacy-only (with the levers below on) 0.55 gave collisions nothing 0.0 · 3.6 %,
+    # mouth 0.0 · 1.8 % (draw A · B) with 1.4x the rungs of off, 0.5 gave 0.9 · 3.6 and 0.0 · 0.0 %; off
+    # gives 2.7 · 0.9 and 0.0 · 0.0 % (022 and 033 of draw B land together when the check pushes them on).
+    self_check_centre_distance: float = 0.0
     # The identity levers above act with nothing or the mouth kept; with the nose or the eyes kept the
     # engine uses these values instead (the kept region carries identity, and there yield and linkage come
     # first: on eval_pixels draw A the texture spread lost 3 of 16 nose-kept photos). Each NAME, VALUE pair
     # replaces that setting; () = the same settings in every case.
-    # On by default (issue-11s): the probe with its margin, both sex guards, the sex rescue and the centre
-    # check, with nothing or the mouth kept; with the nose or eyes kept the values before (those outputs
-    # are bit-identical to main's, bench/pixel_hashes.py). eval_pixels --privacy-only, draw A · draw B,
-    # main -> on: collisions nothing 3.6 -> 0.0 · 8.9 -> 3.6 %, mouth 0.9 -> 0.0 · 2.7 -> 1.8 %; rank 5
-    # nothing 6.2 · 6.2 (unchanged), mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept nothing 100 · 81.2 ->
-    # 93.8 %, mouth 93.8 -> 87.5 (013's second photo) · 93.8 %. The centre check costs rungs: 208 tried
-    # instead of 90 on draw B with nothing kept (README faces, issue-11s).
+    # On by default (issue-11s): the probe with its margin, both sex guards and the sex rescue, with nothing
+    # or the mouth kept; with the nose or eyes kept the values before (those outputs are bit-identical to
+    # main's, bench/pixel_hashes.py). eval_pixels --privacy-only, draw A · draw B, main -> on: collisions
+    # nothing 3.6 -> 2.7 · 8.9 -> 0.9 %, mouth 0.9 -> 0.0 · 2.7 -> 0.0 %; rank 5 nothing 6.2 -> 18.8 ·
+    # 6.2 -> 0.0 %, mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept nothing 100 · 81.2 -> 93.8 % (100 % by
+    # self-report), mouth 93.8 -> 87.5 (013's second photo) · 93.8 %. Rungs tried: 90 -> 139 on draw B
+    # with nothing kept, 82 -> 90 and 93 -> 109 on draw A (README faces, issue-11s).
     region_kept: tuple[tuple[str, object], ...] = (
         ("sex_reader", "centroids"),
         ("sex_probe_margin", 0.0),
