@@ -86,6 +86,8 @@ class SurrogateEngine(Ladder):
         self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
         self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
+        self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
+        self._kept: SurrogateEngine | None = None  # with the nose or eyes kept (settings.region_kept)
 
     @property
     def bank(self) -> DonorBank:
@@ -118,6 +120,17 @@ class SurrogateEngine(Ladder):
         shape, texture = common.spread
         return replace(common, spread=(shape, factor * texture))
 
+    def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
+        """The engine to use with ``preserve`` kept: with the nose or the eyes kept and
+        ``settings.region_kept`` given, a sibling engine (same bank, made once) with those settings."""
+        if not self.settings.region_kept or not {Region.NOSE, Region.EYES} & set(preserve):
+            return self
+        if self._kept is None:
+            kept = SurrogateEngine(replace(self.settings, region_kept=(), **dict(self.settings.region_kept)))
+            kept._bank = self._bank if self._bank is not None else self.bank
+            self._kept = kept
+        return self._kept
+
     @property
     def crop_size(self) -> int:
         return self.bank.crop_size
@@ -127,6 +140,12 @@ class SurrogateEngine(Ladder):
     ) -> list[np.ndarray]:
         if not faces:
             return []
+        chosen = self._for_regions(preserve)
+        if chosen is not self:
+            crops = chosen.anonymize(faces, identity_seed, preserve)
+            for name in ("last_choice", "last_level", "last_reference", "photo_detail", "trace"):
+                setattr(self, name, getattr(chosen, name))
+            return crops
         bank = self.bank
         patient = _patient_profile(faces, bank, self._profile_sex_reader())
         tris = triangulate(extended(bank.reference, bank.crop_size))

@@ -105,6 +105,7 @@ class Ladder(Synthesis):
 
     trace: list[tuple]
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
+    _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
 
     def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -184,6 +185,10 @@ class Ladder(Synthesis):
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
             passed, score, far_all, together = self._judge(checks, common)
+            if not passed and score[2] < 1 and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
+                rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
+                if rescued is not None:
+                    made, checks, (passed, score, far_all, together), strength = rescued
             closest, nearer = score[-1], int(score[-2])
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
@@ -206,6 +211,34 @@ class Ladder(Synthesis):
             )
         return best
 
+    def _sex_rescue(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> tuple[list, list[_Check], tuple[bool, tuple[float, ...], bool, bool], Strength] | None:
+        """A rung whose outputs read as the other sex made again with the anti-face × ``sex_miss_anti``
+        (made, checks, judgement, strength), or None when the remade rung does not keep the sex either."""
+        weaker = replace(strength, anti=strength.anti * self.settings.sex_miss_anti)
+        made = [
+            self._synthesize(face, ingredients, common.tris, preserve, weaker, repel)
+            for face, ingredients in zip(faces, prepared, strict=True)
+        ]
+        checks = [
+            self._distinct(
+                crop, target, face, common.donor_descs, common.reference, self._others(faces, face)
+            )
+            for (crop, target), face in zip(made, faces, strict=True)
+        ]
+        judged = self._judge(checks, common)
+        if judged[1][2] < 1:
+            return None
+        log.info("surrogate rung remade with a weaker anti-face: it kept the sex")
+        return made, checks, judged, weaker
+
     def _judge(
         self, checks: Sequence[_Check], common: _Common
     ) -> tuple[bool, tuple[float, ...], bool, bool]:
@@ -217,6 +250,7 @@ class Ladder(Synthesis):
         together = self._one_person(checks)
         kept_sex = _kept_sex(checks, common.profile[0])
         passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
+        passed = passed and self._off_centre(checks, common.profile[0])
         verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
         nearer = min(c.closer for c in checks)
         # constant unless best_avoids_donors, and then only among attempts likely to verify: between two
@@ -258,6 +292,20 @@ class Ladder(Synthesis):
             log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
             return chosen
         return replace(chosen, crops=[c for c, _ in made])
+
+    def _off_centre(self, checks: Sequence[_Check], sex: str) -> bool:
+        """Whether every output lies at least ``self_check_centre_distance`` from the bank's mean descriptor
+        of the patient's sex (of every photo when the sex is unknown): off the point donor mixes crowd at."""
+        limit = self.settings.self_check_centre_distance
+        if limit <= 0:
+            return True
+        if sex not in self._centres:
+            chosen = [p.descriptor for p in self.bank.photos if p.sex == sex] or [
+                p.descriptor for p in self.bank.photos
+            ]
+            self._centres[sex] = np.mean(chosen, axis=0)
+        centre = self._centres[sex]
+        return all(c.out is None or distance(c.out, centre) >= limit for c in checks)
 
     def _read_sex(self, desc: np.ndarray, checking: bool = True) -> str:
         """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin."""

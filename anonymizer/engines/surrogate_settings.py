@@ -126,8 +126,8 @@ class SurrogateSettings:
     # "probe" = a ridge probe on the bank's descriptors and self-reported sex (surrogate_sex.py), fitted on
     # the bank alone. On the London set the probe called 100 % of 78 non-bank originals per fold right, the
     # centroids 98.7 / 97.4 %.
-    sex_reader: str = "centroids"
-    sex_probe_margin: float = 0.0  # with "probe": an output with |score| under this counts as not kept
+    sex_reader: str = "probe"  # on (issue-11s; with the nose or eyes kept "centroids", see region_kept)
+    sex_probe_margin: float = 0.3  # with "probe": an output with |score| under this counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -169,13 +169,50 @@ class SurrogateSettings:
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
     # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
     # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
-    spread_sex_guard: bool = False
+    spread_sex_guard: bool = True
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
-    anti_sex_guard: bool = False
+    anti_sex_guard: bool = True
+    # Identity between patients (issue-11s). The texture step of the keyed spread takes the opposite sign
+    # along every direction where the patient lies clearly off the mean, as the shape's does (spread_away):
+    # a random texture step took collisions with nothing or the mouth kept to 0 % but raised linkage rank 5
+    # (README faces, c1). Pointed away it turned 003 into a man without the sex guard (spread_sex_guard).
+    spread_texture_away: bool = False
+    # Per-rung sex guard: a rung whose outputs read as the other sex (the self-check's reading) is made
+    # again with the anti-face terms (the patient's and the repelled donors') × this, and the remade rung
+    # is judged in its place when it keeps the sex (1 = off). The anti-face is the patient's deviation
+    # flipped: for a feminine patient it points at men.
+    sex_miss_anti: float = 0.5
+    # Distinct patients: a donor mix is pulled towards the demographic centre, so patients sharing donors
+    # came out one person (draw B, 022 and 033: outputs 0.49-0.54 from the bank's men's mean descriptor,
+    # 0.52-0.55 apart; held-out real faces lie 0.52-0.65 from it, mean 0.59). A rung passes only when every
+    # output lies at least this far (dlib) from the bank's mean descriptor of the patient's sex (0 = off).
+    # Off: on eval_pixels --privacy-only (with the levers below on) 0.55 gave collisions nothing 0.0 · 3.6 %,
+    # mouth 0.0 · 1.8 % (draw A · B) with 1.4x the rungs of off, 0.5 gave 0.9 · 3.6 and 0.0 · 0.0 %; off
+    # gives 2.7 · 0.9 and 0.0 · 0.0 % (022 and 033 of draw B land together when the check pushes them on).
+    self_check_centre_distance: float = 0.0
+    # The identity levers above act with nothing or the mouth kept; with the nose or the eyes kept the
+    # engine uses these values instead (the kept region carries identity, and there yield and linkage come
+    # first: on eval_pixels draw A the texture spread lost 3 of 16 nose-kept photos). Each NAME, VALUE pair
+    # replaces that setting; () = the same settings in every case.
+    # On by default (issue-11s): the probe with its margin, both sex guards and the sex rescue, with nothing
+    # or the mouth kept; with the nose or eyes kept the values before (those outputs are bit-identical to
+    # main's, bench/pixel_hashes.py). eval_pixels --privacy-only, draw A · draw B, main -> on: collisions
+    # nothing 3.6 -> 2.7 · 8.9 -> 0.9 %, mouth 0.9 -> 0.0 · 2.7 -> 0.0 %; rank 5 nothing 6.2 -> 18.8 ·
+    # 6.2 -> 0.0 %, mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept nothing 100 · 81.2 -> 93.8 % (100 % by
+    # self-report), mouth 93.8 -> 87.5 (013's second photo) · 93.8 %. Rungs tried: 90 -> 139 on draw B
+    # with nothing kept, 82 -> 90 and 93 -> 109 on draw A (README faces, issue-11s).
+    region_kept: tuple[tuple[str, object], ...] = (
+        ("sex_reader", "centroids"),
+        ("sex_probe_margin", 0.0),
+        ("spread_sex_guard", False),
+        ("anti_sex_guard", False),
+        ("sex_miss_anti", 1.0),
+        ("self_check_centre_distance", 0.0),
+    )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

@@ -224,7 +224,8 @@ class Synthesis:
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
         guard = self.settings.spread_sex_guard
         shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
-        return shape, self._space.deviation(key, texture_scale, guard=guard)[1]
+        texture_away = away if self.settings.spread_texture_away else None
+        return shape, self._space.deviation(key, texture_scale, texture_away, guard=guard)[1]
 
     def _synthesize(
         self,

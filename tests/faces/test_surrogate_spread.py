@@ -58,7 +58,9 @@ def test_keyed_directions_are_one_person_long_and_nearly_orthogonal() -> None:
 
 def test_the_spread_moves_each_patient_its_own_way_and_never_towards_the_other_sex(bank_path: Path) -> None:
     bank = load_bank(bank_path)
-    settings = SurrogateSettings(spread_shape=1.0, spread_texture=1.0)
+    # the space itself, without the sex guard (on by default; it removes the ridge probes' direction instead,
+    # test_surrogate_sex.py)
+    settings = SurrogateSettings(spread_shape=1.0, spread_texture=1.0, spread_sex_guard=False)
     engine = SurrogateEngine(settings, bank)
     one, again, other = engine._spread(11), engine._spread(11), engine._spread(12)
     assert one is not None and again is not None and other is not None
@@ -130,3 +132,38 @@ def test_the_shape_step_points_away_from_the_patient(bank_path: Path, pair: list
     # along the directions where the patient lies clearly off the mean every key steps away; along the
     # others the step stays keyed, so most keys, and their mean, point away (this patient: 5 of 8)
     assert np.mean(towards) < 0 and sum(t < 0 for t in towards) > len(towards) / 2
+
+
+def test_with_texture_away_the_texture_step_points_away_from_the_patient_too(
+    bank_path: Path, pair: list[np.ndarray]
+) -> None:
+    """``spread_texture_away``: the texture step takes the shape step's rule (away from the patient's place
+    in the bank's texture space, keyed elsewhere); off, it stays the keyed step as drawn (test above)."""
+    from anonymizer.engines.surrogate_spread import _band
+    from anonymizer.engines.surrogate_synthesis import _lightness
+    from anonymizer.faces.detect import detect_faces
+    from anonymizer.faces.pipeline import PipelineSettings, _align_all
+    from anonymizer.faces.warp import extended, triangulate
+
+    bank = load_bank(bank_path)
+    settings = SurrogateSettings(spread_shape=1.0, spread_texture=1.0, spread_texture_away=True)
+    engine = SurrogateEngine(settings, bank)
+    records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
+    faces = [r.aligned for r in records]
+    landmarks = np.mean([f.landmarks for f in faces], axis=0)
+    texture = engine._patient_texture(faces, triangulate(extended(bank.reference, bank.crop_size)))
+    towards, plain_towards, turned = [], [], 0
+    for seed in range(8):
+        step = engine._spread(seed, (landmarks, texture, "M"))
+        plain = engine._spread(seed)
+        assert step is not None and plain is not None
+        space = engine._space
+        assert space is not None
+        own = _band(_lightness(texture), space.blur) - space.centres["M"][1]
+        towards.append(float(step[1].ravel() @ own.ravel()))
+        turned += not np.array_equal(plain[1], step[1])
+        plain_towards.append(float(plain[1].ravel() @ own.ravel()))
+    # as for the shape: away along the clear directions, keyed along the others, so most keys (here 5 of
+    # 8) and their mean point away; the keyed step as drawn points towards the patient about as often
+    assert turned > 0 and np.mean(towards) < 0 and sum(t < 0 for t in towards) > len(towards) / 2
+    assert np.mean(towards) < np.mean(plain_towards)
