@@ -88,6 +88,7 @@ class SurrogateEngine(Ladder):
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
         self._kept: SurrogateEngine | None = None  # with the nose or eyes kept (settings.region_kept)
+        self._kept_from: SurrogateSettings | None = None  # the settings that sibling was made from
 
     @property
     def bank(self) -> DonorBank:
@@ -122,13 +123,14 @@ class SurrogateEngine(Ladder):
 
     def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
         """The engine to use with ``preserve`` kept: with the nose or the eyes kept and
-        ``settings.region_kept`` given, a sibling engine (same bank, made once) with those settings."""
+        ``settings.region_kept`` given, a sibling engine (same bank) with those settings, made again only when
+        this engine's settings were replaced (tests and benches assign ``settings``)."""
         if not self.settings.region_kept or not {Region.NOSE, Region.EYES} & set(preserve):
             return self
-        if self._kept is None:
+        if self._kept is None or self._kept_from is not self.settings:
             kept = SurrogateEngine(replace(self.settings, region_kept=(), **dict(self.settings.region_kept)))
             kept._bank = self._bank if self._bank is not None else self.bank
-            self._kept = kept
+            self._kept, self._kept_from = kept, self.settings
         return self._kept
 
     @property

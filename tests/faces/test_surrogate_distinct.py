@@ -103,6 +103,9 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
     )
     faces = [r.aligned for r in records]
     kept = engine.anonymize(faces, 5, (Region.NOSE,))
-    plain = SurrogateEngine(base, bank).anonymize(faces, 5, (Region.NOSE,))
+    reference = SurrogateEngine(base, bank)
+    plain = reference.anonymize(faces, 5, (Region.NOSE,))
     assert all(np.array_equal(a, b) for a, b in zip(kept, plain, strict=True))
-    assert engine.last_level == 0 and engine.trace  # the sibling's record is the engine's
+    assert engine.last_level == reference.last_level and engine.trace  # the sibling's record is the engine's
+    engine.settings = replace(levers, region_kept=(("spread_texture", 1.0),))
+    assert engine._for_regions((Region.NOSE,)).settings.spread_texture == 1.0  # new settings, new sibling
