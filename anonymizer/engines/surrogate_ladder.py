@@ -73,7 +73,12 @@ class _Attempt:
     def lost_sex(self) -> bool:
         """Whether this rung's outputs read as the other sex (the score's "sex kept" place; a set that
         climbed no rung has only a placeholder score and lost nothing)."""
-        return len(self.score) > 2 and self.score[2] < 1
+        return _sex_lost(self.score)
+
+
+def _sex_lost(score: tuple[float, ...]) -> bool:
+    """Whether a rung's score (``_Attempt.score``) says its outputs read as the other sex."""
+    return len(score) > 2 and score[2] < 1
 
 
 def _donor_weights(choice: DonorChoice, spread: float) -> np.ndarray:
@@ -185,7 +190,7 @@ class Ladder(Synthesis):
                 for (crop, target), face in zip(made, faces, strict=True)
             ]
             passed, score, far_all, together = self._judge(checks, common)
-            if not passed and score[2] < 1 and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
+            if not passed and _sex_lost(score) and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
                     made, checks, (passed, score, far_all, together), strength = rescued
@@ -234,7 +239,7 @@ class Ladder(Synthesis):
             for (crop, target), face in zip(made, faces, strict=True)
         ]
         judged = self._judge(checks, common)
-        if judged[1][2] < 1:
+        if _sex_lost(judged[1]):
             return None
         log.info("surrogate rung remade with a weaker anti-face: it kept the sex")
         return made, checks, judged, weaker
