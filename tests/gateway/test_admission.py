@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
@@ -45,8 +46,8 @@ def associate_rq(calling: str = "HOSP_PACS", called: str = "VERA_GW", context_id
     return bytes((0x01, 0)) + struct.pack(">L", len(body)) + body
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
@@ -111,6 +112,11 @@ def send_stream(sock: socket.socket, total: int, chunk: int = 1 << 20) -> int:
 @pytest.fixture
 def allow_listed(tmp_path: Path, gateway):
     """A gateway that only accepts HOSP_PACS from 127.0.0.1, with short admission and network timeouts."""
+    return allow_listed_gateway(tmp_path, gateway)
+
+
+def allow_listed_gateway(tmp_path: Path, gateway, **extra: Any) -> tuple[Any, Any]:
+    """(config, service) of ``allow_listed`` with ``extra`` settings (the receiver tests add theirs)."""
     config = gateway_config(
         tmp_path / "gw",
         quiet_period_s=600,
@@ -120,6 +126,7 @@ def allow_listed(tmp_path: Path, gateway):
         admission_timeout_s=3.0,
         network_timeout_s=2.0,
         max_pdu=65536,
+        **extra,
     )
     return config, gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
 

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,18 +43,25 @@ def alive(pid: int) -> bool:
 
 def test_kill9_of_the_main_process_leaves_no_worker_alive(tmp_path: Path) -> None:
     config = gateway_config(tmp_path / "gw", workers=2)
-    gateway = GatewayProcess(config, {"name": "out", "path": str(tmp_path / "out")}).start()
+    assert_descendants_end_with_the_main_process(config, at_least=3)  # forkserver + two workers
+
+
+def assert_descendants_end_with_the_main_process(config: Any, at_least: int) -> None:
+    """Start the gateway, wait for ``at_least`` descendants, kill -9 the main process alone (not its session)
+    and check that every descendant ends by itself within 5 s."""
+    gateway = GatewayProcess(config, {"name": "out", "path": str(config.data_dir.parent / "out")}).start()
     assert gateway.proc is not None
     main = gateway.proc.pid
+    found: set[int] = set()
     try:
-        workers = wait_until(lambda: (found := children(main)) and len(found) >= 3 and found, timeout=60)
-        os.kill(main, signal.SIGKILL)  # the main process only: its workers must notice by themselves
+        found = wait_until(lambda: (kids := children(main)) and len(kids) >= at_least and kids, timeout=60)
+        os.kill(main, signal.SIGKILL)  # the main process only: its descendants must notice by themselves
         gateway.proc.wait(timeout=10)
         started = time.monotonic()
-        wait_until(lambda: not any(alive(pid) for pid in workers), timeout=10)
+        wait_until(lambda: not any(alive(pid) for pid in found), timeout=10)
         assert time.monotonic() - started < 5
     finally:
-        for pid in workers if "workers" in locals() else ():
+        for pid in found:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         gateway.proc = None

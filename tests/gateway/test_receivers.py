@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from dicom_rules import FolderDestination
-from gateway.core.config import CallerRule, ConfigError, load_config
+from gateway.core.config import ConfigError, load_config
 from gateway.core.spool import ContentStore
 from gateway.ops.metrics import MergedRegistry
 from tests.conftest import Study, make_small_sc, write_study
@@ -26,20 +25,21 @@ from tests.gateway.conftest import (
     gateway_config,
     instance_states,
     ledger_of,
-    rules_to,
     storescu,
     wait_until,
 )
 from tests.gateway.test_admission import (
+    allow_listed_gateway,
     associate_rq,
     attackers,
     closed_count,
     connect,
     is_closed,
     read_pdu,
+    rss_mb,
     send_stream,
 )
-from tests.gateway.test_lifeline import alive, children
+from tests.gateway.test_lifeline import assert_descendants_end_with_the_main_process
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +47,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def two_receivers(tmp_path: Path, gateway):
     """An allow-listed gateway whose associations are served by two receiver processes."""
-    config = gateway_config(
-        tmp_path / "gw",
-        receive_processes=2,
-        quiet_period_s=600,
-        max_wait_s=600,
-        workers=0,
-        max_associations=2,
-        allowed_callers=(CallerRule(ae_title="HOSP_PACS", networks=("127.0.0.1/32",)),),
-        admission_timeout_s=3.0,
-        network_timeout_s=2.0,
-        max_pdu=65536,
-    )
-    return config, gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    return allow_listed_gateway(tmp_path, gateway, receive_processes=2, max_associations=2)
 
 
 def hold_association(port: int) -> Any:
@@ -67,13 +55,6 @@ def hold_association(port: int) -> Any:
     sock.sendall(associate_rq())
     assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
     return sock
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def test_association_limits_count_every_receiver_process_together(tmp_path: Path, two_receivers) -> None:
@@ -165,21 +146,7 @@ def test_a_dcmtk_study_through_two_receiver_processes_ends_forwarded(tmp_path: P
 
 def test_kill9_of_the_main_process_leaves_no_receiver_alive(tmp_path: Path) -> None:
     config = gateway_config(tmp_path / "gw", receive_processes=2, workers=1)
-    gateway = GatewayProcess(config, {"name": "out", "path": str(tmp_path / "out")}).start()
-    assert gateway.proc is not None
-    main = gateway.proc.pid
-    try:
-        found = wait_until(lambda: (kids := children(main)) and len(kids) >= 4 and kids, timeout=60)
-        os.kill(main, signal.SIGKILL)  # the main process only: receivers and workers must notice
-        gateway.proc.wait(timeout=10)
-        started = time.monotonic()
-        wait_until(lambda: not any(alive(pid) for pid in found), timeout=10)
-        assert time.monotonic() - started < 5
-    finally:
-        for pid in found if "found" in locals() else ():
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        gateway.proc = None
+    assert_descendants_end_with_the_main_process(config, at_least=4)  # two receivers, forkserver, worker
 
 
 def test_kill9_of_a_multi_process_gateway_loses_no_acknowledged_instance(tmp_path: Path) -> None:
