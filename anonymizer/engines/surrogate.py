@@ -87,8 +87,8 @@ class SurrogateEngine(Ladder):
         self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
-        self._kept: SurrogateEngine | None = None  # with the nose or eyes kept (settings.region_kept)
-        self._kept_from: SurrogateSettings | None = None  # the settings that sibling was made from
+        self._kept: dict[tuple, SurrogateEngine] = {}  # siblings by their overrides (nose or eyes kept)
+        self._kept_from: SurrogateSettings | None = None  # the settings those siblings were made from
 
     @property
     def bank(self) -> DonorBank:
@@ -122,16 +122,33 @@ class SurrogateEngine(Ladder):
         return replace(common, spread=(shape, factor * texture))
 
     def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
-        """The engine to use with ``preserve`` kept: with the nose or the eyes kept and
-        ``settings.region_kept`` given, a sibling engine (same bank) with those settings, made again only when
-        this engine's settings were replaced (tests and benches assign ``settings``)."""
-        if not self.settings.region_kept or not {Region.NOSE, Region.EYES} & set(preserve):
+        """The engine to use with ``preserve`` kept: with the nose or the eyes kept, a sibling engine (same
+        bank) with ``settings.region_kept`` and then ``nose_kept`` / ``eyes_kept`` applied, made once per set
+        of values and again only when this engine's settings were replaced (tests and benches assign
+        ``settings``)."""
+        overrides = self._region_overrides(preserve)
+        if not overrides:
             return self
-        if self._kept is None or self._kept_from is not self.settings:
-            kept = SurrogateEngine(replace(self.settings, region_kept=(), **dict(self.settings.region_kept)))
+        if self._kept_from is not self.settings:
+            self._kept, self._kept_from = {}, self.settings
+        if overrides not in self._kept:
+            cleared = {"region_kept": (), "nose_kept": (), "eyes_kept": ()}
+            kept = SurrogateEngine(replace(self.settings, **{**cleared, **dict(overrides)}))
             kept._bank = self._bank if self._bank is not None else self.bank
-            self._kept, self._kept_from = kept, self.settings
-        return self._kept
+            self._kept[overrides] = kept
+        return self._kept[overrides]
+
+    def _region_overrides(self, preserve: tuple[Region, ...]) -> tuple[tuple[str, object], ...]:
+        """The setting values that replace this engine's with ``preserve`` kept (later ones win)."""
+        kept = set(preserve)
+        if not {Region.NOSE, Region.EYES} & kept:
+            return ()
+        overrides = self.settings.region_kept
+        if Region.NOSE in kept:
+            overrides += self.settings.nose_kept
+        if Region.EYES in kept:
+            overrides += self.settings.eyes_kept
+        return overrides
 
     @property
     def crop_size(self) -> int:

@@ -213,6 +213,10 @@ class SurrogateSettings:
         ("sex_miss_anti", 1.0),
         ("self_check_centre_distance", 0.0),
     )
+    # Applied after ``region_kept``, only with the nose (``nose_kept``) or the eyes (``eyes_kept``) kept, so
+    # that work on one kept region leaves the other settings' outputs bit-identical.
+    nose_kept: tuple[tuple[str, object], ...] = ()
+    eyes_kept: tuple[tuple[str, object], ...] = ()
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

@@ -109,3 +109,22 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
     assert engine.last_level == reference.last_level and engine.trace  # the sibling's record is the engine's
     engine.settings = replace(levers, region_kept=(("spread_texture", 1.0),))
     assert engine._for_regions((Region.NOSE,)).settings.spread_texture == 1.0  # new settings, new sibling
+
+
+def test_nose_kept_and_eyes_kept_apply_only_with_their_region(wide_donor_bank: Path) -> None:
+    """``nose_kept`` / ``eyes_kept`` layer on ``region_kept`` for their own region only, so tuning one kept
+    region leaves the other's engine (and its outputs) as they were."""
+    from anonymizer.plans import Region
+
+    settings = SurrogateSettings(
+        region_kept=(("spread_texture", 0.0),),
+        nose_kept=(("spread_texture", 2.0),),
+        eyes_kept=(("sex_probe_margin", 0.7),),
+    )
+    engine = SurrogateEngine(settings, load_bank(wide_donor_bank))
+    nose, eyes = engine._for_regions((Region.NOSE,)), engine._for_regions((Region.EYES,))
+    assert engine._for_regions((Region.MOUTH,)) is engine and nose is not eyes
+    assert nose is engine._for_regions((Region.NOSE, Region.MOUTH))  # one sibling per set of values
+    assert (nose.settings.spread_texture, nose.settings.sex_probe_margin) == (2.0, settings.sex_probe_margin)
+    assert (eyes.settings.spread_texture, eyes.settings.sex_probe_margin) == (0.0, 0.7)
+    assert nose.settings.nose_kept == () and eyes.settings.region_kept == ()
