@@ -59,6 +59,11 @@ class SurrogateSettings:
     # when the group's self-check still passes), so it does not change which rung or donor set is chosen.
     # Off: where the brows set the box (004, eyes kept) the deeper brows fail that check and are dropped.
     brow_finish: bool = False
+    # Share of the way each synthetic brow moves back to the patient's height above its eye (surrogate_target.
+    # keep_brow_height; 0 = off): the brows' shape, length and place across the face stay the donors'. The
+    # 68-point fit brings the brows down onto the eyes (above), and the brow bar is what dlib's HOG box takes
+    # for the face's top edge.
+    brow_height: float = 0.0
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
