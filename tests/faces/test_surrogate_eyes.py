@@ -46,4 +46,3 @@ def test_the_brows_go_back_to_the_patients_height_and_keep_the_donors_shape(pair
     expected = (_brow_heights(target) + _brow_heights(patient)) / 2
     assert np.abs(_brow_heights(half) - expected).max() < 0.002
     assert keep_brow_height(target, patient, 0.0) is target  # off: the same array, bit for bit
-
