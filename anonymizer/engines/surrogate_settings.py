@@ -221,7 +221,13 @@ class SurrogateSettings:
     # Applied after ``region_kept``, only with the nose (``nose_kept``) or the eyes (``eyes_kept``) kept, so
     # that work on one kept region leaves the other settings' outputs bit-identical.
     nose_kept: tuple[tuple[str, object], ...] = ()
-    eyes_kept: tuple[tuple[str, object], ...] = ()
+    # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
+    # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
+    # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
+    # 18.8 %, collisions 4.5 · 0 -> 4.5 · 0.9 %, sex kept 87.5 · 93.8 -> 100 · 93.8 % (draw B's miss is the
+    # bench's probe misreading 024's neutral original; the output reads as the man he reports), donor leak
+    # 0 · 0 -> 0 · 6.2 % (floor 19.2 %); more rungs (s/pair 50 · 34 -> 51 · 58). docs/face-engine.md, 11ek.
+    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

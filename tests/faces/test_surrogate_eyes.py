@@ -4,9 +4,13 @@ levers of this setting reach only the eyes-kept engine."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
-from anonymizer.engines.surrogate import Strength, _target_shape
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _target_shape
 from anonymizer.engines.surrogate_target import FIT_ALL, keep_brow_height
 from anonymizer.faces import align
 from anonymizer.faces.detect import detect_faces
@@ -46,3 +50,19 @@ def test_the_brows_go_back_to_the_patients_height_and_keep_the_donors_shape(pair
     expected = (_brow_heights(target) + _brow_heights(patient)) / 2
     assert np.abs(_brow_heights(half) - expected).max() < 0.002
     assert keep_brow_height(target, patient, 0.0) is target  # off: the same array, bit for bit
+
+
+
+def test_the_eyes_kept_levers_reach_only_the_eyes_kept_engine(bank_path: Path) -> None:
+    settings = SurrogateSettings()
+    bank = load_bank(bank_path)
+    engine, without = SurrogateEngine(settings, bank), SurrogateEngine(replace(settings, eyes_kept=()), bank)
+    eyes = engine._for_regions((Region.EYES,))
+    assert dict(settings.eyes_kept) and settings.brow_height == 0.0  # brow_height: built, off
+    for name, value in settings.eyes_kept:
+        assert getattr(eyes.settings, name) == value
+    assert eyes._group_aim((Region.EYES,)) == 5 > settings.population_rank  # linkage aim of the eyes kept
+    # every other setting's engine is that of an engine without eyes_kept: their outputs stay bit-identical
+    for preserve in ((), (Region.MOUTH,), (Region.NOSE,)):
+        kept = replace(engine._for_regions(preserve).settings, eyes_kept=())
+        assert kept == without._for_regions(preserve).settings
