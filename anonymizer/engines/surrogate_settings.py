@@ -228,7 +228,8 @@ class SurrogateSettings:
     # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
     # 18.8 %, collisions 4.5 · 0 -> 0.9 · 0.9 %, sex kept 87.5 · 93.8 -> 100 · 93.8 % (draw B's miss is
     # the bench's probe misreading 024's neutral original; the output reads as the man he reports), donor
-    # leak 0 · 0 -> 12.5 · 0 % (floor 19.2 %); rungs tried 136 · 72 -> 209 · 270. dlib box IoU stays 0.900.
+    # leak 0 · 0 -> 12.5 · 0 % (floor 19.2 %); rungs tried 136 · 72 -> 209 · 270; dlib box IoU (draw A, full
+    # run) 0.900 -> 0.881 and smile kept 100 -> 93.8 % (001's new rung).
     # docs/face-engine.md, issue-11ek.
     eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5), ("donor_sets", 10))
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
