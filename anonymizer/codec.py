@@ -20,7 +20,7 @@ import io
 import logging
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,8 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+
+from anonymizer import jpeg_coefficients
 
 log = logging.getLogger(__name__)
 
@@ -247,47 +249,104 @@ def block_exact_jpeg(source: bytes, frame: np.ndarray, before: np.ndarray | None
 
 
 def _block_exact(source: bytes, frame: np.ndarray, before: np.ndarray | None) -> bytes | None:
-    import jpeglib
-
     if before is None:
         with Image.open(io.BytesIO(source)) as im:
             before = np.asarray(im) if im.mode == "RGB" else None
     if before is None or before.shape != frame.shape:
         return None
     with tempfile.TemporaryDirectory(prefix="vera-jpeg-") as tmp:
-        src, fresh_path, out = Path(tmp, "source.jpg"), Path(tmp, "fresh.jpg"), Path(tmp, "out.jpg")
+        src = Path(tmp, "source.jpg")
         src.write_bytes(source)
-        jpeg = jpeglib.read_dct(str(src))
-        if jpeg.progressive_mode or jpeg.num_components != 3 or jpeg.jpeg_color_space != jpeglib.JCS_YCbCr:
-            return None
-        if (jpeg.height, jpeg.width) != frame.shape[:2]:
-            return None
-        factors = np.asarray(jpeg.samp_factor, int)  # (components, 2): (v, h) per component
-        vmax, hmax = factors[:, 0].max(), factors[:, 1].max()
-        touched = _mcu_mask(before, frame, (8 * vmax, 8 * hmax))
-        if touched.any():
-            # Only the MCU-aligned box around the touched MCUs is compressed: a block's coefficients depend on
-            # its own MCU's pixels alone (plain 2:1 chroma averaging, edge padding only at the photo's edge),
-            # so they equal those of the whole photo compressed, at a fraction of the cost.
-            rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
-            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            mh, mw = 8 * vmax, 8 * hmax
-            box = np.ascontiguousarray(frame[r0 * mh : r1 * mh, c0 * mw : c1 * mw])
-            fresh = jpeglib.from_spatial(box)
-            fresh.samp_factor = jpeg.samp_factor
-            fresh.write_spatial(str(fresh_path), qt=jpeg.qt, quant_tbl_no=jpeg.quant_tbl_no)
-            new = jpeglib.read_dct(str(fresh_path))
-            for name, (v, h) in zip(("Y", "Cb", "Cr"), factors, strict=True):
-                old, replacement = getattr(jpeg, name), getattr(new, name)
-                blocks = np.kron(touched[r0:r1, c0:c1], np.ones((v, h), bool))
-                region = old[r0 * v : r1 * v, c0 * h : c1 * h]
-                blocks = blocks[: region.shape[0], : region.shape[1]]
-                if replacement.shape[0] < blocks.shape[0] or replacement.shape[1] < blocks.shape[1]:
-                    return None
-                region[blocks] = replacement[: blocks.shape[0], : blocks.shape[1]][blocks]
-        jpeg.markers = []
-        jpeg.write_dct(str(out))
-        return out.read_bytes()
+        head = jpeg_coefficients.header(source)
+        if head is not None and (head.height, head.width) == frame.shape[:2]:
+            return _block_exact_direct(src, head, frame, before)
+        return _block_exact_jpeglib(src, frame, before)
+
+
+def _block_exact_direct(
+    src: Path, head: jpeg_coefficients.Header, frame: np.ndarray, before: np.ndarray
+) -> bytes | None:
+    """The block-exact file with one Huffman pass over the source and one over the output
+    (anonymizer/jpeg_coefficients.py): the bytes of :func:`_block_exact_jpeglib`, ~0.1 s CPU less on 12 MP."""
+    planes, qt = jpeg_coefficients.read(src, head)
+    factors = np.asarray(head.factors, int)
+
+    def fresh(box: np.ndarray, path: Path) -> list[np.ndarray]:
+        _compress_box(box, path, head.factors, qt, np.asarray(head.tables))
+        box_head = jpeg_coefficients.header(path.read_bytes())
+        if box_head is None:
+            raise CodecError("fresh-box-unreadable")
+        return jpeg_coefficients.read(path, box_head)[0]
+
+    if not _replace_touched(planes, factors, before, frame, fresh, src.with_name("fresh.jpg")):
+        return None
+    return jpeg_coefficients.write(src.with_name("out.jpg"), head, planes, qt)
+
+
+def _block_exact_jpeglib(src: Path, frame: np.ndarray, before: np.ndarray) -> bytes | None:
+    """The reference path: jpeglib's own read_dct / write_dct."""
+    import jpeglib
+
+    out = src.with_name("out.jpg")
+    jpeg = jpeglib.read_dct(str(src))
+    if jpeg.progressive_mode or jpeg.num_components != 3 or jpeg.jpeg_color_space != jpeglib.JCS_YCbCr:
+        return None
+    if (jpeg.height, jpeg.width) != frame.shape[:2]:
+        return None
+    factors = np.asarray(jpeg.samp_factor, int)  # (components, 2): (v, h) per component
+
+    def fresh(box: np.ndarray, path: Path) -> list[np.ndarray]:
+        _compress_box(box, path, jpeg.samp_factor, jpeg.qt, jpeg.quant_tbl_no)
+        new = jpeglib.read_dct(str(path))
+        return [new.Y, new.Cb, new.Cr]
+
+    planes = [jpeg.Y, jpeg.Cb, jpeg.Cr]
+    if not _replace_touched(planes, factors, before, frame, fresh, src.with_name("fresh.jpg")):
+        return None
+    jpeg.markers = []
+    jpeg.write_dct(str(out))
+    return out.read_bytes()
+
+
+def _compress_box(box: np.ndarray, path: Path, factors: object, qt: np.ndarray, tables: np.ndarray) -> None:
+    """``box`` compressed by libjpeg with the source's sampling factors and quantisation tables."""
+    import jpeglib
+
+    fresh = jpeglib.from_spatial(box)
+    fresh.samp_factor = factors
+    fresh.write_spatial(str(path), qt=qt, quant_tbl_no=tables)
+
+
+def _replace_touched(
+    planes: list[np.ndarray],
+    factors: np.ndarray,
+    before: np.ndarray,
+    frame: np.ndarray,
+    fresh: Callable[[np.ndarray, Path], list[np.ndarray]],
+    fresh_path: Path,
+) -> bool:
+    """Put the coefficients of ``frame``'s touched MCUs into the source's ``planes`` (in place); ``fresh``
+    compresses a box of pixels and returns its planes. False when the box's planes came out too small."""
+    vmax, hmax = factors[:, 0].max(), factors[:, 1].max()
+    touched = _mcu_mask(before, frame, (8 * vmax, 8 * hmax))
+    if not touched.any():
+        return True
+    # Only the MCU-aligned box around the touched MCUs is compressed: a block's coefficients depend on
+    # its own MCU's pixels alone (plain 2:1 chroma averaging, edge padding only at the photo's edge),
+    # so they equal those of the whole photo compressed, at a fraction of the cost.
+    rows, cols = np.flatnonzero(touched.any(1)), np.flatnonzero(touched.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    mh, mw = 8 * vmax, 8 * hmax
+    box = np.ascontiguousarray(frame[r0 * mh : r1 * mh, c0 * mw : c1 * mw])
+    new = fresh(box, fresh_path)
+    for old, replacement, (v, h) in zip(planes, new, factors, strict=True):
+        blocks = np.kron(touched[r0:r1, c0:c1], np.ones((v, h), bool))
+        region = old[r0 * v : r1 * v, c0 * h : c1 * h]
+        blocks = blocks[: region.shape[0], : region.shape[1]]
+        if replacement.shape[0] < blocks.shape[0] or replacement.shape[1] < blocks.shape[1]:
+            return False
+        region[blocks] = replacement[: blocks.shape[0], : blocks.shape[1]][blocks]
+    return True
 
 
 def _encode_jpeg_frames(

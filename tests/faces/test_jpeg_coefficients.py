@@ -1,0 +1,114 @@
+"""The block-exact encoder's direct path (anonymizer/jpeg_coefficients.py: one Huffman pass in, one out)
+writes the very bytes of jpeglib's read_dct + write_dct path, whatever JFIF fields the source carries;
+sources it cannot vouch for get no header and go jpeglib's way."""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import jpeglib
+import numpy as np
+import pytest
+from PIL import Image
+
+from anonymizer import codec, jpeg_coefficients
+
+PATCH = (slice(40, 71), slice(50, 83))
+
+
+def _photo(h: int = 120, w: int = 152) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w) + 60], -1)
+    grain = np.random.default_rng(3).normal(0, 6, (h, w, 3))
+    return np.clip(base + grain, 0, 255).astype(np.uint8)
+
+
+def _jpeg(image: np.ndarray, **options: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+def _with_app0(data: bytes, fields: bytes | None) -> bytes:
+    """``data`` (starting SOI, JFIF APP0) with the APP0's version..densities replaced, or the APP0 removed."""
+    assert data[2:4] == b"\xff\xe0" and data[6:11] == b"JFIF\x00"
+    length = struct.unpack(">H", data[4:6])[0]
+    if fields is None:
+        return data[:2] + data[4 + length :]
+    return data[:11] + fields + data[18:]
+
+
+def _both_paths(source: bytes, frame: np.ndarray, before: np.ndarray, tmp: Path) -> tuple[bytes, bytes]:
+    src = tmp / "source.jpg"
+    src.write_bytes(source)
+    head = jpeg_coefficients.header(source)
+    assert head is not None
+    with jpeglib.version(codec.JPEG_LIB):
+        direct = codec._block_exact_direct(src, head, frame, before)
+        reference = codec._block_exact_jpeglib(src, frame, before)
+    assert direct is not None and reference is not None
+    return direct, reference
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize(
+    "app0",
+    [
+        "as written",
+        struct.pack(">BBBHH", 1, 1, 1, 72, 72),  # 72 dpi, as cameras write
+        struct.pack(">BBBHH", 1, 2, 2, 300, 150),  # JFIF 1.02, dots per cm, unequal densities
+        None,  # no JFIF marker at all (an EXIF-only camera file)
+    ],
+)
+def test_direct_path_writes_jpeglibs_bytes(subsampling: int, app0: object, tmp_path: Path) -> None:
+    image = _photo()
+    source = _jpeg(image, quality=93, subsampling=subsampling)
+    if app0 != "as written":
+        source = _with_app0(source, app0)  # type: ignore[arg-type]
+    before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    frame = before.copy()
+    frame[PATCH] = 255 - frame[PATCH]
+    direct, reference = _both_paths(source, frame, before, tmp_path)
+    assert direct == reference
+    unchanged, reference_unchanged = _both_paths(source, before.copy(), before, tmp_path)
+    assert unchanged == reference_unchanged  # nothing touched: the source's coefficients, rewritten
+
+
+def test_header_reads_what_libjpeg_reads() -> None:
+    source = _jpeg(_photo(), quality=90, subsampling=1, dpi=(300, 300))
+    head = jpeg_coefficients.header(source)
+    assert head is not None
+    assert (head.height, head.width) == (120, 152)
+    assert head.factors == ((1, 2), (1, 1), (1, 1))
+    assert head.tables == (0, 1, 1)
+    assert head.jfif == (1, 1, 1, 300, 300)
+    assert head.blocks(0) == (15, 19) and head.blocks(1) == (15, 10)  # 152 / 16 rounds up per MCU column
+
+
+def test_sources_it_cannot_vouch_for_get_no_header(tmp_path: Path) -> None:
+    image = _photo()
+    assert jpeg_coefficients.header(_jpeg(image, progressive=True)) is None
+    assert jpeg_coefficients.header(_jpeg(image[..., 0])) is None  # grey
+    assert jpeg_coefficients.header(_jpeg(image)[:300]) is None  # cut short before the scan
+    assert jpeg_coefficients.header(b"not a jpeg") is None
+    major_two = _with_app0(_jpeg(image), struct.pack(">BBBHH", 2, 0, 0, 1, 1))
+    assert jpeg_coefficients.header(major_two) is None
+
+
+def test_block_exact_takes_the_direct_path_and_keeps_its_bytes(tmp_path: Path) -> None:
+    source = _jpeg(_photo(), quality=95, subsampling=1, dpi=(72, 72))
+    before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    frame = before.copy()
+    frame[PATCH] = 0
+    calls: list[int] = []
+    original = codec._block_exact_jpeglib
+    try:
+        codec._block_exact_jpeglib = lambda *a: calls.append(1) or original(*a)  # type: ignore[assignment]
+        out = codec.block_exact_jpeg(source, frame, before)
+    finally:
+        codec._block_exact_jpeglib = original  # type: ignore[assignment]
+    assert not calls  # the direct path wrote it
+    _, reference = _both_paths(source, frame, before, tmp_path)
+    assert out == reference
