@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,12 @@ SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xC
 STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RSTn carry no length
 JCS_YCBCR = 3
 DEFAULT_JFIF = (1, 1, 0, 1, 1)  # what libjpeg writes without a source: version 1.01, no unit, 1:1
+# position in natural (row-major) order of each zigzag-ordered coefficient
+ZIGZAG = np.array([
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,
+    7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31,
+    39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+])
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Header:
     factors: tuple[tuple[int, int], ...]  # (v, h) sampling factors per component
     tables: tuple[int, ...]  # quantisation table number per component
     jfif: tuple[int, int, int, int, int] | None  # (major, minor, unit, x density, y density) of the last JFIF
+    qt: np.ndarray  # (tables, 8, 8) uint16 quantisation tables 0.. the highest used, natural order
 
     def blocks(self, component: int) -> tuple[int, int]:
         """(height, width) in 8x8 blocks, as libjpeg sizes a component (jdinput.c)."""
@@ -46,16 +54,15 @@ class Header:
         return -(-self.height * v // (8 * vmax)), -(-self.width * h // (8 * hmax))
 
 
-def header(data: bytes) -> Header | None:
-    """The header of a sequential Huffman JPEG with three components that libjpeg reads as YCbCr; None for
-    anything else (progressive, arithmetic, lossless, grey, CMYK, an Adobe marker, RGB component ids,
-    a height set by a DNL marker, a truncated or malformed header)."""
+def segments(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(marker, offset of its 0xFF, body) of each marker segment from SOI up to and including SOS; stops
+    early at anything malformed (the caller then sees no SOS)."""
     if data[:2] != b"\xff\xd8":
-        return None
-    pos, jfif, sof = 2, None, None
+        return
+    pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -66,20 +73,53 @@ def header(data: bytes) -> Header | None:
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         body = data[pos + 4 : pos + 2 + length]
         if length < 2 or len(body) != length - 2:
-            return None
+            return
+        yield marker, pos, body
+        if marker == 0xDA:
+            return
+        pos += 2 + length
+
+
+def header(data: bytes) -> Header | None:
+    """The header of a sequential Huffman JPEG with three components that libjpeg reads as YCbCr; None for
+    anything else (progressive, arithmetic, lossless, grey, CMYK, an Adobe marker, RGB component ids,
+    a height set by a DNL marker, a truncated or malformed header)."""
+    jfif, sof, tables = None, None, {}
+    for marker, _, body in segments(data):
         if marker == 0xDA:  # start of scan: the header is complete
-            return _finish(sof, jfif)
+            return _finish(sof, jfif, tables)
         if marker in SOF_OTHER or marker == 0xEE:  # not sequential Huffman; or an Adobe (APP14) marker
             return None
         if marker in SOF_BASELINE:
             sof = body
+        elif marker == 0xDB and not _quant_tables(body, tables):
+            return None
         elif marker == 0xE0 and len(body) >= 14 and body[:5] == b"JFIF\x00":
             jfif = (body[5], body[6], body[7], *struct.unpack(">HH", body[8:12]))
-        pos += 2 + length
     return None
 
 
-def _finish(sof: bytes | None, jfif: tuple[int, ...] | None) -> Header | None:
+def _quant_tables(body: bytes, tables: dict[int, np.ndarray]) -> bool:
+    """Read a DQT segment's tables into ``tables`` (slot -> (8, 8) uint16, natural order, as libjpeg keeps
+    them); False when malformed."""
+    pos = 0
+    while pos < len(body):
+        precision, slot = body[pos] >> 4, body[pos] & 15
+        width = 2 if precision else 1
+        values = body[pos + 1 : pos + 1 + 64 * width]
+        if precision > 1 or slot > 3 or len(values) != 64 * width:
+            return False
+        zigzag = np.frombuffer(values, ">u2" if width == 2 else np.uint8).astype(np.uint16)
+        natural = np.empty(64, np.uint16)
+        natural[ZIGZAG] = zigzag
+        tables[slot] = natural.reshape(8, 8)
+        pos += 1 + 64 * width
+    return True
+
+
+def _finish(
+    sof: bytes | None, jfif: tuple[int, ...] | None, quant: dict[int, np.ndarray]
+) -> Header | None:
     if sof is None or len(sof) < 6 or sof[0] != 8:
         return None
     height, width, count = struct.unpack(">HHB", sof[1:6])
@@ -93,9 +133,10 @@ def _finish(sof: bytes | None, jfif: tuple[int, ...] | None) -> Header | None:
         return None  # libjpeg reads R, G, B ids as RGB
     if jfif is not None and jfif[0] != 1:
         return None  # jpeglib's writer copies only a version 1 JFIF's version: not vouched for here
-    if max(tables) > 1:
+    if max(tables) > 1 or any(t not in quant for t in tables):
         return None  # jpeglib's writer fills table slots beyond libjpeg's two defaults differently
-    return Header(height, width, factors, tables, jfif)  # type: ignore[arg-type]
+    qt = np.stack([quant.get(t, np.zeros((8, 8), np.uint16)) for t in range(max(tables) + 1)])
+    return Header(height, width, factors, tables, jfif, qt)  # type: ignore[arg-type]
 
 
 def _pointer(array: np.ndarray) -> ctypes.c_void_p:

@@ -1,6 +1,7 @@
-"""The block-exact encoder's direct path (anonymizer/jpeg_coefficients.py: one Huffman pass in, one out)
-writes the very bytes of jpeglib's read_dct + write_dct path, whatever JFIF fields the source carries;
-sources it cannot vouch for get no header and go jpeglib's way."""
+"""The block-exact encoder's faster paths write the very bytes of jpeglib's read_dct + write_dct path,
+whatever JFIF fields the source carries: the TurboJPEG transform with a coefficient filter
+(anonymizer/jpeg_transform.py) and, without libturbojpeg, one Huffman pass in and one out
+(anonymizer/jpeg_coefficients.py). Sources they cannot vouch for get no header and go jpeglib's way."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anonymizer import codec, jpeg_coefficients
+from anonymizer import codec, jpeg_coefficients, jpeg_transform
 
 PATCH = (slice(40, 71), slice(50, 83))
 
@@ -40,16 +41,27 @@ def _with_app0(data: bytes, fields: bytes | None) -> bytes:
     return data[:11] + fields + data[18:]
 
 
-def _both_paths(source: bytes, frame: np.ndarray, before: np.ndarray, tmp: Path) -> tuple[bytes, bytes]:
+def _paths(source: bytes, frame: np.ndarray, before: np.ndarray, tmp: Path) -> tuple[bytes, bytes, bytes]:
+    """(TurboJPEG transform, one pass in and out, jpeglib's own) outputs for the same edit."""
     src = tmp / "source.jpg"
     src.write_bytes(source)
     head = jpeg_coefficients.header(source)
     assert head is not None
     with jpeglib.version(codec.JPEG_LIB):
-        direct = codec._block_exact_direct(src, head, frame, before)
+        turbo = codec._block_exact_direct(source, src, head, frame, before)
+        loaded = list(jpeg_transform._loaded)
+        jpeg_transform._loaded[:] = [None]  # as without libturbojpeg
+        try:
+            passes = codec._block_exact_direct(source, src, head, frame, before)
+        finally:
+            jpeg_transform._loaded[:] = loaded
         reference = codec._block_exact_jpeglib(src, frame, before)
-    assert direct is not None and reference is not None
-    return direct, reference
+    assert turbo is not None and passes is not None and reference is not None
+    return turbo, passes, reference
+
+
+def test_turbojpeg_is_installed() -> None:
+    assert jpeg_transform.available(), "libturbojpeg0 (scripts/setup.sh) is what makes the encoder fast"
 
 
 @pytest.mark.parametrize("subsampling", [0, 1, 2])
@@ -70,10 +82,10 @@ def test_direct_path_writes_jpeglibs_bytes(subsampling: int, app0: object, tmp_p
     before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
     frame = before.copy()
     frame[PATCH] = 255 - frame[PATCH]
-    direct, reference = _both_paths(source, frame, before, tmp_path)
-    assert direct == reference
-    unchanged, reference_unchanged = _both_paths(source, before.copy(), before, tmp_path)
-    assert unchanged == reference_unchanged  # nothing touched: the source's coefficients, rewritten
+    turbo, passes, reference = _paths(source, frame, before, tmp_path)
+    assert turbo == reference and passes == reference
+    turbo, passes, reference = _paths(source, before.copy(), before, tmp_path)
+    assert turbo == reference and passes == reference  # nothing touched: the source's coefficients, rewritten
 
 
 def test_header_reads_what_libjpeg_reads() -> None:
@@ -84,6 +96,7 @@ def test_header_reads_what_libjpeg_reads() -> None:
     assert head.factors == ((1, 2), (1, 1), (1, 1))
     assert head.tables == (0, 1, 1)
     assert head.jfif == (1, 1, 1, 300, 300)
+    assert head.qt.shape == (2, 8, 8) and head.qt[0, 0, 0] >= 1  # natural order, as libjpeg keeps them
     assert head.blocks(0) == (15, 19) and head.blocks(1) == (15, 10)  # 152 / 16 rounds up per MCU column
 
 
@@ -110,5 +123,4 @@ def test_block_exact_takes_the_direct_path_and_keeps_its_bytes(tmp_path: Path) -
     finally:
         codec._block_exact_jpeglib = original  # type: ignore[assignment]
     assert not calls  # the direct path wrote it
-    _, reference = _both_paths(source, frame, before, tmp_path)
-    assert out == reference
+    assert out == _paths(source, frame, before, tmp_path)[2]
