@@ -124,3 +124,28 @@ def test_block_exact_takes_the_direct_path_and_keeps_its_bytes(tmp_path: Path) -
         codec._block_exact_jpeglib = original  # type: ignore[assignment]
     assert not calls  # the direct path wrote it
     assert out == _paths(source, frame, before, tmp_path)[2]
+
+
+def _reference_mask(before: np.ndarray, after: np.ndarray, mcu: tuple[int, int]) -> np.ndarray:
+    mh, mw = mcu
+    h, w = before.shape[:2]
+    differ = np.zeros((-(-h // mh) * mh, -(-w // mw) * mw), bool)
+    differ[:h, :w] = (before != after).any(-1)
+    return differ.reshape(differ.shape[0] // mh, mh, differ.shape[1] // mw, mw).any(axis=(1, 3))
+
+
+@pytest.mark.parametrize("shape, mcu", [((64, 96), (8, 16)), ((48, 48), (16, 16)), ((40, 64), (8, 8)),
+                                        ((37, 50), (8, 16)), ((64, 90), (8, 8))])
+def test_mcu_mask_marks_exactly_the_mcus_with_a_changed_pixel(
+    shape: tuple[int, int], mcu: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(5)
+    before = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    for _ in range(20):
+        after = before.copy()
+        for _ in range(int(rng.integers(0, 4))):
+            y, x, c = (int(rng.integers(0, n)) for n in (*shape, 3))
+            after[y, x, c] ^= np.uint8(1 << int(rng.integers(0, 8)))  # one bit of one channel
+        assert np.array_equal(codec._mcu_mask(before, after, mcu), _reference_mask(before, after, mcu))
+    fits = shape[0] % mcu[0] == 0 and shape[1] % mcu[1] == 0 and (mcu[1] * 3) % 8 == 0
+    assert codec._words_fit(before, before, mcu) == fits  # both the word path and the general one are tested
