@@ -149,3 +149,23 @@ def test_mcu_mask_marks_exactly_the_mcus_with_a_changed_pixel(
         assert np.array_equal(codec._mcu_mask(before, after, mcu), _reference_mask(before, after, mcu))
     fits = shape[0] % mcu[0] == 0 and shape[1] % mcu[1] == 0 and (mcu[1] * 3) % 8 == 0
     assert codec._words_fit(before, before, mcu) == fits  # both the word path and the general one are tested
+
+
+@pytest.mark.parametrize("factors", [((2, 1), (1, 1), (1, 1)), ((2, 2), (1, 2), (1, 2))])
+def test_other_sampling_goes_jpeglibs_box_compressor_with_the_same_bytes(
+    factors: tuple[tuple[int, int], ...], tmp_path: Path
+) -> None:
+    """4:4:0 and chroma sampled 1x2 (a camera's): Pillow cannot write them, jpeglib's compressor does."""
+    path = tmp_path / "odd.jpg"
+    with jpeglib.version(codec.JPEG_LIB):
+        image = jpeglib.from_spatial(_photo())
+        image.samp_factor = factors
+        image.write_spatial(str(path), qt=90)
+    source = path.read_bytes()
+    head = jpeg_coefficients.header(source)
+    assert head is not None and codec.PILLOW_FACTORS.get(head.factors) is None
+    before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    frame = before.copy()
+    frame[PATCH] = 255 - frame[PATCH]
+    turbo, passes, reference = _paths(source, frame, before, tmp_path)
+    assert turbo == reference and passes == reference
