@@ -184,3 +184,16 @@ def test_turbojpeg_decode_gives_pillows_pixels(subsampling: int, faces_dir: Path
             assert np.array_equal(turbo, pillow)
     assert codec._decode_turbo(_jpeg(_photo(), progressive=True), 120, 152) is None  # Pillow's then
     assert codec._decode_turbo(_jpeg(_photo()), 121, 152) is None  # not the dataset's size
+
+
+@pytest.mark.parametrize("subsampling", [1, 2])
+def test_edits_reaching_partial_edge_mcus_write_jpeglibs_bytes(subsampling: int, tmp_path: Path) -> None:
+    """120 x 152 px: the last MCU column (and, at 4:2:0, row) is partial; an edit reaching the bottom-right
+    corner touches blocks that the patches must clip to each component's size as jpeglib's planes do."""
+    source = _jpeg(_photo(), quality=90, subsampling=subsampling)
+    before = np.asarray(Image.open(io.BytesIO(source)).convert("RGB"))
+    frame = before.copy()
+    frame[100:, 140:] = 255 - frame[100:, 140:]
+    frame[0, 0] = 255 - frame[0, 0]  # and the first MCU: the box spans the whole photo
+    turbo, passes, reference = _paths(source, frame, before, tmp_path)
+    assert turbo == reference and passes == reference
