@@ -34,7 +34,7 @@ fi
 stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade "pip<26" "setuptools<81" wheel
-  # torch and torchvision in one command: see docs in README (Installing).
+  # torch and torchvision in one command: see README "Install on a GPU server".
   "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 -e ".[dev]"
   # face_recognition's declared deps would build dlib from source; dlib-bin provides the module.
   "$VENV/bin/pip" install -q --no-deps face_recognition==1.3.0
