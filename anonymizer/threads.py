@@ -3,9 +3,9 @@
 The gateway runs one worker process per core, so a pixel job that also spreads each OpenCV call and each
 matrix product over every core makes the threads of both workers wait on each other. On the shared 2-core
 machine, OpenCV and BLAS on one thread each took a 12 MP photo's process CPU down by about a tenth
-(``bench/pixel_timing.py``), with outputs byte-identical on every photo and seed compared (README, issue-11y;
-``tests/faces/test_kernel_threads.py``). The limit is scoped, like ``faces.models.one_torch_thread``: what
-a caller set before is restored.
+(``bench/pixel_timing.py``), with outputs byte-identical on every photo and seed compared
+(docs/face-engine.md, issue-11y; ``tests/faces/test_kernel_threads.py``). The limit is scoped, like
+``faces.models.one_torch_thread``: what a caller set before is restored.
 """
 
 from __future__ import annotations

@@ -276,7 +276,7 @@ class Ladder(Synthesis):
         only when the group still passes the same self-check (a rung that did not pass: no less likely to
         verify, ``_no_worse``); else the rung as the ladder chose it. Made on every rung, the finish moved
         each output's identity a little and so changed which rung and set passed: 013 with the mouth kept
-        lost a photo and linkage rose (README faces). Here the choice is the one made without it."""
+        lost a photo and linkage rose (docs/face-engine.md). Here the choice is the one made without it."""
         brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
         if chosen.remake is None or not (colour or brows):

@@ -47,13 +47,13 @@ class SurrogateSettings:
     # similarity-fitted to the patient on its inner features (brows, eyes, nose, mouth) instead of all 68
     # points (surrogate_target.FIT_INNER): there a wide caricatured outline no longer shrinks the inner face.
     # Off: with the eyes kept (draw A) dlib IoU 0.900 -> 0.925 but linkage r5 6.2 -> 37.5 %, sex kept 87.5 ->
-    # 75 %; with the nose kept 4 of 16 photos lost (README faces, issue-11k).
+    # 75 %; with the nose kept 4 of 16 photos lost (docs/face-engine.md, issue-11k).
     inner_fit: str = ""
     # The settings (named as above) whose synthetic brows are made as much darker than the skin around them
     # as the patient's are (surrogate_brows.py): a donor average's brows are a faint smear, and dlib's HOG
     # box then takes the eye line for the face's top edge. Off: alone, eyes kept, IoU stayed 0.900 (sex kept
     # 87.5 -> 81.2 %, smile 100 -> 75 %, draw B collisions 0 -> 1.8 %); nose kept lost 3 photos; nothing kept
-    # IoU 0.950 -> 0.931; with inner_fit (eyes) IoU 0.943 but a photo lost on draw B (README, issue-11k).
+    # IoU 0.950 -> 0.931; with inner_fit (eyes) IoU 0.943 but a photo lost on draw B (docs/face-engine.md).
     brow_contrast: str = ""
     # the brows' contrast only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept
     # when the group's self-check still passes), so it does not change which rung or donor set is chosen.
@@ -80,7 +80,7 @@ class SurrogateSettings:
     #   donors' pink lids came out red-brown on a dark-skinned patient (008, nose kept).
     # Off: on eval_pixels --subset 4 (1.0 / on, the finish also kept on groups that did not pass) 013 with
     # the mouth kept lost a photo to verification (output-links-to-input 0.713; that group passed no rung)
-    # and nothing-kept linkage rank 5 rose 6.2 -> 12.5 % (one photo); README faces, issue 11z.
+    # and nothing-kept linkage rank 5 rose 6.2 -> 12.5 % (one photo); docs/face-engine.md, issue 11z.
     highlight_chroma: float = 0.0
     lid_colour: bool = False
     soft_limit: float = 28.0  # texture moved from the donor average by at most ~this lightness (0 = no limit)
@@ -158,7 +158,7 @@ class SurrogateSettings:
     # above). Texture and shape separately: the shape ladder's caricature multiplies the shape's. Texture
     # 0.8 cut pairs of different patients' outputs under 0.6 from 7.6 to 3.0 % (12 London-set patients,
     # neutral photos, first rung only) but brought the two seeds of tests/faces/test_surrogate_identity.py
-    # to 0.59 (0.4: 0.65); left at 0.4 until the full bench decides (README faces section).
+    # to 0.59 (0.4: 0.65); left at 0.4 until the full bench decides (docs/face-engine.md).
     typicality: float = 0.4
     shape_typicality: float = 0.6
     identity_clip: float = 8.0  # soft limit of the texture's lightness change, L* units (0 = none)
@@ -166,7 +166,7 @@ class SurrogateSettings:
     # deviation along a keyed direction of the bank's whole face space (shape and texture; 0 = off), so
     # patients who share their donors still become different people. Shape 2 took collisions between
     # different patients' outputs on eval_pixels --subset 4 from 5.4 / 6.2 / 2.7 / 12.5 % (nothing / mouth /
-    # nose / eyes kept) to 3.6 / 0.9 / 5.4 / 4.5 % (README faces); a texture spread (5) flipped the sex
+    # nose / eyes kept) to 3.6 / 0.9 / 5.4 / 4.5 % (docs/face-engine.md); a texture spread (5) flipped the sex
     # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
@@ -184,7 +184,7 @@ class SurrogateSettings:
     # Identity between patients (issue-11s). The texture step of the keyed spread takes the opposite sign
     # along every direction where the patient lies clearly off the mean, as the shape's does (spread_away):
     # a random texture step took collisions with nothing or the mouth kept to 0 % but raised linkage rank 5
-    # (README faces, c1). Pointed away it turned 003 into a man without the sex guard (spread_sex_guard).
+    # (face-engine.md, c1). Pointed away it turned 003 into a man without the sex guard (spread_sex_guard).
     spread_texture_away: bool = False
     # Per-rung sex guard: a rung whose outputs read as the other sex (the self-check's reading) is made
     # again with the anti-face terms (the patient's and the repelled donors') × this, and the remade rung
@@ -209,7 +209,7 @@ class SurrogateSettings:
     # nothing 3.6 -> 2.7 · 8.9 -> 0.9 %, mouth 0.9 -> 0.0 · 2.7 -> 0.0 %; rank 5 nothing 6.2 -> 18.8 ·
     # 6.2 -> 0.0 %, mouth 25.0 -> 6.2 · 31.2 -> 25.0 %; sex kept nothing 100 · 81.2 -> 93.8 % (100 % by
     # self-report), mouth 93.8 -> 87.5 (013's second photo) · 93.8 %. Rungs tried: 90 -> 139 on draw B
-    # with nothing kept, 82 -> 90 and 93 -> 109 on draw A (README faces, issue-11s).
+    # with nothing kept, 82 -> 90 and 93 -> 109 on draw A (docs/face-engine.md, issue-11s).
     region_kept: tuple[tuple[str, object], ...] = (
         ("sex_reader", "centroids"),
         ("sex_probe_margin", 0.0),
@@ -269,7 +269,7 @@ class SurrogateSettings:
     # ladder's own rungs are tried first and stay candidates.
     # On (eval_pixels --settings nose --privacy-only, draw A / draw B): forwarded 100 / 81.2 -> 100 / 93.8 %
     # (025 passes), linkage r1 0 / 6.2 -> 0 / 0 %, r5 37.5 / 68.8 -> 37.5 / 62.5 %, donor leak 12.5 / 50 ->
-    # 12.5 / 31.2 %; smile kept (draw A) 93.8 -> 87.5 %, dlib box IoU 0.931 -> 0.950 (README, issue-11n).
+    # 12.5 / 31.2 %; smile kept (draw A) 93.8 -> 87.5 %, dlib box IoU 0.931 -> 0.950 (face-engine.md, 11n).
     nose_rungs: tuple[Strength, ...] = (
         Strength(2.0, 3.2, 1.0, 1.1, 3.0, 45.0),
         Strength(2.1, 3.4, 1.0, 1.4, 3.6, 45.0),

@@ -95,6 +95,17 @@ def _source_centres(
     return source.centres[source.nearest[cells[:, 1], cells[:, 0], picks]]
 
 
+def _patches(band: np.ndarray, centres: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N, P, P) copies of ``band`` around each (x, y) centre (rows and columns centre + ``offsets``): picked
+    from a view of every P x P window, ~5x faster than indexing each pixel; the same values."""
+    start = centres[:, ::-1] + offsets[0]  # (y, x) of each patch's first pixel
+    size = len(offsets)
+    if start.min() < 0 or (start.max(0) + size > np.array(band.shape)).any():  # never for skin centres
+        return band[centres[:, 1, None, None] + offsets[None, :, None], centres[:, 0, None, None] + offsets]
+    windows = np.lib.stride_tricks.sliding_window_view(band, (size, size))
+    return windows[start[:, 0], start[:, 1]]
+
+
 def quilt(
     source: SkinSource, to_crop: np.ndarray, shape: tuple[int, int], seed: int, patch: int = PATCH
 ) -> np.ndarray:
@@ -115,9 +126,7 @@ def quilt(
             anchors = np.stack(np.meshgrid(xs + half, ys + half), -1).reshape(-1, 2).astype(np.float32)
             wanted = anchors @ to_crop[:, :2].T.astype(np.float32) + to_crop[:, 2].astype(np.float32)
             centres = _source_centres(source, wanted, rng, patch)
-            rows = centres[:, 1, None, None] + offsets[None, :, None]
-            cols = centres[:, 0, None, None] + offsets[None, None, :]
-            tiles = source.band[rows, cols] * window  # (gy*gx, P, P)
+            tiles = _patches(source.band, centres, offsets) * window  # (gy*gx, P, P)
             tiles = tiles.reshape(gy, gx, patch, patch).transpose(0, 2, 1, 3).reshape(gy * patch, gx * patch)
             y0, x0 = ys[0] + patch, xs[0] + patch
             region = out[y0 : y0 + gy * patch, x0 : x0 + gx * patch]

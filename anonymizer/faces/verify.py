@@ -31,7 +31,7 @@ class VerifySettings:
     # network ported to torch (faces.descriptor_torch; ~0.01 instead of 0.063 s CPU per chip), "dlib" =
     # dlib's recognizer. The two agree within ~1e-6 (tests/faces/test_descriptor_torch.py demands 1e-4;
     # the margin is 0.05), and on eval_pixels draws A and B every verification outcome, distance, rung and
-    # table cell stayed main's (README, issue-11r).
+    # table cell stayed main's (docs/face-engine.md, 11r).
     descriptor: str = "torch"
 
 

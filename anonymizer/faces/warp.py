@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
@@ -36,6 +38,14 @@ def _affines(src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return np.transpose(sol, (0, 2, 1))
 
 
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) float32 pixel coordinates of a size x size crop (read-only, shared by every warp)."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
+
+
 def piecewise_affine(
     image: np.ndarray, src: np.ndarray, dst: np.ndarray, tris: np.ndarray, size: int
 ) -> np.ndarray:
@@ -46,11 +56,13 @@ def piecewise_affine(
     for t, tri in enumerate(tris):
         cv2.fillConvexPoly(index, np.round(dst[tri] * 16).astype(np.int32), t, lineType=cv2.LINE_8, shift=4)
     mats = _affines(src, dst, tris)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys, xs = _grid(size)
     idx = np.where(index < 0, 0, index)
-    m = mats[idx]  # (S, S, 2, 3)
-    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
-    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+    # each coefficient gathered on its own: the same float64 sums as gathering the (S, S, 2, 3) matrices,
+    # without their 12 MB copy (~3 ms of ~11 per 512 px warp)
+    m = [np.take(coefficient, idx) for coefficient in mats.reshape(len(mats), 6).T]
+    map_x = m[0] * xs + m[1] * ys + m[2]
+    map_y = m[3] * xs + m[4] * ys + m[5]
     outside = index < 0
     map_x[outside] = xs[outside]
     map_y[outside] = ys[outside]

@@ -173,15 +173,37 @@ def _show_item(service: Any, item_id: int, console: Console) -> int:
         return 1
     table = Table(title=f"quarantine item {item_id}", show_header=False)
     for key, value in vars(detail.item).items():
-        table.add_row(key, str(value))
-    if detail.instance is not None:
-        inst = detail.instance.instance
+        if key.endswith("_at"):
+            table.add_row(key, when(value))
+        elif key != "blob_path":
+            table.add_row(key, str(value))
+    instance = detail.instance.instance if detail.instance is not None else None
+    table.add_row("file (as received)", received_file(service.config, detail.item, instance))
+    if instance is not None:
         for key in ("state", "sop_class_uid", "size", "job_id"):
-            table.add_row(f"instance.{key}", str(getattr(inst, key)))
+            table.add_row(f"instance.{key}", str(getattr(instance, key)))
     for entry in detail.audit:
         table.add_row("audit", f"{entry.actor} {entry.action} {entry.reason} → {entry.outcome}")
     console.print(table)
     return 0
+
+
+def when(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def received_file(config: Any, item: Any, instance: Any) -> str:
+    """Where a quarantined item's bytes lie, as received (patient data, not de-identified), to look at before
+    a replay or discard: a receive-time item's under quarantine/, a later one's spool file."""
+    if item.blob_path:
+        area, relpath = config.quarantine_dir, item.blob_path
+    elif instance is not None and instance.spool_path:
+        area, relpath = config.spool_dir, instance.spool_path
+    else:
+        return "-" if instance is None else "- (removed by retention)"
+    if config.object_store is not None:
+        return f"{area.name}/{relpath} (object store)"
+    return str(area / relpath)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -192,8 +214,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for col in ("when", "who", "what", "target", "reason", "outcome"):
         table.add_column(col, overflow="fold")
     for row in service.audit_log(args.limit):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.at))
-        table.add_row(when, row.actor, row.action, row.target, row.reason, row.outcome)
+        table.add_row(when(row.at), row.actor, row.action, row.target, row.reason, row.outcome)
     Console().print(table)
     return 0
 

@@ -46,21 +46,27 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Any:
     return load_config(args.config, data_dir=args.data_dir, **overrides)
 
 
+def serve_config(args: argparse.Namespace) -> Any:
+    """The config file with serve's flags on top. ``--rules`` is a path typed on the command line: it is
+    relative to the working directory (like every other command's), not to the data dir as in the file."""
+    return _config(
+        args,
+        port=args.port,
+        bind=args.bind,
+        ae_title=args.ae_title,
+        rules_file=args.rules.absolute() if args.rules is not None else None,
+        metrics_port=args.metrics_port,
+        workers=args.workers,
+        quiet_period_s=args.quiet_period,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.core.service import Service
     from gateway.ops.logs import configure_logging
 
     configure_logging(args.log_level)
-    config = _config(
-        args,
-        port=args.port,
-        bind=args.bind,
-        ae_title=args.ae_title,
-        rules_file=args.rules,
-        metrics_port=args.metrics_port,
-        workers=args.workers,
-        quiet_period_s=args.quiet_period,
-    )
+    config = serve_config(args)
     if config.clustered:
         from gateway.cluster.cli import serve
 

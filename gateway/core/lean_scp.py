@@ -3,7 +3,7 @@ it, with no pynetdicom DUL or association thread in between.
 
 Why: with pynetdicom every C-STORE crossed three threads (socket → DUL → association) and ran pynetdicom's
 per-message Python (state machine, primitives, a pydicom decode of the command set); that was most of the
-gateway's CPU per instance beyond the store itself (README "Ingest speed"). This path keeps what has to stay
+gateway's CPU per instance beyond the store itself (docs/receive-path.md). This path keeps what has to stay
 (bounds, deadlines, statuses) and drops the rest:
 
 - pynetdicom still decodes the A-ASSOCIATE-RQ and encodes the A-ASSOCIATE-AC (its PDU classes), and its

@@ -1,5 +1,6 @@
 """Several receiver processes (``receive_processes: N`` > 1): the associations of the plain DICOM listener are
-served in N processes, so that N associations are not bound to one core by the GIL (README "Receive path").
+served in N processes, so that N associations are not bound to one core by the GIL (README "Several receiver
+processes").
 
 Why the main process keeps the door, and the receivers get screened sockets (SCM_RIGHTS) instead of each
 accepting on a shared or SO_REUSEPORT socket: admission stays exactly what it is with one process. The doorman

@@ -269,7 +269,8 @@ def check_engines(
 def engine_defaults_of(config: Any) -> dict[str, dict[str, Any]]:
     """Options the service gives engines when a rule names none (today: the surrogate's donor bank)."""
     bank = getattr(config, "donor_bank_path", None)
-    return {"surrogate": {"donor_bank": str(bank)}} if bank is not None else {}
+    # donor_bank_path already includes the data dir: absolute, so that check_engines does not resolve it again
+    return {"surrogate": {"donor_bank": str(bank.absolute())}} if bank is not None else {}
 
 
 # ---- secret, disk, ledger ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ ids."""
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 from pathlib import Path
 
@@ -293,3 +294,19 @@ def test_logout_ends_the_session(console: ConsoleEnv) -> None:
     response = client.post("/logout", data={"csrf_token": token})
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert client.get("/").status_code == 303
+
+
+def test_cli_quarantine_show_names_the_received_file_and_readable_times(
+    console: ConsoleEnv, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cli import main as cli_main
+
+    monkeypatch.setenv("COLUMNS", "400")  # rich: paths on one line
+    data = ["--data-dir", str(console.config.data_dir)]
+    received_item = console.ledger.quarantine_received("undecodable:ValueError", "cd/cdef.bin", "HOSP_PACS")
+    assert cli_main(["quarantine", "show", str(console.ids["item"]), *data]) == 0
+    shown = capsys.readouterr().out
+    assert str(console.config.spool_dir / "ab" / "2.dcm") in shown  # the pipeline item: its spool file
+    assert re.search(r"created_at\W+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", shown), shown
+    assert cli_main(["quarantine", "show", str(received_item), *data]) == 0
+    assert str(console.config.quarantine_dir / "cd" / "cdef.bin") in capsys.readouterr().out

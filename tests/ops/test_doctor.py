@@ -21,7 +21,17 @@ from dicom_rules.decision import (
 from dicom_rules.ruleset import RuleSet
 from gateway.core.config import load_config
 from gateway.core.ledger import open_ledger
-from gateway.ops.doctor import DoctorOptions, Status, failed, main, render, run_checks, sha256_of
+from gateway.ops.doctor import (
+    DoctorOptions,
+    Status,
+    check_engines,
+    engine_defaults_of,
+    failed,
+    main,
+    render,
+    run_checks,
+    sha256_of,
+)
 from tests.ops.peers import dcmtk_storescp, free_port
 from tests.ops.pki import Pki, self_signed
 
@@ -245,6 +255,24 @@ def test_doctor_uses_the_configured_donor_bank_when_rules_name_none(site: dict[s
     checks = run_checks(config, rules, FAST)
     assert _names(checks) == ["engine surrogate (catch-all)"]
     assert "no-bank-here.npz is missing" in failed(checks)[0].detail
+
+
+def test_doctor_finds_the_default_donor_bank_under_a_relative_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make run` uses `--data-dir var`: the bank is var/donors.npz, not var/var/donors.npz
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VERA_DONOR_BANK", raising=False)
+    Path("var").mkdir()
+    np.savez("var/donors.npz", templates=np.zeros((4, 68, 2), np.float32))
+    config = load_config(None, data_dir=Path("var"))
+    pixels = PixelPlan(engine="surrogate")
+    dest = FolderDestination("f", Path("out"))
+    decision = RouteDecision("catch-all", RouteAction.FORWARD, dest, pixels, MetadataPlan())
+    rules = RuleSet(name="rel", sha256="d" * 64, destinations={"f": dest}, catch_all=decision)
+    bank_check = next(check_engines(rules, config.resolve, engine_defaults_of(config)))
+    assert bank_check.status == Status.OK, bank_check.detail
+    assert str(tmp_path / "var" / "donors.npz") in bank_check.detail
 
 
 @pytest.mark.integration

@@ -100,6 +100,7 @@ class InstanceRow:
     forwarded_at: float | None
     out_uid_hash: str  # a hash of the output SOP Instance UID (the output UID is new, but still not shown)
     detail: dict[str, Any]
+    spool_path: str = ""  # the received file under the spool (named by its sha256; '' once retention ran)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class QuarantineRow:
     created_at: float
     released_at: float | None
     instance_state: str
+    blob_path: str = ""  # a receive-time item's bytes under the quarantine folder
 
 
 @dataclass(frozen=True)
@@ -450,6 +452,7 @@ def _instance_row(r: Row) -> InstanceRow:
         r["forwarded_at"],
         _out_hash(r["out_sop_uid"]),
         json.loads(r["detail"]) if r["detail"] else {},
+        r["spool_path"] or "",
     )
 
 
@@ -464,4 +467,5 @@ def _quarantine_row(r: Row) -> QuarantineRow:
         r["created_at"],
         r["released_at"],
         r["instance_state"],
+        r["blob_path"] or "",
     )

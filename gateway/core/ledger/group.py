@@ -2,7 +2,7 @@
 
 Why: with one transaction per instance, four associations took the ledger's write lock one instance at a
 time, and each holder re-took the GIL several times inside it (sqlite3 drops the GIL around every step),
-so the lock's queue grew behind whichever thread was running Python (README "Ingest speed"). Here the
+so the lock's queue grew behind whichever thread was running Python (docs/receive-path.md). Here the
 threads that arrive while a commit is running wait (no lock, no GIL held) and the next commit takes all of
 them at once: one BEGIN/COMMIT, one write-lock hold, each changed page written to the WAL once per batch.
 
