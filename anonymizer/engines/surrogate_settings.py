@@ -59,6 +59,11 @@ class SurrogateSettings:
     # when the group's self-check still passes), so it does not change which rung or donor set is chosen.
     # Off: where the brows set the box (004, eyes kept) the deeper brows fail that check and are dropped.
     brow_finish: bool = False
+    # Share of the way each synthetic brow moves back to the patient's height above its eye (surrogate_target.
+    # keep_brow_height; 0 = off): the brows' shape, length and place across the face stay the donors'. The
+    # 68-point fit brings the brows down onto the eyes (above), and the brow bar is what dlib's HOG box takes
+    # for the face's top edge.
+    brow_height: float = 0.0
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -216,7 +221,17 @@ class SurrogateSettings:
     # Applied after ``region_kept``, only with the nose (``nose_kept``) or the eyes (``eyes_kept``) kept, so
     # that work on one kept region leaves the other settings' outputs bit-identical.
     nose_kept: tuple[tuple[str, object], ...] = ()
-    eyes_kept: tuple[tuple[str, object], ...] = ()
+    # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
+    # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs) and 10 donor sets instead of 6
+    # (draw A's 001 and 013 pass no rung of any set and their fallbacks were one person, 0.43-0.45 apart;
+    # with 10 sets 001's best rung has 4 real faces nearer and lies elsewhere). eval_pixels --settings eyes
+    # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
+    # 18.8 %, collisions 4.5 · 0 -> 0.9 · 0.9 %, sex kept 87.5 · 93.8 -> 100 · 93.8 % (draw B's miss is
+    # the bench's probe misreading 024's neutral original; the output reads as the man he reports), donor
+    # leak 0 · 0 -> 12.5 · 0 % (floor 19.2 %); rungs tried 136 · 72 -> 209 · 270; dlib box IoU (draw A, full
+    # run) 0.900 -> 0.881 and smile kept 100 -> 93.8 % (001's new rung).
+    # docs/face-engine.md, issue-11ek.
+    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5), ("donor_sets", 10))
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

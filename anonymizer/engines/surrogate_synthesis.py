@@ -44,6 +44,7 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    keep_brow_height,
     outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
@@ -264,6 +265,7 @@ class Synthesis:
             _donor_fit(self.settings.inner_fit, preserve),
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
+        target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:

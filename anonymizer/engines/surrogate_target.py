@@ -122,3 +122,22 @@ def outline_floor(target: np.ndarray, patient: np.ndarray, tolerance: float) -> 
     inward = np.minimum(((target[:17] - jaw) * normal).sum(1) + tolerance, 0.0)
     target[:17] -= inward[:, None] * normal
     return target.astype(np.float32)
+
+
+def keep_brow_height(target: np.ndarray, patient: np.ndarray, share: float) -> np.ndarray:
+    """``target`` with each brow moved along the face's vertical axis (perpendicular to the patient's eye
+    line) by ``share`` of the way to the patient's brow height above that brow's eye; the brows' shape,
+    length and place across the face stay the target's. A donor shape fitted on all 68 points brought the
+    brows down onto the eyes, and dlib's HOG box then read a smaller face (settings.brow_height)."""
+    if share <= 0:
+        return target
+    target = np.asarray(target, np.float64).copy()
+    patient = np.asarray(patient, np.float64)
+    across = patient[42:48].mean(0) - patient[36:42].mean(0)
+    across /= max(float(np.linalg.norm(across)), 1e-9)
+    up = np.array([across[1], -across[0]])  # image rows grow downwards
+    for brow, eye in ((slice(17, 22), slice(36, 42)), (slice(22, 27), slice(42, 48))):
+        want = float(((patient[brow] - patient[eye].mean(0)) @ up).mean())
+        have = float(((target[brow] - target[eye].mean(0)) @ up).mean())
+        target[brow] += share * (want - have) * up
+    return target.astype(np.float32)
