@@ -70,3 +70,18 @@ def test_the_nose_kept_overrides_apply_with_the_nose_kept_only() -> None:
         overrides = dict(engine._region_overrides(other))
         for name, _ in settings.nose_kept:
             assert overrides.get(name) == dict(settings.region_kept + settings.eyes_kept).get(name)
+
+
+def test_anti_eyes_lets_the_anti_face_reach_the_eyes(bank_path: Path) -> None:
+    """At 0 (main's value) the anti-face leaves the eyes out; at 1 it covers them as it covers the
+    cheeks next to them."""
+    bank = load_bank(bank_path)
+    centres = [
+        np.round(bank.reference[points].mean(0)).astype(int) for points in (slice(36, 42), slice(42, 48))
+    ]
+    weights = {}
+    for share in (0.0, 1.0):
+        weight = SurrogateEngine(SurrogateSettings(anti_eyes=share), bank)._anti_weight()[..., 0]
+        weights[share] = [float(weight[y, x]) for x, y in centres]
+    assert max(weights[0.0]) < 0.5  # 0.38: only the blur of the cheeks' weight reaches the eyes' centre
+    assert min(weights[1.0]) > 0.95
