@@ -85,3 +85,19 @@ def test_anti_eyes_lets_the_anti_face_reach_the_eyes(bank_path: Path) -> None:
         weights[share] = [float(weight[y, x]) for x, y in centres]
     assert max(weights[0.0]) < 0.5  # 0.38: only the blur of the cheeks' weight reaches the eyes' centre
     assert min(weights[1.0]) > 0.95
+
+
+def test_the_bench_takes_nose_kept_values_each_typed_like_its_setting() -> None:
+    from bench.eval_pixels import engine_overrides
+
+    value = "anti_eyes:1,population_strangers:3,anti_sex_guard:yes,sex_reader:probe"
+    pairs = engine_overrides([f"nose_kept={value}"])
+    assert pairs == {
+        "nose_kept": (
+            ("anti_eyes", 1.0),
+            ("population_strangers", 3),
+            ("anti_sex_guard", True),
+            ("sex_reader", "probe"),
+        )
+    }
+    assert engine_overrides(["region_kept="]) == {"region_kept": ()}  # every setting as with nothing kept
