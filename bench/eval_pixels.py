@@ -467,6 +467,22 @@ def floors(originals: Originals, folds: list[tuple[list[str], list[str]]], banks
     return {"leak": float(np.mean(leaks)), "collisions": fq.collision_rate(items)}
 
 
+KEPT_OVERRIDES = ("region_kept", "nose_kept", "eyes_kept")  # settings that hold (NAME, VALUE) pairs
+
+
+def kept_overrides(value: str, defaults: SurrogateSettings) -> tuple[tuple[str, object], ...]:
+    """"NAME:VALUE,NAME:VALUE" as the (NAME, VALUE) pairs of ``region_kept`` / ``nose_kept`` / ``eyes_kept``,
+    each VALUE converted like that field's default."""
+    pairs = []
+    for item in filter(None, value.split(",")):
+        name, _, text = item.partition(":")
+        if name not in SurrogateSettings.__dataclass_fields__:
+            raise SystemExit(f"unknown surrogate setting: {name}")
+        kind = type(getattr(defaults, name))
+        pairs.append((name, text.lower() in ("1", "true", "yes") if kind is bool else kind(text)))
+    return tuple(pairs)
+
+
 def engine_overrides(pairs: list[str]) -> dict[str, object]:
     """NAME=VALUE pairs as SurrogateSettings fields, each VALUE converted like the field's default."""
     defaults = SurrogateSettings()
@@ -476,6 +492,9 @@ def engine_overrides(pairs: list[str]) -> dict[str, object]:
         if name not in SurrogateSettings.__dataclass_fields__:
             raise SystemExit(f"unknown surrogate setting: {name}")
         kind = type(getattr(defaults, name))
+        if name in KEPT_OVERRIDES:  # "NAME:VALUE,NAME:VALUE" ("" = none)
+            out[name] = kept_overrides(value, defaults)
+            continue
         if kind is tuple:  # rungs: "texture,shape,jaw,push,anti[,soft];..." ("" = none)
             out[name] = tuple(Strength(*map(float, r.split(","))) for r in value.split(";") if r)
             continue

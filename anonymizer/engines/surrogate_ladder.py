@@ -194,6 +194,8 @@ class Ladder(Synthesis):
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
                     made, checks, (passed, score, far_all, together), strength = rescued
+            if passed:
+                passed, score, far_all = self._among_strangers(score, checks, faces, choice, common)
             closest, nearer = score[-1], int(score[-2])
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
@@ -210,11 +212,43 @@ class Ladder(Synthesis):
             if stuck_on_donor(matched, self.settings.stuck_donor_rungs):
                 break  # repelled on every rung and still that donor: the next set is likelier to pass
             log.info("surrogate strength raised", extra={"level": level + 1})
-        if far_all:
+        if far_all and best.score[0] <= 0:  # > 0: a rung passed the general test (_among_strangers)
             return (
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _among_strangers(
+        self,
+        score: tuple[float, ...],
+        checks: Sequence[_Check],
+        faces: Sequence[AlignedFace],
+        choice: DonorChoice,
+        common: _Common,
+    ) -> tuple[bool, tuple[float, ...], bool]:
+        """A passing rung's judgement (passed, score, far from the patient; ``_judge``) with
+        ``settings.population_strangers`` (0 = off): the rung must also have that many bank identities
+        that are NOT its donors nearer to every output than the patient. An output mixed from its donors
+        lies near them by construction, so the general test was met by donors while an attacker's gallery
+        of strangers still ranked the patient 5th or nearer. A rung that passed only the general test
+        scores 0.5 (between a pass and a failure), its nearer count being the strangers', and the ladder
+        climbs on; when no set passes, the best such rung is used."""
+        aim = self.settings.population_strangers
+        if aim <= 0:
+            return True, score, True
+        donors = set(choice.identities)
+        ids = sorted(self.bank.by_identity())
+        strangers = [r for i, r in zip(ids, common.reference, strict=True) if i not in donors]
+        slack = self.settings.self_check_rank_slack
+        counts = [
+            closer_than_input(c.out, f.descriptor, strangers, SAME_IDENTITY, slack)
+            for c, f in zip(checks, faces, strict=True)
+            if c.out is not None and f.descriptor is not None
+        ]
+        nearer = min((closer for closer, _ in counts), default=0)
+        if all(closer >= min(aim, usable) for closer, usable in counts):
+            return True, score, True
+        return False, (0.5, *score[1:-2], float(nearer), score[-1]), False
 
     def _sex_rescue(
         self,

@@ -285,3 +285,13 @@ class SurrogateSettings:
     # sets pass, and each further set is another keyed identity to try. Off: 10 sets left 025's
     # verification distances as they were (0.641 / 0.646)
     nose_donor_sets: int = 0
+    # Share of the anti-face term kept over the eyes (0 = the eyes left out, ``_anti_weight``): with the
+    # nose kept the eyes carry much of the identity left (issue-11nk).
+    anti_eyes: float = 0.0
+    # Linkage among strangers: a rung passes only when at least this many bank identities that are not its
+    # donors lie nearer to every output than the patient (surrogate_ladder._among_strangers; 0 = off). An
+    # output mixed from its donors lies near them by construction, so ``population_rank``'s "3 real faces
+    # nearer" was met by donors while an attacker's gallery of strangers still ranked the patient 5th or
+    # nearer (issue-11nk). A rung that passes only the general test is kept as the fallback; verification's
+    # population test is unchanged.
+    population_strangers: int = 0

@@ -362,6 +362,8 @@ class Synthesis:
             for points in (ref[36:42], ref[42:48]):
                 cv2.fillPoly(eyes, [np.round(points).astype(np.int32)], 1.0)
             eyes = cv2.dilate(eyes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.12 * iod) | 1,) * 2))
+            if self.settings.anti_eyes > 0:  # nose kept: the eyes carry identity (surrogate_settings)
+                eyes = (1.0 - self.settings.anti_eyes) * eyes
             weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
