@@ -222,16 +222,16 @@ class SurrogateSettings:
     # that work on one kept region leaves the other settings' outputs bit-identical.
     nose_kept: tuple[tuple[str, object], ...] = ()
     # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
-    # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs) and 10 donor sets instead of 6
-    # (draw A's 001 and 013 pass no rung of any set and their fallbacks were one person, 0.43-0.45 apart;
-    # with 10 sets 001's best rung has 4 real faces nearer and lies elsewhere). eval_pixels --settings eyes
+    # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
     # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
-    # 18.8 %, collisions 4.5 · 0 -> 0.9 · 0.9 %, sex kept 87.5 · 93.8 -> 100 · 93.8 % (draw B's miss is
-    # the bench's probe misreading 024's neutral original; the output reads as the man he reports), donor
-    # leak 0 · 0 -> 12.5 · 0 % (floor 19.2 %); rungs tried 136 · 72 -> 209 · 270; dlib box IoU (draw A, full
-    # run) 0.900 -> 0.881 and smile kept 100 -> 93.8 % (001's new rung).
-    # docs/face-engine.md, issue-11ek.
-    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5), ("donor_sets", 10))
+    # 18.8 %, collisions 4.5 · 0 -> 4.5 · 0.9 %, sex kept 87.5 · 93.8 -> 100 · 93.8 % (draw B's miss is the
+    # bench's probe misreading 024's neutral original); dlib box (draw A, full run) 0.900 kept.
+    # Off: 10 donor sets instead of 6 (11ek's first choice: draw A collisions 4.5 -> 0.9 %, 001's fallback
+    # no longer lands on 013's). The lead took it out at the merge: on the contact sheets the outputs it
+    # changed (001, a light-skinned woman, and 027 on draw B) came out far darker than the patient, blotchy,
+    # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
+    # (docs/face-engine.md, issue-11ek and the lead's note there).
+    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
