@@ -11,12 +11,20 @@ from anonymizer.donors import DonorPhoto, skin_mask
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 
 
-def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur: float) -> np.ndarray:
+def _anti_face(
+    centre: np.ndarray,
+    patient: np.ndarray,
+    weight: np.ndarray,
+    blur: float,
+    despeckled: np.ndarray | None = None,
+) -> np.ndarray:
     """The patient's deviation from the demographic mean, flipped, in lightness only and with each texture's
     lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
-    patient against lighter donors would otherwise get a bleached face)."""
+    patient against lighter donors would otherwise get a bleached face). ``despeckled``: ``patient``'s
+    ``_despeckled(patient, blur)`` when the caller has it already (a repelled donor's, on every rung)."""
     inside = weight[..., 0] > 0.5
-    light_c, light_p = _lightness(centre), _despeckle(_lightness(patient), 0.6 * blur)
+    light_c = _lightness(centre)
+    light_p = _despeckled(patient, blur) if despeckled is None else despeckled
     mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
     mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
     deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
@@ -26,6 +34,11 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     # Soft-clipped: the strongest deviations (dark brows, lashes) would otherwise invert into pale streaks.
     deviation = ANTI_CLIP * np.tanh(deviation / ANTI_CLIP)
     return (deviation[..., None] * weight).astype(np.float32)
+
+
+def _despeckled(texture: np.ndarray, blur: float) -> np.ndarray:
+    """The texture's lightness with small spots removed, as ``_anti_face`` compares it (``blur`` as there)."""
+    return _despeckle(_lightness(texture), 0.6 * blur)
 
 
 def _despeckle(light: np.ndarray, size: float) -> np.ndarray:
