@@ -42,13 +42,14 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def skin_light(
-    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None
+    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None, skin: np.ndarray | None = None
 ) -> np.ndarray | None:
     """(S, S, 3) float32 Lab of the skin at the scale of the light: a normalised blur over skin pixels only,
-    defined over the whole crop; None when no skin is visible. ``lab``: ``_lab(image)`` when known."""
+    defined over the whole crop; None when no skin is visible. ``lab``: ``_lab(image)``, ``skin``:
+    ``skin_mask(landmarks, size)`` when known (neither is changed)."""
     size = image.shape[0]
     lab = _lab(image) if lab is None else lab
-    skin = skin_mask(landmarks, size)
+    skin = skin_mask(landmarks, size) if skin is None else skin
     mask = (skin & _skin_coloured(lab, landmarks, skin=skin.copy())).astype(np.float32)
     if not mask.any():
         return None
@@ -85,10 +86,16 @@ def _skin_coloured(
     return cv2.inRange(lab, np.asarray(low, np.float64), np.asarray(high, np.float64)) > 0
 
 
-def relight(synth: np.ndarray, synth_landmarks: np.ndarray, patient_light: np.ndarray | None) -> np.ndarray:
-    """The synthetic crop with its skin-scale light replaced by the patient's (Lab, every channel)."""
+def relight(
+    synth: np.ndarray,
+    synth_landmarks: np.ndarray,
+    patient_light: np.ndarray | None,
+    skin: np.ndarray | None = None,
+) -> np.ndarray:
+    """The synthetic crop with its skin-scale light replaced by the patient's (Lab, every channel).
+    ``skin``: ``skin_mask(synth_landmarks, size)`` when the caller has it."""
     lab = _lab(synth)  # skin_light only reads it
-    own = skin_light(synth, synth_landmarks, lab)
+    own = skin_light(synth, synth_landmarks, lab, skin)
     if own is None or patient_light is None:
         return synth
     return _rgb(lab + (patient_light - own))

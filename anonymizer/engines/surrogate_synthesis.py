@@ -35,7 +35,7 @@ from anonymizer.engines.surrogate_colour import (
     tame_highlights,
 )
 from anonymizer.engines.surrogate_donors import DonorChoice
-from anonymizer.engines.surrogate_identity import mix_shape, mix_texture
+from anonymizer.engines.surrogate_identity import mix_lightness, mix_shape, neutral_lightness
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
@@ -125,6 +125,7 @@ class Synthesis:
     _tone: tuple[np.ndarray, np.ndarray]
     _covers: dict[int, np.ndarray]
     _despeckled: dict[int, np.ndarray]
+    _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
 
     @property
@@ -175,9 +176,9 @@ class Synthesis:
         # donor's most neutral photo: the same identity change in every photo of the patient
         neutral = [_closest(photos, np.zeros(2, np.float32)) for photos in donors]
         if coefficients is not None and self.settings.typicality > 0:
-            average = mix_texture(
+            average = mix_lightness(
                 average,
-                np.stack([self._common_tone(p) for p in neutral]),
+                np.stack([self._neutral_light(p) for p in neutral]),
                 coefficients,
                 self.settings.typicality,
                 self.settings.identity_clip,
@@ -293,8 +294,9 @@ class Synthesis:
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
-        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
-        synth = relight(synth, target, ingredients.peers.light)
+        skin = skin_mask(target, size)  # the colour match and the light's, read only by both
+        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio, skin)
+        synth = relight(synth, target, ingredients.peers.light, skin)
         peers = ingredients.peers
         chroma = self.settings.highlight_chroma if finish else 0.0
         synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
@@ -342,14 +344,22 @@ class Synthesis:
             self._covers[key] = skin_cover(photo.texture, self.bank.reference)
         return self._covers[key]
 
+    def _neutral_light(self, photo: DonorPhoto) -> np.ndarray:
+        """A donor's neutral photo's L* in the common tone, as ``mix_texture`` mixes it (cached per donor
+        photo of the bank: a float Lab conversion each time, in every donor set holding the donor)."""
+        key = id(photo)
+        if key not in self._neutral:
+            self._neutral[key] = neutral_lightness(self._common_tone(photo))
+        return self._neutral[key]
+
     def _speckless(self, photo: DonorPhoto) -> np.ndarray:
         """A repelled donor's despeckled lightness in the common tone, as ``_anti_face`` takes it (cached per
         donor photo of the bank: the same on every rung that repels it; a median blur each time)."""
         key = id(photo)
-        if key not in self._despeckled:
+        if key not in self._despeckled:  # kept as uint8: a median blur's levels, a quarter of the memory
             blur = 0.25 * interocular(self.bank.reference)
-            self._despeckled[key] = _despeckled(self._common_tone(photo), blur)
-        return self._despeckled[key]
+            self._despeckled[key] = _despeckled(self._common_tone(photo), blur).astype(np.uint8)
+        return self._despeckled[key].astype(np.float32)
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so

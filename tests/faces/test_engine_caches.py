@@ -11,6 +11,7 @@ import numpy as np
 
 from anonymizer.donors import load_bank
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate_identity import mix_lightness, mix_texture
 from anonymizer.engines.surrogate_synthesis import _poisson
 from anonymizer.engines.surrogate_texture import _anti_face
 from anonymizer.faces import pipeline
@@ -80,3 +81,15 @@ def test_a_replaced_peer_base_does_not_share_the_blend_cache(bank_path: Path) ->
     base.blend_sides[((), 1)] = None  # type: ignore[assignment]
     assert replace(base).blend_sides == {}
     assert engine._peer_base(face, peers, face.image.astype(np.float32)).blend_sides == {}
+
+
+def test_the_cached_neutral_lightness_gives_the_uncached_identity_mix(bank_path: Path) -> None:
+    engine = SurrogateEngine(SurrogateSettings(), load_bank(bank_path))
+    photos = engine.bank.photos[:4]
+    base = engine._common_tone(engine.bank.photos[-1])
+    coefficients = np.array([0.9, -0.4, 0.3, -0.8], np.float32)
+    plain = mix_texture(base, np.stack([engine._common_tone(p) for p in photos]), coefficients, 0.6, 8.0)
+    for _ in range(2):  # the first call fills the cache, the second reads it
+        light = np.stack([engine._neutral_light(p) for p in photos])
+        assert np.array_equal(mix_lightness(base, light, coefficients, 0.6, 8.0), plain)
+    assert len(engine._neutral) == len(photos)
