@@ -85,6 +85,8 @@ class SurrogateEngine(Ladder):
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
         self.photo_detail: SkinSource | None = None  # the detail donor's skin, for the photo-scale band
         self._covers: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> where its texture shows skin
+        self._despeckled: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its despeckled lightness (repel)
+        self._neutral: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its L* for the keyed identity mix
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
         self._kept: dict[tuple, SurrogateEngine] = {}  # siblings by their overrides (nose or eyes kept)

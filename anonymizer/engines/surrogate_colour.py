@@ -41,21 +41,25 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def skin_light(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+def skin_light(
+    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None, skin: np.ndarray | None = None
+) -> np.ndarray | None:
     """(S, S, 3) float32 Lab of the skin at the scale of the light: a normalised blur over skin pixels only,
-    defined over the whole crop; None when no skin is visible."""
+    defined over the whole crop; None when no skin is visible. ``lab``: ``_lab(image)``, ``skin``:
+    ``skin_mask(landmarks, size)`` when known (neither is changed)."""
     size = image.shape[0]
-    lab = _lab(image)
-    skin = skin_mask(landmarks, size)
+    lab = _lab(image) if lab is None else lab
+    skin = skin_mask(landmarks, size) if skin is None else skin
     mask = (skin & _skin_coloured(lab, landmarks, skin=skin.copy())).astype(np.float32)
     if not mask.any():
         return None
     sigma = LIGHT_SIGMA * interocular(landmarks)
     weight = _wide_blur(mask, sigma)
-    light = _wide_blur(lab * mask[..., None], sigma)
+    masked = lab * mask[..., None]
+    light = _wide_blur(masked, sigma)
     # far from the skin (hair, background corners) fall back to a wider blur, then to the skin mean
     wide_w = _wide_blur(mask, 3 * sigma)
-    wide = _wide_blur(lab * mask[..., None], 3 * sigma) / np.maximum(wide_w, 1e-6)[..., None]
+    wide = _wide_blur(masked, 3 * sigma) / np.maximum(wide_w, 1e-6)[..., None]
     mean = lab[mask > 0].mean(0)
     wide = np.where((wide_w > 1e-4)[..., None], wide, mean)
     share = np.clip(weight / MIN_COVER, 0, 1)[..., None]
@@ -82,12 +86,19 @@ def _skin_coloured(
     return cv2.inRange(lab, np.asarray(low, np.float64), np.asarray(high, np.float64)) > 0
 
 
-def relight(synth: np.ndarray, synth_landmarks: np.ndarray, patient_light: np.ndarray | None) -> np.ndarray:
-    """The synthetic crop with its skin-scale light replaced by the patient's (Lab, every channel)."""
-    own = skin_light(synth, synth_landmarks)
+def relight(
+    synth: np.ndarray,
+    synth_landmarks: np.ndarray,
+    patient_light: np.ndarray | None,
+    skin: np.ndarray | None = None,
+) -> np.ndarray:
+    """The synthetic crop with its skin-scale light replaced by the patient's (Lab, every channel).
+    ``skin``: ``skin_mask(synth_landmarks, size)`` when the caller has it."""
+    lab = _lab(synth)  # skin_light only reads it
+    own = skin_light(synth, synth_landmarks, lab, skin)
     if own is None or patient_light is None:
         return synth
-    return _rgb(_lab(synth) + (patient_light - own))
+    return _rgb(lab + (patient_light - own))
 
 
 FEATURE_SHIFT = 30.0  # at most this many Lab levels per channel (a mislocated landmark stays harmless)
@@ -170,19 +181,30 @@ def soften(texture: np.ndarray, average: np.ndarray, limit: float) -> np.ndarray
 KEPT_RING = 0.08  # × inter-ocular distance: the synthetic face eases into a kept region over this width
 
 
+def kept_ring(kept: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(S, S, 1) float32: the patient's share in ``ease_into_kept`` (1 on the kept region, 0 beyond the ring);
+    a per-face constant of the patient's crop."""
+    width = max(1.0, KEPT_RING * interocular(landmarks))
+    outside = cv2.distanceTransform((~kept).astype(np.uint8), cv2.DIST_L2, 5)
+    return np.clip(1.0 - outside / width, 0.0, 1.0)[..., None]
+
+
 def ease_into_kept(
-    synth: np.ndarray, patient: np.ndarray, kept: np.ndarray, landmarks: np.ndarray
+    synth: np.ndarray,
+    patient: np.ndarray,
+    kept: np.ndarray,
+    landmarks: np.ndarray,
+    ring: np.ndarray | None = None,
 ) -> np.ndarray:
     """The synthetic crop faded into the patient's pixels over a narrow ring around the kept region (``kept``
     (S, S) bool, e.g. the nose). The Poisson blend takes the kept region's rim as fixed boundary values: where
     the synthetic face differs there (a nose side in shadow against a lit cheek), the solve spreads the
     difference over the cheeks as glossy highlights or dark patches. Faded first, the rim agrees and only
-    the ring, about as wide as the paste's own seam, shows the patient's skin."""
+    the ring, about as wide as the paste's own seam, shows the patient's skin. ``ring``: ``kept_ring(kept,
+    landmarks)`` when the caller has it already."""
     if not kept.any():
         return synth
-    width = max(1.0, KEPT_RING * interocular(landmarks))
-    outside = cv2.distanceTransform((~kept).astype(np.uint8), cv2.DIST_L2, 5)
-    weight = np.clip(1.0 - outside / width, 0.0, 1.0)[..., None]
+    weight = kept_ring(kept, landmarks) if ring is None else ring
     mixed = weight * patient.astype(np.float32) + (1.0 - weight) * synth.astype(np.float32)
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -193,17 +215,27 @@ def boundary_base(
     landmarks: np.ndarray,
     kept: np.ndarray,
     coloured: np.ndarray | None = None,
+    hair: np.ndarray | None = None,
 ) -> np.ndarray:
     """The image whose values the Poisson blend takes at its boundary: the patient's crop, except where the
     patient's pixels are not skin (a fringe over the forehead, a beard along the jaw), which take the
     synthetic face's own values. Fixed to dark hair, the solve would spread it over the synthetic skin as a
     grey patch under a fringe or a dark halo along a bearded jaw; the hair itself stays the patient's.
-    ``coloured``: the patient's ``skin_coloured`` mask when already known (the same for every rung)."""
-    hair = ~(skin_coloured(patient, landmarks) if coloured is None else coloured) & ~kept
-    hair = cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    ``coloured``: the patient's ``skin_coloured`` mask when already known (the same for every rung);
+    ``hair``: ``boundary_hair(...)`` when already known (likewise)."""
+    hair = boundary_hair(patient, landmarks, kept, coloured) if hair is None else hair
     base = patient.copy()
-    base[hair] = synth[hair]
+    np.copyto(base, synth, where=hair[..., None])  # base[hair] = synth[hair], without the gather
     return base
+
+
+def boundary_hair(
+    patient: np.ndarray, landmarks: np.ndarray, kept: np.ndarray, coloured: np.ndarray | None = None
+) -> np.ndarray:
+    """(S, S) bool: where ``boundary_base`` takes the synthetic face's values (the patient's crop is not skin
+    there); a per-face constant of the patient's crop."""
+    hair = ~(skin_coloured(patient, landmarks) if coloured is None else coloured) & ~kept
+    return cv2.morphologyEx(hair.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
 
 
 def skin_coloured(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

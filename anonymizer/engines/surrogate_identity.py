@@ -74,7 +74,24 @@ def mix_texture(
     weights on colour invert it (green lips, grey-blue skin patches); lightness carries the shading of brows,
     lids and cheeks that identity lives in. ``soft_clip`` (L* units, 0 = off) bounds the change: one donor's
     beard shadow or stray hair would otherwise print as a dark or pale blotch."""
-    light = np.stack([_lab(t)[..., 0] for t in neutral])
+    light = np.stack([neutral_lightness(t) for t in neutral])
+    return mix_lightness(base, light, coefficients, typicality, soft_clip)
+
+
+def neutral_lightness(texture: np.ndarray) -> np.ndarray:
+    """(S, S) float32 L* of a donor's (S, S, 3) float RGB texture, as ``mix_texture`` mixes it."""
+    return np.ascontiguousarray(_lab(texture)[..., 0])
+
+
+def mix_lightness(
+    base: np.ndarray,
+    light: np.ndarray,
+    coefficients: np.ndarray,
+    typicality: float,
+    soft_clip: float = 0.0,
+) -> np.ndarray:
+    """``mix_texture`` with the neutral textures' (k, S, S) ``neutral_lightness`` already known (the engine
+    keeps them per donor photo: the same in every donor set that holds the donor)."""
     deviation = mix(np.zeros_like(light[0]), light - light.mean(0)[None], coefficients, typicality)
     if soft_clip > 0:
         deviation = soft_clip * np.tanh(deviation / soft_clip)

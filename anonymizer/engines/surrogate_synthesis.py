@@ -6,7 +6,7 @@ target shape, matched in colour and light, and Poisson-blended into the patient'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -16,12 +16,14 @@ from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
     boundary_base,
+    boundary_hair,
     covered_average,
     detail_donor,
     ease_into_kept,
     feature_colours,
     fringe,
     highlight_level,
+    kept_ring,
     lid_colours,
     match_features,
     match_lids,
@@ -33,7 +35,7 @@ from anonymizer.engines.surrogate_colour import (
     tame_highlights,
 )
 from anonymizer.engines.surrogate_donors import DonorChoice
-from anonymizer.engines.surrogate_identity import mix_shape, mix_texture
+from anonymizer.engines.surrogate_identity import mix_lightness, mix_shape, neutral_lightness
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
@@ -52,6 +54,7 @@ from anonymizer.engines.surrogate_texture import (
     _caricature_texture,
     _closest,
     _coarse_deviation,
+    _despeckled,
     _lab,
     _lightness,
     _match_colour,
@@ -94,6 +97,20 @@ class _PeerBase:
     coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
     lids: list[np.ndarray | None] | None = None  # the patient's mean Lab around each eye
     brows: float | None = None  # how much darker than the skin around them the patient's brows are
+    # the Poisson blend's masks that only the patient's crop decides (_BlendSide), per kept regions: made on
+    # the first rung, lives and dies with this face's base (one face of one group, never another patient's)
+    blend_sides: dict[tuple, _BlendSide] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _BlendSide:
+    """What ``_poisson`` needs from the patient's crop alone: the same on every rung of a face."""
+
+    domain: np.ndarray  # (S, S) bool: the patient's face region
+    kept: np.ndarray  # (S, S) bool: the kept regions
+    closed: np.ndarray  # (S, S) bool: no Poisson domain here (kept regions and a fringe)
+    ring: np.ndarray | None  # (S, S, 1) float32: ease_into_kept's weight (None: nothing kept)
+    hair: np.ndarray  # (S, S) bool: boundary_base's hair
 
 
 
@@ -107,6 +124,8 @@ class Synthesis:
     _skin: np.ndarray
     _tone: tuple[np.ndarray, np.ndarray]
     _covers: dict[int, np.ndarray]
+    _despeckled: dict[int, np.ndarray]
+    _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
 
     @property
@@ -157,9 +176,9 @@ class Synthesis:
         # donor's most neutral photo: the same identity change in every photo of the patient
         neutral = [_closest(photos, np.zeros(2, np.float32)) for photos in donors]
         if coefficients is not None and self.settings.typicality > 0:
-            average = mix_texture(
+            average = mix_lightness(
                 average,
-                np.stack([self._common_tone(p) for p in neutral]),
+                np.stack([self._neutral_light(p) for p in neutral]),
                 coefficients,
                 self.settings.typicality,
                 self.settings.identity_clip,
@@ -245,9 +264,10 @@ class Synthesis:
         texture = mix + strength.anti * ingredients.peers.anti
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
-            donor = self._common_tone(_closest(photos, want))
+            photo = _closest(photos, want)
+            donor, speckless = self._common_tone(photo), self._speckless(photo)
             texture = texture + strength.anti * self._sexless(
-                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod)
+                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless)
             )
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
@@ -274,8 +294,9 @@ class Synthesis:
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
-        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio)
-        synth = relight(synth, target, ingredients.peers.light)
+        skin = skin_mask(target, size)  # the colour match and the light's, read only by both
+        synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio, skin)
+        synth = relight(synth, target, ingredients.peers.light, skin)
         peers = ingredients.peers
         chroma = self.settings.highlight_chroma if finish else 0.0
         synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
@@ -284,7 +305,7 @@ class Synthesis:
             synth = match_brows(synth, target, peers.brows)
         if finish:
             synth = match_lids(synth, target, peers.lids)
-        return _poisson(synth, face, preserve, target, ingredients.peers.coloured), target
+        return _poisson(synth, face, preserve, target, peers.coloured, peers.blend_sides), target
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
@@ -322,6 +343,23 @@ class Synthesis:
         if key not in self._covers:
             self._covers[key] = skin_cover(photo.texture, self.bank.reference)
         return self._covers[key]
+
+    def _neutral_light(self, photo: DonorPhoto) -> np.ndarray:
+        """A donor's neutral photo's L* in the common tone, as ``mix_texture`` mixes it (cached per donor
+        photo of the bank: a float Lab conversion each time, in every donor set holding the donor)."""
+        key = id(photo)
+        if key not in self._neutral:
+            self._neutral[key] = neutral_lightness(self._common_tone(photo))
+        return self._neutral[key]
+
+    def _speckless(self, photo: DonorPhoto) -> np.ndarray:
+        """A repelled donor's despeckled lightness in the common tone, as ``_anti_face`` takes it (cached per
+        donor photo of the bank: the same on every rung that repels it; a median blur each time)."""
+        key = id(photo)
+        if key not in self._despeckled:  # kept as uint8: a median blur's levels, a quarter of the memory
+            blur = 0.25 * interocular(self.bank.reference)
+            self._despeckled[key] = _despeckled(self._common_tone(photo), blur).astype(np.uint8)
+        return self._despeckled[key].astype(np.float32)
 
     def _common_tone(self, photo: DonorPhoto) -> np.ndarray:
         """The donor's texture with its skin moved to the bank's mean skin colour and contrast (Lab), so
@@ -387,30 +425,31 @@ def _poisson(
     preserve: tuple[Region, ...],
     synth_landmarks: np.ndarray,
     coloured: np.ndarray | None = None,
+    sides: dict[tuple, _BlendSide] | None = None,
 ) -> np.ndarray:
     """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
 
     The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
-    donors' hair and background, which would show as dark or white patches on the cheek."""
+    donors' hair and background, which would show as dark or white patches on the cheek. ``sides``: this
+    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``)."""
     from anonymizer.faces.regions import RegionSettings, region_mask
 
     size = synth.shape[0]
-    domain = face.masks.get(Region.FACE)
-    if domain is None:
-        domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    key = (preserve, size)
+    side = sides.get(key) if sides is not None else None
+    if side is None:
+        side = _blend_side(face, preserve, size, coloured)
+        if sides is not None:
+            sides[key] = side
     synthetic = region_mask(synth_landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
-    mask = ((np.asarray(domain) > 0.5) & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
+    mask = (side.domain & (np.asarray(synthetic) > 0.5)).astype(np.uint8) * 255
     # Keep the boundary on the patient's skin: at the outline it may touch hair or background, whose values
     # the Poisson solve would otherwise spread into the face as dark smears.
     mask = inset_domain(mask, face.landmarks, POISSON_INSET, JAW_INSET)
     synth = broad_shading(synth, face.image, mask > 0, SHADING_SIGMA * interocular(face.landmarks))
-    kept = np.zeros(mask.shape, bool)
-    for region in preserve:
-        if region in face.masks:
-            kept |= np.asarray(face.masks[region]) > 0.5
-    mask[kept | fringe(face.image, face.landmarks, coloured)] = 0
-    synth = ease_into_kept(synth, face.image, kept, face.landmarks)
-    base = boundary_base(face.image, synth, face.landmarks, kept, coloured)
+    mask[side.closed] = 0
+    synth = ease_into_kept(synth, face.image, side.kept, face.landmarks, side.ring)
+    base = boundary_base(face.image, synth, face.landmarks, side.kept, coloured, side.hair)
     mask[:3, :] = mask[-3:, :] = 0
     mask[:, :3] = mask[:, -3:] = 0
     if not mask.any():
@@ -419,5 +458,27 @@ def _poisson(
     centre = (x + w // 2, y + h // 2)
     outside = mask == 0  # before the clone, which may write into its mask
     cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
-    cloned[outside] = face.image[outside]  # outside the domain the crop stays the patient's photo
+    np.copyto(cloned, face.image, where=outside[..., None])  # outside the domain: the patient's photo
     return cloned
+
+
+def _blend_side(
+    face: AlignedFace, preserve: tuple[Region, ...], size: int, coloured: np.ndarray | None
+) -> _BlendSide:
+    """The Poisson blend's masks that only the patient's crop and the kept regions decide."""
+    from anonymizer.faces.regions import RegionSettings, region_mask
+
+    domain = face.masks.get(Region.FACE)
+    if domain is None:
+        domain = region_mask(face.landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
+    kept = np.zeros((size, size), bool)
+    for region in preserve:
+        if region in face.masks:
+            kept |= np.asarray(face.masks[region]) > 0.5
+    return _BlendSide(
+        domain=np.asarray(domain) > 0.5,
+        kept=kept,
+        closed=kept | fringe(face.image, face.landmarks, coloured),
+        ring=kept_ring(kept, face.landmarks) if kept.any() else None,
+        hair=boundary_hair(face.image, face.landmarks, kept, coloured),
+    )

@@ -11,14 +11,23 @@ from anonymizer.donors import DonorPhoto, skin_mask
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
 
 
-def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur: float) -> np.ndarray:
+def _anti_face(
+    centre: np.ndarray,
+    patient: np.ndarray,
+    weight: np.ndarray,
+    blur: float,
+    despeckled: np.ndarray | None = None,
+) -> np.ndarray:
     """The patient's deviation from the demographic mean, flipped, in lightness only and with each texture's
     lightness standardised over the face first, so skin tone and contrast do not count as identity (a dark
-    patient against lighter donors would otherwise get a bleached face)."""
+    patient against lighter donors would otherwise get a bleached face). ``despeckled``: ``patient``'s
+    ``_despeckled(patient, blur)`` when the caller has it already (a repelled donor's, on every rung)."""
     inside = weight[..., 0] > 0.5
-    light_c, light_p = _lightness(centre), _despeckle(_lightness(patient), 0.6 * blur)
-    mu_c, sd_c = light_c[inside].mean(), light_c[inside].std() + 1e-3
-    mu_p, sd_p = light_p[inside].mean(), light_p[inside].std() + 1e-3
+    light_c = _lightness(centre)
+    light_p = _despeckled(patient, blur) if despeckled is None else despeckled
+    face_c, face_p = light_c[inside], light_p[inside]  # gathered once for the mean and the std
+    mu_c, sd_c = face_c.mean(), face_c.std() + 1e-3
+    mu_p, sd_p = face_p.mean(), face_p.std() + 1e-3
     deviation = sd_p * ((light_c - mu_c) / sd_c - (light_p - mu_p) / sd_p)  # in RGB units of lightness
     # Only the band of facial structure (lids, brow and cheek shading): inverted skin grain and stubble turn
     # into blotches, and a broad lightness bump survives the gradient-domain blend as a bleached face.
@@ -26,6 +35,11 @@ def _anti_face(centre: np.ndarray, patient: np.ndarray, weight: np.ndarray, blur
     # Soft-clipped: the strongest deviations (dark brows, lashes) would otherwise invert into pale streaks.
     deviation = ANTI_CLIP * np.tanh(deviation / ANTI_CLIP)
     return (deviation[..., None] * weight).astype(np.float32)
+
+
+def _despeckled(texture: np.ndarray, blur: float) -> np.ndarray:
+    """The texture's lightness with small spots removed, as ``_anti_face`` compares it (``blur`` as there)."""
+    return _despeckle(_lightness(texture), 0.6 * blur)
 
 
 def _despeckle(light: np.ndarray, size: float) -> np.ndarray:
@@ -87,14 +101,17 @@ def _match_colour(
     synth_lm: np.ndarray,
     patient_skin: tuple[np.ndarray, np.ndarray] | None,
     max_ratio: float,
+    skin: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics."""
+    """Move the synthetic face's skin mean/std (per Lab channel) onto the patient's skin statistics.
+    ``skin``: ``skin_mask(synth_lm, size)`` when the caller has it (read only)."""
     size = synth.shape[0]
     src = _lab(synth)
-    sm = skin_mask(synth_lm, size)
+    sm = skin_mask(synth_lm, size) if skin is None else skin
     if not sm.any() or patient_skin is None:
         return synth
-    mu_s, sd_s = src[sm].mean(0), src[sm].std(0) + 1e-3
+    skin = src[sm]  # gathered once for the mean and the std
+    mu_s, sd_s = skin.mean(0), skin.std(0) + 1e-3
     mu_p, sd_p = patient_skin
     ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
     out = (src - mu_s) * ratio + mu_p
