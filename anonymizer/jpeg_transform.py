@@ -16,11 +16,13 @@ False and the caller takes another path.
 from __future__ import annotations
 
 import ctypes
+import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from anonymizer.jpeg_coefficients import segments
 
@@ -77,10 +79,33 @@ def _library() -> ctypes.CDLL | None:
                     ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                 ]
                 lib.tjFree.argtypes = [ctypes.POINTER(ctypes.c_ubyte)]
-                _loaded.append(lib)
+                _loaded.append(lib if _patches_show(lib) else None)
             except (OSError, AttributeError):
                 _loaded.append(None)
         return _loaded[0]
+
+
+def _patches_show(lib: ctypes.CDLL) -> bool:
+    """Once per process, before first use: a patch of each component's first block shows in the decoded
+    pixels (that luma block brighter than the rest, both chroma planes moved). The encoder trusts the
+    transform to carry the synthetic face into the file (verification looks at the pixels before encoding),
+    so a libjpeg-turbo whose filter hook behaves otherwise must not be used: the caller then takes the
+    coefficient path, which writes the same bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(buffer, "JPEG", quality=90, subsampling=2)
+    dc = np.zeros((1, 1, 8, 8), np.int16)
+    dc[..., 0, 0] = 40  # raises the first luma block (8x8 pixels) and, 4:2:0, both chroma planes (16x16)
+    first = Patch(0, 0, np.ones((1, 1), bool), dc)
+    patched = _replace(lib, buffer.getvalue(), [first, first, first])
+    rgb = _decode(lib, patched, 16, 16) if patched is not None else None
+    if rgb is None:
+        return False
+    r, g, b = np.moveaxis(rgb.astype(np.float32), 2, 0)
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    cb, cr = 0.564 * (b - luma), 0.713 * (r - luma)  # zero on the flat grey source
+    rest = np.ones((16, 16), bool)
+    rest[:8, :8] = False
+    return bool(luma[:8, :8].mean() - luma[rest].mean() > 5 and cb.mean() > 5 and cr.mean() > 5)
 
 
 def decode_rgb(data: bytes, height: int, width: int) -> np.ndarray | None:
@@ -88,8 +113,10 @@ def decode_rgb(data: bytes, height: int, width: int) -> np.ndarray | None:
     chroma upsampling: libjpeg's defaults, as Pillow decodes); None when TurboJPEG is missing or refuses
     the file."""
     lib = _library()
-    if lib is None:
-        return None
+    return None if lib is None else _decode(lib, data, height, width)
+
+
+def _decode(lib: ctypes.CDLL, data: bytes, height: int, width: int) -> np.ndarray | None:
     out = np.empty((height, width, 3), np.uint8)
     handle = lib.tjInitDecompress()
     if not handle:
@@ -109,8 +136,12 @@ def replace_blocks(source: bytes, patches: Sequence[Patch | None]) -> bytes | No
     """``source`` with each component's patch applied (None: that component unchanged), written as jpeglib's
     writer writes it (components numbered 0, 1, 2); None when TurboJPEG is missing or refuses the file."""
     lib = _library()
-    if lib is None:
-        return None
+    data = None if lib is None else _replace(lib, source, patches)
+    return None if data is None else _number_components(data)
+
+
+def _replace(lib: ctypes.CDLL, source: bytes, patches: Sequence[Patch | None]) -> bytes | None:
+    """``source`` with the patches applied, its component ids as they were; None when TurboJPEG refuses."""
     failed: list[BaseException] = []
 
     def apply(coeffs: object, array: _Region, _plane: _Region, component: int, _i: int, _t: object) -> int:
@@ -141,9 +172,7 @@ def replace_blocks(source: bytes, patches: Sequence[Patch | None]) -> bytes | No
         if out:
             lib.tjFree(out)
         lib.tjDestroy(handle)
-    if failed or data is None:
-        return None
-    return _number_components(data)
+    return None if failed else data
 
 
 def _number_components(data: bytes) -> bytes | None:

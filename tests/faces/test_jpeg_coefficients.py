@@ -197,3 +197,21 @@ def test_edits_reaching_partial_edge_mcus_write_jpeglibs_bytes(subsampling: int,
     frame[0, 0] = 255 - frame[0, 0]  # and the first MCU: the box spans the whole photo
     turbo, passes, reference = _paths(source, frame, before, tmp_path)
     assert turbo == reference and passes == reference
+
+
+def test_a_transform_that_drops_any_components_patch_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load-time check (jpeg_transform._patches_show) passes the installed libjpeg-turbo and refuses a
+    filter that leaves any component's blocks as they were: such a transform would keep the original
+    face's blocks in the file, so the encoder takes the coefficient path instead."""
+    lib = jpeg_transform._library()
+    assert lib is not None and jpeg_transform._patches_show(lib)
+    replace = jpeg_transform._replace
+    for kept in ((1, 2), (0,), (0, 1), ()):  # the components whose patches the broken filter applies
+        monkeypatch.setattr(
+            jpeg_transform,
+            "_replace",
+            lambda lib, source, patches, kept=kept: replace(
+                lib, source, [p if i in kept else None for i, p in enumerate(patches)]
+            ),
+        )
+        assert not jpeg_transform._patches_show(lib), kept
