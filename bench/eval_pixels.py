@@ -45,6 +45,7 @@ import face_quality as fq  # noqa: E402
 from anonymizer.donors import build_bank, load_bank, save_bank  # noqa: E402
 from anonymizer.engines.base import create_engine  # noqa: E402
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings  # noqa: E402
+from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES  # noqa: E402
 from anonymizer.evaluation.metrics import SAME_PERSON, donor_leak, photo_metrics, psnr  # noqa: E402
 from anonymizer.faces.detect import DetectedFace, detect_faces, hog_detect  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
@@ -467,11 +468,10 @@ def floors(originals: Originals, folds: list[tuple[list[str], list[str]]], banks
     return {"leak": float(np.mean(leaks)), "collisions": fq.collision_rate(items)}
 
 
-KEPT_OVERRIDES = ("region_kept", "nose_kept", "eyes_kept")  # settings that hold (NAME, VALUE) pairs
 
 
 def kept_overrides(value: str, defaults: SurrogateSettings) -> tuple[tuple[str, object], ...]:
-    """"NAME:VALUE,NAME:VALUE" as the (NAME, VALUE) pairs of ``region_kept`` / ``nose_kept`` / ``eyes_kept``,
+    """"NAME:VALUE,NAME:VALUE" as the (NAME, VALUE) pairs of one of ``KEPT_OVERRIDES``,
     each VALUE converted like that field's default."""
     pairs = []
     for item in filter(None, value.split(",")):

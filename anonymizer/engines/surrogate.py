@@ -29,7 +29,7 @@ from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
-from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
+from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel
 from anonymizer.engines.surrogate_spread import FaceSpace
 from anonymizer.engines.surrogate_synthesis import Ingredients, _poisson
@@ -124,17 +124,17 @@ class SurrogateEngine(Ladder):
         return replace(common, spread=(shape, factor * texture))
 
     def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
-        """The engine to use with ``preserve`` kept: with the nose or the eyes kept, a sibling engine (same
-        bank) with ``settings.region_kept`` and then ``nose_kept`` / ``eyes_kept`` applied, made once per set
-        of values and again only when this engine's settings were replaced (tests and benches assign
-        ``settings``)."""
+        """The engine to use with ``preserve`` kept: when a per-setting override applies (``nothing_kept``,
+        ``mouth_kept``, or with the nose or the eyes kept ``region_kept`` and then ``nose_kept`` /
+        ``eyes_kept``), a sibling engine (same bank) with those values, made once per set of values and again
+        only when this engine's settings were replaced (tests and benches assign ``settings``)."""
         overrides = self._region_overrides(preserve)
         if not overrides:
             return self
         if self._kept_from is not self.settings:
             self._kept, self._kept_from = {}, self.settings
         if overrides not in self._kept:
-            cleared = {"region_kept": (), "nose_kept": (), "eyes_kept": ()}
+            cleared = dict.fromkeys(KEPT_OVERRIDES, ())
             kept = SurrogateEngine(replace(self.settings, **{**cleared, **dict(overrides)}))
             kept._bank = self._bank if self._bank is not None else self.bank
             self._kept[overrides] = kept
@@ -143,9 +143,12 @@ class SurrogateEngine(Ladder):
     def _region_overrides(self, preserve: tuple[Region, ...]) -> tuple[tuple[str, object], ...]:
         """The setting values that replace this engine's with ``preserve`` kept (later ones win)."""
         kept = set(preserve)
+        if not kept:
+            return self.settings.nothing_kept
+        overrides = self.settings.mouth_kept if Region.MOUTH in kept else ()
         if not {Region.NOSE, Region.EYES} & kept:
-            return ()
-        overrides = self.settings.region_kept
+            return overrides
+        overrides += self.settings.region_kept
         if Region.NOSE in kept:
             overrides += self.settings.nose_kept
         if Region.EYES in kept:

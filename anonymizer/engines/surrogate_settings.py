@@ -232,6 +232,11 @@ class SurrogateSettings:
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
     eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
+    # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
+    # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
+    # outputs bit-identical; () = the base values.
+    nothing_kept: tuple[tuple[str, object], ...] = ()
+    mouth_kept: tuple[tuple[str, object], ...] = ()
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030
@@ -295,3 +300,7 @@ class SurrogateSettings:
     # nearer (issue-11nk). A rung that passes only the general test is kept as the fallback; verification's
     # population test is unchanged.
     population_strangers: int = 0
+
+
+# The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).
+KEPT_OVERRIDES = ("region_kept", "nose_kept", "eyes_kept", "nothing_kept", "mouth_kept")

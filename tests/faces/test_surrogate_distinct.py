@@ -129,3 +129,26 @@ def test_nose_kept_and_eyes_kept_apply_only_with_their_region(wide_donor_bank: P
     assert (nose.settings.spread_texture, nose.settings.sex_probe_margin) == (2.0, settings.sex_probe_margin)
     assert (eyes.settings.spread_texture, eyes.settings.sex_probe_margin) == (0.0, 0.7)
     assert nose.settings.nose_kept == () and eyes.settings.region_kept == ()
+
+
+def test_nothing_kept_and_mouth_kept_apply_only_to_their_setting(wide_donor_bank: Path) -> None:
+    """``nothing_kept`` acts only with no region kept and ``mouth_kept`` only with the mouth kept (before the
+    nose or eyes values when those are kept too), so each setting can be tuned alone."""
+    from anonymizer.plans import Region
+
+    settings = SurrogateSettings(
+        region_kept=(("spread_texture", 0.0),),
+        nose_kept=(),
+        nothing_kept=(("spread_texture", 3.0),),
+        mouth_kept=(("spread_texture", 4.0), ("sex_probe_margin", 0.9)),
+    )
+    engine = SurrogateEngine(settings, load_bank(wide_donor_bank))
+    nothing, mouth = engine._for_regions(()), engine._for_regions((Region.MOUTH,))
+    assert nothing is not engine and mouth is not engine and nothing is not mouth
+    margin = settings.sex_probe_margin
+    assert (nothing.settings.spread_texture, nothing.settings.sex_probe_margin) == (3.0, margin)
+    assert (mouth.settings.spread_texture, mouth.settings.sex_probe_margin) == (4.0, 0.9)
+    assert nothing.settings.nothing_kept == mouth.settings.mouth_kept == ()  # a sibling has no siblings
+    both = engine._for_regions((Region.MOUTH, Region.NOSE)).settings
+    assert (both.spread_texture, both.sex_probe_margin) == (0.0, 0.9)  # region_kept wins over mouth_kept
+    assert engine._for_regions((Region.NOSE,)).settings.sex_probe_margin == margin
