@@ -15,7 +15,7 @@ def _landmarks(shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     lm = np.zeros((68, 2))
     lm[:, 0], lm[:, 1] = np.linspace(40, 160, 68), 150.0  # outline, brows, mouth: out of the way
     lm[36:42] = [(60, 80), (66, 76), (74, 76), (80, 80), (74, 84), (66, 84)]
-    lm[42:48] = lm[36:42] + (60, 0)
+    lm[42:48] = lm[36:42] + np.array([60.0, 0.0])
     lm[27:31] = [(100, 78 + 10 * k) for k in range(4)]  # bridge
     lm[31:36] = [(90, 118), (95, 120), (100, 121), (105, 120), (110, 118)]  # nostrils
     return lm + np.asarray(shift)
