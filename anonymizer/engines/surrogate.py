@@ -181,7 +181,10 @@ class SurrogateEngine(Ladder):
             # donors included (an attacker's gallery holds them as well); a bank identity that is the patient
             # is left out by the test itself
             reference=[np.stack([p.descriptor for p in ph]) for _, ph in sorted(bank.by_identity().items())],
-            bases=[self._peer_base(face, peers, texture) for face in faces],
+            bases=[
+                self._peer_base(face, peers, texture, (str(patient["sex"]), float(patient["ita"])))
+                for face in faces
+            ],
             profile=(str(patient["sex"]), float(patient["age"])),
             spread=self._spread(
                 identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))

@@ -300,6 +300,16 @@ class SurrogateSettings:
     # nearer (issue-11nk). A rung that passes only the general test is kept as the fallback; verification's
     # population test is unchanged.
     population_strangers: int = 0
+    # No beard shadow on women (issue-11n4): the share of the anti-face terms' darkening kept over the beard
+    # area (below the nose: lower cheeks, upper lip, chin and jaw) when the patient is a woman (header sex,
+    # else the engine's reading; surrogate_synthesis._beardless); 1 = off. A light-skinned woman's smooth,
+    # light lower face, flipped, is a grey shadow over cheeks, jaw and upper lip (London-set 002, nose kept).
+    # Negative flips that darkening into lightening. Only for skin at least ``anti_beard_ita`` degrees light
+    # (ITA, the patient's estimate): on a dark-skinned woman (draw B's 025) the lower face's darkening reads
+    # as shading, not stubble, and it is what moves her away (without it both her photos failed
+    # verification, output-matches-input 0.57-0.65).
+    anti_beard: float = 1.0
+    anti_beard_ita: float = 28.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

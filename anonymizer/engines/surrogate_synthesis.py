@@ -97,6 +97,8 @@ class _PeerBase:
     coloured: np.ndarray | None = None  # the patient's skin-coloured pixels (the same on every rung)
     lids: list[np.ndarray | None] | None = None  # the patient's mean Lab around each eye
     brows: float | None = None  # how much darker than the skin around them the patient's brows are
+    # a woman (header sex, else the engine's reading) of skin light enough for settings.anti_beard
+    beardless: bool = False
     # the Poisson blend's masks that only the patient's crop decides (_BlendSide), per kept regions: made on
     # the first rung, lives and dies with this face's base (one face of one group, never another patient's)
     blend_sides: dict[tuple, _BlendSide] = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -127,14 +129,20 @@ class Synthesis:
     _despeckled: dict[int, np.ndarray]
     _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
+    _beard: np.ndarray | None = None
 
     @property
     def bank(self) -> DonorBank:
         raise NotImplementedError  # SurrogateEngine.bank
 
     def _peer_base(
-        self, face: AlignedFace, peers: list[list[DonorPhoto]], patient_texture: np.ndarray
+        self,
+        face: AlignedFace,
+        peers: list[list[DonorPhoto]],
+        patient_texture: np.ndarray,
+        profile: tuple[str, float] = ("", float("nan")),
     ) -> _PeerBase:
+        """``profile``: the patient's sex and skin ITA (degrees)."""
         population = [_closest(photos, expression(face.landmarks)) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         blur = 0.25 * interocular(self.bank.reference)
@@ -150,6 +158,7 @@ class Synthesis:
             coloured=skin_coloured(face.image, face.landmarks),
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
+            beardless=profile[0] == "F" and profile[1] >= self.settings.anti_beard_ita,
         )
 
     def _ingredients(
@@ -261,14 +270,17 @@ class Synthesis:
         ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
-        texture = mix + strength.anti * ingredients.peers.anti
+        anti = strength.anti * ingredients.peers.anti
+        texture = mix + anti
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             photo = _closest(photos, want)
             donor, speckless = self._common_tone(photo), self._speckless(photo)
-            texture = texture + strength.anti * self._sexless(
+            term = strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless)
             )
+            texture, anti = texture + term, anti + term
+        texture = self._beardless(texture, anti, ingredients.peers.beardless)
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
@@ -383,6 +395,18 @@ class Synthesis:
         warped = [piecewise_affine(f.image, extended(f.landmarks, size), ref, tris, size) for f in faces]
         return np.mean(np.stack(warped).astype(np.float32), axis=0)
 
+    def _beardless(self, texture: np.ndarray, anti: np.ndarray, woman: bool) -> np.ndarray:
+        """``texture`` with the darkening of its anti-face terms (``anti``, their sum) over the beard area
+        × settings.anti_beard, for a woman: her smooth, light lower face flipped is a grey beard shadow
+        (London-set 002 with the nose kept). Off (1), a man or dark skin (``_PeerBase.beardless``):
+        ``texture`` itself."""
+        share = self.settings.anti_beard
+        if not woman or share >= 1.0:
+            return texture
+        if self._beard is None:
+            self._beard = beard_area(self.bank.reference, self.bank.crop_size)
+        return (texture - (1.0 - share) * self._beard * np.minimum(anti, 0.0)).astype(np.float32)
+
     def _anti_weight(self) -> np.ndarray:
         """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
         into its negative) and the eyes, fading out towards the outline."""
@@ -405,6 +429,22 @@ class Synthesis:
             weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
+
+
+BEARD_JAW = tuple(range(1, 16))  # the outline from below the ear to below the other ear
+BEARD_TOP = (45, 46, 47, 42, 39, 40, 41, 36)  # the lower lids, right to left: the area's top, moved down
+BEARD_BELOW_LIDS = 0.15  # × inter-ocular distance: the lids' own shading (eye bags) stays the anti-face's
+
+
+def beard_area(reference: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 1) float32 weight of the lower face in the reference shape, where a shadow reads as a beard:
+    from a little below the lower lids down to the jaw (cheeks, upper lip, chin, jaw), its edge softened."""
+    iod = interocular(reference)
+    top = reference[list(BEARD_TOP)] + np.array([0.0, BEARD_BELOW_LIDS * iod], np.float32)
+    outline = np.concatenate([reference[list(BEARD_JAW)], top])
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillPoly(mask, [np.round(outline).astype(np.int32)], 1.0)
+    return cv2.GaussianBlur(mask, (0, 0), 0.1 * iod)[..., None]
 
 
 def _named(settings: str, preserve: tuple[Region, ...]) -> bool:
