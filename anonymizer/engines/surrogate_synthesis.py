@@ -158,7 +158,7 @@ class Synthesis:
             coloured=skin_coloured(face.image, face.landmarks),
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
-            beardless=profile[0] == "F" and profile[1] >= self.settings.anti_beard_ita,
+            beardless=beardless(profile, self.settings),
         )
 
     def _ingredients(
@@ -429,6 +429,13 @@ class Synthesis:
             weight = np.clip(weight - np.maximum(holes, eyes), 0, 1)
             self._anti = cv2.GaussianBlur(weight, (0, 0), 0.12 * iod)[..., None]
         return self._anti
+
+
+def beardless(profile: tuple[str, float], settings: SurrogateSettings) -> bool:
+    """Whether the anti-face may not darken this patient's lower face (settings.anti_beard): a woman
+    (``profile``: header sex, else the engine's reading, and skin ITA) of skin at least ``anti_beard_ita``
+    light."""
+    return settings.anti_beard < 1.0 and profile[0] == "F" and profile[1] >= settings.anti_beard_ita
 
 
 BEARD_JAW = tuple(range(1, 16))  # the outline from below the ear to below the other ear
