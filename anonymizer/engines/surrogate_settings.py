@@ -221,9 +221,10 @@ class SurrogateSettings:
     # Applied after ``region_kept``, only with the nose (``nose_kept``) or the eyes (``eyes_kept``) kept, so
     # that work on one kept region leaves the other settings' outputs bit-identical.
     # Nose kept (issue-11n4): no beard shadow on light-skinned women (``anti_beard`` 0). eval_pixels
-    # --settings nose --privacy-only, draw A · draw B, main -> on: forwarded 100 · 93.8 kept, linkage r5 37.5 -> 43.8 ·
-    # 62.5 (001's smiling photo rank 6 -> 5), collisions 5.4 -> 4.5 · 8.9, donor leak 12.5 · 31.2 -> 25.0 %,
-    # sex kept 87.5 · 87.5 (002 still reads male); draw A full: dlib box 0.950 kept, smile 87.5 -> 93.8 %.
+    # --settings nose --privacy-only, draw A · draw B, main -> on: forwarded 100 · 93.8 kept, linkage r5
+    # 37.5 -> 43.8 · 62.5 % (001's smiling photo rank 6 -> 5), collisions 5.4 -> 4.5 · 8.9 %, donor leak
+    # 12.5 · 31.2 -> 25.0 %, sex kept 87.5 · 87.5 % (002 still reads male); draw A full: dlib box 0.950
+    # kept, smile 87.5 -> 93.8 %.
     nose_kept: tuple[tuple[str, object], ...] = (("anti_beard", 0.0),)
     # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
     # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
