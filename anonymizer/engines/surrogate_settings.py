@@ -172,6 +172,11 @@ class SurrogateSettings:
     spread_texture: float = 0.0
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
+    # How far off the bank's mean (in σ of each direction) the patient must lie along a direction for
+    # ``spread_away`` to set the step's sign there; elsewhere the key sets it. At 0.5 the patient decides
+    # ~60 % of the 12 signs, so two patients of one demographic who lie on the same side of the mean get
+    # nearly the same step (surrogate_spread._away).
+    spread_away_min: float = 0.5
     # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
     # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
     spread_sex_guard: bool = True

@@ -167,3 +167,18 @@ def test_with_texture_away_the_texture_step_points_away_from_the_patient_too(
     # 8) and their mean point away; the keyed step as drawn points towards the patient about as often
     assert turned > 0 and np.mean(towards) < 0 and sum(t < 0 for t in towards) > len(towards) / 2
     assert np.mean(towards) < np.mean(plain_towards)
+
+
+def test_the_away_threshold_sets_how_many_signs_the_patient_decides() -> None:
+    """``spread_away_min``: along a direction where the patient lies further off the mean than this (σ),
+    the step points away from them; elsewhere the key's sign stays. Above every coordinate the step is
+    the keyed one as drawn; at 0 the patient sets every sign."""
+    from anonymizer.engines.surrogate_spread import _away
+
+    z = keyed_direction(spread_key(7), 12)
+    coordinates = np.linspace(-2.0, 2.0, 12).astype(np.float32)
+    assert np.array_equal(_away(z, coordinates, away_min=3.0), z)
+    assert np.all(np.sign(_away(z, coordinates, away_min=0.0)) == -np.sign(coordinates))
+    decided = [int((_away(z, coordinates, m) != z).sum()) for m in (0.0, 0.5, 1.0, 1.5)]
+    assert decided == sorted(decided, reverse=True) and decided[0] > decided[-1]
+    assert np.array_equal(np.abs(_away(z, coordinates, 1.0)), np.abs(z))  # only signs change
