@@ -170,6 +170,7 @@ class SurrogateSettings:
     # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
+    spread_texture_clip: float = 14.0  # the texture step's soft limit, 8-bit levels (surrogate_spread.CLIP)
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
     # How far off the bank's mean (in σ of each direction) the patient must lie along a direction for

@@ -97,6 +97,7 @@ class FaceSpace:
         away: tuple[np.ndarray, np.ndarray] | None = None,
         guard: bool = False,
         away_min: float = AWAY_MIN,
+        clip: float = CLIP,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(shape (68, 2), texture lightness (S, S)): this key's point of the space, ``scale`` × one
         person's spread; the texture soft-clipped to ``CLIP`` levels. ``away``: the patient's coordinates
@@ -104,13 +105,14 @@ class FaceSpace:
         step takes the opposite sign, so the spread moves away from the patient as well as from the other
         patients (a random step alone leaves the patient's rank among real faces as it was). ``guard``: the
         step has no component along the sex probes' directions (it cannot move a face across them).
-        ``away_min``: how far off the mean (σ) a coordinate must lie to decide the sign along it."""
+        ``away_min``: how far off the mean (σ) a coordinate must lie to decide the sign along it;
+        ``clip``: the texture's soft limit in 8-bit levels."""
         z = keyed_direction(key, len(self.shape))
         z_shape, z_texture = (
             (z, z) if away is None else (_away(z, away[0], away_min), _away(z, away[1], away_min))
         )
         shape = scale * np.tensordot(z_shape, self.shape, axes=1)
-        texture = CLIP * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / CLIP)
+        texture = clip * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / clip)
         if guard and self.sex_directions is not None:  # after the clip, which would bend it back
             shape = _without(shape, self.sex_directions[0])
             texture = _without(texture, self.sex_directions[1])

@@ -245,7 +245,8 @@ class Synthesis:
         guard, away_min = self.settings.spread_sex_guard, self.settings.spread_away_min
         shape = self._space.deviation(key, shape_scale, away, guard=guard, away_min=away_min)[0]
         texture_away = away if self.settings.spread_texture_away else None
-        texture = self._space.deviation(key, texture_scale, texture_away, guard=guard, away_min=away_min)[1]
+        clip = self.settings.spread_texture_clip
+        texture = self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
         return shape, texture
 
     def _synthesize(

@@ -182,3 +182,21 @@ def test_the_away_threshold_sets_how_many_signs_the_patient_decides() -> None:
     decided = [int((_away(z, coordinates, m) != z).sum()) for m in (0.0, 0.5, 1.0, 1.5)]
     assert decided == sorted(decided, reverse=True) and decided[0] > decided[-1]
     assert np.array_equal(np.abs(_away(z, coordinates, 1.0)), np.abs(z))  # only signs change
+
+
+def test_the_texture_steps_soft_limit_is_a_setting() -> None:
+    """``spread_texture_clip``: the texture step is soft-clipped to this many 8-bit levels (the module's 14
+    by default); a lower limit keeps a strong step's shading patches fainter, the shape step unchanged."""
+    from anonymizer.engines.surrogate_spread import CLIP, FaceSpace
+
+    space = FaceSpace(
+        np.ones((12, 68, 2), np.float32),
+        np.full((12, 4, 4), 10.0, np.float32),
+        {"": (np.zeros((68, 2), np.float32), np.zeros((4, 4), np.float32))},
+        1.0,
+    )
+    shape, texture = space.deviation(3, 5.0)
+    soft_shape, soft = space.deviation(3, 5.0, clip=7.0)
+    assert 7.0 < np.abs(texture).max() < CLIP and np.abs(soft).max() < 7.0
+    assert np.array_equal(shape, soft_shape) and np.array_equal(np.sign(texture), np.sign(soft))
+    assert SurrogateSettings().spread_texture_clip == CLIP
