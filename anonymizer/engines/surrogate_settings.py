@@ -241,17 +241,18 @@ class SurrogateSettings:
     # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
     # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
     # outputs bit-identical; () = the base values.
-    # Nothing kept (issue-11z3): the keyed texture spread at one person's deviation, dropped for the later
-    # donor sets of a patient whose outputs read as the other sex. Draw A's colliding pairs (004 / 017, two
-    # men of one fold) share 6 of 7 donors (the tier's whole pool of their sex and tone), and the shape
-    # step alone leaves them 0.56-0.57 apart; the texture step alone (11nm) cleared draw A but turned draw
-    # B's 019 (a woman) towards the men. eval_pixels --settings nothing --privacy-only, draw A · draw B,
-    # main -> on: collisions 2.7 · 0.9 -> 0.9 · 0.0 %, linkage r5 18.8 · 0.0 -> 12.5 · 18.8 %, sex kept
-    # 100 · 93.8 % kept, donor leak 0 · 12.5 -> 0 · 0 %, rungs 90 · 139 -> 79 · 134; full draw A: dlib
-    # box 0.919 kept (docs/face-engine.md, issue-11z3).
+    # Nothing kept (issue-11z3): the keyed texture spread at one person's deviation, soft-clipped to 7
+    # levels, and dropped for the later donor sets of a patient whose outputs read as the other sex. Draw
+    # A's colliding pairs (004 / 017, two men of one fold) share 6 of 7 donors (the tier's whole pool of
+    # their sex and tone); the texture step alone (11nm) cleared draw A but turned draw B's 019 (a woman)
+    # towards the men, and at its full 14 levels it left uneven light and dark patches (004, 025).
+    # eval_pixels --settings nothing --privacy-only, draw A · draw B, main -> on: collisions 2.7 · 0.9 ->
+    # 0.9 · 0.0 %, linkage r5 18.8 · 0.0 -> 12.5 · 18.8 %, sex kept 100 · 93.8 % kept, donor leak 0 ·
+    # 12.5 -> 0 · 6.2 %, rungs 90 · 139 -> 90 · 137 (docs/face-engine.md, issue-11z3).
     nothing_kept: tuple[tuple[str, object], ...] = (
         ("spread_texture", 1.0),
         ("spread_texture_after_sex_miss", 0.0),
+        ("spread_texture_clip", 7.0),
     )
     mouth_kept: tuple[tuple[str, object], ...] = ()
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
