@@ -64,6 +64,11 @@ class SurrogateSettings:
     # 68-point fit brings the brows down onto the eyes (above), and the brow bar is what dlib's HOG box takes
     # for the face's top edge.
     brow_height: float = 0.0
+    # Each synthetic eye at least this share as open as the patient's (surrogate_target.keep_eye_opening;
+    # 0 = off): a narrower eye's lids move apart across the corner line, the corners (the eye's place,
+    # width and tilt) stay. How open the eyes are is expression; the shape caricature of the strong rungs
+    # (×2.8-3) narrowed some eyes to slits that read as dark, heavy sockets (London-set 008, mouth kept).
+    eye_opening: float = 0.0
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -178,6 +183,12 @@ class SurrogateSettings:
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
+    # Further keyed shape steps of the patient (0 = off), tried in keyed order on a rung whose outputs read
+    # as the other sex (after the sex rescue below): the first step whose remade rung keeps the sex replaces
+    # the group's for the rest of the donor set. The shape step is what carried London-set 013 (a woman,
+    # mouth kept) to the men, and without it she became a donor look-alike (issue-11nm); the step's guard
+    # removes only the bank's landmark sex direction, not what a descriptor reads on the synthetic face.
+    spread_shape_variants: int = 0
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = True

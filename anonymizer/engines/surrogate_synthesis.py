@@ -47,6 +47,7 @@ from anonymizer.engines.surrogate_target import (
     _target_shape,
     _without_folds,
     keep_brow_height,
+    keep_eye_opening,
     outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
@@ -227,15 +228,17 @@ class Synthesis:
         self,
         identity_seed: int,
         patient: tuple[np.ndarray, np.ndarray, str] | None = None,
+        variant: int = 0,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The patient's keyed deviation (shape, texture lightness) in the bank's face space, or None.
-        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them."""
+        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them.
+        ``variant`` > 0: one of the patient's further keyed steps (``_shape_variants``)."""
         shape_scale, texture_scale = self.settings.spread_shape, self.settings.spread_texture
         if shape_scale <= 0 and texture_scale <= 0:
             return None
         self._face_space()
         assert self._space is not None
-        key, away = spread_key(identity_seed), None
+        key, away = spread_key(identity_seed, variant), None
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
             away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
@@ -246,6 +249,17 @@ class Synthesis:
         shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
         texture_away = away if self.settings.spread_texture_away else None
         return shape, self._space.deviation(key, texture_scale, texture_away, guard=guard)[1]
+
+    def _shape_variants(
+        self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]
+    ) -> tuple[np.ndarray, ...]:
+        """The patient's further keyed shape steps (settings.spread_shape_variants), in keyed order: a rung
+        whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``)."""
+        count = self.settings.spread_shape_variants
+        if count <= 0 or self.settings.spread_shape <= 0:
+            return ()
+        steps = (self._spread(identity_seed, patient, variant) for variant in range(1, count + 1))
+        return tuple(step[0] for step in steps if step is not None)
 
     def _synthesize(
         self,
@@ -286,6 +300,7 @@ class Synthesis:
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
+        target = keep_eye_opening(target, face.landmarks, self.settings.eye_opening)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
