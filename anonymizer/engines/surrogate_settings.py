@@ -247,7 +247,10 @@ class SurrogateSettings:
     # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
     # outputs bit-identical; () = the base values.
     nothing_kept: tuple[tuple[str, object], ...] = ()
-    mouth_kept: tuple[tuple[str, object], ...] = ()
+    # Mouth kept (issue-11m3): the eyes at least 0.85 × as open as the patient's (the caricature of the
+    # strong rungs narrowed them to dark slits) and 4 further keyed shape steps for a rung read as the other
+    # sex (013, a woman, read as a man); measured in docs/face-engine.md, issue-11m3.
+    mouth_kept: tuple[tuple[str, object], ...] = (("eye_opening", 0.85), ("spread_shape_variants", 4))
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

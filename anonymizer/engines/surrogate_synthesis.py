@@ -46,6 +46,7 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    folded,
     keep_brow_height,
     keep_eye_opening,
     outline_floor,
@@ -300,12 +301,13 @@ class Synthesis:
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
-        target = keep_eye_opening(target, face.landmarks, self.settings.eye_opening)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
+        if self.settings.eye_opening > 0:  # on the unfolded target: the unfolding narrowed the eyes again
+            target = self._opened(target, face.landmarks, tris)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -321,6 +323,15 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, peers.coloured, peers.blend_sides), target
+
+    def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
+        folds a warp triangle that was not folded before (unfolding again would pull the whole face back
+        towards the patient; a kept mouth's inner lips are folded against the bank's closed reference)."""
+        opened = keep_eye_opening(target, patient, self.settings.eye_opening)
+        size, reference = self.bank.crop_size, self.bank.reference
+        new = folded(opened, reference, tris, size) & ~folded(target, reference, tris, size)
+        return target if new.any() else opened
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength

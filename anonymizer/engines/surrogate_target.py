@@ -90,6 +90,13 @@ def _without_folds(
     return target.astype(np.float32)
 
 
+def folded(target: np.ndarray, reference: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
+    """(T,) bool: the warp triangles that fold over or collapse (``_without_folds``' test) on ``target``."""
+    reference = _signed_areas(extended(reference, size), tris)
+    areas = _signed_areas(extended(target, size), tris)
+    return ~(areas * np.sign(reference) > 0.15 * np.abs(reference))
+
+
 def _signed_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
     a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
@@ -166,10 +173,17 @@ def keep_eye_opening(target: np.ndarray, patient: np.ndarray, floor: float) -> n
             continue
         corner, across = target[first], target[first + 3] - target[first]
         normal = np.array([-across[1], across[0]]) / max(float(across @ across), 1e-9)
+        moves = {}
         for lid in EYE_LIDS:
             offset = float((target[first + lid] - corner) @ normal)  # in eye widths
-            target[first + lid] += (want / have - 1.0) * offset * np.array([-across[1], across[0]])
+            moves[lid] = (want / have - 1.0) * offset * np.array([-across[1], across[0]])
+            target[first + lid] += moves[lid]
+        # the brow above moves with the upper lid, so the lid does not fold into it
+        target[EYE_BROWS[first]] += (moves[1] + moves[2]) / 2
     return target.astype(np.float32)
+
+
+EYE_BROWS = {36: list(range(17, 22)), 42: list(range(22, 27))}  # each eye's brow (dlib's 68 points)
 
 
 def _opening(eye: np.ndarray) -> float:
