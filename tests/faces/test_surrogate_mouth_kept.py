@@ -25,17 +25,22 @@ def _face(right: np.ndarray, left: np.ndarray) -> np.ndarray:
 
 def test_a_narrowed_eye_opens_to_the_floor_and_keeps_its_corners() -> None:
     """An eye less open than ``floor`` × the patient's (in units of its own width) opens to exactly that,
-    its corners (place, width, tilt) and every other point unchanged; an eye open enough (here: a larger
-    eye of the same proportions) and a floor of 0 leave the target as it was."""
+    its corners (place, width, tilt) unchanged and its brow moved with its upper lid (the lid must not fold
+    into it); an eye open enough (here: a larger eye of the same proportions), its brow, every other point
+    and a floor of 0 leave the target as it was."""
     patient = _face(OPEN, OPEN)
     slit = np.array([[0, 0], [3, -0.5], [7, -0.5], [10, 0], [7, 0.5], [3, 0.5]]) * 1.2 + [2.0, 1.0]
     target = _face(slit, 1.1 * OPEN)
     target[:36] = np.random.default_rng(0).standard_normal((36, 2))
     out = keep_eye_opening(target, patient, 0.9)
     assert _opening(target[36:42]) < 0.2 and abs(_opening(out[36:42]) - 0.9 * 0.4) < 1e-6
-    assert np.allclose(out[[36, 39]], target[[36, 39]])  # the corners stay
-    keep = [i for i in range(68) if i not in (37, 38, 40, 41)]
-    assert np.allclose(out[keep], target[keep])  # the other eye (open enough) and the rest stay
+    assert np.allclose(out[[36, 39]], target[[36, 39]], atol=1e-5)  # the corners stay
+    lifted = (out[[37, 38]] - target[[37, 38]]).mean(0)
+    # the brow goes up with the lid
+    assert lifted[1] < 0 and np.allclose(out[17:22] - target[17:22], lifted, atol=1e-5)
+    keep = [i for i in range(68) if i not in (17, 18, 19, 20, 21, 37, 38, 40, 41)]
+    # the other eye (open enough), its brow and the rest stay
+    assert np.allclose(out[keep], target[keep], atol=1e-5)
     assert np.array_equal(keep_eye_opening(target, patient, 0.0), target)
 
 
