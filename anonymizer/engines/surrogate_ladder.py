@@ -366,7 +366,8 @@ class Ladder(Synthesis):
         lost a photo and linkage rose (docs/face-engine.md). Here the choice is the one made without it."""
         brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
-        if chosen.remake is None or not (colour or brows):
+        eyes = self.settings.eye_finish and self.settings.eye_opening > 0
+        if chosen.remake is None or not (colour or brows or eyes):
             return chosen
         prepared, strength, repel = chosen.remake
         made = [

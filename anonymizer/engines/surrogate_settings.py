@@ -69,6 +69,10 @@ class SurrogateSettings:
     # width and tilt) stay. How open the eyes are is expression; the shape caricature of the strong rungs
     # (×2.8-3) narrowed some eyes to slits that read as dark, heavy sockets (London-set 008, mouth kept).
     eye_opening: float = 0.0
+    # the eyes opened only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept when
+    # the group's self-check is no worse), so the choice of rung and donor set stays the one made without:
+    # opened on every rung, draw B's 019 and 030 (mouth kept) came out one person (0.53-0.59)
+    eye_finish: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).

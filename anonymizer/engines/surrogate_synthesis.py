@@ -306,7 +306,8 @@ class Synthesis:
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
-        if self.settings.eye_opening > 0:  # on the unfolded target: the unfolding narrowed the eyes again
+        opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
+        if opening:  # on the unfolded target: the unfolding narrowed the eyes again
             target = self._opened(target, face.landmarks, tris)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
