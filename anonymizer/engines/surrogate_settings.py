@@ -251,10 +251,18 @@ class SurrogateSettings:
     # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
     # outputs bit-identical; () = the base values.
     nothing_kept: tuple[tuple[str, object], ...] = ()
-    # Mouth kept (issue-11m3): the eyes at least 0.85 × as open as the patient's (the caricature of the
-    # strong rungs narrowed them to dark slits) and 4 further keyed shape steps for a rung read as the other
-    # sex (013, a woman, read as a man); measured in docs/face-engine.md, issue-11m3.
-    mouth_kept: tuple[tuple[str, object], ...] = (("eye_opening", 0.85), ("spread_shape_variants", 4))
+    # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
+    # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
+    # read as the other sex (London-set 013, a woman, read as a man). eval_pixels --settings mouth, draw A ·
+    # draw B, main -> on: sex kept 87.5 · 93.8 -> 100 · 93.8 % (B: the bench's probe misreading 024), r5
+    # 6.2 · 25.0 -> 18.8 · 12.5 % (A: 013 keeps her sex nearer to herself), collisions 0 · 0 kept, dlib box
+    # (A) 0.949 -> 0.950. The eyes opened on every rung (not only in the finish) made 008 lighter and
+    # open-eyed but put draw B's 019 and 030 together (collisions 3.6 %); docs/face-engine.md, issue-11m3.
+    mouth_kept: tuple[tuple[str, object], ...] = (
+        ("eye_opening", 0.85),
+        ("eye_finish", True),
+        ("spread_shape_variants", 4),
+    )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

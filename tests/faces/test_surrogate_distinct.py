@@ -92,7 +92,7 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
 
     bank = load_bank(wide_donor_bank)
     base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1, region_kept=())
-    base = replace(base, eyes_kept=())  # one sibling for both regions
+    base = replace(base, eyes_kept=(), mouth_kept=())  # one sibling for both regions; none for the mouth
     levers = replace(base, spread_texture=5.0, region_kept=(("spread_texture", 0.0),))
     engine = SurrogateEngine(levers, bank)
     assert engine._for_regions(()) is engine and engine._for_regions((Region.MOUTH,)) is engine
@@ -119,6 +119,7 @@ def test_nose_kept_and_eyes_kept_apply_only_with_their_region(wide_donor_bank: P
 
     settings = SurrogateSettings(
         region_kept=(("spread_texture", 0.0),),
+        mouth_kept=(),
         nose_kept=(("spread_texture", 2.0),),
         eyes_kept=(("sex_probe_margin", 0.7),),
     )
