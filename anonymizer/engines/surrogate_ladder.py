@@ -370,6 +370,8 @@ class Ladder(Synthesis):
         if chosen.remake is None or not (colour or brows or eyes):
             return chosen
         prepared, strength, repel = chosen.remake
+        if not (colour or brows) and not any(i.narrowed.get(strength, True) for i in prepared):
+            return chosen  # no eye of the chosen rung is narrower than the floor: the finish changes nothing
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
             for face, ingredients in zip(faces, prepared, strict=True)

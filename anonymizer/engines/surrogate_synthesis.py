@@ -83,6 +83,9 @@ class Ingredients:
     peers: _PeerBase
     shape: np.ndarray  # (68, 2) mean landmarks of those photos
     detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+    # per rung (Strength) made from these: whether settings.eye_opening would open an eye of its target (with
+    # eye_finish: the finish is made only where it would change something)
+    narrowed: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,9 @@ class Synthesis:
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
         if opening:  # on the unfolded target: the unfolding narrowed the eyes again
             target = self._opened(target, face.landmarks, tris)
+        elif self.settings.eye_opening > 0:  # eye_finish: would the finish open an eye of this rung?
+            opened = self._opened(target, face.landmarks, tris)
+            ingredients.narrowed[strength] = not np.array_equal(opened, target)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
