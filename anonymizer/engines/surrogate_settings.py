@@ -187,11 +187,12 @@ class SurrogateSettings:
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
-    # Further keyed shape steps of the patient (0 = off), tried in keyed order on a rung whose outputs read
-    # as the other sex (after the sex rescue below): the first step whose remade rung keeps the sex replaces
-    # the group's for the rest of the donor set. The shape step is what carried London-set 013 (a woman,
-    # mouth kept) to the men, and without it she became a donor look-alike (issue-11nm); the step's guard
-    # removes only the bank's landmark sex direction, not what a descriptor reads on the synthetic face.
+    # Further keyed shape steps of the patient (0 = off), each tried on a rung whose outputs read as the
+    # other sex (after the sex rescue below): of the remade rungs that keep the sex, the best in the
+    # self-check replaces the rung, and its step the group's for the rest of the donor set. The shape step
+    # is what carried London-set 013 (a woman, mouth kept) to the men, and without it she became a donor
+    # look-alike (issue-11nm); the step's guard removes only the bank's landmark sex direction, not what a
+    # descriptor reads on the synthetic face.
     spread_shape_variants: int = 0
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
