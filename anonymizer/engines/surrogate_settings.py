@@ -64,6 +64,15 @@ class SurrogateSettings:
     # 68-point fit brings the brows down onto the eyes (above), and the brow bar is what dlib's HOG box takes
     # for the face's top edge.
     brow_height: float = 0.0
+    # Each synthetic eye at least this share as open as the patient's (surrogate_target.keep_eye_opening;
+    # 0 = off): a narrower eye's lids move apart across the corner line, the corners (the eye's place,
+    # width and tilt) stay. How open the eyes are is expression; the shape caricature of the strong rungs
+    # (×2.8-3) narrowed some eyes to slits that read as dark, heavy sockets (London-set 008, mouth kept).
+    eye_opening: float = 0.0
+    # the eyes opened only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept when
+    # the group's self-check is no worse), so the choice of rung and donor set stays the one made without:
+    # opened on every rung, draw B's 019 and 030 (mouth kept) came out one person (0.53-0.59)
+    eye_finish: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -184,6 +193,13 @@ class SurrogateSettings:
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
+    # Further keyed shape steps of the patient (0 = off), each tried on a rung whose outputs read as the
+    # other sex (after the sex rescue below): of the remade rungs that keep the sex, the best in the
+    # self-check replaces the rung, and its step the group's for the rest of the donor set. The shape step
+    # is what carried London-set 013 (a woman, mouth kept) to the men, and without it she became a donor
+    # look-alike (issue-11nm); the step's guard removes only the bank's landmark sex direction, not what a
+    # descriptor reads on the synthetic face.
+    spread_shape_variants: int = 0
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = True
@@ -238,9 +254,9 @@ class SurrogateSettings:
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
     eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
-    # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
-    # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
-    # outputs bit-identical; () = the base values.
+    # Applied with nothing kept (``nothing_kept``) or with the mouth alone kept (``mouth_kept``; with the
+    # nose or eyes kept too, their values alone), so that work on one setting leaves the others' outputs
+    # bit-identical; () = the base values.
     # Nothing kept (issue-11z3): the keyed texture spread at one person's deviation, soft-clipped to 7
     # levels, and dropped for the later donor sets of a patient whose outputs read as the other sex. Draw
     # A's colliding pairs (004 / 017, two men of one fold) share 6 of 7 donors (the tier's whole pool of
@@ -254,7 +270,18 @@ class SurrogateSettings:
         ("spread_texture_after_sex_miss", 0.0),
         ("spread_texture_clip", 7.0),
     )
-    mouth_kept: tuple[tuple[str, object], ...] = ()
+    # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
+    # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
+    # read as the other sex (London-set 013, a woman, read as a man). eval_pixels --settings mouth, draw A ·
+    # draw B, main -> on: sex kept 87.5 · 93.8 -> 100 · 93.8 % (B: the bench's probe misreading 024), r5
+    # 6.2 · 25.0 -> 18.8 · 12.5 % (A: 013 keeps her sex nearer to herself), collisions 0 · 0 kept, dlib box
+    # (A) 0.949 -> 0.950. The eyes opened on every rung (not only in the finish) made 008 lighter and
+    # open-eyed but put draw B's 019 and 030 together (collisions 3.6 %); docs/face-engine.md, issue-11m3.
+    mouth_kept: tuple[tuple[str, object], ...] = (
+        ("eye_opening", 0.85),
+        ("eye_finish", True),
+        ("spread_shape_variants", 4),
+    )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

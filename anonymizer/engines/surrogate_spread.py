@@ -119,10 +119,12 @@ class FaceSpace:
         return shape.astype(np.float32), texture.astype(np.float32)
 
 
-def spread_key(identity_seed: int) -> int:
+def spread_key(identity_seed: int, variant: int = 0) -> int:
     """The spread's key: the patient's identity seed alone (not the donor set), so re-drawn donor sets keep
-    the same direction and a patient's photos, now or later, stay one person."""
-    digest = hashlib.sha256(f"surrogate-spread|{identity_seed}".encode()).digest()
+    the same direction and a patient's photos, now or later, stay one person. ``variant`` > 0: the
+    patient's further keyed steps (settings.spread_shape_variants), tried in this order."""
+    tail = f"|{variant}" if variant else ""
+    digest = hashlib.sha256(f"surrogate-spread|{identity_seed}{tail}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 

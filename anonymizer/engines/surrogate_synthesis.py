@@ -46,7 +46,9 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    folded,
     keep_brow_height,
+    keep_eye_opening,
     outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
@@ -81,6 +83,9 @@ class Ingredients:
     peers: _PeerBase
     shape: np.ndarray  # (68, 2) mean landmarks of those photos
     detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+    # per rung (Strength) made from these: whether settings.eye_opening would open an eye of its target (with
+    # eye_finish: the finish is made only where it would change something)
+    narrowed: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -227,15 +232,17 @@ class Synthesis:
         self,
         identity_seed: int,
         patient: tuple[np.ndarray, np.ndarray, str] | None = None,
+        variant: int = 0,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The patient's keyed deviation (shape, texture lightness) in the bank's face space, or None.
-        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them."""
+        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them.
+        ``variant`` > 0: one of the patient's further keyed steps (``_shape_variants``)."""
         shape_scale, texture_scale = self.settings.spread_shape, self.settings.spread_texture
         if shape_scale <= 0 and texture_scale <= 0:
             return None
         self._face_space()
         assert self._space is not None
-        key, away = spread_key(identity_seed), None
+        key, away = spread_key(identity_seed, variant), None
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
             away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
@@ -248,6 +255,17 @@ class Synthesis:
         clip = self.settings.spread_texture_clip
         texture = self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
         return shape, texture
+
+    def _shape_variants(
+        self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]
+    ) -> tuple[np.ndarray, ...]:
+        """The patient's further keyed shape steps (settings.spread_shape_variants), in keyed order: a rung
+        whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``)."""
+        count = self.settings.spread_shape_variants
+        if count <= 0 or self.settings.spread_shape <= 0:
+            return ()
+        steps = (self._spread(identity_seed, patient, variant) for variant in range(1, count + 1))
+        return tuple(step[0] for step in steps if step is not None)
 
     def _synthesize(
         self,
@@ -293,6 +311,12 @@ class Synthesis:
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
+        opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
+        if opening:  # on the unfolded target: the unfolding narrowed the eyes again
+            target = self._opened(target, face.landmarks, tris)
+        elif self.settings.eye_opening > 0:  # eye_finish: would the finish open an eye of this rung?
+            opened = self._opened(target, face.landmarks, tris)
+            ingredients.narrowed[strength] = not np.array_equal(opened, target)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -308,6 +332,15 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, peers.coloured, peers.blend_sides), target
+
+    def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
+        folds a warp triangle that was not folded before (unfolding again would pull the whole face back
+        towards the patient; a kept mouth's inner lips are folded against the bank's closed reference)."""
+        opened = keep_eye_opening(target, patient, self.settings.eye_opening)
+        size, reference = self.bank.crop_size, self.bank.reference
+        new = folded(opened, reference, tris, size) & ~folded(target, reference, tris, size)
+        return target if new.any() else opened
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
