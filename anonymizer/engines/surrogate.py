@@ -127,8 +127,9 @@ class SurrogateEngine(Ladder):
     def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
         """The engine to use with ``preserve`` kept: when a per-setting override applies (``nothing_kept``,
         ``mouth_kept`` for the mouth alone, or with the nose or the eyes kept ``region_kept`` and then
-        ``nose_kept`` / ``eyes_kept``), a sibling engine (same bank) with those values, made once per set of values and again
-        only when this engine's settings were replaced (tests and benches assign ``settings``)."""
+        ``nose_kept`` / ``eyes_kept``), a sibling engine (same bank) with those values, made once per set of
+        values and again only when this engine's settings were replaced (tests and benches assign
+        ``settings``)."""
         overrides = self._region_overrides(preserve)
         if not overrides:
             return self
