@@ -68,6 +68,7 @@ def test_shape_steps_that_keep_no_sex_leave_the_outputs_as_they_were(
         sex_reader="centroids",
         self_check_sex_margin=100.0,
         sex_miss_anti=1.0,
+        nothing_kept=(),  # the engine itself, not the nothing-kept sibling
     )
     engine = SurrogateEngine(replace(plain, spread_shape_variants=3), bank)
     records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
