@@ -27,6 +27,12 @@ class SurrogateSettings:
     # the target's coordinates along the bank's k main expression directions follow the patient's
     # (surrogate_shape.py); 0 = off
     expression_modes: int = 2
+    # A patient whose inner lips are at least this far apart (÷ inter-ocular distance; donors.expression's
+    # opening) gets the synthetic mouth's interior from the donor photo of the set whose mouth is the most
+    # open (surrogate_mouth.py; 0 = off): the bank's reference shape squashes every donor's teeth into a slit
+    # a few pixels high, the mix averages them with closed lips, and the warp out to a smile stretched that
+    # into a pink blob with no teeth (008_08, eyes kept).
+    mouth_interior: float = 0.0
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out
@@ -263,6 +269,11 @@ class SurrogateSettings:
     # (0.65) ranks before one with more real faces nearer but within it, which fails for sure (draw B's 030,
     # nose kept: its fallback was a donor look-alike 0.643 from the patient).
     best_over_threshold: bool = False
+    # When no rung of any set passes, the rung handed to verification is chosen among the failing rungs that
+    # score as the best one on all but the distance to the patient and lie at most this much (dlib) nearer
+    # to the patient than it, by a direction of the descriptor space keyed to the patient
+    # (surrogate_fallback.py; 0 = off): two patients sharing their donors no longer land on one place.
+    fallback_keyed: float = 0.0
     # Kept nose (issue-11n; each reached only with the nose kept). With the nose kept, the eyes, brows and
     # mouth carry the identity that is left: on draw B's 025 (verification's 0.641), putting the output's
     # brows or eyes into her original moved it 0.40 from her, the mouth 0.25, the outline, cheeks or

@@ -1,0 +1,49 @@
+"""The synthetic mouth's interior (teeth) when the patient's mouth is open (settings.mouth_interior).
+
+Donor textures live in the bank's reference shape, whose inner lips are a few pixels apart (the mean of
+neutral and smiling photos): a donor's teeth are squashed into that slit, and the donor mix averages them
+with the closed lips of most donors into a pink line. Warped out to a smiling patient's open mouth, the line
+stretches into a pink blob with no teeth. Here the slit and the inner lip edges come from ONE donor photo of
+the set, the one whose mouth is the most open, so the stretched interior shows that donor's teeth. Never from
+the patient: teeth are taken from a consented donor as the skin detail is (surrogate_texture._with_detail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import DonorPhoto
+from anonymizer.faces.regions import interocular
+
+INNER_LIPS = list(range(60, 68))
+
+
+def open_donor(donors: Sequence[Sequence[DonorPhoto]], least: float) -> DonorPhoto | None:
+    """The photo of the set's donors whose inner lips are the farthest apart, when at least ``least``
+    (÷ inter-ocular distance; ``DonorPhoto.expression``'s opening); None when no donor's mouth is open."""
+    photos = [p for photos in donors for p in photos]
+    best = max(photos, key=lambda p: float(p.expression[0]), default=None)
+    if best is None or float(best.expression[0]) < least:
+        return None
+    return best
+
+
+def interior_weight(reference: np.ndarray, size: int) -> np.ndarray:
+    """(S, S, 1) float32 weight of the mouth's interior in the bank's reference shape: the inner-lip
+    polygon, grown to take the inner lip edges and feathered so that the donor's teeth meet the mix's lips
+    without an edge."""
+    iod = interocular(reference)
+    inside = np.zeros((size, size), np.float32)
+    cv2.fillPoly(inside, [np.round(reference[INNER_LIPS]).astype(np.int32)], 1.0)
+    grow = int(0.06 * iod) | 1
+    inside = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    return cv2.GaussianBlur(inside, (0, 0), 0.02 * iod)[..., None]
+
+
+def with_interior(average: np.ndarray, interior: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``average`` (S, S, 3 float32) with the mouth's interior taken from ``interior`` (one donor's
+    texture in the same tone) by ``weight``."""
+    return (average + weight * (np.asarray(interior, np.float32) - average)).astype(np.float32)
