@@ -27,7 +27,6 @@ import numpy as np
 from anonymizer.donors import DonorBank, DonorBankError, cached_bank
 from anonymizer.engines.base import AlignedFace, register
 from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
-from anonymizer.engines.surrogate_fallback import keyed_fallback
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
@@ -79,7 +78,6 @@ class SurrogateEngine(Ladder):
         self.last_level = 0
         self.last_reference: list[np.ndarray] = []  # per identity (n, 128): the linkage test's population
         self.trace: list[tuple] = []  # last group: (attempt, tier, level, away, closer, donor) per rung tried
-        self.fallbacks: list[_Attempt] = []  # during a call: failing rungs likely to verify (fallback_keyed)
         self._anti: np.ndarray | None = None
         self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
@@ -191,7 +189,7 @@ class SurrogateEngine(Ladder):
             population_rank=self._group_aim(preserve),
         )
         best: _Attempt | None = None
-        self.trace, self.fallbacks = [], []
+        self.trace = []
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
@@ -221,9 +219,6 @@ class SurrogateEngine(Ladder):
                 break
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
-        if not best.passed:
-            best = keyed_fallback(best, self.fallbacks, identity_seed, self.settings.fallback_keyed)
-        self.fallbacks = []  # their crops: not kept past the call
         best = self._finished(best, faces, common, preserve)
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
         self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)

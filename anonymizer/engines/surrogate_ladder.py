@@ -68,7 +68,6 @@ class _Attempt:
     split: bool = False  # far from the patient but the group's outputs are two people
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
-    outs: np.ndarray | None = None  # (faces, 128) the outputs' descriptors (settings.fallback_keyed only)
 
     @property
     def lost_sex(self) -> bool:
@@ -101,13 +100,6 @@ def _reseed(seed: int, attempt: int) -> int:
 
 
 
-def _outputs(checks: Sequence[_Check]) -> np.ndarray | None:
-    """(faces, 128) the outputs' descriptors of one rung, None when a face has none."""
-    if any(c.out is None for c in checks):
-        return None
-    return np.stack([c.out for c in checks])
-
-
 def _kept_sex(checks: Sequence[_Check], sex: str) -> bool:
     """Whether every output is of the patient's sex (unknown on either side: not held against the rung)."""
     return all(not c.sex or not sex or c.sex == sex for c in checks)
@@ -117,7 +109,6 @@ class Ladder(Synthesis):
     """The rung ladder and group self-check half of SurrogateEngine."""
 
     trace: list[tuple]
-    fallbacks: list[_Attempt]  # last group: failing rungs likely to verify (settings.fallback_keyed)
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
     _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
 
@@ -212,8 +203,6 @@ class Ladder(Synthesis):
             current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split, remake)
             if passed:
                 return current
-            if self.settings.fallback_keyed > 0 and score[1] >= 1:  # likely to verify: a keyed candidate
-                self.fallbacks.append(replace(current, outs=_outputs(checks)))
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
             best = max(best, current, key=lambda a: a.score)
             for c in checks:

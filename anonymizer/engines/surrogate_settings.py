@@ -241,7 +241,18 @@ class SurrogateSettings:
     # changed (001, a light-skinned woman, and 027 on draw B) came out far darker than the patient, blotchy,
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
-    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
+    # The smile (issue-11e3): the expression transfer opened the free mouth far beyond the patient's (008:
+    # 20 px on a closed neutral mouth, 32 against 12 px on his smile) and the shape-free texture has only a
+    # slit there, so smiles became a pink blob without teeth. mouth_opening 0.02 caps the inner lips at the
+    # patient's opening, mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor
+    # photo (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on:
+    # linkage r5 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 ->
+    # 4.5 · 0 %, sex kept 100 · 93.8 % as before (docs/face-engine.md, issue-11e3).
+    eyes_kept: tuple[tuple[str, object], ...] = (
+        ("population_rank", 5),
+        ("mouth_opening", 0.02),
+        ("mouth_interior", 0.06),
+    )
     # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
     # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
     # outputs bit-identical; () = the base values.
@@ -273,11 +284,6 @@ class SurrogateSettings:
     # (0.65) ranks before one with more real faces nearer but within it, which fails for sure (draw B's 030,
     # nose kept: its fallback was a donor look-alike 0.643 from the patient).
     best_over_threshold: bool = False
-    # When no rung of any set passes, the rung handed to verification is chosen among the failing rungs that
-    # score as the best one on all but the distance to the patient and lie at most this much (dlib) nearer
-    # to the patient than it, by a direction of the descriptor space keyed to the patient
-    # (surrogate_fallback.py; 0 = off): two patients sharing their donors no longer land on one place.
-    fallback_keyed: float = 0.0
     # Kept nose (issue-11n; each reached only with the nose kept). With the nose kept, the eyes, brows and
     # mouth carry the identity that is left: on draw B's 025 (verification's 0.641), putting the output's
     # brows or eyes into her original moved it 0.40 from her, the mouth 0.25, the outline, cheeks or
