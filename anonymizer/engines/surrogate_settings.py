@@ -247,7 +247,9 @@ class SurrogateSettings:
     # patient's opening, mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor
     # photo (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on:
     # linkage r5 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 ->
-    # 4.5 · 0 %, sex kept 100 · 93.8 % as before (docs/face-engine.md, issue-11e3).
+    # 4.5 · 0 %, sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 81.2 % (the cap keeps
+    # the transfer's width: 001_03 and 013_03 read as closed-lip smiles, 017_08 as neutral), dlib box 0.900
+    # (docs/face-engine.md, issue-11e3).
     eyes_kept: tuple[tuple[str, object], ...] = (
         ("population_rank", 5),
         ("mouth_opening", 0.02),
