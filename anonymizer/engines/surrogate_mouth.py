@@ -53,6 +53,27 @@ def open_donor(donors: Sequence[Sequence[DonorPhoto]], least: float) -> DonorPho
     return best
 
 
+def cap_width(target: np.ndarray, patient: np.ndarray, slack: float) -> np.ndarray:
+    """``target`` with its mouth (points 48-67) no wider (corners 48 and 54, in inter-ocular units of each
+    shape) than the patient's plus ``slack``: squeezed along the line of its corners about its centre. The
+    expression transfer widens the free mouth past the patient's (008: 144 px against his 124), and with
+    its opening capped a wide closed mouth reads as a closed-lip smile (001_03, 013_03, eyes kept)."""
+    target = np.asarray(target, np.float64).copy()
+    patient = np.asarray(patient, np.float64)
+    scale = interocular(target) / max(interocular(patient), 1e-9)
+    allowed = float(np.linalg.norm(patient[54] - patient[48])) * scale + slack * interocular(target)
+    across = target[54] - target[48]
+    width = float(np.linalg.norm(across))
+    if width <= allowed:
+        return target.astype(np.float32)
+    axis = across / max(width, 1e-9)
+    mouth = list(range(48, 68))
+    centre = target[mouth].mean(0)
+    along = (target[mouth] - centre) @ axis
+    target[mouth] -= (1.0 - allowed / width) * along[:, None] * axis
+    return target.astype(np.float32)
+
+
 def interior_weight(reference: np.ndarray, size: int) -> np.ndarray:
     """(S, S, 1) float32 weight of the mouth's interior in the bank's reference shape: the inner-lip
     polygon, grown to take the inner lip edges and feathered so that the donor's teeth meet the mix's lips

@@ -37,6 +37,9 @@ class SurrogateSettings:
     # surrogate_mouth.cap_opening; negative = off): the expression transfer above opened 008's closed
     # neutral mouth 20 px and his smile 32 px against his 12 (eyes kept; nothing and nose kept alike).
     mouth_opening: float = -1.0
+    # The free mouth no wider than the patient's plus this much (× inter-ocular distance; surrogate_mouth.
+    # cap_width; negative = off): the transfer also widens it past the patient's (008: 144 against 124 px).
+    mouth_width: float = -1.0
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out

@@ -36,7 +36,13 @@ from anonymizer.engines.surrogate_colour import (
 )
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_identity import mix_lightness, mix_shape, neutral_lightness
-from anonymizer.engines.surrogate_mouth import cap_opening, interior_weight, open_donor, with_interior
+from anonymizer.engines.surrogate_mouth import (
+    cap_opening,
+    cap_width,
+    interior_weight,
+    open_donor,
+    with_interior,
+)
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
@@ -299,6 +305,8 @@ class Synthesis:
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
             target = cap_opening(target, face.landmarks, self.settings.mouth_opening)
+        if self.settings.mouth_width >= 0:  # no wider than the patient's (surrogate_mouth.py)
+            target = cap_width(target, face.landmarks, self.settings.mouth_width)
         target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
