@@ -16,6 +16,7 @@ from anonymizer.engines.surrogate_mouth import (
     LOWER_LIP,
     UPPER_LIP,
     cap_opening,
+    cap_width,
     interior_weight,
     open_donor,
     with_interior,
@@ -61,6 +62,23 @@ def test_the_synthetic_mouth_opens_no_wider_than_the_patients(bank_path: Path) -
     assert np.allclose(np.delete(capped, lips, 0), np.delete(target, lips, 0), atol=1e-3)
     closed = cap_opening(patient, patient, 0.02)
     assert np.allclose(closed, patient, atol=1e-3)  # no wider than the patient's: left as it is
+
+
+def test_the_synthetic_mouth_is_no_wider_than_the_patients(bank_path: Path) -> None:
+    patient = load_bank(bank_path).reference.astype(np.float64)
+    iod = interocular(patient)
+    target = patient.copy()
+    centre = target[48:68].mean(0)
+    target[48:68, 0] = centre[0] + 1.25 * (target[48:68, 0] - centre[0])  # the transfer's wide mouth
+    capped = cap_width(target, patient, 0.02).astype(np.float64)
+    width = np.linalg.norm(capped[54] - capped[48]) / interocular(capped)
+    assert width <= np.linalg.norm(patient[54] - patient[48]) / iod + 0.02 + 1e-4
+    assert np.allclose(capped[48:68].mean(0), centre, atol=1e-3)  # squeezed about its own centre
+    axis = (target[54] - target[48]) / np.linalg.norm(target[54] - target[48])
+    moved = capped[48:68] - target[48:68]
+    assert np.abs(moved[:, 0] * axis[1] - moved[:, 1] * axis[0]).max() < 1e-3  # along the corners' line
+    assert np.array_equal(capped[:48], target[:48].astype(np.float32))  # nothing else moves
+    assert np.allclose(cap_width(patient, patient, 0.02), patient, atol=1e-3)  # not wider: left alone
 
 
 def test_the_mouth_interior_is_on_only_with_the_eyes_kept(bank_path: Path) -> None:
