@@ -245,17 +245,18 @@ class SurrogateSettings:
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
     # The smile (issue-11e3): the expression transfer opened the free mouth far beyond the patient's (008:
-    # 20 px on a closed neutral mouth, 32 against 12 px on his smile) and the shape-free texture has only a
-    # slit there, so smiles became a pink blob without teeth. mouth_opening 0.02 caps the inner lips at the
-    # patient's opening, mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor
-    # photo (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on:
-    # linkage r5 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 ->
-    # 4.5 · 0 %, sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 81.2 % (the cap keeps
-    # the transfer's width: 001_03 and 013_03 read as closed-lip smiles, 017_08 as neutral), dlib box 0.900
-    # (docs/face-engine.md, issue-11e3).
+    # 20 px on a closed neutral mouth, 32 against 12 px on his smile) and widened it (144 against 124 px),
+    # and the shape-free texture has only a slit there, so smiles became a pink blob without teeth.
+    # mouth_opening 0.02 and mouth_width 0.02 cap the free mouth at the patient's opening and width,
+    # mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor photo
+    # (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on: linkage r5
+    # 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 -> 4.5 · 0 %,
+    # sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 87.5 % (013_03 reads as smiling,
+    # 017_08 as neutral), dlib box 0.900 (docs/face-engine.md, issue-11e3).
     eyes_kept: tuple[tuple[str, object], ...] = (
         ("population_rank", 5),
         ("mouth_opening", 0.02),
+        ("mouth_width", 0.02),
         ("mouth_interior", 0.06),
     )
     # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before

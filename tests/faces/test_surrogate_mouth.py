@@ -84,9 +84,10 @@ def test_the_synthetic_mouth_is_no_wider_than_the_patients(bank_path: Path) -> N
 def test_the_mouth_interior_is_on_only_with_the_eyes_kept(bank_path: Path) -> None:
     settings = SurrogateSettings()
     engine = SurrogateEngine(settings, load_bank(bank_path))
-    assert settings.mouth_interior == 0.0 and settings.mouth_opening < 0  # the base stays off
+    # the base stays off
+    assert settings.mouth_interior == 0.0 and settings.mouth_opening < 0 and settings.mouth_width < 0
     eyes = engine._for_regions((Region.EYES,)).settings
-    assert eyes.mouth_interior > 0 and eyes.mouth_opening >= 0
+    assert eyes.mouth_interior > 0 and eyes.mouth_opening >= 0 and eyes.mouth_width >= 0
     for preserve in ((), (Region.MOUTH,), (Region.NOSE,)):
         other = engine._for_regions(preserve).settings
-        assert other.mouth_interior == 0.0 and other.mouth_opening < 0
+        assert other.mouth_interior == 0.0 and other.mouth_opening < 0 and other.mouth_width < 0
