@@ -27,6 +27,19 @@ class SurrogateSettings:
     # the target's coordinates along the bank's k main expression directions follow the patient's
     # (surrogate_shape.py); 0 = off
     expression_modes: int = 2
+    # A patient whose inner lips are at least this far apart (÷ inter-ocular distance; donors.expression's
+    # opening) gets the synthetic mouth's interior from the donor photo of the set whose mouth is the most
+    # open (surrogate_mouth.py; 0 = off): the bank's reference shape squashes every donor's teeth into a slit
+    # a few pixels high, the mix averages them with closed lips, and the warp out to a smile stretched that
+    # into a pink blob with no teeth (008_08, eyes kept).
+    mouth_interior: float = 0.0
+    # The synthetic inner lips no farther apart than the patient's plus this much (× inter-ocular distance;
+    # surrogate_mouth.cap_opening; negative = off): the expression transfer above opened 008's closed
+    # neutral mouth 20 px and his smile 32 px against his 12 (eyes kept; nothing and nose kept alike).
+    mouth_opening: float = -1.0
+    # The free mouth no wider than the patient's plus this much (× inter-ocular distance; surrogate_mouth.
+    # cap_width; negative = off): the transfer also widens it past the patient's (008: 144 against 124 px).
+    mouth_width: float = -1.0
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out
@@ -253,7 +266,21 @@ class SurrogateSettings:
     # changed (001, a light-skinned woman, and 027 on draw B) came out far darker than the patient, blotchy,
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
-    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
+    # The smile (issue-11e3): the expression transfer opened the free mouth far beyond the patient's (008:
+    # 20 px on a closed neutral mouth, 32 against 12 px on his smile) and widened it (144 against 124 px),
+    # and the shape-free texture has only a slit there, so smiles became a pink blob without teeth.
+    # mouth_opening 0.02 and mouth_width 0.02 cap the free mouth at the patient's opening and width,
+    # mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor photo
+    # (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on: linkage r5
+    # 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 -> 4.5 · 0 %,
+    # sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 87.5 % (013_03 reads as smiling,
+    # 017_08 as neutral), dlib box 0.900 (docs/face-engine.md, issue-11e3).
+    eyes_kept: tuple[tuple[str, object], ...] = (
+        ("population_rank", 5),
+        ("mouth_opening", 0.02),
+        ("mouth_width", 0.02),
+        ("mouth_interior", 0.06),
+    )
     # Applied with nothing kept (``nothing_kept``) or with the mouth alone kept (``mouth_kept``; with the
     # nose or eyes kept too, their values alone), so that work on one setting leaves the others' outputs
     # bit-identical; () = the base values.

@@ -36,6 +36,13 @@ from anonymizer.engines.surrogate_colour import (
 )
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_identity import mix_lightness, mix_shape, neutral_lightness
+from anonymizer.engines.surrogate_mouth import (
+    cap_opening,
+    cap_width,
+    interior_weight,
+    open_donor,
+    with_interior,
+)
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
@@ -195,6 +202,8 @@ class Synthesis:
         if spread is not None:  # the patient's keyed point of the bank's face space (surrogate_spread.py)
             shape = shape + spread[0]
             average = average + spread[1][..., None]
+        if 0 < self.settings.mouth_interior <= want[0]:  # an open mouth: teeth from one donor
+            average = self._open_mouth(average, donors)
         return Ingredients(
             average=average,
             coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
@@ -202,6 +211,15 @@ class Synthesis:
             shape=shape,
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
+
+    def _open_mouth(self, average: np.ndarray, donors: list[list[DonorPhoto]]) -> np.ndarray:
+        """``average`` with the mouth's interior from the set's most open donor photo (surrogate_mouth.py),
+        unchanged when no donor's mouth is at least settings.mouth_interior open."""
+        photo = open_donor(donors, self.settings.mouth_interior)
+        if photo is None:
+            return average
+        weight = interior_weight(self.bank.reference, self.bank.crop_size)
+        return with_interior(average, self._common_tone(photo), weight)
 
     def _face_space(self) -> FaceSpace:
         """The bank's face space (surrogate_spread.FaceSpace), fitted on first use."""
@@ -305,6 +323,10 @@ class Synthesis:
             _donor_fit(self.settings.inner_fit, preserve),
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
+        if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
+            target = cap_opening(target, face.landmarks, self.settings.mouth_opening)
+        if self.settings.mouth_width >= 0:  # no wider than the patient's (surrogate_mouth.py)
+            target = cap_width(target, face.landmarks, self.settings.mouth_width)
         target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
