@@ -75,16 +75,18 @@ def scores(net: Any, crops: Any) -> Any:
     return torch.maximum(best(crops), best(torch.nn.functional.avg_pool2d(crops, 2)))
 
 
-def one_score(net: Any, x: Any) -> float:
+def one_score(net: Any, x: Any, enough: float = float("inf")) -> float:
     """:func:`scores` of one crop (1, 1, h, w), the same number (to float rounding) in about 40 % of the
     time. Both polarities lie side by side in one batch of one (PyTorch convolves a batch of one natively;
     a batch of two goes to oneDNN, which builds a new kernel for every crop size: ~0.2 ms a convolution),
     and the 2x poolings are four strided maxima (``max_pool2d`` also records indices: ~65 µs a call).
-    Inference only (the fit trains :func:`scores`)."""
+    Inference only (the fit trains :func:`scores`). ``enough``: a full-scale logit of at least this is
+    returned without the half-scale look (the score is their maximum: whether it reaches ``enough`` is the
+    same either way)."""
     import torch
 
     best = _both_polarities(net, x)
-    if min(x.shape[2:]) < 16:
+    if min(x.shape[2:]) < 16 or best >= enough:
         return best
     return max(best, _both_polarities(net, torch.nn.functional.avg_pool2d(x, 2)))
 
@@ -146,18 +148,18 @@ class TextFilter:
     net: Any  # torch module, eval mode
     threshold: float  # proposals scoring below are not read
 
-    def score(self, crop: np.ndarray) -> float:
+    def score(self, crop: np.ndarray, enough: float = float("inf")) -> float:
         import torch
 
         from anonymizer.faces.models import one_torch_thread
 
         x = torch.from_numpy(as_input(crop))[None, None]
         with torch.inference_mode(), one_torch_thread():
-            return one_score(self.net, x)
+            return one_score(self.net, x, enough)
 
     def passes(self, crop: np.ndarray) -> bool:
-        """Worth reading: not surely non-text."""
-        return self.score(crop) >= self.threshold
+        """Worth reading: not surely non-text (a crop that passes at full scale needs no half-scale look)."""
+        return self.score(crop, self.threshold) >= self.threshold
 
 
 _lock = threading.Lock()

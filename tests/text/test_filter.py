@@ -73,6 +73,9 @@ def test_the_fast_score_is_the_fitted_score_on_real_proposals() -> None:
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-4)
     threshold = text_filter.load().threshold
     assert np.array_equal(fast >= threshold, reference >= threshold)
+    # ``passes`` skips the half-scale look of a crop that passes at full scale: the same answers
+    assert [text_filter.load().passes(c) for c in crops] == list(fast >= threshold)
+    assert any(min(c.shape) >= 16 and f >= threshold for c, f in zip(crops, fast, strict=True))
 
 
 def test_the_fast_score_matches_on_every_small_size() -> None:
