@@ -148,11 +148,14 @@ def match_features(
     # lifting it turns the eye glassy
     channels = [np.ones(3), *[np.array(c) for _ in EYE_POINTS for c in ((0, 1, 1), (1, 1, 1))]]
     for mask, want, use in zip(_feature_masks(lab, synth_landmarks), patient, channels, strict=True):
-        if want is None or mask.sum() < 8:
+        if want is None:
             continue
-        delta = use * np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
         y0, y1, x0, x1 = _blur_window(mask, soft)
-        weight = cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), soft)
+        part = mask[y0:y1, x0:x1]  # every pixel of the mask, in the same order as in the whole crop
+        if part.sum() < 8:
+            continue
+        delta = use * np.clip(want - lab[y0:y1, x0:x1][part].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
+        weight = cv2.GaussianBlur(part.astype(np.float32), (0, 0), soft)
         shift[y0:y1, x0:x1] += per_channel(weight) * per_pixel(delta, (*weight.shape, 3))
     return _rgb(lab + shift)
 
