@@ -41,3 +41,17 @@ def per_pixel(vector: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     row = np.tile(np.asarray(vector), w)
     assert row.shape == (w * c,), (row.shape, shape)
     return np.broadcast_to(row, (h, w * c)).reshape(h, w, c)
+
+
+def channel_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values.mean(0), values.std(0))`` of (n, C) pixels, bit for bit, about twice as fast. numpy sums
+    an (n, C) array over axis 0 row after row (sequentially, not pairwise) in loops of C elements; the same
+    sequential sums run here along each channel's own contiguous row (``np.add.accumulate``), and the
+    divisions are numpy's own (float64, cast back). tests/faces/test_channels.py holds this to numpy."""
+    n = values.shape[0]
+    by_channel = np.ascontiguousarray(values.T)
+    mean = (np.add.accumulate(by_channel, axis=1)[:, -1].astype(np.float64) / n).astype(values.dtype)
+    deviation = by_channel - mean[:, None]
+    np.multiply(deviation, deviation, out=deviation)
+    var = (np.add.accumulate(deviation, axis=1)[:, -1].astype(np.float64) / n).astype(values.dtype)
+    return mean, np.sqrt(var)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anonymizer.channels import per_channel, per_pixel, widen
+from anonymizer.channels import channel_stats, per_channel, per_pixel, widen
 from anonymizer.donors import skin_mask
 from anonymizer.engines import surrogate_colour as colour
 from anonymizer.engines.surrogate_shape import _wide_blur as shape_blur
@@ -40,6 +40,17 @@ def test_per_pixel_products_equal_the_broadcast_vectors() -> None:
         for got, want in (((image - tiled) * tiled + tiled, (image - vector) * vector + vector),
                           (per_channel(image[..., 0]) * tiled, image[..., :1] * vector)):
             assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_channel_stats_are_numpys_mean_and_std() -> None:
+    """numpy sums (n, 3) pixels over axis 0 sequentially; a numpy that changed that order fails here (then
+    ``channel_stats`` must follow it)."""
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 7, 1000, 65_537, 150_000):
+        for scale in (1.0, 255.0):
+            pixels = (rng.random((n, 3)) * scale + rng.normal(0, 40, 3)).astype(np.float32)
+            mean, std = channel_stats(pixels)
+            assert np.array_equal(mean, pixels.mean(0)) and np.array_equal(std, pixels.std(0)), n
 
 
 @pytest.fixture(scope="module")
