@@ -50,8 +50,18 @@ def channel_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     divisions are numpy's own (float64, cast back). tests/faces/test_channels.py holds this to numpy."""
     n = values.shape[0]
     by_channel = np.ascontiguousarray(values.T)
-    mean = (np.add.accumulate(by_channel, axis=1)[:, -1].astype(np.float64) / n).astype(values.dtype)
+    mean = _row_means(by_channel, n, values.dtype)
     deviation = by_channel - mean[:, None]
     np.multiply(deviation, deviation, out=deviation)
     var = (np.add.accumulate(deviation, axis=1)[:, -1].astype(np.float64) / n).astype(values.dtype)
     return mean, np.sqrt(var)
+
+
+def channel_mean(values: np.ndarray) -> np.ndarray:
+    """``values.mean(0)`` of (n, C) pixels, bit for bit (``channel_stats``' sums, without the std)."""
+    return _row_means(np.ascontiguousarray(values.T), values.shape[0], values.dtype)
+
+
+def _row_means(by_channel: np.ndarray, n: int, dtype: np.dtype) -> np.ndarray:
+    """Each row's sequential sum (numpy's axis-0 order) over ``n``, divided as numpy's mean divides."""
+    return (np.add.accumulate(by_channel, axis=1)[:, -1].astype(np.float64) / n).astype(dtype)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anonymizer.channels import channel_stats, per_channel, per_pixel, widen
+from anonymizer.channels import channel_mean, channel_stats, per_channel, per_pixel, widen
 from anonymizer.donors import skin_mask
 from anonymizer.engines import surrogate_colour as colour
 from anonymizer.engines.surrogate_shape import _wide_blur as shape_blur
@@ -51,6 +51,7 @@ def test_channel_stats_are_numpys_mean_and_std() -> None:
             pixels = (rng.random((n, 3)) * scale + rng.normal(0, 40, 3)).astype(np.float32)
             mean, std = channel_stats(pixels)
             assert np.array_equal(mean, pixels.mean(0)) and np.array_equal(std, pixels.std(0)), n
+            assert np.array_equal(channel_mean(pixels), mean)
 
 
 @pytest.fixture(scope="module")
