@@ -170,8 +170,14 @@ class SurrogateSettings:
     # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
+    spread_texture_clip: float = 14.0  # the texture step's soft limit, 8-bit levels (surrogate_spread.CLIP)
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
+    # How far off the bank's mean (in σ of each direction) the patient must lie along a direction for
+    # ``spread_away`` to set the step's sign there; elsewhere the key sets it. At 0.5 the patient decides
+    # ~60 % of the 12 signs, so two patients of one demographic who lie on the same side of the mean get
+    # nearly the same step (surrogate_spread._away).
+    spread_away_min: float = 0.5
     # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
     # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
     spread_sex_guard: bool = True
@@ -235,7 +241,19 @@ class SurrogateSettings:
     # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
     # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
     # outputs bit-identical; () = the base values.
-    nothing_kept: tuple[tuple[str, object], ...] = ()
+    # Nothing kept (issue-11z3): the keyed texture spread at one person's deviation, soft-clipped to 7
+    # levels, and dropped for the later donor sets of a patient whose outputs read as the other sex. Draw
+    # A's colliding pairs (004 / 017, two men of one fold) share 6 of 7 donors (the tier's whole pool of
+    # their sex and tone); the texture step alone (11nm) cleared draw A but turned draw B's 019 (a woman)
+    # towards the men, and at its full 14 levels it left uneven light and dark patches (004, 025).
+    # eval_pixels --settings nothing --privacy-only, draw A · draw B, main -> on: collisions 2.7 · 0.9 ->
+    # 0.9 · 0.0 %, linkage r5 18.8 · 0.0 -> 12.5 · 18.8 %, sex kept 100 · 93.8 % kept, donor leak 0 ·
+    # 12.5 -> 0 · 6.2 %, rungs 90 · 139 -> 90 · 137 (docs/face-engine.md, issue-11z3).
+    nothing_kept: tuple[tuple[str, object], ...] = (
+        ("spread_texture", 1.0),
+        ("spread_texture_after_sex_miss", 0.0),
+        ("spread_texture_clip", 7.0),
+    )
     mouth_kept: tuple[tuple[str, object], ...] = ()
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own

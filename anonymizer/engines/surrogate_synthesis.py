@@ -243,10 +243,12 @@ class Synthesis:
         # the texture's step stays keyed at random: pointed away from the patient's texture it turned
         # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
-        guard = self.settings.spread_sex_guard
-        shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
+        guard, away_min = self.settings.spread_sex_guard, self.settings.spread_away_min
+        shape = self._space.deviation(key, shape_scale, away, guard=guard, away_min=away_min)[0]
         texture_away = away if self.settings.spread_texture_away else None
-        return shape, self._space.deviation(key, texture_scale, texture_away, guard=guard)[1]
+        clip = self.settings.spread_texture_clip
+        texture = self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
+        return shape, texture
 
     def _synthesize(
         self,

@@ -52,7 +52,12 @@ def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
     bank = load_bank(wide_donor_bank)
     rung = Strength(1.15, 1.6, 0.35, 0.0, 0.5)
     plain = SurrogateSettings(
-        ladder=(rung,), donor_sets=1, sex_reader="centroids", self_check_sex_margin=100.0, sex_miss_anti=1.0
+        ladder=(rung,),
+        donor_sets=1,
+        sex_reader="centroids",
+        self_check_sex_margin=100.0,
+        sex_miss_anti=1.0,
+        nothing_kept=(),  # the engine itself, not its nothing-kept sibling
     )
     engine = SurrogateEngine(replace(plain, sex_miss_anti=0.0), bank)
     records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
@@ -92,7 +97,7 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
 
     bank = load_bank(wide_donor_bank)
     base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1, region_kept=())
-    base = replace(base, eyes_kept=())  # one sibling for both regions
+    base = replace(base, eyes_kept=(), nothing_kept=())  # one sibling for both regions, none for nothing kept
     levers = replace(base, spread_texture=5.0, region_kept=(("spread_texture", 0.0),))
     engine = SurrogateEngine(levers, bank)
     assert engine._for_regions(()) is engine and engine._for_regions((Region.MOUTH,)) is engine
