@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from anonymizer.channels import widen
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
@@ -299,14 +300,14 @@ class Synthesis:
         ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
-        texture = mix + strength.anti * ingredients.peers.anti
+        texture = mix + widen(strength.anti * ingredients.peers.anti)  # widen: (S, S, 1) as 3 channels
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             photo = _closest(photos, want)
             donor, speckless = self._common_tone(photo), self._speckless(photo)
-            texture = texture + strength.anti * self._sexless(
+            texture = texture + widen(strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless)
-            )
+            ))
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
@@ -515,7 +516,9 @@ def _poisson(
     centre = (x + w // 2, y + h // 2)
     outside = mask == 0  # before the clone, which may write into its mask
     cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
-    np.copyto(cloned, face.image, where=outside[..., None])  # outside the domain: the patient's photo
+    # outside the domain: the patient's photo (OpenCV's masked copy: the same bytes as numpy's broadcast
+    # ``np.copyto(..., where=)``, ~100x faster)
+    cv2.copyTo(face.image, outside.view(np.uint8), cloned)
     return cloned
 
 
