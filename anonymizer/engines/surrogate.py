@@ -111,7 +111,8 @@ class SurrogateEngine(Ladder):
             return common
         shape, texture = common.spread
         factor = self.settings.spread_anchored
-        return replace(common, spread=(factor * shape, factor * texture))
+        variants = tuple(factor * step for step in common.shape_variants)
+        return replace(common, spread=(factor * shape, factor * texture), shape_variants=variants)
 
     def _sex_missed(self, common: _Common) -> _Common:
         """What later donor sets share once a set's outputs read as the other sex: the keyed texture step
@@ -125,9 +126,10 @@ class SurrogateEngine(Ladder):
 
     def _for_regions(self, preserve: tuple[Region, ...]) -> "SurrogateEngine":
         """The engine to use with ``preserve`` kept: when a per-setting override applies (``nothing_kept``,
-        ``mouth_kept``, or with the nose or the eyes kept ``region_kept`` and then ``nose_kept`` /
-        ``eyes_kept``), a sibling engine (same bank) with those values, made once per set of values and again
-        only when this engine's settings were replaced (tests and benches assign ``settings``)."""
+        ``mouth_kept`` for the mouth alone, or with the nose or the eyes kept ``region_kept`` and then
+        ``nose_kept`` / ``eyes_kept``), a sibling engine (same bank) with those values, made once per set of
+        values and again only when this engine's settings were replaced (tests and benches assign
+        ``settings``)."""
         overrides = self._region_overrides(preserve)
         if not overrides:
             return self
@@ -145,10 +147,9 @@ class SurrogateEngine(Ladder):
         kept = set(preserve)
         if not kept:
             return self.settings.nothing_kept
-        overrides = self.settings.mouth_kept if Region.MOUTH in kept else ()
         if not {Region.NOSE, Region.EYES} & kept:
-            return overrides
-        overrides += self.settings.region_kept
+            return self.settings.mouth_kept
+        overrides = self.settings.region_kept  # the mouth kept as well: the nose's or eyes' values alone
         if Region.NOSE in kept:
             overrides += self.settings.nose_kept
         if Region.EYES in kept:
@@ -175,6 +176,7 @@ class SurrogateEngine(Ladder):
         tris = triangulate(extended(bank.reference, bank.crop_size))
         peers = [bank.by_identity()[i] for i in _peers(bank, patient)]
         texture = self._patient_texture(faces, tris)
+        place = (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
         common = _Common(
             tris=tris,
             donor_descs=np.stack([p.descriptor for p in bank.photos]),  # the output may match no donor
@@ -186,9 +188,8 @@ class SurrogateEngine(Ladder):
                 for face in faces
             ],
             profile=(str(patient["sex"]), float(patient["age"])),
-            spread=self._spread(
-                identity_seed, (np.mean([f.landmarks for f in faces], axis=0), texture, str(patient["sex"]))
-            ),
+            spread=self._spread(identity_seed, place),
+            shape_variants=self._shape_variants(identity_seed, place),
             population_rank=self._group_aim(preserve),
         )
         best: _Attempt | None = None

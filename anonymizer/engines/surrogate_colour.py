@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from anonymizer.channels import per_channel, per_pixel
 from anonymizer.donors import DonorPhoto, skin_mask
 from anonymizer.faces.regions import interocular
 
@@ -55,15 +56,16 @@ def skin_light(
         return None
     sigma = LIGHT_SIGMA * interocular(landmarks)
     weight = _wide_blur(mask, sigma)
-    masked = lab * mask[..., None]
+    masked = lab * per_channel(mask)  # (per_channel: the same values as a [..., None] weight, faster)
     light = _wide_blur(masked, sigma)
     # far from the skin (hair, background corners) fall back to a wider blur, then to the skin mean
     wide_w = _wide_blur(mask, 3 * sigma)
-    wide = _wide_blur(masked, 3 * sigma) / np.maximum(wide_w, 1e-6)[..., None]
-    mean = lab[mask > 0].mean(0)
-    wide = np.where((wide_w > 1e-4)[..., None], wide, mean)
-    share = np.clip(weight / MIN_COVER, 0, 1)[..., None]
-    return (share * light / np.maximum(weight, 1e-6)[..., None] + (1 - share) * wide).astype(np.float32)
+    wide = _wide_blur(masked, 3 * sigma) / per_channel(np.maximum(wide_w, 1e-6))
+    far = ~(wide_w > 1e-4)  # nearly always empty: the skin mean is gathered only when needed
+    if far.any():
+        wide[far] = lab[mask > 0].mean(0)
+    share = per_channel(np.clip(weight / MIN_COVER, 0, 1))
+    return (share * light / per_channel(np.maximum(weight, 1e-6)) + (1 - share) * wide).astype(np.float32)
 
 
 def _skin_coloured(
@@ -146,12 +148,15 @@ def match_features(
     # lifting it turns the eye glassy
     channels = [np.ones(3), *[np.array(c) for _ in EYE_POINTS for c in ((0, 1, 1), (1, 1, 1))]]
     for mask, want, use in zip(_feature_masks(lab, synth_landmarks), patient, channels, strict=True):
-        if want is None or mask.sum() < 8:
+        if want is None:
             continue
-        delta = use * np.clip(want - lab[mask].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
         y0, y1, x0, x1 = _blur_window(mask, soft)
-        weight = cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), soft)
-        shift[y0:y1, x0:x1] += weight[..., None] * delta
+        part = mask[y0:y1, x0:x1]  # every pixel of the mask, in the same order as in the whole crop
+        if part.sum() < 8:
+            continue
+        delta = use * np.clip(want - lab[y0:y1, x0:x1][part].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
+        weight = cv2.GaussianBlur(part.astype(np.float32), (0, 0), soft)
+        shift[y0:y1, x0:x1] += per_channel(weight) * per_pixel(delta, (*weight.shape, 3))
     return _rgb(lab + shift)
 
 
@@ -175,7 +180,7 @@ def soften(texture: np.ndarray, average: np.ndarray, limit: float) -> np.ndarray
     deviation = np.asarray(texture, np.float32) - average
     light = deviation @ np.array([0.299, 0.587, 0.114], np.float32)
     scale = limit * np.tanh(np.abs(light) / limit) / np.maximum(np.abs(light), 1e-3)
-    return (average + deviation * scale[..., None]).astype(np.float32)
+    return (average + deviation * per_channel(scale)).astype(np.float32)
 
 
 KEPT_RING = 0.08  # × inter-ocular distance: the synthetic face eases into a kept region over this width
@@ -204,7 +209,7 @@ def ease_into_kept(
     landmarks)`` when the caller has it already."""
     if not kept.any():
         return synth
-    weight = kept_ring(kept, landmarks) if ring is None else ring
+    weight = per_channel((kept_ring(kept, landmarks) if ring is None else ring)[..., 0])
     mixed = weight * patient.astype(np.float32) + (1.0 - weight) * synth.astype(np.float32)
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -225,7 +230,7 @@ def boundary_base(
     ``hair``: ``boundary_hair(...)`` when already known (likewise)."""
     hair = boundary_hair(patient, landmarks, kept, coloured) if hair is None else hair
     base = patient.copy()
-    np.copyto(base, synth, where=hair[..., None])  # base[hair] = synth[hair], without the gather
+    cv2.copyTo(synth, hair.view(np.uint8), base)  # base[hair] = synth[hair], as a masked copy
     return base
 
 
@@ -316,8 +321,9 @@ def covered_average(textures: np.ndarray, weights: np.ndarray, covers: np.ndarra
     grey. Where no donor shows skin the plain mix stays."""
     plain = np.tensordot(weights, textures, axes=1)
     mass = np.tensordot(weights, covers, axes=1)
-    covered = np.tensordot(weights, textures * covers[..., None], axes=1) / np.maximum(mass, 1e-6)[..., None]
-    share = np.clip(mass / 0.25, 0.0, 1.0)[..., None]  # a quarter of the mix showing skin is enough
+    mixed = np.tensordot(weights, textures * per_channel(covers), axes=1)
+    covered = mixed / per_channel(np.maximum(mass, 1e-6))
+    share = per_channel(np.clip(mass / 0.25, 0.0, 1.0))  # a quarter of the mix showing skin is enough
     return (share * covered + (1.0 - share) * plain).astype(np.float32)
 
 

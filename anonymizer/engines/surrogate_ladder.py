@@ -42,6 +42,11 @@ class _Common:
     profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
     spread: tuple[np.ndarray, np.ndarray] | None = None  # the patient's keyed deviation (surrogate_spread)
     population_rank: int | None = None  # this group's linkage aim (None: settings.population_rank)
+    # the patient's further keyed shape steps (settings.spread_shape_variants; () = off)
+    shape_variants: tuple[np.ndarray, ...] = ()
+
+
+_Judgement = tuple[bool, tuple[float, ...], bool, bool]  # Ladder._judge: passed, score, far, one person
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ class Ladder(Synthesis):
         repel: list[list[DonorPhoto]] = []  # donors some output matched: later rungs move away from them too
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
+        step = common.spread[0] if common.spread is not None else None  # the shape step in ``prepared``
         for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
@@ -194,6 +200,10 @@ class Ladder(Synthesis):
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
                     made, checks, (passed, score, far_all, together), strength = rescued
+            if not passed and _sex_lost(score) and step is not None and common.shape_variants:
+                varied = self._other_step(faces, prepared, step, common, preserve, strength, repel)
+                if varied is not None:
+                    prepared, step, made, checks, (passed, score, far_all, together) = varied
             if passed:
                 passed, score, far_all = self._among_strangers(score, checks, faces, choice, common)
             closest, nearer = score[-1], int(score[-2])
@@ -262,8 +272,25 @@ class Ladder(Synthesis):
         """A rung whose outputs read as the other sex made again with the anti-face × ``sex_miss_anti``
         (made, checks, judgement, strength), or None when the remade rung does not keep the sex either."""
         weaker = replace(strength, anti=strength.anti * self.settings.sex_miss_anti)
+        made, checks = self._remade(faces, prepared, common, preserve, weaker, repel)
+        judged = self._judge(checks, common)
+        if _sex_lost(judged[1]):
+            return None
+        log.info("surrogate rung remade with a weaker anti-face: it kept the sex")
+        return made, checks, judged, weaker
+
+    def _remade(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> tuple[list, list[_Check]]:
+        """A rung made again from ``prepared`` at ``strength``: (made, checks) per face."""
         made = [
-            self._synthesize(face, ingredients, common.tris, preserve, weaker, repel)
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
             for face, ingredients in zip(faces, prepared, strict=True)
         ]
         checks = [
@@ -272,11 +299,37 @@ class Ladder(Synthesis):
             )
             for (crop, target), face in zip(made, faces, strict=True)
         ]
-        judged = self._judge(checks, common)
-        if _sex_lost(judged[1]):
-            return None
-        log.info("surrogate rung remade with a weaker anti-face: it kept the sex")
-        return made, checks, judged, weaker
+        return made, checks
+
+    def _other_step(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        step: np.ndarray,
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> tuple[list[Ingredients], np.ndarray, list, list[_Check], _Judgement] | None:
+        """A rung whose outputs read as the other sex made again with each of the patient's further keyed
+        shape steps (``_Common.shape_variants``) in place of ``step``: (ingredients, step, made, checks,
+        judgement) of the one that scores best in the self-check among those that keep the sex, or None.
+        Deterministic: the same patient tries the same steps, so their photos, now or later, stay one
+        person."""
+        found = None
+        for other in common.shape_variants:
+            if other is step:
+                continue
+            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
+            made, checks = self._remade(faces, moved, common, preserve, strength, repel)
+            judged = self._judge(checks, common)
+            if not _sex_lost(judged[1]) and (found is None or judged[1] > found[-1][1]):
+                found = (moved, other, made, checks, judged)
+                if judged[0]:
+                    break  # it passes: no other step can score higher
+        if found is not None:
+            log.info("surrogate rung remade with another keyed shape step: it kept the sex")
+        return found
 
     def _judge(
         self, checks: Sequence[_Check], common: _Common
@@ -313,9 +366,12 @@ class Ladder(Synthesis):
         lost a photo and linkage rose (docs/face-engine.md). Here the choice is the one made without it."""
         brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
-        if chosen.remake is None or not (colour or brows):
+        eyes = self.settings.eye_finish and self.settings.eye_opening > 0
+        if chosen.remake is None or not (colour or brows or eyes):
             return chosen
         prepared, strength, repel = chosen.remake
+        if not (colour or brows) and not any(i.narrowed.get(strength, True) for i in prepared):
+            return chosen  # no eye of the chosen rung is narrower than the floor: the finish changes nothing
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
             for face, ingredients in zip(faces, prepared, strict=True)

@@ -27,6 +27,19 @@ class SurrogateSettings:
     # the target's coordinates along the bank's k main expression directions follow the patient's
     # (surrogate_shape.py); 0 = off
     expression_modes: int = 2
+    # A patient whose inner lips are at least this far apart (÷ inter-ocular distance; donors.expression's
+    # opening) gets the synthetic mouth's interior from the donor photo of the set whose mouth is the most
+    # open (surrogate_mouth.py; 0 = off): the bank's reference shape squashes every donor's teeth into a slit
+    # a few pixels high, the mix averages them with closed lips, and the warp out to a smile stretched that
+    # into a pink blob with no teeth (008_08, eyes kept).
+    mouth_interior: float = 0.0
+    # The synthetic inner lips no farther apart than the patient's plus this much (× inter-ocular distance;
+    # surrogate_mouth.cap_opening; negative = off): the expression transfer above opened 008's closed
+    # neutral mouth 20 px and his smile 32 px against his 12 (eyes kept; nothing and nose kept alike).
+    mouth_opening: float = -1.0
+    # The free mouth no wider than the patient's plus this much (× inter-ocular distance; surrogate_mouth.
+    # cap_width; negative = off): the transfer also widens it past the patient's (008: 144 against 124 px).
+    mouth_width: float = -1.0
     keep_frame: bool = True  # free points keep the patient's centroid and spread (face place and size)
     # True: the jaw line stays the patient's on every rung but the overshoot ones (those move the outline on
     # purpose, for a kept nose or eyes). dlib's HOG box then stayed on 20 instead of 16 of 28 held-out
@@ -64,6 +77,15 @@ class SurrogateSettings:
     # 68-point fit brings the brows down onto the eyes (above), and the brow bar is what dlib's HOG box takes
     # for the face's top edge.
     brow_height: float = 0.0
+    # Each synthetic eye at least this share as open as the patient's (surrogate_target.keep_eye_opening;
+    # 0 = off): a narrower eye's lids move apart across the corner line, the corners (the eye's place,
+    # width and tilt) stay. How open the eyes are is expression; the shape caricature of the strong rungs
+    # (×2.8-3) narrowed some eyes to slits that read as dark, heavy sockets (London-set 008, mouth kept).
+    eye_opening: float = 0.0
+    # the eyes opened only in the finish (surrogate_ladder._finished: on the rung the ladder chose, kept when
+    # the group's self-check is no worse), so the choice of rung and donor set stays the one made without:
+    # opened on every rung, draw B's 019 and 030 (mouth kept) came out one person (0.53-0.59)
+    eye_finish: bool = False
     # Skin detail: an average of k faces has no pores; the band finer than ``detail_sigma`` (× inter-ocular
     # distance) comes from ONE consented donor instead (the group's first donor, in shape-free space), never
     # from the patient (moles and scars identify people).
@@ -170,14 +192,27 @@ class SurrogateSettings:
     # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
+    spread_texture_clip: float = 14.0  # the texture step's soft limit, 8-bit levels (surrogate_spread.CLIP)
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space
+    # How far off the bank's mean (in σ of each direction) the patient must lie along a direction for
+    # ``spread_away`` to set the step's sign there; elsewhere the key sets it. At 0.5 the patient decides
+    # ~60 % of the 12 signs, so two patients of one demographic who lie on the same side of the mean get
+    # nearly the same step (surrogate_spread._away).
+    spread_away_min: float = 0.5
     # the spread's steps lose their component along ridge sex probes of the bank's shapes and textures
     # (surrogate_spread.sex_direction), so they cannot carry a face across those boundaries
     spread_sex_guard: bool = True
     # once a donor set's best rung reads as the other sex (the self-check's reading), later sets use the
     # texture step × this (1 = unchanged): a patient whose face the step carries across keeps their sex
     spread_texture_after_sex_miss: float = 1.0
+    # Further keyed shape steps of the patient (0 = off), each tried on a rung whose outputs read as the
+    # other sex (after the sex rescue below): of the remade rungs that keep the sex, the best in the
+    # self-check replaces the rung, and its step the group's for the rest of the donor set. The shape step
+    # is what carried London-set 013 (a woman, mouth kept) to the men, and without it she became a donor
+    # look-alike (issue-11nm); the step's guard removes only the bank's landmark sex direction, not what a
+    # descriptor reads on the synthetic face.
+    spread_shape_variants: int = 0
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = True
@@ -236,12 +271,49 @@ class SurrogateSettings:
     # changed (001, a light-skinned woman, and 027 on draw B) came out far darker than the patient, blotchy,
     # with a white patch on the forehead; also box 0.900 -> 0.881 and rungs 136 · 72 -> 209 · 270
     # (docs/face-engine.md, issue-11ek and the lead's note there).
-    eyes_kept: tuple[tuple[str, object], ...] = (("population_rank", 5),)
-    # Applied with nothing kept (``nothing_kept``) or with the mouth kept (``mouth_kept``, before
-    # ``region_kept`` when the nose or eyes are kept too), so that work on one setting leaves the others'
-    # outputs bit-identical; () = the base values.
-    nothing_kept: tuple[tuple[str, object], ...] = ()
-    mouth_kept: tuple[tuple[str, object], ...] = ()
+    # The smile (issue-11e3): the expression transfer opened the free mouth far beyond the patient's (008:
+    # 20 px on a closed neutral mouth, 32 against 12 px on his smile) and widened it (144 against 124 px),
+    # and the shape-free texture has only a slit there, so smiles became a pink blob without teeth.
+    # mouth_opening 0.02 and mouth_width 0.02 cap the free mouth at the patient's opening and width,
+    # mouth_interior 0.06 takes an open mouth's teeth from the set's most open donor photo
+    # (surrogate_mouth.py). eval_pixels --settings eyes --privacy-only, draw A · B, main -> on: linkage r5
+    # 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 -> 4.5 · 0 %,
+    # sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 87.5 % (013_03 reads as smiling,
+    # 017_08 as neutral), dlib box 0.900 (docs/face-engine.md, issue-11e3).
+    eyes_kept: tuple[tuple[str, object], ...] = (
+        ("population_rank", 5),
+        ("mouth_opening", 0.02),
+        ("mouth_width", 0.02),
+        ("mouth_interior", 0.06),
+    )
+    # Applied with nothing kept (``nothing_kept``) or with the mouth alone kept (``mouth_kept``; with the
+    # nose or eyes kept too, their values alone), so that work on one setting leaves the others' outputs
+    # bit-identical; () = the base values.
+    # Nothing kept (issue-11z3): the keyed texture spread at one person's deviation, soft-clipped to 7
+    # levels, and dropped for the later donor sets of a patient whose outputs read as the other sex. Draw
+    # A's colliding pairs (004 / 017, two men of one fold) share 6 of 7 donors (the tier's whole pool of
+    # their sex and tone); the texture step alone (11nm) cleared draw A but turned draw B's 019 (a woman)
+    # towards the men, and at its full 14 levels it left uneven light and dark patches (004, 025).
+    # eval_pixels --settings nothing --privacy-only, draw A · draw B, main -> on: collisions 2.7 · 0.9 ->
+    # 0.9 · 0.0 %, linkage r5 18.8 · 0.0 -> 12.5 · 18.8 %, sex kept 100 · 93.8 % kept, donor leak 0 ·
+    # 12.5 -> 0 · 6.2 %, rungs 90 · 139 -> 90 · 137 (docs/face-engine.md, issue-11z3).
+    nothing_kept: tuple[tuple[str, object], ...] = (
+        ("spread_texture", 1.0),
+        ("spread_texture_after_sex_miss", 0.0),
+        ("spread_texture_clip", 7.0),
+    )
+    # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
+    # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
+    # read as the other sex (London-set 013, a woman, read as a man). eval_pixels --settings mouth, draw A ·
+    # draw B, main -> on: sex kept 87.5 · 93.8 -> 100 · 93.8 % (B: the bench's probe misreading 024), r5
+    # 6.2 · 25.0 -> 18.8 · 12.5 % (A: 013 keeps her sex nearer to herself), collisions 0 · 0 kept, dlib box
+    # (A) 0.949 -> 0.950. The eyes opened on every rung (not only in the finish) made 008 lighter and
+    # open-eyed but put draw B's 019 and 030 together (collisions 3.6 %); docs/face-engine.md, issue-11m3.
+    mouth_kept: tuple[tuple[str, object], ...] = (
+        ("eye_opening", 0.85),
+        ("eye_finish", True),
+        ("spread_shape_variants", 4),
+    )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
     # photo only: on draw B (eval_pixels --ids 022 025 029 033 019 024 027 030) 029 (eyes kept) and 030

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from anonymizer.channels import per_channel
 from anonymizer.faces import align
 from anonymizer.faces.regions import interocular
 
@@ -111,9 +112,10 @@ def broad_shading(synth: np.ndarray, patient: np.ndarray, domain: np.ndarray, si
     if sigma <= 0 or not domain.any():
         return synth
     weight = _wide_blur(domain.astype(np.float32), sigma)
-    diff = (patient.astype(np.float32) - synth.astype(np.float32)) * domain[..., None]
-    low = _wide_blur(diff, sigma) / np.maximum(weight, 1e-3)[..., None]
-    out = synth.astype(np.float32) + low * domain[..., None]
+    inside = per_channel(domain)  # the same values as domain[..., None], in long loops
+    diff = (patient.astype(np.float32) - synth.astype(np.float32)) * inside
+    low = _wide_blur(diff, sigma) / per_channel(np.maximum(weight, 1e-3))
+    out = synth.astype(np.float32) + low * inside
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

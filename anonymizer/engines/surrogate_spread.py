@@ -96,27 +96,35 @@ class FaceSpace:
         scale: float,
         away: tuple[np.ndarray, np.ndarray] | None = None,
         guard: bool = False,
+        away_min: float = AWAY_MIN,
+        clip: float = CLIP,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(shape (68, 2), texture lightness (S, S)): this key's point of the space, ``scale`` × one
         person's spread; the texture soft-clipped to ``CLIP`` levels. ``away``: the patient's coordinates
         (``coordinates``); along every direction where the patient lies clearly off the mean the keyed
         step takes the opposite sign, so the spread moves away from the patient as well as from the other
         patients (a random step alone leaves the patient's rank among real faces as it was). ``guard``: the
-        step has no component along the sex probes' directions (it cannot move a face across them)."""
+        step has no component along the sex probes' directions (it cannot move a face across them).
+        ``away_min``: how far off the mean (σ) a coordinate must lie to decide the sign along it;
+        ``clip``: the texture's soft limit in 8-bit levels."""
         z = keyed_direction(key, len(self.shape))
-        z_shape, z_texture = (z, z) if away is None else (_away(z, away[0]), _away(z, away[1]))
+        z_shape, z_texture = (
+            (z, z) if away is None else (_away(z, away[0], away_min), _away(z, away[1], away_min))
+        )
         shape = scale * np.tensordot(z_shape, self.shape, axes=1)
-        texture = CLIP * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / CLIP)
+        texture = clip * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / clip)
         if guard and self.sex_directions is not None:  # after the clip, which would bend it back
             shape = _without(shape, self.sex_directions[0])
             texture = _without(texture, self.sex_directions[1])
         return shape.astype(np.float32), texture.astype(np.float32)
 
 
-def spread_key(identity_seed: int) -> int:
+def spread_key(identity_seed: int, variant: int = 0) -> int:
     """The spread's key: the patient's identity seed alone (not the donor set), so re-drawn donor sets keep
-    the same direction and a patient's photos, now or later, stay one person."""
-    digest = hashlib.sha256(f"surrogate-spread|{identity_seed}".encode()).digest()
+    the same direction and a patient's photos, now or later, stay one person. ``variant`` > 0: the
+    patient's further keyed steps (settings.spread_shape_variants), tried in this order."""
+    tail = f"|{variant}" if variant else ""
+    digest = hashlib.sha256(f"surrogate-spread|{identity_seed}{tail}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 
@@ -126,9 +134,9 @@ def keyed_direction(key: int, m: int) -> np.ndarray:
     return (z / (np.linalg.norm(z) + 1e-12) * np.sqrt(m)).astype(np.float32)
 
 
-def _away(z: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-    """The keyed step with the sign opposite to the patient's coordinate where |coordinate| > AWAY_MIN."""
-    clear = np.abs(coordinates) > AWAY_MIN
+def _away(z: np.ndarray, coordinates: np.ndarray, away_min: float = AWAY_MIN) -> np.ndarray:
+    """The keyed step with the sign opposite to the patient's coordinate where |coordinate| > away_min."""
+    clear = np.abs(coordinates) > away_min
     return np.where(clear, -np.sign(coordinates) * np.abs(z), z).astype(np.float32)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from anonymizer.channels import widen
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
@@ -36,6 +37,13 @@ from anonymizer.engines.surrogate_colour import (
 )
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_identity import mix_lightness, mix_shape, neutral_lightness
+from anonymizer.engines.surrogate_mouth import (
+    cap_opening,
+    cap_width,
+    interior_weight,
+    open_donor,
+    with_interior,
+)
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
@@ -46,7 +54,9 @@ from anonymizer.engines.surrogate_target import (
     _caricature,
     _target_shape,
     _without_folds,
+    folded,
     keep_brow_height,
+    keep_eye_opening,
     outline_floor,
 )
 from anonymizer.engines.surrogate_texture import (
@@ -81,6 +91,9 @@ class Ingredients:
     peers: _PeerBase
     shape: np.ndarray  # (68, 2) mean landmarks of those photos
     detail: np.ndarray  # (S, S, 3) float32 one donor's fine band (texture − its blur), shape-free
+    # per rung (Strength) made from these: whether settings.eye_opening would open an eye of its target (with
+    # eye_finish: the finish is made only where it would change something)
+    narrowed: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,8 @@ class Synthesis:
         if spread is not None:  # the patient's keyed point of the bank's face space (surrogate_spread.py)
             shape = shape + spread[0]
             average = average + spread[1][..., None]
+        if 0 < self.settings.mouth_interior <= want[0]:  # an open mouth: teeth from one donor
+            average = self._open_mouth(average, donors)
         return Ingredients(
             average=average,
             coarse=_coarse_deviation(average, base.centre, 0.04 * iod),
@@ -206,6 +221,15 @@ class Synthesis:
             shape=shape,
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
+
+    def _open_mouth(self, average: np.ndarray, donors: list[list[DonorPhoto]]) -> np.ndarray:
+        """``average`` with the mouth's interior from the set's most open donor photo (surrogate_mouth.py),
+        unchanged when no donor's mouth is at least settings.mouth_interior open."""
+        photo = open_donor(donors, self.settings.mouth_interior)
+        if photo is None:
+            return average
+        weight = interior_weight(self.bank.reference, self.bank.crop_size)
+        return with_interior(average, self._common_tone(photo), weight)
 
     def _face_space(self) -> FaceSpace:
         """The bank's face space (surrogate_spread.FaceSpace), fitted on first use."""
@@ -236,25 +260,40 @@ class Synthesis:
         self,
         identity_seed: int,
         patient: tuple[np.ndarray, np.ndarray, str] | None = None,
+        variant: int = 0,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The patient's keyed deviation (shape, texture lightness) in the bank's face space, or None.
-        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them."""
+        ``patient``: their landmarks, shape-free texture and sex; the step then points away from them.
+        ``variant`` > 0: one of the patient's further keyed steps (``_shape_variants``)."""
         shape_scale, texture_scale = self.settings.spread_shape, self.settings.spread_texture
         if shape_scale <= 0 and texture_scale <= 0:
             return None
         self._face_space()
         assert self._space is not None
-        key, away = spread_key(identity_seed), None
+        key, away = spread_key(identity_seed, variant), None
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
             away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
         # the texture's step stays keyed at random: pointed away from the patient's texture it turned
         # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
-        guard = self.settings.spread_sex_guard
-        shape = self._space.deviation(key, shape_scale, away, guard=guard)[0]
+        guard, away_min = self.settings.spread_sex_guard, self.settings.spread_away_min
+        shape = self._space.deviation(key, shape_scale, away, guard=guard, away_min=away_min)[0]
         texture_away = away if self.settings.spread_texture_away else None
-        return shape, self._space.deviation(key, texture_scale, texture_away, guard=guard)[1]
+        clip = self.settings.spread_texture_clip
+        texture = self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
+        return shape, texture
+
+    def _shape_variants(
+        self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]
+    ) -> tuple[np.ndarray, ...]:
+        """The patient's further keyed shape steps (settings.spread_shape_variants), in keyed order: a rung
+        whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``)."""
+        count = self.settings.spread_shape_variants
+        if count <= 0 or self.settings.spread_shape <= 0:
+            return ()
+        steps = (self._spread(identity_seed, patient, variant) for variant in range(1, count + 1))
+        return tuple(step[0] for step in steps if step is not None)
 
     def _synthesize(
         self,
@@ -271,7 +310,7 @@ class Synthesis:
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         anti = strength.anti * ingredients.peers.anti
-        texture = mix + anti
+        texture = mix + widen(anti)  # widen: (S, S, 1) as 3 channels
         want = expression(face.landmarks)
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             photo = _closest(photos, want)
@@ -279,7 +318,7 @@ class Synthesis:
             term = strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless)
             )
-            texture, anti = texture + term, anti + term
+            texture, anti = texture + widen(term), anti + term
         texture = self._beardless(texture, anti, ingredients.peers.beardless)
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
@@ -297,12 +336,22 @@ class Synthesis:
             _donor_fit(self.settings.inner_fit, preserve),
         )
         target = self._follow_patient(target, face.landmarks, preserve, strength)
+        if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
+            target = cap_opening(target, face.landmarks, self.settings.mouth_opening)
+        if self.settings.mouth_width >= 0:  # no wider than the patient's (surrogate_mouth.py)
+            target = cap_width(target, face.landmarks, self.settings.mouth_width)
         target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
         floor = self.settings.outline_floor
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
         target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
+        opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
+        if opening:  # on the unfolded target: the unfolding narrowed the eyes again
+            target = self._opened(target, face.landmarks, tris)
+        elif self.settings.eye_opening > 0:  # eye_finish: would the finish open an eye of this rung?
+            opened = self._opened(target, face.landmarks, tris)
+            ingredients.narrowed[strength] = not np.array_equal(opened, target)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -318,6 +367,15 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         return _poisson(synth, face, preserve, target, peers.coloured, peers.blend_sides), target
+
+    def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
+        folds a warp triangle that was not folded before (unfolding again would pull the whole face back
+        towards the patient; a kept mouth's inner lips are folded against the bank's closed reference)."""
+        opened = keep_eye_opening(target, patient, self.settings.eye_opening)
+        size, reference = self.bank.crop_size, self.bank.reference
+        new = folded(opened, reference, tris, size) & ~folded(target, reference, tris, size)
+        return target if new.any() else opened
 
     def _follow_patient(
         self, target: np.ndarray, patient: np.ndarray, preserve: tuple[Region, ...], strength: Strength
@@ -505,7 +563,9 @@ def _poisson(
     centre = (x + w // 2, y + h // 2)
     outside = mask == 0  # before the clone, which may write into its mask
     cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
-    np.copyto(cloned, face.image, where=outside[..., None])  # outside the domain: the patient's photo
+    # outside the domain: the patient's photo (OpenCV's masked copy: the same bytes as numpy's broadcast
+    # ``np.copyto(..., where=)``, ~100x faster)
+    cv2.copyTo(face.image, outside.view(np.uint8), cloned)
     return cloned
 
 

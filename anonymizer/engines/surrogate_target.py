@@ -90,6 +90,13 @@ def _without_folds(
     return target.astype(np.float32)
 
 
+def folded(target: np.ndarray, reference: np.ndarray, tris: np.ndarray, size: int) -> np.ndarray:
+    """(T,) bool: the warp triangles that fold over or collapse (``_without_folds``' test) on ``target``."""
+    reference = _signed_areas(extended(reference, size), tris)
+    areas = _signed_areas(extended(target, size), tris)
+    return ~(areas * np.sign(reference) > 0.15 * np.abs(reference))
+
+
 def _signed_areas(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
     a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
@@ -141,3 +148,48 @@ def keep_brow_height(target: np.ndarray, patient: np.ndarray, share: float) -> n
         have = float(((target[brow] - target[eye].mean(0)) @ up).mean())
         target[brow] += share * (want - have) * up
     return target.astype(np.float32)
+
+
+# dlib's eye points: the two corners, then the upper and the lower lid (36 outer corner, 37-38 upper lid,
+# 39 inner corner, 40-41 lower lid; the same order for the other eye from 42)
+EYE_CORNERS, EYE_LIDS = (0, 3), (1, 2, 4, 5)
+
+
+def keep_eye_opening(target: np.ndarray, patient: np.ndarray, floor: float) -> np.ndarray:
+    """``target`` with each eye at least ``floor`` × as open as the patient's (0 = off): an eye's opening
+    is the distance between its lids across the corner-to-corner line, in units of the eye's own width; a
+    narrower eye has its lid points moved away from that line by one factor (the lids' curve, the corners,
+    and so the eye's place, width and tilt stay the target's), and an eye open enough is left alone. The
+    shape caricature of the strong rungs (×2.8-3) narrowed some eyes to slits, and the donors' lid and lash
+    texture warped into them read as dark, heavy sockets (settings.eye_opening)."""
+    if floor <= 0:
+        return target
+    target = np.asarray(target, np.float64).copy()
+    patient = np.asarray(patient, np.float64)
+    for first in (36, 42):
+        eye = list(range(first, first + 6))
+        want, have = floor * _opening(patient[eye]), _opening(target[eye])
+        if have <= 0 or have >= want:
+            continue
+        corner, across = target[first], target[first + 3] - target[first]
+        normal = np.array([-across[1], across[0]]) / max(float(across @ across), 1e-9)
+        moves = {}
+        for lid in EYE_LIDS:
+            offset = float((target[first + lid] - corner) @ normal)  # in eye widths
+            moves[lid] = (want / have - 1.0) * offset * np.array([-across[1], across[0]])
+            target[first + lid] += moves[lid]
+        # the brow above moves with the upper lid, so the lid does not fold into it
+        target[EYE_BROWS[first]] += (moves[1] + moves[2]) / 2
+    return target.astype(np.float32)
+
+
+EYE_BROWS = {36: list(range(17, 22)), 42: list(range(22, 27))}  # each eye's brow (dlib's 68 points)
+
+
+def _opening(eye: np.ndarray) -> float:
+    """The eye's opening: mean lower-lid minus mean upper-lid distance from the corner line, in eye widths
+    (dlib's order: 1-2 upper lid, 4-5 lower lid; positive for an open eye in image coordinates)."""
+    corner, across = eye[EYE_CORNERS[0]], eye[EYE_CORNERS[1]] - eye[EYE_CORNERS[0]]
+    normal = np.array([-across[1], across[0]]) / max(float(across @ across), 1e-9)
+    offsets = [float((eye[lid] - corner) @ normal) for lid in EYE_LIDS]
+    return abs((offsets[2] + offsets[3]) / 2 - (offsets[0] + offsets[1]) / 2)

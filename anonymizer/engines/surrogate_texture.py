@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from anonymizer.channels import channel_stats, per_pixel
 from anonymizer.donors import DonorPhoto, skin_mask
 
 ANTI_CLIP = 18.0  # soft limit of the anti-face term, in 8-bit lightness levels
@@ -110,9 +111,10 @@ def _match_colour(
     sm = skin_mask(synth_lm, size) if skin is None else skin
     if not sm.any() or patient_skin is None:
         return synth
-    skin = src[sm]  # gathered once for the mean and the std
-    mu_s, sd_s = skin.mean(0), skin.std(0) + 1e-3
+    mu_s, sd_s = channel_stats(src[sm])  # skin.mean(0), skin.std(0), bit for bit
+    sd_s = sd_s + 1e-3
     mu_p, sd_p = patient_skin
     ratio = np.clip(sd_p / sd_s, 1.0 / max_ratio, max_ratio)
-    out = (src - mu_s) * ratio + mu_p
+    # per_pixel: the same per-channel operands as broadcasting the (3,) vectors, in row-long loops
+    out = (src - per_pixel(mu_s, src.shape)) * per_pixel(ratio, src.shape) + per_pixel(mu_p, src.shape)
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)

@@ -278,7 +278,9 @@ def _lines_of(
     n, labels, stats, _ = components.with_stats(joined)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
-    for i in range(1, n):
+    # a line holds at least ``min_glyphs`` glyphs (``_text_like``): most components (a hair's blob, a pore)
+    # hold fewer and are passed over before any per-component work
+    for i in (i for i in range(1, n) if len(per_line[i]) >= settings.min_glyphs):
         x, y, w, h, area = stats[i]
         if need_piece and not _several_words(glyphs.word[per_line[i]]):
             continue

@@ -23,6 +23,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,18 @@ def scores(net: Any, crops: Any) -> Any:
     return torch.maximum(best(crops), best(torch.nn.functional.avg_pool2d(crops, 2)))
 
 
-def one_score(net: Any, x: Any) -> float:
+def one_score(net: Any, x: Any, enough: float = float("inf")) -> float:
     """:func:`scores` of one crop (1, 1, h, w), the same number (to float rounding) in about 40 % of the
     time. Both polarities lie side by side in one batch of one (PyTorch convolves a batch of one natively;
     a batch of two goes to oneDNN, which builds a new kernel for every crop size: ~0.2 ms a convolution),
     and the 2x poolings are four strided maxima (``max_pool2d`` also records indices: ~65 µs a call).
-    Inference only (the fit trains :func:`scores`)."""
+    Inference only (the fit trains :func:`scores`). ``enough``: a full-scale logit of at least this is
+    returned without the half-scale look (the score is their maximum: whether it reaches ``enough`` is the
+    same either way)."""
     import torch
 
     best = _both_polarities(net, x)
-    if min(x.shape[2:]) < 16:
+    if min(x.shape[2:]) < 16 or best >= enough:
         return best
     return max(best, _both_polarities(net, torch.nn.functional.avg_pool2d(x, 2)))
 
@@ -93,33 +96,49 @@ def _both_polarities(net: Any, x: Any) -> float:
     """The maximum logit over a crop and its inverse laid out as [crop | gap | inverse]: the inverse starts
     on the poolings' grid, far enough right that a column of zeros parts the two at every level, and all
     outside the two is zeroed before each convolution, as its zero padding would be: each position's logit
-    is the one it has alone."""
+    is the one it has alone. (ReLUs and the zeroing run in place, on column masks made once per size: the
+    same values with less of PyTorch's per-call work.)"""
     import torch
-    from torch import nn
 
-    first, w = net[0], x.shape[3]
-    grid = 2 ** sum(isinstance(layer, nn.MaxPool2d) for layer in net)
+    first, rest, grid = _layers(net)
+    w = x.shape[3]
     start = grid * (w // grid + 1)
     edges = torch.nn.functional.conv2d(x, first.weight, None, padding=1)
     bias = first.bias.view(1, -1, 1, 1)
     gap = edges.new_zeros((*edges.shape[:3], start - w))
     a, level = torch.cat([edges + bias, gap, bias - edges], dim=3), 1
-    for layer in net[1:]:
-        if isinstance(layer, nn.MaxPool2d):
+    for layer, kind in rest:
+        if kind == "pool":
             level *= 2
-            a = _two_crops(_pool2(a), w // level, start // level)
+            a = _pool2(a)
+            a.mul_(_two_columns(a.shape[3], w // level, start // level))
+        elif kind == "relu":
+            torch.relu_(a)
         else:
             a = layer(a)
     inverse = start // level
     return max(float(a[..., : w // level].max()), float(a[..., inverse : inverse + w // level].max()))
 
 
-def _two_crops(a: Any, width: int, start: int) -> Any:
-    """``a`` with all but columns [0, width) and [start, start + width) zeroed."""
+@lru_cache(maxsize=8)
+def _layers(net: Any) -> tuple[Any, tuple[tuple[Any, str], ...], int]:
+    """(the first convolution, the other layers each with its kind, the poolings' grid) of a network."""
+    from torch import nn
+
+    kinds = tuple(
+        (layer, "pool" if isinstance(layer, nn.MaxPool2d) else "relu" if isinstance(layer, nn.ReLU) else "")
+        for layer in net
+    )
+    return net[0], kinds[1:], 2 ** sum(kind == "pool" for _, kind in kinds)
+
+
+@lru_cache(maxsize=1024)
+def _two_columns(total: int, width: int, start: int) -> Any:
+    """Bool (total,): columns [0, width) and [start, start + width), the two crops' (all else is zeroed)."""
     import torch
 
-    column = torch.arange(a.shape[3])
-    return a * ((column < width) | ((column >= start) & (column < start + width)))
+    column = torch.arange(total)
+    return (column < width) | ((column >= start) & (column < start + width))
 
 
 def _pool2(x: Any) -> Any:
@@ -146,18 +165,18 @@ class TextFilter:
     net: Any  # torch module, eval mode
     threshold: float  # proposals scoring below are not read
 
-    def score(self, crop: np.ndarray) -> float:
+    def score(self, crop: np.ndarray, enough: float = float("inf")) -> float:
         import torch
 
         from anonymizer.faces.models import one_torch_thread
 
         x = torch.from_numpy(as_input(crop))[None, None]
         with torch.inference_mode(), one_torch_thread():
-            return one_score(self.net, x)
+            return one_score(self.net, x, enough)
 
     def passes(self, crop: np.ndarray) -> bool:
-        """Worth reading: not surely non-text."""
-        return self.score(crop) >= self.threshold
+        """Worth reading: not surely non-text (a crop that passes at full scale needs no half-scale look)."""
+        return self.score(crop, self.threshold) >= self.threshold
 
 
 _lock = threading.Lock()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from anonymizer.channels import channel_mean
 from anonymizer.plans import Box, TextAction, TextPlan, TextReport
 from anonymizer.text import components, ocr
 from anonymizer.text import filter as text_filter
@@ -78,9 +79,10 @@ def _contrast(crop: np.ndarray, orient: bool = True) -> np.ndarray:
     ``orient``: dark ink on light paper (else either polarity, as the colour axis falls)."""
     if crop.ndim == 2:
         flat = crop.reshape(-1, 1).astype(np.float32)
+        centred = flat - flat.mean(0)
     else:
         flat = crop.reshape(-1, 3).astype(np.float32)
-    centred = flat - flat.mean(0)
+        centred = flat - channel_mean(flat)  # flat.mean(0), bit for bit, faster (anonymizer/channels.py)
     axis = np.linalg.svd(centred[:: max(1, len(centred) // 4000)], full_matrices=False)[2][0]
     values = centred @ axis
     grey = np.clip(values + 128.0, 0, 255).astype(np.uint8).reshape(crop.shape[:2])
@@ -544,6 +546,13 @@ def scrub(
     return TextResult(out, replace(report, checked=True))
 
 
+def _extent(mask: np.ndarray) -> Box:
+    """(x0, y0, x1, y1): the bounding box of a mask's true pixels (not empty); the rows and columns that
+    hold any, not every pixel's coordinates (a 12 MP mask: ~0.5 ms, where ``np.nonzero`` took ~15 ms)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def touches_protected(
     original: np.ndarray,
     plan: TextPlan,
@@ -555,8 +564,7 @@ def touches_protected(
     if protected is None or plan.action is TextAction.KEEP or not protected.any():
         return False
     ocr.ensure_ready()
-    ys, xs = np.nonzero(protected)
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    x0, y0, x1, y1 = _extent(protected)
     pad = max(x1 - x0, y1 - y0) // 2 + 32
     h, w = original.shape[:2]
     x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)

@@ -52,7 +52,12 @@ def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
     bank = load_bank(wide_donor_bank)
     rung = Strength(1.15, 1.6, 0.35, 0.0, 0.5)
     plain = SurrogateSettings(
-        ladder=(rung,), donor_sets=1, sex_reader="centroids", self_check_sex_margin=100.0, sex_miss_anti=1.0
+        ladder=(rung,),
+        donor_sets=1,
+        sex_reader="centroids",
+        self_check_sex_margin=100.0,
+        sex_miss_anti=1.0,
+        nothing_kept=(),  # the engine itself, not its nothing-kept sibling
     )
     engine = SurrogateEngine(replace(plain, sex_miss_anti=0.0), bank)
     records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
@@ -92,7 +97,7 @@ def test_with_the_nose_or_eyes_kept_the_engine_uses_the_region_kept_settings(
 
     bank = load_bank(wide_donor_bank)
     base = SurrogateSettings(ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),), donor_sets=1, region_kept=())
-    base = replace(base, eyes_kept=(), nose_kept=())  # one sibling for both regions
+    base = replace(base, eyes_kept=(), nose_kept=(), nothing_kept=(), mouth_kept=())  # one sibling
     levers = replace(base, spread_texture=5.0, region_kept=(("spread_texture", 0.0),))
     engine = SurrogateEngine(levers, bank)
     assert engine._for_regions(()) is engine and engine._for_regions((Region.MOUTH,)) is engine
@@ -119,6 +124,7 @@ def test_nose_kept_and_eyes_kept_apply_only_with_their_region(wide_donor_bank: P
 
     settings = SurrogateSettings(
         region_kept=(("spread_texture", 0.0),),
+        mouth_kept=(),
         nose_kept=(("spread_texture", 2.0),),
         eyes_kept=(("sex_probe_margin", 0.7),),
     )
@@ -132,8 +138,8 @@ def test_nose_kept_and_eyes_kept_apply_only_with_their_region(wide_donor_bank: P
 
 
 def test_nothing_kept_and_mouth_kept_apply_only_to_their_setting(wide_donor_bank: Path) -> None:
-    """``nothing_kept`` acts only with no region kept and ``mouth_kept`` only with the mouth kept (before the
-    nose or eyes values when those are kept too), so each setting can be tuned alone."""
+    """``nothing_kept`` acts only with no region kept and ``mouth_kept`` only with the mouth alone kept, so
+    each setting can be tuned alone."""
     from anonymizer.plans import Region
 
     settings = SurrogateSettings(
@@ -149,6 +155,6 @@ def test_nothing_kept_and_mouth_kept_apply_only_to_their_setting(wide_donor_bank
     assert (nothing.settings.spread_texture, nothing.settings.sex_probe_margin) == (3.0, margin)
     assert (mouth.settings.spread_texture, mouth.settings.sex_probe_margin) == (4.0, 0.9)
     assert nothing.settings.nothing_kept == mouth.settings.mouth_kept == ()  # a sibling has no siblings
-    both = engine._for_regions((Region.MOUTH, Region.NOSE)).settings
-    assert (both.spread_texture, both.sex_probe_margin) == (0.0, 0.9)  # region_kept wins over mouth_kept
+    both = engine._for_regions((Region.MOUTH, Region.NOSE))
+    assert both is engine._for_regions((Region.NOSE,))  # with the nose kept too, mouth_kept does not apply
     assert engine._for_regions((Region.NOSE,)).settings.sex_probe_margin == margin

@@ -167,3 +167,36 @@ def test_with_texture_away_the_texture_step_points_away_from_the_patient_too(
     # 8) and their mean point away; the keyed step as drawn points towards the patient about as often
     assert turned > 0 and np.mean(towards) < 0 and sum(t < 0 for t in towards) > len(towards) / 2
     assert np.mean(towards) < np.mean(plain_towards)
+
+
+def test_the_away_threshold_sets_how_many_signs_the_patient_decides() -> None:
+    """``spread_away_min``: along a direction where the patient lies further off the mean than this (σ),
+    the step points away from them; elsewhere the key's sign stays. Above every coordinate the step is
+    the keyed one as drawn; at 0 the patient sets every sign."""
+    from anonymizer.engines.surrogate_spread import _away
+
+    z = keyed_direction(spread_key(7), 12)
+    coordinates = np.linspace(-2.0, 2.0, 12).astype(np.float32)
+    assert np.array_equal(_away(z, coordinates, away_min=3.0), z)
+    assert np.all(np.sign(_away(z, coordinates, away_min=0.0)) == -np.sign(coordinates))
+    decided = [int((_away(z, coordinates, m) != z).sum()) for m in (0.0, 0.5, 1.0, 1.5)]
+    assert decided == sorted(decided, reverse=True) and decided[0] > decided[-1]
+    assert np.array_equal(np.abs(_away(z, coordinates, 1.0)), np.abs(z))  # only signs change
+
+
+def test_the_texture_steps_soft_limit_is_a_setting() -> None:
+    """``spread_texture_clip``: the texture step is soft-clipped to this many 8-bit levels (the module's 14
+    by default); a lower limit keeps a strong step's shading patches fainter, the shape step unchanged."""
+    from anonymizer.engines.surrogate_spread import CLIP, FaceSpace
+
+    space = FaceSpace(
+        np.ones((12, 68, 2), np.float32),
+        np.full((12, 4, 4), 10.0, np.float32),
+        {"": (np.zeros((68, 2), np.float32), np.zeros((4, 4), np.float32))},
+        1.0,
+    )
+    shape, texture = space.deviation(3, 5.0)
+    soft_shape, soft = space.deviation(3, 5.0, clip=7.0)
+    assert 7.0 < np.abs(texture).max() < CLIP and np.abs(soft).max() < 7.0
+    assert np.array_equal(shape, soft_shape) and np.array_equal(np.sign(texture), np.sign(soft))
+    assert SurrogateSettings().spread_texture_clip == CLIP

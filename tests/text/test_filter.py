@@ -73,6 +73,9 @@ def test_the_fast_score_is_the_fitted_score_on_real_proposals() -> None:
     np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-4)
     threshold = text_filter.load().threshold
     assert np.array_equal(fast >= threshold, reference >= threshold)
+    # ``passes`` skips the half-scale look of a crop that passes at full scale: the same answers
+    assert [text_filter.load().passes(c) for c in crops] == list(fast >= threshold)
+    assert any(min(c.shape) >= 16 and f >= threshold for c, f in zip(crops, fast, strict=True))
 
 
 def test_the_fast_score_matches_on_every_small_size() -> None:
@@ -118,3 +121,40 @@ def test_altered_or_missing_weights_are_refused(tmp_path: Path) -> None:
         text_filter._read(weights)
     with pytest.raises(OcrUnavailable, match="not found"):
         text_filter._read(tmp_path / "missing.safetensors")
+
+
+def _former_both_polarities(net: object, x: object) -> float:
+    """``filter._both_polarities`` before issue-11t3 (a new tensor per ReLU and per zeroing, the column
+    masks made on every call), written out as the reference of its faster form."""
+    import torch
+    from torch import nn
+
+    first, w = net[0], x.shape[3]  # type: ignore[index, attr-defined]
+    grid = 2 ** sum(isinstance(layer, nn.MaxPool2d) for layer in net)  # type: ignore[attr-defined]
+    start = grid * (w // grid + 1)
+    edges = torch.nn.functional.conv2d(x, first.weight, None, padding=1)
+    bias = first.bias.view(1, -1, 1, 1)
+    gap = edges.new_zeros((*edges.shape[:3], start - w))
+    a, level = torch.cat([edges + bias, gap, bias - edges], dim=3), 1
+    for layer in net[1:]:  # type: ignore[index]
+        if isinstance(layer, nn.MaxPool2d):
+            level *= 2
+            column, width, at = torch.arange(a.shape[3] // 2), w // level, start // level
+            a = text_filter._pool2(a) * ((column < width) | ((column >= at) & (column < at + width)))
+        else:
+            a = layer(a)
+    inverse = start // level
+    return max(float(a[..., : w // level].max()), float(a[..., inverse : inverse + w // level].max()))
+
+
+def test_the_in_place_network_pass_gives_the_former_logits_bit_for_bit() -> None:
+    import torch
+
+    net = text_filter.load().net
+    rng = np.random.default_rng(6)
+    with torch.inference_mode():
+        for h, w in [(8, 8), (9, 31), (16, 17), (23, 64), (40, 61), (12, 130)]:
+            crop = rng.integers(0, 256, (h, w)).astype(np.uint8)
+            x = torch.from_numpy(text_filter.as_input(crop))[None, None]
+            for _ in range(2):  # the second time from the cached column masks
+                assert text_filter._both_polarities(net, x) == _former_both_polarities(net, x), (h, w)

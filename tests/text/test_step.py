@@ -267,3 +267,15 @@ def _overlay_bar(base: np.ndarray, centre: tuple[int, int], text: str, cap: int,
     polygon = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], np.float32)
     tokens = tuple(t.strip(",") for t in text.split())
     return np.asarray(photo_img.convert("RGB")), Canary(CanaryKind.OVERLAY, tokens, polygon, 0.0, cap)
+
+
+def test_the_preserved_regions_extent_is_its_bounding_box() -> None:
+    """``touches_protected`` scans around the region's bounding box, found from its rows and columns."""
+    from anonymizer.text.step import _extent
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        mask = np.zeros((rng.integers(1, 60), rng.integers(1, 60)), bool)
+        mask[tuple(rng.integers(0, s, 3) for s in mask.shape)] = True
+        ys, xs = np.nonzero(mask)
+        assert _extent(mask) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)

@@ -1,0 +1,93 @@
+"""The eyes kept, second round (issue-11e3): the synthetic mouth opens no wider than the patient's, and an
+open mouth's interior (teeth) comes from one donor photo, the most open of the set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate_mouth import (
+    INNER_LIPS,
+    LOWER_LIP,
+    UPPER_LIP,
+    cap_opening,
+    cap_width,
+    interior_weight,
+    open_donor,
+    with_interior,
+)
+from anonymizer.faces.regions import interocular
+from anonymizer.plans import Region
+
+
+def test_the_open_mouth_takes_its_interior_from_the_most_open_donor_photo(bank_path: Path) -> None:
+    bank = load_bank(bank_path)
+    size, ref = bank.crop_size, bank.reference
+    closed, wide = bank.photos[0], bank.photos[1]
+    teeth = wide.texture.copy()
+    cv2.fillPoly(teeth, [np.round(ref[INNER_LIPS]).astype(np.int32)], (250, 250, 245))
+    smiling = replace(wide, texture=teeth, expression=np.array([0.15, 0.95], np.float32))
+    neutral = replace(closed, expression=np.array([0.01, 0.8], np.float32))
+    donors = [[neutral], [replace(wide, expression=np.array([0.04, 0.9], np.float32)), smiling]]
+    assert open_donor(donors, 0.06) is smiling
+    assert open_donor(donors, 0.2) is None  # no donor's mouth that open: the mix stays as it is
+    average = np.full((size, size, 3), 150.0, np.float32)
+    weight = interior_weight(ref, size)
+    mixed = with_interior(average, smiling.texture, weight)
+    middle = np.round(ref[INNER_LIPS].mean(0)).astype(int)
+    assert mixed[middle[1], middle[0]].min() > 230  # mostly the donor's teeth at the slit's centre
+    far = np.ones((size, size), np.uint8)
+    cv2.fillPoly(far, [np.round(ref[48:60]).astype(np.int32)], 0)
+    far = cv2.distanceTransform(far, cv2.DIST_L2, 5) > 0.15 * interocular(ref)
+    assert np.array_equal(mixed[far], average[far])  # nothing changes away from the mouth
+
+
+def test_the_synthetic_mouth_opens_no_wider_than_the_patients(bank_path: Path) -> None:
+    patient = load_bank(bank_path).reference.astype(np.float64)  # a closed mouth, a few pixels apart
+    iod = interocular(patient)
+    target = 1.1 * (patient - patient.mean(0)) + patient.mean(0) + 3.0  # another size and place
+    target[LOWER_LIP] += [0.0, 0.2 * iod]  # the transfer's open mouth
+    capped = cap_opening(target, patient, 0.02).astype(np.float64)
+    gap = np.linalg.norm(capped[66] - capped[62]) / interocular(capped)
+    assert gap <= np.linalg.norm(patient[66] - patient[62]) / iod + 0.02 + 1e-4
+    lips = UPPER_LIP + LOWER_LIP
+    for lip in (UPPER_LIP, LOWER_LIP):  # each lip moved as a whole: its thickness kept
+        moved = capped[lip] - target[lip]
+        assert np.abs(moved - moved.mean(0)).max() < 1e-3 and np.abs(moved).max() > 1.0
+    assert np.allclose(np.delete(capped, lips, 0), np.delete(target, lips, 0), atol=1e-3)
+    closed = cap_opening(patient, patient, 0.02)
+    assert np.allclose(closed, patient, atol=1e-3)  # no wider than the patient's: left as it is
+
+
+def test_the_synthetic_mouth_is_no_wider_than_the_patients(bank_path: Path) -> None:
+    patient = load_bank(bank_path).reference.astype(np.float64)
+    iod = interocular(patient)
+    target = patient.copy()
+    centre = target[48:68].mean(0)
+    target[48:68, 0] = centre[0] + 1.25 * (target[48:68, 0] - centre[0])  # the transfer's wide mouth
+    capped = cap_width(target, patient, 0.02).astype(np.float64)
+    width = np.linalg.norm(capped[54] - capped[48]) / interocular(capped)
+    assert width <= np.linalg.norm(patient[54] - patient[48]) / iod + 0.02 + 1e-4
+    assert np.allclose(capped[48:68].mean(0), centre, atol=1e-3)  # squeezed about its own centre
+    axis = (target[54] - target[48]) / np.linalg.norm(target[54] - target[48])
+    moved = capped[48:68] - target[48:68]
+    assert np.abs(moved[:, 0] * axis[1] - moved[:, 1] * axis[0]).max() < 1e-3  # along the corners' line
+    assert np.array_equal(capped[:48], target[:48].astype(np.float32))  # nothing else moves
+    assert np.allclose(cap_width(patient, patient, 0.02), patient, atol=1e-3)  # not wider: left alone
+
+
+def test_the_mouth_interior_is_on_only_with_the_eyes_kept(bank_path: Path) -> None:
+    settings = SurrogateSettings()
+    engine = SurrogateEngine(settings, load_bank(bank_path))
+    # the base stays off
+    assert settings.mouth_interior == 0.0 and settings.mouth_opening < 0 and settings.mouth_width < 0
+    eyes = engine._for_regions((Region.EYES,)).settings
+    assert eyes.mouth_interior > 0 and eyes.mouth_opening >= 0 and eyes.mouth_width >= 0
+    for preserve in ((), (Region.MOUTH,), (Region.NOSE,)):
+        other = engine._for_regions(preserve).settings
+        assert other.mouth_interior == 0.0 and other.mouth_opening < 0 and other.mouth_width < 0

@@ -1,0 +1,87 @@
+"""The mouth kept (issue-11m3): each synthetic eye at least a share as open as the patient's
+(``eye_opening``) and the patient's further keyed shape steps tried on a rung read as the other sex
+(``spread_shape_variants``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from anonymizer.donors import load_bank
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate_spread import keyed_direction, spread_key
+from anonymizer.engines.surrogate_target import _opening, keep_eye_opening
+
+OPEN = np.array([[0, 0], [3, -2], [7, -2], [10, 0], [7, 2], [3, 2]], float)  # an eye 0.4 widths open
+
+
+def _face(right: np.ndarray, left: np.ndarray) -> np.ndarray:
+    points = np.zeros((68, 2))
+    points[36:42], points[42:48] = right, left + np.array([30.0, 0.0])
+    return points
+
+
+def test_a_narrowed_eye_opens_to_the_floor_and_keeps_its_corners() -> None:
+    """An eye less open than ``floor`` × the patient's (in units of its own width) opens to exactly that,
+    its corners (place, width, tilt) unchanged and its brow moved with its upper lid (the lid must not fold
+    into it); an eye open enough (here: a larger eye of the same proportions), its brow, every other point
+    and a floor of 0 leave the target as it was."""
+    patient = _face(OPEN, OPEN)
+    slit = np.array([[0, 0], [3, -0.5], [7, -0.5], [10, 0], [7, 0.5], [3, 0.5]]) * 1.2 + [2.0, 1.0]
+    target = _face(slit, 1.1 * OPEN)
+    target[:36] = np.random.default_rng(0).standard_normal((36, 2))
+    out = keep_eye_opening(target, patient, 0.9)
+    assert _opening(target[36:42]) < 0.2 and abs(_opening(out[36:42]) - 0.9 * 0.4) < 1e-6
+    assert np.allclose(out[[36, 39]], target[[36, 39]], atol=1e-5)  # the corners stay
+    lifted = (out[[37, 38]] - target[[37, 38]]).mean(0)
+    # the brow goes up with the lid
+    assert lifted[1] < 0 and np.allclose(out[17:22] - target[17:22], lifted, atol=1e-5)
+    keep = [i for i in range(68) if i not in (17, 18, 19, 20, 21, 37, 38, 40, 41)]
+    # the other eye (open enough), its brow and the rest stay
+    assert np.allclose(out[keep], target[keep], atol=1e-5)
+    assert np.array_equal(keep_eye_opening(target, patient, 0.0), target)
+
+
+def test_further_shape_steps_are_keyed_and_the_first_is_unchanged() -> None:
+    """Variant 0 is the spread's key as before (outputs without the setting are unchanged); further
+    variants are other keyed directions, the same for the same patient."""
+    assert spread_key(5) == spread_key(5, 0)
+    steps = [keyed_direction(spread_key(5, v), 12) for v in range(4)]
+    assert np.allclose(steps[2], keyed_direction(spread_key(5, 2), 12))
+    assert all(abs(float(steps[0] @ s)) / 12 < 0.9 for s in steps[1:])
+
+
+def test_shape_steps_that_keep_no_sex_leave_the_outputs_as_they_were(
+    wide_donor_bank: Path, pair: list[np.ndarray]
+) -> None:
+    """With a sex margin no face clears every rung reads as not kept: each further keyed step is tried on
+    it, none keeps the sex, and the outputs are those of the engine without the setting, bit for bit."""
+    from anonymizer.faces.detect import detect_faces
+    from anonymizer.faces.pipeline import PipelineSettings, _align_all
+
+    bank = load_bank(wide_donor_bank)
+    plain = SurrogateSettings(
+        ladder=(Strength(1.15, 1.6, 0.35, 0.0, 0.5),),
+        donor_sets=1,
+        sex_reader="centroids",
+        self_check_sex_margin=100.0,
+        sex_miss_anti=1.0,
+        nothing_kept=(),  # the engine itself, not the nothing-kept sibling
+    )
+    engine = SurrogateEngine(replace(plain, spread_shape_variants=3), bank)
+    records = _align_all(pair, [detect_faces(p)[:1] for p in pair], engine.crop_size, (), PipelineSettings())
+    faces = [r.aligned for r in records]
+    made: list[int] = []
+    original = engine._synthesize
+
+    def counted(*args: object, **kwargs: object) -> object:
+        made.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    engine._synthesize = counted  # type: ignore[method-assign]
+    out = engine.anonymize(faces, 7, ())
+    assert len(made) == 2 * (1 + 3)  # two photos: the rung, then the rung with each further step
+    without = SurrogateEngine(plain, bank).anonymize(faces, 7, ())
+    assert all(np.array_equal(a, b) for a, b in zip(out, without, strict=True))
