@@ -296,6 +296,9 @@ class SurrogateSettings:
         ("spread_texture", 1.0),
         ("spread_texture_after_sex_miss", 0.0),
         ("spread_texture_clip", 7.0),
+        ("mouth_opening", 0.02),
+        ("mouth_width", 0.02),
+        ("mouth_interior", 0.06),
     )
     # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
     # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
