@@ -1,6 +1,5 @@
-"""The eyes kept, second round (issue-11e3), and nothing kept (issue-11zm): the synthetic mouth opens no
-wider than the patient's, and an open mouth's interior (teeth) comes from one donor photo, the most open of
-the set."""
+"""The eyes kept, second round (issue-11e3): the synthetic mouth opens no wider than the patient's, and an
+open mouth's interior (teeth) comes from one donor photo, the most open of the set."""
 
 from __future__ import annotations
 
@@ -82,17 +81,29 @@ def test_the_synthetic_mouth_is_no_wider_than_the_patients(bank_path: Path) -> N
     assert np.allclose(cap_width(patient, patient, 0.02), patient, atol=1e-3)  # not wider: left alone
 
 
-def test_the_mouth_settings_are_on_only_with_the_eyes_or_nothing_kept(bank_path: Path) -> None:
+def test_the_mouth_interior_is_on_only_with_the_eyes_kept(bank_path: Path) -> None:
     settings = SurrogateSettings()
     engine = SurrogateEngine(settings, load_bank(bank_path))
     # the base stays off
     assert settings.mouth_interior == 0.0 and settings.mouth_opening < 0 and settings.mouth_width < 0
-    for preserve in ((Region.EYES,), ()):  # eyes kept (issue-11e3), nothing kept (issue-11zm)
-        free = engine._for_regions(preserve).settings
-        assert free.mouth_interior > 0 and free.mouth_opening >= 0 and free.mouth_width >= 0
-    nothing = dict(settings.nothing_kept)  # the nothing-kept texture spread (issue-11z3) is still there
-    assert (nothing["spread_texture"], nothing["spread_texture_after_sex_miss"]) == (1.0, 0.0)
-    assert engine._for_regions(()).settings.spread_texture_clip == 7.0
-    for preserve in ((Region.MOUTH,), (Region.NOSE,)):
+    eyes = engine._for_regions((Region.EYES,)).settings
+    assert eyes.mouth_interior > 0 and eyes.mouth_opening >= 0 and eyes.mouth_width >= 0
+    for preserve in ((), (Region.MOUTH,), (Region.NOSE,)):
         other = engine._for_regions(preserve).settings
         assert other.mouth_interior == 0.0 and other.mouth_opening < 0 and other.mouth_width < 0
+
+
+def test_the_mouth_settings_reach_the_nothing_kept_engine_through_nothing_kept(bank_path: Path) -> None:
+    """issue-11zm: appended to ``nothing_kept`` (tried, off by default), the mouth's caps and teeth reach
+    the nothing-kept engine alone, beside its texture spread; the other settings' engines stay as they are."""
+    base = SurrogateSettings()
+    mouth = (("mouth_opening", 0.02), ("mouth_width", 0.02), ("mouth_interior", 0.06))
+    settings = replace(base, nothing_kept=(*base.nothing_kept, *mouth))
+    engine = SurrogateEngine(settings, load_bank(bank_path))
+    nothing = engine._for_regions(()).settings
+    assert (nothing.mouth_opening, nothing.mouth_width, nothing.mouth_interior) == (0.02, 0.02, 0.06)
+    for name, value in base.nothing_kept:  # the texture spread (issue-11z3) is still applied
+        assert getattr(nothing, name) == value
+    default = SurrogateEngine(base, load_bank(bank_path))
+    for preserve in ((Region.MOUTH,), (Region.NOSE,), (Region.EYES,)):
+        assert engine._for_regions(preserve).settings == default._for_regions(preserve).settings
