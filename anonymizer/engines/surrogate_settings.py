@@ -297,6 +297,9 @@ class SurrogateSettings:
     # eval_pixels --settings nothing --privacy-only, draw A · draw B, main -> on: collisions 2.7 · 0.9 ->
     # 0.9 · 0.0 %, linkage r5 18.8 · 0.0 -> 12.5 · 18.8 %, sex kept 100 · 93.8 % kept, donor leak 0 ·
     # 12.5 -> 0 · 6.2 %, rungs 90 · 139 -> 90 · 137 (docs/face-engine.md, issue-11z3).
+    # Off: 11e3's mouth caps and teeth (mouth_opening / mouth_width 0.02, mouth_interior 0.06; issue-11zm).
+    # They put teeth in 008's and 022's smiles, but 013 (a woman) read as a man (sex kept, draw A, 100 ->
+    # 87.5 %) and 001, 019 and 027 (women, donors of any tone) came out darker and blotchy on the sheets.
     nothing_kept: tuple[tuple[str, object], ...] = (
         ("spread_texture", 1.0),
         ("spread_texture_after_sex_miss", 0.0),

@@ -91,3 +91,19 @@ def test_the_mouth_interior_is_on_only_with_the_eyes_kept(bank_path: Path) -> No
     for preserve in ((), (Region.MOUTH,), (Region.NOSE,)):
         other = engine._for_regions(preserve).settings
         assert other.mouth_interior == 0.0 and other.mouth_opening < 0 and other.mouth_width < 0
+
+
+def test_the_mouth_settings_reach_the_nothing_kept_engine_through_nothing_kept(bank_path: Path) -> None:
+    """issue-11zm: appended to ``nothing_kept`` (tried, off by default), the mouth's caps and teeth reach
+    the nothing-kept engine alone, beside its texture spread; the other settings' engines stay as they are."""
+    base = SurrogateSettings()
+    mouth = (("mouth_opening", 0.02), ("mouth_width", 0.02), ("mouth_interior", 0.06))
+    settings = replace(base, nothing_kept=(*base.nothing_kept, *mouth))
+    engine = SurrogateEngine(settings, load_bank(bank_path))
+    nothing = engine._for_regions(()).settings
+    assert (nothing.mouth_opening, nothing.mouth_width, nothing.mouth_interior) == (0.02, 0.02, 0.06)
+    for name, value in base.nothing_kept:  # the texture spread (issue-11z3) is still applied
+        assert getattr(nothing, name) == value
+    default = SurrogateEngine(base, load_bank(bank_path))
+    for preserve in ((Region.MOUTH,), (Region.NOSE,), (Region.EYES,)):
+        assert engine._for_regions(preserve).settings == default._for_regions(preserve).settings
