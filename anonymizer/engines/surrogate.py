@@ -111,7 +111,7 @@ class SurrogateEngine(Ladder):
             return common
         shape, texture = common.spread
         factor = self.settings.spread_anchored
-        variants = tuple(factor * step for step in common.shape_variants)
+        variants = common.shape_variants.scaled(factor)
         return replace(common, spread=(factor * shape, factor * texture), shape_variants=variants)
 
     def _sex_missed(self, common: _Common) -> _Common:

@@ -19,6 +19,7 @@ from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
 from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.engines.surrogate_sex import SexProbe
+from anonymizer.engines.surrogate_spread import NO_STEPS, KeyedSteps
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _named, _PeerBase
 from anonymizer.faces.detect import landmarks_68
 from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance, torch_descriptor
@@ -42,8 +43,8 @@ class _Common:
     profile: tuple[str, float] = ("", float("nan"))  # the patient's sex and age (header, else estimated)
     spread: tuple[np.ndarray, np.ndarray] | None = None  # the patient's keyed deviation (surrogate_spread)
     population_rank: int | None = None  # this group's linkage aim (None: settings.population_rank)
-    # the patient's further keyed shape steps (settings.spread_shape_variants; () = off)
-    shape_variants: tuple[np.ndarray, ...] = ()
+    # the patient's further keyed shape steps (settings.spread_shape_variants, made on first use; empty = off)
+    shape_variants: KeyedSteps = NO_STEPS
 
 
 _Judgement = tuple[bool, tuple[float, ...], bool, bool]  # Ladder._judge: passed, score, far, one person

@@ -46,7 +46,7 @@ from anonymizer.engines.surrogate_mouth import (
 )
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
-from anonymizer.engines.surrogate_spread import FaceSpace, spread_key
+from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
 from anonymizer.engines.surrogate_target import (
     FIT_ALL,
     FIT_INNER,
@@ -261,6 +261,7 @@ class Synthesis:
         identity_seed: int,
         patient: tuple[np.ndarray, np.ndarray, str] | None = None,
         variant: int = 0,
+        with_texture: bool = True,
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The patient's keyed deviation (shape, texture lightness) in the bank's face space, or None.
         ``patient``: their landmarks, shape-free texture and sex; the step then points away from them.
@@ -279,20 +280,31 @@ class Synthesis:
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)
         guard, away_min = self.settings.spread_sex_guard, self.settings.spread_away_min
         shape = self._space.deviation(key, shape_scale, away, guard=guard, away_min=away_min)[0]
+        if not with_texture:  # the shape step alone (the texture's left empty)
+            return shape, np.zeros((0, 0), np.float32)
         texture_away = away if self.settings.spread_texture_away else None
         clip = self.settings.spread_texture_clip
-        texture = self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
-        return shape, texture
+        return shape, self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
 
     def _shape_variants(
         self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]
-    ) -> tuple[np.ndarray, ...]:
+    ) -> KeyedSteps:
         """The patient's further keyed shape steps (settings.spread_shape_variants), in keyed order: a rung
-        whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``)."""
+        whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``).
+        Made on first use (``KeyedSteps``): most groups never need them."""
         count = self.settings.spread_shape_variants
-        if count <= 0 or self.settings.spread_shape <= 0:
-            return ()
-        steps = (self._spread(identity_seed, patient, variant) for variant in range(1, count + 1))
+        possible = count > 0 and self.settings.spread_shape > 0
+        count = count if possible else 0  # spread_shape off: no further steps, as before
+        return KeyedSteps(lambda: self._shape_steps(identity_seed, patient, count), possible)
+
+    def _shape_steps(
+        self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str], count: int
+    ) -> tuple[np.ndarray, ...]:
+        """The first ``count`` further keyed shape steps (none when the spread is off): each ``_spread(...,
+        variant)``'s shape (its texture step, an (S, S) product per variant, is not made: only shapes are
+        tried)."""
+        variants = range(1, count + 1)
+        steps = (self._spread(identity_seed, patient, variant, with_texture=False) for variant in variants)
         return tuple(step[0] for step in steps if step is not None)
 
     def _synthesize(

@@ -85,3 +85,35 @@ def test_shape_steps_that_keep_no_sex_leave_the_outputs_as_they_were(
     assert len(made) == 2 * (1 + 3)  # two photos: the rung, then the rung with each further step
     without = SurrogateEngine(plain, bank).anonymize(faces, 7, ())
     assert all(np.array_equal(a, b) for a, b in zip(out, without, strict=True))
+
+
+def test_further_shape_steps_made_on_first_use_equal_those_made_up_front(donor_bank: Path) -> None:
+    """``KeyedSteps`` (issue-11t4): nothing is made until a rung needs the steps; then the same arrays, bit
+    for bit and in the same order, as each variant's ``_spread`` shape made up front (with its texture
+    step), the same objects on every later pass (``_other_step`` skips the step in place by identity), and
+    scaled for a leaning set as the tuple was; off, no steps and a false truth value."""
+    bank = load_bank(donor_bank)
+    engine = SurrogateEngine(replace(SurrogateSettings(), spread_shape_variants=3), bank)
+    photo = bank.photos[0]
+    place = (photo.landmarks + 1.5, photo.texture, "F")
+    made: list[int] = []
+    original = engine._spread
+
+    def counted(*args: object, **kwargs: object) -> object:
+        made.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    engine._spread = counted  # type: ignore[method-assign]
+    steps = engine._shape_variants(7, place)
+    assert steps and not made
+    up_front = [original(7, place, variant)[0] for variant in range(1, 4)]
+    first = list(steps)
+    assert len(made) == 3 and len(first) == 3
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(first, up_front, strict=True))
+    assert all(a is b for a, b in zip(first, steps, strict=True)) and len(made) == 3
+    scaled = list(steps.scaled(0.6))
+    assert all(np.array_equal(a, 0.6 * b) for a, b in zip(scaled, up_front, strict=True))
+    assert not any(np.array_equal(a, b) for a, b in zip(first[1:], first[:-1], strict=True))
+    engine.settings = replace(engine.settings, spread_shape_variants=0)
+    off = engine._shape_variants(7, place)
+    assert not off and list(off) == [] and not off.scaled(0.6)
