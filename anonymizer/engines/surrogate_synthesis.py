@@ -143,6 +143,7 @@ class Synthesis:
     _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
     _beard: np.ndarray | None = None
+    _interior: np.ndarray | None = None  # interior_weight of the bank's reference (made once)
 
     @property
     def bank(self) -> DonorBank:
@@ -228,8 +229,9 @@ class Synthesis:
         photo = open_donor(donors, self.settings.mouth_interior)
         if photo is None:
             return average
-        weight = interior_weight(self.bank.reference, self.bank.crop_size)
-        return with_interior(average, self._common_tone(photo), weight)
+        if self._interior is None:  # the bank's reference shape alone decides it
+            self._interior = interior_weight(self.bank.reference, self.bank.crop_size)
+        return with_interior(average, self._common_tone(photo), self._interior)
 
     def _face_space(self) -> FaceSpace:
         """The bank's face space (surrogate_spread.FaceSpace), fitted on first use."""
