@@ -26,7 +26,13 @@ import numpy as np
 
 from anonymizer.donors import DonorBank, DonorBankError, cached_bank
 from anonymizer.engines.base import AlignedFace, register
-from anonymizer.engines.surrogate_donors import DonorChoice, _patient_profile, _peers, choose_donors
+from anonymizer.engines.surrogate_donors import (
+    DonorChoice,
+    _patient_profile,
+    _peers,
+    choose_donors,
+    near_in_tone,
+)
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
@@ -212,7 +218,11 @@ class SurrogateEngine(Ladder):
                 and (self._near_patient(best.score, common) or (anchored > 0 and best.split))
             )
             anchored += near
-            weights = anchor_weights(self._donor_distances(choice, patient), anchored) if near else None
+            weights = None
+            if near:  # the anchor of the patient's skin tone (settings.anchor_tone)
+                tone = float(patient["ita"])
+                allowed = near_in_tone(bank, choice.identities, tone, self.settings.anchor_tone)
+                weights = anchor_weights(self._donor_distances(choice, patient), anchored, allowed)
             leaning = common if not near else self._leaning(common)
             result = self._climb(faces, choice, leaning, preserve, weights)
             if not result.passed and result.lost_sex:

@@ -102,6 +102,18 @@ def choose_donors(
     raise DonorBankError(f"donor bank too small: need {fewest} donors far from the patient")
 
 
+def near_in_tone(
+    bank: DonorBank, identities: Sequence[str], ita: float, tolerance: float
+) -> list[bool] | None:
+    """Whether each donor's mean skin tone lies within ``tolerance`` degrees ITA of ``ita`` (None when
+    ``tolerance`` ≤ 0: no limit)."""
+    if tolerance <= 0:
+        return None
+    groups = bank.by_identity()
+    tones = [float(np.mean([ita_degrees(p.skin_lab) for p in groups[i]])) for i in identities]
+    return [abs(tone - ita) <= tolerance for tone in tones]
+
+
 def _donor_stats(photos: list[DonorPhoto], patient: dict[str, Any]) -> dict[str, Any]:
     dist = min(distance(p.descriptor, d) for p in photos for d in patient["descriptors"])
     ita = float(np.mean([ita_degrees(p.skin_lab) for p in photos]))

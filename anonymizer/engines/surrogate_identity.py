@@ -130,16 +130,20 @@ ANCHOR_FAR = 0.8  # donors at least this far from the patient (dlib) are anchors
 ANCHOR_SHARES = (0.6, 0.7, 0.8)
 
 
-def anchor_weights(distances: Sequence[float], attempt: int) -> np.ndarray | None:
+def anchor_weights(
+    distances: Sequence[float], attempt: int, allowed: Sequence[bool] | None = None
+) -> np.ndarray | None:
     """Mixing weights of a re-drawn donor set (``attempt`` ≥ 1; 0 or no donors: None, the plain mean).
     ``distances`` are each donor's dlib distance to the patient, in the set's keyed order. The anchor is the
     ``attempt``-th donor at least ``ANCHOR_FAR`` from the patient (keyed, so patients who share donors lean on
-    different ones), else the farthest donors in turn; the others share the rest evenly."""
+    different ones), else the farthest donors in turn; the others share the rest evenly. ``allowed``: the
+    donors that may be the anchor (None, or none allowed: every donor)."""
     k = len(distances)
     if attempt < 1 or k < 2:
         return None
-    far = [i for i, d in enumerate(distances) if d >= ANCHOR_FAR]
-    order = far or sorted(range(k), key=lambda i: -distances[i])
+    candidates = [i for i in range(k) if allowed is None or allowed[i]] or list(range(k))
+    far = [i for i in candidates if distances[i] >= ANCHOR_FAR]
+    order = far or sorted(candidates, key=lambda i: -distances[i])
     anchor = order[(attempt - 1) % len(order)]
     share = ANCHOR_SHARES[min(attempt, len(ANCHOR_SHARES)) - 1]
     weights = np.full(k, (1.0 - share) / (k - 1))

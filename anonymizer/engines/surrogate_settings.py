@@ -175,6 +175,12 @@ class SurrogateSettings:
     stuck_donor_rungs: int = 0
     # a re-drawn set after one that stayed near its patient leans on one far donor (surrogate_identity.py)
     anchored_redraws: bool = True
+    # The donor a re-drawn set leans on is one whose mean skin tone lies within this many degrees ITA of the
+    # patient's (0 = any donor; none within: any). In the last donor tiers (any tone) the far donors that
+    # anchor a set are often of another skin tone, and a mix 0.8 one donor keeps that face's shading after
+    # the colour match: London-set 001 (a light-skinned woman, eyes kept) came out dark and blotchy with an
+    # upper-lip shadow, leaning on a darker donor (ITA -13 against her 46).
+    anchor_tone: float = 0.0
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
     # with a keyed unit vector, scaled to this share of one real person's deviation (0 = the convex mix
     # above). Texture and shape separately: the shape ladder's caricature multiplies the shape's. Texture

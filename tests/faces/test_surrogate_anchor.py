@@ -42,6 +42,21 @@ def test_without_far_donors_the_farthest_lead() -> None:
     assert w is not None and int(w.argmax()) == 0
 
 
+def test_the_anchor_is_of_the_patients_tone_when_allowed_donors_are_named() -> None:
+    """settings.anchor_tone: only donors of the patient's skin tone anchor a set (a light-skinned patient
+    leaning 0.8 on a darker donor kept that donor's shading); none allowed: every donor, as before."""
+    distances = [0.85, 0.70, 0.90, 0.75]  # donors 0 and 2 are far; say only 1 and 2 share her tone
+    allowed = [False, True, True, False]
+    first, second = (anchor_weights(distances, a, allowed) for a in (1, 2))
+    assert first is not None and second is not None
+    assert int(first.argmax()) == 2 and int(second.argmax()) == 2  # the one far donor of her tone, in turn
+    near = anchor_weights(distances, 1, [False, True, False, True])  # no far donor of her tone
+    assert near is not None and int(near.argmax()) == 3  # the farthest of her tone
+    every = anchor_weights(distances, 1, [False] * 4)
+    plain = anchor_weights(distances, 1)
+    assert every is not None and plain is not None and np.array_equal(every, plain)
+
+
 def test_patients_sharing_donors_lean_on_different_ones() -> None:
     """Two patients drawing the same far donors in different keyed orders get different anchors, so two
     patients rescued by anchoring do not both become the same donor's look-alike."""
