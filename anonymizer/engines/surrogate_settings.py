@@ -179,7 +179,9 @@ class SurrogateSettings:
     # patient's (0 = any donor; none within: any). In the last donor tiers (any tone) the far donors that
     # anchor a set are often of another skin tone, and a mix 0.8 one donor keeps that face's shading after
     # the colour match: London-set 001 (a light-skinned woman, eyes kept) came out dark and blotchy with an
-    # upper-lip shadow, leaning on a darker donor (ITA -13 against her 46).
+    # upper-lip shadow, leaning on a darker donor (ITA -13 against her 46). Off: with the eyes kept (45°,
+    # alone or with 10 donor sets) 001 is no longer dark, but her output is blotchy (a red cheek) and still
+    # collides with 013 (draw A 4.5 %); docs/face-engine.md, issue-11e5.
     anchor_tone: float = 0.0
     # Keyed synthetic identity (surrogate_identity.py): the donors' deviations from the peers' centre mixed
     # with a keyed unit vector, scaled to this share of one real person's deviation (0 = the convex mix
