@@ -28,7 +28,7 @@ import face_quality as fq  # noqa: E402
 
 from anonymizer.donors import load_bank  # noqa: E402
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings  # noqa: E402
-from anonymizer.faces.detect import downscale, hog_detect  # noqa: E402
+from anonymizer.faces.detect import downscale  # noqa: E402
 from anonymizer.faces.models import dlib_models  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
 
@@ -77,25 +77,12 @@ def describe(original: np.ndarray, output: np.ndarray, landmarks: np.ndarray) ->
         f"orig {fmt(top_a)} out {fmt(top_b)} IoU {iou:.2f} | out@origbox {at(b, top_a[0] if top_a else None)}"
         f" orig@outbox {at(a, top_b[0] if top_b else None)}"
     )
-    scales = photo_scales(original, output, landmarks)
+    scales = fq.box_iou_sizes(original, output, landmarks.mean(0))
     SCALES.append(scales)
     return iou, f"{line} | photo {' '.join(f'{v:.2f}' for v in scales)}"
 
 
-SCALES: list[list[float]] = []  # per photo: photo_scales, for the summary line
-
-
-def photo_scales(original: np.ndarray, output: np.ndarray, landmarks: np.ndarray, n: int = 6) -> list[float]:
-    """The bench's IoU (whole photo, nearest box, threshold 0, one upsample) with the photo downscaled to
-    480 px and to ``n`` - 1 further sizes within one pyramid step below it (a dlib user who resizes to
-    another size): the bench's own reading is the first."""
-    centre = landmarks.mean(0)
-    ious = []
-    for k in range(n):
-        side = round(480 * (5 / 6) ** (k / n))
-        before = fq.nearest_box(hog_detect(original, side), centre)
-        ious.append(fq.box_iou(before, fq.nearest_box(hog_detect(output, side), centre)))
-    return ious
+SCALES: list[list[float]] = []  # per photo: fq.box_iou_sizes, for the summary line
 
 
 def main() -> int:

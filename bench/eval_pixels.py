@@ -47,7 +47,7 @@ from anonymizer.engines.base import create_engine  # noqa: E402
 from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings  # noqa: E402
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES  # noqa: E402
 from anonymizer.evaluation.metrics import SAME_PERSON, donor_leak, photo_metrics, psnr  # noqa: E402
-from anonymizer.faces.detect import DetectedFace, detect_faces, hog_detect  # noqa: E402
+from anonymizer.faces.detect import DetectedFace, detect_faces  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
 from anonymizer.faces.regions import region_mask  # noqa: E402
 from anonymizer.faces.verify import descriptor, distance  # noqa: E402
@@ -252,7 +252,7 @@ def save_descriptors(rows: dict[str, list[dict]], path: Path) -> None:
 def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes) -> None:
     """Sharpness, seam, probes and box IoU of both photos of one group (appended to ``row``)."""
     ref = probes.reference  # type: ignore[attr-defined]
-    for key in ("sharp", "seam", "smile_kept", "age_diff", "iou_dlib", "iou_mtcnn"):
+    for key in ("sharp", "seam", "smile_kept", "age_diff", "iou_dlib", "iou_dlib_sizes", "iou_mtcnn"):
         row[key] = []
     for img, out, p, det, before in zip(
         subject.images, outputs, photos, subject.detections, subject.descriptors, strict=True
@@ -266,9 +266,9 @@ def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: f
         row["age_diff"].append(
             abs(probes.predict("age", who, before) - probes.predict("age", who, p.descriptor))
         )
-        centre = lm.mean(0)
-        hog_in, hog_out = fq.nearest_box(hog_detect(img), centre), fq.nearest_box(hog_detect(out), centre)
-        row["iou_dlib"].append(fq.box_iou(hog_in, hog_out))
+        sizes = fq.box_iou_sizes(img, out, lm.mean(0))
+        row["iou_dlib"].append(sizes[0])
+        row["iou_dlib_sizes"].append(float(np.mean(sizes)))
         row["iou_mtcnn"].append(fq.box_iou(det[0].box, p.box_out))
 
 
@@ -353,7 +353,7 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
                 _rate(col["smile_kept"]),
                 _rate(col["sex_kept"]),
                 _mean(col["age_diff"], "{:.1f}"),
-                _mean(col["iou_dlib"], "{:.3f}"),
+                f'{_mean(col["iou_dlib"], "{:.3f}")} / {_mean(col["iou_dlib_sizes"], "{:.3f}")}',
                 _mean(col["iou_mtcnn"], "{:.3f}"),
                 _min_psnr(col["region_psnr"]),
                 _mean(col["psnr_codec"], "{:.1f}"),
@@ -391,7 +391,7 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
             "smile kept",
             "sex kept",
             "age diff (y)",
-            "IoU dlib",
+            "IoU dlib 480 px / 6 sizes",
             "IoU MTCNN",
             "PSNR raw min",
             "PSNR codec",

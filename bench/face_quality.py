@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from anonymizer.faces import align
+from anonymizer.faces.detect import hog_detect
 from anonymizer.faces.regions import RegionSettings, face_outline, interocular, region_mask
 from anonymizer.plans import Region
 
@@ -93,6 +94,21 @@ def nearest_box(
     return min(
         boxes, key=lambda b: float(np.hypot((b[0] + b[2]) / 2 - centre[0], (b[1] + b[3]) / 2 - centre[1]))
     )
+
+
+def box_iou_sizes(
+    original: np.ndarray, output: np.ndarray, centre: np.ndarray, sizes: int = 6, long_side: int = 480
+) -> list[float]:
+    """dlib box IoU of original and output with both photos downscaled to ``long_side`` and to ``sizes`` - 1
+    further sizes within one pyramid step (5/6) below it; the first is the single reading. One reading
+    decides near ties by where dlib's pyramid and HOG cells fall on the photo (issue-11b5: main's outputs read
+    0.885-0.975 at six such sizes), so the mean is what a dlib user who resizes differently meets."""
+    ious = []
+    for k in range(sizes):
+        side = round(long_side * (5 / 6) ** (k / sizes))
+        before = nearest_box(hog_detect(original, side), centre)
+        ious.append(box_iou(before, nearest_box(hog_detect(output, side), centre)))
+    return ious
 
 
 # --- probes -------------------------------------------------------------------------------------------------
