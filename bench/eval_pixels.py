@@ -152,12 +152,17 @@ class Subject:
         self.descriptors = [originals.descriptors[originals.index[(identity, e)]] for e in EXPRESSIONS]
 
 
+def self_reported_sex(row: dict[str, str]) -> str:
+    """The sex ("F", "M", or "" when not reported) of a manifest row."""
+    return {"female": "F", "male": "M"}.get(row.get("gender_self_reported", "").lower(), "")
+
+
 def build_probes(originals: Originals, ids: list[str], manifest: dict[str, dict[str, str]]) -> fq.Probes:
     reference = np.mean(originals.landmarks, axis=0)
     samples = []
     for identity in ids:
         row = manifest.get(identity, {})
-        sex = {"female": "F", "male": "M"}.get(row.get("gender_self_reported", "").lower(), "")
+        sex = self_reported_sex(row)
         try:
             age = float(row.get("age_self_reported", "nan"))
         except ValueError:
@@ -323,7 +328,12 @@ def _markdown(head: tuple[str, ...], lines: list[tuple[str, ...]]) -> None:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], floors: dict) -> None:
+def print_tables(
+    rows: dict[str, list[dict]],
+    gallery: dict[str, list[np.ndarray]],
+    floors: dict,
+    sexes: dict[str, str] | None = None,
+) -> None:
     chance1, chance5 = 1 / len(gallery), min(1.0, 5 / len(gallery))
     privacy, quality = [], []
     for name, items in rows.items():
@@ -382,6 +392,8 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
         ),
         privacy,
     )
+    if sexes:
+        print_same_sex_linkage(rows, gallery, sexes)
     print("\n# fidelity")
     _markdown(
         (
@@ -400,6 +412,31 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
         ),
         quality,
     )
+
+
+def print_same_sex_linkage(
+    rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> None:
+    """The linkage attack again for an attacker who knows the patient's sex (the outputs keep it by
+    design): the gallery holds only the originals of her self-reported sex, so chance is about twice the
+    table's."""
+    lines = []
+    for name, items in rows.items():
+        ranks, sizes = fq.same_sex_linkage(_columns(items)["out_desc"], gallery, sexes)
+        chance1, chance5 = fq.linkage_chance(sizes, 1), fq.linkage_chance(sizes, 5)
+        lines.append(
+            (
+                name,
+                str(len(ranks)),
+                f"{_rate([r == 1 for r in ranks])} / {_rate([r <= 5 for r in ranks])}",
+                f"{100 * chance1:.1f}% / {100 * chance5:.1f}%",
+                f"{200 * chance1:.1f}% / {min(100.0, 200 * chance5):.1f}%",
+                f"{min(sizes, default=0)}-{max(sizes, default=0)}",
+            )
+        )
+    print("\n# linkage within the patient's self-reported sex (gallery: the originals of that sex)")
+    head = ("setting", "outputs", "same-sex r1 / r5", "chance r1 / r5", "2× chance r1 / r5", "gallery size")
+    _markdown(head, lines)
 
 
 def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -565,7 +602,8 @@ def main() -> int:
             if test_id in sheet_ids:
                 contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png", args.tile)
             print(f"# fold {fold} {test_id} done", file=sys.stderr, flush=True)
-    print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs))
+    sexes = {identity: self_reported_sex(manifest.get(identity, {})) for identity in ids}
+    print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs), sexes)
     if TRACE:
         save_descriptors(rows, args.out / "outputs.npz")
     print(f"# contact sheets: {args.out / 'sheets'}", flush=True)

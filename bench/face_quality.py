@@ -189,6 +189,29 @@ def linkage_ranks(outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list
     return ranks
 
 
+def same_sex_linkage(
+    outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> tuple[list[int], list[int]]:
+    """The linkage attack of an attacker who knows the patient's sex: each output's rank among the gallery
+    identities of its patient's self-reported sex only, and that gallery's size (for chance: 1 / size,
+    5 / size). Outputs of a patient whose sex is not known are left out of both lists."""
+    ranks, sizes = [], []
+    for identity, desc in outputs:
+        sex = sexes.get(identity, "")
+        if not sex:
+            continue
+        cohort = {i: photos for i, photos in gallery.items() if sexes.get(i) == sex}
+        ranks += linkage_ranks([(identity, desc)], cohort)
+        sizes.append(len(cohort))
+    return ranks, sizes
+
+
+def linkage_chance(sizes: list[int], top: int) -> float:
+    """Chance that a random ordering ranks the patient within `top`, averaged over outputs whose galleries
+    hold `sizes` identities."""
+    return float(np.mean([min(1.0, top / n) for n in sizes])) if sizes else float("nan")
+
+
 def collision_rate(items: list[tuple[str, np.ndarray]]) -> float:
     """Share of pairs of DIFFERENT identities whose descriptors are under dlib's same-person threshold."""
     if len(items) < 2:
