@@ -202,7 +202,7 @@ class Ladder(Synthesis):
                 if rescued is not None:
                     made, checks, (passed, score, far_all, together), strength = rescued
             if not passed and _sex_lost(score) and step is not None and common.shape_variants:
-                floor = score[1] if self.settings.spread_variants_verifiable else 0.0
+                floor = float(self.settings.spread_variants_verifiable)  # 1: only a step likely to verify
                 varied = self._other_step(faces, prepared, step, common, preserve, strength, repel, floor)
                 if varied is not None:
                     prepared, step, made, checks, (passed, score, far_all, together) = varied

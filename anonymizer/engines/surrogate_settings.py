@@ -213,10 +213,10 @@ class SurrogateSettings:
     # look-alike (issue-11nm); the step's guard removes only the bank's landmark sex direction, not what a
     # descriptor reads on the synthetic face.
     spread_shape_variants: int = 0
-    # A further shape step replaces a rung only when its outputs are at least as likely to verify (the
-    # self-check's "verifiable": > 0.66 from the patient with a real face nearer; False = any step that keeps
-    # the sex). With the nose kept, 002's only rungs far enough to verify read as a man; a step that kept
-    # her a woman but stayed near her replaced them and her photo was lost to verification (0.614).
+    # A further shape step replaces a rung only when its outputs are likely to verify (the self-check's
+    # "verifiable": > 0.66 from the patient with a real face nearer; False = any step that keeps the sex).
+    # With the nose kept, 002's only rungs far enough to verify read as a man; a step that kept her a woman
+    # near her became the step of her donor set's later rungs and her photo was lost to verification (0.614).
     spread_variants_verifiable: bool = False
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men

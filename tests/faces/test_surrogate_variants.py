@@ -1,5 +1,5 @@
 """The patient's further keyed shape steps on a rung read as the other sex (``spread_shape_variants``), with
-``spread_variants_verifiable``: a step replaces the rung only when it is as likely to verify (issue-11n5,
+``spread_variants_verifiable``: a step replaces the rung only when it is likely to verify (issue-11n5,
 nose kept: 002's only rungs far enough to verify read as a man, and a step that kept her a woman near her
 cost her photo)."""
 
