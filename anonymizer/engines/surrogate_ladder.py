@@ -408,14 +408,23 @@ class Ladder(Synthesis):
         return all(c.out is None or distance(c.out, centre) >= limit for c in checks)
 
     def _read_sex(self, desc: np.ndarray, checking: bool = True) -> str:
-        """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin."""
+        """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin.
+        "both" (the self-check only): the centroids' reading when the probe agrees, else "?" (no patient's
+        sex); the patient's own estimate stays the centroids'."""
+        centroid_margin = self.settings.self_check_sex_margin if checking else 0.0
+        if self.settings.sex_reader == "both":
+            centroids = apparent_sex(desc, self.bank, centroid_margin)
+            probe = self._probe_sex(desc, self.settings.sex_probe_margin) if checking else ""
+            return centroids if not probe or probe == centroids else "?"
         if self.settings.sex_reader == "probe":
-            if self._sex_probe is None:
-                self._sex_probe = SexProbe.fit(self.bank.photos)
-            if self._sex_probe is not None:
-                return self._sex_probe.call(desc, self.settings.sex_probe_margin if checking else 0.0)
-            return ""
-        return apparent_sex(desc, self.bank, self.settings.self_check_sex_margin if checking else 0.0)
+            return self._probe_sex(desc, self.settings.sex_probe_margin if checking else 0.0)
+        return apparent_sex(desc, self.bank, centroid_margin)
+
+    def _probe_sex(self, desc: np.ndarray, margin: float) -> str:
+        """The bank-fitted probe's reading ("" when the bank has no probe)."""
+        if self._sex_probe is None:
+            self._sex_probe = SexProbe.fit(self.bank.photos)
+        return self._sex_probe.call(desc, margin) if self._sex_probe is not None else ""
 
     def _profile_sex_reader(self) -> Callable[[np.ndarray], str] | None:
         """The patient's sex estimate for _patient_profile (None: the donors' centroids, its default)."""

@@ -152,7 +152,8 @@ class SurrogateSettings:
     # and the self-check above): "centroids" = the donors' sex centroids (surrogate_donors.apparent_sex);
     # "probe" = a ridge probe on the bank's descriptors and self-reported sex (surrogate_sex.py), fitted on
     # the bank alone. On the London set the probe called 100 % of 78 non-bank originals per fold right, the
-    # centroids 98.7 / 97.4 %.
+    # centroids 98.7 / 97.4 %. "both" (issue-11n5; the self-check only, the patient's estimate is the
+    # centroids'): the centroids' reading where the probe agrees, else one that keeps no patient's sex.
     sex_reader: str = "probe"  # on (issue-11s; with the nose or eyes kept "centroids", see region_kept)
     sex_probe_margin: float = 0.3  # with "probe": an output with |score| under this counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the

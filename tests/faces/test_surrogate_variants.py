@@ -1,17 +1,21 @@
 """The patient's further keyed shape steps on a rung read as the other sex (``spread_shape_variants``), with
 ``spread_variants_verifiable``: a step replaces the rung only when it is likely to verify (issue-11n5,
 nose kept: 002's only rungs far enough to verify read as a man, and a step that kept her a woman near her
-cost her photo)."""
+cost her photo); and the self-check's sex read by both the donors' centroids and the bank's probe
+(``sex_reader`` "both")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from anonymizer.donors import load_bank
 from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
-from anonymizer.engines.surrogate_ladder import _Common, _sex_lost
+from anonymizer.engines.surrogate_donors import apparent_sex
+from anonymizer.engines.surrogate_ladder import _Common, _kept_sex, _sex_lost
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,16 @@ def test_a_step_that_keeps_the_sex_and_verifies_is_taken_with_the_floor() -> Non
 
 def test_the_floor_is_off_in_the_base_settings() -> None:
     assert SurrogateSettings().spread_variants_verifiable is False
+
+
+def test_both_readers_keep_a_sex_only_when_they_agree(bank_path: Path) -> None:
+    """``sex_reader`` "both": the self-check's reading is the donors' centroids' when the bank's probe agrees
+    (or has no reading), else "?", which keeps no patient's sex; the patient's own estimate is the
+    centroids' alone."""
+    engine = SurrogateEngine(SurrogateSettings(sex_reader="both"), load_bank(bank_path))
+    woman = next(p for p in engine.bank.photos if apparent_sex(p.descriptor, engine.bank) == "F")
+    for probe, reading in (("F", "F"), ("", "F"), ("M", "?")):
+        engine._probe_sex = lambda desc, margin, probe=probe: probe  # type: ignore[method-assign]
+        assert engine._read_sex(woman.descriptor) == reading
+    assert engine._read_sex(woman.descriptor, checking=False) == "F"  # the probe says "M", unasked
+    assert _sex_lost((0.0, 1.0, float(_kept_sex([_check(0.7, 2, "?")], "F"))))
