@@ -418,25 +418,10 @@ def print_same_sex_linkage(
     rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
 ) -> None:
     """The linkage attack again for an attacker who knows the patient's sex (the outputs keep it by
-    design): the gallery holds only the originals of her self-reported sex, so chance is about twice the
-    table's."""
-    lines = []
-    for name, items in rows.items():
-        ranks, sizes = fq.same_sex_linkage(_columns(items)["out_desc"], gallery, sexes)
-        chance1, chance5 = fq.linkage_chance(sizes, 1), fq.linkage_chance(sizes, 5)
-        lines.append(
-            (
-                name,
-                str(len(ranks)),
-                f"{_rate([r == 1 for r in ranks])} / {_rate([r <= 5 for r in ranks])}",
-                f"{100 * chance1:.1f}% / {100 * chance5:.1f}%",
-                f"{200 * chance1:.1f}% / {min(100.0, 200 * chance5):.1f}%",
-                f"{min(sizes, default=0)}-{max(sizes, default=0)}",
-            )
-        )
+    design): the gallery holds only the originals of her self-reported sex (face_quality.same_sex_cells)."""
     print("\n# linkage within the patient's self-reported sex (gallery: the originals of that sex)")
-    head = ("setting", "outputs", "same-sex r1 / r5", "chance r1 / r5", "2× chance r1 / r5", "gallery size")
-    _markdown(head, lines)
+    lines = [(name, *fq.same_sex_cells(_columns(i)["out_desc"], gallery, sexes)) for name, i in rows.items()]
+    _markdown(("setting", *fq.SAME_SEX_HEAD), lines)
 
 
 def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:

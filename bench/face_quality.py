@@ -212,6 +212,29 @@ def linkage_chance(sizes: list[int], top: int) -> float:
     return float(np.mean([min(1.0, top / n) for n in sizes])) if sizes else float("nan")
 
 
+SAME_SEX_HEAD = ("outputs", "same-sex r1 / r5", "chance r1 / r5", "2× chance r1 / r5", "gallery size")
+
+
+def same_sex_cells(
+    outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> tuple[str, ...]:
+    """One setting's row under ``SAME_SEX_HEAD``: the share of outputs whose patient ranks 1st / within 5
+    among the originals of her sex, that gallery's chance and twice it (capped at 100 %), its sizes."""
+    ranks, sizes = same_sex_linkage(outputs, gallery, sexes)
+    chance1, chance5 = linkage_chance(sizes, 1), linkage_chance(sizes, 5)
+
+    def rate(hits: list[bool]) -> str:
+        return f"{100 * np.mean(hits):.1f}%" if hits else "-"
+
+    return (
+        str(len(ranks)),
+        f"{rate([r == 1 for r in ranks])} / {rate([r <= 5 for r in ranks])}",
+        f"{100 * chance1:.1f}% / {100 * chance5:.1f}%",
+        f"{min(100.0, 200 * chance1):.1f}% / {min(100.0, 200 * chance5):.1f}%",
+        f"{min(sizes, default=0)}-{max(sizes, default=0)}",
+    )
+
+
 def collision_rate(items: list[tuple[str, np.ndarray]]) -> float:
     """Share of pairs of DIFFERENT identities whose descriptors are under dlib's same-person threshold."""
     if len(items) < 2:
