@@ -152,12 +152,17 @@ class Subject:
         self.descriptors = [originals.descriptors[originals.index[(identity, e)]] for e in EXPRESSIONS]
 
 
+def self_reported_sex(row: dict[str, str]) -> str:
+    """The sex ("F", "M", or "" when not reported) of a manifest row."""
+    return {"female": "F", "male": "M"}.get(row.get("gender_self_reported", "").lower(), "")
+
+
 def build_probes(originals: Originals, ids: list[str], manifest: dict[str, dict[str, str]]) -> fq.Probes:
     reference = np.mean(originals.landmarks, axis=0)
     samples = []
     for identity in ids:
         row = manifest.get(identity, {})
-        sex = {"female": "F", "male": "M"}.get(row.get("gender_self_reported", "").lower(), "")
+        sex = self_reported_sex(row)
         try:
             age = float(row.get("age_self_reported", "nan"))
         except ValueError:
@@ -323,7 +328,12 @@ def _markdown(head: tuple[str, ...], lines: list[tuple[str, ...]]) -> None:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
-def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], floors: dict) -> None:
+def print_tables(
+    rows: dict[str, list[dict]],
+    gallery: dict[str, list[np.ndarray]],
+    floors: dict,
+    sexes: dict[str, str] | None = None,
+) -> None:
     chance1, chance5 = 1 / len(gallery), min(1.0, 5 / len(gallery))
     privacy, quality = [], []
     for name, items in rows.items():
@@ -382,6 +392,8 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
         ),
         privacy,
     )
+    if sexes:
+        print_same_sex_linkage(rows, gallery, sexes)
     print("\n# fidelity")
     _markdown(
         (
@@ -400,6 +412,16 @@ def print_tables(rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray
         ),
         quality,
     )
+
+
+def print_same_sex_linkage(
+    rows: dict[str, list[dict]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> None:
+    """The linkage attack again for an attacker who knows the patient's sex (the outputs keep it by
+    design): the gallery holds only the originals of her self-reported sex (face_quality.same_sex_cells)."""
+    print("\n# linkage within the patient's self-reported sex (gallery: the originals of that sex)")
+    lines = [(name, *fq.same_sex_cells(_columns(i)["out_desc"], gallery, sexes)) for name, i in rows.items()]
+    _markdown(("setting", *fq.SAME_SEX_HEAD), lines)
 
 
 def _face_tile(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -565,7 +587,8 @@ def main() -> int:
             if test_id in sheet_ids:
                 contact_sheet(subject, sheet, args.out / "sheets" / f"{test_id}.png", args.tile)
             print(f"# fold {fold} {test_id} done", file=sys.stderr, flush=True)
-    print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs))
+    sexes = {identity: self_reported_sex(manifest.get(identity, {})) for identity in ids}
+    print_tables(rows, originals.gallery(), floors(originals, folds, donor_descs), sexes)
     if TRACE:
         save_descriptors(rows, args.out / "outputs.npz")
     print(f"# contact sheets: {args.out / 'sheets'}", flush=True)

@@ -205,6 +205,52 @@ def linkage_ranks(outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list
     return ranks
 
 
+def same_sex_linkage(
+    outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> tuple[list[int], list[int]]:
+    """The linkage attack of an attacker who knows the patient's sex: each output's rank among the gallery
+    identities of its patient's self-reported sex only, and that gallery's size (for chance: 1 / size,
+    5 / size). Outputs of a patient whose sex is not known are left out of both lists."""
+    ranks, sizes = [], []
+    for identity, desc in outputs:
+        sex = sexes.get(identity, "")
+        if not sex:
+            continue
+        cohort = {i: photos for i, photos in gallery.items() if sexes.get(i) == sex}
+        ranks += linkage_ranks([(identity, desc)], cohort)
+        sizes.append(len(cohort))
+    return ranks, sizes
+
+
+def linkage_chance(sizes: list[int], top: int) -> float:
+    """Chance that a random ordering ranks the patient within `top`, averaged over outputs whose galleries
+    hold `sizes` identities."""
+    return float(np.mean([min(1.0, top / n) for n in sizes])) if sizes else float("nan")
+
+
+SAME_SEX_HEAD = ("outputs", "same-sex r1 / r5", "chance r1 / r5", "2× chance r1 / r5", "gallery size")
+
+
+def same_sex_cells(
+    outputs: list[tuple[str, np.ndarray]], gallery: dict[str, list[np.ndarray]], sexes: dict[str, str]
+) -> tuple[str, ...]:
+    """One setting's row under ``SAME_SEX_HEAD``: the share of outputs whose patient ranks 1st / within 5
+    among the originals of her sex, that gallery's chance and twice it (capped at 100 %), its sizes."""
+    ranks, sizes = same_sex_linkage(outputs, gallery, sexes)
+    chance1, chance5 = linkage_chance(sizes, 1), linkage_chance(sizes, 5)
+
+    def rate(hits: list[bool]) -> str:
+        return f"{100 * np.mean(hits):.1f}%" if hits else "-"
+
+    return (
+        str(len(ranks)),
+        f"{rate([r == 1 for r in ranks])} / {rate([r <= 5 for r in ranks])}",
+        f"{100 * chance1:.1f}% / {100 * chance5:.1f}%",
+        f"{min(100.0, 200 * chance1):.1f}% / {min(100.0, 200 * chance5):.1f}%",
+        f"{min(sizes, default=0)}-{max(sizes, default=0)}",
+    )
+
+
 def collision_rate(items: list[tuple[str, np.ndarray]]) -> float:
     """Share of pairs of DIFFERENT identities whose descriptors are under dlib's same-person threshold."""
     if len(items) < 2:

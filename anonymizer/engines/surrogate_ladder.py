@@ -202,7 +202,8 @@ class Ladder(Synthesis):
                 if rescued is not None:
                     made, checks, (passed, score, far_all, together), strength = rescued
             if not passed and _sex_lost(score) and step is not None and common.shape_variants:
-                varied = self._other_step(faces, prepared, step, common, preserve, strength, repel)
+                floor = float(self.settings.spread_variants_verifiable)  # 1: only a step likely to verify
+                varied = self._other_step(faces, prepared, step, common, preserve, strength, repel, floor)
                 if varied is not None:
                     prepared, step, made, checks, (passed, score, far_all, together) = varied
             if passed:
@@ -311,10 +312,12 @@ class Ladder(Synthesis):
         preserve: tuple[Region, ...],
         strength: Strength,
         repel: Sequence[list[DonorPhoto]],
+        verifiable: float = 0.0,
     ) -> tuple[list[Ingredients], np.ndarray, list, list[_Check], _Judgement] | None:
         """A rung whose outputs read as the other sex made again with each of the patient's further keyed
         shape steps (``_Common.shape_variants``) in place of ``step``: (ingredients, step, made, checks,
-        judgement) of the one that scores best in the self-check among those that keep the sex, or None.
+        judgement) of the one that scores best in the self-check among those that keep the sex and are at
+        least ``verifiable`` likely to verify (the score's place 1; 0 = any), or None.
         Deterministic: the same patient tries the same steps, so their photos, now or later, stay one
         person."""
         found = None
@@ -324,7 +327,8 @@ class Ladder(Synthesis):
             moved = [replace(i, shape=i.shape - step + other) for i in prepared]
             made, checks = self._remade(faces, moved, common, preserve, strength, repel)
             judged = self._judge(checks, common)
-            if not _sex_lost(judged[1]) and (found is None or judged[1] > found[-1][1]):
+            eligible = not _sex_lost(judged[1]) and judged[1][1] >= verifiable
+            if eligible and (found is None or judged[1] > found[-1][1]):
                 found = (moved, other, made, checks, judged)
                 if judged[0]:
                     break  # it passes: no other step can score higher
@@ -404,14 +408,23 @@ class Ladder(Synthesis):
         return all(c.out is None or distance(c.out, centre) >= limit for c in checks)
 
     def _read_sex(self, desc: np.ndarray, checking: bool = True) -> str:
-        """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin."""
+        """The engine's sex reading (settings.sex_reader); ``checking``: with the self-check's margin.
+        "both" (the self-check only): the centroids' reading when the probe agrees, else "?" (no patient's
+        sex); the patient's own estimate stays the centroids'."""
+        centroid_margin = self.settings.self_check_sex_margin if checking else 0.0
+        if self.settings.sex_reader == "both":
+            centroids = apparent_sex(desc, self.bank, centroid_margin)
+            probe = self._probe_sex(desc, self.settings.sex_probe_margin) if checking else ""
+            return centroids if not probe or probe == centroids else "?"
         if self.settings.sex_reader == "probe":
-            if self._sex_probe is None:
-                self._sex_probe = SexProbe.fit(self.bank.photos)
-            if self._sex_probe is not None:
-                return self._sex_probe.call(desc, self.settings.sex_probe_margin if checking else 0.0)
-            return ""
-        return apparent_sex(desc, self.bank, self.settings.self_check_sex_margin if checking else 0.0)
+            return self._probe_sex(desc, self.settings.sex_probe_margin if checking else 0.0)
+        return apparent_sex(desc, self.bank, centroid_margin)
+
+    def _probe_sex(self, desc: np.ndarray, margin: float) -> str:
+        """The bank-fitted probe's reading ("" when the bank has no probe)."""
+        if self._sex_probe is None:
+            self._sex_probe = SexProbe.fit(self.bank.photos)
+        return self._sex_probe.call(desc, margin) if self._sex_probe is not None else ""
 
     def _profile_sex_reader(self) -> Callable[[np.ndarray], str] | None:
         """The patient's sex estimate for _patient_profile (None: the donors' centroids, its default)."""

@@ -152,7 +152,8 @@ class SurrogateSettings:
     # and the self-check above): "centroids" = the donors' sex centroids (surrogate_donors.apparent_sex);
     # "probe" = a ridge probe on the bank's descriptors and self-reported sex (surrogate_sex.py), fitted on
     # the bank alone. On the London set the probe called 100 % of 78 non-bank originals per fold right, the
-    # centroids 98.7 / 97.4 %.
+    # centroids 98.7 / 97.4 %. "both" (issue-11n5; the self-check only, the patient's estimate is the
+    # centroids'): the centroids' reading where the probe agrees, else one that keeps no patient's sex.
     sex_reader: str = "probe"  # on (issue-11s; with the nose or eyes kept "centroids", see region_kept)
     sex_probe_margin: float = 0.3  # with "probe": an output with |score| under this counts as not kept
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
@@ -221,6 +222,11 @@ class SurrogateSettings:
     # look-alike (issue-11nm); the step's guard removes only the bank's landmark sex direction, not what a
     # descriptor reads on the synthetic face.
     spread_shape_variants: int = 0
+    # A further shape step replaces a rung only when its outputs are likely to verify (the self-check's
+    # "verifiable": > 0.66 from the patient with a real face nearer; False = any step that keeps the sex).
+    # With the nose kept, 002's only rungs far enough to verify read as a man; a step that kept her a woman
+    # near her became the step of her donor set's later rungs and her photo was lost to verification (0.614).
+    spread_variants_verifiable: bool = False
     # the anti-face terms lose their component along the bank's texture sex direction (the spread's guard,
     # surrogate_synthesis._sexless): flipped, a feminine patient's deviation points at men
     anti_sex_guard: bool = True
