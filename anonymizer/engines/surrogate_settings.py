@@ -404,6 +404,10 @@ class SurrogateSettings:
     # verification, output-matches-input 0.57-0.65).
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
+    # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or
+    # "opencv" = cv2.seamlessClone. The same equation; the solutions differ by OpenCV's float32 rounding, so
+    # 1-9 % of the blended values differ by one grey level, none by more.
+    poisson_solver: str = "sine"
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

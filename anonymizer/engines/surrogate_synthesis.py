@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from anonymizer import poisson
 from anonymizer.channels import widen
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
@@ -380,7 +381,10 @@ class Synthesis:
             synth = match_brows(synth, target, peers.brows)
         if finish:
             synth = match_lids(synth, target, peers.lids)
-        return _poisson(synth, face, preserve, target, peers.coloured, peers.blend_sides), target
+        blended = _poisson(
+            synth, face, preserve, target, peers.coloured, peers.blend_sides, self.settings.poisson_solver
+        )
+        return blended, target
 
     def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
@@ -545,12 +549,13 @@ def _poisson(
     synth_landmarks: np.ndarray,
     coloured: np.ndarray | None = None,
     sides: dict[tuple, _BlendSide] | None = None,
+    solver: str = "sine",
 ) -> np.ndarray:
     """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
 
     The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
     donors' hair and background, which would show as dark or white patches on the cheek. ``sides``: this
-    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``)."""
+    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``); ``solver``: settings.poisson_solver."""
     from anonymizer.faces.regions import RegionSettings, region_mask
 
     size = synth.shape[0]
@@ -573,10 +578,12 @@ def _poisson(
     mask[:, :3] = mask[:, -3:] = 0
     if not mask.any():
         return face.image.copy()
-    x, y, w, h = cv2.boundingRect(mask)
-    centre = (x + w // 2, y + h // 2)
     outside = mask == 0  # before the clone, which may write into its mask
-    cloned = cv2.seamlessClone(synth, base, mask, centre, cv2.NORMAL_CLONE)
+    if solver == "sine":
+        cloned = poisson.clone(synth, base, mask)
+    else:
+        x, y, w, h = cv2.boundingRect(mask)
+        cloned = cv2.seamlessClone(synth, base, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
     # outside the domain: the patient's photo (OpenCV's masked copy: the same bytes as numpy's broadcast
     # ``np.copyto(..., where=)``, ~100x faster)
     cv2.copyTo(face.image, outside.view(np.uint8), cloned)
