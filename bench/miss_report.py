@@ -7,9 +7,11 @@ Reads what ``eval_pixels.py --trace --out DIR`` leaves behind, runs nothing:
 DIR/outputs.npz (each output's identity, descriptor, verification), DIR/originals.npz (the originals'
 descriptors, ids in the order eval_pixels folds them), DIR/bank_fold{0,1}.npz (the donor banks) and the
 trace (stderr of --trace: per group the verification reasons and, per donor set, its tier and rungs).
-Tiers are surrogate_donors.TIERS indices: 5 = same sex, any tone; 6 = any sex. The tier-5 pool printed with
-each collision is the bank identities of the patient's self-reported sex at least 0.55 from the patient's
-originals: the engine reads sex and measures distance on its own crops, so it is an estimate of the pool.
+Tiers are surrogate_donors.TIERS indices: 0-4 = same sex within 8-45° ITA, 5 = same sex, any tone; 6 = any
+sex; a tier is taken when at least k_min (6) donors pass it. The tier-5 pool is the bank identities of the
+patient's self-reported sex at least 0.55 from the patient's originals, and the patient's tone is the one
+the other fold's bank measured (every identity is a donor there): the engine reads sex, tone and distance
+on its own crops, so both are estimates of what it saw.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from anonymizer.engines.surrogate_settings import SurrogateSettings  # noqa: E40
 SAME_PERSON = fq.SAME_PERSON
 TIER5_DISTANCE = 0.55  # surrogate_donors.TIERS[5]'s identity floor
 K = SurrogateSettings().k  # donors per set: a tier-5 pool this small is mixed whole
+TONES = (8.0, 12.0, 18.0, 28.0, 45.0)  # surrogate_donors.TIERS 0-4's skin-tone tolerances (ITA°)
 FACES = REPO.parent / "shared" / "data" / "faces"
 HEADER = re.compile(r"^# trace (\S+) (\S+) (.*)$")
 RUNG = re.compile(r"^#\s+set (\d+) tier (\d+) rung (\d+) away ([\d.]+) closer (\d+) donor (\S+)$")
@@ -94,7 +97,7 @@ def tier5_pool(patient: list[np.ndarray], sex: str, bank: dict[str, np.ndarray])
     """Bank identities of ``sex`` at least TIER5_DISTANCE from every photo of the patient."""
     pool = set()
     for identity, values in bank.items():
-        descs, donor_sex = values
+        descs, donor_sex = values[:2]
         if donor_sex != sex:
             continue
         if min(float(np.linalg.norm(d - p)) for d in descs for p in patient) >= TIER5_DISTANCE:
@@ -102,10 +105,26 @@ def tier5_pool(patient: list[np.ndarray], sex: str, bank: dict[str, np.ndarray])
     return pool
 
 
-def load_bank(path: Path) -> dict[str, tuple[np.ndarray, str]]:
+def load_bank(path: Path) -> dict[str, tuple[np.ndarray, str, float]]:
+    """identity → (its photos' descriptors, sex, mean skin tone in ITA°)."""
+    from anonymizer.donors import ita_degrees
+
     with np.load(path) as z:
-        ids, descs, sexes = z["identity"], z["descriptors"], z["sex"]
-    return {str(i): (descs[ids == i], str(sexes[ids == i][0])) for i in sorted(set(ids))}
+        ids, descs, sexes, labs = z["identity"], z["descriptors"], z["sex"], z["skin_lab"]
+    return {
+        str(i): (
+            descs[ids == i],
+            str(sexes[ids == i][0]),
+            float(np.mean([ita_degrees(x) for x in labs[ids == i]])),
+        )
+        for i in sorted(set(ids))
+    }
+
+
+def tone_near(ita: float, sex: str, bank: dict[str, tuple[np.ndarray, str, float]]) -> list[int]:
+    """Same-sex bank identities within each tier's tone tolerance (TIERS 0-4, identity floor ignored)."""
+    same = [v[2] for v in bank.values() if v[1] == sex]
+    return [sum(abs(t - ita) <= tol for t in same) for tol in TONES]
 
 
 def read_manifest(faces: Path) -> dict[str, dict[str, str]]:
@@ -289,16 +308,27 @@ class Report:
     def patients(self) -> None:
         """Per patient: tier, tier-5 pool and the misses per setting (C collision, Q quarantined, S sex)."""
         print("\n## per patient: tier (all settings), tier-5 pool, misses per setting (C / Q / S)")
-        print("| patient (id sex eth bank) | tier | tier-5 pool | " + " | ".join(self.settings) + " |")
-        print("|---|---|---|" + "---|" * len(self.settings))
+        tones = "/".join(f"{t:.0f}" for t in TONES)
+        head = f"| patient (id sex eth bank) | ITA° | same-sex donors within {tones}° | tier | tier-5 pool | "
+        print(head + " | ".join(self.settings) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(self.settings))
         flags = {s: self._flags(s) for s in self.settings}
         tested = sorted({str(i) for s in self.settings for i in self.outputs[f"{s}_ids"]})
         for identity in sorted(tested, key=lambda i: (self.tier(self.settings[0], i), self.fold[i], i)):
             tiers = {self.tier(s, identity) for s in self.settings}
             cells = " | ".join(flags[s].get(identity, "") or "-" for s in self.settings)
-            print(
-                f"| {self.who(identity)} | {'/'.join(sorted(tiers))} | {len(self.pool(identity))} | {cells} |"
-            )
+            ita = self.ita(identity)
+            near = "/".join(map(str, tone_near(ita, self.sex[identity], self.banks[self.fold[identity]])))
+            tier, pool = "/".join(sorted(tiers)), len(self.pool(identity))
+            print(f"| {self.who(identity)} | {ita:.0f} | {near} | {tier} | {pool} | {cells} |")
+
+    def ita(self, identity: str) -> float:
+        """The patient's skin tone as the other fold's bank measured it (every identity is a donor there)."""
+        for bank in self.banks:
+            for name, value in bank.items():
+                if name.endswith(f"_{identity}"):
+                    return value[2]
+        return float("nan")
 
     def _flags(self, setting: str) -> dict[str, str]:
         out: dict[str, str] = defaultdict(str)
