@@ -14,8 +14,17 @@ from tests.conftest import DCMTK_ENV, free_port, make_small_sc
 
 STORESCP = Path("/usr/bin/storescp")
 STORESCU = Path("/usr/bin/storescu")
+ECHOSCU = Path("/usr/bin/echoscu")
 
-__all__ = ["DCMTK_ENV", "dcmtk_storescp", "free_port", "secondary_capture", "storescu", "wait_listening"]
+__all__ = [
+    "DCMTK_ENV",
+    "dcmtk_storescp",
+    "echoscu",
+    "free_port",
+    "secondary_capture",
+    "storescu",
+    "wait_listening",
+]
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> None:
@@ -73,4 +82,12 @@ def storescu(
     aec: str = "ANY-SCP",
 ) -> subprocess.CompletedProcess[str]:
     cmd = [str(STORESCU), *tls_args, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)]
+    return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def echoscu(
+    port: int, tls_args: Sequence[str] = (), timeout: float = 30.0, aec: str = "ANY-SCP"
+) -> subprocess.CompletedProcess[str]:
+    """DCMTK's C-ECHO; on an A-ASSOCIATE-RJ it exits non-zero and prints the result, source and reason."""
+    cmd = [str(ECHOSCU), *tls_args, "-aet", "ECHOSCU", "-aec", aec, "127.0.0.1", str(port)]
     return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)
