@@ -21,6 +21,7 @@ __all__ = [
     "dcmtk_storescp",
     "echoscu",
     "free_port",
+    "refused_at_limit",
     "secondary_capture",
     "storescu",
     "wait_listening",
@@ -88,6 +89,23 @@ def storescu(
 def echoscu(
     port: int, tls_args: Sequence[str] = (), timeout: float = 30.0, aec: str = "ANY-SCP"
 ) -> subprocess.CompletedProcess[str]:
-    """DCMTK's C-ECHO; on an A-ASSOCIATE-RJ it exits non-zero and prints the result, source and reason."""
+    """DCMTK's C-ECHO; on an A-ASSOCIATE-RJ it exits non-zero and prints the result, source and reason.
+
+    Tests probe refusals with it rather than pynetdicom: pynetdicom 3.0.4's ``associate()`` reports a fast
+    A-ASSOCIATE-RJ as an abort (``is_rejected`` False) when its calling thread resumes only after its DUL
+    thread has read the RJ and closed the socket (``ACSE._negotiate_as_requestor`` checks
+    ``socket._is_connected`` after ``socket._ready.wait()``), which a loaded machine makes likely."""
     cmd = [str(ECHOSCU), *tls_args, "-aet", "ECHOSCU", "-aec", aec, "127.0.0.1", str(port)]
     return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+LIMIT_REJECTION = (  # A-ASSOCIATE-RJ (0x02, 0x03, 0x02) as DCMTK prints it
+    "Result: Rejected Transient, Source: Service Provider (Presentation Related)",
+    "Reason: Local Limit Exceeded",
+)
+
+
+def refused_at_limit(result: subprocess.CompletedProcess[str]) -> bool:
+    """The DCMTK tool was refused with A-ASSOCIATE-RJ transient / provider / local limit exceeded."""
+    said = result.stdout + result.stderr
+    return result.returncode != 0 and all(line in said for line in LIMIT_REJECTION)
