@@ -232,8 +232,9 @@ class LeanAssociation:
             pass  # the peer went away (reset, TLS error): nothing to answer
         finally:
             self._release_message()
-            if admitted:
-                self.setup.gate.release(id(self))
+            # always: the gate may have admitted and the A-ASSOCIATE-AC's send then failed (peer gone);
+            # releasing a key the gate does not hold (refused, never admitted) frees nothing
+            self.setup.gate.release(id(self))
             with contextlib.suppress(OSError):
                 self.sock.close()
 

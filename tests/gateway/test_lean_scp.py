@@ -18,7 +18,14 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import decode, encode
 
 from dicom_rules import FolderDestination
-from gateway.core.lean_scp import C_STORE_RSP, command_uid, command_us, parse_command, response
+from gateway.core.lean_scp import (
+    C_STORE_RSP,
+    LeanAssociation,
+    command_uid,
+    command_us,
+    parse_command,
+    response,
+)
 from tests.conftest import Study, face_photos, make_small_sc, make_vl_photo, write_study
 from tests.gateway.conftest import gateway_config, instance_states, rules_to, storescu, wait_until
 from tests.gateway.test_admission import _item, associate_rq, closed_count, connect, is_closed, read_pdu
@@ -180,3 +187,14 @@ def test_a_remembered_negotiation_answers_like_a_fresh_one_and_still_checks_the_
     blank = second[:26] + b" " * 16 + second[42:]
     with pytest.raises(ValueError):
         ae_titles(blank)  # pynetdicom's own check, on every RQ
+
+
+def test_a_caller_gone_before_the_a_associate_ac_leaves_no_slot_taken(tmp_path: Path, gateway) -> None:
+    """The gate admits before the A-ASSOCIATE-AC is sent; a peer that reset in between (the AC's send fails)
+    must not keep the slot, or such callers would lock everyone out at max_associations."""
+    config = gateway_config(tmp_path / "gw", workers=0, quiet_period_s=600)
+    service = gateway(config, rules=rules_to(FolderDestination("out", tmp_path / "out")))
+    ours, peer = socket.socketpair()
+    peer.close()  # gone: the AC's sendall raises BrokenPipeError
+    LeanAssociation(service.server.setup, ours, ("127.0.0.1", 0), associate_rq()).serve()
+    assert service.gate.active() == 0

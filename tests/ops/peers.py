@@ -14,8 +14,18 @@ from tests.conftest import DCMTK_ENV, free_port, make_small_sc
 
 STORESCP = Path("/usr/bin/storescp")
 STORESCU = Path("/usr/bin/storescu")
+ECHOSCU = Path("/usr/bin/echoscu")
 
-__all__ = ["DCMTK_ENV", "dcmtk_storescp", "free_port", "secondary_capture", "storescu", "wait_listening"]
+__all__ = [
+    "DCMTK_ENV",
+    "dcmtk_storescp",
+    "echoscu",
+    "free_port",
+    "refused_at_limit",
+    "secondary_capture",
+    "storescu",
+    "wait_listening",
+]
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> None:
@@ -74,3 +84,28 @@ def storescu(
 ) -> subprocess.CompletedProcess[str]:
     cmd = [str(STORESCU), *tls_args, "-aet", aet, "-aec", aec, "127.0.0.1", str(port), *map(str, files)]
     return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def echoscu(
+    port: int, tls_args: Sequence[str] = (), timeout: float = 30.0, aec: str = "ANY-SCP"
+) -> subprocess.CompletedProcess[str]:
+    """DCMTK's C-ECHO; on an A-ASSOCIATE-RJ it exits non-zero and prints the result, source and reason.
+
+    Tests probe refusals with it rather than pynetdicom: pynetdicom 3.0.4's ``associate()`` reports a fast
+    A-ASSOCIATE-RJ as an abort (``is_rejected`` False) when its calling thread resumes only after its DUL
+    thread has read the RJ and closed the socket (``ACSE._negotiate_as_requestor`` checks
+    ``socket._is_connected`` after ``socket._ready.wait()``), which a loaded machine makes likely."""
+    cmd = [str(ECHOSCU), *tls_args, "-aet", "ECHOSCU", "-aec", aec, "127.0.0.1", str(port)]
+    return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=timeout)
+
+
+LIMIT_REJECTION = (  # A-ASSOCIATE-RJ (0x02, 0x03, 0x02) as DCMTK prints it
+    "Result: Rejected Transient, Source: Service Provider (Presentation Related)",
+    "Reason: Local Limit Exceeded",
+)
+
+
+def refused_at_limit(result: subprocess.CompletedProcess[str]) -> bool:
+    """The DCMTK tool was refused with A-ASSOCIATE-RJ transient / provider / local limit exceeded."""
+    said = result.stdout + result.stderr
+    return result.returncode != 0 and all(line in said for line in LIMIT_REJECTION)
