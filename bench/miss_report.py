@@ -127,10 +127,12 @@ def tone_near(ita: float, sex: str, bank: dict[str, tuple[np.ndarray, str, float
     return [sum(abs(t - ita) <= tol for t in same) for tol in TONES]
 
 
-def read_manifest(faces: Path) -> dict[str, dict[str, str]]:
+def read_sexes(faces: Path, ids: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """identity → self-reported sex ("F", "M" or ""), read as eval_pixels reads it, and the manifest."""
     import eval_pixels as ev  # torch and the engine: only when the report runs
 
-    return ev.read_manifest(faces)
+    manifest = ev.read_manifest(faces)
+    return {i: ev.self_reported_sex(manifest.get(i, {})) for i in ids}, manifest
 
 
 class Report:
@@ -145,11 +147,7 @@ class Report:
         self.groups = parse_trace(trace.read_text().splitlines())
         self.banks = [load_bank(out / f"bank_fold{f}.npz") for f in (0, 1)]
         self.fold = bank_folds(self.ids)
-        manifest = read_manifest(faces)
-        self.sex = {
-            i: {"female": "F", "male": "M"}.get(manifest.get(i, {}).get("gender_self_reported", ""), "")
-            for i in self.ids
-        }
+        self.sex, manifest = read_sexes(faces, self.ids)
         self.eth = {i: manifest.get(i, {}).get("ethnicity_self_reported", "?") for i in self.ids}
         samples = [
             fq.Sample(i, d, np.zeros(1), False, self.sex[i], float("nan"))
