@@ -1,7 +1,9 @@
 """Evaluate the pixel engines on the Face Research Lab London Set (never committed; read from ../shared).
 
 Two folds, leave-half-out: the donor bank holds half the identities, the other half are anonymized as
-patients (neutral + smiling photo = one pairing group), then the halves swap. Two tables, one row per
+patients (neutral + smiling photo = one pairing group), then the halves swap. ``--folds 39`` is
+leave-one-out instead: each patient meets the whole set's bank less themself (38 identities, like the shipped
+39-identity bank), and every patient shares nearly one pool, as in the gateway. Two tables, one row per
 setting (engine + preserved region):
 - privacy and yield: the share forwarded (passes fail-closed verification), de-ID (same and other photo),
   pair consistency, donor leak next to its floor (test originals that match a donor: unrelated real faces),
@@ -76,7 +78,7 @@ def identities(folder: Path) -> list[str]:
     return [i for i in ids if (folder / f"{i}_08.jpg").is_file()]
 
 
-def fold_bank(out: Path, fold: int, bank_ids: list[str], folder: Path) -> Path:
+def fold_bank(out: Path, fold: int | str, bank_ids: list[str], folder: Path) -> Path:
     path = out / f"bank_fold{fold}.npz"
     if not path.is_file():
         files = [folder / f"{i}_{e}.jpg" for i in bank_ids for e in EXPRESSIONS]
@@ -86,6 +88,26 @@ def fold_bank(out: Path, fold: int, bank_ids: list[str], folder: Path) -> Path:
             f"# built {path.name}: {len(files)} photos in {time.perf_counter() - started:.0f} s", flush=True
         )
     return path
+
+
+def split_folds(ids: list[str], k: int) -> list[tuple[list[str], list[str]]]:
+    """(bank identities, test identities) per fold. k = 2 is the historical split (alternate identities);
+    k = len(ids) is leave-one-out: every patient meets the whole set's bank less themself, as a patient
+    meets the shipped bank (all 39 identities) in the gateway."""
+    if k == 2:
+        return [(ids[0::2], ids[1::2]), (ids[1::2], ids[0::2])]
+    parts = [ids[f::k] for f in range(k)]
+    return [([i for i in ids if i not in part], part) for part in parts if part]
+
+
+def fold_banks(out: Path, folds: list[tuple[list[str], list[str]]], folder: Path) -> list:
+    """One bank per fold: for two folds the cached fold banks, else the whole set's bank less the fold's
+    test identities (the same reference shape for every fold, as the shipped bank)."""
+    if len(folds) == 2:
+        return [load_bank(fold_bank(out, f, bank_ids, folder)) for f, (bank_ids, _) in enumerate(folds)]
+    everyone = sorted({i for bank_ids, test_ids in folds for i in (*bank_ids, *test_ids)})
+    whole = load_bank(fold_bank(out, "_all", everyone, folder))
+    return [whole.without(test_ids) for _, test_ids in folds]
 
 
 def read_manifest(faces: Path) -> dict[str, dict[str, str]]:
@@ -251,6 +273,7 @@ def save_descriptors(rows: dict[str, list[dict]], path: Path) -> None:
         data[f"{name}_ids"] = np.array([i for i, _ in col["out_desc"]])
         data[f"{name}_desc"] = np.stack([d for _, d in col["out_desc"]]) if col["out_desc"] else np.zeros(0)
         data[f"{name}_ok"] = np.array(col["verified"], bool)
+        data[f"{name}_sex_kept"] = np.array(col["sex_kept"], bool)
     np.savez(path, **data)
 
 
@@ -535,6 +558,12 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=480, help="sheet tile side (0 = native pixels)")
     parser.add_argument("--no-codec", action="store_true", help="skip the DICOM codec measures")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=2,
+        help="2: the two half banks; K: the whole set's bank less each K-th part; 39: leave-one-out",
+    )
     parser.add_argument("--trace", action="store_true", help="per group: verification and rungs (stderr)")
     parser.add_argument("--population-rank", type=int, help="the surrogate's linkage aim")
     parser.add_argument("--privacy-only", action="store_true", help="skip the fidelity and codec measures")
@@ -565,8 +594,8 @@ def main() -> int:
         flush=True,
     )
     sheet_ids = set(args.ids) or set(sheet_order(ids, manifest)[: args.sheet])
-    folds = [(ids[0::2], ids[1::2]), (ids[1::2], ids[0::2])]
-    banks = [load_bank(fold_bank(args.out, f, bank_ids, folder)) for f, (bank_ids, _) in enumerate(folds)]
+    folds = split_folds(ids, args.folds)
+    banks = fold_banks(args.out, folds, folder)
     donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
     rows: dict[str, list[dict]] = {name: [] for name in args.settings}
     for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
