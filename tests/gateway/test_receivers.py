@@ -5,13 +5,17 @@ acknowledged survives kill -9 of the whole gateway."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import struct
+import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -121,6 +125,107 @@ def test_a_receiver_killed_alone_is_replaced_and_its_slots_are_freed(tmp_path: P
     files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(3)])
     assert storescu(service.port, files, timeout=30).returncode == 0
     assert sum(instance_states(config).values()) == 3
+
+
+def test_a_hand_over_that_raises_frees_the_slot_and_refuses_the_caller(two_receivers, monkeypatch) -> None:
+    """Whatever goes wrong between the gate's admission and a receiver taking the connection, the slot is
+    freed, the caller refused (transient: it retries) and the close counted; before issue-12h only an OSError
+    from the channel was: anything else left the slot taken until restart."""
+    config, service = two_receivers
+    pool, before = service.receivers, closed_count("hand_over_failed")
+    for receiver in pool.receivers.values():
+        send = receiver.channel.send
+
+        def broken(message: tuple[Any, ...], fds: tuple[int, ...] = (), send: Any = send) -> None:
+            if message[0] == "conn":
+                raise RuntimeError("hand-over failed")  # anything but the OSError of a receiver that died
+            send(message, fds)
+
+        monkeypatch.setattr(receiver.channel, "send", broken)
+    for _ in range(config.max_associations + 1):  # more than the slots: a leak would show as a limit RJ
+        sock = connect(service.port)
+        sock.sendall(associate_rq())
+        assert read_pdu(sock)[:10] == bytes((0x03, 0, 0, 0, 0, 4, 0, 0x02, 0x03, 0x01))  # RJ: congestion
+        sock.close()
+        assert service.gate.active() == 0
+    assert closed_count("hand_over_failed") == before + config.max_associations + 1
+    assert sum(pool.live().values()) == 0  # no receiver counts a connection it never got
+    monkeypatch.undo()
+    held = [hold_association(service.port) for _ in range(config.max_associations)]  # every slot is free
+    assert service.gate.active() == config.max_associations
+    for sock in held:
+        sock.close()
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
+
+
+@pytest.mark.parametrize("caller", ["gone", "closed"])
+def test_a_connection_whose_caller_is_gone_before_its_hand_over_leaves_no_slot_taken(
+    two_receivers, caller: str
+) -> None:
+    """As test_lean_scp's caller gone before the A-ASSOCIATE-AC, across processes: the peer reset before the
+    receiver's AC (the receiver reports the end), or the socket closed before it was passed (the channel
+    refuses the descriptor; nothing reaches a receiver)."""
+    _, service = two_receivers
+    ours, peer = socket.socketpair()
+    peer.close()
+    if caller == "closed":
+        ours.close()
+    service.server._serve(ours, ("127.0.0.1", 0), associate_rq())
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
+    assert sum(service.receivers.live().values()) == 0
+    assert service.receivers.ready() == 2  # neither receiver ended over it
+
+
+def test_a_receiver_that_cannot_be_restarted_at_once_still_frees_the_slots_of_the_next_to_die(
+    tmp_path: Path, two_receivers, monkeypatch
+) -> None:
+    """A failed start (fork refused: EAGAIN) ended the thread that reaps receivers and frees their slots:
+    the next receiver to die kept its associations' slots until restart. It is retried now."""
+    from gateway.core import receivers
+
+    config, service = two_receivers
+    pool, failures = service.receivers, [OSError(errno.EAGAIN, "fork refused")]
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return subprocess.Popen(*args, **kwargs)
+
+    monkeypatch.setattr(
+        receivers, "subprocess", SimpleNamespace(Popen=popen, TimeoutExpired=subprocess.TimeoutExpired)
+    )
+    held = [hold_association(service.port) for _ in range(config.max_associations)]  # one on each
+    os.kill(pool.receivers[0].proc.pid, signal.SIGKILL)
+    wait_until(lambda: not failures and service.gate.active() == 1, timeout=30)  # its restart was refused
+    os.kill(pool.receivers[1].proc.pid, signal.SIGKILL)
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
+    wait_until(lambda: pool.ready() == 2, timeout=120)  # both started again
+    files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(3)])
+    assert storescu(config.port, files, timeout=60).returncode == 0
+    for sock in held:
+        sock.close()
+
+
+def test_a_connection_handed_over_without_its_descriptor_is_reported_ended_and_the_receiver_goes_on() -> None:
+    """At its open-file limit a receiver gets the message but not the descriptor (the kernel drops it:
+    MSG_CTRUNC). It used to raise out of its loop and end, with every association it served; now it
+    reports that connection ended (the main process frees the slot) and takes the next message."""
+    from gateway.core.channel import Channel
+    from gateway.core.receiver_process import Receiver
+
+    main, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours = Channel(main)
+    receiver = threading.Thread(target=Receiver(Channel(theirs), None).run, daemon=True)
+    receiver.start()
+    main.settimeout(30)
+    ours.send(("conn", -7, ("127.0.0.1", 4242), associate_rq()))  # no descriptor with it
+    assert ours.receive() == (("done", -7), [])
+    ours.send(("metrics",))
+    got = ours.receive()
+    assert got is not None and got[0][0] == "metrics"  # still serving
+    ours.send(("stop",))
+    receiver.join(timeout=30)
+    assert not receiver.is_alive()
 
 
 def test_a_dcmtk_study_through_two_receiver_processes_ends_forwarded(tmp_path: Path) -> None:
