@@ -256,8 +256,21 @@ class ReceiverPool:
                     break
                 batch.append(row)
             for (receiver, rid, _), (result, error) in zip(batch, self._commit(batch), strict=True):
-                with contextlib.suppress(OSError):
-                    receiver.channel.send(("recorded", rid, result, error))
+                self._answer(receiver, rid, result, error)
+
+    @staticmethod
+    def _answer(receiver: Receiver, rid: int, result: ReceiveResult | None, error: str) -> None:
+        """Answer one row. The receiver's association thread waits for this answer with no deadline (its
+        slot held), so an answer that cannot go as it is goes as a failure (0xA700 there), never not at all:
+        an exception here used to end this thread and leave every receiver's associations waiting."""
+        try:
+            receiver.channel.send(("recorded", rid, result, error))
+        except OSError:
+            pass  # it died: its associations ended with it
+        except Exception as exc:
+            LOG.error("receivers.answer_failed", receiver=receiver.index, error=type(exc).__name__)
+            with contextlib.suppress(OSError):
+                receiver.channel.send(("recorded", rid, None, type(exc).__name__))
 
     def _commit(self, batch: list[Row]) -> list[tuple[ReceiveResult | None, str]]:
         """(result, "") per row, or (None, why) for a row the ledger refused: a failed batch is retried row

@@ -228,6 +228,28 @@ def test_a_connection_handed_over_without_its_descriptor_is_reported_ended_and_t
     assert not receiver.is_alive()
 
 
+def test_a_ledger_answer_that_cannot_reach_its_receiver_fails_that_store_and_no_other(
+    two_receivers, monkeypatch
+) -> None:
+    """A receiver's association waits for the main process's answer to each row with its slot held. An answer
+    that could not be sent (anything but the OSError of a dead receiver) ended the committer thread: that
+    C-STORE and every later one, in every receiver, waited for ever. Now that one gets 0xA700."""
+    from tests.gateway.test_lean_scp import c_store, store_rq_with_context
+
+    _, service = two_receivers
+    pool, ds = service.receivers, make_small_sc(side=32, number=1)
+    commit = pool._commit
+    monkeypatch.setattr(pool, "_commit", lambda batch: [(lambda: None, "")] * len(batch))  # unpicklable
+    sock = connect(service.port)
+    sock.sendall(store_rq_with_context(ds.SOPClassUID, "1.2.840.10008.1.2.1"))
+    assert read_pdu(sock)[:1] == b"\x02"
+    assert c_store(sock, ds.SOPClassUID, ds, 1) == 0xA700
+    monkeypatch.setattr(pool, "_commit", commit)
+    assert c_store(sock, ds.SOPClassUID, ds, 2) == 0x0000  # the committer is still there
+    sock.close()
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
+
+
 def test_a_dcmtk_study_through_two_receiver_processes_ends_forwarded(tmp_path: Path) -> None:
     out = tmp_path / "out"
     config = gateway_config(tmp_path / "gw", receive_processes=2, workers=1)
