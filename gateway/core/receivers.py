@@ -352,21 +352,21 @@ class HandoffServer(LeanServer):
         connection (its end, or the receiver's, frees it). As LeanAssociation.serve in one process."""
         key = -next(self._keys)  # negative: never an id() of an association served in this process
         peer_ip = str(address[0])
-        handed = False
+        handed, failure = False, ""
         try:
             if gate_request(self.setup.gate, key, request, sock, peer_ip) is None:
                 return
             handed = self.pool.hand_over(sock, address, request, key)
-            if not handed:
-                send_quietly(sock, reject_pdu(*CONGESTED))
-                count_close("no_receiver_ready", peer_ip)
+            failure = "" if handed else "no_receiver_ready"
         except Exception as exc:  # fail closed: the caller is refused (and may retry), the slot freed below
             LOG.error("receivers.hand_over_failed", error=type(exc).__name__, peer_ip=peer_ip)
-            send_quietly(sock, reject_pdu(*CONGESTED))
-            count_close("hand_over_failed", peer_ip)
+            failure = "hand_over_failed"
         finally:
             if not handed:  # releasing a key the gate does not hold (refused, never admitted) frees nothing
-                self.setup.gate.release(key)
+                self.setup.gate.release(key)  # before the answer: a caller that retries at once finds it free
+            if failure:
+                count_close(failure, peer_ip)
+                send_quietly(sock, reject_pdu(*CONGESTED))
             sock.close()  # this process's copy: the receiver holds its own
 
     def shutdown(self) -> None:
