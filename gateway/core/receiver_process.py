@@ -85,17 +85,40 @@ class Receiver:
             if message[0] == "recorded":
                 self.setup.intake.receipts.answer(*message[1:])
             elif message[0] == "conn":
-                sock = socket.socket(fileno=fds[0])
-                args = (sock, *message[1:])
-                thread = threading.Thread(target=self._serve, args=args, name="association", daemon=True)
-                with self._lock:
-                    self._threads.add(thread)
-                thread.start()
+                self._start(message[1:], fds)
             elif message[0] == "metrics":
                 self.channel.send(("metrics", snapshot()))
             elif message[0] == "stop":
                 self._stop()
                 return
+
+    def _start(self, conn: tuple[Any, ...], fds: list[int]) -> None:
+        """Serve a handed-over connection on its own thread. When that cannot start (no descriptor came:
+        this process is at its open-file limit and the kernel dropped it; no thread to be had), the
+        connection is closed and its end reported at once, so the main process frees the slot: one
+        connection's failure must not end this process and every association it serves."""
+        key = conn[0]
+        sock = socket.socket(fileno=fds[0]) if len(fds) == 1 else None
+        thread = threading.Thread(target=self._serve, args=(sock, *conn), name="association", daemon=True)
+        try:
+            if sock is None:
+                raise OSError(f"{len(fds)} descriptors with a connection")
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+        except (OSError, RuntimeError) as exc:
+            from gateway.core.pdu_guard import count_close
+
+            with self._lock:
+                self._threads.discard(thread)
+            if sock is not None:
+                sock.close()
+            for fd in fds if sock is None else []:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            count_close("hand_over_failed", str(conn[1][0]), error=type(exc).__name__)
+            with contextlib.suppress(OSError):
+                self.channel.send(("done", key))
 
     def _serve(self, sock: socket.socket, key: int, address: tuple[str, int], request: bytes) -> None:
         from gateway.core.lean_scp import LeanAssociation

@@ -62,6 +62,7 @@ from gateway.ops.metrics import RECEIVERS, Snapshot
 LOG = structlog.get_logger(__name__)
 READY_TIMEOUT_S = 120.0  # a receiver imports pydicom and pynetdicom, opens the ledger: seconds on a busy box
 HAND_OVER_WAIT_S = 5.0  # no receiver ready (all restarting): the caller is refused after this long
+RESPAWN_DELAY_S = 0.5  # between a receiver's end (or a failed start) and the next start
 CONGESTED = (0x02, 0x03, 0x01)  # A-ASSOCIATE-RJ: transient, service-provider (presentation), congestion
 MAX_BATCH = 64  # rows per ledger transaction, as the in-process group commit (gateway/core/ledger/group.py)
 Row = tuple["Receiver", int, ReceivedInstance]  # from which receiver, its request id, the row
@@ -132,25 +133,66 @@ class ReceiverPool:
         RECEIVERS.set(0)
 
     def _supervise(self) -> None:
-        for index in range(self.count):
+        """Start the receivers, then reap each that ends (freeing its slots) and start it again. A start
+        that fails (fork or pipe refused: EAGAIN, EMFILE, ENOMEM) is retried, and never ends this thread:
+        this thread alone frees the slots of receivers that die, so without it they would stay taken."""
+        missing = set(range(self.count))
+        while True:
+            missing = {index for index in sorted(missing) if not self._try_spawn(index)}
+            try:
+                ended = self._exits.get(timeout=RESPAWN_DELAY_S if missing else None)
+            except queue.Empty:
+                continue
+            if ended is None:
+                return
+            if self._ended(ended):
+                time.sleep(RESPAWN_DELAY_S)  # a receiver that cannot start must not spin
+                missing.add(ended.index)
+
+    def _try_spawn(self, index: int) -> bool:
+        """Start receiver ``index``; False (logged) when it could not be started (or the pool is stopping)."""
+        with self._lock:
+            if self._stopping:
+                return True
+        try:
             self._spawn(index)
-        while (ended := self._exits.get()) is not None:
-            self._ended(ended)
+        except Exception as exc:
+            LOG.error("receiver.start_failed", receiver=index, error=type(exc).__name__)
+            return False
+        return True
 
     def _spawn(self, index: int) -> None:
         channel, theirs = pair()
         cmd = [sys.executable, "-m", "gateway.core.receiver_process", str(theirs.fileno()), str(os.getpid())]
-        proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),))
-        theirs.close()
+        try:
+            proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),))
+        except BaseException:
+            channel.close()
+            raise
+        finally:
+            theirs.close()
         receiver = Receiver(index, proc, channel)
-        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        channel.send(("setup", self.config.model_dump_json(), level, index, self.budget_bytes))
         with self._lock:
             self.receivers[index] = receiver
-        threading.Thread(target=self._listen, args=(receiver,), name=f"receiver-{index}", daemon=True).start()
+        listener = threading.Thread(
+            target=self._listen, args=(receiver,), name=f"receiver-{index}", daemon=True
+        )
+        try:
+            listener.start()
+        except BaseException:  # nobody would hear it end: undo
+            with self._lock:
+                del self.receivers[index]
+            proc.kill()
+            proc.wait()
+            channel.close()
+            raise
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        with contextlib.suppress(OSError):  # it died already: its listener hears the end and reports it
+            channel.send(("setup", self.config.model_dump_json(), level, index, self.budget_bytes))
 
-    def _ended(self, receiver: Receiver) -> None:
-        """A receiver's channel closed: reap it, free its associations' slots, restart it unless stopping."""
+    def _ended(self, receiver: Receiver) -> bool:
+        """A receiver's channel closed: reap it and free its associations' slots; True when it is to be
+        started again (the pool is not stopping)."""
         code = receiver.proc.wait()
         with self._lock:
             if self.receivers.get(receiver.index) is receiver:
@@ -161,11 +203,9 @@ class ReceiverPool:
             RECEIVERS.set(self._ready_count())
         for key in keys:
             self.release(key)
-        if stopping:
-            return
-        LOG.error("receiver.exited", receiver=receiver.index, returncode=code, associations=len(keys))
-        time.sleep(0.5)  # a receiver that cannot start must not spin
-        self._spawn(receiver.index)
+        if not stopping:
+            LOG.error("receiver.exited", receiver=receiver.index, returncode=code, associations=len(keys))
+        return not stopping
 
     # ---- messages from a receiver ------------------------------------------------------------------------
     def _listen(self, receiver: Receiver) -> None:
@@ -216,8 +256,21 @@ class ReceiverPool:
                     break
                 batch.append(row)
             for (receiver, rid, _), (result, error) in zip(batch, self._commit(batch), strict=True):
-                with contextlib.suppress(OSError):
-                    receiver.channel.send(("recorded", rid, result, error))
+                self._answer(receiver, rid, result, error)
+
+    @staticmethod
+    def _answer(receiver: Receiver, rid: int, result: ReceiveResult | None, error: str) -> None:
+        """Answer one row. The receiver's association thread waits for this answer with no deadline (its
+        slot held), so an answer that cannot go as it is goes as a failure (0xA700 there), never not at all:
+        an exception here used to end this thread and leave every receiver's associations waiting."""
+        try:
+            receiver.channel.send(("recorded", rid, result, error))
+        except OSError:
+            pass  # it died: its associations ended with it
+        except Exception as exc:
+            LOG.error("receivers.answer_failed", receiver=receiver.index, error=type(exc).__name__)
+            with contextlib.suppress(OSError):
+                receiver.channel.send(("recorded", rid, None, type(exc).__name__))
 
     def _commit(self, batch: list[Row]) -> list[tuple[ReceiveResult | None, str]]:
         """(result, "") per row, or (None, why) for a row the ledger refused: a failed batch is retried row
@@ -249,13 +302,17 @@ class ReceiverPool:
                     return False
             receiver = min(ready, key=lambda r: (len(r.live), r.index))
             receiver.live.add(key)
+        sent = False
         try:
             receiver.channel.send(("conn", key, address, bytes(request)), fds=(sock.fileno(),))
-            return True
+            sent = True
         except OSError:  # it just died (its listener thread restarts it): the caller retries later
-            with self._lock:
-                receiver.live.discard(key)
-            return False
+            pass
+        finally:  # not sent (or raised): the receiver does not hold the key, so its end will not free it
+            if not sent:
+                with self._lock:
+                    receiver.live.discard(key)
+        return sent
 
     def snapshots(self, timeout: float = 2.0) -> list[Snapshot]:
         """Every receiver's counters and histograms (asked now), and those of receivers that ended."""
@@ -291,16 +348,25 @@ class HandoffServer(LeanServer):
         self._keys = itertools.count(1)
 
     def _serve(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        """Admit and hand over; the gate's slot is freed here on every path but one: a receiver took the
+        connection (its end, or the receiver's, frees it). As LeanAssociation.serve in one process."""
         key = -next(self._keys)  # negative: never an id() of an association served in this process
         peer_ip = str(address[0])
+        handed, failure = False, ""
         try:
             if gate_request(self.setup.gate, key, request, sock, peer_ip) is None:
                 return
-            if not self.pool.hand_over(sock, address, request, key):
-                self.setup.gate.release(key)
-                send_quietly(sock, reject_pdu(*CONGESTED))
-                count_close("no_receiver_ready", peer_ip)
+            handed = self.pool.hand_over(sock, address, request, key)
+            failure = "" if handed else "no_receiver_ready"
+        except Exception as exc:  # fail closed: the caller is refused (and may retry), the slot freed below
+            LOG.error("receivers.hand_over_failed", error=type(exc).__name__, peer_ip=peer_ip)
+            failure = "hand_over_failed"
         finally:
+            if not handed:  # releasing a key the gate does not hold (refused, never admitted) frees nothing
+                self.setup.gate.release(key)  # before the answer: a caller that retries at once finds it free
+            if failure:
+                count_close(failure, peer_ip)
+                send_quietly(sock, reject_pdu(*CONGESTED))
             sock.close()  # this process's copy: the receiver holds its own
 
     def shutdown(self) -> None:

@@ -29,6 +29,14 @@ from tests.gateway.conftest import gateway_config, instance_states, rules_to, st
 pytestmark = pytest.mark.integration
 
 VERIFICATION = b"1.2.840.10008.1.1"
+# What the attacks of issue 12 did to an allowed sender: refused, or held up for the ACSE timeout (30 s) or
+# for ever. A sender that takes less than half of that was not held up; the rest is the scheduler (a loaded
+# 2-core machine). The returncode checks catch a refusal; this bound catches a sender left waiting.
+NOT_HELD_UP_S = 15.0
+# How late a deadline may fire on a loaded machine (the thread that enforces it must be scheduled, the client
+# must see the close) and still count as kept: the regressions these catch close never, or at the 30 s ACSE
+# / 60 s DIMSE timeout, or (lower bounds) at another, shorter deadline.
+LATE_S = 5.0
 IMPLICIT_LE = b"1.2.840.10008.1.2"
 
 
@@ -184,13 +192,13 @@ def test_fifty_silent_half_open_and_trickling_connections_do_not_block_an_allowe
     files = write_study(tmp_path / "in", [make_small_sc(study=Study(), number=i) for i in range(5)])
     evicted_before = closed_count("pending_per_source_limit")
     with attackers(service.port, 50):  # from the allowed sender's own address: the hardest case
-        wait_until(lambda: closed_count("pending_per_source_limit") > evicted_before, timeout=10)
+        wait_until(lambda: closed_count("pending_per_source_limit") > evicted_before, timeout=30)
         time.sleep(config.admission_timeout_s + 0.5)  # past the first deadline: every kind has been cut
         for _ in range(2):
             started = time.monotonic()
-            result = storescu(service.port, files, timeout=30)
+            result = storescu(service.port, files, timeout=60)
             assert result.returncode == 0, result.stderr
-            assert time.monotonic() - started < 10
+            assert time.monotonic() - started < NOT_HELD_UP_S  # ~0.2-0.5 s measured, at load 12 too
         assert service.server.doorman.pending() <= config.max_pending_per_source
     assert sum(instance_states(config).values()) == 5
     cut = closed_count("pending_per_source_limit") + closed_count("request_timeout") - evicted_before
@@ -202,9 +210,10 @@ def test_a_silent_connection_is_closed_at_the_request_deadline(allow_listed) -> 
     before = closed_count("request_timeout")
     sock = connect(service.port)
     started = time.monotonic()
-    assert is_closed(sock, config.admission_timeout_s + 3)
-    assert config.admission_timeout_s - 0.5 < time.monotonic() - started < config.admission_timeout_s + 2
-    wait_until(lambda: closed_count("request_timeout") == before + 1, timeout=2)
+    assert is_closed(sock, config.admission_timeout_s + LATE_S + 3)
+    # not before the deadline (nor at the 2 s network timeout), and not long after it
+    assert config.admission_timeout_s - 0.5 < time.monotonic() - started < config.admission_timeout_s + LATE_S
+    wait_until(lambda: closed_count("request_timeout") == before + 1, timeout=30)
 
 
 def test_connections_that_connect_and_close_leave_no_slot_taken(tmp_path: Path, allow_listed) -> None:
@@ -213,25 +222,25 @@ def test_connections_that_connect_and_close_leave_no_slot_taken(tmp_path: Path, 
         connect(service.port).close()
     files = write_study(tmp_path / "in", [make_small_sc()])
     started = time.monotonic()
-    assert storescu(service.port, files, timeout=30).returncode == 0
-    assert time.monotonic() - started < 5
-    wait_until(lambda: service.server.doorman.pending() == 0, timeout=5)
+    assert storescu(service.port, files, timeout=60).returncode == 0
+    assert time.monotonic() - started < NOT_HELD_UP_S  # the bug: every sender blocked for ~30 s
+    wait_until(lambda: service.server.doorman.pending() == 0, timeout=30)
 
 
 def test_a_4gb_pdu_header_in_an_association_is_aborted_at_once_and_memory_stays_flat(allow_listed) -> None:
     _, service = allow_listed
+    aborted = closed_count("pdu_too_large")
     sock = connect(service.port)
     sock.sendall(associate_rq())
     assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
     before = rss_mb()
     sock.sendall(bytes((0x04, 0)) + struct.pack(">L", 0xFFFFFFFF))
-    started = time.monotonic()
     sent = send_stream(sock, 256 << 20)
-    assert time.monotonic() - started < 5
     assert sent < 256 << 20  # the door shut long before the claimed bytes went in
     assert rss_mb() - before < 64  # generous: nothing of the stream was buffered
-    wait_until(lambda: service.gate.active() == 0, timeout=5)
-    assert closed_count("pdu_too_large") >= 1
+    # aborted at the header ("at once": for that reason, not at the 2 s network timeout), its slot freed
+    wait_until(lambda: closed_count("pdu_too_large") == aborted + 1, timeout=30)
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
 
 
 def test_an_oversized_associate_rq_is_refused_at_its_header(allow_listed) -> None:
@@ -242,7 +251,7 @@ def test_an_oversized_associate_rq_is_refused_at_its_header(allow_listed) -> Non
     sent = send_stream(sock, 64 << 20)
     assert sent < 64 << 20
     assert rss_mb() - before_rss < 32
-    wait_until(lambda: closed_count("request_too_large") == before + 1, timeout=2)
+    wait_until(lambda: closed_count("request_too_large") == before + 1, timeout=30)
     sock.close()
 
 
@@ -254,9 +263,9 @@ def test_a_partial_pdata_held_open_is_closed_within_the_network_timeout(allow_li
     assert service.gate.active() == 1
     sock.sendall(bytes((0x04, 0, 0, 0, 0)))  # 5 of the 6 header bytes, then silence
     started = time.monotonic()
-    assert is_closed(sock, config.network_timeout_s + 5)
-    assert time.monotonic() - started < config.network_timeout_s + 3
-    wait_until(lambda: service.gate.active() == 0, timeout=5)
+    assert is_closed(sock, config.network_timeout_s + LATE_S + 3)
+    assert time.monotonic() - started < config.network_timeout_s + LATE_S  # the bug: held for > 130 s
+    wait_until(lambda: service.gate.active() == 0, timeout=30)
 
 
 def test_a_pdata_trickled_one_byte_a_second_is_closed_within_the_network_timeout(allow_listed) -> None:
@@ -275,7 +284,7 @@ def test_a_pdata_trickled_one_byte_a_second_is_closed_within_the_network_timeout
         if is_closed(sock, 0.5):
             closed = True
             break
-    assert closed and time.monotonic() - started < config.network_timeout_s + 3
+    assert closed and time.monotonic() - started < config.network_timeout_s + LATE_S
 
 
 def test_an_even_presentation_context_id_gets_an_associate_rj(allow_listed) -> None:
@@ -375,7 +384,7 @@ def test_a_dataset_past_twice_the_configured_size_is_aborted_and_the_next_associ
     small = write_study(tmp_path / "small", [make_small_sc(side=32)])
     before = closed_count("dataset_too_large")
     assert storescu(service.port, big, timeout=30).returncode != 0
-    wait_until(lambda: closed_count("dataset_too_large") == before + 1, timeout=5)
+    wait_until(lambda: closed_count("dataset_too_large") == before + 1, timeout=30)
     assert storescu(service.port, small, timeout=30).returncode == 0
     assert sum(instance_states(config).values()) == 1
 

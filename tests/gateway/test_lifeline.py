@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from tests.gateway.conftest import GatewayProcess, gateway_config, wait_until
 
 pytestmark = pytest.mark.integration
+ORPHAN_DEADLINE_S = 30.0
 
 
 def children(pid: int) -> set[int]:
@@ -54,12 +54,11 @@ def assert_descendants_end_with_the_main_process(config: Any, at_least: int) -> 
     main = gateway.proc.pid
     found: set[int] = set()
     try:
-        found = wait_until(lambda: (kids := children(main)) and len(kids) >= at_least and kids, timeout=60)
+        found = wait_until(lambda: (kids := children(main)) and len(kids) >= at_least and kids, timeout=120)
         os.kill(main, signal.SIGKILL)  # the main process only: its descendants must notice by themselves
-        gateway.proc.wait(timeout=10)
-        started = time.monotonic()
-        wait_until(lambda: not any(alive(pid) for pid in found), timeout=10)
-        assert time.monotonic() - started < 5
+        gateway.proc.wait(timeout=30)
+        # an orphan lives for ever; how soon a dying process is scheduled is the machine's load (~0.1 s quiet)
+        wait_until(lambda: not any(alive(pid) for pid in found), timeout=ORPHAN_DEADLINE_S)
     finally:
         for pid in found:
             if alive(pid):
