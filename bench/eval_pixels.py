@@ -107,7 +107,18 @@ def fold_banks(out: Path, folds: list[tuple[list[str], list[str]]], folder: Path
         return [load_bank(fold_bank(out, f, bank_ids, folder)) for f, (bank_ids, _) in enumerate(folds)]
     everyone = sorted({i for bank_ids, test_ids in folds for i in (*bank_ids, *test_ids)})
     whole = load_bank(fold_bank(out, "_all", everyone, folder))
-    return [whole.without(test_ids) for _, test_ids in folds]
+    return [whole.without(bank_labels(whole.identities(), test_ids)) for _, test_ids in folds]
+
+
+def bank_labels(labels: list[str], ids: list[str]) -> list[str]:
+    """The bank's identity labels of the test ``ids``: the bank names identities by the manifest
+    ("london_001"), the folds by file stem ("001"). Without this mapping ``without`` dropped nobody and
+    every leave-one-out patient met a bank holding themself. Raises when an id has no label."""
+    found = [label for label in labels if label.rsplit("_", 1)[-1] in ids or label in ids]
+    missing = set(ids) - {label.rsplit("_", 1)[-1] for label in found} - set(found)
+    if missing:
+        raise ValueError(f"identities not in the bank: {sorted(missing)}")
+    return found
 
 
 def read_manifest(faces: Path) -> dict[str, dict[str, str]]:
@@ -237,6 +248,13 @@ def evaluate(
         probes.call("sex", subject.identity, before) == probes.call("sex", subject.identity, p.descriptor)
         for before, p in zip(subject.descriptors, photos, strict=True)
     ]
+    if TRACE:  # the bench probe's reading per photo, original > output (miss_report skips these lines)
+        calls = [
+            f"{probes.call('sex', subject.identity, b)}>{probes.call('sex', subject.identity, p.descriptor)}"
+            for b, p in zip(subject.descriptors, photos, strict=True)
+        ]
+        kept = "+".join(r.value for r in preserve) or "nothing"
+        print(f"# sex {kept} {subject.identity} {' '.join(calls)}", file=sys.stderr)
     if not PRIVACY_ONLY:
         fidelity(row, subject, row["outputs"], photos, probes)
     if codec_checks and not PRIVACY_ONLY:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bench.eval_pixels import split_folds
+from bench.eval_pixels import bank_labels, split_folds
 from bench.merge_runs import gallery, merged
 
 IDS = [f"{n:03d}" for n in range(1, 8)]
@@ -58,3 +59,15 @@ def test_the_gallery_pairs_each_identity_with_its_two_originals(tmp_path: Path) 
     faces = gallery(tmp_path / "originals.npz")
     assert sorted(faces) == ["001", "002"]
     assert np.array_equal(faces["002"][1], descs[3])
+
+
+def test_the_leave_one_out_bank_drops_the_patient_by_the_banks_own_label() -> None:
+    labels = ["london_001", "london_002", "london_013"]
+    assert bank_labels(labels, ["013"]) == ["london_013"]
+    assert bank_labels(labels, ["001", "002"]) == ["london_001", "london_002"]
+    assert bank_labels(["001", "002"], ["002"]) == ["002"]  # a bank labelled by file stem
+
+
+def test_a_test_identity_missing_from_the_bank_is_an_error_not_a_silent_keep() -> None:
+    with pytest.raises(ValueError, match="099"):
+        bank_labels(["london_001"], ["001", "099"])
