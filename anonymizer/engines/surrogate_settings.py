@@ -333,10 +333,17 @@ class SurrogateSettings:
     # Off: 11e3's mouth caps and teeth (mouth_opening / mouth_width 0.02, mouth_interior 0.06; issue-11zm).
     # They put teeth in 008's and 022's smiles, but 013 (a woman) read as a man (sex kept, draw A, 100 ->
     # 87.5 %) and 001, 019 and 027 (women, donors of any tone) came out darker and blotchy on the sheets.
+    # Sex kept (issue-11e6): 4 further keyed shape steps for a rung read as the other sex (mouth_kept's,
+    # issue-11m3). 013 (a woman, tier 1, donors all women) read as a man on 51 of 53 rungs, and the sex
+    # rescue (anti-face x 0.5, or x 0) did not bring her back. It changes only groups with such a rung (9 of
+    # 39). eval_pixels --folds 39 --settings nothing --privacy-only, main -> on: sex kept 96.2 -> 98.7 % (the
+    # miss left: the bench's probe misreading 024's neutral original), forwarded 100 % kept, r1 0 kept, r5
+    # 12.8 -> 10.3 %, collisions 3.0 -> 2.6 %, self-check judgements 473 -> 427 (docs/face-engine.md).
     nothing_kept: tuple[tuple[str, object], ...] = (
         ("spread_texture", 1.0),
         ("spread_texture_after_sex_miss", 0.0),
         ("spread_texture_clip", 7.0),
+        ("spread_shape_variants", 4),
     )
     # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
     # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung

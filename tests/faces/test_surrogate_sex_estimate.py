@@ -73,10 +73,11 @@ def test_the_eyes_kept_estimate_is_the_probes_by_default() -> None:
     assert reader is not None and reader(desc) == "M"
 
 
-def test_the_eyes_kept_sibling_remakes_a_rung_read_as_the_other_sex_with_further_shape_steps() -> None:
-    """London-set 083 (a woman, eyes kept) read as a man on 44 of 48 rungs: the eyes-kept engine now has
-    mouth_kept's further keyed shape steps (surrogate_ladder._other_step); the mouth-kept values stay."""
+def test_eyes_and_nothing_kept_remake_a_rung_read_as_the_other_sex_with_further_shape_steps() -> None:
+    """London-set 083 (a woman, eyes kept) and 013 (a woman, nothing kept) read as men on nearly every rung:
+    both settings now have mouth_kept's further keyed shape steps (surrogate_ladder._other_step)."""
     engine = SurrogateEngine(SurrogateSettings(), _bank())
     assert engine._for_regions((Region.EYES,)).settings.spread_shape_variants == 4
+    assert engine._for_regions(()).settings.spread_shape_variants == 4
     assert engine._for_regions((Region.MOUTH,)).settings.spread_shape_variants == 4
     assert engine._for_regions((Region.NOSE,)).settings.spread_shape_variants == 0  # nose kept: unchanged
