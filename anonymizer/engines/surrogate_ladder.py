@@ -427,10 +427,11 @@ class Ladder(Synthesis):
         return self._sex_probe.call(desc, margin) if self._sex_probe is not None else ""
 
     def _profile_sex_reader(self) -> Callable[[np.ndarray], str] | None:
-        """The patient's sex estimate for _patient_profile (None: the donors' centroids, its default)."""
-        if self.settings.sex_reader != "probe":
+        """The patient's sex estimate for _patient_profile (None: the donors' centroids, its default):
+        the probe's when it reads the self-check's sex or ``settings.sex_estimate`` names it."""
+        if self.settings.sex_reader != "probe" and self.settings.sex_estimate != "probe":
             return None
-        return lambda desc: self._read_sex(desc, checking=False)
+        return lambda desc: self._probe_sex(desc, 0.0)
 
     def _one_person(self, checks: Sequence[_Check]) -> bool:
         """Whether the group's outputs look like one person (every two within the pair distance)."""

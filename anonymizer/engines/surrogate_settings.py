@@ -156,6 +156,13 @@ class SurrogateSettings:
     # centroids'): the centroids' reading where the probe agrees, else one that keeps no patient's sex.
     sex_reader: str = "probe"  # on (issue-11s; with the nose or eyes kept "centroids", see region_kept)
     sex_probe_margin: float = 0.3  # with "probe": an output with |score| under this counts as not kept
+    # Who estimates the patient's own sex when the header has no PatientSex: "" = the reader above ("probe":
+    # the probe; else the donors' centroids), "probe" = the bank's probe whatever the self-check reads. The
+    # estimate picks the donors' sex, so a wrong one makes every donor set the other sex and no sex guard
+    # can see it (the self-check compares outputs with the estimate). With the eyes kept (centroids) the
+    # London set's 067, a man, was estimated a woman, mixed from women and read as a woman on both photos;
+    # the probe calls all 39 patients' self-reported sex right (leave-one-out; the centroids 38).
+    sex_estimate: str = ""
     # Linkage: a rung is good enough only when at least this many real faces of the bank are nearer to the
     # output than the patient is; verification demands 1 (fail-closed), the engine aims higher so that a
     # linkage attacker's top guesses are other people.
@@ -294,11 +301,23 @@ class SurrogateSettings:
     # 6.2 · 18.8 -> 12.5 · 25.0 % (001_08 and 029_03 from 6th to 5th), collisions 4.5 · 0.9 -> 4.5 · 0 %,
     # sex kept 100 · 93.8 % as before; full draw-A run: smile kept 100 -> 87.5 % (013_03 reads as smiling,
     # 017_08 as neutral), dlib box 0.900 (docs/face-engine.md, issue-11e3).
+    # Sex kept (issue-11e6), on the whole set leave-one-out (eval_pixels --folds 39 --settings eyes
+    # --privacy-only), main -> on: sex kept 93.6 -> 98.7 % (the one miss left is the bench's probe misreading
+    # 024's neutral original), forwarded 100 % kept, linkage r1 0 kept, r5 24.4 -> 21.8 %, collisions 1.9 ->
+    # 2.0 %, self-check judgements 812 -> 856. Two levers, each changing only the patients it names:
+    # - the patient's sex estimated by the bank's probe (``sex_estimate``; the self-check still reads by
+    #   the centroids): the centroids estimated 067, a man, a woman, so every donor set was of women and both
+    #   outputs read as a woman (no guard can see that: the self-check compares outputs with the estimate).
+    #   The two estimates differ for 067 alone of the 39, leave-one-out and leave-half-out;
+    # - 4 further keyed shape steps for a rung read as the other sex (mouth_kept's, issue-11m3): 083 (a
+    #   woman) read as a man on 44 of 48 rungs; it changes only groups with such a rung (038, 083, 087).
     eyes_kept: tuple[tuple[str, object], ...] = (
         ("population_rank", 5),
         ("mouth_opening", 0.02),
         ("mouth_width", 0.02),
         ("mouth_interior", 0.06),
+        ("sex_estimate", "probe"),
+        ("spread_shape_variants", 4),
     )
     # Applied with nothing kept (``nothing_kept``) or with the mouth alone kept (``mouth_kept``; with the
     # nose or eyes kept too, their values alone), so that work on one setting leaves the others' outputs
@@ -314,10 +333,17 @@ class SurrogateSettings:
     # Off: 11e3's mouth caps and teeth (mouth_opening / mouth_width 0.02, mouth_interior 0.06; issue-11zm).
     # They put teeth in 008's and 022's smiles, but 013 (a woman) read as a man (sex kept, draw A, 100 ->
     # 87.5 %) and 001, 019 and 027 (women, donors of any tone) came out darker and blotchy on the sheets.
+    # Sex kept (issue-11e6): 4 further keyed shape steps for a rung read as the other sex (mouth_kept's,
+    # issue-11m3). 013 (a woman, tier 1, donors all women) read as a man on 51 of 53 rungs, and the sex
+    # rescue (anti-face x 0.5, or x 0) did not bring her back. It changes only groups with such a rung (9 of
+    # 39). eval_pixels --folds 39 --settings nothing --privacy-only, main -> on: sex kept 96.2 -> 98.7 % (the
+    # miss left: the bench's probe misreading 024's neutral original), forwarded 100 % kept, r1 0 kept, r5
+    # 12.8 -> 10.3 %, collisions 3.0 -> 2.6 %, self-check judgements 473 -> 427 (docs/face-engine.md).
     nothing_kept: tuple[tuple[str, object], ...] = (
         ("spread_texture", 1.0),
         ("spread_texture_after_sex_miss", 0.0),
         ("spread_texture_clip", 7.0),
+        ("spread_shape_variants", 4),
     )
     # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
     # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
