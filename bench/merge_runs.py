@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import face_quality as fq  # noqa: E402
-from eval_pixels import FACES, _markdown, read_manifest, self_reported_sex  # noqa: E402
+from eval_pixels import FACES, _markdown, _rate, read_manifest, self_reported_sex  # noqa: E402
 
 
 def gallery(originals: Path) -> dict[str, list[np.ndarray]]:
@@ -31,7 +31,7 @@ def gallery(originals: Path) -> dict[str, list[np.ndarray]]:
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     for n, identity in enumerate(ids):
         out[str(identity)].extend([descs[2 * n], descs[2 * n + 1]])
-    return out
+    return dict(out)
 
 
 def merged(runs: list[Path]) -> dict[str, dict[str, list]]:
@@ -50,10 +50,6 @@ def merged(runs: list[Path]) -> dict[str, dict[str, list]]:
     return rows
 
 
-def _pct(flags: list) -> str:
-    return f"{100 * np.mean(flags):.1f}%" if len(flags) else "-"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="eval_pixels --out directories (run with --trace)")
@@ -69,11 +65,11 @@ def main() -> int:
             (
                 name,
                 str(len(col["out_desc"])),
-                _pct(col["verified"]),
-                f"{_pct([r == 1 for r in ranks])} / {_pct([r <= 5 for r in ranks])}",
+                _rate(col["verified"]),
+                f"{_rate([r == 1 for r in ranks])} / {_rate([r <= 5 for r in ranks])}",
                 same_sex[1],
                 f"{100 * fq.collision_rate(col['out_desc']):.1f}%",
-                _pct(col["sex_kept"]),
+                _rate(col["sex_kept"]),
             )
         )
     print(f"# {len(args.runs)} runs merged; linkage gallery of {len(faces)} identities")

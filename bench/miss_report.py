@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import face_quality as fq  # noqa: E402
+from merge_runs import gallery  # noqa: E402
 
 from anonymizer.engines.surrogate_settings import SurrogateSettings  # noqa: E402
 
@@ -137,10 +138,8 @@ def read_sexes(faces: Path, ids: list[str]) -> tuple[dict[str, str], dict[str, d
 
 class Report:
     def __init__(self, out: Path, trace: Path, faces: Path) -> None:
-        with np.load(out / "originals.npz") as z:
-            self.ids = [str(i) for i in z["ids"]]
-            originals = z["descriptors"]
-        self.originals = {i: [originals[2 * n], originals[2 * n + 1]] for n, i in enumerate(self.ids)}
+        self.originals = gallery(out / "originals.npz")
+        self.ids = list(self.originals)  # in eval_pixels' order, which bank_folds reads
         with np.load(out / "outputs.npz") as z:
             self.outputs = {k: z[k] for k in z.files}
         self.settings = [k[: -len("_ids")] for k in self.outputs if k.endswith("_ids")]
