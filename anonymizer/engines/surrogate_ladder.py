@@ -145,11 +145,16 @@ class Ladder(Synthesis):
 
     def _group_aim(self, preserve: tuple[Region, ...]) -> int:
         """The linkage aim for a group keeping ``preserve``: settings.nose_population_rank with the nose
-        kept (never below population_rank; a test that is off, 0, stays off)."""
+        kept, settings.mouth_population_rank with the mouth kept and not the nose (never below
+        population_rank, which a rule file may raise; a test that is off, 0, stays off)."""
         own = self.settings.population_rank
-        if Region.NOSE not in preserve or own <= 0:
+        if own <= 0:
             return own
-        return max(own, self.settings.nose_population_rank)
+        if Region.NOSE in preserve:
+            return max(own, self.settings.nose_population_rank)
+        if Region.MOUTH in preserve:
+            return max(own, self.settings.mouth_population_rank)
+        return own
 
     def _donor_distances(self, choice: DonorChoice, patient: dict[str, Any]) -> list[float]:
         groups = self.bank.by_identity()

@@ -352,10 +352,17 @@ class SurrogateSettings:
     # 6.2 · 25.0 -> 18.8 · 12.5 % (A: 013 keeps her sex nearer to herself), collisions 0 · 0 kept, dlib box
     # (A) 0.949 -> 0.950. The eyes opened on every rung (not only in the finish) made 008 lighter and
     # open-eyed but put draw B's 019 and 030 together (collisions 3.6 %); docs/face-engine.md, issue-11m3.
+    # The linkage aim 5 (issue-11m7, ``mouth_population_rank``): leave-one-out, the bank is the attacker's
+    # gallery less the patient, so a rung passing the general aim (3 real faces nearer) left the patient
+    # 4th or 5th; 20 of the 26 mouth-kept outputs at rank <= 5 were such passes. eval_pixels --folds 39
+    # --settings mouth --privacy-only, main -> on: r5 33.3 -> 15.4 % (same sex 38.5 -> 17.9 %), collisions
+    # 2.4 -> 1.8 %, forwarded 98.7 % and sex kept 98.7 % kept, r1 0 kept, donor leak 5.1 -> 9.0 % (floor
+    # 26.9 %), rungs 572 -> 713 (docs/face-engine.md, issue-11m7).
     mouth_kept: tuple[tuple[str, object], ...] = (
         ("eye_opening", 0.85),
         ("eye_finish", True),
         ("spread_shape_variants", 4),
+        ("mouth_population_rank", 5),
     )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
@@ -406,6 +413,10 @@ class SurrogateSettings:
     # ladder then searched on past passing rungs to donor look-alikes: donor leak 12.5 -> 25 % (A) and
     # 31.2 -> 37.5 % (B), dlib box IoU 0.950 -> 0.912 (A); draw A's r5 stayed 37.5 %.
     nose_population_rank: int = 0
+    # The linkage aim with the mouth kept and not the nose, never below ``population_rank`` (0 =
+    # population_rank; the test off stays off). Set through ``mouth_kept`` (issue-11m7), not as an override
+    # of population_rank there, so that a rule file's aim (pixel_stage: raised, or 0) still reaches it.
+    mouth_population_rank: int = 0
     # donor sets tried with the nose kept (0 = donor_sets; never fewer): with a higher linkage aim fewer
     # sets pass, and each further set is another keyed identity to try. Off: 10 sets left 025's
     # verification distances as they were (0.641 / 0.646)

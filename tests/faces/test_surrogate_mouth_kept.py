@@ -1,6 +1,6 @@
 """The mouth kept (issue-11m3): each synthetic eye at least a share as open as the patient's
 (``eye_opening``) and the patient's further keyed shape steps tried on a rung read as the other sex
-(``spread_shape_variants``)."""
+(``spread_shape_variants``); issue-11m7: the linkage aim 5 (``mouth_population_rank``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from anonymizer.donors import load_bank
-from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings
+from anonymizer.engines.surrogate import Strength, SurrogateEngine, SurrogateSettings, _Check
+from anonymizer.engines.surrogate_ladder import _Common
 from anonymizer.engines.surrogate_spread import keyed_direction, spread_key
 from anonymizer.engines.surrogate_target import _opening, keep_eye_opening
+from anonymizer.plans import Region
 
 OPEN = np.array([[0, 0], [3, -2], [7, -2], [10, 0], [7, 2], [3, 2]], float)  # an eye 0.4 widths open
 
@@ -117,3 +119,49 @@ def test_further_shape_steps_made_on_first_use_equal_those_made_up_front(donor_b
     engine.settings = replace(engine.settings, spread_shape_variants=0)
     off = engine._shape_variants(7, place)
     assert not off and list(off) == [] and not off.scaled(0.6)
+
+
+def _aim_common(aim: int) -> _Common:
+    return _Common(np.zeros((0, 3), int), np.zeros((0, 128)), [], [], ("F", 40.0), population_rank=aim)
+
+
+def _rung_checks(closer: int) -> list[_Check]:
+    """A group's two outputs far from the patient, with ``closer`` and closer + 1 real faces nearer."""
+    return [_Check(0.72, None, closer, 20, None, "F"), _Check(0.74, None, closer + 1, 20, None, "F")]
+
+
+def test_the_mouth_kept_aims_for_five_real_faces_nearer_and_no_other_setting_changes(bank_path: Path) -> None:
+    """Leave-one-out, a rung passing the general aim (3 real faces nearer) left the patient 4th or 5th in
+    an attacker's gallery (issue-11m7): the mouth kept alone now aims for 5; the other settings' engines
+    are those of an engine without it, and a rule file's aim is kept (raised above 5, or off)."""
+    settings, bank = SurrogateSettings(), load_bank(bank_path)
+    engine, without = SurrogateEngine(settings, bank), SurrogateEngine(replace(settings, mouth_kept=()), bank)
+    assert ("mouth_population_rank", 5) in settings.mouth_kept and settings.mouth_population_rank == 0
+    mouth = engine._for_regions((Region.MOUTH,))
+    assert mouth.settings.population_rank == settings.population_rank == 3  # the general aim is untouched
+    assert mouth._group_aim((Region.MOUTH,)) == 5
+    assert mouth._group_aim((Region.NOSE, Region.MOUTH)) == settings.population_rank  # the nose decides
+    for preserve in ((), (Region.NOSE,), (Region.EYES,), (Region.MOUTH, Region.EYES)):
+        kept = engine._for_regions(preserve)
+        assert kept.settings == without._for_regions(preserve).settings
+        assert kept._group_aim(preserve) == without._for_regions(preserve)._group_aim(preserve)
+    # a rule file's aim: raised above the mouth's, it wins; the population test off (0) stays off
+    raised = SurrogateEngine(replace(settings, population_rank=7), bank)._for_regions((Region.MOUTH,))
+    assert raised._group_aim((Region.MOUTH,)) == 7
+    off = SurrogateEngine(replace(settings, population_rank=0), bank)._for_regions((Region.MOUTH,))
+    assert off._group_aim((Region.MOUTH,)) == 0
+
+
+def test_a_rung_with_three_or_four_real_faces_nearer_passes_nothing_kept_and_fails_the_mouth_kept(
+    bank_path: Path,
+) -> None:
+    engine = SurrogateEngine(SurrogateSettings(), load_bank(bank_path))
+    mouth = engine._for_regions((Region.MOUTH,))
+    for closer in (3, 4):
+        assert engine._judge(_rung_checks(closer), _aim_common(engine._group_aim(())))[0]
+        passed, score, far_all, _ = mouth._judge(
+            _rung_checks(closer), _aim_common(mouth._group_aim((Region.MOUTH,)))
+        )
+        assert not passed and not far_all
+        assert mouth._near_patient(score, _aim_common(5))  # the ladder climbs on / re-draws the set
+    assert mouth._judge(_rung_checks(5), _aim_common(5))[0]
