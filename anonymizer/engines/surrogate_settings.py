@@ -428,12 +428,14 @@ class SurrogateSettings:
     # (ITA, the patient's estimate): on a dark-skinned woman (draw B's 025) the lower face's darkening reads
     # as shading, not stubble, and it is what moves her away (without it both her photos failed
     # verification, output-matches-input 0.57-0.65).
-    # Unfold the target locally (issue-11n7; surrogate_target.unfold_locally): a warp triangle that folds
-    # pulls back only its own landmarks towards the patient's, not the whole target. With the nose kept the
-    # whole-target pull-back (0.75 a step, up to 6 steps) took every strong rung back to 0.18-0.42 of its
-    # change (083: 4-6 steps on rungs 1-9, for folds at the mouth corners and brow ends against the outline),
-    # so no rung moved the face farther than the first. Off.
-    unfold_local: bool = False
+    # Unfold the target locally (issue-11n7; surrogate_target.unfold_locally) on rungs whose overshoot
+    # (``Strength.push``) is at most this (negative = off): a warp triangle that folds pulls back only its own
+    # landmarks towards the patient's, not the whole target. With the nose kept the whole-target pull-back
+    # (0.75 a step, up to 6 steps) took every strong rung back to 0.18-0.42 of its change (083: 4-6 steps on
+    # rungs 1-9, for folds at the mouth corners and brow ends against the outline), so no rung moved the face
+    # farther than the first. On the overshoot rungs as well (1.4) it turned 001 into a distorted face (wavy
+    # brows, twisted eyes and mouth): there the pull-back is what keeps the face plausible.
+    unfold_local: float = -1.0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or

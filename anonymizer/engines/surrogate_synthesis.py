@@ -361,7 +361,8 @@ class Synthesis:
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
-        unfold = unfold_locally if self.settings.unfold_local else _without_folds
+        local = 0 <= strength.push <= self.settings.unfold_local  # negative: off
+        unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
         if opening:  # on the unfolded target: the unfolding narrowed the eyes again
