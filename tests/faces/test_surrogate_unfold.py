@@ -50,11 +50,15 @@ def test_a_target_without_folds_is_returned_as_it_is(bank_path: Path) -> None:
     assert np.array_equal(unfold_locally(target, reference, reference, tris, size), target)
 
 
-@pytest.mark.parametrize("local", [False, True])
+@pytest.mark.parametrize(
+    ("setting", "push", "local"),
+    [(-1.0, 0.0, False), (0.0, 0.0, True), (0.0, 0.5, False), (1.4, 1.4, True)],
+)
 def test_the_setting_picks_the_unfolding(
-    bank_path: Path, monkeypatch: pytest.MonkeyPatch, local: bool
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, setting: float, push: float, local: bool
 ) -> None:
-    """``_synthesize`` unfolds with ``unfold_locally`` only with the setting on; off, main's call."""
+    """``_synthesize`` unfolds with ``unfold_locally`` on a rung whose overshoot is at most the setting;
+    off (negative) or on a stronger overshoot rung, main's whole-target pull-back."""
     called: list[str] = []
 
     def record(name: str):
@@ -68,9 +72,9 @@ def test_the_setting_picks_the_unfolding(
 
     monkeypatch.setattr(synthesis, "unfold_locally", record("unfold_locally"))
     monkeypatch.setattr(synthesis, "_without_folds", record("_without_folds"))
-    engine = SurrogateEngine(SurrogateSettings(unfold_local=0.0 if local else -1.0), load_bank(bank_path))
+    engine = SurrogateEngine(SurrogateSettings(unfold_local=setting), load_bank(bank_path))
     with pytest.raises(_Stop):
-        _synthesize_until_unfolded(engine, monkeypatch)
+        _synthesize_until_unfolded(engine, monkeypatch, push)
     assert called == (["unfold_locally"] if local else ["_without_folds"])
 
 
@@ -78,7 +82,7 @@ class _Stop(Exception):
     pass
 
 
-def _synthesize_until_unfolded(engine: SurrogateEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+def _synthesize_until_unfolded(engine: SurrogateEngine, monkeypatch: pytest.MonkeyPatch, push: float) -> None:
     """Runs ``_synthesize`` on the bank's own first photo up to the unfolding (the eye opening right after
     it raises ``_Stop``): what comes before needs only the shapes."""
     from anonymizer.engines.base import AlignedFace
@@ -101,4 +105,4 @@ def _synthesize_until_unfolded(engine: SurrogateEngine, monkeypatch: pytest.Monk
     monkeypatch.setattr(synthesis, "keep_eye_opening", stop)
     monkeypatch.setattr(synthesis, "piecewise_affine", stop)
     tris = triangulate(extended(reference, size))
-    engine._synthesize(face, ingredients, tris, (Region.NOSE,), Strength(1.0, 1.0, 1.0))
+    engine._synthesize(face, ingredients, tris, (Region.NOSE,), Strength(1.0, 1.0, 1.0, push))
