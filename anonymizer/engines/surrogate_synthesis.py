@@ -59,6 +59,7 @@ from anonymizer.engines.surrogate_target import (
     keep_brow_height,
     keep_eye_opening,
     outline_floor,
+    unfold_locally,
 )
 from anonymizer.engines.surrogate_texture import (
     _anti_face,
@@ -360,7 +361,9 @@ class Synthesis:
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
-        target = _without_folds(target, face.landmarks, self.bank.reference, tris, size)
+        local = 0 <= strength.push <= self.settings.unfold_local  # negative: off
+        unfold = unfold_locally if local else _without_folds
+        target = unfold(target, face.landmarks, self.bank.reference, tris, size)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
         if opening:  # on the unfolded target: the unfolding narrowed the eyes again
             target = self._opened(target, face.landmarks, tris)
