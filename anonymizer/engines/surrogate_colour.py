@@ -17,9 +17,12 @@ import numpy as np
 
 from anonymizer.channels import per_channel, per_pixel
 from anonymizer.donors import DonorPhoto, skin_mask
-from anonymizer.faces.regions import interocular
+from anonymizer.faces.regions import RegionSettings, interocular, region_mask
+from anonymizer.plans import Region
 
 LIGHT_SIGMA = 0.45  # the light's scale, × inter-ocular distance (features are 0.05-0.3)
+HANGING_MARGIN = 0.0  # hanging_hair keeps this × inter-ocular distance off the brows and eyes (0.1 left a
+# step where a strand crosses the brow's outer end: 067)
 MIN_COVER = 0.05  # below this share of skin in the blur window the light is extrapolated from wider around
 
 
@@ -249,17 +252,51 @@ def skin_coloured(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return _skin_coloured(_lab(image), landmarks)
 
 
-def fringe(patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None) -> np.ndarray:
+def fringe(
+    patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None, hanging: bool = False
+) -> np.ndarray:
     """(S, S) bool: hair over the forehead (pixels above the brows that are not skin-coloured, as regions,
-    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip."""
+    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip.
+    ``hanging``: also the hair that hangs from it below that line (``hanging_hair``)."""
     size = patient.shape[0]
     iod = interocular(landmarks)
-    top = int(max(0.0, float(np.min(landmarks[17:27, 1])) - 0.15 * iod))
+    top = fringe_line(landmarks)
     hair = np.zeros((size, size), np.uint8)
     coloured = skin_coloured(patient, landmarks) if coloured is None else coloured
     hair[:top] = ~coloured[:top]
+    if hanging:
+        hair |= hanging_hair(coloured, landmarks, top)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.05 * iod) | 1,) * 2)
     return cv2.morphologyEx(hair, cv2.MORPH_OPEN, kernel) > 0
+
+
+def fringe_line(landmarks: np.ndarray) -> int:
+    """The row above which every non-skin pixel counts as the fringe: 0.15 × inter-ocular over the brows."""
+    return int(max(0.0, float(np.min(landmarks[17:27, 1])) - 0.15 * interocular(landmarks)))
+
+
+def hanging_hair(coloured: np.ndarray, landmarks: np.ndarray, top: int) -> np.ndarray:
+    """(S, S) uint8 0/1: non-skin pixels below ``top`` and above the eyes that join the hair above ``top``
+    (strands of a fringe hanging towards the brows, hair at the temples). Cut at ``top`` alone, a strand
+    inside the blend domain was replaced by synthetic skin with a straight edge: a square notch in the
+    fringe (issue-11q7, London-set 067). The brows and eyes, with a margin, never join: they are the
+    patient's features and must be replaced."""
+    size = coloured.shape[0]
+    features = region_mask(
+        landmarks, [Region.BROWS, Region.EYES], (size, size), settings=RegionSettings(HANGING_MARGIN)
+    )
+    low = int(np.clip(np.mean(landmarks[36:48, 1]), 0, size))  # the eyes' centre line
+    candidate = np.zeros((size, size), np.uint8)
+    candidate[:low] = ~coloured[:low] & ~features[:low]
+    count, labels = cv2.connectedComponents(candidate, connectivity=8)
+    if count <= 1 or top <= 0:
+        return np.zeros((size, size), np.uint8)
+    joined = np.zeros(count, bool)
+    joined[np.unique(labels[:top])] = True
+    joined[0] = False
+    hung = joined[labels]
+    hung[:top] = False  # above it the fringe holds every non-skin pixel already
+    return hung.astype(np.uint8)
 
 
 def highlight_level(image: np.ndarray, landmarks: np.ndarray, light: np.ndarray | None) -> float:

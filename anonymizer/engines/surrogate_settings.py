@@ -434,6 +434,11 @@ class SurrogateSettings:
     # "opencv" = cv2.seamlessClone. The same equation; the solutions differ by OpenCV's float32 rounding, so
     # 1-9 % of the blended values differ by one grey level, none by more.
     poisson_solver: str = "sine"
+    # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
+    # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
+    # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch
+    # in the hair (London-set 067).
+    hanging_fringe: bool = False
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -382,7 +382,14 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         blended = _poisson(
-            synth, face, preserve, target, peers.coloured, peers.blend_sides, self.settings.poisson_solver
+            synth,
+            face,
+            preserve,
+            target,
+            peers.coloured,
+            peers.blend_sides,
+            self.settings.poisson_solver,
+            self.settings.hanging_fringe,
         )
         return blended, target
 
@@ -550,19 +557,21 @@ def _poisson(
     coloured: np.ndarray | None = None,
     sides: dict[tuple, _BlendSide] | None = None,
     solver: str = "sine",
+    hanging: bool = False,
 ) -> np.ndarray:
     """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
 
     The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
     donors' hair and background, which would show as dark or white patches on the cheek. ``sides``: this
-    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``); ``solver``: settings.poisson_solver."""
+    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``); ``solver``: settings.poisson_solver;
+    ``hanging``: settings.hanging_fringe."""
     from anonymizer.faces.regions import RegionSettings, region_mask
 
     size = synth.shape[0]
     key = (preserve, size)
     side = sides.get(key) if sides is not None else None
     if side is None:
-        side = _blend_side(face, preserve, size, coloured)
+        side = _blend_side(face, preserve, size, coloured, hanging)
         if sides is not None:
             sides[key] = side
     synthetic = region_mask(synth_landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
@@ -591,7 +600,11 @@ def _poisson(
 
 
 def _blend_side(
-    face: AlignedFace, preserve: tuple[Region, ...], size: int, coloured: np.ndarray | None
+    face: AlignedFace,
+    preserve: tuple[Region, ...],
+    size: int,
+    coloured: np.ndarray | None,
+    hanging: bool = False,
 ) -> _BlendSide:
     """The Poisson blend's masks that only the patient's crop and the kept regions decide."""
     from anonymizer.faces.regions import RegionSettings, region_mask
@@ -606,7 +619,7 @@ def _blend_side(
     return _BlendSide(
         domain=np.asarray(domain) > 0.5,
         kept=kept,
-        closed=kept | fringe(face.image, face.landmarks, coloured),
+        closed=kept | fringe(face.image, face.landmarks, coloured, hanging),
         ring=kept_ring(kept, face.landmarks) if kept.any() else None,
         hair=boundary_hair(face.image, face.landmarks, kept, coloured),
     )
