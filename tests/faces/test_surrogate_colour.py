@@ -15,6 +15,7 @@ from anonymizer.engines.surrogate_colour import (
     ease_into_kept,
     feature_colours,
     fringe,
+    fringe_line,
     highlight_level,
     match_features,
     relight,
@@ -159,6 +160,35 @@ def test_poisson_rim_agrees_with_a_kept_region_and_hair_is_no_boundary(pair: lis
     assert np.array_equal(
         base[int(lm[29, 1]), int(lm[2, 0] + 30)], haired[int(lm[29, 1]), int(lm[2, 0] + 30)]
     )
+
+
+def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    top = fringe_line(lm)
+    haired = crop.copy()
+    dark = (40, 30, 25)
+    haired[: top - 20, int(lm[17, 0]) : int(lm[26, 0])] = dark  # a fringe over the forehead
+    # a strand from it down past the fringe line, between the brows' inner ends, ending above the nose
+    x = int(lm[27, 0])
+    haired[top - 25 : int(lm[27, 1]) - 30, x - 6 : x + 6] = dark
+    # the patient's brows, joined to the strand by a dark line along them
+    for brow in (lm[17:22], lm[22:27]):
+        cv2.polylines(haired, [np.round(brow).astype(np.int32)], False, dark, 9)
+    cv2.line(haired, (x, int(lm[21, 1])), tuple(np.round(lm[21]).astype(int)), dark, 9)
+    loose = (int(lm[19, 0]), top + 8)  # a dark spot below the line that touches no hair
+    cv2.circle(haired, loose, 6, dark, -1)
+    below = (x, top + 10)
+    cut = fringe(haired, lm)
+    hung = fringe(haired, lm, hanging=True)
+    assert cut[top - 40, x] and hung[top - 40, x]
+    # cut at the fringe line, the strand below it met the synthetic forehead with a straight edge
+    assert not cut[below[1], below[0]]
+    assert hung[below[1], below[0]]
+    assert not hung[loose[1], loose[0]]
+    for point in lm[17:27]:  # the brows are the patient's features: replaced, never kept
+        assert not hung[int(point[1]), int(point[0])]
+    assert not hung[int(lm[29, 1]), int(lm[2, 0] + 30)]
+    assert not hung[int(np.mean(lm[36:48, 1])) :].any()  # nothing at or below the eyes
 
 
 def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
