@@ -17,12 +17,10 @@ import numpy as np
 
 from anonymizer.channels import per_channel, per_pixel
 from anonymizer.donors import DonorPhoto, skin_mask
-from anonymizer.faces.regions import RegionSettings, interocular, region_mask
-from anonymizer.plans import Region
+from anonymizer.faces.regions import interocular
 
 LIGHT_SIGMA = 0.45  # the light's scale, × inter-ocular distance (features are 0.05-0.3)
-HANGING_MARGIN = 0.0  # hanging_hair keeps this × inter-ocular distance off the brows and eyes (0.1 left a
-# step where a strand crosses the brow's outer end: 067)
+HANGING_LIFT = 0.1  # hanging_hair stops this × inter-ocular distance above the brows' landmarks
 MIN_COVER = 0.05  # below this share of skin in the blur window the light is extrapolated from wider around
 
 
@@ -276,18 +274,15 @@ def fringe_line(landmarks: np.ndarray) -> int:
 
 
 def hanging_hair(coloured: np.ndarray, landmarks: np.ndarray, top: int) -> np.ndarray:
-    """(S, S) uint8 0/1: non-skin pixels below ``top`` and above the eyes that join the hair above ``top``
+    """(S, S) uint8 0/1: non-skin pixels below ``top`` and above the brows that join the hair above ``top``
     (strands of a fringe hanging towards the brows, hair at the temples). Cut at ``top`` alone, a strand
     inside the blend domain was replaced by synthetic skin with a straight edge: a square notch in the
-    fringe (issue-11q7, London-set 067). The brows and eyes, with a margin, never join: they are the
-    patient's features and must be replaced."""
+    fringe (issue-11q7, London-set 067). Nothing at or below ``brow_ceiling`` joins: the brows (with their
+    tails, which reach past the landmarks) and the eyes are the patient's features and must be replaced."""
     size = coloured.shape[0]
-    features = region_mask(
-        landmarks, [Region.BROWS, Region.EYES], (size, size), settings=RegionSettings(HANGING_MARGIN)
-    )
-    low = int(np.clip(np.mean(landmarks[36:48, 1]), 0, size))  # the eyes' centre line
-    candidate = np.zeros((size, size), np.uint8)
-    candidate[:low] = ~coloured[:low] & ~features[:low]
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    above = rows < brow_ceiling(landmarks, size)[None, :]
+    candidate = (~coloured & above).astype(np.uint8)
     count, labels = cv2.connectedComponents(candidate, connectivity=8)
     if count <= 1 or top <= 0:
         return np.zeros((size, size), np.uint8)
@@ -297,6 +292,17 @@ def hanging_hair(coloured: np.ndarray, landmarks: np.ndarray, top: int) -> np.nd
     hung = joined[labels]
     hung[:top] = False  # above it the fringe holds every non-skin pixel already
     return hung.astype(np.uint8)
+
+
+def brow_ceiling(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(S,) float32 per column: the row ``HANGING_LIFT`` × inter-ocular distance above the brows' landmarks,
+    interpolated between them and level beyond their ends (over the temples), so that a brow's tail, which
+    descends past its last landmark, stays below it."""
+    brows = np.asarray(landmarks[17:27], np.float64)
+    order = np.argsort(brows[:, 0])
+    lift = HANGING_LIFT * interocular(landmarks)
+    columns = np.arange(size, dtype=np.float64)
+    return (np.interp(columns, brows[order, 0], brows[order, 1]) - lift).astype(np.float32)
 
 
 def highlight_level(image: np.ndarray, landmarks: np.ndarray, light: np.ndarray | None) -> float:

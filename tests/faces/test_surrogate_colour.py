@@ -175,9 +175,14 @@ def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: 
     for brow in (lm[17:22], lm[22:27]):
         cv2.polylines(haired, [np.round(brow).astype(np.int32)], False, dark, 9)
     cv2.line(haired, (x, int(lm[21, 1])), tuple(np.round(lm[21]).astype(int)), dark, 9)
+    # a brow's tail past its last landmark, joined to hair down the temple
+    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    tail = (int(lm[26, 0] + 0.25 * iod), int(lm[26, 1] + 0.03 * iod))
+    cv2.line(haired, tuple(np.round(lm[26]).astype(int)), tail, dark, 7)
+    cv2.line(haired, (tail[0], 0), tail, dark, 9)
     loose = (int(lm[19, 0]), top + 8)  # a dark spot below the line that touches no hair
     cv2.circle(haired, loose, 6, dark, -1)
-    below = (x, top + 10)
+    below = (x, top + 4)  # under the fringe line, over the brows' ceiling
     cut = fringe(haired, lm)
     hung = fringe(haired, lm, hanging=True)
     assert cut[top - 40, x] and hung[top - 40, x]
@@ -185,6 +190,7 @@ def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: 
     assert not cut[below[1], below[0]]
     assert hung[below[1], below[0]]
     assert not hung[loose[1], loose[0]]
+    assert not hung[tail[1], tail[0]]
     for point in lm[17:27]:  # the brows are the patient's features: replaced, never kept
         assert not hung[int(point[1]), int(point[0])]
     assert not hung[int(lm[29, 1]), int(lm[2, 0] + 30)]
