@@ -47,6 +47,7 @@ from anonymizer.engines.surrogate_mouth import (
 )
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_shaven import is_shaven, shave_weight, shaved, shaved_detail
 from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
 from anonymizer.engines.surrogate_target import (
     FIT_ALL,
@@ -113,6 +114,9 @@ class _PeerBase:
     brows: float | None = None  # how much darker than the skin around them the patient's brows are
     # a woman (header sex, else the engine's reading) of skin light enough for settings.anti_beard
     beardless: bool = False
+    # settings.shave is on, the patient is a man (as ``beardless`` reads it) and his chin is no grainier
+    # than settings.shave_grain × his cheeks (surrogate_shaven)
+    shaven: bool = False
     # the Poisson blend's masks that only the patient's crop decides (_BlendSide), per kept regions: made on
     # the first rung, lives and dies with this face's base (one face of one group, never another patient's)
     blend_sides: dict[tuple, _BlendSide] = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -144,6 +148,7 @@ class Synthesis:
     _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
     _beard: np.ndarray | None = None
+    _shave: np.ndarray | None = None  # surrogate_shaven.shave_weight of the bank's reference (made once)
     _interior: np.ndarray | None = None  # interior_weight of the bank's reference (made once)
 
     @property
@@ -174,6 +179,9 @@ class Synthesis:
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
             beardless=beardless(profile, self.settings),
+            shaven=self.settings.shave > 0
+            and profile[0] == "M"
+            and is_shaven(patient_texture, self.bank.reference, self.settings.shave_grain),
         )
 
     def _ingredients(
@@ -338,9 +346,12 @@ class Synthesis:
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
-        texture = _with_detail(
-            texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
-        )
+        detail = ingredients.detail
+        if ingredients.peers.shaven:  # no donor's moustache or stubble on a clean-shaven patient
+            weight, share = self._shave_weight(), self.settings.shave
+            texture = shaved(texture, weight, self.bank.reference, share)
+            detail = shaved_detail(detail, weight, self.bank.reference, share)
+        texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = _target_shape(
             face.landmarks,
             shape,
@@ -489,6 +500,14 @@ class Synthesis:
         if self._beard is None:
             self._beard = beard_area(self.bank.reference, self.bank.crop_size)
         return (texture - (1.0 - share) * self._beard * np.minimum(anti, 0.0)).astype(np.float32)
+
+    def _shave_weight(self) -> np.ndarray:
+        """(S, S, 1) where a clean-shaven patient's synthetic face is shaved (surrogate_shaven)."""
+        if self._shave is None:
+            if self._beard is None:
+                self._beard = beard_area(self.bank.reference, self.bank.crop_size)
+            self._shave = shave_weight(self._beard, self.bank.reference)
+        return self._shave
 
     def _anti_weight(self) -> np.ndarray:
         """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
