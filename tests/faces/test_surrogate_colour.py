@@ -197,6 +197,27 @@ def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: 
     assert not hung[int(np.mean(lm[36:48, 1])) :].any()  # nothing at or below the eyes
 
 
+def test_a_fringes_tips_are_bridged_and_a_forehead_highlight_does_not_hang(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    top = fringe_line(lm)
+    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    tips = crop.copy()
+    x0, x1 = int(lm[18, 0]), int(lm[25, 0])
+    tips[: top - 10, x0:x1] = (40, 30, 25)  # a fringe
+    for x in range(x0, x1 - 6, 14):  # its tips: 6 px strands 8 px apart, hanging past the line
+        tips[top - 10 : top + 6, x : x + 6] = (40, 30, 25)
+    between = (x0 + 10, top + 2)  # skin between two tips, under the line
+    assert not fringe(tips, lm)[between[1], between[0]]
+    assert fringe(tips, lm, hanging=True)[between[1], between[0]]  # the boundary runs below the tips
+    # a highlight straddling the line is no hair: it does not hang below it
+    shiny = crop.astype(np.float32)
+    centre = (int(lm[27, 0]), top)
+    spot = np.zeros(crop.shape[:2], np.float32)
+    cv2.circle(spot, centre, int(0.12 * iod), 1.0, -1)
+    shiny = np.clip(shiny + 90.0 * spot[..., None], 0, 255).astype(np.uint8)
+    assert not fringe(shiny, lm, hanging=True)[centre[1] + int(0.08 * iod), centre[0]]
+
+
 def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
     bank = load_bank(bank_path)
     groups = bank.by_identity()
