@@ -20,6 +20,8 @@ from anonymizer.donors import DonorPhoto, skin_mask
 from anonymizer.faces.regions import interocular
 
 LIGHT_SIGMA = 0.45  # the light's scale, × inter-ocular distance (features are 0.05-0.3)
+BRIDGE = 0.1  # × inter-ocular distance: half the gap between fringe strands that ``bridged`` closes
+HANGING_LIFT = 0.1  # hanging_hair stops this × inter-ocular distance above the brows' landmarks
 MIN_COVER = 0.05  # below this share of skin in the blur window the light is extrapolated from wider around
 
 
@@ -249,17 +251,81 @@ def skin_coloured(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return _skin_coloured(_lab(image), landmarks)
 
 
-def fringe(patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None) -> np.ndarray:
+def fringe(
+    patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None, hanging: bool = False
+) -> np.ndarray:
     """(S, S) bool: hair over the forehead (pixels above the brows that are not skin-coloured, as regions,
-    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip."""
+    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip.
+    ``hanging``: also the hair that hangs from it below that line (``hanging_hair``)."""
     size = patient.shape[0]
     iod = interocular(landmarks)
-    top = int(max(0.0, float(np.min(landmarks[17:27, 1])) - 0.15 * iod))
+    top = fringe_line(landmarks)
     hair = np.zeros((size, size), np.uint8)
     coloured = skin_coloured(patient, landmarks) if coloured is None else coloured
     hair[:top] = ~coloured[:top]
+    if hanging:
+        # hair hangs darker than the skin; a forehead's highlight (read as not skin) never joins
+        lightness = _lab(patient)[..., 0]
+        lighter = lightness >= np.median(lightness[coloured]) if coloured.any() else np.zeros_like(coloured)
+        hung = hanging_hair(coloured | lighter, landmarks, top)
+        hair |= hung | bridged(hair | hung, hung, landmarks, top)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.05 * iod) | 1,) * 2)
     return cv2.morphologyEx(hair, cv2.MORPH_OPEN, kernel) > 0
+
+
+def fringe_line(landmarks: np.ndarray) -> int:
+    """The row above which every non-skin pixel counts as the fringe: 0.15 × inter-ocular over the brows."""
+    return int(max(0.0, float(np.min(landmarks[17:27, 1])) - 0.15 * interocular(landmarks)))
+
+
+def hanging_hair(coloured: np.ndarray, landmarks: np.ndarray, top: int) -> np.ndarray:
+    """(S, S) uint8 0/1: pixels outside ``coloured`` (skin, and what must never join) below ``top`` and
+    above the brows that join the hair above ``top``
+    (strands of a fringe hanging towards the brows, hair at the temples). Cut at ``top`` alone, a strand
+    inside the blend domain was replaced by synthetic skin with a straight edge: a square notch in the
+    fringe (issue-11q7, London-set 067). Nothing at or below ``brow_ceiling`` joins: the brows (with their
+    tails, which reach past the landmarks) and the eyes are the patient's features and must be replaced."""
+    size = coloured.shape[0]
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    above = rows < brow_ceiling(landmarks, size)[None, :]
+    candidate = (~coloured & above).astype(np.uint8)
+    count, labels = cv2.connectedComponents(candidate, connectivity=8)
+    if count <= 1 or top <= 0:
+        return np.zeros((size, size), np.uint8)
+    joined = np.zeros(count, bool)
+    joined[np.unique(labels[:top])] = True
+    joined[0] = False
+    hung = joined[labels]
+    hung[:top] = False  # above it the fringe holds every non-skin pixel already
+    return hung.astype(np.uint8)
+
+
+def bridged(hair: np.ndarray, hung: np.ndarray, landmarks: np.ndarray, top: int) -> np.ndarray:
+    """(S, S) uint8 0/1: the skin between a fringe's hanging strands and tips (``hung``; a closing of
+    ``hair`` ``BRIDGE`` × inter-ocular distance wide, within that distance of a hanging pixel), from
+    ``BRIDGE`` above the fringe line down to ``brow_ceiling``. Left open, the Poisson boundary ran along
+    every tip and the tips stood on the synthetic forehead as dark blobs (003); bridged, it runs on the
+    patient's skin below them."""
+    if not hung.any():
+        return np.zeros_like(hung)
+    iod = interocular(landmarks)
+    size = hair.shape[0]
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * BRIDGE * iod) | 1,) * 2)
+    closed = cv2.morphologyEx(hair, cv2.MORPH_CLOSE, disc) & cv2.dilate(hung, disc)
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    band = (rows >= top - BRIDGE * iod) & (rows < brow_ceiling(landmarks, size)[None, :])
+    return (closed.astype(bool) & band).astype(np.uint8)
+
+
+def brow_ceiling(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """(S,) float32 per column: the row ``HANGING_LIFT`` × inter-ocular distance above the brows' landmarks,
+    interpolated between them and level beyond their ends (over the temples), so that a brow's tail, which
+    descends past its last landmark, stays below it."""
+    brows = np.asarray(landmarks[17:27], np.float64)
+    order = np.argsort(brows[:, 0])
+    lift = HANGING_LIFT * interocular(landmarks)
+    columns = np.arange(size, dtype=np.float64)
+    return (np.interp(columns, brows[order, 0], brows[order, 1]) - lift).astype(np.float32)
 
 
 def highlight_level(image: np.ndarray, landmarks: np.ndarray, light: np.ndarray | None) -> float:

@@ -456,6 +456,19 @@ class SurrogateSettings:
     # "opencv" = cv2.seamlessClone. The same equation; the solutions differ by OpenCV's float32 rounding, so
     # 1-9 % of the blended values differ by one grey level, none by more.
     poisson_solver: str = "sine"
+    # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
+    # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
+    # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch
+    # in the hair (London-set 067).
+    hanging_fringe: bool = False
+    # Clean-shaven surrogates (surrogate_shaven, issue-11q7): for a man whose chin is no grainier than
+    # ``shave_grain`` × his upper cheeks, ``shave`` (0-1) of the way to the skin around it for the donors'
+    # moustache and stubble over the lower face. 0 = off: the bank's men are mostly stubbled, and a
+    # clean-shaven man (067) got a moustache. On the group's shape-free texture: 024 0.74, 067 0.87, 017 1.16,
+    # stubbled 005 1.20, 041 2.06 (on single aligned crops women and clean-shaven men 0.7-1.2, stubbled men
+    # 1.3-3.3).
+    shave: float = 0.0
+    shave_grain: float = 1.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -47,6 +47,7 @@ from anonymizer.engines.surrogate_mouth import (
 )
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_shaven import is_shaven, shave_weight, shaved, shaved_detail
 from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
 from anonymizer.engines.surrogate_target import (
     FIT_ALL,
@@ -114,6 +115,9 @@ class _PeerBase:
     brows: float | None = None  # how much darker than the skin around them the patient's brows are
     # a woman (header sex, else the engine's reading) of skin light enough for settings.anti_beard
     beardless: bool = False
+    # settings.shave is on, the patient is a man (as ``beardless`` reads it) and his chin is no grainier
+    # than settings.shave_grain × his cheeks (surrogate_shaven)
+    shaven: bool = False
     # the Poisson blend's masks that only the patient's crop decides (_BlendSide), per kept regions: made on
     # the first rung, lives and dies with this face's base (one face of one group, never another patient's)
     blend_sides: dict[tuple, _BlendSide] = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -145,6 +149,7 @@ class Synthesis:
     _neutral: dict[int, np.ndarray]
     _space: FaceSpace | None
     _beard: np.ndarray | None = None
+    _shave: np.ndarray | None = None  # surrogate_shaven.shave_weight of the bank's reference (made once)
     _interior: np.ndarray | None = None  # interior_weight of the bank's reference (made once)
 
     @property
@@ -175,6 +180,9 @@ class Synthesis:
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
             beardless=beardless(profile, self.settings),
+            shaven=self.settings.shave > 0
+            and profile[0] == "M"
+            and is_shaven(patient_texture, self.bank.reference, self.settings.shave_grain),
         )
 
     def _ingredients(
@@ -339,9 +347,12 @@ class Synthesis:
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
         texture = _sharpen(texture, self.settings.sharpen)
-        texture = _with_detail(
-            texture, ingredients.detail, self.settings.detail, self.settings.detail_sigma * iod
-        )
+        detail = ingredients.detail
+        if ingredients.peers.shaven:  # no donor's moustache or stubble on a clean-shaven patient
+            weight, share = self._shave_weight(), self.settings.shave
+            texture = shaved(texture, weight, self.bank.reference, share)
+            detail = shaved_detail(detail, weight, self.bank.reference, share)
+        texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = _target_shape(
             face.landmarks,
             shape,
@@ -385,7 +396,14 @@ class Synthesis:
         if finish:
             synth = match_lids(synth, target, peers.lids)
         blended = _poisson(
-            synth, face, preserve, target, peers.coloured, peers.blend_sides, self.settings.poisson_solver
+            synth,
+            face,
+            preserve,
+            target,
+            peers.coloured,
+            peers.blend_sides,
+            self.settings.poisson_solver,
+            self.settings.hanging_fringe,
         )
         return blended, target
 
@@ -486,6 +504,14 @@ class Synthesis:
             self._beard = beard_area(self.bank.reference, self.bank.crop_size)
         return (texture - (1.0 - share) * self._beard * np.minimum(anti, 0.0)).astype(np.float32)
 
+    def _shave_weight(self) -> np.ndarray:
+        """(S, S, 1) where a clean-shaven patient's synthetic face is shaved (surrogate_shaven)."""
+        if self._shave is None:
+            if self._beard is None:
+                self._beard = beard_area(self.bank.reference, self.bank.crop_size)
+            self._shave = shave_weight(self._beard, self.bank.reference)
+        return self._shave
+
     def _anti_weight(self) -> np.ndarray:
         """(S, S, 1) weight of the anti-face term: the face, without the mouth (a smile there would turn
         into its negative) and the eyes, fading out towards the outline."""
@@ -553,19 +579,21 @@ def _poisson(
     coloured: np.ndarray | None = None,
     sides: dict[tuple, _BlendSide] | None = None,
     solver: str = "sine",
+    hanging: bool = False,
 ) -> np.ndarray:
     """Seamless (Poisson) clone of the synthetic face into the patient's crop; preserved regions are holes.
 
     The domain is where both faces are: beyond a narrower synthetic outline the warped texture holds the
     donors' hair and background, which would show as dark or white patches on the cheek. ``sides``: this
-    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``); ``solver``: settings.poisson_solver."""
+    face's cache of ``_blend_side`` (``_PeerBase.blend_sides``); ``solver``: settings.poisson_solver;
+    ``hanging``: settings.hanging_fringe."""
     from anonymizer.faces.regions import RegionSettings, region_mask
 
     size = synth.shape[0]
     key = (preserve, size)
     side = sides.get(key) if sides is not None else None
     if side is None:
-        side = _blend_side(face, preserve, size, coloured)
+        side = _blend_side(face, preserve, size, coloured, hanging)
         if sides is not None:
             sides[key] = side
     synthetic = region_mask(synth_landmarks, [Region.FACE], (size, size), settings=RegionSettings(0.0))
@@ -594,7 +622,11 @@ def _poisson(
 
 
 def _blend_side(
-    face: AlignedFace, preserve: tuple[Region, ...], size: int, coloured: np.ndarray | None
+    face: AlignedFace,
+    preserve: tuple[Region, ...],
+    size: int,
+    coloured: np.ndarray | None,
+    hanging: bool = False,
 ) -> _BlendSide:
     """The Poisson blend's masks that only the patient's crop and the kept regions decide."""
     from anonymizer.faces.regions import RegionSettings, region_mask
@@ -609,7 +641,7 @@ def _blend_side(
     return _BlendSide(
         domain=np.asarray(domain) > 0.5,
         kept=kept,
-        closed=kept | fringe(face.image, face.landmarks, coloured),
+        closed=kept | fringe(face.image, face.landmarks, coloured, hanging),
         ring=kept_ring(kept, face.landmarks) if kept.any() else None,
         hair=boundary_hair(face.image, face.landmarks, kept, coloured),
     )

@@ -15,6 +15,7 @@ from anonymizer.engines.surrogate_colour import (
     ease_into_kept,
     feature_colours,
     fringe,
+    fringe_line,
     highlight_level,
     match_features,
     relight,
@@ -159,6 +160,62 @@ def test_poisson_rim_agrees_with_a_kept_region_and_hair_is_no_boundary(pair: lis
     assert np.array_equal(
         base[int(lm[29, 1]), int(lm[2, 0] + 30)], haired[int(lm[29, 1]), int(lm[2, 0] + 30)]
     )
+
+
+def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    top = fringe_line(lm)
+    haired = crop.copy()
+    dark = (40, 30, 25)
+    haired[: top - 20, int(lm[17, 0]) : int(lm[26, 0])] = dark  # a fringe over the forehead
+    # a strand from it down past the fringe line, between the brows' inner ends, ending above the nose
+    x = int(lm[27, 0])
+    haired[top - 25 : int(lm[27, 1]) - 30, x - 6 : x + 6] = dark
+    # the patient's brows, joined to the strand by a dark line along them
+    for brow in (lm[17:22], lm[22:27]):
+        cv2.polylines(haired, [np.round(brow).astype(np.int32)], False, dark, 9)
+    cv2.line(haired, (x, int(lm[21, 1])), tuple(np.round(lm[21]).astype(int)), dark, 9)
+    # a brow's tail past its last landmark, joined to hair down the temple
+    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    tail = (int(lm[26, 0] + 0.25 * iod), int(lm[26, 1] + 0.03 * iod))
+    cv2.line(haired, tuple(np.round(lm[26]).astype(int)), tail, dark, 7)
+    cv2.line(haired, (tail[0], 0), tail, dark, 9)
+    loose = (int(lm[19, 0]), top + 8)  # a dark spot below the line that touches no hair
+    cv2.circle(haired, loose, 6, dark, -1)
+    below = (x, top + 4)  # under the fringe line, over the brows' ceiling
+    cut = fringe(haired, lm)
+    hung = fringe(haired, lm, hanging=True)
+    assert cut[top - 40, x] and hung[top - 40, x]
+    # cut at the fringe line, the strand below it met the synthetic forehead with a straight edge
+    assert not cut[below[1], below[0]]
+    assert hung[below[1], below[0]]
+    assert not hung[loose[1], loose[0]]
+    assert not hung[tail[1], tail[0]]
+    for point in lm[17:27]:  # the brows are the patient's features: replaced, never kept
+        assert not hung[int(point[1]), int(point[0])]
+    assert not hung[int(lm[29, 1]), int(lm[2, 0] + 30)]
+    assert not hung[int(np.mean(lm[36:48, 1])) :].any()  # nothing at or below the eyes
+
+
+def test_a_fringes_tips_are_bridged_and_a_forehead_highlight_does_not_hang(pair: list[np.ndarray]) -> None:
+    crop, lm = _patient_crop(pair[0])
+    top = fringe_line(lm)
+    iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+    tips = crop.copy()
+    x0, x1 = int(lm[18, 0]), int(lm[25, 0])
+    tips[: top - 10, x0:x1] = (40, 30, 25)  # a fringe
+    for x in range(x0, x1 - 6, 14):  # its tips: 6 px strands 8 px apart, hanging past the line
+        tips[top - 10 : top + 6, x : x + 6] = (40, 30, 25)
+    between = (x0 + 10, top + 2)  # skin between two tips, under the line
+    assert not fringe(tips, lm)[between[1], between[0]]
+    assert fringe(tips, lm, hanging=True)[between[1], between[0]]  # the boundary runs below the tips
+    # a highlight straddling the line is no hair: it does not hang below it
+    shiny = crop.astype(np.float32)
+    centre = (int(lm[27, 0]), top)
+    spot = np.zeros(crop.shape[:2], np.float32)
+    cv2.circle(spot, centre, int(0.12 * iod), 1.0, -1)
+    shiny = np.clip(shiny + 90.0 * spot[..., None], 0, 255).astype(np.uint8)
+    assert not fringe(shiny, lm, hanging=True)[centre[1] + int(0.08 * iod), centre[0]]
 
 
 def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
