@@ -208,6 +208,13 @@ class SurrogateSettings:
     # probe's call on two London-set women, so it is off.
     spread_shape: float = 2.0
     spread_texture: float = 0.0
+    # Outward step (issue-11c7; 1 = off): the donor mix's deviation from the patient's peers' centre (their
+    # sex and tone), after the keyed identity mix and before the keyed spread, × this. A mix of k donors
+    # lies about 1/√k as far from that centre as one real face, and outputs sat 0.56 from their sex's mean
+    # descriptor against real faces' 0.59 (issue-11c6): every pair of patients' mixes moves apart by the
+    # same factor. Texture above the pore scale (surrogate_texture.outward) and landmarks.
+    outward_texture: float = 1.0
+    outward_shape: float = 1.0
     spread_texture_clip: float = 14.0  # the texture step's soft limit, 8-bit levels (surrogate_spread.CLIP)
     spread_anchored: float = 1.0  # share of the spread kept on re-drawn sets that lean on one far donor
     spread_away: bool = True  # the shape step's signs point away from the patient's place in that space

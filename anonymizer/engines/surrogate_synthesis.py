@@ -74,6 +74,7 @@ from anonymizer.engines.surrogate_texture import (
     _sharpen,
     _skin_stats,
     _with_detail,
+    outward,
 )
 from anonymizer.faces.regions import interocular
 from anonymizer.faces.skin import SkinSource, skin_source
@@ -220,6 +221,10 @@ class Synthesis:
             shape = mix_shape(
                 shape, np.stack([p.landmarks for p in neutral]), coefficients, self.settings.shape_typicality
             )
+        # out from the peers' centre (settings.outward_*): a mix of k donors sits ~1/√k as far out as one face
+        average = outward(average, base.centre, self.settings.outward_texture, 0.04 * iod)
+        if self.settings.outward_shape != 1.0:
+            shape = _caricature(shape, base.shape_centre, self.settings.outward_shape)
         if spread is not None:  # the patient's keyed point of the bank's face space (surrogate_spread.py)
             shape = shape + spread[0]
             average = average + spread[1][..., None]

@@ -65,6 +65,15 @@ def _coarse_deviation(average: np.ndarray, population: np.ndarray, sigma: float)
     return cv2.GaussianBlur(np.asarray(average, np.float32) - population, (0, 0), sigma)
 
 
+def outward(average: np.ndarray, population: np.ndarray, gain: float, sigma: float) -> np.ndarray:
+    """``average`` with its deviation from the population mean above the pore scale × ``gain`` (1: the
+    average itself): a mix of k donors sits about 1/√k as far from its demographic's centre as one real
+    face does (settings.outward_texture). The pore band stays the donors' (amplified grain turns blotchy)."""
+    if gain == 1.0:
+        return average
+    return (average + (gain - 1.0) * _coarse_deviation(average, population, sigma)).astype(np.float32)
+
+
 def _caricature_texture(average: np.ndarray, coarse: np.ndarray, gain: float) -> np.ndarray:
     """Texture caricature that exaggerates only above the pore scale: amplified skin grain turns blotchy."""
     return (average + (gain - 1.0) * coarse).astype(np.float32)
