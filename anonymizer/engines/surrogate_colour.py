@@ -20,7 +20,8 @@ from anonymizer.donors import DonorPhoto, skin_mask
 from anonymizer.faces.regions import interocular
 
 LIGHT_SIGMA = 0.45  # the light's scale, × inter-ocular distance (features are 0.05-0.3)
-BRIDGE = 0.1  # × inter-ocular distance: half the gap between fringe strands that ``bridged`` closes
+HANG_FADE = 0.03  # × inter-ocular distance: a hanging strand fades out over this height above brow_ceiling
+HANG_REACH = 0.04  # × inter-ocular distance: how far around a hanging strand ``hanging_matte`` looks
 HANGING_LIFT = 0.1  # hanging_hair stops this × inter-ocular distance above the brows' landmarks
 MIN_COVER = 0.05  # below this share of skin in the blur window the light is extrapolated from wider around
 
@@ -251,26 +252,59 @@ def skin_coloured(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return _skin_coloured(_lab(image), landmarks)
 
 
-def fringe(
-    patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None, hanging: bool = False
-) -> np.ndarray:
+def fringe(patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None) -> np.ndarray:
     """(S, S) bool: hair over the forehead (pixels above the brows that are not skin-coloured, as regions,
-    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip.
-    ``hanging``: also the hair that hangs from it below that line (``hanging_hair``)."""
+    not specks). It stays the patient's: a synthetic forehead pasted over a fringe shows as a bald strip."""
     size = patient.shape[0]
     iod = interocular(landmarks)
     top = fringe_line(landmarks)
     hair = np.zeros((size, size), np.uint8)
     coloured = skin_coloured(patient, landmarks) if coloured is None else coloured
     hair[:top] = ~coloured[:top]
-    if hanging:
-        # hair hangs darker than the skin; a forehead's highlight (read as not skin) never joins
-        lightness = _lab(patient)[..., 0]
-        lighter = lightness >= np.median(lightness[coloured]) if coloured.any() else np.zeros_like(coloured)
-        hung = hanging_hair(coloured | lighter, landmarks, top)
-        hair |= hung | bridged(hair | hung, hung, landmarks, top)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.05 * iod) | 1,) * 2)
     return cv2.morphologyEx(hair, cv2.MORPH_OPEN, kernel) > 0
+
+
+def hanging_matte(
+    patient: np.ndarray, landmarks: np.ndarray, coloured: np.ndarray | None = None
+) -> np.ndarray | None:
+    """(S, S) float32 in [0, 1], or None where no hair hangs below the fringe line: the share of the
+    patient's pixel laid over the blended crop where strands hang from the fringe (``hanging_hair``).
+    A pixel's share is how dark it is between the skin's median lightness (0) and the strands' own (1), so
+    the skin between strands stays synthetic and a strand's soft edge stays soft; it fades to 0 over
+    ``HANG_FADE`` above ``brow_ceiling``. Cut at the fringe line, a strand showed a square notch of synthetic
+    skin (067); kept as a hard mask with the skin between the tips, the patient's lighter skin stood over the
+    synthetic forehead in stripes ending in a straight line (003; issue-11q8)."""
+    coloured = skin_coloured(patient, landmarks) if coloured is None else coloured
+    if not coloured.any():
+        return None
+    lightness = _lab(patient)[..., 0]
+    skin = float(np.median(lightness[coloured]))
+    # hair hangs darker than the skin; a forehead's highlight (read as not skin) never joins
+    top = fringe_line(landmarks)
+    hung = hanging_hair(coloured | (lightness >= skin), landmarks, top)
+    if not hung.any():
+        return None
+    strands = float(np.percentile(lightness[hung > 0], 10))
+    dark = np.clip((skin - lightness) / max(skin - strands, 1.0), 0.0, 1.0)
+    iod = interocular(landmarks)
+    # the fringe's tips just above the line too: cut there to the fringe mask, they stood as dark dots (003)
+    tips = slice(max(0, int(top - HANG_REACH * iod)), top)
+    hung[tips] |= (~coloured[tips] & (lightness[tips] < skin)).astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * HANG_REACH * iod) | 1,) * 2)
+    near = cv2.dilate(hung, disc).astype(np.float32)
+    rows = np.arange(hung.shape[0], dtype=np.float32)[:, None]
+    fade = np.clip((brow_ceiling(landmarks, hung.shape[0])[None, :] - rows) / (HANG_FADE * iod), 0.0, 1.0)
+    return (dark * near * fade).astype(np.float32)
+
+
+def lay_over(blended: np.ndarray, patient: np.ndarray, matte: np.ndarray | None) -> np.ndarray:
+    """``blended`` with the patient's pixels laid over it by ``matte`` (``hanging_matte``)."""
+    if matte is None:
+        return blended
+    weight = per_channel(matte)
+    mixed = weight * patient.astype(np.float32) + (1.0 - weight) * blended.astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 def fringe_line(landmarks: np.ndarray) -> int:
@@ -298,23 +332,6 @@ def hanging_hair(coloured: np.ndarray, landmarks: np.ndarray, top: int) -> np.nd
     hung = joined[labels]
     hung[:top] = False  # above it the fringe holds every non-skin pixel already
     return hung.astype(np.uint8)
-
-
-def bridged(hair: np.ndarray, hung: np.ndarray, landmarks: np.ndarray, top: int) -> np.ndarray:
-    """(S, S) uint8 0/1: the skin between a fringe's hanging strands and tips (``hung``; a closing of
-    ``hair`` ``BRIDGE`` × inter-ocular distance wide, within that distance of a hanging pixel), from
-    ``BRIDGE`` above the fringe line down to ``brow_ceiling``. Left open, the Poisson boundary ran along
-    every tip and the tips stood on the synthetic forehead as dark blobs (003); bridged, it runs on the
-    patient's skin below them."""
-    if not hung.any():
-        return np.zeros_like(hung)
-    iod = interocular(landmarks)
-    size = hair.shape[0]
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * BRIDGE * iod) | 1,) * 2)
-    closed = cv2.morphologyEx(hair, cv2.MORPH_CLOSE, disc) & cv2.dilate(hung, disc)
-    rows = np.arange(size, dtype=np.float32)[:, None]
-    band = (rows >= top - BRIDGE * iod) & (rows < brow_ceiling(landmarks, size)[None, :])
-    return (closed.astype(bool) & band).astype(np.uint8)
 
 
 def brow_ceiling(landmarks: np.ndarray, size: int) -> np.ndarray:

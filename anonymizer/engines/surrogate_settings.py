@@ -466,8 +466,12 @@ class SurrogateSettings:
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
     # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
     # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch
-    # in the hair (London-set 067).
-    hanging_fringe: bool = False
+    # in the hair (London-set 067). On (issue-11q8): the strands are laid over the blended crop by their
+    # darkness (surrogate_colour.hanging_matte), so the skin between them stays synthetic and their tips fade
+    # (11q7's hard mask kept 003's own lighter skin between the tips as stripes ending in a straight line).
+    # Default on (issue-11q8): the paired run on every patient whose output visibly changes (003 067 005 113
+    # 124, all four settings) moved one output each way (003: mouth r5 out, nose r5 in).
+    hanging_fringe: bool = True
     # Clean-shaven surrogates (surrogate_shaven, issue-11q7): for a man whose chin is no grainier than
     # ``shave_grain`` × his upper cheeks, ``shave`` (0-1) of the way to the skin around it for the donors'
     # moustache and stubble over the lower face. 0 = off: the bank's men are mostly stubbled, and a

@@ -24,8 +24,10 @@ from anonymizer.engines.surrogate_colour import (
     ease_into_kept,
     feature_colours,
     fringe,
+    hanging_matte,
     highlight_level,
     kept_ring,
+    lay_over,
     lid_colours,
     match_features,
     match_lids,
@@ -133,6 +135,7 @@ class _BlendSide:
     closed: np.ndarray  # (S, S) bool: no Poisson domain here (kept regions and a fringe)
     ring: np.ndarray | None  # (S, S, 1) float32: ease_into_kept's weight (None: nothing kept)
     hair: np.ndarray  # (S, S) bool: boundary_base's hair
+    matte: np.ndarray | None = None  # (S, S) float32: hanging_matte (None: settings.hanging_fringe off)
 
 
 
@@ -623,7 +626,7 @@ def _poisson(
     # outside the domain: the patient's photo (OpenCV's masked copy: the same bytes as numpy's broadcast
     # ``np.copyto(..., where=)``, ~100x faster)
     cv2.copyTo(face.image, outside.view(np.uint8), cloned)
-    return cloned
+    return lay_over(cloned, face.image, side.matte)
 
 
 def _blend_side(
@@ -646,7 +649,8 @@ def _blend_side(
     return _BlendSide(
         domain=np.asarray(domain) > 0.5,
         kept=kept,
-        closed=kept | fringe(face.image, face.landmarks, coloured, hanging),
+        closed=kept | fringe(face.image, face.landmarks, coloured),
         ring=kept_ring(kept, face.landmarks) if kept.any() else None,
         hair=boundary_hair(face.image, face.landmarks, kept, coloured),
+        matte=hanging_matte(face.image, face.landmarks, coloured) if hanging else None,
     )

@@ -16,7 +16,9 @@ from anonymizer.engines.surrogate_colour import (
     feature_colours,
     fringe,
     fringe_line,
+    hanging_matte,
     highlight_level,
+    lay_over,
     match_features,
     relight,
     skin_light,
@@ -183,39 +185,49 @@ def test_a_strand_hanging_from_the_fringe_stays_hair_and_the_brows_do_not(pair: 
     loose = (int(lm[19, 0]), top + 8)  # a dark spot below the line that touches no hair
     cv2.circle(haired, loose, 6, dark, -1)
     below = (x, top + 4)  # under the fringe line, over the brows' ceiling
-    cut = fringe(haired, lm)
-    hung = fringe(haired, lm, hanging=True)
-    assert cut[top - 40, x] and hung[top - 40, x]
+    matte = hanging_matte(haired, lm)
+    assert matte is not None
     # cut at the fringe line, the strand below it met the synthetic forehead with a straight edge
-    assert not cut[below[1], below[0]]
-    assert hung[below[1], below[0]]
-    assert not hung[loose[1], loose[0]]
-    assert not hung[tail[1], tail[0]]
+    assert not fringe(haired, lm)[below[1], below[0]]
+    assert matte[below[1], below[0]] > 0.9
+    assert matte[loose[1], loose[0]] == 0
+    assert matte[tail[1], tail[0]] == 0
     for point in lm[17:27]:  # the brows are the patient's features: replaced, never kept
-        assert not hung[int(point[1]), int(point[0])]
-    assert not hung[int(lm[29, 1]), int(lm[2, 0] + 30)]
-    assert not hung[int(np.mean(lm[36:48, 1])) :].any()  # nothing at or below the eyes
+        assert matte[int(point[1]), int(point[0])] == 0
+    assert not matte[int(np.mean(lm[36:48, 1])) :].any()  # nothing at or below the eyes
+    assert hanging_matte(crop, lm) is None or hanging_matte(crop, lm)[below[1], below[0]] == 0
 
 
-def test_a_fringes_tips_are_bridged_and_a_forehead_highlight_does_not_hang(pair: list[np.ndarray]) -> None:
+def test_skin_between_a_fringes_tips_stays_synthetic_and_the_tips_fade(pair: list[np.ndarray]) -> None:
     crop, lm = _patient_crop(pair[0])
     top = fringe_line(lm)
     iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
     tips = crop.copy()
     x0, x1 = int(lm[18, 0]), int(lm[25, 0])
     tips[: top - 10, x0:x1] = (40, 30, 25)  # a fringe
-    for x in range(x0, x1 - 6, 14):  # its tips: 6 px strands 8 px apart, hanging past the line
-        tips[top - 10 : top + 6, x : x + 6] = (40, 30, 25)
-    between = (x0 + 10, top + 2)  # skin between two tips, under the line
-    assert not fringe(tips, lm)[between[1], between[0]]
-    assert fringe(tips, lm, hanging=True)[between[1], between[0]]  # the boundary runs below the tips
+    for x in range(x0, x1 - 6, 14):  # its tips: 6 px strands 8 px apart, hanging down to the brows
+        tips[top - 10 : int(lm[19, 1]), x : x + 6] = (40, 30, 25)
+    matte = hanging_matte(tips, lm)
+    assert matte is not None
+    assert matte[top + 2, x0 + 2] > 0.8  # a strand under the line is laid over the blend
+    assert matte[top + 2, x0 + 10] < 0.2  # the patient's skin between two tips is not
+    # no straight edge: the strand fades out over the rows above the brows
+    column = matte[top : int(lm[19, 1]), x0 + 2]
+    assert np.count_nonzero((column > 0.05) & (column < 0.95)) >= 3
+    # laid over, the blend keeps the patient's strand and its own skin between
+    blended = np.full_like(tips, 200)
+    out = lay_over(blended, tips, matte)
+    assert np.abs(out[top + 2, x0 + 2].astype(int) - tips[top + 2, x0 + 2]).max() < 0.2 * 200
+    assert np.abs(out[top + 2, x0 + 10].astype(int) - 200).max() < 0.2 * 200
+    assert lay_over(blended, tips, None) is blended
     # a highlight straddling the line is no hair: it does not hang below it
     shiny = crop.astype(np.float32)
     centre = (int(lm[27, 0]), top)
     spot = np.zeros(crop.shape[:2], np.float32)
     cv2.circle(spot, centre, int(0.12 * iod), 1.0, -1)
     shiny = np.clip(shiny + 90.0 * spot[..., None], 0, 255).astype(np.uint8)
-    assert not fringe(shiny, lm, hanging=True)[centre[1] + int(0.08 * iod), centre[0]]
+    matte = hanging_matte(shiny, lm)
+    assert matte is None or matte[centre[1] + int(0.08 * iod), centre[0]] == 0
 
 
 def test_the_detail_donor_is_of_the_patients_sex_and_nearest_in_age(bank_path: Path) -> None:
