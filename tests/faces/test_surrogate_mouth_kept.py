@@ -179,3 +179,13 @@ def test_more_donor_sets_with_the_mouth_kept_only_and_never_fewer_than_the_gener
     assert SurrogateEngine(SurrogateSettings(mouth_donor_sets=3))._sets((Region.MOUTH,)) == 6
     both = SurrogateEngine(SurrogateSettings(mouth_donor_sets=12, nose_donor_sets=9))
     assert both._sets((Region.NOSE, Region.MOUTH)) == 9
+
+
+def test_the_mouth_kept_alone_draws_twelve_donor_sets_by_default(bank_path: Path) -> None:
+    settings, bank = SurrogateSettings(), load_bank(bank_path)
+    assert ("mouth_donor_sets", 12) in settings.mouth_kept and settings.mouth_donor_sets == 0
+    engine = SurrogateEngine(settings, bank)
+    assert engine._for_regions((Region.MOUTH,))._sets((Region.MOUTH,)) == 12
+    others = ((), (Region.NOSE,), (Region.EYES,), (Region.MOUTH, Region.EYES), (Region.NOSE, Region.MOUTH))
+    for preserve in others:
+        assert engine._for_regions(preserve)._sets(preserve) == settings.donor_sets == 6
