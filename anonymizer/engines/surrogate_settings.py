@@ -435,10 +435,10 @@ class SurrogateSettings:
     # verification's population test (0.661 from her, the nearest other face 0.667). Not the fold
     # pull-back: ``unfold_local`` 0 / 1.4 with the mouth kept left her rungs within 0.57-0.68 / 0.57-0.65.
     # Each further set is another keyed donor draw: her 12th set reaches 0.71 with 3 real faces nearer.
-    # 12 (in ``mouth_kept``), paired leave-one-out (the 12 groups that reached set 5 rerun, the rest of
-    # 11m7's whole-set run): forwarded 98.7 -> 100 %, r5 15.4 -> 12.8 % (same sex 17.9 -> 16.7 %), donor leak
-    # 9.0 -> 7.7 %, collisions 1.8 -> 2.0 %, sex kept 98.7 % (docs/face-engine.md, issue-11m8). Only a
-    # group that passes no rung of the first 6 sets draws more, at up to twice its time.
+    # 12 (in ``mouth_kept``), eval_pixels --folds 39 --settings mouth --privacy-only: forwarded 98.7 -> 100 %,
+    # r5 15.4 -> 12.8 % (same sex 17.9 -> 16.7 %), donor leak 9.0 -> 7.7 %, collisions 1.8 -> 2.0 %, sex kept
+    # 98.7 % (docs/face-engine.md, issue-11m8). Only a group that passes no rung of the first 6 sets draws
+    # more, at up to twice its time (rungs over the set 713 -> 1081).
     mouth_donor_sets: int = 0
     # Share of the anti-face term kept over the eyes (0 = the eyes left out, ``_anti_weight``): with the
     # nose kept the eyes carry much of the identity left (issue-11nk).
