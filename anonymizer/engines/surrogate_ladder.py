@@ -138,9 +138,12 @@ class Ladder(Synthesis):
         return self.settings.ladder
 
     def _sets(self, preserve: tuple[Region, ...]) -> int:
-        """Donor sets tried for a group keeping ``preserve`` (settings.nose_donor_sets with the nose kept)."""
+        """Donor sets tried for a group keeping ``preserve``: settings.nose_donor_sets with the nose kept,
+        settings.mouth_donor_sets with the mouth kept and not the nose (never fewer than donor_sets)."""
         if Region.NOSE in preserve:
             return max(self.settings.donor_sets, self.settings.nose_donor_sets)
+        if Region.MOUTH in preserve:
+            return max(self.settings.donor_sets, self.settings.mouth_donor_sets)
         return self.settings.donor_sets
 
     def _group_aim(self, preserve: tuple[Region, ...]) -> int:

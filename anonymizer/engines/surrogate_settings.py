@@ -370,6 +370,7 @@ class SurrogateSettings:
         ("eye_finish", True),
         ("spread_shape_variants", 4),
         ("mouth_population_rank", 5),
+        ("mouth_donor_sets", 12),
     )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
@@ -428,6 +429,17 @@ class SurrogateSettings:
     # sets pass, and each further set is another keyed identity to try. Off: 10 sets left 025's
     # verification distances as they were (0.641 / 0.646)
     nose_donor_sets: int = 0
+    # Donor sets tried with the mouth kept and not the nose (0 = donor_sets; never fewer; issue-11m8). Set
+    # through ``mouth_kept``. Leave-one-out, 120's smiling photo passed no rung of the 6 sets (every rung
+    # 0.57-0.68 from her, at most 1 real face nearer: the kept mouth holds her back) and her fallback failed
+    # verification's population test (0.661 from her, the nearest other face 0.667). Not the fold
+    # pull-back: ``unfold_local`` 0 / 1.4 with the mouth kept left her rungs within 0.57-0.68 / 0.57-0.65.
+    # Each further set is another keyed donor draw: her 12th set reaches 0.71 with 3 real faces nearer.
+    # 12 (in ``mouth_kept``), eval_pixels --folds 39 --settings mouth --privacy-only: forwarded 98.7 -> 100 %,
+    # r5 15.4 -> 12.8 % (same sex 17.9 -> 16.7 %), donor leak 9.0 -> 7.7 %, collisions 1.8 -> 2.0 %, sex kept
+    # 98.7 % (docs/face-engine.md, issue-11m8). Only a group that passes no rung of the first 6 sets draws
+    # more, at up to twice its time (rungs over the set 713 -> 1081).
+    mouth_donor_sets: int = 0
     # Share of the anti-face term kept over the eyes (0 = the eyes left out, ``_anti_weight``): with the
     # nose kept the eyes carry much of the identity left (issue-11nk).
     anti_eyes: float = 0.0

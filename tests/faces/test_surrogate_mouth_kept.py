@@ -165,3 +165,27 @@ def test_a_rung_with_three_or_four_real_faces_nearer_passes_nothing_kept_and_fai
         assert not passed and not far_all
         assert mouth._near_patient(score, _aim_common(5))  # the ladder climbs on / re-draws the set
     assert mouth._judge(_rung_checks(5), _aim_common(5))[0]
+
+
+def test_more_donor_sets_with_the_mouth_kept_only_and_never_fewer_than_the_general_number() -> None:
+    """Leave-one-out, 120's smiling photo passed no rung of the 6 sets with the mouth kept and her
+    fallback failed verification (issue-11m8): ``mouth_donor_sets`` draws further keyed sets for the
+    mouth kept and not the nose; every other group tries ``donor_sets``."""
+    more = SurrogateEngine(SurrogateSettings(mouth_donor_sets=12))
+    assert more._sets((Region.MOUTH,)) == more._sets((Region.MOUTH, Region.EYES)) == 12
+    for other in ((), (Region.EYES,)):
+        assert more._sets(other) == 6
+    assert more._sets((Region.NOSE, Region.MOUTH)) == more._sets((Region.NOSE,)) == 6  # the nose decides
+    assert SurrogateEngine(SurrogateSettings(mouth_donor_sets=3))._sets((Region.MOUTH,)) == 6
+    both = SurrogateEngine(SurrogateSettings(mouth_donor_sets=12, nose_donor_sets=9))
+    assert both._sets((Region.NOSE, Region.MOUTH)) == 9
+
+
+def test_the_mouth_kept_alone_draws_twelve_donor_sets_by_default(bank_path: Path) -> None:
+    settings, bank = SurrogateSettings(), load_bank(bank_path)
+    assert ("mouth_donor_sets", 12) in settings.mouth_kept and settings.mouth_donor_sets == 0
+    engine = SurrogateEngine(settings, bank)
+    assert engine._for_regions((Region.MOUTH,))._sets((Region.MOUTH,)) == 12
+    others = ((), (Region.NOSE,), (Region.EYES,), (Region.MOUTH, Region.EYES), (Region.NOSE, Region.MOUTH))
+    for preserve in others:
+        assert engine._for_regions(preserve)._sets(preserve) == settings.donor_sets == 6
