@@ -495,8 +495,8 @@ class SurrogateSettings:
     # 1.3-3.3). On (1.0) through ``nothing_kept``, ``mouth_kept`` and ``eyes_kept`` (the lead, fifth session):
     # it acts on 024, 067, 069, 114 and 138; eval_pixels --folds 39 --privacy-only, those five rerun on the
     # final main, main -> on: nothing collisions 2.6 -> 2.7 %, mouth 1.9 -> 1.8 %, eyes r1 0 -> 1.3 % and r5
-    # 21.8 -> 20.5 %, every other cell kept. Not with the nose kept: there 114's two (quarantined) outputs came
-    # within 0.6 of him (de-ID 98.7 -> 97.4 %).
+    # 21.8 -> 20.5 %, every other cell kept. Not with the nose kept: there 114's two (quarantined) outputs
+    # came within 0.6 of him (de-ID 98.7 -> 97.4 %).
     shave: float = 0.0
     shave_grain: float = 1.0
 
