@@ -29,9 +29,7 @@ def _holes(reference: np.ndarray, size: int) -> np.ndarray:
     iod = interocular(reference)
     mouth = np.zeros((size, size), np.uint8)
     cv2.fillPoly(mouth, [np.round(reference[48:60]).astype(np.int32)], 1)
-    mouth = cv2.dilate(
-        mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(2 * MOUTH_HOLE * iod) | 1,) * 2)
-    )
+    mouth = cv2.dilate(mouth, _disc(2 * MOUTH_HOLE * iod))
     nose = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(nose, cv2.convexHull(np.round(reference[27:36]).astype(np.int32)), 1)
     nose = cv2.dilate(nose, _disc(2 * NOSE_HOLE * iod))

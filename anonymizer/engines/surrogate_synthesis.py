@@ -508,16 +508,18 @@ class Synthesis:
         share = self.settings.anti_beard
         if not woman or share >= 1.0:
             return texture
+        return (texture - (1.0 - share) * self._beard_area() * np.minimum(anti, 0.0)).astype(np.float32)
+
+    def _beard_area(self) -> np.ndarray:
+        """beard_area of the bank's reference, made once (anti_beard and shave both use it)."""
         if self._beard is None:
             self._beard = beard_area(self.bank.reference, self.bank.crop_size)
-        return (texture - (1.0 - share) * self._beard * np.minimum(anti, 0.0)).astype(np.float32)
+        return self._beard
 
     def _shave_weight(self) -> np.ndarray:
         """(S, S, 1) where a clean-shaven patient's synthetic face is shaved (surrogate_shaven)."""
         if self._shave is None:
-            if self._beard is None:
-                self._beard = beard_area(self.bank.reference, self.bank.crop_size)
-            self._shave = shave_weight(self._beard, self.bank.reference)
+            self._shave = shave_weight(self._beard_area(), self.bank.reference)
         return self._shave
 
     def _anti_weight(self) -> np.ndarray:

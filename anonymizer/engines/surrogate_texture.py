@@ -71,7 +71,7 @@ def outward(average: np.ndarray, population: np.ndarray, gain: float, sigma: flo
     face does (settings.outward_texture). The pore band stays the donors' (amplified grain turns blotchy)."""
     if gain == 1.0:
         return average
-    return (average + (gain - 1.0) * _coarse_deviation(average, population, sigma)).astype(np.float32)
+    return _caricature_texture(average, _coarse_deviation(average, population, sigma), gain)
 
 
 def _caricature_texture(average: np.ndarray, coarse: np.ndarray, gain: float) -> np.ndarray:
