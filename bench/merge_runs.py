@@ -35,18 +35,29 @@ def gallery(originals: Path) -> dict[str, list[np.ndarray]]:
 
 
 def merged(runs: list[Path]) -> dict[str, dict[str, list]]:
-    """Per setting: the runs' outputs (identity, descriptor), verified and sex-kept flags, in run order."""
-    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    """Per setting: the runs' outputs (identity, descriptor), verified and sex-kept flags, in run order. A
+    patient found in a later run replaces the earlier runs' outputs of that patient, so a rerun of a few
+    patients joins a whole-set run as ``merge_runs.py WHOLE RERUN``."""
+    cells: dict[str, dict[str, list]] = defaultdict(dict)  # setting -> patient -> rows
     for run in runs:
         with np.load(run / "outputs.npz") as z:
             for key in z.files:
-                if key.endswith("_ids"):
-                    name = key[: -len("_ids")]
-                    labels = [str(i) for i in z[key]]
-                    rows[name]["out_desc"] += list(zip(labels, z[f"{name}_desc"], strict=True))
-                    rows[name]["verified"] += list(z[f"{name}_ok"])
-                    if f"{name}_sex_kept" in z.files:
-                        rows[name]["sex_kept"] += list(z[f"{name}_sex_kept"])
+                if not key.endswith("_ids"):
+                    continue
+                name = key[: -len("_ids")]
+                sex_kept = z[f"{name}_sex_kept"] if f"{name}_sex_kept" in z.files else None
+                fresh: dict[str, list] = defaultdict(list)
+                for n, label in enumerate(str(i) for i in z[key]):
+                    kept = None if sex_kept is None else sex_kept[n]
+                    fresh[label].append((label, z[f"{name}_desc"][n], z[f"{name}_ok"][n], kept))
+                cells[name].update(fresh)
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for name, patients in cells.items():
+        for label, desc, ok, kept in (row for group in patients.values() for row in group):
+            rows[name]["out_desc"].append((label, desc))
+            rows[name]["verified"].append(ok)
+            if kept is not None:
+                rows[name]["sex_kept"].append(kept)
     return rows
 
 
