@@ -478,6 +478,12 @@ class SurrogateSettings:
     # "opencv" = cv2.seamlessClone. The same equation; the solutions differ by OpenCV's float32 rounding, so
     # 1-9 % of the blended values differ by one grey level, none by more.
     poisson_solver: str = "sine"
+    # The anti-face move away from a repelled donor (every rung after an output matched a bank face) with its
+    # wide band blurred at reduced size (surrogate_texture._anti_face ``reduced``; issue-11t9): ~17 of its
+    # ~21 ms per donor and rung are the full-size kernel (σ = 0.25 × inter-ocular), and the timing photo's
+    # slowest seed repels on 51 rungs. Off: it moves every repelled rung's texture by under a level, which
+    # re-rolls knife-edge self-check decisions (issue-11t5), and the whole set was not rerun with it.
+    repel_reduced_blur: bool = False
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
     # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
     # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch

@@ -344,11 +344,12 @@ class Synthesis:
         anti = strength.anti * ingredients.peers.anti
         texture = mix + widen(anti)  # widen: (S, S, 1) as 3 channels
         want = expression(face.landmarks)
+        reduced = self.settings.repel_reduced_blur
         for photos in repel:  # the same anti-face move, away from a donor the output came too close to
             photo = _closest(photos, want)
             donor, speckless = self._common_tone(photo), self._speckless(photo)
             term = strength.anti * self._sexless(
-                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless)
+                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
             )
             texture, anti = texture + widen(term), anti + term
         texture = self._beardless(texture, anti, ingredients.peers.beardless)

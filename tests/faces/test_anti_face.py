@@ -55,3 +55,30 @@ def test_anti_face_leaves_no_negative_of_a_mole() -> None:
     cv2.ellipse(brow, (SIZE // 2, SIZE // 2 - 10), (22, 9), 0, 0, 360, -40.0, -1)
     anti = _anti_face(centre, centre + brow[..., None], _weight(), blur)[..., 0]
     assert anti[SIZE // 2 - 10, SIZE // 2] > 5.0
+
+
+def test_reduced_wide_blur_is_off_by_default_and_within_a_level_of_the_full_blur() -> None:
+    """settings.repel_reduced_blur (issue-11t9): the band's wide blur made at reduced size moves the repel
+    term by under a level at the engine's scale (a 512 crop, blur 0.25 × inter-ocular ~ 35 px), still points
+    against the structure, and is not the full path (it is a different computation); off by default."""
+    from anonymizer.engines.surrogate_settings import SurrogateSettings
+
+    assert SurrogateSettings().repel_reduced_blur is False
+    size, blur = 512, 35.0
+    rng = np.random.default_rng(3)
+    plane = np.zeros((size, size), np.float32)
+    for _ in range(12):  # brow- and lid-sized structures of either sign
+        centre = (int(rng.integers(150, 360)), int(rng.integers(150, 360)))
+        cv2.circle(plane, centre, int(rng.integers(6, 30)), float(rng.uniform(-60, 60)), -1)
+    plane = cv2.GaussianBlur(plane, (0, 0), 3.0)
+    patient = np.repeat((128.0 + plane + rng.normal(0, 4, plane.shape))[..., None], 3, axis=2)
+    centre = np.full((size, size, 3), 128.0, np.float32) + rng.normal(0, 4, (size, size, 3))
+    weight = np.zeros((size, size), np.float32)
+    cv2.circle(weight, (size // 2, size // 2), 200, 1.0, -1)
+    weight = cv2.GaussianBlur(weight, (0, 0), 16.0)[..., None]
+    full = _anti_face(centre.astype(np.float32), patient.astype(np.float32), weight, blur)
+    assert np.array_equal(full, _anti_face(centre, patient, weight, blur, reduced=False))
+    reduced = _anti_face(centre, patient, weight, blur, reduced=True)
+    assert not np.array_equal(reduced, full)
+    assert np.abs(reduced - full).max() < 1.0
+    assert np.corrcoef(reduced.ravel(), full.ravel())[0, 1] > 0.99
