@@ -46,8 +46,16 @@ def main() -> int:
     parser.add_argument(
         "--verify-descriptor", choices=("dlib", "torch"), help="who computes verification's descriptors"
     )
+    parser.add_argument(
+        "--engine-setting", nargs="*", default=[], metavar="NAME=VALUE", help="as pixel_timing.py takes them"
+    )
     args = parser.parse_args()
-    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor))
+    engine = None
+    if args.engine_setting:
+        from bench.eval_pixels import engine_overrides
+
+        engine = engine_overrides(args.engine_setting)
+    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor, engine))
     big = jpeg_to_dataset(twelve_megapixel(PHOTO), PhotoContext("TIMING"))
     mouth = PixelPlan(preserve=(Region.MOUTH,))
     for seed in range(args.seeds):

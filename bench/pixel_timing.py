@@ -73,10 +73,13 @@ STEPS: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def verify_descriptor_settings(bank: Path, how: str | None) -> pixel_stage.PixelSettings:
+def verify_descriptor_settings(
+    bank: Path, how: str | None, engine: dict[str, object] | None = None
+) -> pixel_stage.PixelSettings:
     """The pixel settings with the bank and, when ``how`` is given, verification's descriptor (dlib or its
-    torch port)."""
-    settings = pixel_stage.PixelSettings(donor_bank=bank)
+    torch port); ``engine``: surrogate settings to override (``--engine-setting``)."""
+    defaults = {"surrogate": dict(engine)} if engine else {}
+    settings = pixel_stage.PixelSettings(donor_bank=bank, engine_defaults=defaults)
     if how is None:
         return settings
     pipeline_settings = replace(settings.pipeline, verify=replace(settings.pipeline.verify, descriptor=how))
@@ -138,11 +141,23 @@ def main() -> int:
     parser.add_argument(
         "--verify-descriptor", choices=("dlib", "torch"), help="who computes verification's descriptors"
     )
+    parser.add_argument(
+        "--engine-setting",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="surrogate settings to override, as eval_pixels takes them (e.g. repel_reduced_blur=true)",
+    )
     args = parser.parse_args()
     if not PHOTO.is_file():
         print(f"needs {PHOTO}", file=sys.stderr)
         return 1
-    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor))
+    engine = None
+    if args.engine_setting:
+        from bench.eval_pixels import engine_overrides
+
+        engine = engine_overrides(args.engine_setting)
+    pixel_stage.configure(verify_descriptor_settings(args.bank, args.verify_descriptor, engine))
     plan = PixelPlan(engine=args.engine, preserve=tuple(Region(r) for r in args.preserve))
     ds = jpeg_to_dataset(twelve_megapixel(PHOTO), PhotoContext("TIMING"))
     print(
