@@ -107,8 +107,8 @@ def _skin_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, n
     mask = skin_mask(landmarks, image.shape[0])
     if not mask.any():
         return None
-    lab = _lab(image)
-    return lab[mask].mean(0), lab[mask].std(0) + 1e-3
+    mean, std = channel_stats(_lab(image)[mask])  # mean(0), std(0) bit for bit, one gather (issue-11t9)
+    return mean, std + 1e-3
 
 
 def _match_colour(

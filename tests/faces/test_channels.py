@@ -150,3 +150,14 @@ def test_the_donor_mix_and_the_feature_colours_give_their_former_values(
         weight = cv2.GaussianBlur(mask[y0:y1, x0:x1].astype(np.float32), (0, 0), 0.03 * interocular(lm))
         shift[y0:y1, x0:x1] += weight[..., None] * delta
     assert np.array_equal(colour.match_features(synth, lm, patient), colour._rgb(lab + shift))
+
+
+def test_the_patients_skin_statistics_give_their_former_values(crop: tuple[np.ndarray, np.ndarray]) -> None:
+    """_skin_stats by channel_stats and one gather (issue-11t9) against its former formula."""
+    from anonymizer.engines.surrogate_texture import _skin_stats
+
+    image, landmarks = crop
+    lab, mask = _lab(image), skin_mask(landmarks, image.shape[0])
+    mean, std = _skin_stats(image, landmarks)
+    assert np.array_equal(mean, lab[mask].mean(0)) and np.array_equal(std, lab[mask].std(0) + 1e-3)
+    assert mean.dtype == lab[mask].mean(0).dtype
