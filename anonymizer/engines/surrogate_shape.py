@@ -96,12 +96,27 @@ def inset_domain(mask: np.ndarray, landmarks: np.ndarray, inset: float, jaw_inse
     smaller face inside the head (dlib's detector then boxes the inner face: one pyramid level smaller)."""
     iod = interocular(landmarks)
     wide, narrow = max(1, int(inset * iod)), max(1, int(jaw_inset * iod))
-    dist = cv2.distanceTransform((mask > 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    dist = _inside_distance((mask > 0).astype(np.uint8))
     split = int(np.clip(np.asarray(landmarks)[29, 1], 0, mask.shape[0]))  # nose bridge, lower half
     keep = np.zeros(mask.shape, bool)
     keep[:split] = dist[:split] > wide + 0.5
     keep[split:] = dist[split:] > narrow + 0.5
     return keep.astype(np.uint8) * 255
+
+
+def _inside_distance(inside: np.ndarray) -> np.ndarray:
+    """``cv2.distanceTransform(inside, DIST_L2, DIST_MASK_PRECISE)`` (float32, 0 outside), computed on the
+    set pixels' bounding box grown by one pixel: every pixel beyond it is 0, and for a pixel inside the
+    nearest 0 beyond the box is never nearer than the box's own zero rim (or the image's edge, where the box
+    meets it), so the distances are the whole mask's (the window ``regions._reach`` uses; issue-11t9: the
+    domain's box is about half the crop, once per rung). OpenCV's float32 solve rounds by the window's
+    extent, ~1e-5 at 90 px; a distance between pixel centres (the root of an integer) never comes within
+    1e-3 of the k + 0.5 that ``inset_domain`` compares it with, so its mask is the whole image's exactly."""
+    x, y, w, h = cv2.boundingRect(inside)
+    rows, cols = slice(max(0, y - 1), y + h + 1), slice(max(0, x - 1), x + w + 1)
+    dist = np.zeros(inside.shape, np.float32)
+    dist[rows, cols] = cv2.distanceTransform(inside[rows, cols], cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return dist
 
 
 def broad_shading(synth: np.ndarray, patient: np.ndarray, domain: np.ndarray, sigma: float) -> np.ndarray:
