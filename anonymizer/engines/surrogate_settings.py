@@ -481,8 +481,10 @@ class SurrogateSettings:
     # The anti-face move away from a repelled donor (every rung after an output matched a bank face) with its
     # wide band blurred at reduced size (surrogate_texture._anti_face ``reduced``; issue-11t9): ~17 of its
     # ~21 ms per donor and rung are the full-size kernel (σ = 0.25 × inter-ocular), and the timing photo's
-    # slowest seed repels on 51 rungs. Off: it moves every repelled rung's texture by under a level, which
-    # re-rolls knife-edge self-check decisions (issue-11t5), and the whole set was not rerun with it.
+    # slowest seed climbs 51 rungs (5.6-5.8 s on, 6.3-6.5 s off). Off: it moves a repelled rung's texture by
+    # under a level, which re-rolls knife-edge decisions (issue-11t5): eval_pixels --folds 39 --settings
+    # mouth --privacy-only, off -> on: r5 11.5 -> 12.8 %, same-sex r5 15.4 -> 20.5 %, collisions 1.8 -> 1.7
+    # %, the rest equal; rungs ~1,081 -> 1,010 (docs/face-engine.md, issue-11t9). Other settings not run.
     repel_reduced_blur: bool = False
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
     # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
