@@ -45,6 +45,7 @@ class _Common:
     population_rank: int | None = None  # this group's linkage aim (None: settings.population_rank)
     # the patient's further keyed shape steps (settings.spread_shape_variants, made on first use; empty = off)
     shape_variants: KeyedSteps = NO_STEPS
+    avoid: _Avoid | None = None  # other patients' issued identities to keep away from (None: no store)
 
 
 _Judgement = tuple[bool, tuple[float, ...], bool, bool]  # Ladder._judge: passed, score, far, one person
@@ -74,12 +75,55 @@ class _Attempt:
     split: bool = False  # far from the patient but the group's outputs are two people
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
+    outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
 
     @property
     def lost_sex(self) -> bool:
         """Whether this rung's outputs read as the other sex (the score's "sex kept" place; a set that
         climbed no rung has only a placeholder score and lost nothing)."""
         return _sex_lost(self.score)
+
+
+@dataclass
+class _Avoid:
+    """One group's search for a rung away from other patients' issued identities (settings.issued_distance,
+    anonymizer.issued): a rung that passes every other test but lies within ``reach`` of one of ``issued``
+    does not pass, and the ladder climbs on for at most ``budget`` further rungs (across donor sets); when
+    none avoids them, ``fallback``, the first rung that passed otherwise, is what the ladder picks without
+    a store."""
+
+    issued: np.ndarray  # (n, 128) other patients' identities
+    reach: float
+    budget: int
+    fallback: _Attempt | None = None
+    spent: int = 0  # rungs tried since the fallback was found
+
+    def near(self, checks: Sequence[_Check]) -> int:
+        """How many issued identities lie within reach of one of the outputs."""
+        outs = [c.out for c in checks if c.out is not None]
+        if not outs:
+            return 0
+        gaps = np.linalg.norm(np.stack(outs)[:, None] - self.issued[None], axis=2)
+        return int((gaps < self.reach).any(axis=0).sum())
+
+    def clear(self, attempt: _Attempt, checks: Sequence[_Check]) -> bool:
+        """Whether a rung that passed the self-check also keeps away from the issued identities (counts the
+        rung against the budget once a fallback exists; the first that does not becomes the fallback)."""
+        if self.fallback is not None:
+            self.spent += 1
+        if not self.near(checks):
+            return True
+        if self.fallback is None:
+            self.fallback = attempt
+        return False
+
+    def spend(self) -> None:
+        """Count a rung that did not pass against the budget (once a fallback exists)."""
+        self.spent += self.fallback is not None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.fallback is not None and self.spent >= self.budget
 
 
 def _sex_lost(score: tuple[float, ...]) -> bool:
@@ -220,7 +264,14 @@ class Ladder(Synthesis):
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
             remake = (prepared, strength, tuple(repel))
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split, remake)
+            outs = tuple(c.out for c in checks if c.out is not None)
+            crops = [c for c, _ in made]
+            current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            if common.avoid is not None and passed:  # another patient's issued identity near: climb on
+                passed = common.avoid.clear(current, checks)
+                current = replace(current, passed=passed)
+            elif common.avoid is not None:
+                common.avoid.spend()
             if passed:
                 return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
@@ -231,6 +282,8 @@ class Ladder(Synthesis):
             matched.append(tuple(c.donor for c in checks))
             if stuck_on_donor(matched, self.settings.stuck_donor_rungs):
                 break  # repelled on every rung and still that donor: the next set is likelier to pass
+            if common.avoid is not None and common.avoid.exhausted:
+                break
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all and best.score[0] <= 0:  # > 0: a rung passed the general test (_among_strangers)
             return (
@@ -399,7 +452,8 @@ class Ladder(Synthesis):
         if not _no_worse(chosen.score, score):
             log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
             return chosen
-        return replace(chosen, crops=[c for c, _ in made])
+        outs = tuple(c.out for c in checks if c.out is not None)
+        return replace(chosen, crops=[c for c, _ in made], outs=outs)
 
     def _off_centre(self, checks: Sequence[_Check], sex: str) -> bool:
         """Whether every output lies at least ``self_check_centre_distance`` from the bank's mean descriptor

@@ -499,6 +499,16 @@ class SurrogateSettings:
     # came within 0.6 of him (de-ID 98.7 -> 97.4 %).
     shave: float = 0.0
     shave_grain: float = 1.0
+    # Distinct patients by what was issued (issue-11c9, anonymizer.issued): with a store of the synthetic
+    # identities already issued (SurrogateEngine.issued), a rung that passes every other test but whose
+    # outputs lie within this dlib distance of another patient's issued identity (the mean of that group's
+    # outputs) does not pass, and the ladder climbs on for at most ``issued_rungs`` further rungs (across
+    # donor sets); when none avoids them, the ladder's pick without a store (the first rung that passed).
+    # Never quarantines a photo by itself; the patient's own record never counts. 0 = off (also without a
+    # store). On main's leave-one-out outputs every colliding pair's later output lies within 0.62 of the
+    # earlier patient's mean (nothing kept; 0.64 with the mouth kept).
+    issued_distance: float = 0.0
+    issued_rungs: int = 6
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).
