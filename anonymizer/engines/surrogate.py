@@ -108,7 +108,8 @@ class SurrogateEngine(Ladder):
         self._kept_from: SurrogateSettings | None = None  # the settings those siblings were made from
         # the synthetic identities already issued (anonymizer.issued; None: each group on its own, as before)
         self.issued: IssuedIdentities | None = None
-        self.last_avoid = ""  # last group: "" no check, "free" nothing within reach, "clear", "fallback"
+        # last group: "" no check, "free" none within reach, "clear +N" / "fallback +N" (N rungs climbed on)
+        self.last_avoid = ""
 
     @property
     def bank(self) -> DonorBank:
@@ -275,11 +276,12 @@ class SurrogateEngine(Ladder):
         the best attempt as before (verification decides, fail-closed)."""
         if avoid is None:
             return best
+        extra = f" +{avoid.spent}"  # rungs climbed past the ladder's own pick (the check's cost)
         if best.passed:
-            self.last_avoid = "clear" if avoid.fallback is not None else "free"
+            self.last_avoid = "clear" + extra if avoid.fallback is not None else "free"
             return best
         if avoid.fallback is not None:
-            self.last_avoid = "fallback"
+            self.last_avoid = "fallback" + extra
             return avoid.fallback
         return best
 

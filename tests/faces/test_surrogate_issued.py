@@ -87,7 +87,7 @@ def test_a_rung_within_reach_of_an_issued_identity_is_passed_over(monkeypatch: p
     chosen = _climb(engine, avoid)
     assert chosen.passed and chosen.level == 2
     assert avoid.fallback is not None and avoid.fallback.level == 0  # the ladder's pick without a store
-    assert engine._avoided(chosen, avoid) is chosen and engine.last_avoid == "clear"
+    assert engine._avoided(chosen, avoid) is chosen and engine.last_avoid == "clear +2"
 
 
 def test_when_no_rung_avoids_them_the_ladder_keeps_its_own_pick(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +97,7 @@ def test_when_no_rung_avoids_them_the_ladder_keeps_its_own_pick(monkeypatch: pyt
     best = _climb(engine, avoid)
     assert not best.passed  # a rung that passed otherwise is never a failure of the photo by itself
     picked = engine._avoided(best, avoid)
-    assert picked.level == 0 and engine.last_avoid == "fallback"
+    assert picked.level == 0 and engine.last_avoid == "fallback +3"
 
 
 def test_the_extra_climb_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
