@@ -272,8 +272,9 @@ class SurrogateEngine(Ladder):
 
     def _avoided(self, best: _Attempt, avoid: _Avoid | None) -> _Attempt:
         """The ladder's pick with the issued-identities check: a rung that passed and avoids them; else the
-        first rung that passed otherwise (what the ladder picks without a store); else, no rung passed,
-        the best attempt as before (verification decides, fail-closed)."""
+        first rung that passed otherwise (what the ladder picks without a store; ``issued_fallback``
+        "farthest": the passing rung farthest from them); else, no rung passed, the best attempt as before
+        (verification decides, fail-closed)."""
         if avoid is None:
             return best
         extra = f" +{avoid.spent}"  # rungs climbed past the ladder's own pick (the check's cost)
@@ -282,6 +283,8 @@ class SurrogateEngine(Ladder):
             return best
         if avoid.fallback is not None:
             self.last_avoid = "fallback" + extra
+            if self.settings.issued_fallback == "farthest" and avoid.farthest is not None:
+                return avoid.farthest[1]
             return avoid.fallback
         return best
 

@@ -97,24 +97,27 @@ class _Avoid:
     budget: int
     fallback: _Attempt | None = None
     spent: int = 0  # rungs tried since the fallback was found
+    farthest: tuple[float, _Attempt] | None = None  # (gap, rung): the passing rung farthest from them
 
-    def near(self, checks: Sequence[_Check]) -> int:
-        """How many issued identities lie within reach of one of the outputs."""
+    def gap(self, checks: Sequence[_Check]) -> float:
+        """The distance from the outputs to the nearest issued identity."""
         outs = [c.out for c in checks if c.out is not None]
         if not outs:
-            return 0
-        gaps = np.linalg.norm(np.stack(outs)[:, None] - self.issued[None], axis=2)
-        return int((gaps < self.reach).any(axis=0).sum())
+            return float("inf")
+        return float(np.linalg.norm(np.stack(outs)[:, None] - self.issued[None], axis=2).min())
 
     def clear(self, attempt: _Attempt, checks: Sequence[_Check]) -> bool:
         """Whether a rung that passed the self-check also keeps away from the issued identities (counts the
         rung against the budget once a fallback exists; the first that does not becomes the fallback)."""
         if self.fallback is not None:
             self.spent += 1
-        if not self.near(checks):
+        gap = self.gap(checks)
+        if gap >= self.reach:
             return True
         if self.fallback is None:
             self.fallback = attempt
+        if self.farthest is None or gap > self.farthest[0]:
+            self.farthest = (gap, attempt)
         return False
 
     def spend(self) -> None:

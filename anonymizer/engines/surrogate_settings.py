@@ -509,6 +509,9 @@ class SurrogateSettings:
     # earlier patient's mean (nothing kept; 0.64 with the mouth kept).
     issued_distance: float = 0.0
     issued_rungs: int = 6
+    # When no rung within the budget avoids them: "first", the ladder's pick without a store; "farthest",
+    # of the rungs that passed every other test, the one whose nearest issued identity is farthest.
+    issued_fallback: str = "first"
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

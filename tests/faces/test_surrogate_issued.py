@@ -164,3 +164,12 @@ def test_a_store_far_from_everyone_changes_no_pixel_and_records_the_group(
     assert 0.2 < np.linalg.norm(mine) < 2.0  # a dlib descriptor (unit-ish norm), not the far one
     engine.anonymize(faces, 7, ())  # the same patient again: still one record
     assert len(engine.issued) == 2
+
+
+def test_the_farthest_fallback_takes_the_rung_least_near_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _engine(monkeypatch, issued_fallback="farthest")
+    taken = np.stack([_unit(0), _unit(1) * 1.3, _unit(2), _unit(3)])  # rung 1 lies 0.3 from its neighbour
+    avoid = _Avoid(taken, reach=0.62, budget=6)
+    best = _climb(engine, avoid)
+    assert not best.passed and avoid.fallback is not None and avoid.fallback.level == 0
+    assert engine._avoided(best, avoid).level == 1
