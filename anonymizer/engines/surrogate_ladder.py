@@ -272,7 +272,9 @@ class Ladder(Synthesis):
             current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
             if common.avoid is not None and passed:  # another patient's issued identity near: climb on
                 passed = common.avoid.clear(current, checks)
-                current = replace(current, passed=passed)
+                stepped = None if passed else self._issued_step(faces, current, step, common, preserve)
+                current = stepped or replace(current, passed=passed)  # another keyed shape step avoids them
+                passed = current.passed
             elif common.avoid is not None:
                 common.avoid.spend()
             if passed:
@@ -293,6 +295,41 @@ class Ladder(Synthesis):
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _issued_step(
+        self,
+        faces: Sequence[AlignedFace],
+        passing: _Attempt,
+        step: np.ndarray | None,
+        common: _Common,
+        preserve: tuple[Region, ...],
+    ) -> _Attempt | None:
+        """A rung that passed but lies near another patient's issued identity, made again with each of the
+        patient's further keyed shape steps (settings.issued_variants, ``_Common.shape_variants``) within the
+        check's budget: the first that passes the same self-check and avoids them, or None.
+        Keyed like the sex's variants: the same patient tries the same steps in the same order."""
+        avoid = common.avoid
+        if not self.settings.issued_variants or avoid is None or step is None or passing.remake is None:
+            return None
+        prepared, strength, repel = passing.remake
+        for other in common.shape_variants:
+            if other is step or avoid.exhausted:
+                continue
+            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
+            made, checks = self._remade(faces, moved, common, preserve, strength, list(repel))
+            passed, score, _, _ = self._judge(checks, common)
+            if passed:
+                passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
+            if not passed:
+                avoid.spend()
+                continue
+            outs = tuple(c.out for c in checks if c.out is not None)
+            crops = [c for c, _ in made]
+            attempt = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
+            if avoid.clear(attempt, checks):
+                log.info("surrogate rung remade with another keyed shape step: it avoids issued identities")
+                return attempt
+        return None
 
     def _among_strangers(
         self,

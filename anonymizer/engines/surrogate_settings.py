@@ -512,6 +512,9 @@ class SurrogateSettings:
     # When no rung within the budget avoids them: "first", the ladder's pick without a store; "farthest",
     # of the rungs that passed every other test, the one whose nearest issued identity is farthest.
     issued_fallback: str = "first"
+    # A rung that passed but lies near an issued identity is first made again with the patient's further
+    # keyed shape steps (``spread_shape_variants``; each counts against ``issued_rungs``).
+    issued_variants: bool = False
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

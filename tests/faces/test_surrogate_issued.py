@@ -5,6 +5,7 @@ store."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,30 @@ def test_the_farthest_fallback_takes_the_rung_least_near_them(monkeypatch: pytes
     best = _climb(engine, avoid)
     assert not best.passed and avoid.fallback is not None and avoid.fallback.level == 0
     assert engine._avoided(best, avoid).level == 1
+
+
+@dataclass(frozen=True)
+class _Mix:
+    shape: np.ndarray  # the only ingredient the fake synthesis reads
+
+
+def test_a_keyed_shape_step_can_avoid_them_on_the_same_rung(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``issued_variants`` a passing rung near an issued identity is made again with the patient's
+    further keyed shape steps: rung n with step k has descriptor ``_unit(n + 10 k)``."""
+    chosen = {}
+    for on in (False, True):
+        engine = _engine(monkeypatch, issued_variants=on)
+        monkeypatch.setattr(engine, "_ingredients", lambda *a, **k: _Mix(np.zeros((68, 2))))
+
+        def synthesize(face, ingredients, tris, preserve, strength, repel, finish=False):
+            return np.full((1, 1), strength.texture + 10 * ingredients.shape[0, 0]), np.zeros((68, 2))
+
+        monkeypatch.setattr(engine, "_synthesize", synthesize)
+        step = np.zeros((68, 2))
+        variants = (step, np.full((68, 2), 1.0), np.full((68, 2), 2.0))
+        avoid = _Avoid(np.stack([_unit(0), _unit(10)]), reach=0.62, budget=6)  # rung 0, and with step 1
+        common = replace(_common(avoid), spread=(step, np.zeros(1)), shape_variants=variants)  # type: ignore[arg-type]
+        attempt = engine._climb([_Face(), _Face()], DonorChoice(("d1", "d2"), 1), common, ())  # type: ignore[list-item]
+        chosen[on] = (attempt.level, np.argmax(attempt.outs[0]), avoid.spent)
+    assert chosen[False] == (1, 1, 1)  # climbed a rung
+    assert chosen[True] == (0, 20, 2)  # the same rung with the second further step (the first is taken)
