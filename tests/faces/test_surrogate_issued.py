@@ -92,7 +92,7 @@ def test_a_rung_within_reach_of_an_issued_identity_is_passed_over(monkeypatch: p
 
 
 def test_when_no_rung_avoids_them_the_ladder_keeps_its_own_pick(monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = _engine(monkeypatch)
+    engine = _engine(monkeypatch, issued_fallback="first")
     every = np.stack([_unit(n) for n in range(RUNGS)])
     avoid = _Avoid(every, reach=0.62, budget=6)
     best = _climb(engine, avoid)
@@ -102,7 +102,7 @@ def test_when_no_rung_avoids_them_the_ladder_keeps_its_own_pick(monkeypatch: pyt
 
 
 def test_the_extra_climb_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = _engine(monkeypatch)
+    engine = _engine(monkeypatch, issued_fallback="first")
     avoid = _Avoid(np.stack([_unit(0), _unit(1), _unit(2)]), reach=0.62, budget=2)  # rung 3 would avoid
     best = _climb(engine, avoid)
     assert not best.passed and avoid.spent == 2 and avoid.exhausted
