@@ -258,7 +258,6 @@ class SurrogateEngine(Ladder):
         self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
         return best.crops
 
-
     def _avoid(self, identity_seed: int) -> _Avoid | None:
         """The group's search away from other patients' issued identities, or None: no store, the check
         off (``issued_distance`` 0) or nothing issued yet (then the ladder is today's, bit for bit)."""

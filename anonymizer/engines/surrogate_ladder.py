@@ -88,9 +88,9 @@ class _Attempt:
 class _Avoid:
     """One group's search for a rung away from other patients' issued identities (settings.issued_distance,
     anonymizer.issued): a rung that passes every other test but lies within ``reach`` of one of ``issued``
-    does not pass, and the ladder climbs on for at most ``budget`` further rungs (across donor sets); when
-    none avoids them, ``fallback``, the first rung that passed otherwise, is what the ladder picks without
-    a store."""
+    does not pass, and the ladder climbs on for at most ``budget`` further rungs or keyed-step remakes
+    (across donor sets); when none avoids them, ``fallback`` (the first rung that passed otherwise: the
+    ladder's pick without a store) or ``farthest`` (settings.issued_fallback) is used."""
 
     issued: np.ndarray  # (n, 128) other patients' identities
     reach: float
