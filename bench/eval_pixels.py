@@ -53,6 +53,7 @@ from anonymizer.faces.detect import DetectedFace, detect_faces  # noqa: E402
 from anonymizer.faces.pipeline import run_group  # noqa: E402
 from anonymizer.faces.regions import region_mask  # noqa: E402
 from anonymizer.faces.verify import descriptor, distance  # noqa: E402
+from anonymizer.issued import MemoryIssued  # noqa: E402
 from anonymizer.plans import Region  # noqa: E402
 
 FACES = REPO.parent / "shared" / "data" / "faces"
@@ -275,6 +276,9 @@ def trace(identity: str, engine: object, preserve: tuple[Region, ...], results: 
         for r in results
     ]
     print(f"# trace {kept} {identity} {' '.join(checks)}", file=sys.stderr)
+    avoid = getattr(engine, "last_avoid", "")
+    if avoid:  # the issued-identities check (--issued): free / clear / fallback (miss_report skips it)
+        print(f"# issued {kept} {identity} {avoid}", file=sys.stderr)
     sets: dict[int, int] = {}
     for seed, tier, level, away, closer, donors in getattr(engine, "trace", []):
         n = sets.setdefault(seed, len(sets))
@@ -586,6 +590,13 @@ def main() -> int:
     parser.add_argument("--population-rank", type=int, help="the surrogate's linkage aim")
     parser.add_argument("--privacy-only", action="store_true", help="skip the fidelity and codec measures")
     parser.add_argument(
+        "--issued",
+        action="store_true",
+        help="one store of issued synthetic identities per setting, shared by every group of this process in "
+        "the bench's order (the reach is the setting issued_distance; runs split by --ids do not see "
+        "each other's)",
+    )
+    parser.add_argument(
         "--engine-setting",
         nargs="*",
         default=[],
@@ -616,6 +627,7 @@ def main() -> int:
     banks = fold_banks(args.out, folds, folder)
     donor_descs = [np.stack([p.descriptor for p in b.photos]) for b in banks]
     rows: dict[str, list[dict]] = {name: [] for name in args.settings}
+    stores = {name: MemoryIssued() for name in args.settings} if args.issued else {}
     for fold, ((_, test_ids), bank) in enumerate(zip(folds, banks, strict=True)):
         options = engine_overrides(args.engine_setting)
         if args.population_rank is not None:
@@ -628,6 +640,8 @@ def main() -> int:
             for name in args.settings:
                 kind, preserve = CONFIGS[name]
                 engine = engines.get(kind) or engines.setdefault(kind, create_engine(kind))
+                if isinstance(engine, SurrogateEngine):  # the folds' engines share the setting's store
+                    engine.issued = stores.get(name)
                 row = evaluate(subject, engine, preserve, donor_descs[fold], probes, not args.no_codec)
                 sheet[name] = row.pop("outputs")
                 rows[name].append(row)

@@ -34,7 +34,15 @@ from anonymizer.engines.surrogate_donors import (
     near_in_tone,
 )
 from anonymizer.engines.surrogate_identity import anchor_weights
-from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
+from anonymizer.engines.surrogate_ladder import (
+    SAME_IDENTITY,
+    Ladder,
+    _Attempt,
+    _Avoid,
+    _Check,
+    _Common,
+    _reseed,
+)
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel
 from anonymizer.engines.surrogate_spread import FaceSpace
@@ -43,6 +51,7 @@ from anonymizer.engines.surrogate_target import _signed_areas, _target_shape, _w
 from anonymizer.engines.surrogate_texture import ANTI_CLIP, _anti_face
 from anonymizer.faces.skin import SkinSource
 from anonymizer.faces.warp import extended, triangulate
+from anonymizer.issued import IssuedIdentities, issued_key
 from anonymizer.plans import Region
 
 # The engine lives in four modules: settings (surrogate_settings), the rung ladder and group self-check
@@ -97,6 +106,10 @@ class SurrogateEngine(Ladder):
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
         self._kept: dict[tuple, SurrogateEngine] = {}  # siblings by their overrides (nose or eyes kept)
         self._kept_from: SurrogateSettings | None = None  # the settings those siblings were made from
+        # the synthetic identities already issued (anonymizer.issued; None: each group on its own, as before)
+        self.issued: IssuedIdentities | None = None
+        # last group: "" no check, "free" none within reach, "clear +N" / "fallback +N" (N rungs climbed on)
+        self.last_avoid = ""
 
     @property
     def bank(self) -> DonorBank:
@@ -173,8 +186,10 @@ class SurrogateEngine(Ladder):
             return []
         chosen = self._for_regions(preserve)
         if chosen is not self:
+            chosen.issued = self.issued
             crops = chosen.anonymize(faces, identity_seed, preserve)
-            for name in ("last_choice", "last_level", "last_reference", "photo_detail", "trace"):
+            copied = ("last_choice", "last_level", "last_reference", "photo_detail", "trace", "last_avoid")
+            for name in copied:
                 setattr(self, name, getattr(chosen, name))
             return crops
         bank = self.bank
@@ -197,6 +212,7 @@ class SurrogateEngine(Ladder):
             spread=self._spread(identity_seed, place),
             shape_variants=self._shape_variants(identity_seed, place),
             population_rank=self._group_aim(preserve),
+            avoid=self._avoid(identity_seed),
         )
         best: _Attempt | None = None
         self.trace = []
@@ -227,16 +243,54 @@ class SurrogateEngine(Ladder):
             result = self._climb(faces, choice, leaning, preserve, weights)
             if not result.passed and result.lost_sex:
                 common = self._sex_missed(common)
-            if best is None or result.score > best.score:
+            if best is None or result.score > best.score or result.passed:
                 best = result
             if result.passed:
                 break
+            if common.avoid is not None and common.avoid.exhausted:
+                break
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
+        best = self._avoided(best, common.avoid)
         best = self._finished(best, faces, common, preserve)
+        self._record(identity_seed, best)
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
         self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
         return best.crops
+
+    def _avoid(self, identity_seed: int) -> _Avoid | None:
+        """The group's search away from other patients' issued identities, or None: no store, the check
+        off (``issued_distance`` 0) or nothing issued yet (then the ladder is today's, bit for bit)."""
+        self.last_avoid = ""
+        if self.issued is None or self.settings.issued_distance <= 0:
+            return None
+        others = self.issued.others(issued_key(identity_seed))
+        if len(others) == 0:
+            return None
+        return _Avoid(others, self.settings.issued_distance, self.settings.issued_rungs)
+
+    def _avoided(self, best: _Attempt, avoid: _Avoid | None) -> _Attempt:
+        """The ladder's pick with the issued-identities check: a rung that passed and avoids them; else the
+        first rung that passed otherwise (what the ladder picks without a store; ``issued_fallback``
+        "farthest": the passing rung farthest from them); else, no rung passed, the best attempt as before
+        (verification decides, fail-closed)."""
+        if avoid is None:
+            return best
+        extra = f" +{avoid.spent}"  # rungs climbed past the ladder's own pick (the check's cost)
+        if best.passed:
+            self.last_avoid = "clear" + extra if avoid.fallback is not None else "free"
+            return best
+        if avoid.fallback is not None:
+            self.last_avoid = "fallback" + extra
+            if self.settings.issued_fallback == "farthest" and avoid.farthest is not None:
+                return avoid.farthest[1]
+            return avoid.fallback
+        return best
+
+    def _record(self, identity_seed: int, best: _Attempt) -> None:
+        """Record the group's synthetic identity (the mean of its outputs' descriptors) in the store."""
+        if self.issued is not None and best.outs:
+            self.issued.record(issued_key(identity_seed), np.mean(best.outs, axis=0))
 
 
 @register("surrogate")

@@ -45,6 +45,7 @@ class _Common:
     population_rank: int | None = None  # this group's linkage aim (None: settings.population_rank)
     # the patient's further keyed shape steps (settings.spread_shape_variants, made on first use; empty = off)
     shape_variants: KeyedSteps = NO_STEPS
+    avoid: _Avoid | None = None  # other patients' issued identities to keep away from (None: no store)
 
 
 _Judgement = tuple[bool, tuple[float, ...], bool, bool]  # Ladder._judge: passed, score, far, one person
@@ -74,12 +75,58 @@ class _Attempt:
     split: bool = False  # far from the patient but the group's outputs are two people
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
+    outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
 
     @property
     def lost_sex(self) -> bool:
         """Whether this rung's outputs read as the other sex (the score's "sex kept" place; a set that
         climbed no rung has only a placeholder score and lost nothing)."""
         return _sex_lost(self.score)
+
+
+@dataclass
+class _Avoid:
+    """One group's search for a rung away from other patients' issued identities (settings.issued_distance,
+    anonymizer.issued): a rung that passes every other test but lies within ``reach`` of one of ``issued``
+    does not pass, and the ladder climbs on for at most ``budget`` further rungs or keyed-step remakes
+    (across donor sets); when none avoids them, ``fallback`` (the first rung that passed otherwise: the
+    ladder's pick without a store) or ``farthest`` (settings.issued_fallback) is used."""
+
+    issued: np.ndarray  # (n, 128) other patients' identities
+    reach: float
+    budget: int
+    fallback: _Attempt | None = None
+    spent: int = 0  # rungs tried since the fallback was found
+    farthest: tuple[float, _Attempt] | None = None  # (gap, rung): the passing rung farthest from them
+
+    def gap(self, checks: Sequence[_Check]) -> float:
+        """The distance from the outputs to the nearest issued identity."""
+        outs = [c.out for c in checks if c.out is not None]
+        if not outs:
+            return float("inf")
+        return float(np.linalg.norm(np.stack(outs)[:, None] - self.issued[None], axis=2).min())
+
+    def clear(self, attempt: _Attempt, checks: Sequence[_Check]) -> bool:
+        """Whether a rung that passed the self-check also keeps away from the issued identities (counts the
+        rung against the budget once a fallback exists; the first that does not becomes the fallback)."""
+        if self.fallback is not None:
+            self.spent += 1
+        gap = self.gap(checks)
+        if gap >= self.reach:
+            return True
+        if self.fallback is None:
+            self.fallback = attempt
+        if self.farthest is None or gap > self.farthest[0]:
+            self.farthest = (gap, attempt)
+        return False
+
+    def spend(self) -> None:
+        """Count a rung that did not pass against the budget (once a fallback exists)."""
+        self.spent += self.fallback is not None
+
+    @property
+    def exhausted(self) -> bool:
+        return self.fallback is not None and self.spent >= self.budget
 
 
 def _sex_lost(score: tuple[float, ...]) -> bool:
@@ -220,7 +267,16 @@ class Ladder(Synthesis):
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
             remake = (prepared, strength, tuple(repel))
-            current = _Attempt(choice, level, [c for c, _ in made], reference, passed, score, split, remake)
+            outs = tuple(c.out for c in checks if c.out is not None)
+            crops = [c for c, _ in made]
+            current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            if common.avoid is not None and passed:  # another patient's issued identity near: climb on
+                passed = common.avoid.clear(current, checks)
+                stepped = None if passed else self._issued_step(faces, current, step, common, preserve)
+                current = stepped or replace(current, passed=passed)  # another keyed shape step avoids them
+                passed = current.passed
+            elif common.avoid is not None:
+                common.avoid.spend()
             if passed:
                 return current
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
@@ -231,12 +287,49 @@ class Ladder(Synthesis):
             matched.append(tuple(c.donor for c in checks))
             if stuck_on_donor(matched, self.settings.stuck_donor_rungs):
                 break  # repelled on every rung and still that donor: the next set is likelier to pass
+            if common.avoid is not None and common.avoid.exhausted:
+                break
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all and best.score[0] <= 0:  # > 0: a rung passed the general test (_among_strangers)
             return (
                 current  # far enough but still near a donor after the last rung tried: verification decides
             )
         return best
+
+    def _issued_step(
+        self,
+        faces: Sequence[AlignedFace],
+        passing: _Attempt,
+        step: np.ndarray | None,
+        common: _Common,
+        preserve: tuple[Region, ...],
+    ) -> _Attempt | None:
+        """A rung that passed but lies near another patient's issued identity, made again with each of the
+        patient's further keyed shape steps (settings.issued_variants, ``_Common.shape_variants``) within the
+        check's budget: the first that passes the same self-check and avoids them, or None.
+        Keyed like the sex's variants: the same patient tries the same steps in the same order."""
+        avoid = common.avoid
+        if not self.settings.issued_variants or avoid is None or step is None or passing.remake is None:
+            return None
+        prepared, strength, repel = passing.remake
+        for other in common.shape_variants:
+            if other is step or avoid.exhausted:
+                continue
+            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
+            made, checks = self._remade(faces, moved, common, preserve, strength, list(repel))
+            passed, score, _, _ = self._judge(checks, common)
+            if passed:
+                passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
+            if not passed:
+                avoid.spend()
+                continue
+            outs = tuple(c.out for c in checks if c.out is not None)
+            crops = [c for c, _ in made]
+            attempt = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
+            if avoid.clear(attempt, checks):
+                log.info("surrogate rung remade with another keyed shape step: it avoids issued identities")
+                return attempt
+        return None
 
     def _among_strangers(
         self,
@@ -399,7 +492,8 @@ class Ladder(Synthesis):
         if not _no_worse(chosen.score, score):
             log.info("surrogate colour finish dropped: the finished group scored lower in the self-check")
             return chosen
-        return replace(chosen, crops=[c for c, _ in made])
+        outs = tuple(c.out for c in checks if c.out is not None)
+        return replace(chosen, crops=[c for c, _ in made], outs=outs)
 
     def _off_centre(self, checks: Sequence[_Check], sex: str) -> bool:
         """Whether every output lies at least ``self_check_centre_distance`` from the bank's mean descriptor

@@ -507,6 +507,24 @@ class SurrogateSettings:
     # came within 0.6 of him (de-ID 98.7 -> 97.4 %).
     shave: float = 0.0
     shave_grain: float = 1.0
+    # Distinct patients by what was issued (issue-11c9, anonymizer.issued): with a store of the synthetic
+    # identities already issued (SurrogateEngine.issued), a rung that passes every other test but whose
+    # outputs lie within this dlib distance of another patient's issued identity (the mean of that group's
+    # outputs) does not pass, and the ladder climbs on for at most ``issued_rungs`` further rungs (across
+    # donor sets; a remade keyed step counts as one). Never quarantines a photo by itself; verification is
+    # untouched; the patient's own record never counts. 0 = off (also without a store). Off by default:
+    # eval_pixels --folds 39 --settings nothing --privacy-only --issued (one process), main -> 0.6 with the
+    # values below: collisions 2.7 -> 1.7 %, r5 10.3 -> 11.5 %, judgements 289 -> ~457; the 1 % goal is not
+    # met (11 of 39 groups find no rung clear of them within the budget), and with a hospital's thousands of
+    # patients nearly every group would (docs/face-engine.md, issue-11c9).
+    issued_distance: float = 0.0
+    issued_rungs: int = 12
+    # When no rung within the budget avoids them: "first", the ladder's pick without a store; "farthest",
+    # of the rungs that passed every other test, the one whose nearest issued identity is farthest.
+    issued_fallback: str = "farthest"
+    # A rung that passed but lies near an issued identity is first made again with the patient's further
+    # keyed shape steps (``spread_shape_variants``; each counts against ``issued_rungs``).
+    issued_variants: bool = True
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).
