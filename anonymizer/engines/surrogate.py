@@ -36,6 +36,7 @@ from anonymizer.engines.surrogate_donors import (
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
+from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_shape import ExpressionModel
 from anonymizer.engines.surrogate_spread import FaceSpace
 from anonymizer.engines.surrogate_synthesis import Ingredients, _poisson
@@ -86,6 +87,7 @@ class SurrogateEngine(Ladder):
         self.trace: list[tuple] = []  # last group: (attempt, tier, level, away, closer, donor) per rung tried
         self._anti: np.ndarray | None = None
         self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
+        self._shape_space: ShapeSpace | None = None  # the bank's shape directions (first use, shape_bound)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std

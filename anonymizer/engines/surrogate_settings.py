@@ -472,6 +472,13 @@ class SurrogateSettings:
     # 61.5 %, but collisions 6.1 -> 8.2 %, sex kept 89.7 -> 87.2 % and deformed faces on the sheets (042,
     # 114, 022; docs/face-engine.md, issue-11n7).
     unfold_local: float = -1.0
+    # Bound the target shape to the bank's faces (issue-11n9; surrogate_bound.py): each coefficient of the
+    # Procrustes-aligned target in the principal directions of the bank's 68-point shapes (98 % of their
+    # variance) within ± this many standard deviations, the kept region's landmarks held; then only the
+    # folded triangles' points are pulled back (``unfold_locally``) on every rung. 0 = off (main's
+    # whole-target pull-back). 11n7: the whole-target pull-back took the strong rungs back to 0.18 of their
+    # change; the local one alone forwarded more but deformed faces.
+    shape_bound: float = 0.0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or

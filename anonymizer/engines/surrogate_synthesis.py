@@ -51,6 +51,7 @@ from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_shaven import is_shaven, shave_weight, shaved, shaved_detail
 from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
+from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_target import (
     FIT_ALL,
     FIT_INNER,
@@ -145,6 +146,7 @@ class Synthesis:
     settings: SurrogateSettings
     _anti: np.ndarray | None
     _expression: ExpressionModel | None
+    _shape_space: ShapeSpace | None
     _toned: dict[int, np.ndarray]
     _skin: np.ndarray
     _tone: tuple[np.ndarray, np.ndarray]
@@ -380,7 +382,9 @@ class Synthesis:
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
-        local = 0 <= strength.push <= self.settings.unfold_local  # negative: off
+        if self.settings.shape_bound > 0:  # within the bank's faces, then only folded triangles pulled back
+            target = self._bounded(target, preserve)
+        local = self.settings.shape_bound > 0 or 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
@@ -414,6 +418,17 @@ class Synthesis:
             self.settings.hanging_fringe,
         )
         return blended, target
+
+    def _bounded(self, target: np.ndarray, preserve: tuple[Region, ...]) -> np.ndarray:
+        """``target`` within settings.shape_bound sd of the bank's shapes (surrogate_bound.py); the
+        preserved regions' landmarks do not move."""
+        if self._shape_space is None:
+            shapes = [p.landmarks for p in self.bank.photos]
+            self._shape_space = ShapeSpace.fit(self.bank.reference, shapes)
+        fixed = np.zeros(68, bool)
+        for region in preserve:
+            fixed[list(REGION_POINTS.get(region, ()))] = True
+        return self._shape_space.bounded(target, fixed, self.settings.shape_bound)
 
     def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
