@@ -26,6 +26,7 @@ import numpy as np
 
 from anonymizer.donors import DonorBank, DonorBankError, cached_bank
 from anonymizer.engines.base import AlignedFace, register
+from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_donors import (
     DonorChoice,
     _patient_profile,
@@ -36,7 +37,6 @@ from anonymizer.engines.surrogate_donors import (
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import SAME_IDENTITY, Ladder, _Attempt, _Check, _Common, _reseed
 from anonymizer.engines.surrogate_settings import KEPT_OVERRIDES, Strength, SurrogateSettings
-from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_shape import ExpressionModel
 from anonymizer.engines.surrogate_spread import FaceSpace
 from anonymizer.engines.surrogate_synthesis import Ingredients, _poisson

@@ -15,6 +15,7 @@ from anonymizer import poisson
 from anonymizer.channels import widen
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
     boundary_base,
@@ -51,7 +52,6 @@ from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
 from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
 from anonymizer.engines.surrogate_shaven import is_shaven, shave_weight, shaved, shaved_detail
 from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
-from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_target import (
     FIT_ALL,
     FIT_INNER,

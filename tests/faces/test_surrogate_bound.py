@@ -72,7 +72,9 @@ def test_bound_then_local_unfolding_leaves_no_fold_and_the_nose_kept(bank_path: 
     assert np.array_equal(out[NOSE], target[NOSE])
 
 
-@pytest.mark.parametrize(("bound", "calls"), [(0.0, ["_without_folds"]), (3.0, ["bounded", "unfold_locally"])])
+@pytest.mark.parametrize(
+    ("bound", "calls"), [(0.0, ["_without_folds"]), (3.0, ["bounded", "unfold_locally"])]
+)
 def test_the_setting_bounds_and_unfolds_locally(
     bank_path: Path, monkeypatch: pytest.MonkeyPatch, bound: float, calls: list[str]
 ) -> None:
