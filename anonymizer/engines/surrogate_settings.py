@@ -472,12 +472,13 @@ class SurrogateSettings:
     # 61.5 %, but collisions 6.1 -> 8.2 %, sex kept 89.7 -> 87.2 % and deformed faces on the sheets (042,
     # 114, 022; docs/face-engine.md, issue-11n7).
     unfold_local: float = -1.0
-    # Bound the target shape to the bank's faces (issue-11n9; surrogate_bound.py): each coefficient of the
-    # Procrustes-aligned target in the principal directions of the bank's 68-point shapes (98 % of their
-    # variance) within ± this many standard deviations, the kept region's landmarks held; then only the
-    # folded triangles' points are pulled back (``unfold_locally``) on every rung. 0 = off (main's
-    # whole-target pull-back). 11n7: the whole-target pull-back took the strong rungs back to 0.18 of their
-    # change; the local one alone forwarded more but deformed faces.
+    # Bound the target shape to the bank's faces (issue-11n9; surrogate_bound.py): before the patient's
+    # expression is put back, the Procrustes-aligned target's Mahalanobis norm in the principal directions of
+    # the bank's 68-point shapes (98 % of their variance) and its residual off them are each held within
+    # this many times the bank's farthest face's, the kept region's landmarks held; what still folds is
+    # pulled back as before (``_without_folds``). 0 = off. With the nose kept the ladder's targets lie at
+    # norms 7-47 / residuals 36-420 px (001), real faces the model never saw within 7.7 / 22 px; the fold
+    # pull-back then took the strong rungs back to 0.18 of their change (11n7).
     shape_bound: float = 0.0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0

@@ -372,6 +372,8 @@ class Synthesis:
             self.settings.expression_follow,
             _donor_fit(self.settings.inner_fit, preserve),
         )
+        if self.settings.shape_bound > 0:  # within the bank's faces; the patient's expression follows after
+            target = self._bounded(target, preserve)
         target = self._follow_patient(target, face.landmarks, preserve, strength)
         if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
             target = cap_opening(target, face.landmarks, self.settings.mouth_opening)
@@ -382,9 +384,7 @@ class Synthesis:
         wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
         if floor >= 0 and wanted:
             target = outline_floor(target, face.landmarks, floor * iod)
-        if self.settings.shape_bound > 0:  # within the bank's faces, then only folded triangles pulled back
-            target = self._bounded(target, preserve)
-        local = self.settings.shape_bound > 0 or 0 <= strength.push <= self.settings.unfold_local
+        local = 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)

@@ -78,13 +78,13 @@ def test_bound_then_local_unfolding_leaves_no_fold_and_the_nose_kept(bank_path: 
 
 
 @pytest.mark.parametrize(
-    ("bound", "calls"), [(0.0, ["_without_folds"]), (1.0, ["bounded", "unfold_locally"])]
+    ("bound", "calls"), [(0.0, ["_without_folds"]), (1.0, ["bounded", "_without_folds"])]
 )
-def test_the_setting_bounds_and_unfolds_locally(
+def test_the_setting_bounds_every_rung(
     bank_path: Path, monkeypatch: pytest.MonkeyPatch, bound: float, calls: list[str]
 ) -> None:
-    """Off (0): main's whole-target pull-back and no bound; on: the bound, then the local unfolding, on
-    every rung (here an overshoot rung, which ``unfold_local`` alone would leave to the old pull-back)."""
+    """Off (0): no bound; on: the bound on every rung (here an overshoot rung), then main's pull-back for
+    whatever still folds (the local one moved single eye points and left 022's eyes at two heights)."""
     called: list[str] = []
 
     def record(owner: object, name: str) -> None:
