@@ -78,13 +78,18 @@ def test_bound_then_local_unfolding_leaves_no_fold_and_the_nose_kept(bank_path: 
 
 
 @pytest.mark.parametrize(
-    ("bound", "calls"), [(0.0, ["_without_folds"]), (1.0, ["bounded", "_without_folds"])]
+    ("bound", "fold", "calls"),
+    [
+        (0.0, True, ["_without_folds"]),
+        (1.0, False, ["_without_folds"]),
+        (1.0, True, ["bounded", "_without_folds"]),
+    ],
 )
-def test_the_setting_bounds_every_rung(
-    bank_path: Path, monkeypatch: pytest.MonkeyPatch, bound: float, calls: list[str]
+def test_the_setting_bounds_a_rung_that_folds(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, bound: float, fold: bool, calls: list[str]
 ) -> None:
-    """Off (0): no bound; on: the bound on every rung (here an overshoot rung), then main's pull-back for
-    whatever still folds (the local one moved single eye points and left 022's eyes at two heights)."""
+    """Off (0): no bound. On: a rung whose target folds is made again bounded to the bank's faces (here an
+    overshoot rung), then main's pull-back for whatever still folds; a rung that folds nothing is main's."""
     called: list[str] = []
 
     def record(owner: object, name: str) -> None:
@@ -99,6 +104,15 @@ def test_the_setting_bounds_every_rung(
     record(synthesis, "unfold_locally")
     record(synthesis, "_without_folds")
     record(ShapeSpace, "bounded")
+    if fold:  # the donor shape with a mouth corner past the jaw line
+        shaped = synthesis._target_shape
+
+        def folding(patient, *args, **kwargs):
+            target = shaped(patient, *args, **kwargs).copy()
+            target[48] = patient[4] - np.array([0.1 * interocular(patient), 0.0], np.float32)
+            return target
+
+        monkeypatch.setattr(synthesis, "_target_shape", folding)
     engine = SurrogateEngine(SurrogateSettings(shape_bound=bound), load_bank(bank_path))
     with pytest.raises(_Stop):
         _synthesize_until_unfolded(engine, monkeypatch, 1.4)
