@@ -88,6 +88,7 @@ class SurrogateEngine(Ladder):
         self._anti: np.ndarray | None = None
         self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._shape_space: ShapeSpace | None = None  # the bank's shape directions (first use, shape_bound)
+        self._bounding = False  # the second pass of shape_bound: folded targets bounded to the bank's faces
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
@@ -200,8 +201,33 @@ class SurrogateEngine(Ladder):
             shape_variants=self._shape_variants(identity_seed, place),
             population_rank=self._group_aim(preserve),
         )
-        best: _Attempt | None = None
         self.trace = []
+        best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
+        if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
+            self._bounding = True
+            bounded, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
+            self._bounding = bounded.passed or bounded.score > best.score
+            best = bounded if self._bounding else best
+        try:
+            best = self._finished(best, faces, common, preserve)
+        finally:
+            self._bounding = False
+        self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
+        self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
+        return best.crops
+
+    def _draw_sets(
+        self,
+        faces: Sequence[AlignedFace],
+        identity_seed: int,
+        preserve: tuple[Region, ...],
+        patient: dict[str, Any],
+        common: _Common,
+    ) -> tuple[_Attempt, _Common]:
+        """The best attempt of the keyed donor sets (the first that passes) and the group's common inputs
+        as the sets left them (a set that lost the patient's sex changes them)."""
+        bank = self.bank
+        best: _Attempt | None = None
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
@@ -235,10 +261,7 @@ class SurrogateEngine(Ladder):
                 break
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
-        best = self._finished(best, faces, common, preserve)
-        self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
-        self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)
-        return best.crops
+        return best, common
 
 
 @register("surrogate")

@@ -147,6 +147,7 @@ class Synthesis:
     _anti: np.ndarray | None
     _expression: ExpressionModel | None
     _shape_space: ShapeSpace | None
+    _bounding: bool
     _toned: dict[int, np.ndarray]
     _skin: np.ndarray
     _tone: tuple[np.ndarray, np.ndarray]
@@ -364,7 +365,7 @@ class Synthesis:
             detail = shaved_detail(detail, weight, self.bank.reference, share)
         texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
-        if self.settings.shape_bound > 0 and folded(target, self.bank.reference, tris, size).any():
+        if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
             target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
         local = 0 <= strength.push <= self.settings.unfold_local

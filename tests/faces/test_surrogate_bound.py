@@ -88,8 +88,9 @@ def test_bound_then_local_unfolding_leaves_no_fold_and_the_nose_kept(bank_path: 
 def test_the_setting_bounds_a_rung_that_folds(
     bank_path: Path, monkeypatch: pytest.MonkeyPatch, bound: float, fold: bool, calls: list[str]
 ) -> None:
-    """Off (0): no bound. On: a rung whose target folds is made again bounded to the bank's faces (here an
-    overshoot rung), then main's pull-back for whatever still folds; a rung that folds nothing is main's."""
+    """Off (0): no bound. In the second pass: a rung whose target folds is made again bounded to the bank's
+    faces (here an overshoot rung), then main's pull-back for what still folds; a rung that folds nothing is
+    main's."""
     called: list[str] = []
 
     def record(owner: object, name: str) -> None:
@@ -114,6 +115,7 @@ def test_the_setting_bounds_a_rung_that_folds(
 
         monkeypatch.setattr(synthesis, "_target_shape", folding)
     engine = SurrogateEngine(SurrogateSettings(shape_bound=bound), load_bank(bank_path))
+    engine._bounding = bound > 0  # the second pass (anonymize: only after every set of main's failed)
     with pytest.raises(_Stop):
         _synthesize_until_unfolded(engine, monkeypatch, 1.4)
     assert called == calls
