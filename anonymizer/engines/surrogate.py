@@ -206,9 +206,9 @@ class SurrogateEngine(Ladder):
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
             self._bounding = True
             bounded, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
-            # only a bounded set that passes: a better score that passes nothing was 067 at 0.50 from him,
-            # where main's fallback passes verification at 0.71
-            self._bounding = bounded.passed
+            # only a bounded set that passes, or is likely to verify where main's best is not: by the whole
+            # score (sex kept before distance) 067's bounded rung at 0.50 from him replaced main's at 0.71
+            self._bounding = bounded.score[:2] > best.score[:2]
             best = bounded if self._bounding else best
         try:
             best = self._finished(best, faces, common, preserve)
