@@ -472,6 +472,16 @@ class SurrogateSettings:
     # 61.5 %, but collisions 6.1 -> 8.2 %, sex kept 89.7 -> 87.2 % and deformed faces on the sheets (042,
     # 114, 022; docs/face-engine.md, issue-11n7).
     unfold_local: float = -1.0
+    # Bound the target shape to the bank's faces (issue-11n9; surrogate_bound.py): a rung whose target folds
+    # a warp triangle is made again with the target, before the patient's expression is put back, held
+    # within this many times the bank's farthest face in the principal directions of the bank's
+    # Procrustes-aligned 68-point shapes (Mahalanobis norm, 98 % of their variance) and off them (the
+    # residual), the kept region's landmarks held; what still folds is pulled back as before
+    # (``_without_folds``); a rung that folds nothing is main's. 0 = off. With the nose kept the ladder's
+    # targets lie at norms 7-47 / residuals 36-420 px (001), real faces the model never saw within 7.7 /
+    # 22 px, and the fold pull-back took the strong rungs back to 0.18 of their change (11n7). On every rung
+    # (1; --folds 39 nose): forwarded 76.9 -> 80.8 %, but 8 photos main forwarded were lost (038, 067, ...).
+    shape_bound: float = 0.0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or

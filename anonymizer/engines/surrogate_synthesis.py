@@ -15,6 +15,7 @@ from anonymizer import poisson
 from anonymizer.channels import widen
 from anonymizer.donors import DonorBank, DonorPhoto, expression, skin_mask
 from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
     boundary_base,
@@ -145,6 +146,8 @@ class Synthesis:
     settings: SurrogateSettings
     _anti: np.ndarray | None
     _expression: ExpressionModel | None
+    _shape_space: ShapeSpace | None
+    _bounding: bool
     _toned: dict[int, np.ndarray]
     _skin: np.ndarray
     _tone: tuple[np.ndarray, np.ndarray]
@@ -362,26 +365,11 @@ class Synthesis:
             texture = shaved(texture, weight, self.bank.reference, share)
             detail = shaved_detail(detail, weight, self.bank.reference, share)
         texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
-        target = _target_shape(
-            face.landmarks,
-            shape,
-            preserve,
-            self.settings.shape_weight,
-            replace(strength, jaw=0.0) if self.settings.keep_outline and strength.push <= 0 else strength,
-            self.settings.expression_follow,
-            _donor_fit(self.settings.inner_fit, preserve),
-        )
-        target = self._follow_patient(target, face.landmarks, preserve, strength)
-        if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
-            target = cap_opening(target, face.landmarks, self.settings.mouth_opening)
-        if self.settings.mouth_width >= 0:  # no wider than the patient's (surrogate_mouth.py)
-            target = cap_width(target, face.landmarks, self.settings.mouth_width)
-        target = keep_brow_height(target, face.landmarks, self.settings.brow_height)
-        floor = self.settings.outline_floor
-        wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
-        if floor >= 0 and wanted:
-            target = outline_floor(target, face.landmarks, floor * iod)
-        local = 0 <= strength.push <= self.settings.unfold_local  # negative: off
+        target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
+        if self._bounding and folded(target, self.bank.reference, tris, size).any():
+            # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
+            target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
+        local = 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
@@ -415,6 +403,51 @@ class Synthesis:
             self.settings.hanging_fringe,
         )
         return blended, target
+
+    def _shaped(
+        self,
+        patient: np.ndarray,
+        shape: np.ndarray,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        bound: bool,
+    ) -> np.ndarray:
+        """A rung's target shape before the fold pull-back: the donors' shape in the patient's pose with his
+        expression, mouth caps, brow height and outline floor; ``bound``: held within the bank's faces
+        (settings.shape_bound) before the expression is put back."""
+        target = _target_shape(
+            patient,
+            shape,
+            preserve,
+            self.settings.shape_weight,
+            replace(strength, jaw=0.0) if self.settings.keep_outline and strength.push <= 0 else strength,
+            self.settings.expression_follow,
+            _donor_fit(self.settings.inner_fit, preserve),
+        )
+        if bound:  # within the bank's faces; the patient's expression follows after
+            target = self._bounded(target, preserve)
+        target = self._follow_patient(target, patient, preserve, strength)
+        if self.settings.mouth_opening >= 0:  # no wider open than the patient's (surrogate_mouth.py)
+            target = cap_opening(target, patient, self.settings.mouth_opening)
+        if self.settings.mouth_width >= 0:  # no wider than the patient's (surrogate_mouth.py)
+            target = cap_width(target, patient, self.settings.mouth_width)
+        target = keep_brow_height(target, patient, self.settings.brow_height)
+        floor = self.settings.outline_floor
+        wanted = Region.EYES in preserve or (self.settings.outline_floor_free and Region.NOSE not in preserve)
+        if floor >= 0 and wanted:
+            target = outline_floor(target, patient, floor * interocular(self.bank.reference))
+        return target
+
+    def _bounded(self, target: np.ndarray, preserve: tuple[Region, ...]) -> np.ndarray:
+        """``target`` within settings.shape_bound sd of the bank's shapes (surrogate_bound.py); the
+        preserved regions' landmarks do not move."""
+        if self._shape_space is None:
+            shapes = [p.landmarks for p in self.bank.photos]
+            self._shape_space = ShapeSpace.fit(self.bank.reference, shapes)
+        fixed = np.zeros(68, bool)
+        for region in preserve:
+            fixed[list(REGION_POINTS.get(region, ()))] = True
+        return self._shape_space.bounded(target, fixed, self.settings.shape_bound)
 
     def _opened(self, target: np.ndarray, patient: np.ndarray, tris: np.ndarray) -> np.ndarray:
         """``target`` (unfolded) with the eyes opened to settings.eye_opening × the patient's, unless that
