@@ -294,6 +294,21 @@ def test_iris_darken_darkens_a_lighter_synthetic_iris_towards_the_patient_and_ne
         else:  # darker, by the gap (less the soft edge's spill) but never past FEATURE_SHIFT
             assert (moved < -0.6 * min(-lift, FEATURE_SHIFT)).all(), moved
             assert (moved > -FEATURE_SHIFT - 1.0).all(), moved
+    # the iris's lighter part (bright half, below the white's mean lightness) darkens too; the whites hardly
+    lab = cv2.cvtColor(synth, cv2.COLOR_RGB2LAB).astype(np.float32)
+    bright = _feature_masks(lab, ref)[2]
+    light = lab[..., 0]
+    iris = bright & (light < light[bright].mean() - 10)
+    white = bright & (light > light[bright].mean() + 10)
+    on_lab = cv2.cvtColor(match_features(synth, ref, patient(-20.0), 1.0), cv2.COLOR_RGB2LAB).astype(
+        np.float32
+    )
+    off_lab = cv2.cvtColor(match_features(synth, ref, patient(-20.0)), cv2.COLOR_RGB2LAB).astype(np.float32)
+    assert iris.sum() >= 8 and white.sum() >= 8
+    assert (on_lab[..., 0] - off_lab[..., 0])[iris].mean() < -5.0
+    assert (on_lab[..., 0] - off_lab[..., 0])[white].mean() > (on_lab[..., 0] - off_lab[..., 0])[
+        iris
+    ].mean() + 3
     half = match_features(synth, ref, patient(-20.0), 0.5)
     full = match_features(synth, ref, patient(-20.0), 1.0)
     off = match_features(synth, ref, patient(-20.0))
