@@ -139,9 +139,14 @@ def feature_colours(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray
 
 
 def match_features(
-    synth: np.ndarray, synth_landmarks: np.ndarray, patient: list[np.ndarray | None] | None
+    synth: np.ndarray,
+    synth_landmarks: np.ndarray,
+    patient: list[np.ndarray | None] | None,
+    iris_darken: float = 0.0,
 ) -> np.ndarray:
-    """The synthetic lips, irises and eye whites moved to the patient's mean colour there (soft-edged)."""
+    """The synthetic lips, irises and eye whites moved to the patient's mean colour there (soft-edged).
+    ``iris_darken`` (0-1): the share of the way the dark part of an eye also moves to the patient's lightness
+    when his is darker (never lighter)."""
     if not patient:
         return synth
     lab = _lab(synth)
@@ -150,17 +155,35 @@ def match_features(
     # the dark part of an eye takes the patient's hue only: its lightness is pupil, lashes and shadow, and
     # lifting it turns the eye glassy
     channels = [np.ones(3), *[np.array(c) for _ in EYE_POINTS for c in ((0, 1, 1), (1, 1, 1))]]
-    for mask, want, use in zip(_feature_masks(lab, synth_landmarks), patient, channels, strict=True):
+    masks = _feature_masks(lab, synth_landmarks)
+    for n, (mask, want, use) in enumerate(zip(masks, patient, channels, strict=True)):
         if want is None:
             continue
         y0, y1, x0, x1 = _blur_window(mask, soft)
         part = mask[y0:y1, x0:x1]  # every pixel of the mask, in the same order as in the whole crop
         if part.sum() < 8:
             continue
-        delta = use * np.clip(want - lab[y0:y1, x0:x1][part].mean(0), -FEATURE_SHIFT, FEATURE_SHIFT)
+        gap = want - lab[y0:y1, x0:x1][part].mean(0)
+        delta = use * np.clip(gap, -FEATURE_SHIFT, FEATURE_SHIFT)
+        if n % 2 == 1:  # an eye's dark part (masks: lips, then dark / bright per eye): darkened only
+            delta[0] = iris_darken * np.clip(gap[0], -FEATURE_SHIFT, 0.0)
+            if delta[0] < 0:  # a lighter donor iris: its part in the bright half too
+                shift += _iris_in_the_bright_half(lab, mask, masks[n + 1], delta)
         weight = cv2.GaussianBlur(part.astype(np.float32), (0, 0), soft)
         shift[y0:y1, x0:x1] += per_channel(weight) * per_pixel(delta, (*weight.shape, 3))
     return _rgb(lab + shift)
+
+
+def _iris_in_the_bright_half(
+    lab: np.ndarray, dark: np.ndarray, bright: np.ndarray, delta: np.ndarray
+) -> np.ndarray:
+    """The dark part's shift for the bright half's pixels, by how far each lies from the half's mean lightness
+    towards the dark part's (0 at or above the white's mean, all of it at the dark part's): a light donor
+    iris lies partly in the bright half, and there it kept its grey-blue (issue-11q9)."""
+    light = lab[..., 0]
+    white, iris = float(light[bright].mean()), float(light[dark].mean())
+    weight = np.where(bright, np.clip((white - light) / max(white - iris, 1.0), 0.0, 1.0), 0.0)
+    return per_channel(weight.astype(np.float32)) * per_pixel(delta, lab.shape)
 
 
 def _blur_window(mask: np.ndarray, sigma: float) -> tuple[int, int, int, int]:

@@ -535,6 +535,11 @@ class SurrogateSettings:
     # A rung that passed but lies near an issued identity is first made again with the patient's further
     # keyed shape steps (``spread_shape_variants``; each counts against ``issued_rungs``).
     issued_variants: bool = True
+    # The dark part of each synthetic eye (iris, pupil) darkened ``iris_darken`` (0-1) of the way to the
+    # patient's mean lightness there, never lightened and by at most FEATURE_SHIFT levels (match_features,
+    # issue-11q9). 0 = off: the dark part takes the patient's hue only (lifting it turns the eye glassy), so
+    # a light donor iris stayed light and a dark-eyed man (067) got grey-blue irises.
+    iris_darken: float = 0.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -387,7 +387,7 @@ class Synthesis:
         peers = ingredients.peers
         chroma = self.settings.highlight_chroma if finish else 0.0
         synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
-        synth = match_features(synth, target, ingredients.peers.features)
+        synth = match_features(synth, target, peers.features, self.settings.iris_darken)
         if _named(self.settings.brow_contrast, preserve) and (finish or not self.settings.brow_finish):
             synth = match_brows(synth, target, peers.brows)
         if finish:

@@ -10,6 +10,8 @@ import numpy as np
 
 from anonymizer.donors import load_bank, skin_mask
 from anonymizer.engines.surrogate_colour import (
+    FEATURE_SHIFT,
+    _feature_masks,
     boundary_base,
     detail_donor,
     ease_into_kept,
@@ -258,3 +260,57 @@ def test_the_reduced_size_light_matches_the_full_size_blur(pair: list[np.ndarray
         surrogate_colour._wide_blur = full
     assert fast is not None and reference is not None
     assert np.abs(fast - reference)[skin_mask(lm, 512)].max() < 1.0  # under one level of Lab on the skin
+
+
+def _dark_parts(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return [m for n, m in enumerate(_feature_masks(lab, landmarks)) if n % 2 == 1]
+
+
+def _dark_lightness(image: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return np.array([lab[..., 0][m].mean() for m in masks])
+
+
+def test_iris_darken_darkens_a_lighter_synthetic_iris_towards_the_patient_and_never_lightens(
+    bank_path: Path,
+) -> None:
+    bank = load_bank(bank_path)
+    synth, ref = bank.photos[0].texture, bank.reference
+    masks = _dark_parts(synth, ref)
+    own = feature_colours(synth, ref)
+
+    def patient(lift: float) -> list[np.ndarray | None]:
+        """The synthetic face's own feature colours with the dark part of each eye ``lift`` levels lighter."""
+        return [c if n % 2 == 0 or c is None else c + np.array([lift, 0.0, 0.0]) for n, c in enumerate(own)]
+
+    for lift in (-20.0, -60.0, 20.0):
+        off = match_features(synth, ref, patient(lift))
+        assert np.array_equal(match_features(synth, ref, patient(lift), 0.0), off)
+        on = match_features(synth, ref, patient(lift), 1.0)
+        moved = _dark_lightness(on, masks) - _dark_lightness(off, masks)
+        if lift > 0:  # a patient with lighter irises: the synthetic ones are not lifted
+            assert np.array_equal(on, off)
+        else:  # darker, by the gap (less the soft edge's spill) but never past FEATURE_SHIFT
+            assert (moved < -0.6 * min(-lift, FEATURE_SHIFT)).all(), moved
+            assert (moved > -FEATURE_SHIFT - 1.0).all(), moved
+    # the iris's lighter part (bright half, below the white's mean lightness) darkens too; the whites hardly
+    lab = cv2.cvtColor(synth, cv2.COLOR_RGB2LAB).astype(np.float32)
+    bright = _feature_masks(lab, ref)[2]
+    light = lab[..., 0]
+    iris = bright & (light < light[bright].mean() - 10)
+    white = bright & (light > light[bright].mean() + 10)
+    on_lab = cv2.cvtColor(match_features(synth, ref, patient(-20.0), 1.0), cv2.COLOR_RGB2LAB).astype(
+        np.float32
+    )
+    off_lab = cv2.cvtColor(match_features(synth, ref, patient(-20.0)), cv2.COLOR_RGB2LAB).astype(np.float32)
+    assert iris.sum() >= 8 and white.sum() >= 8
+    assert (on_lab[..., 0] - off_lab[..., 0])[iris].mean() < -5.0
+    assert (on_lab[..., 0] - off_lab[..., 0])[white].mean() > (on_lab[..., 0] - off_lab[..., 0])[
+        iris
+    ].mean() + 3
+    half = match_features(synth, ref, patient(-20.0), 0.5)
+    full = match_features(synth, ref, patient(-20.0), 1.0)
+    off = match_features(synth, ref, patient(-20.0))
+    between = _dark_lightness(half, masks)
+    assert (between < _dark_lightness(off, masks)).all() and (between > _dark_lightness(full, masks)).all()
