@@ -288,7 +288,12 @@ class SurrogateSettings:
     # 37.5 -> 43.8 · 62.5 % (001's smiling photo rank 6 -> 5), collisions 5.4 -> 4.5 · 8.9 %, donor leak
     # 12.5 · 31.2 -> 25.0 %, sex kept 87.5 · 87.5 % (002 still reads male); draw A full: dlib box 0.950
     # kept, smile 87.5 -> 93.8 %.
-    nose_kept: tuple[tuple[str, object], ...] = (("anti_beard", 0.0),)
+    # Nose kept (issue-11n9, on by the lead): ``shape_bound`` 1, a second pass for a group no donor set
+    # passes, with folded targets bounded to the bank's faces. eval_pixels --folds 39 --settings nose
+    # --privacy-only, main -> on: forwarded 76.9 -> 87.2 %, r1 / r5 14.1 / 65.4 -> 7.7 / 53.8 %, collisions
+    # 6.3 -> 3.8 %, sex kept 89.7 -> 91.0 %; de-ID 98.7 -> 97.4 % (067's two outputs, now quarantined,
+    # fail-closed, where main forwarded them), donor leak 16.7 -> 25.6 % (floor 26.9 %).
+    nose_kept: tuple[tuple[str, object], ...] = (("anti_beard", 0.0), ("shape_bound", 1.0))
     # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
     # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
     # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
