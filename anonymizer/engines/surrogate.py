@@ -14,7 +14,6 @@ structure. It points away from the patient and, lying outside the donors' span, 
 donor that an output still matches is repelled the same way on the next rung.
 """
 
-
 import logging
 import os
 from collections.abc import Sequence
@@ -224,6 +223,8 @@ class SurrogateEngine(Ladder):
             bounded, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
             # by the ladder's whole score (as between sets); by (passed, likely to verify) alone, whole set
             # joined: forwarded 87.2 -> 85.9 %, sex kept 91.0 -> 88.5 %, 067 lost all the same (11n9)
+            # left set while the bounded attempt is the pick: the colour finish remakes the chosen rung, and
+            # must bound its target as the pass that made it did
             self._bounding = bounded.passed or bounded.score > best.score
             best = bounded if self._bounding else best
         best = self._avoided(best, common.avoid)

@@ -15,7 +15,7 @@ residual and a norm up to 12, and 001's outputs were twisted faces.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,9 +44,7 @@ class ShapeSpace:
         kept = min(kept, len(variance))
         space = cls(ref, mean, vt[:kept].T.copy(), np.sqrt(np.maximum(variance[:kept], 1e-12)), (0.0, 0.0))
         norms = np.array([space.norms(s) for s in shapes])
-        return cls(
-            space.reference, mean, space.basis, space.sd, (float(norms[:, 0].max()), float(norms[:, 1].max()))
-        )
+        return replace(space, farthest=(float(norms[:, 0].max()), float(norms[:, 1].max())))
 
     def norms(self, shape: np.ndarray) -> tuple[float, float]:
         """The shape's Mahalanobis norm in the model's directions and its residual off them (px)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -150,7 +150,6 @@ def _reseed(seed: int, attempt: int) -> int:
     return int.from_bytes(
         hashlib.sha256(f"surrogate-donor-set|{seed}|{attempt}".encode()).digest()[:8], "big"
     )
-
 
 
 def _kept_sex(checks: Sequence[_Check], sex: str) -> bool:
@@ -312,23 +311,29 @@ class Ladder(Synthesis):
         if not self.settings.issued_variants or avoid is None or step is None or passing.remake is None:
             return None
         prepared, strength, repel = passing.remake
-        for other in common.shape_variants:
-            if other is step or avoid.exhausted:
-                continue
-            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
-            made, checks = self._remade(faces, moved, common, preserve, strength, list(repel))
+        if avoid.exhausted:
+            return None
+        for moved, _, made, checks in self._stepped(
+            faces, prepared, step, common, preserve, strength, list(repel)
+        ):
             passed, score, _, _ = self._judge(checks, common)
             if passed:
                 passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
             if not passed:
                 avoid.spend()
-                continue
-            outs = tuple(c.out for c in checks if c.out is not None)
-            crops = [c for c, _ in made]
-            attempt = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
-            if avoid.clear(attempt, checks):
-                log.info("surrogate rung remade with another keyed shape step: it avoids issued identities")
-                return attempt
+            else:
+                outs = tuple(c.out for c in checks if c.out is not None)
+                crops = [c for c, _ in made]
+                attempt = replace(
+                    passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs
+                )
+                if avoid.clear(attempt, checks):
+                    log.info(
+                        "surrogate rung remade with another keyed shape step: it avoids issued identities"
+                    )
+                    return attempt
+            if avoid.exhausted:
+                break
         return None
 
     def _among_strangers(
@@ -382,6 +387,25 @@ class Ladder(Synthesis):
         log.info("surrogate rung remade with a weaker anti-face: it kept the sex")
         return made, checks, judged, weaker
 
+    def _stepped(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        step: np.ndarray,
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> Iterator[tuple[list[Ingredients], np.ndarray, list, list[_Check]]]:
+        """The rung made again with each of the patient's further keyed shape steps in place of ``step``, one
+        at a time as asked (ingredients, step, made, checks): the sex's and the issued check's variants."""
+        for other in common.shape_variants:
+            if other is step:
+                continue
+            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
+            made, checks = self._remade(faces, moved, common, preserve, strength, repel)
+            yield moved, other, made, checks
+
     def _remade(
         self,
         faces: Sequence[AlignedFace],
@@ -422,11 +446,9 @@ class Ladder(Synthesis):
         Deterministic: the same patient tries the same steps, so their photos, now or later, stay one
         person."""
         found = None
-        for other in common.shape_variants:
-            if other is step:
-                continue
-            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
-            made, checks = self._remade(faces, moved, common, preserve, strength, repel)
+        for moved, other, made, checks in self._stepped(
+            faces, prepared, step, common, preserve, strength, repel
+        ):
             judged = self._judge(checks, common)
             eligible = not _sex_lost(judged[1]) and judged[1][1] >= verifiable
             if eligible and (found is None or judged[1] > found[-1][1]):
@@ -437,9 +459,7 @@ class Ladder(Synthesis):
             log.info("surrogate rung remade with another keyed shape step: it kept the sex")
         return found
 
-    def _judge(
-        self, checks: Sequence[_Check], common: _Common
-    ) -> tuple[bool, tuple[float, ...], bool, bool]:
+    def _judge(self, checks: Sequence[_Check], common: _Common) -> tuple[bool, tuple[float, ...], bool, bool]:
         """A rung's outcome: (passed, score (larger is better), far from the patient, one person)."""
         closest = min(c.away for c in checks)
         far_all = closest > self.settings.self_check_distance and not any(

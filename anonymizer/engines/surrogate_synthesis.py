@@ -139,7 +139,6 @@ class _BlendSide:
     matte: np.ndarray | None = None  # (S, S) float32: hanging_matte (None: settings.hanging_fringe off)
 
 
-
 class Synthesis:
     """The synthesis half of SurrogateEngine, which sets these attributes and the bank."""
 
@@ -309,9 +308,7 @@ class Synthesis:
         clip = self.settings.spread_texture_clip
         return shape, self._space.deviation(key, texture_scale, texture_away, guard, away_min, clip)[1]
 
-    def _shape_variants(
-        self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]
-    ) -> KeyedSteps:
+    def _shape_variants(self, identity_seed: int, patient: tuple[np.ndarray, np.ndarray, str]) -> KeyedSteps:
         """The patient's further keyed shape steps (settings.spread_shape_variants), in keyed order: a rung
         whose outputs read as the other sex is made again with them (surrogate_ladder ``_other_step``).
         Made on first use (``KeyedSteps``): most groups never need them."""
@@ -439,8 +436,8 @@ class Synthesis:
         return target
 
     def _bounded(self, target: np.ndarray, preserve: tuple[Region, ...]) -> np.ndarray:
-        """``target`` within settings.shape_bound sd of the bank's shapes (surrogate_bound.py); the
-        preserved regions' landmarks do not move."""
+        """``target`` within settings.shape_bound × the bank's farthest face, in the bank's shape directions
+        and off them (surrogate_bound.py); the preserved regions' landmarks do not move."""
         if self._shape_space is None:
             shapes = [p.landmarks for p in self.bank.photos]
             self._shape_space = ShapeSpace.fit(self.bank.reference, shapes)
