@@ -4,11 +4,11 @@ A 12 MP photo's pixel stage allocates and frees dozens of arrays of 3-150 MB (fr
 text detector's 3 MP levels). glibc serves each block above its mmap threshold (at most 32 MB, by its own
 dynamic rule) with a fresh mapping and unmaps it on free, and returns free heap above its trim threshold to
 the kernel: the next array of that size then faults in every page again, zeroed by the kernel. On the timing
-photo that was 11,000-26,000 minor faults and 0.04-0.15 s of system CPU per photo, counted in the process's
-CPU time (docs/face-engine.md, issue-11t10). With both thresholds raised the freed blocks stay in the heap and
-are reused: ~0 faults, ~0.005 s of system CPU, every output byte the same (the values an array holds do not
-depend on where its memory came from), peak RSS +50 MB (1.25 → 1.30 GB). The worker then keeps up to the
-threshold of free heap between jobs instead of handing it back.
+photo that was 4,400-56,000 minor faults and 0.03-0.45 s of system CPU per photo, counted in the
+process's CPU time (docs/face-engine.md, issue-11t10). With both thresholds raised the freed blocks stay in
+the heap and are reused: ~30 faults, under 0.015 s of system CPU, every output byte the same (the values an
+array holds do not depend on where its memory came from), peak RSS +50 MB (1.25 → 1.30 GB). The worker then
+keeps up to the threshold of free heap between jobs instead of handing it back (RSS 1.06-1.11 → 1.30 GB).
 
 ``mallopt`` is process-wide and set once, from the pixel stage's entry (never at import). Where the C
 library is not glibc (no ``mallopt``) nothing is changed.

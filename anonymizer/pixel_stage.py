@@ -53,7 +53,7 @@ class PixelSettings:
     kernel_threads: int = 1
     # large arrays from glibc's heap, freed ones kept for the next (anonymizer/heap.py): blocks below this
     # many bytes, and up to this much free heap between jobs (0 = glibc's defaults: each block above 32 MB
-    # mapped and its pages faulted in again, ~0.04-0.15 s of system CPU per 12 MP photo)
+    # mapped and its pages faulted in again, 0.03-0.45 s of system CPU per 12 MP photo)
     heap_keep_bytes: int = 512 << 20
 
 
