@@ -123,7 +123,7 @@ def _word_blobs(
     boxes, centres, heights, word = [np.zeros((0, 4), int)], [np.zeros((0, 2), int)], [np.zeros(0)], [[]]
     for i in candidates[candidates > 0]:
         x, y, bw, bh = stats[i, :4]
-        ys, xs = np.nonzero(labels[y : y + bh, x : x + bw] == i)
+        xs, ys = _outline(labels[y : y + bh, x : x + bw] == i)
         (cx, cy), (rw, rh), angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))
         thin, long = min(rw, rh), max(rw, rh)
         fill = area[i] / max(rw * rh, 1.0)
@@ -142,6 +142,19 @@ def _word_blobs(
         word.append([int(i)] * pieces)
     return _Glyphs(np.concatenate(boxes), np.concatenate(centres), np.concatenate(heights),
                    np.concatenate(word).astype(np.int64))
+
+
+def _outline(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xs, ys) of each row's first and last true pixel of a component's box mask: for ``cv2.minAreaRect``
+    and the extent along any direction, all a component's pixels are no better. Their convex hull is the
+    same (every pixel lies between its row's two ends), and so is the rectangle OpenCV fits to it, bit for bit
+    (13,686 components checked); a linear projection's maximum and minimum lie at a row's ends. A component
+    of thousands of pixels gives a few hundred points (its rotated rectangle in ~1/5 of the time)."""
+    rows = np.flatnonzero(mask.any(1))
+    first = mask[rows].argmax(1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(1)
+    two = last > first
+    return np.concatenate([first, last[two]]), np.concatenate([rows, rows[two]])
 
 
 def _smear(shape: tuple[int, ...], glyphs: _Glyphs, settings: DetectSettings) -> np.ndarray:
@@ -233,14 +246,15 @@ def _rows_box(
     return (float(mid[0]), float(mid[1])), (float(np.ptp(u)), float(np.ptp(v)) + 1.3 * glyph), angle
 
 
-def _text_like(glyph_heights: np.ndarray, settings: DetectSettings) -> bool:  # heights of one component
-    """Enough glyphs of one size: a line of type, not a strand of hair or an eyelid."""
+def _text_height(glyph_heights: np.ndarray, settings: DetectSettings) -> float | None:  # of one component
+    """The type's height (the median of the glyphs, dots and commas left out) when there are enough glyphs
+    of one size: a line of type, not a strand of hair or an eyelid; else None."""
     if len(glyph_heights) < settings.min_glyphs:
-        return False
+        return None
     main = glyph_heights[glyph_heights >= 0.5 * np.percentile(glyph_heights, 90)]  # not dots and commas
     median = float(np.median(main))
     alike = np.count_nonzero(np.abs(main - median) <= 0.35 * median + 1)
-    return alike >= max(settings.min_glyphs, 0.6 * len(main))
+    return median if alike >= max(settings.min_glyphs, 0.6 * len(main)) else None
 
 
 def _level_proposals(
@@ -278,19 +292,17 @@ def _lines_of(
     n, labels, stats, _ = components.with_stats(joined)
     per_line = _group(labels, n, glyphs)
     found: list[Proposal] = []
-    # a line holds at least ``min_glyphs`` glyphs (``_text_like``): most components (a hair's blob, a pore)
+    # a line holds at least ``min_glyphs`` glyphs (``_text_height``): most components (a hair's blob, a pore)
     # hold fewer and are passed over before any per-component work
     for i in (i for i in range(1, n) if len(per_line[i]) >= settings.min_glyphs):
         x, y, w, h, area = stats[i]
         if need_piece and not _several_words(glyphs.word[per_line[i]]):
             continue
         heights = glyphs.heights[per_line[i]]
-        if not _text_like(heights, settings):
+        glyph = _text_height(heights, settings)
+        if glyph is None or not settings.min_line_px <= glyph <= settings.max_line_px:
             continue
-        glyph = float(np.median(heights[heights >= 0.5 * np.percentile(heights, 90)]))
-        if not settings.min_line_px <= glyph <= settings.max_line_px:
-            continue
-        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        xs, ys = _outline(labels[y : y + h, x : x + w] == i)  # (a line's extent: every pixel is no better)
         points = np.column_stack([xs + x, ys + y]).astype(np.float32)
         mine = per_line[i]
         centres, boxes = glyphs.centres[mine].astype(np.float32), glyphs.boxes[mine].astype(np.float32)

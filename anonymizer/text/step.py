@@ -46,6 +46,11 @@ class TextSettings:
     end_margin: float = 0.8  # and at its two ends (a glyph the detector left out of the line)
     rounds: int = 3  # redaction rounds before the final check
     prefilter: bool = True  # lines the pre-OCR filter finds surely not text are not read (False: read all)
+    # a proposal read only because its look was too coarse for the filter is read again (wide, tight,
+    # inverted, ...) only when a finer look of up to ``coarse_look_pixels`` passes the filter or its first
+    # read held a token (issue-11x10; off: its re-reads are those of any line)
+    coarse_retry_look: bool = False
+    coarse_look_pixels: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -134,11 +139,26 @@ def _crop(
     return _contrast(crop, orient), m
 
 
-def look(image: np.ndarray, p: Proposal) -> tuple[np.ndarray, float]:
+def look(
+    image: np.ndarray, p: Proposal, max_pixels: int = text_filter.MAX_PIXELS
+) -> tuple[np.ndarray, float]:
     """What the pre-OCR filter sees of a proposal (the OCR crop, small, in either polarity: the filter
     judges both), and its scale."""
-    crop, m = _crop(image, p, text_filter.GLYPH_PX, text_filter.MAX_PIXELS, orient=False)
+    crop, m = _crop(image, p, text_filter.GLYPH_PX, max_pixels, orient=False)
     return crop, float(np.hypot(m[0, 0], m[0, 1]))
+
+
+def _retry(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
+    """Worth reading again after a read that was nearly text. With ``coarse_retry_look``, a proposal read
+    only because its look was too coarse (a large-glyph block in hair: up to six reads) is read again only
+    when a finer look, with up to ``coarse_look_pixels``, passes the filter (or is still too coarse)."""
+    if not settings.coarse_retry_look or not settings.prefilter:
+        return True
+    _, scale = look(image, p)
+    if scale * settings.detect.min_cap_px >= text_filter.MIN_TYPE_PX:
+        return True
+    crop, scale = look(image, p, settings.coarse_look_pixels)
+    return scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX or text_filter.load().passes(crop)
 
 
 def _worth_reading(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
@@ -246,7 +266,10 @@ def _read(
     words = ocr.read_line(crop, block=_block(p))
     text = _is_text(words, settings)
     nearly = any(_nearly(w, _block(p)) for w in words)
-    if not text and (nearly or any(_is_token(w, settings) for w in words) or _misread_print(crop, words)):
+    token = any(_is_token(w, settings) for w in words)
+    if not text and (nearly or token or _misread_print(crop, words)) and (
+        token or _retry(image, p, settings)
+    ):
         for again, again_m, as_block in _retries(image, p, crop, m, words, settings):
             retry = ocr.read_line(again, block=as_block)
             if _is_text(retry, settings):

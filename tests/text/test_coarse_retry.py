@@ -1,0 +1,70 @@
+"""``coarse_retry_look`` (issue-11x10, off by default): a proposal read only because its look was too coarse
+for the pre-OCR filter is read again only when a finer look passes the filter, or its first read held a
+token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from anonymizer.text import ocr, step
+from anonymizer.text.detect import Proposal
+
+# glyphs 60 px: the 2,500-pixel look shows 12 px type at 2.3 px (too coarse), a 10,000-pixel one at 2.7 px
+COARSE = Proposal((400.0, 200.0), (500.0, 70.0), 0.0, 60.0)
+UNSURE = [ocr.Word("abc", 40.0, (0, 0, 30, 20))]  # nearly text: worth reading again, not a token
+TOKEN_AMONG_NOISE = [ocr.Word("AB12", 92.0, (0, 0, 40, 20)), ocr.Word("x" * 20, 10.0, (40, 0, 200, 20))]
+
+
+@dataclass
+class _Filter:
+    verdict: bool
+    looked: int = 0
+
+    def passes(self, crop: np.ndarray) -> bool:
+        self.looked += 1
+        return self.verdict
+
+
+def _reads(
+    monkeypatch: pytest.MonkeyPatch, words: list[ocr.Word], verdict: bool, on: bool
+) -> tuple[int, int]:
+    """(OCR reads, filter looks) of reading COARSE on noise, every read returning ``words``."""
+    calls = []
+    fake = _Filter(verdict)
+    monkeypatch.setattr(step.ocr, "read_line", lambda crop, block=False: calls.append(crop.shape) or words)
+    monkeypatch.setattr(step.text_filter, "load", lambda: fake)
+    image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
+    line = step._read(image, COARSE, None, step.TextSettings(coarse_retry_look=on))
+    assert not line.text
+    return len(calls), fake.looked
+
+
+def test_the_proposal_is_coarse_for_the_look_and_not_for_the_finer_one() -> None:
+    image = np.zeros((400, 800, 3), np.uint8)
+    settings = step.TextSettings()
+    assert step.look(image, COARSE)[1] * settings.detect.min_cap_px < step.text_filter.MIN_TYPE_PX
+    fine = step.look(image, COARSE, settings.coarse_look_pixels)[1]
+    assert fine * settings.detect.min_cap_px >= step.text_filter.MIN_TYPE_PX
+
+
+def test_off_a_coarse_unsure_read_is_read_again_without_a_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads, looked = _reads(monkeypatch, UNSURE, verdict=False, on=False)
+    assert reads >= 4 and looked == 0  # first read, then wide, tight and inverted
+
+
+def test_on_a_coarse_unsure_read_the_filter_refuses_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _reads(monkeypatch, UNSURE, verdict=False, on=True) == (1, 1)
+
+
+def test_on_a_coarse_unsure_read_the_filter_passes_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    off, _ = _reads(monkeypatch, UNSURE, verdict=True, on=False)
+    assert _reads(monkeypatch, UNSURE, verdict=True, on=True) == (off, 1)
+
+
+def test_on_a_token_among_fragments_is_read_again_whatever_the_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    off, _ = _reads(monkeypatch, TOKEN_AMONG_NOISE, verdict=False, on=False)
+    assert off >= 4
+    assert _reads(monkeypatch, TOKEN_AMONG_NOISE, verdict=False, on=True) == (off, 0)
