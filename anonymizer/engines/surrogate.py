@@ -106,6 +106,7 @@ class SurrogateEngine(Ladder):
         self._neutral: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its L* for the keyed identity mix
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
+        self._clouds: dict[str, np.ndarray] = {}  # the synthetic cloud's centre per sex (spread_pick)
         self._kept: dict[tuple, SurrogateEngine] = {}  # siblings by their overrides (nose or eyes kept)
         self._kept_from: SurrogateSettings | None = None  # the settings those siblings were made from
         # the synthetic identities already issued (anonymizer.issued; None: each group on its own, as before)
