@@ -113,6 +113,7 @@ class SurrogateEngine(Ladder):
         self.issued: IssuedIdentities | None = None
         # last group: "" no check, "free" none within reach, "clear +N" / "fallback +N" (N rungs climbed on)
         self.last_avoid = ""
+        self.last_pick = ""  # last group (spread_pick): "passed/tried moved|kept" of the further steps
 
     @property
     def bank(self) -> DonorBank:
@@ -191,7 +192,8 @@ class SurrogateEngine(Ladder):
         if chosen is not self:
             chosen.issued = self.issued
             crops = chosen.anonymize(faces, identity_seed, preserve)
-            copied = ("last_choice", "last_level", "last_reference", "photo_detail", "trace", "last_avoid")
+            copied = ("last_choice", "last_level", "last_reference", "photo_detail", "trace")
+            copied += ("last_avoid", "last_pick")
             for name in copied:
                 setattr(self, name, getattr(chosen, name))
             return crops
@@ -217,7 +219,7 @@ class SurrogateEngine(Ladder):
             population_rank=self._group_aim(preserve),
             avoid=self._avoid(identity_seed),
         )
-        self.trace = []
+        self.trace, self.last_pick = [], ""
         best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
             self._bounding = True

@@ -165,6 +165,7 @@ class Ladder(Synthesis):
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
     _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
     _clouds: dict[str, np.ndarray]  # the synthetic cloud's centre per sex (spread_pick)
+    last_pick: str  # the last group's further steps (spread_pick): "passed/tried moved|kept"
 
     def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -360,17 +361,19 @@ class Ladder(Synthesis):
             self._clouds[sex] = cloud_centre(self.bank, sex, self.settings.spread_pick_cloud)
         centre = self._clouds[sex]
         prepared, strength, repel = passing.remake
-        best, farthest = passing, reach(passing.outs, centre)
+        best, farthest, tried, passing_steps = passing, reach(passing.outs, centre), 0, 0
         remakes = self._stepped(faces, prepared, step, common, preserve, strength, list(repel))
         for _, (moved, _, made, checks) in zip(range(tries), remakes, strict=False):
             passed, score, _, _ = self._judge(checks, common)
             if passed:
                 passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
+            tried, passing_steps = tried + 1, passing_steps + passed
             outs = tuple(c.out for c in checks if c.out is not None)
             if passed and reach(outs, centre) > farthest:
                 crops = [c for c, _ in made]
                 best = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
                 farthest = reach(outs, centre)
+        self.last_pick = f"{passing_steps}/{tried} {'moved' if best is not passing else 'kept'}"
         if best is not passing:
             log.info("surrogate rung remade with another keyed shape step: farther from the synthetic centre")
         return best

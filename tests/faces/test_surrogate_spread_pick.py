@@ -89,7 +89,7 @@ def test_off_the_passing_rung_is_kept_and_nothing_is_remade(monkeypatch: pytest.
     engine = _engine(monkeypatch)
     chosen = _climb(engine)
     assert chosen.passed and chosen.level == 0 and _picked(chosen) == 0
-    assert engine.made == 2  # type: ignore[attr-defined]
+    assert engine.made == 2 and engine.last_pick == ""  # type: ignore[attr-defined]
 
 
 def test_the_step_farthest_from_the_centre_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,13 +98,14 @@ def test_the_step_farthest_from_the_centre_is_chosen(monkeypatch: pytest.MonkeyP
     assert chosen.passed and chosen.level == 0 and _picked(chosen) == 20
     assert reach(chosen.outs, CENTRE) == pytest.approx(np.linalg.norm(_unit(20) - CENTRE))
     assert chosen.remake is not None and np.all(chosen.remake[0][0].shape == 2.0)  # the finish remakes it
-    assert engine.made == 6  # type: ignore[attr-defined]
+    assert engine.made == 6 and engine.last_pick == "2/2 moved"  # type: ignore[attr-defined]
 
 
 def test_a_step_that_fails_the_self_check_is_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine(monkeypatch, failing=20, spread_pick=2)
     chosen = _climb(engine)
     assert chosen.passed and _picked(chosen) == 10  # the farthest one matched a donor
+    assert engine.last_pick == "1/2 moved"
 
 
 def test_the_steps_tried_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +117,7 @@ def test_the_steps_tried_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_step_lies_farther_keeps_the_rung(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine(monkeypatch, spread_pick=2)
     engine._clouds["F"] = 0.3 * _unit(10) + 0.3 * _unit(20)  # both steps lie nearer than the rung
-    assert _picked(_climb(engine)) == 0
+    assert _picked(_climb(engine)) == 0 and engine.last_pick == "2/2 kept"
 
 
 def _photo(identity: str, sex: str, value: float) -> SimpleNamespace:
