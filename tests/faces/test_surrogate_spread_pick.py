@@ -138,3 +138,16 @@ def test_the_centre_is_the_banks_own_synthetics_of_the_sex(tmp_path: Path) -> No
     np.savez(path, ids=np.array(["patient"]), desc=desc[:1])
     with pytest.raises(ValueError):
         cloud_centre(bank, "F", path)  # type: ignore[arg-type]
+
+
+def test_the_cloud_file_keeps_forwarded_outputs_named_as_the_bank(tmp_path: Path) -> None:
+    """bench/synthetic_cloud.py: one setting's forwarded outputs, ids as the bank names its identities."""
+    from bench.synthetic_cloud import cloud
+
+    path = tmp_path / "outputs.npz"
+    desc = np.stack([np.full(128, v) for v in (1.0, 2.0, 3.0)])
+    np.savez(
+        path, nothing_ids=np.array(["001", "001", "002"]), nothing_desc=desc, nothing_ok=np.array([1, 0, 1])
+    )
+    ids, kept = cloud(path, "nothing")
+    assert ids.tolist() == ["london_001", "london_002"] and np.allclose(kept[:, 0], [1.0, 3.0])
