@@ -279,6 +279,9 @@ def trace(identity: str, engine: object, preserve: tuple[Region, ...], results: 
     avoid = getattr(engine, "last_avoid", "")
     if avoid:  # the issued-identities check (--issued): free / clear / fallback (miss_report skips it)
         print(f"# issued {kept} {identity} {avoid}", file=sys.stderr)
+    pick = getattr(engine, "last_pick", "")
+    if pick:  # spread_pick: further steps that passed / tried, and whether one replaced the rung
+        print(f"# pick {kept} {identity} {pick}", file=sys.stderr)
     sets: dict[int, int] = {}
     for seed, tier, level, away, closer, donors in getattr(engine, "trace", []):
         n = sets.setdefault(seed, len(sets))

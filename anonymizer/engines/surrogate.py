@@ -106,12 +106,14 @@ class SurrogateEngine(Ladder):
         self._neutral: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its L* for the keyed identity mix
         self._space: FaceSpace | None = None  # the bank's face space for the keyed spread (first use)
         self._centres: dict[str, np.ndarray] = {}  # the bank's mean descriptor per sex (first use)
+        self._clouds: dict[str, np.ndarray] = {}  # the synthetic cloud's centre per sex (spread_pick)
         self._kept: dict[tuple, SurrogateEngine] = {}  # siblings by their overrides (nose or eyes kept)
         self._kept_from: SurrogateSettings | None = None  # the settings those siblings were made from
         # the synthetic identities already issued (anonymizer.issued; None: each group on its own, as before)
         self.issued: IssuedIdentities | None = None
         # last group: "" no check, "free" none within reach, "clear +N" / "fallback +N" (N rungs climbed on)
         self.last_avoid = ""
+        self.last_pick = ""  # last group (spread_pick): "passed/tried moved|kept" of the further steps
 
     @property
     def bank(self) -> DonorBank:
@@ -190,7 +192,8 @@ class SurrogateEngine(Ladder):
         if chosen is not self:
             chosen.issued = self.issued
             crops = chosen.anonymize(faces, identity_seed, preserve)
-            copied = ("last_choice", "last_level", "last_reference", "photo_detail", "trace", "last_avoid")
+            copied = ("last_choice", "last_level", "last_reference", "photo_detail", "trace")
+            copied += ("last_avoid", "last_pick")
             for name in copied:
                 setattr(self, name, getattr(chosen, name))
             return crops
@@ -216,7 +219,7 @@ class SurrogateEngine(Ladder):
             population_rank=self._group_aim(preserve),
             avoid=self._avoid(identity_seed),
         )
-        self.trace = []
+        self.trace, self.last_pick = [], ""
         best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
             self._bounding = True

@@ -14,6 +14,7 @@ import numpy as np
 
 from anonymizer.donors import DonorPhoto
 from anonymizer.engines.base import AlignedFace
+from anonymizer.engines.surrogate_cloud import cloud_centre, reach
 from anonymizer.engines.surrogate_colour import detail_donor
 from anonymizer.engines.surrogate_donors import DonorChoice, apparent_sex
 from anonymizer.engines.surrogate_identity import identity_coefficients, identity_key
@@ -163,6 +164,8 @@ class Ladder(Synthesis):
     trace: list[tuple]
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
     _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
+    _clouds: dict[str, np.ndarray]  # the synthetic cloud's centre per sex (spread_pick)
+    last_pick: str  # the last group's further steps (spread_pick): "passed/tried moved|kept"
 
     def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -277,7 +280,7 @@ class Ladder(Synthesis):
             elif common.avoid is not None:
                 common.avoid.spend()
             if passed:
-                return current
+                return self._widest(faces, current, step, common, preserve)
             # dlib's distance is not monotonic in strength: remember the rung most likely to verify
             best = max(best, current, key=lambda a: a.score)
             for c in checks:
@@ -335,6 +338,45 @@ class Ladder(Synthesis):
             if avoid.exhausted:
                 break
         return None
+
+    def _widest(
+        self,
+        faces: Sequence[AlignedFace],
+        passing: _Attempt,
+        step: np.ndarray | None,
+        common: _Common,
+        preserve: tuple[Region, ...],
+    ) -> _Attempt:
+        """A passing rung made again with up to ``settings.spread_pick`` of the patient's further keyed shape
+        steps: of the rung and those remakes that pass the same self-check, the one whose nearest output lies
+        farthest from the synthetic cloud's centre of the patient's sex (``surrogate_cloud``); the rung itself
+        when off, with an issued-identities store, or when no remake lies farther. Keyed: the same patient
+        tries the same steps, and no other patient's output takes part, so the order of patients does not
+        matter."""
+        tries = self.settings.spread_pick
+        if tries <= 0 or common.avoid is not None or step is None or passing.remake is None:
+            return passing
+        sex = common.profile[0]
+        if sex not in self._clouds:
+            self._clouds[sex] = cloud_centre(self.bank, sex, self.settings.spread_pick_cloud)
+        centre = self._clouds[sex]
+        prepared, strength, repel = passing.remake
+        best, farthest, tried, passing_steps = passing, reach(passing.outs, centre), 0, 0
+        remakes = self._stepped(faces, prepared, step, common, preserve, strength, list(repel))
+        for _, (moved, _, made, checks) in zip(range(tries), remakes, strict=False):
+            passed, score, _, _ = self._judge(checks, common)
+            if passed:
+                passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
+            tried, passing_steps = tried + 1, passing_steps + passed
+            outs = tuple(c.out for c in checks if c.out is not None)
+            if passed and reach(outs, centre) > farthest:
+                crops = [c for c, _ in made]
+                best = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
+                farthest = reach(outs, centre)
+        self.last_pick = f"{passing_steps}/{tried} {'moved' if best is not passing else 'kept'}"
+        if best is not passing:
+            log.info("surrogate rung remade with another keyed shape step: farther from the synthetic centre")
+        return best
 
     def _among_strangers(
         self,

@@ -545,6 +545,18 @@ class SurrogateSettings:
     # issue-11q9). 0 = off: the dark part takes the patient's hue only (lifting it turns the eye glassy), so
     # a light donor iris stayed light and a dark-eyed man (067) got grey-blue irises.
     iris_darken: float = 0.0
+    # Distinct patients by the cloud's width (issue-11c10): different patients' outputs lie 0.805 apart
+    # against real faces' 0.849, because every output sits nearer its sex's synthetic centre than real faces
+    # sit to theirs (issue-11c7). A rung that passes the self-check is made again with up to this many of the
+    # patient's further keyed shape steps (``spread_shape_variants``); of those that pass the same self-check,
+    # the one whose nearest output lies farthest from the centre of the patient's sex in ``spread_pick_cloud``
+    # is used. Keyed and order-free: no other patient's output is consulted. 0 = off.
+    spread_pick: int = 0
+    # An .npz of synthetic descriptors of the bank's own identities (``ids``, ``desc``: the engine run over
+    # the bank leave-one-out, bench/synthetic_cloud.py); the centre is the mean over the identities of the
+    # patient's sex present in the bank (so a bank identity that is the patient never counts). "" = the
+    # bank's real faces of that sex (the centre self_check_centre_distance uses).
+    spread_pick_cloud: str = ""
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).
