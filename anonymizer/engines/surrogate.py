@@ -97,6 +97,7 @@ class SurrogateEngine(Ladder):
         self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._shape_space: ShapeSpace | None = None  # the bank's shape directions (first use, shape_bound)
         self._bounding = False  # the second pass of shape_bound: folded targets bounded to the bank's faces
+        self._pass_results: list[_Attempt] = []  # the last pass's set results, in order (verified_pick)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
@@ -218,7 +219,9 @@ class SurrogateEngine(Ladder):
         )
         self.trace = []
         best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
+        first: list[_Attempt] = []  # the first pass's set results (verified_pick)
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
+            first = self._pass_results
             self._bounding = True
             bounded, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
             # by the ladder's whole score (as between sets); by (passed, likely to verify) alone, whole set
@@ -229,7 +232,10 @@ class SurrogateEngine(Ladder):
             best = bounded if self._bounding else best
         best = self._avoided(best, common.avoid)
         try:
-            best = self._finished(best, faces, common, preserve)
+            if first and self.settings.verified_pick:
+                best = self._verified(best, first, self._pass_results, faces, common, preserve)
+            else:
+                best = self._finished(best, faces, common, preserve)
         finally:
             self._bounding = False
         self._record(identity_seed, best)
@@ -249,6 +255,7 @@ class SurrogateEngine(Ladder):
         as the sets left them (a set that lost the patient's sex changes them)."""
         bank = self.bank
         best: _Attempt | None = None
+        self._pass_results = []
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
@@ -274,6 +281,7 @@ class SurrogateEngine(Ladder):
                 weights = anchor_weights(self._donor_distances(choice, patient), anchored, allowed)
             leaning = common if not near else self._leaning(common)
             result = self._climb(faces, choice, leaning, preserve, weights)
+            self._pass_results.append(result)
             if not result.passed and result.lost_sex:
                 common = self._sex_missed(common)
             if best is None or result.score > best.score or result.passed:
@@ -285,6 +293,38 @@ class SurrogateEngine(Ladder):
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
         return best, common
+
+    def _verified(
+        self,
+        pick: _Attempt,
+        first: Sequence[_Attempt],
+        second: Sequence[_Attempt],
+        faces: Sequence[AlignedFace],
+        common: _Common,
+        preserve: tuple[Region, ...],
+    ) -> _Attempt:
+        """The ladder's pick, finished, when verification passes its crops; else the next of both passes'
+        set results (by the ladder's score, the first pass first on a tie) that does, finished as its pass
+        made it; none: the pick (verification quarantines it, fail-closed). ``_bounding`` is left as the
+        returned attempt's pass set it."""
+        pool = [(a, False) for a in first] + [(a, True) for a in second]
+        ranked = sorted(pool, key=lambda c: c[0].score, reverse=True)  # stable: the first pass wins ties
+        candidates = [(pick, self._bounding)] + [c for c in ranked if c[0] is not pick]
+        chosen = None
+        for attempt, bounding in candidates:
+            if not attempt.crops:
+                continue  # a set that climbed no rung
+            self._bounding = bounding
+            finished = self._finished(attempt, faces, common, preserve)
+            if self._would_verify(faces, finished):
+                if attempt is not pick:
+                    log.info("surrogate pick replaced: verification failed the ladder's pick")
+                return finished
+            chosen = chosen or (finished, bounding)
+        if chosen is None:
+            return pick
+        self._bounding = chosen[1]
+        return chosen[0]
 
     def _avoid(self, identity_seed: int) -> _Avoid | None:
         """The group's search away from other patients' issued identities, or None: no store, the check

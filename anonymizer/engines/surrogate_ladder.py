@@ -22,7 +22,14 @@ from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_spread import NO_STEPS, KeyedSteps
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _named, _PeerBase
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance, torch_descriptor
+from anonymizer.faces.verify import (
+    VerifySettings,
+    closer_than_input,
+    descriptor,
+    distance,
+    torch_descriptor,
+    verify_face,
+)
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")
@@ -514,6 +521,29 @@ class Ladder(Synthesis):
             return chosen
         outs = tuple(c.out for c in checks if c.out is not None)
         return replace(chosen, crops=[c for c, _ in made], outs=outs)
+
+    def _would_verify(self, faces: Sequence[AlignedFace], attempt: _Attempt) -> bool:
+        """Whether the gateway's verification (``verify_face`` with its default settings, the population
+        being the attempt's reference) passes every crop of ``attempt`` against its own original crop: the
+        same HOG re-detection and tests as on the pasted photo, where the self-check re-fits landmarks in
+        the target's box (settings.verified_pick)."""
+        originals = [f.descriptor for f in faces]
+        for n, (face, crop) in enumerate(zip(faces, attempt.crops, strict=True)):
+            if face.descriptor is None:
+                continue  # no descriptor: the self-check could not judge it either
+            others = [d for m, d in enumerate(originals) if m != n and d is not None]
+            check = verify_face(
+                face.image,
+                crop,
+                face.landmarks,
+                _VERIFY,
+                original_descriptor=face.descriptor,
+                reference=attempt.reference,
+                group_originals=others,
+            )
+            if not check.passed:
+                return False
+        return True
 
     def _off_centre(self, checks: Sequence[_Check], sex: str) -> bool:
         """Whether every output lies at least ``self_check_centre_distance`` from the bank's mean descriptor

@@ -487,6 +487,15 @@ class SurrogateSettings:
     # 22 px, and the fold pull-back took the strong rungs back to 0.18 of their change (11n7). On every rung
     # (1; --folds 39 nose): forwarded 76.9 -> 80.8 %, but 8 photos main forwarded were lost (038, 067, ...).
     shape_bound: float = 0.0
+    # The second pass's pick checked by verification itself (issue-11n10; 0 = off): when no donor set of the
+    # first pass passes the self-check, every set's attempt of both passes is a candidate, ranked as the
+    # ladder ranks them (the ladder's pick first), and the first whose finished crops pass
+    # ``faces.verify.verify_face`` run on the crop (HOG re-detection, threshold + margin, the patient's other
+    # photos, the population test: the gateway's own check, untouched) is used; none: the ladder's pick
+    # (verification quarantines it). The self-check re-fits landmarks in the target's box and can misread a
+    # bounded rung: 067's read 0.84 from him with 36 faces nearer, verification 0.50 (main's 0.69 attempt
+    # verified). Groups whose first pass passes a set are untouched (their outputs are main's, bit for bit).
+    verified_pick: int = 0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or
