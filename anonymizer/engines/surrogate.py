@@ -36,6 +36,7 @@ from anonymizer.engines.surrogate_donors import (
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import (
     SAME_IDENTITY,
+    VERIFY_DISTANCE,
     Ladder,
     _Attempt,
     _Avoid,
@@ -79,6 +80,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
+VERIFIED_SLACK = 0.02  # verified_pick 2: how far within verification's distance a rung may read and be tried
+VERIFIED_TRIES = 24  # verified_pick: candidates verified after the ladder's pick, at most (a finish each)
 
 
 class SurrogateEngine(Ladder):
@@ -98,6 +101,7 @@ class SurrogateEngine(Ladder):
         self._shape_space: ShapeSpace | None = None  # the bank's shape directions (first use, shape_bound)
         self._bounding = False  # the second pass of shape_bound: folded targets bounded to the bank's faces
         self._pass_results: list[_Attempt] = []  # the last pass's set results, in order (verified_pick)
+        self._rungs_tried: list[tuple[_Attempt, bool]] | None = None  # every rung tried (verified_pick 2)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
@@ -218,6 +222,7 @@ class SurrogateEngine(Ladder):
             avoid=self._avoid(identity_seed),
         )
         self.trace = []
+        self._rungs_tried = [] if self.settings.verified_pick >= 2 else None
         best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
         first: list[_Attempt] = []  # the first pass's set results (verified_pick)
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
@@ -233,7 +238,8 @@ class SurrogateEngine(Ladder):
         best = self._avoided(best, common.avoid)
         try:
             if first and self.settings.verified_pick:
-                best = self._verified(best, first, self._pass_results, faces, common, preserve)
+                pool = [(a, False) for a in first] + [(a, True) for a in self._pass_results]
+                best = self._verified(best, pool + self._near_threshold(), faces, common, preserve)
             else:
                 best = self._finished(best, faces, common, preserve)
         finally:
@@ -294,24 +300,33 @@ class SurrogateEngine(Ladder):
         assert best is not None
         return best, common
 
+    def _near_threshold(self) -> list[tuple[_Attempt, bool]]:
+        """verified_pick 2: every rung tried (either pass) whose outputs the self-check put beyond
+        verification's distance less ``VERIFIED_SLACK`` (the self-check and verification read the same
+        crop up to ~0.02), as (attempt, made in the bounded pass); else none."""
+        tried = self._rungs_tried or []
+        return [(a, b) for a, b in tried if a.crops and a.score[-1] > VERIFY_DISTANCE - VERIFIED_SLACK]
+
     def _verified(
         self,
         pick: _Attempt,
-        first: Sequence[_Attempt],
-        second: Sequence[_Attempt],
+        pool: Sequence[tuple[_Attempt, bool]],
         faces: Sequence[AlignedFace],
         common: _Common,
         preserve: tuple[Region, ...],
     ) -> _Attempt:
-        """The ladder's pick, finished, when verification passes its crops; else the next of both passes'
-        set results (by the ladder's score, the first pass first on a tie) that does, finished as its pass
-        made it; none: the pick (verification quarantines it, fail-closed). ``_bounding`` is left as the
-        returned attempt's pass set it."""
-        pool = [(a, False) for a in first] + [(a, True) for a in second]
+        """The ladder's pick, finished, when verification passes its crops; else the next of ``pool``
+        ((attempt, made in the bounded pass); by the ladder's score, the earlier first on a tie) that does,
+        finished as its pass made it; none: the pick (verification quarantines it, fail-closed).
+        ``_bounding`` is left as the returned attempt's pass set it."""
         ranked = sorted(pool, key=lambda c: c[0].score, reverse=True)  # stable: the first pass wins ties
-        candidates = [(pick, self._bounding)] + [c for c in ranked if c[0] is not pick]
+        candidates, seen = [(pick, self._bounding)], {id(pick)}
+        for attempt, bounding in ranked:
+            if id(attempt) not in seen:
+                seen.add(id(attempt))
+                candidates.append((attempt, bounding))
         chosen = None
-        for attempt, bounding in candidates:
+        for attempt, bounding in candidates[: VERIFIED_TRIES + 1]:
             if not attempt.crops:
                 continue  # a set that climbed no rung
             self._bounding = bounding

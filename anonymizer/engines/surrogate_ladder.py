@@ -170,6 +170,7 @@ class Ladder(Synthesis):
     trace: list[tuple]
     _sex_probe: SexProbe | None = None  # fitted on the bank on first use (settings.sex_reader "probe")
     _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
+    _rungs_tried: list[tuple[_Attempt, bool]] | None = None  # (rung, bounded pass): verified_pick 2
 
     def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -276,6 +277,8 @@ class Ladder(Synthesis):
             outs = tuple(c.out for c in checks if c.out is not None)
             crops = [c for c, _ in made]
             current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            if self._rungs_tried is not None:  # verified_pick 2: every rung is a candidate
+                self._rungs_tried.append((current, self._bounding))
             if common.avoid is not None and passed:  # another patient's issued identity near: climb on
                 passed = common.avoid.clear(current, checks)
                 stepped = None if passed else self._issued_step(faces, current, step, common, preserve)

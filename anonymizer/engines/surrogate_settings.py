@@ -495,6 +495,8 @@ class SurrogateSettings:
     # (verification quarantines it). The self-check re-fits landmarks in the target's box and can misread a
     # bounded rung: 067's read 0.84 from him with 36 faces nearer, verification 0.50 (main's 0.69 attempt
     # verified). Groups whose first pass passes a set are untouched (their outputs are main's, bit for bit).
+    # 2: every rung tried in either pass whose outputs the self-check read beyond verification's distance
+    # (less 0.02) is a candidate as well (001: only two rungs of 120 verify, both matched a donor).
     verified_pick: int = 0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0

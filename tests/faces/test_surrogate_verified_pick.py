@@ -81,7 +81,8 @@ def _pick(bank_path: Path, monkeypatch: pytest.MonkeyPatch, verifies: set[str], 
     e = _attempt((-1.0,), crops=[], name="e")
     pick = c if pick_bounded else a
     engine._bounding = pick_bounded
-    chosen = engine._verified(pick, [a, b], [c, d, e], [], None, NOSE)  # type: ignore[arg-type]
+    pool = [(a, False), (b, False), (c, True), (d, True), (e, True)]
+    chosen = engine._verified(pick, pool, [], None, NOSE)  # type: ignore[arg-type]
     return chosen.choice.identities[0], engine._bounding, fake.finished
 
 
@@ -144,3 +145,13 @@ def test_only_a_group_whose_first_pass_passes_no_set_is_checked(
     monkeypatch.setattr(engine, "_verified", lambda pick, *rest: seen.append("verified") or pick)
     engine.anonymize([face], 7, NOSE)
     assert seen == (["verified"] if called else ["finished"])
+
+
+def test_level_two_adds_the_rungs_read_beyond_verifications_distance(bank_path: Path) -> None:
+    """Off or 1: no rung pool; 2: the rungs whose nearest output read beyond 0.65 - 0.02, with their pass."""
+    engine = SurrogateEngine(SurrogateSettings(verified_pick=2), load_bank(bank_path))
+    near, far, empty = (_attempt((0.0, 0.0, 1.0, 1.0, 1.0, 0.0, x)) for x in (0.62, 0.64, 0.70))
+    empty = replace(empty, crops=[])
+    assert engine._near_threshold() == []
+    engine._rungs_tried = [(near, False), (far, True), (empty, True)]
+    assert engine._near_threshold() == [(far, True)]
