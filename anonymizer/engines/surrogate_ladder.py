@@ -37,6 +37,10 @@ log = logging.getLogger("anonymizer.engines.surrogate")
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 _VERIFY = VerifySettings()
 VERIFY_DISTANCE = _VERIFY.threshold + _VERIFY.margin  # verification fails an output this near its patient
+# verified_pick's check on the crop: verification's own, with this much more margin (stricter, never looser):
+# the crop read 099's candidates up to ~0.015 farther from him than the pasted photos did (0.65 -> 0.637)
+CROP_MARGIN = 0.02
+_CROP_VERIFY = replace(_VERIFY, margin=_VERIFY.margin + CROP_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -527,9 +531,9 @@ class Ladder(Synthesis):
 
     def _would_verify(self, faces: Sequence[AlignedFace], attempt: _Attempt) -> bool:
         """Whether the gateway's verification (``verify_face`` with its default settings, the population
-        being the attempt's reference) passes every crop of ``attempt`` against its own original crop: the
-        same HOG re-detection and tests as on the pasted photo, where the self-check re-fits landmarks in
-        the target's box (settings.verified_pick)."""
+        being the attempt's reference, and ``CROP_MARGIN`` more margin) passes every crop of ``attempt``
+        against its own original crop: the same HOG re-detection and tests as on the pasted photo, where the
+        self-check re-fits landmarks in the target's box (settings.verified_pick)."""
         originals = [f.descriptor for f in faces]
         for n, (face, crop) in enumerate(zip(faces, attempt.crops, strict=True)):
             if face.descriptor is None:
@@ -539,7 +543,7 @@ class Ladder(Synthesis):
                 face.image,
                 crop,
                 face.landmarks,
-                _VERIFY,
+                _CROP_VERIFY,
                 original_descriptor=face.descriptor,
                 reference=attempt.reference,
                 group_originals=others,

@@ -155,3 +155,27 @@ def test_level_two_adds_the_rungs_read_beyond_verifications_distance(bank_path: 
     assert engine._near_threshold() == []
     engine._rungs_tried = [(near, False), (far, True), (empty, True)]
     assert engine._near_threshold() == [(far, True)]
+
+
+def test_the_crop_check_is_verification_with_more_margin_never_less(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's threshold and population test, the margin widened by CROP_MARGIN (the crop reads a
+    little farther from the patient than the pasted photo), and every face of the group checked."""
+    import anonymizer.engines.surrogate_ladder as ladder
+    from anonymizer.faces.verify import FaceCheck, VerifySettings
+
+    seen: list[VerifySettings] = []
+
+    def spy(original, output, landmarks, settings, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(settings)
+        return FaceCheck(True, 0.7, True)
+
+    monkeypatch.setattr(ladder, "verify_face", spy)
+    engine = SurrogateEngine(SurrogateSettings(), load_bank(bank_path))
+    face = _aligned(engine, f"{TEST_IDS[0]}_03")
+    assert engine._would_verify([face, face], _attempt((0.0,), [face.image, face.image]))
+    gateway = VerifySettings()
+    assert len(seen) == 2
+    assert seen[0].threshold == gateway.threshold and seen[0].population_rank == gateway.population_rank
+    assert seen[0].margin == pytest.approx(gateway.margin + ladder.CROP_MARGIN) and ladder.CROP_MARGIN > 0
