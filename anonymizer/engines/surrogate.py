@@ -35,6 +35,7 @@ from anonymizer.engines.surrogate_donors import (
 )
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import (
+    CROP_VERIFY,
     SAME_IDENTITY,
     VERIFY_DISTANCE,
     Ladder,
@@ -316,8 +317,9 @@ class SurrogateEngine(Ladder):
         preserve: tuple[Region, ...],
     ) -> _Attempt:
         """The ladder's pick, finished, when verification passes its crops; else the next of ``pool``
-        ((attempt, made in the bounded pass); by the ladder's score, the earlier first on a tie) that does,
-        finished as its pass made it; none: the pick (verification quarantines it, fail-closed).
+        ((attempt, made in the bounded pass); by the ladder's score, the earlier first on a tie) that passes
+        it with ``CROP_MARGIN`` to spare, finished as its pass made it; none: the pick (verification
+        quarantines it, fail-closed).
         ``_bounding`` is left as the returned attempt's pass set it."""
         ranked = sorted(pool, key=lambda c: c[0].score, reverse=True)  # stable: the first pass wins ties
         candidates, seen = [(pick, self._bounding)], {id(pick)}
@@ -331,9 +333,10 @@ class SurrogateEngine(Ladder):
                 continue  # a set that climbed no rung
             self._bounding = bounding
             finished = self._finished(attempt, faces, common, preserve)
-            if self._would_verify(faces, finished):
-                if attempt is not pick:
-                    log.info("surrogate pick replaced: verification failed the ladder's pick")
+            if attempt is pick and self._would_verify(faces, finished):
+                return finished  # verification's own check: the pick is kept unless it fails
+            if attempt is not pick and self._would_verify(faces, finished, CROP_VERIFY):
+                log.info("surrogate pick replaced: verification failed the ladder's pick")
                 return finished
             chosen = chosen or (finished, bounding)
         if chosen is None:

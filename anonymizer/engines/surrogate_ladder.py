@@ -37,10 +37,11 @@ log = logging.getLogger("anonymizer.engines.surrogate")
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 _VERIFY = VerifySettings()
 VERIFY_DISTANCE = _VERIFY.threshold + _VERIFY.margin  # verification fails an output this near its patient
-# verified_pick's check on the crop: verification's own, with this much more margin (stricter, never looser):
-# the crop read 099's candidates up to ~0.015 farther from him than the pasted photos did (0.65 -> 0.637)
+# verified_pick's check of a candidate that would replace the ladder's pick, on the crop: verification's
+# own with this much more margin (stricter, never looser): the crop read 099's candidates up to ~0.015
+# farther from him than the pasted photos did (0.65 -> 0.637)
 CROP_MARGIN = 0.02
-_CROP_VERIFY = replace(_VERIFY, margin=_VERIFY.margin + CROP_MARGIN)
+CROP_VERIFY = replace(_VERIFY, margin=_VERIFY.margin + CROP_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -529,11 +530,13 @@ class Ladder(Synthesis):
         outs = tuple(c.out for c in checks if c.out is not None)
         return replace(chosen, crops=[c for c, _ in made], outs=outs)
 
-    def _would_verify(self, faces: Sequence[AlignedFace], attempt: _Attempt) -> bool:
-        """Whether the gateway's verification (``verify_face`` with its default settings, the population
-        being the attempt's reference, and ``CROP_MARGIN`` more margin) passes every crop of ``attempt``
-        against its own original crop: the same HOG re-detection and tests as on the pasted photo, where the
-        self-check re-fits landmarks in the target's box (settings.verified_pick)."""
+    def _would_verify(
+        self, faces: Sequence[AlignedFace], attempt: _Attempt, settings: VerifySettings = _VERIFY
+    ) -> bool:
+        """Whether the gateway's verification (``verify_face`` with ``settings``, by default the gateway's,
+        the population being the attempt's reference) passes every crop of ``attempt`` against its own
+        original crop: the same HOG re-detection and tests as on the pasted photo, where the self-check
+        re-fits landmarks in the target's box (settings.verified_pick)."""
         originals = [f.descriptor for f in faces]
         for n, (face, crop) in enumerate(zip(faces, attempt.crops, strict=True)):
             if face.descriptor is None:
@@ -543,7 +546,7 @@ class Ladder(Synthesis):
                 face.image,
                 crop,
                 face.landmarks,
-                _CROP_VERIFY,
+                settings,
                 original_descriptor=face.descriptor,
                 reference=attempt.reference,
                 group_originals=others,

@@ -13,13 +13,15 @@ import pytest
 from anonymizer.donors import load_bank
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings
 from anonymizer.engines.surrogate_donors import DonorChoice
-from anonymizer.engines.surrogate_ladder import _Attempt
+from anonymizer.engines.surrogate_ladder import CROP_MARGIN, _Attempt
 from anonymizer.faces import pipeline
 from anonymizer.faces.detect import detect_faces
+from anonymizer.faces.verify import VerifySettings
 from anonymizer.plans import Region
 from tests.faces.conftest import TEST_IDS, load_rgb
 
 NOSE = (Region.NOSE,)
+GATEWAY = VerifySettings()
 
 
 def _aligned(engine: SurrogateEngine, name: str):  # type: ignore[no-untyped-def]
@@ -57,13 +59,14 @@ class _Fake:
     """_finished and _would_verify stand-ins: which attempts verify, and each finish's pass."""
 
     def __init__(self, engine: SurrogateEngine, verifies: set[str]) -> None:
-        self.engine, self.verifies, self.finished = engine, verifies, []
+        self.engine, self.verifies, self.finished, self.margins = engine, verifies, [], []
 
     def finish(self, attempt, faces, common, preserve):  # type: ignore[no-untyped-def]
         self.finished.append((attempt.choice.identities[0], self.engine._bounding))
         return attempt
 
-    def verify(self, faces, attempt) -> bool:  # type: ignore[no-untyped-def]
+    def verify(self, faces, attempt, settings=GATEWAY) -> bool:  # type: ignore[no-untyped-def]
+        self.margins.append((attempt.choice.identities[0], settings.margin))
         return attempt.choice.identities[0] in self.verifies
 
 
@@ -100,6 +103,20 @@ def test_a_pick_verification_fails_gives_way_to_the_next_in_the_ladders_ranking(
     name, bounding, finished = _pick(bank_path, monkeypatch, {"a", "d"}, True)
     assert (name, bounding) == ("a", False)
     assert finished == [("c", True), ("a", False)]
+
+
+def test_the_pick_is_checked_at_verifications_margin_a_replacement_with_more(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = SurrogateEngine(SurrogateSettings(verified_pick=1), load_bank(bank_path))
+    fake = _Fake(engine, {"a"})
+    monkeypatch.setattr(engine, "_finished", fake.finish)
+    monkeypatch.setattr(engine, "_would_verify", fake.verify)
+    a = _attempt((0.0, 1.0, 1.0, 1.0, 1.0, 3.0, 0.69), name="a")
+    c = replace(_attempt((1.0, 1.0, 1.0, 1.0, 1.0, 36.0, 0.84), name="c"), passed=True)
+    engine._verified(c, [(a, False), (c, True)], [], None, NOSE)  # type: ignore[arg-type]
+    gateway = VerifySettings().margin
+    assert fake.margins == [("c", gateway), ("a", pytest.approx(gateway + CROP_MARGIN))]
 
 
 def test_the_ranking_goes_on_across_passes_and_skips_a_set_without_rungs(
@@ -160,10 +177,10 @@ def test_level_two_adds_the_rungs_read_beyond_verifications_distance(bank_path: 
 def test_the_crop_check_is_verification_with_more_margin_never_less(
     bank_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The gateway's threshold and population test, the margin widened by CROP_MARGIN (the crop reads a
-    little farther from the patient than the pasted photo), and every face of the group checked."""
+    """Every face of the group checked, with the gateway's settings unless told (a replacement: the margin
+    widened by CROP_MARGIN, the crop reading a little farther from the patient than the pasted photo)."""
     import anonymizer.engines.surrogate_ladder as ladder
-    from anonymizer.faces.verify import FaceCheck, VerifySettings
+    from anonymizer.faces.verify import FaceCheck
 
     seen: list[VerifySettings] = []
 
@@ -175,7 +192,8 @@ def test_the_crop_check_is_verification_with_more_margin_never_less(
     engine = SurrogateEngine(SurrogateSettings(), load_bank(bank_path))
     face = _aligned(engine, f"{TEST_IDS[0]}_03")
     assert engine._would_verify([face, face], _attempt((0.0,), [face.image, face.image]))
+    assert engine._would_verify([face], _attempt((0.0,), [face.image]), ladder.CROP_VERIFY)
     gateway = VerifySettings()
-    assert len(seen) == 2
-    assert seen[0].threshold == gateway.threshold and seen[0].population_rank == gateway.population_rank
-    assert seen[0].margin == pytest.approx(gateway.margin + ladder.CROP_MARGIN) and ladder.CROP_MARGIN > 0
+    assert seen[:2] == [gateway, gateway] and len(seen) == 3
+    assert seen[2].threshold == gateway.threshold and seen[2].population_rank == gateway.population_rank
+    assert seen[2].margin == pytest.approx(gateway.margin + ladder.CROP_MARGIN) and ladder.CROP_MARGIN > 0
