@@ -198,7 +198,10 @@ class Ladder(Synthesis):
 
     def _sets(self, preserve: tuple[Region, ...]) -> int:
         """Donor sets tried for a group keeping ``preserve``: settings.nose_donor_sets with the nose kept,
-        settings.mouth_donor_sets with the mouth kept and not the nose (never fewer than donor_sets)."""
+        settings.mouth_donor_sets with the mouth kept and not the nose (never fewer than donor_sets);
+        settings.bound_donor_sets in shape_bound's second pass when set."""
+        if self._bounding and self.settings.bound_donor_sets > 0:  # shape_bound's second pass
+            return self.settings.bound_donor_sets
         if Region.NOSE in preserve:
             return max(self.settings.donor_sets, self.settings.nose_donor_sets)
         if Region.MOUTH in preserve:

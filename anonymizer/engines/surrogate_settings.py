@@ -508,6 +508,9 @@ class SurrogateSettings:
     # 2: every rung tried in either pass whose outputs the self-check read beyond verification's distance
     # (less 0.02) is a candidate as well (001: only two rungs of 120 verify, both matched a donor).
     verified_pick: int = 0
+    # Donor sets drawn in shape_bound's second pass (issue-11n10; 0 = as in the first: donor_sets, or
+    # nose_donor_sets with the nose kept): the first pass's keyed sets again, then further keyed sets.
+    bound_donor_sets: int = 0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or

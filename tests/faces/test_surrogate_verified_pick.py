@@ -197,3 +197,11 @@ def test_the_crop_check_is_verification_with_more_margin_never_less(
     assert seen[:2] == [gateway, gateway] and len(seen) == 3
     assert seen[2].threshold == gateway.threshold and seen[2].population_rank == gateway.population_rank
     assert seen[2].margin == pytest.approx(gateway.margin + ladder.CROP_MARGIN) and ladder.CROP_MARGIN > 0
+
+
+@pytest.mark.parametrize(("sets", "second"), [(0, 6), (12, 12)])
+def test_bound_donor_sets_applies_to_the_second_pass_only(bank_path: Path, sets: int, second: int) -> None:
+    engine = SurrogateEngine(SurrogateSettings(donor_sets=6, bound_donor_sets=sets), load_bank(bank_path))
+    assert engine._sets(NOSE) == 6
+    engine._bounding = True
+    assert engine._sets(NOSE) == second
