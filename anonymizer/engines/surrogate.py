@@ -35,7 +35,9 @@ from anonymizer.engines.surrogate_donors import (
 )
 from anonymizer.engines.surrogate_identity import anchor_weights
 from anonymizer.engines.surrogate_ladder import (
+    CROP_VERIFY,
     SAME_IDENTITY,
+    VERIFY_DISTANCE,
     Ladder,
     _Attempt,
     _Avoid,
@@ -79,6 +81,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DONOR_BANK_ENV = "VERA_DONOR_BANK"
+VERIFIED_SLACK = 0.02  # verified_pick 2: how far within verification's distance a rung may read and be tried
+VERIFIED_TRIES = 24  # verified_pick: candidates verified after the ladder's pick, at most (a finish each)
 
 
 class SurrogateEngine(Ladder):
@@ -97,6 +101,8 @@ class SurrogateEngine(Ladder):
         self._expression: ExpressionModel | None = None  # the bank's expression directions (first use)
         self._shape_space: ShapeSpace | None = None  # the bank's shape directions (first use, shape_bound)
         self._bounding = False  # the second pass of shape_bound: folded targets bounded to the bank's faces
+        self._pass_results: list[_Attempt] = []  # the last pass's set results, in order (verified_pick)
+        self._rungs_tried: list[tuple[_Attempt, bool]] | None = None  # every rung tried (verified_pick 2)
         self._toned: dict[int, np.ndarray] = {}  # id(DonorPhoto) -> its uint8 texture in the common skin tone
         self._skin = np.zeros((0, 0), bool)  # skin mask of the bank's reference shape (set on first use)
         self._tone = (np.zeros(3), np.ones(3))  # the bank's mean skin Lab mean and std
@@ -220,8 +226,11 @@ class SurrogateEngine(Ladder):
             avoid=self._avoid(identity_seed),
         )
         self.trace, self.last_pick = [], ""
+        self._rungs_tried = [] if self.settings.verified_pick >= 2 else None
         best, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
+        first: list[_Attempt] = []  # the first pass's set results (verified_pick)
         if not best.passed and self.settings.shape_bound > 0:  # every set again, folds bounded (11n9)
+            first = self._pass_results
             self._bounding = True
             bounded, common = self._draw_sets(faces, identity_seed, preserve, patient, common)
             # by the ladder's whole score (as between sets); by (passed, likely to verify) alone, whole set
@@ -232,7 +241,11 @@ class SurrogateEngine(Ladder):
             best = bounded if self._bounding else best
         best = self._avoided(best, common.avoid)
         try:
-            best = self._finished(best, faces, common, preserve)
+            if first and self.settings.verified_pick:
+                pool = [(a, False) for a in first] + [(a, True) for a in self._pass_results]
+                best = self._verified(best, pool + self._near_threshold(), faces, common, preserve)
+            else:
+                best = self._finished(best, faces, common, preserve)
         finally:
             self._bounding = False
         self._record(identity_seed, best)
@@ -252,6 +265,7 @@ class SurrogateEngine(Ladder):
         as the sets left them (a set that lost the patient's sex changes them)."""
         bank = self.bank
         best: _Attempt | None = None
+        self._pass_results = []
         anchored = 0  # re-drawn sets that lean on one far donor (surrogate_identity.anchor_weights)
         # A donor set whose every rung stays near the patient (or links to them) is re-drawn from the keyed
         # seed: deterministic, so every photo of the patient, now or later, gets the same synthetic identity.
@@ -277,6 +291,7 @@ class SurrogateEngine(Ladder):
                 weights = anchor_weights(self._donor_distances(choice, patient), anchored, allowed)
             leaning = common if not near else self._leaning(common)
             result = self._climb(faces, choice, leaning, preserve, weights)
+            self._pass_results.append(result)
             if not result.passed and result.lost_sex:
                 common = self._sex_missed(common)
             if best is None or result.score > best.score or result.passed:
@@ -288,6 +303,49 @@ class SurrogateEngine(Ladder):
             log.info("surrogate donor set re-drawn", extra={"attempt": attempt + 1})
         assert best is not None
         return best, common
+
+    def _near_threshold(self) -> list[tuple[_Attempt, bool]]:
+        """verified_pick 2: every rung tried (either pass) whose outputs the self-check put beyond
+        verification's distance less ``VERIFIED_SLACK`` (the self-check and verification read the same
+        crop up to ~0.02), as (attempt, made in the bounded pass); else none."""
+        tried = self._rungs_tried or []
+        return [(a, b) for a, b in tried if a.crops and a.score[-1] > VERIFY_DISTANCE - VERIFIED_SLACK]
+
+    def _verified(
+        self,
+        pick: _Attempt,
+        pool: Sequence[tuple[_Attempt, bool]],
+        faces: Sequence[AlignedFace],
+        common: _Common,
+        preserve: tuple[Region, ...],
+    ) -> _Attempt:
+        """The ladder's pick, finished, when verification passes its crops; else the next of ``pool``
+        ((attempt, made in the bounded pass); by the ladder's score, the earlier first on a tie) that passes
+        it with ``CROP_MARGIN`` to spare, finished as its pass made it; none: the pick (verification
+        quarantines it, fail-closed).
+        ``_bounding`` is left as the returned attempt's pass set it."""
+        ranked = sorted(pool, key=lambda c: c[0].score, reverse=True)  # stable: the first pass wins ties
+        candidates, seen = [(pick, self._bounding)], {id(pick)}
+        for attempt, bounding in ranked:
+            if id(attempt) not in seen:
+                seen.add(id(attempt))
+                candidates.append((attempt, bounding))
+        chosen = None
+        for attempt, bounding in candidates[: VERIFIED_TRIES + 1]:
+            if not attempt.crops:
+                continue  # a set that climbed no rung
+            self._bounding = bounding
+            finished = self._finished(attempt, faces, common, preserve)
+            if attempt is pick and self._would_verify(faces, finished):
+                return finished  # verification's own check: the pick is kept unless it fails
+            if attempt is not pick and self._would_verify(faces, finished, CROP_VERIFY):
+                log.info("surrogate pick replaced: verification failed the ladder's pick")
+                return finished
+            chosen = chosen or (finished, bounding)
+        if chosen is None:
+            return pick
+        self._bounding = chosen[1]
+        return chosen[0]
 
     def _avoid(self, identity_seed: int) -> _Avoid | None:
         """The group's search away from other patients' issued identities, or None: no store, the check

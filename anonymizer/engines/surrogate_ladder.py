@@ -23,7 +23,14 @@ from anonymizer.engines.surrogate_sex import SexProbe
 from anonymizer.engines.surrogate_spread import NO_STEPS, KeyedSteps
 from anonymizer.engines.surrogate_synthesis import Ingredients, Synthesis, _named, _PeerBase
 from anonymizer.faces.detect import landmarks_68
-from anonymizer.faces.verify import VerifySettings, closer_than_input, descriptor, distance, torch_descriptor
+from anonymizer.faces.verify import (
+    VerifySettings,
+    closer_than_input,
+    descriptor,
+    distance,
+    torch_descriptor,
+    verify_face,
+)
 from anonymizer.plans import Region
 
 log = logging.getLogger("anonymizer.engines.surrogate")
@@ -31,6 +38,11 @@ log = logging.getLogger("anonymizer.engines.surrogate")
 SAME_IDENTITY = 0.45  # a bank identity this close to the patient is the patient: not a reference face
 _VERIFY = VerifySettings()
 VERIFY_DISTANCE = _VERIFY.threshold + _VERIFY.margin  # verification fails an output this near its patient
+# verified_pick's check of a candidate that would replace the ladder's pick, on the crop: verification's
+# own with this much more margin (stricter, never looser): the crop read 099's candidates up to ~0.015
+# farther from him than the pasted photos did (0.65 -> 0.637)
+CROP_MARGIN = 0.02
+CROP_VERIFY = replace(_VERIFY, margin=_VERIFY.margin + CROP_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,7 @@ class Ladder(Synthesis):
     _centres: dict[str, np.ndarray]  # the bank's mean descriptor per sex (self_check_centre_distance)
     _clouds: dict[str, np.ndarray]  # the synthetic cloud's centre per sex (spread_pick)
     last_pick: str  # the last group's further steps (spread_pick): "passed/tried moved|kept"
+    _rungs_tried: list[tuple[_Attempt, bool]] | None = None  # (rung, bounded pass): verified_pick 2
 
     def _near_patient(self, score: tuple[float, ...], common: _Common | None = None) -> bool:
         """Whether the best attempt so far failed by staying near its patient (too close, or too few real
@@ -188,7 +201,10 @@ class Ladder(Synthesis):
 
     def _sets(self, preserve: tuple[Region, ...]) -> int:
         """Donor sets tried for a group keeping ``preserve``: settings.nose_donor_sets with the nose kept,
-        settings.mouth_donor_sets with the mouth kept and not the nose (never fewer than donor_sets)."""
+        settings.mouth_donor_sets with the mouth kept and not the nose (never fewer than donor_sets);
+        settings.bound_donor_sets in shape_bound's second pass when set."""
+        if self._bounding and self.settings.bound_donor_sets > 0:  # shape_bound's second pass
+            return self.settings.bound_donor_sets
         if Region.NOSE in preserve:
             return max(self.settings.donor_sets, self.settings.nose_donor_sets)
         if Region.MOUTH in preserve:
@@ -272,6 +288,8 @@ class Ladder(Synthesis):
             outs = tuple(c.out for c in checks if c.out is not None)
             crops = [c for c, _ in made]
             current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            if self._rungs_tried is not None:  # verified_pick 2: every rung is a candidate
+                self._rungs_tried.append((current, self._bounding))
             if common.avoid is not None and passed:  # another patient's issued identity near: climb on
                 passed = common.avoid.clear(current, checks)
                 stepped = None if passed else self._issued_step(faces, current, step, common, preserve)
@@ -556,6 +574,31 @@ class Ladder(Synthesis):
             return chosen
         outs = tuple(c.out for c in checks if c.out is not None)
         return replace(chosen, crops=[c for c, _ in made], outs=outs)
+
+    def _would_verify(
+        self, faces: Sequence[AlignedFace], attempt: _Attempt, settings: VerifySettings = _VERIFY
+    ) -> bool:
+        """Whether the gateway's verification (``verify_face`` with ``settings``, by default the gateway's,
+        the population being the attempt's reference) passes every crop of ``attempt`` against its own
+        original crop: the same HOG re-detection and tests as on the pasted photo, where the self-check
+        re-fits landmarks in the target's box (settings.verified_pick)."""
+        originals = [f.descriptor for f in faces]
+        for n, (face, crop) in enumerate(zip(faces, attempt.crops, strict=True)):
+            if face.descriptor is None:
+                continue  # no descriptor: the self-check could not judge it either
+            others = [d for m, d in enumerate(originals) if m != n and d is not None]
+            check = verify_face(
+                face.image,
+                crop,
+                face.landmarks,
+                settings,
+                original_descriptor=face.descriptor,
+                reference=attempt.reference,
+                group_originals=others,
+            )
+            if not check.passed:
+                return False
+        return True
 
     def _off_centre(self, checks: Sequence[_Check], sex: str) -> bool:
         """Whether every output lies at least ``self_check_centre_distance`` from the bank's mean descriptor

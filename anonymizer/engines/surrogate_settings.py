@@ -293,7 +293,17 @@ class SurrogateSettings:
     # --privacy-only, main -> on: forwarded 76.9 -> 87.2 %, r1 / r5 14.1 / 65.4 -> 7.7 / 53.8 %, collisions
     # 6.3 -> 3.8 %, sex kept 89.7 -> 91.0 %; de-ID 98.7 -> 97.4 % (067's two outputs, now quarantined,
     # fail-closed, where main forwarded them), donor leak 16.7 -> 25.6 % (floor 26.9 %).
-    nose_kept: tuple[tuple[str, object], ...] = (("anti_beard", 0.0), ("shape_bound", 1.0))
+    # Nose kept (issue-11n10): ``verified_pick`` 1: in that second pass's groups the ladder's pick is kept
+    # unless verification's own check fails it on the crop, then the next set result that passes it with
+    # 0.02 to spare. 24 groups rerun (all that reach the second pass) joined with main, --folds 39, main ->
+    # on: forwarded 87.2 -> 89.7 %, de-ID 97.4 -> 100 %, r1 / r5 7.7 / 53.8 -> 5.1 / 53.8 %, sex kept 91.0 %
+    # kept; collisions 3.8 -> 4.0 %, donor leak 25.6 -> 28.2 % (067's outputs, forwarded again as before
+    # shape_bound, lie 0.53-0.57 from bank face 135). 22 of the 24 groups' outputs stay main's to the bit.
+    nose_kept: tuple[tuple[str, object], ...] = (
+        ("anti_beard", 0.0),
+        ("shape_bound", 1.0),
+        ("verified_pick", 1),
+    )
     # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
     # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
     # --privacy-only, draw A · draw B, main -> on: linkage r1 0 · 6.2 -> 0 · 0 %, r5 6.2 · 31.2 -> 6.2 ·
@@ -487,6 +497,20 @@ class SurrogateSettings:
     # 22 px, and the fold pull-back took the strong rungs back to 0.18 of their change (11n7). On every rung
     # (1; --folds 39 nose): forwarded 76.9 -> 80.8 %, but 8 photos main forwarded were lost (038, 067, ...).
     shape_bound: float = 0.0
+    # The second pass's pick checked by verification itself (issue-11n10; 0 = off): when no donor set of the
+    # first pass passes the self-check, every set's attempt of both passes is a candidate, ranked as the
+    # ladder ranks them (the ladder's pick first), and the first whose finished crops pass
+    # ``faces.verify.verify_face`` run on the crop (HOG re-detection, threshold + margin, the patient's other
+    # photos, the population test: the gateway's own check, untouched) is used; none: the ladder's pick
+    # (verification quarantines it). The self-check re-fits landmarks in the target's box and can misread a
+    # bounded rung: 067's read 0.84 from him with 36 faces nearer, verification 0.50 (main's 0.69 attempt
+    # verified). Groups whose first pass passes a set are untouched (their outputs are main's, bit for bit).
+    # 2: every rung tried in either pass whose outputs the self-check read beyond verification's distance
+    # (less 0.02) is a candidate as well (001: only two rungs of 120 verify, both matched a donor).
+    verified_pick: int = 0
+    # Donor sets drawn in shape_bound's second pass (issue-11n10; 0 = as in the first: donor_sets, or
+    # nose_donor_sets with the nose kept): the first pass's keyed sets again, then further keyed sets.
+    bound_donor_sets: int = 0
     anti_beard: float = 1.0
     anti_beard_ita: float = 28.0
     # Who solves the Poisson blend (issue-11t5): "sine" = anonymizer.poisson (scipy's DST-I, ~3x cheaper), or
