@@ -545,6 +545,15 @@ class SurrogateSettings:
     # issue-11q9). 0 = off: the dark part takes the patient's hue only (lifting it turns the eye glassy), so
     # a light donor iris stayed light and a dark-eyed man (067) got grey-blue irises.
     iris_darken: float = 0.0
+    # Strong rungs' texture (issue-11q10; 0 = off): the anti-face terms together (the patient's and the
+    # repelled donors', × the rung's gain) soft-limited to this many 8-bit lightness levels (x → cap ·
+    # tanh(x / cap)), on a rung whose gain could carry them past it (anti × ANTI_CLIP > cap). The nose-kept
+    # strong rungs (anti 3-3.6, soft limit 45) flip the patient's light lids and under-eyes into bruise-like
+    # rings, his dark brows into a pale skin band, his cheeks' shading into flat pale patches.
+    anti_cap: float = 0.0
+    # anti_cap only in the finish (surrogate_ladder._finished: the chosen rung made again, kept when the
+    # group's self-check is no worse), so the choice of rung and donor set stays the one made without it
+    anti_cap_finish: bool = False
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -66,6 +66,7 @@ from anonymizer.engines.surrogate_target import (
     unfold_locally,
 )
 from anonymizer.engines.surrogate_texture import (
+    ANTI_CLIP,
     _anti_face,
     _caricature_texture,
     _closest,
@@ -77,6 +78,7 @@ from anonymizer.engines.surrogate_texture import (
     _sharpen,
     _skin_stats,
     _with_detail,
+    held,
     outward,
 )
 from anonymizer.faces.regions import interocular
@@ -352,6 +354,9 @@ class Synthesis:
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
             )
             texture, anti = texture + widen(term), anti + term
+        if self._capping(strength, finish):  # settings.anti_cap: the strong rungs' anti-face held
+            capped = held(anti, self.settings.anti_cap)
+            texture, anti = texture + widen(capped - anti), capped
         texture = self._beardless(texture, anti, ingredients.peers.beardless)
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
@@ -400,6 +405,13 @@ class Synthesis:
             self.settings.hanging_fringe,
         )
         return blended, target
+
+    def _capping(self, strength: Strength, finish: bool) -> bool:
+        """Whether settings.anti_cap holds this rung's anti-face terms: on, a rung whose gain can carry them
+        past the cap, and (with settings.anti_cap_finish) only in the finish."""
+        cap = self.settings.anti_cap
+        strong = cap > 0 and strength.anti * ANTI_CLIP > cap
+        return strong and (finish or not self.settings.anti_cap_finish)
 
     def _shaped(
         self,
