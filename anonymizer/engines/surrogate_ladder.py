@@ -494,11 +494,13 @@ class Ladder(Synthesis):
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
         eyes = self.settings.eye_finish and self.settings.eye_opening > 0
         capped = self.settings.anti_cap_finish and self.settings.anti_cap > 0  # its rung: _capping
-        if chosen.remake is None or not (colour or brows or eyes or capped):
+        corners = self.settings.mouth_corners > 0 and Region.MOUTH not in preserve
+        if chosen.remake is None or not (colour or brows or eyes or capped or corners):
             return chosen
         prepared, strength, repel = chosen.remake
         capped = capped and self._capping(strength, finish=True)
-        if not (colour or brows or capped) and not any(i.narrowed.get(strength, True) for i in prepared):
+        remade = colour or brows or capped or corners
+        if not remade and not any(i.narrowed.get(strength, True) for i in prepared):
             return chosen  # no eye of the chosen rung is narrower than the floor: the finish changes nothing
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)

@@ -554,6 +554,11 @@ class SurrogateSettings:
     # anti_cap only in the finish (surrogate_ladder._finished: the chosen rung made again, kept when the
     # group's self-check is no worse), so the choice of rung and donor set stays the one made without it
     anti_cap_finish: bool = False
+    # The free mouth's corners moved this share of the way to the patient's corner lift (how far they lie
+    # above the lips' middle; surrogate_mouth.keep_corners), made only in the finish (0 = off): the donors'
+    # caricatured mouth turns the corners down and the bench's smile probe (landmark geometry) reads 083's
+    # and 042's smiles (nose kept, strong rungs) as neutral (issue-11q10).
+    mouth_corners: float = 0.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -45,6 +45,7 @@ from anonymizer.engines.surrogate_mouth import (
     cap_opening,
     cap_width,
     interior_weight,
+    keep_corners,
     open_donor,
     with_interior,
 )
@@ -371,6 +372,8 @@ class Synthesis:
         if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
             target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
+        if finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # the smile's corners
+            target = keep_corners(target, face.landmarks, self.settings.mouth_corners)
         local = 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)

@@ -107,3 +107,24 @@ def test_the_mouth_settings_reach_the_nothing_kept_engine_through_nothing_kept(b
     default = SurrogateEngine(base, load_bank(bank_path))
     for preserve in ((Region.MOUTH,), (Region.NOSE,), (Region.EYES,)):
         assert engine._for_regions(preserve).settings == default._for_regions(preserve).settings
+
+
+def test_the_mouth_corners_move_to_the_patients_lift_and_nothing_else_moves(bank_path: Path) -> None:
+    """A target whose corners were turned down (the donors' caricatured mouth) gets the patient's corner lift
+    back at share 1, half of the gap at 0.5; the lips' middle, the rest of the face and share 0 stay."""
+    from anonymizer.engines.surrogate_mouth import corner_lifts, keep_corners
+
+    reference = load_bank(bank_path).reference.astype(np.float64)
+    patient = 1.1 * (reference - reference.mean(0)) + reference.mean(0) + 3.0  # another size and place
+    target = reference.copy()
+    iod = interocular(target)
+    for corner in (48, 54, 60, 64):
+        target[corner, 1] += 0.08 * iod  # down in the image
+    assert np.all(corner_lifts(target) < corner_lifts(patient) - 0.07)
+    back = keep_corners(target, patient, 1.0)
+    assert np.allclose(corner_lifts(back), corner_lifts(patient), atol=1e-3)
+    half = keep_corners(target, patient, 0.5)
+    assert np.allclose(corner_lifts(half), 0.5 * (corner_lifts(target) + corner_lifts(patient)), atol=1e-3)
+    moved = np.abs(back - target).max(axis=1) > 1e-3
+    assert set(np.flatnonzero(moved)) <= {48, 49, 53, 54, 55, 59, 60, 64}
+    assert np.allclose(keep_corners(target, patient, 0.0), target, atol=1e-4)
