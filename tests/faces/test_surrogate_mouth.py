@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from anonymizer.donors import load_bank
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings
@@ -128,3 +129,47 @@ def test_the_mouth_corners_move_to_the_patients_lift_and_nothing_else_moves(bank
     moved = np.abs(back - target).max(axis=1) > 1e-3
     assert set(np.flatnonzero(moved)) <= {48, 49, 53, 54, 55, 59, 60, 64}
     assert np.allclose(keep_corners(target, patient, 0.0), target, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("share", "finish", "lifted"), [(1.0, True, True), (1.0, False, False), (0.0, True, False)]
+)
+def test_the_corners_follow_the_patient_only_in_the_finish(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, share: float, finish: bool, lifted: bool
+) -> None:
+    """settings.mouth_corners acts on the target ``_synthesize`` warps to only when making the finish (the
+    rung the ladder chose), so the choice of rung is the one made without it."""
+    import anonymizer.engines.surrogate_synthesis as synthesis
+    from anonymizer.engines.base import AlignedFace
+    from anonymizer.engines.surrogate_mouth import corner_lifts
+    from anonymizer.engines.surrogate_settings import Strength
+    from anonymizer.engines.surrogate_synthesis import Ingredients, _PeerBase
+    from anonymizer.faces.warp import extended, triangulate
+
+    bank = load_bank(bank_path)
+    size, reference = bank.crop_size, bank.reference.astype(np.float32)
+    patient = reference.copy()
+    iod = interocular(patient)
+    for corner in (48, 54, 60, 64):
+        patient[corner, 1] -= 0.06 * iod  # a smile's raised corners
+    plain = np.full((size, size, 3), 128.0, np.float32)
+    anti = np.zeros((size, size, 1), np.float32)
+    peers = _PeerBase(centre=plain, anti=anti, shape_centre=reference, skin=None)
+    ingredients = Ingredients(plain, np.zeros_like(plain), peers, reference, np.zeros_like(plain))
+    face = AlignedFace(image=plain.astype(np.uint8), landmarks=patient, masks={}, descriptor=None)
+    engine = SurrogateEngine(SurrogateSettings(mouth_corners=share, expression_modes=0), bank)
+    warped: list[np.ndarray] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(texture, source, target, *args, **kwargs):
+        warped.append(np.asarray(target)[:68])
+        raise Stop
+
+    monkeypatch.setattr(synthesis, "piecewise_affine", stop)
+    tris = triangulate(extended(reference, size))
+    with pytest.raises(Stop):
+        engine._synthesize(face, ingredients, tris, (Region.NOSE,), Strength(1.0, 1.0, 1.0), finish=finish)
+    gap = np.abs(corner_lifts(warped[0]) - corner_lifts(patient)).max()
+    assert (gap < 1e-3) == lifted
