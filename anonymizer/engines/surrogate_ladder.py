@@ -494,10 +494,14 @@ class Ladder(Synthesis):
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
         eyes = self.settings.eye_finish and self.settings.eye_opening > 0
         capped = self.settings.anti_cap_finish and self.settings.anti_cap > 0  # its rung: _capping
-        corners = self.settings.mouth_corners > 0 and Region.MOUTH not in preserve
+        mouth = self.settings.mouth_corners > 0 or self.settings.finish_interior > 0
+        corners = mouth and Region.MOUTH not in preserve  # the free mouth's corners or teeth
         if chosen.remake is None or not (colour or brows or eyes or capped or corners):
             return chosen
         prepared, strength, repel = chosen.remake
+        if corners and self.settings.finish_interior > 0:
+            identities = chosen.choice.identities
+            prepared = [self._with_teeth(f, i, identities) for f, i in zip(faces, prepared, strict=True)]
         capped = capped and self._capping(strength, finish=True)
         remade = colour or brows or capped or corners
         if not remade and not any(i.narrowed.get(strength, True) for i in prepared):

@@ -559,6 +559,10 @@ class SurrogateSettings:
     # caricatured mouth turns the corners down and the bench's smile probe (landmark geometry) reads 083's
     # and 042's smiles (nose kept, strong rungs) as neutral (issue-11q10).
     mouth_corners: float = 0.0
+    # ``mouth_interior`` made only in the finish (0 = off): a patient whose inner lips are at least this far
+    # apart gets the chosen rung's mouth interior from the donor set's most open photo. With the nose kept
+    # the smiles' teeth were gone (114, 130, 022: a pink closed or blob-like mouth; issue-11q10).
+    finish_interior: float = 0.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -246,10 +246,28 @@ class Synthesis:
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
-    def _open_mouth(self, average: np.ndarray, donors: list[list[DonorPhoto]]) -> np.ndarray:
+    def _with_teeth(
+        self, face: AlignedFace, ingredients: Ingredients, identities: Sequence[str]
+    ) -> Ingredients:
+        """``ingredients`` with the mouth's interior from the donor set's most open photo when the patient's
+        mouth is at least settings.finish_interior open (``mouth_interior`` in the finish); else as given."""
+        least = self.settings.finish_interior
+        if least <= 0 or expression(face.landmarks)[0] < least:
+            return ingredients
+        groups = self.bank.by_identity()
+        average = self._open_mouth(ingredients.average, [groups[i] for i in identities], least)
+        if average is ingredients.average:
+            return ingredients
+        iod = interocular(self.bank.reference)
+        coarse = _coarse_deviation(average, ingredients.peers.centre, 0.04 * iod)
+        return replace(ingredients, average=average, coarse=coarse)
+
+    def _open_mouth(
+        self, average: np.ndarray, donors: list[list[DonorPhoto]], least: float | None = None
+    ) -> np.ndarray:
         """``average`` with the mouth's interior from the set's most open donor photo (surrogate_mouth.py),
-        unchanged when no donor's mouth is at least settings.mouth_interior open."""
-        photo = open_donor(donors, self.settings.mouth_interior)
+        unchanged when no donor's mouth is at least ``least`` (settings.mouth_interior) open."""
+        photo = open_donor(donors, self.settings.mouth_interior if least is None else least)
         if photo is None:
             return average
         if self._interior is None:  # the bank's reference shape alone decides it

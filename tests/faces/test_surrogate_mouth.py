@@ -173,3 +173,34 @@ def test_the_corners_follow_the_patient_only_in_the_finish(
         engine._synthesize(face, ingredients, tris, (Region.NOSE,), Strength(1.0, 1.0, 1.0), finish=finish)
     gap = np.abs(corner_lifts(warped[0]) - corner_lifts(patient)).max()
     assert (gap < 1e-3) == lifted
+
+
+@pytest.mark.parametrize(
+    ("least", "opening", "changed"), [(0.06, 0.15, True), (0.06, 0.02, False), (0.0, 0.15, False)]
+)
+def test_the_finish_takes_the_teeth_only_for_an_open_mouth(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, least: float, opening: float, changed: bool
+) -> None:
+    """settings.finish_interior: the chosen rung's ingredients get the set's most open donor photo's mouth
+    interior when the patient's mouth is at least that open; a closed mouth or the setting off: as given."""
+    import anonymizer.engines.surrogate_synthesis as synthesis
+    from anonymizer.engines.base import AlignedFace
+    from anonymizer.engines.surrogate_synthesis import Ingredients, _PeerBase
+
+    bank = load_bank(bank_path)
+    size, reference = bank.crop_size, bank.reference.astype(np.float32)
+    wide = max(bank.photos, key=lambda p: float(p.expression[0]))
+    monkeypatch.setattr(synthesis, "open_donor", lambda donors, at_least: wide)
+    monkeypatch.setattr(synthesis, "expression", lambda landmarks: np.array([opening, 0.9], np.float32))
+    plain = np.full((size, size, 3), 128.0, np.float32)
+    peers = _PeerBase(
+        centre=plain, anti=np.zeros((size, size, 1), np.float32), shape_centre=reference, skin=None
+    )
+    ingredients = Ingredients(plain, np.zeros_like(plain), peers, reference, np.zeros_like(plain))
+    face = AlignedFace(image=plain.astype(np.uint8), landmarks=reference, masks={}, descriptor=None)
+    engine = SurrogateEngine(SurrogateSettings(finish_interior=least), bank)
+    made = engine._with_teeth(face, ingredients, list(bank.by_identity())[:2])
+    assert (made is not ingredients) == changed
+    if changed:
+        assert np.abs(made.average - plain).max() > 20  # the donor's interior at the mouth
+        assert not np.array_equal(made.coarse, ingredients.coarse)
