@@ -553,10 +553,18 @@ class Ladder(Synthesis):
         brows = self.settings.brow_finish and _named(self.settings.brow_contrast, preserve)
         colour = self.settings.highlight_chroma > 0 or self.settings.lid_colour
         eyes = self.settings.eye_finish and self.settings.eye_opening > 0
-        if chosen.remake is None or not (colour or brows or eyes):
+        capped = self.settings.anti_cap_finish and self.settings.anti_cap > 0  # its rung: _capping
+        mouth = self.settings.mouth_corners > 0 or self.settings.finish_interior > 0
+        corners = mouth and Region.MOUTH not in preserve  # the free mouth's corners or teeth
+        if chosen.remake is None or not (colour or brows or eyes or capped or corners):
             return chosen
         prepared, strength, repel = chosen.remake
-        if not (colour or brows) and not any(i.narrowed.get(strength, True) for i in prepared):
+        if corners and self.settings.finish_interior > 0:
+            identities = chosen.choice.identities
+            prepared = [self._with_teeth(f, i, identities) for f, i in zip(faces, prepared, strict=True)]
+        capped = capped and self._capping(strength, finish=True)
+        remade = colour or brows or capped or corners
+        if not remade and not any(i.narrowed.get(strength, True) for i in prepared):
             return chosen  # no eye of the chosen rung is narrower than the floor: the finish changes nothing
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)

@@ -581,6 +581,24 @@ class SurrogateSettings:
     # patient's sex present in the bank (so a bank identity that is the patient never counts). "" = the
     # bank's real faces of that sex (the centre self_check_centre_distance uses).
     spread_pick_cloud: str = ""
+    # Strong rungs' texture (issue-11q10; 0 = off): the anti-face terms together (the patient's and the
+    # repelled donors', × the rung's gain) soft-limited to this many 8-bit lightness levels (x → cap ·
+    # tanh(x / cap)), on a rung whose gain could carry them past it (anti × ANTI_CLIP > cap). The nose-kept
+    # strong rungs (anti 3-3.6, soft limit 45) flip the patient's light lids and under-eyes into bruise-like
+    # rings, his dark brows into a pale skin band, his cheeks' shading into flat pale patches.
+    anti_cap: float = 0.0
+    # anti_cap only in the finish (surrogate_ladder._finished: the chosen rung made again, kept when the
+    # group's self-check is no worse), so the choice of rung and donor set stays the one made without it
+    anti_cap_finish: bool = False
+    # The free mouth's corners moved this share of the way to the patient's corner lift (how far they lie
+    # above the lips' middle; surrogate_mouth.keep_corners), made only in the finish (0 = off): the donors'
+    # caricatured mouth turns the corners down and the bench's smile probe (landmark geometry) reads 083's
+    # and 042's smiles (nose kept, strong rungs) as neutral (issue-11q10).
+    mouth_corners: float = 0.0
+    # ``mouth_interior`` made only in the finish (0 = off): a patient whose inner lips are at least this far
+    # apart gets the chosen rung's mouth interior from the donor set's most open photo. With the nose kept
+    # the smiles' teeth were gone (114, 130, 022: a pink closed or blob-like mouth; issue-11q10).
+    finish_interior: float = 0.0
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

@@ -45,6 +45,7 @@ from anonymizer.engines.surrogate_mouth import (
     cap_opening,
     cap_width,
     interior_weight,
+    keep_corners,
     open_donor,
     with_interior,
 )
@@ -66,6 +67,7 @@ from anonymizer.engines.surrogate_target import (
     unfold_locally,
 )
 from anonymizer.engines.surrogate_texture import (
+    ANTI_CLIP,
     _anti_face,
     _caricature_texture,
     _closest,
@@ -77,6 +79,7 @@ from anonymizer.engines.surrogate_texture import (
     _sharpen,
     _skin_stats,
     _with_detail,
+    held,
     outward,
 )
 from anonymizer.faces.regions import interocular
@@ -243,10 +246,28 @@ class Synthesis:
             detail=own - cv2.GaussianBlur(own, (0, 0), self.settings.detail_sigma * iod),
         )
 
-    def _open_mouth(self, average: np.ndarray, donors: list[list[DonorPhoto]]) -> np.ndarray:
+    def _with_teeth(
+        self, face: AlignedFace, ingredients: Ingredients, identities: Sequence[str]
+    ) -> Ingredients:
+        """``ingredients`` with the mouth's interior from the donor set's most open photo when the patient's
+        mouth is at least settings.finish_interior open (``mouth_interior`` in the finish); else as given."""
+        least = self.settings.finish_interior
+        if least <= 0 or expression(face.landmarks)[0] < least:
+            return ingredients
+        groups = self.bank.by_identity()
+        average = self._open_mouth(ingredients.average, [groups[i] for i in identities], least)
+        if average is ingredients.average:
+            return ingredients
+        iod = interocular(self.bank.reference)
+        coarse = _coarse_deviation(average, ingredients.peers.centre, 0.04 * iod)
+        return replace(ingredients, average=average, coarse=coarse)
+
+    def _open_mouth(
+        self, average: np.ndarray, donors: list[list[DonorPhoto]], least: float | None = None
+    ) -> np.ndarray:
         """``average`` with the mouth's interior from the set's most open donor photo (surrogate_mouth.py),
-        unchanged when no donor's mouth is at least settings.mouth_interior open."""
-        photo = open_donor(donors, self.settings.mouth_interior)
+        unchanged when no donor's mouth is at least ``least`` (settings.mouth_interior) open."""
+        photo = open_donor(donors, self.settings.mouth_interior if least is None else least)
         if photo is None:
             return average
         if self._interior is None:  # the bank's reference shape alone decides it
@@ -352,6 +373,9 @@ class Synthesis:
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
             )
             texture, anti = texture + widen(term), anti + term
+        if self._capping(strength, finish):  # settings.anti_cap: the strong rungs' anti-face held
+            capped = held(anti, self.settings.anti_cap)
+            texture, anti = texture + widen(capped - anti), capped
         texture = self._beardless(texture, anti, ingredients.peers.beardless)
         texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
         shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
@@ -366,6 +390,8 @@ class Synthesis:
         if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
             target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
+        if finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # the smile's corners
+            target = keep_corners(target, face.landmarks, self.settings.mouth_corners)
         local = 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds
         target = unfold(target, face.landmarks, self.bank.reference, tris, size)
@@ -400,6 +426,13 @@ class Synthesis:
             self.settings.hanging_fringe,
         )
         return blended, target
+
+    def _capping(self, strength: Strength, finish: bool) -> bool:
+        """Whether settings.anti_cap holds this rung's anti-face terms: on, a rung whose gain can carry them
+        past the cap, and (with settings.anti_cap_finish) only in the finish."""
+        cap = self.settings.anti_cap
+        strong = cap > 0 and strength.anti * ANTI_CLIP > cap
+        return strong and (finish or not self.settings.anti_cap_finish)
 
     def _shaped(
         self,

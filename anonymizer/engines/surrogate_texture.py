@@ -43,6 +43,12 @@ def _anti_face(
     return (deviation[..., None] * weight).astype(np.float32)
 
 
+def held(term: np.ndarray, cap: float) -> np.ndarray:
+    """``term`` (lightness levels) soft-limited to ``cap``: ``cap`` · tanh(term / cap), about ``term`` itself
+    well below the cap (settings.anti_cap)."""
+    return (cap * np.tanh(np.asarray(term, np.float32) / cap)).astype(np.float32)
+
+
 def _despeckled(texture: np.ndarray, blur: float) -> np.ndarray:
     """The texture's lightness with small spots removed, as ``_anti_face`` compares it (``blur`` as there)."""
     return _despeckle(_lightness(texture), 0.6 * blur)

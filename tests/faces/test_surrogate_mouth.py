@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from anonymizer.donors import load_bank
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings
@@ -107,3 +108,99 @@ def test_the_mouth_settings_reach_the_nothing_kept_engine_through_nothing_kept(b
     default = SurrogateEngine(base, load_bank(bank_path))
     for preserve in ((Region.MOUTH,), (Region.NOSE,), (Region.EYES,)):
         assert engine._for_regions(preserve).settings == default._for_regions(preserve).settings
+
+
+def test_the_mouth_corners_move_to_the_patients_lift_and_nothing_else_moves(bank_path: Path) -> None:
+    """A target whose corners were turned down (the donors' caricatured mouth) gets the patient's corner lift
+    back at share 1, half of the gap at 0.5; the lips' middle, the rest of the face and share 0 stay."""
+    from anonymizer.engines.surrogate_mouth import corner_lifts, keep_corners
+
+    reference = load_bank(bank_path).reference.astype(np.float64)
+    patient = 1.1 * (reference - reference.mean(0)) + reference.mean(0) + 3.0  # another size and place
+    target = reference.copy()
+    iod = interocular(target)
+    for corner in (48, 54, 60, 64):
+        target[corner, 1] += 0.08 * iod  # down in the image
+    assert np.all(corner_lifts(target) < corner_lifts(patient) - 0.07)
+    back = keep_corners(target, patient, 1.0)
+    assert np.allclose(corner_lifts(back), corner_lifts(patient), atol=1e-3)
+    half = keep_corners(target, patient, 0.5)
+    assert np.allclose(corner_lifts(half), 0.5 * (corner_lifts(target) + corner_lifts(patient)), atol=1e-3)
+    moved = np.abs(back - target).max(axis=1) > 1e-3
+    assert set(np.flatnonzero(moved)) <= {48, 49, 53, 54, 55, 59, 60, 64}
+    assert np.allclose(keep_corners(target, patient, 0.0), target, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("share", "finish", "lifted"), [(1.0, True, True), (1.0, False, False), (0.0, True, False)]
+)
+def test_the_corners_follow_the_patient_only_in_the_finish(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, share: float, finish: bool, lifted: bool
+) -> None:
+    """settings.mouth_corners acts on the target ``_synthesize`` warps to only when making the finish (the
+    rung the ladder chose), so the choice of rung is the one made without it."""
+    import anonymizer.engines.surrogate_synthesis as synthesis
+    from anonymizer.engines.base import AlignedFace
+    from anonymizer.engines.surrogate_mouth import corner_lifts
+    from anonymizer.engines.surrogate_settings import Strength
+    from anonymizer.engines.surrogate_synthesis import Ingredients, _PeerBase
+    from anonymizer.faces.warp import extended, triangulate
+
+    bank = load_bank(bank_path)
+    size, reference = bank.crop_size, bank.reference.astype(np.float32)
+    patient = reference.copy()
+    iod = interocular(patient)
+    for corner in (48, 54, 60, 64):
+        patient[corner, 1] -= 0.06 * iod  # a smile's raised corners
+    plain = np.full((size, size, 3), 128.0, np.float32)
+    anti = np.zeros((size, size, 1), np.float32)
+    peers = _PeerBase(centre=plain, anti=anti, shape_centre=reference, skin=None)
+    ingredients = Ingredients(plain, np.zeros_like(plain), peers, reference, np.zeros_like(plain))
+    face = AlignedFace(image=plain.astype(np.uint8), landmarks=patient, masks={}, descriptor=None)
+    engine = SurrogateEngine(SurrogateSettings(mouth_corners=share, expression_modes=0), bank)
+    warped: list[np.ndarray] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(texture, source, target, *args, **kwargs):
+        warped.append(np.asarray(target)[:68])
+        raise Stop
+
+    monkeypatch.setattr(synthesis, "piecewise_affine", stop)
+    tris = triangulate(extended(reference, size))
+    with pytest.raises(Stop):
+        engine._synthesize(face, ingredients, tris, (Region.NOSE,), Strength(1.0, 1.0, 1.0), finish=finish)
+    gap = np.abs(corner_lifts(warped[0]) - corner_lifts(patient)).max()
+    assert (gap < 1e-3) == lifted
+
+
+@pytest.mark.parametrize(
+    ("least", "opening", "changed"), [(0.06, 0.15, True), (0.06, 0.02, False), (0.0, 0.15, False)]
+)
+def test_the_finish_takes_the_teeth_only_for_an_open_mouth(
+    bank_path: Path, monkeypatch: pytest.MonkeyPatch, least: float, opening: float, changed: bool
+) -> None:
+    """settings.finish_interior: the chosen rung's ingredients get the set's most open donor photo's mouth
+    interior when the patient's mouth is at least that open; a closed mouth or the setting off: as given."""
+    import anonymizer.engines.surrogate_synthesis as synthesis
+    from anonymizer.engines.base import AlignedFace
+    from anonymizer.engines.surrogate_synthesis import Ingredients, _PeerBase
+
+    bank = load_bank(bank_path)
+    size, reference = bank.crop_size, bank.reference.astype(np.float32)
+    wide = max(bank.photos, key=lambda p: float(p.expression[0]))
+    monkeypatch.setattr(synthesis, "open_donor", lambda donors, at_least: wide)
+    monkeypatch.setattr(synthesis, "expression", lambda landmarks: np.array([opening, 0.9], np.float32))
+    plain = np.full((size, size, 3), 128.0, np.float32)
+    peers = _PeerBase(
+        centre=plain, anti=np.zeros((size, size, 1), np.float32), shape_centre=reference, skin=None
+    )
+    ingredients = Ingredients(plain, np.zeros_like(plain), peers, reference, np.zeros_like(plain))
+    face = AlignedFace(image=plain.astype(np.uint8), landmarks=reference, masks={}, descriptor=None)
+    engine = SurrogateEngine(SurrogateSettings(finish_interior=least), bank)
+    made = engine._with_teeth(face, ingredients, list(bank.by_identity())[:2])
+    assert (made is not ingredients) == changed
+    if changed:
+        assert np.abs(made.average - plain).max() > 20  # the donor's interior at the mouth
+        assert not np.array_equal(made.coarse, ingredients.coarse)
