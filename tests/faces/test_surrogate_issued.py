@@ -20,24 +20,11 @@ from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.pipeline import PipelineSettings, _align_all
 from anonymizer.issued import MemoryIssued, issued_key
+from tests.faces.ladder_fakes import FarPatient as _Face
+from tests.faces.ladder_fakes import TwoDonorBank as _Bank
+from tests.faces.ladder_fakes import unit as _unit
 
 RUNGS = 4
-
-
-def _unit(n: int) -> np.ndarray:
-    """Rung ``n``'s output descriptor: orthogonal unit vectors × 0.5, so any two lie 0.71 apart."""
-    out = np.zeros(128)
-    out[n] = 0.5
-    return out
-
-
-class _Bank:
-    def by_identity(self) -> dict[str, list]:
-        return {"d1": [], "d2": []}
-
-
-class _Face:
-    descriptor = np.ones(128)  # the patient: far from every rung's output
 
 
 def _engine(monkeypatch: pytest.MonkeyPatch, **settings: object) -> SurrogateEngine:

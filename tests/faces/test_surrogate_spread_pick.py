@@ -18,21 +18,9 @@ from anonymizer.engines.surrogate_cloud import cloud_centre, reach
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_ladder import _Common
 from anonymizer.engines.surrogate_settings import Strength
-
-
-def _unit(n: int) -> np.ndarray:
-    out = np.zeros(128)
-    out[n] = 0.5
-    return out
-
-
-class _Bank:
-    def by_identity(self) -> dict[str, list]:
-        return {"d1": [], "d2": []}
-
-
-class _Face:
-    descriptor = np.ones(128)  # the patient: far from every output
+from tests.faces.ladder_fakes import FarPatient as _Face
+from tests.faces.ladder_fakes import TwoDonorBank as _Bank
+from tests.faces.ladder_fakes import unit as _unit
 
 
 @dataclass(frozen=True)
