@@ -607,6 +607,12 @@ class SurrogateSettings:
     # apart gets the chosen rung's mouth interior from the donor set's most open photo. With the nose kept
     # the smiles' teeth were gone (114, 130, 022: a pink closed or blob-like mouth; issue-11q10).
     finish_interior: float = 0.0
+    # A rung passes only when the bank's probe (surrogate_sex.py, margin 0) also reads every output as the
+    # patient's sex, whatever ``sex_reader`` is (off: the reader alone). With the nose kept the reader is
+    # the donors' centroids, and London-set 135's passing rung kept her a woman by them (-0.065 from their
+    # midpoint) where the probe, and the bench's, read her smiling output as a man (issue-11s11). Unlike
+    # ``sex_reader`` "both" it leaves the ranking of rungs that do not pass as it was.
+    sex_pass_probe: bool = False
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).
