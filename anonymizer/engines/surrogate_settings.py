@@ -611,7 +611,10 @@ class SurrogateSettings:
     # patient's sex, whatever ``sex_reader`` is (off: the reader alone). With the nose kept the reader is
     # the donors' centroids, and London-set 135's passing rung kept her a woman by them (-0.065 from their
     # midpoint) where the probe, and the bench's, read her smiling output as a man (issue-11s11). Unlike
-    # ``sex_reader`` "both" it leaves the ranking of rungs that do not pass as it was.
+    # ``sex_reader`` "both" it leaves the ranking of rungs that do not pass as it was. Off: with the nose kept
+    # (--folds 39, every group it can move rerun, joined with main) it moves 135 alone: sex kept 93.6 ->
+    # 94.9 %, r5 51.3 -> 52.6 % (her ranks 3 / 6 -> 5 / 3), forwarded, collisions and donor leak kept, her
+    # group through the second pass (49 -> 110 rungs).
     sex_pass_probe: bool = False
 
 
