@@ -529,6 +529,8 @@ class Ladder(Synthesis):
         kept_sex = _kept_sex(checks, common.profile[0])
         passed = far_all and together and kept_sex and all(c.donor is None for c in checks)
         passed = passed and self._off_centre(checks, common.profile[0])
+        if passed and self.settings.sex_pass_probe:
+            passed = self._probe_keeps_sex(checks, common.profile[0])
         verifiable = together and all(c.away > 0.66 and c.closer >= min(1, c.usable) for c in checks)
         nearer = min(c.closer for c in checks)
         # constant unless best_avoids_donors, and then only among attempts likely to verify: between two
@@ -634,6 +636,11 @@ class Ladder(Synthesis):
         if self.settings.sex_reader == "probe":
             return self._probe_sex(desc, self.settings.sex_probe_margin if checking else 0.0)
         return apparent_sex(desc, self.bank, centroid_margin)
+
+    def _probe_keeps_sex(self, checks: Sequence[_Check], sex: str) -> bool:
+        """Whether the bank's probe reads every output as ``sex`` (unknown sex or no probe: not held)."""
+        calls = [self._probe_sex(c.out, 0.0) for c in checks if c.out is not None]
+        return all(not call or not sex or call == sex for call in calls)
 
     def _probe_sex(self, desc: np.ndarray, margin: float) -> str:
         """The bank-fitted probe's reading ("" when the bank has no probe)."""

@@ -299,10 +299,18 @@ class SurrogateSettings:
     # on: forwarded 87.2 -> 89.7 %, de-ID 97.4 -> 100 %, r1 / r5 7.7 / 53.8 -> 5.1 / 53.8 %, sex kept 91.0 %
     # kept; collisions 3.8 -> 4.0 %, donor leak 25.6 -> 28.2 % (067's outputs, forwarded again as before
     # shape_bound, lie 0.53-0.57 from bank face 135). 22 of the 24 groups' outputs stay main's to the bit.
+    # Nose kept (issue-11s11): the patient's sex estimated by the bank's probe (``sex_estimate``, as with the
+    # eyes kept; the self-check still reads by the centroids). The centroids estimated London-set 067, a man,
+    # a woman (-0.155; the probe +0.125), so his donors were women and both outputs read as a woman. The two
+    # estimates differ for 067 alone of the 39 (leave-one-out), so only his outputs change: --folds 39
+    # --settings nose --ids 067 joined with main, main -> on: sex kept 91.0 -> 93.6 %, r5 53.8 -> 51.3 %,
+    # same-sex r1 / r5 7.7 / 66.7 -> 5.1 / 64.1 %, donor leak 28.2 -> 25.6 %, forwarded 89.7 %, de-ID 100 %,
+    # r1 5.1 % and collisions 4.0 % kept (067 passes at his first set's second rung: 0.702 / 0.711).
     nose_kept: tuple[tuple[str, object], ...] = (
         ("anti_beard", 0.0),
         ("shape_bound", 1.0),
         ("verified_pick", 1),
+        ("sex_estimate", "probe"),
     )
     # Eyes kept (issue-11ek): the linkage aim 5 instead of 3 (the bank is about half an attacker's gallery,
     # so 3 left the patient 5th or nearer in 31.2 % of draw B's outputs). eval_pixels --settings eyes
@@ -599,6 +607,15 @@ class SurrogateSettings:
     # apart gets the chosen rung's mouth interior from the donor set's most open photo. With the nose kept
     # the smiles' teeth were gone (114, 130, 022: a pink closed or blob-like mouth; issue-11q10).
     finish_interior: float = 0.0
+    # A rung passes only when the bank's probe (surrogate_sex.py, margin 0) also reads every output as the
+    # patient's sex, whatever ``sex_reader`` is (off: the reader alone). With the nose kept the reader is
+    # the donors' centroids, and London-set 135's passing rung kept her a woman by them (-0.065 from their
+    # midpoint) where the probe, and the bench's, read her smiling output as a man (issue-11s11). Unlike
+    # ``sex_reader`` "both" it leaves the ranking of rungs that do not pass as it was. Off: with the nose kept
+    # (--folds 39, every group it can move rerun, joined with main) it moves 135 alone: sex kept 93.6 ->
+    # 94.9 %, r5 51.3 -> 52.6 % (her ranks 3 / 6 -> 5 / 3), forwarded, collisions and donor leak kept, her
+    # group through the second pass (49 -> 110 rungs).
+    sex_pass_probe: bool = False
 
 
 # The settings that hold (NAME, VALUE) pairs applied per kept region (SurrogateEngine._for_regions).

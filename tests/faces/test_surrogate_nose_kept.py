@@ -66,10 +66,15 @@ def test_the_nose_kept_overrides_apply_with_the_nose_kept_only() -> None:
     nose = dict(engine._region_overrides((Region.NOSE,)))
     for name, value in settings.nose_kept:
         assert nose[name] == value
-    for other in ((), (Region.MOUTH,), (Region.EYES,)):
+    own = {  # each other setting's own tables (sex_estimate is also in eyes_kept: that one is the eyes')
+        (): settings.nothing_kept,
+        (Region.MOUTH,): settings.mouth_kept,
+        (Region.EYES,): settings.region_kept + settings.eyes_kept,
+    }
+    for other, tables in own.items():
         overrides = dict(engine._region_overrides(other))
         for name, _ in settings.nose_kept:
-            assert overrides.get(name) == dict(settings.region_kept + settings.eyes_kept).get(name)
+            assert overrides.get(name) == dict(tables).get(name)
 
 
 def test_anti_eyes_lets_the_anti_face_reach_the_eyes(bank_path: Path) -> None:

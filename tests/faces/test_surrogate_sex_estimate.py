@@ -73,6 +73,19 @@ def test_the_eyes_kept_estimate_is_the_probes_by_default() -> None:
     assert reader is not None and reader(desc) == "M"
 
 
+def test_the_nose_kept_estimate_is_the_probes_by_default() -> None:
+    """London-set 067 with the nose kept (issue-11s11): the centroids' estimate made his donors women."""
+    bank = _bank()
+    desc = _disputed(bank)
+    nose = SurrogateEngine(SurrogateSettings(), bank)._for_regions((Region.NOSE,))
+    assert nose.settings.sex_reader == "centroids"  # region_kept: the self-check's reader unchanged
+    assert nose._read_sex(desc) == "F"
+    reader = nose._profile_sex_reader()
+    assert reader is not None and reader(desc) == "M"
+    off = SurrogateEngine(SurrogateSettings(nose_kept=()), bank)._for_regions((Region.NOSE,))
+    assert off._profile_sex_reader() is None  # without it: the centroids' estimate, as before
+
+
 def test_eyes_and_nothing_kept_remake_a_rung_read_as_the_other_sex_with_further_shape_steps() -> None:
     """London-set 083 (a woman, eyes kept) and 013 (a woman, nothing kept) read as men on nearly every rung:
     both settings now have mouth_kept's further keyed shape steps (surrogate_ladder._other_step)."""
