@@ -1,6 +1,6 @@
-"""``coarse_retry_look`` (issue-11x10, off by default): a proposal read only because its look was too coarse
-for the pre-OCR filter is read again only when a finer look scores at least ``coarse_retry_score`` (-12, far
-below the filter's threshold: issue-11x11), or its first read held a token."""
+"""``coarse_retry_look`` (issue-11x10; on by default since issue-11x11): a proposal read only because its
+look was too coarse for the pre-OCR filter is read again only when a finer look scores at least
+``coarse_retry_score`` (-12, far below the filter's threshold: issue-11x11), or its first read held a token."""
 
 from __future__ import annotations
 
@@ -89,6 +89,15 @@ def test_the_score_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
     settings = step.TextSettings(coarse_retry_look=True, coarse_retry_score=-5.0)
     step._read(image, COARSE, None, settings)
+    assert len(calls) == 1
+
+
+def test_the_default_reads_a_coarse_unsure_read_scoring_as_hair_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(step.ocr, "read_line", lambda crop, block=False: calls.append(crop.shape) or UNSURE)
+    monkeypatch.setattr(step.text_filter, "load", lambda: _Filter(HAIR))
+    image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
+    step._read(image, COARSE, None, step.TextSettings())
     assert len(calls) == 1
 
 
