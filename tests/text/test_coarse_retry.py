@@ -1,6 +1,7 @@
 """``coarse_retry_look`` (issue-11x10; on by default since issue-11x11): a proposal read only because its
 look was too coarse for the pre-OCR filter is read again only when a finer look scores at least
-``coarse_retry_score`` (-12, far below the filter's threshold: issue-11x11), or its first read held a token."""
+``coarse_retry_score`` (-12, far below the filter's threshold: issue-11x11), or its first read held a
+token."""
 
 from __future__ import annotations
 
