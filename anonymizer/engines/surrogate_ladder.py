@@ -89,6 +89,7 @@ class _Attempt:
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
     outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
+    preview: bool = False  # judged on its preview (settings.preview_rungs): crops and score not the full rung's
 
     @property
     def lost_sex(self) -> bool:
@@ -261,15 +262,10 @@ class Ladder(Synthesis):
         for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
-            made = [
-                self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
-                for face, ingredients in zip(faces, prepared, strict=True)
-            ]
-            checks = [
-                self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
-                for (crop, target), face in zip(made, faces, strict=True)
-            ]
-            passed, score, far_all, together = self._judge(checks, common)
+            previewed = self._previewed(faces, prepared, common, preserve, strength, repel)
+            made, checks, (passed, score, far_all, together) = previewed or self._rung(
+                faces, prepared, common, preserve, strength, repel
+            )
             if not passed and _sex_lost(score) and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
@@ -288,6 +284,7 @@ class Ladder(Synthesis):
             outs = tuple(c.out for c in checks if c.out is not None)
             crops = [c for c, _ in made]
             current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            current = replace(current, preview=previewed is not None)
             if self._rungs_tried is not None:  # verified_pick 2: every rung is a candidate
                 self._rungs_tried.append((current, self._bounding))
             if common.avoid is not None and passed:  # another patient's issued identity near: climb on
@@ -311,10 +308,85 @@ class Ladder(Synthesis):
                 break
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all and best.score[0] <= 0:  # > 0: a rung passed the general test (_among_strangers)
-            return (
-                current  # far enough but still near a donor after the last rung tried: verification decides
-            )
-        return best
+            # far enough but still near a donor after the last rung tried: verification decides
+            return self._in_full(current, faces, common, preserve)
+        return self._in_full(best, faces, common, preserve)
+
+    def _rung(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+        skip: frozenset[str] = frozenset(),
+    ) -> tuple[list, list[_Check], _Judgement]:
+        """One rung made for every face of the group and judged (made, checks, judgement); ``skip``: a
+        preview's parts left out (settings.preview_rungs)."""
+        made = [
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, skip=skip)
+            for face, ingredients in zip(faces, prepared, strict=True)
+        ]
+        reference = common.reference
+        checks = [
+            self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
+            for (crop, target), face in zip(made, faces, strict=True)
+        ]
+        return made, checks, self._judge(checks, common)
+
+    def _previewed(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> tuple[list, list[_Check], _Judgement] | None:
+        """settings.preview_rungs: the rung made without the parts named there and judged; its judgement
+        stands for the full rung's when it clearly fails (not passed, by more than
+        ``preview_margin`` of distance when the distance alone fails it, and the sex kept, which the
+        ladder's sex remakes read). None: off, or the full rung is to be made (a rung that may pass is
+        always judged in full, so a pass is the full rung's). Off with verified_pick 2 or an issued store,
+        which keep every rung tried."""
+        parts = frozenset(p.strip() for p in self.settings.preview_rungs.split(",") if p.strip())
+        if not parts or self._rungs_tried is not None or common.avoid is not None:
+            return None
+        made, checks, judged = self._rung(faces, prepared, common, preserve, strength, repel, parts)
+        passed, score = judged[0], judged[1]
+        if passed or _sex_lost(score) or self._near_pass(checks, common):
+            return None
+        return made, checks, judged
+
+    def _near_pass(self, checks: Sequence[_Check], common: _Common) -> bool:
+        """Whether a preview that failed could pass in full: every output free of donors, far enough by the
+        real faces nearer (one short allowed), and within ``preview_margin`` of the self-check's
+        distance."""
+        margin = self.settings.preview_margin
+        aim = self._aim(common)
+        return all(
+            c.donor is None
+            and c.closer >= min(aim, c.usable) - 1
+            and c.away > self.settings.self_check_distance - margin
+            for c in checks
+        )
+
+    def _in_full(
+        self, attempt: _Attempt, faces: Sequence[AlignedFace], common: _Common, preserve: tuple[Region, ...]
+    ) -> _Attempt:
+        """A rung judged on its preview (settings.preview_rungs) made in full and judged again: the crops the
+        ladder returns are always the full synthesis's."""
+        if not attempt.preview or attempt.remake is None:
+            return attempt
+        prepared, strength, repel = attempt.remake
+        made, checks, (passed, score, far_all, together) = self._rung(
+            faces, prepared, common, preserve, strength, repel
+        )
+        outs = tuple(c.out for c in checks if c.out is not None)
+        crops = [c for c, _ in made]
+        split = far_all and not together
+        return replace(attempt, crops=crops, score=score, split=split, outs=outs, preview=False)
 
     def _issued_step(
         self,

@@ -357,9 +357,12 @@ class Synthesis:
         strength: Strength,
         repel: Sequence[list[DonorPhoto]] = (),
         finish: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> tuple[np.ndarray, np.ndarray]:
         """One rung's synthetic crop and target shape. ``finish``: with the colour finish (surrogate_ladder
-        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
+        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose. ``skip``:
+        the parts left out of a preview (settings.preview_rungs: "detail", "relight", "highlights",
+        "features", "poisson"), judged by the ladder in place of the full rung when it clearly fails."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         anti = strength.anti * ingredients.peers.anti
@@ -385,7 +388,8 @@ class Synthesis:
             weight, share = self._shave_weight(), self.settings.shave
             texture = shaved(texture, weight, self.bank.reference, share)
             detail = shaved_detail(detail, weight, self.bank.reference, share)
-        texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
+        if "detail" not in skip:
+            texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
         if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
@@ -406,11 +410,14 @@ class Synthesis:
         )
         skin = skin_mask(target, size)  # the colour match and the light's, read only by both
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio, skin)
-        synth = relight(synth, target, ingredients.peers.light, skin)
         peers = ingredients.peers
+        if "relight" not in skip:
+            synth = relight(synth, target, peers.light, skin)
         chroma = self.settings.highlight_chroma if finish else 0.0
-        synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
-        synth = match_features(synth, target, peers.features, self.settings.iris_darken)
+        if "highlights" not in skip:
+            synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
+        if "features" not in skip:
+            synth = match_features(synth, target, peers.features, self.settings.iris_darken)
         if _named(self.settings.brow_contrast, preserve) and (finish or not self.settings.brow_finish):
             synth = match_brows(synth, target, peers.brows)
         if finish:
@@ -422,7 +429,7 @@ class Synthesis:
             target,
             peers.coloured,
             peers.blend_sides,
-            self.settings.poisson_solver,
+            "paste" if "poisson" in skip else self.settings.poisson_solver,
             self.settings.hanging_fringe,
         )
         return blended, target
@@ -686,6 +693,9 @@ def _poisson(
     outside = mask == 0  # before the clone, which may write into its mask
     if solver == "sine":
         cloned = poisson.clone(synth, base, mask)
+    elif solver == "paste":  # a preview's (settings.preview_rungs): the shaded face laid in, no solve
+        cloned = base.copy()
+        cv2.copyTo(synth, mask, cloned)
     else:
         x, y, w, h = cv2.boundingRect(mask)
         cloned = cv2.seamlessClone(synth, base, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
