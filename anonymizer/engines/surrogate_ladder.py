@@ -89,7 +89,7 @@ class _Attempt:
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
     outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
-    preview: bool = False  # judged on its preview (settings.preview_rungs): crops and score not the full rung's
+    preview: bool = False  # judged on its preview (settings.preview_rungs): not the full rung's crops
 
     @property
     def lost_sex(self) -> bool:
@@ -380,9 +380,7 @@ class Ladder(Synthesis):
         if not attempt.preview or attempt.remake is None:
             return attempt
         prepared, strength, repel = attempt.remake
-        made, checks, (passed, score, far_all, together) = self._rung(
-            faces, prepared, common, preserve, strength, repel
-        )
+        made, checks, (_, score, far_all, together) = self._rung(faces, prepared, common, preserve, strength, repel)
         outs = tuple(c.out for c in checks if c.out is not None)
         crops = [c for c, _ in made]
         split = far_all and not together
