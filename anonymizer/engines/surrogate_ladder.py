@@ -380,7 +380,9 @@ class Ladder(Synthesis):
         if not attempt.preview or attempt.remake is None:
             return attempt
         prepared, strength, repel = attempt.remake
-        made, checks, (_, score, far_all, together) = self._rung(faces, prepared, common, preserve, strength, repel)
+        made, checks, (_, score, far_all, together) = self._rung(
+            faces, prepared, common, preserve, strength, repel
+        )
         outs = tuple(c.out for c in checks if c.out is not None)
         crops = [c for c, _ in made]
         split = far_all and not together
