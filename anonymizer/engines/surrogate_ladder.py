@@ -72,6 +72,7 @@ class _Check:
     usable: int  # reference identities counted
     out: np.ndarray | None = None  # the output's descriptor (None: the patient's face has none)
     sex: str = ""  # the output's apparent sex ("" unknown)
+    to_donor: float = float("inf")  # the distance to the nearest bank face (settings.preview_rungs reads it)
 
 
 @dataclass(frozen=True)
@@ -360,15 +361,17 @@ class Ladder(Synthesis):
         return made, checks, judged
 
     def _near_pass(self, checks: Sequence[_Check], common: _Common) -> bool:
-        """Whether a preview that failed could pass in full: every output free of donors, far enough by the
-        real faces nearer (one short allowed), and within ``preview_margin`` of the self-check's
-        distance."""
-        margin = self.settings.preview_margin
-        aim = self._aim(common)
-        return all(
-            c.donor is None
-            and c.closer >= min(aim, c.usable) - 1
-            and c.away > self.settings.self_check_distance - margin
+        """Whether a preview that failed could read otherwise in full: some output within
+        ``preview_margin`` of the donor distance (which donors later rungs repel), or no output clearly
+        failing (a donor matched, two or more real faces too few nearer, or nearer the patient than the
+        self-check's distance by more than the margin)."""
+        margin, aim = self.settings.preview_margin, self._aim(common)
+        if any(abs(c.to_donor - self.settings.self_check_donor_distance) <= margin for c in checks):
+            return True
+        return not any(
+            c.donor is not None
+            or c.closer < min(aim, c.usable) - 1
+            or c.away <= self.settings.self_check_distance - margin
             for c in checks
         )
 
@@ -767,7 +770,7 @@ class Ladder(Synthesis):
             donor = self.bank.photos[nearest].identity
         sex = self._read_sex(out) if self.settings.self_check_sex else ""
         away = min([distance(out, face.descriptor)] + [distance(out, d) for d in others])
-        return _Check(away, donor, closer, usable, out, sex)
+        return _Check(away, donor, closer, usable, out, sex, float(to_donors[nearest]))
 
 
 FINISH_SLACK = 0.01  # dlib distance a finished group that did not pass may lose (colour moves it by ~0.005)

@@ -532,7 +532,7 @@ class SurrogateSettings:
     # its reading stands for the rung's and the full rung is not made. A rung that may pass, and the rung
     # the ladder returns, are always made and judged in full (surrogate_ladder._previewed, _in_full).
     preview_rungs: str = ""
-    preview_margin: float = 0.03
+    preview_margin: float = 0.02
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
     # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
     # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch
