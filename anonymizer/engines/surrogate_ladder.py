@@ -260,13 +260,15 @@ class Ladder(Synthesis):
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
         step = common.spread[0] if common.spread is not None else None  # the shape step in ``prepared``
+        clear = True  # the rung before failed clearly (settings.preview_rungs)
         for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
-            previewed = self._previewed(faces, prepared, common, preserve, strength, repel)
+            previewed = self._previewed(faces, prepared, common, preserve, strength, repel) if clear else None
             made, checks, (passed, score, far_all, together) = previewed or self._rung(
                 faces, prepared, common, preserve, strength, repel
             )
+            clear = self._clearly_failed(checks, score, common)  # the next rung is previewed only after one
             if not passed and _sex_lost(score) and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
@@ -349,16 +351,18 @@ class Ladder(Synthesis):
         stands for the full rung's when it clearly fails (not passed, by more than
         ``preview_margin`` of distance when the distance alone fails it, and the sex kept, which the
         ladder's sex remakes read). None: off, or the full rung is to be made (a rung that may pass is
-        always judged in full, so a pass is the full rung's). Off with verified_pick 2 or an issued store,
-        which keep every rung tried."""
+        always judged in full, so a pass is the full rung's). The ladder previews a rung only after one that
+        clearly failed: after a near one the preview would seldom spare the full rung and only add its
+        cost. Off with verified_pick 2 or an issued store, which keep every rung tried."""
         parts = frozenset(p.strip() for p in self.settings.preview_rungs.split(",") if p.strip())
         if not parts or self._rungs_tried is not None or common.avoid is not None:
             return None
         made, checks, judged = self._rung(faces, prepared, common, preserve, strength, repel, parts)
-        passed, score = judged[0], judged[1]
-        if passed or _sex_lost(score) or self._near_pass(checks, common):
-            return None
-        return made, checks, judged
+        return (made, checks, judged) if self._clearly_failed(checks, judged[1], common) else None
+
+    def _clearly_failed(self, checks: Sequence[_Check], score: tuple[float, ...], common: _Common) -> bool:
+        """Whether a rung's reading fails by more than a preview's error (``_near_pass``), the sex kept."""
+        return score[0] <= 0 and not _sex_lost(score) and not self._near_pass(checks, common)
 
     def _near_pass(self, checks: Sequence[_Check], common: _Common) -> bool:
         """Whether a preview that failed could read otherwise in full: some output within

@@ -98,3 +98,16 @@ def test_when_no_rung_passes_the_rung_returned_is_made_in_full(monkeypatch: pyte
     assert not chosen.passed and chosen.level == 1 and not chosen.preview
     assert made == [(0, True), (1, True), (2, True), (3, True), (1, False)]
     assert np.allclose(chosen.crops[0], [[1, 0]]) and np.allclose(chosen.outs[0], _unit(1))
+
+
+def test_after_a_near_rung_the_next_is_made_in_full_without_a_preview(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit = SurrogateSettings().self_check_distance
+    near = limit - 0.01  # fails, but within preview_margin: not a clear failure
+    engine, made = _engine(monkeypatch, [0.3, near, 0.3, 0.9], [0.3, near, 0.3, 0.9], preview_rungs=PREVIEW)
+    chosen = _climb(engine)
+    assert chosen.passed and chosen.level == 3
+    # rung 1's preview was near, so it was made in full, and rung 2 (after a near rung) had no preview;
+    # rung 2 failed clearly in full, so rung 3 was previewed again
+    assert made == [(0, True), (1, True), (1, False), (2, False), (3, True), (3, False)]
