@@ -347,13 +347,12 @@ class Ladder(Synthesis):
         strength: Strength,
         repel: Sequence[list[DonorPhoto]],
     ) -> tuple[list, list[_Check], _Judgement] | None:
-        """settings.preview_rungs: the rung made without the parts named there and judged; its judgement
-        stands for the full rung's when it clearly fails (not passed, by more than
-        ``preview_margin`` of distance when the distance alone fails it, and the sex kept, which the
-        ladder's sex remakes read). None: off, or the full rung is to be made (a rung that may pass is
-        always judged in full, so a pass is the full rung's). The ladder previews a rung only after one that
-        clearly failed: after a near one the preview would seldom spare the full rung and only add its
-        cost. Off with verified_pick 2 or an issued store, which keep every rung tried."""
+        """settings.preview_rungs: the rung made without the parts named there and judged; its reading
+        stands for the full rung's when it clearly fails (``_clearly_failed``). None: off, or the full rung
+        is to be made (a rung that may pass is always judged in full, so a pass is the full rung's). The
+        ladder previews a rung only after one that clearly failed: after a near one the preview would seldom
+        spare the full rung and only add its cost. Off with verified_pick 2 or an issued store, which keep
+        every rung tried."""
         parts = frozenset(p.strip() for p in self.settings.preview_rungs.split(",") if p.strip())
         if not parts or self._rungs_tried is not None or common.avoid is not None:
             return None
