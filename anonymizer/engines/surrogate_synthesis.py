@@ -405,6 +405,8 @@ class Synthesis:
         elif self.settings.eye_opening > 0:  # eye_finish: would the finish open an eye of this rung?
             opened = self._opened(target, face.landmarks, tris)
             ingredients.narrowed[strength] = not np.array_equal(opened, target)
+        if "half" in skip:  # a preview made at half size (settings.preview_rungs)
+            return self._half_size(face, texture, target, tris, preserve, ingredients.peers, skip)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
@@ -432,6 +434,38 @@ class Synthesis:
             "paste" if "poisson" in skip else self.settings.poisson_solver,
             self.settings.hanging_fringe,
         )
+        return blended, target
+
+    def _half_size(
+        self,
+        face: AlignedFace,
+        texture: np.ndarray,
+        target: np.ndarray,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        peers: _PeerBase,
+        skip: frozenset[str],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A preview's crop made at half the crop size from the rung's full-size texture and target: warp,
+        colour, the parts not in ``skip`` and the Poisson blend on a quarter of the pixels (the self-check
+        reads a ~150 px chip). Returns the half-size crop and target."""
+        half = self.bank.crop_size // 2
+        small = _halved(face, peers)
+        target = _half_points(target)
+        texture = cv2.resize(texture, (half, half), interpolation=cv2.INTER_AREA)
+        reference = _half_points(self.bank.reference)
+        synth = piecewise_affine(texture, extended(reference, half), extended(target, half), tris, half)
+        skin = skin_mask(target, half)
+        synth = _match_colour(synth, target, peers.skin, self.settings.max_std_ratio, skin)
+        if "relight" not in skip:
+            synth = relight(synth, target, small.light, skin)
+        if "highlights" not in skip:
+            synth = tame_highlights(synth, target, small.light, peers.highlight, 0.0)
+        if "features" not in skip:
+            synth = match_features(synth, target, peers.features, self.settings.iris_darken)
+        solver = "paste" if "poisson" in skip else self.settings.poisson_solver
+        hanging = self.settings.hanging_fringe
+        blended = _poisson(synth, small.face, preserve, target, small.coloured, small.sides, solver, hanging)
         return blended, target
 
     def _capping(self, strength: Strength, finish: bool) -> bool:
@@ -650,6 +684,43 @@ def _named(settings: str, preserve: tuple[Region, ...]) -> bool:
 def _donor_fit(inner_fit: str, preserve: tuple[Region, ...]) -> tuple[int, ...]:
     """The landmarks the donor shape is fitted on in this setting (settings.inner_fit)."""
     return FIT_INNER if _named(inner_fit, preserve) else FIT_ALL
+
+
+@dataclass
+class _Half:
+    """A face's patient side at half the crop size (a half-size preview's, settings.preview_rungs)."""
+
+    face: AlignedFace
+    light: np.ndarray | None
+    coloured: np.ndarray | None
+    sides: dict[tuple, _BlendSide] = field(default_factory=dict)
+
+
+def _half_points(points: np.ndarray) -> np.ndarray:
+    """Crop coordinates (pixel centres) at half the crop size, as INTER_AREA maps them."""
+    return ((np.asarray(points, np.float32) + 0.5) / 2 - 0.5).astype(np.float32)
+
+
+def _halve(image: np.ndarray | None) -> np.ndarray | None:
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    boolean = image.dtype.kind == "b"
+    source = image.astype(np.float32) if boolean else image
+    small = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return small > 0.5 if boolean else small
+
+
+def _halved(face: AlignedFace, peers: _PeerBase) -> _Half:
+    """The face's half-size side, made once and kept with its peer base."""
+    key = ("half",)
+    found = peers.blend_sides.get(key)
+    if found is None:
+        masks = {r: _halve(m) for r, m in face.masks.items()}
+        small = replace(face, image=_halve(face.image), landmarks=_half_points(face.landmarks), masks=masks)
+        found = _Half(small, _halve(peers.light), _halve(peers.coloured))
+        peers.blend_sides[key] = found  # type: ignore[assignment]
+    return found  # type: ignore[return-value]
 
 
 def _poisson(

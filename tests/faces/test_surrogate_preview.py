@@ -111,3 +111,18 @@ def test_after_a_near_rung_the_next_is_made_in_full_without_a_preview(
     # rung 1's preview was near, so it was made in full, and rung 2 (after a near rung) had no preview;
     # rung 2 failed clearly in full, so rung 3 was previewed again
     assert made == [(0, True), (1, True), (1, False), (2, False), (3, True), (3, False)]
+
+
+def test_half_size_points_land_on_the_pixels_inter_area_makes() -> None:
+    from anonymizer.engines.surrogate_synthesis import _half_points, _halve
+
+    image = np.zeros((16, 16), np.float32)
+    image[6:8, 10:12] = 1.0  # a 2x2 block centred on (x, y) = (10.5, 6.5)
+    small = _halve(image)
+    assert small is not None and small.shape == (8, 8)
+    y, x = np.unravel_index(int(small.argmax()), small.shape)
+    assert np.allclose(_half_points(np.array([[10.5, 6.5]])), [[x, y]])
+    mask = np.zeros((16, 16), bool)
+    mask[:, :9] = True
+    halved = _halve(mask)
+    assert halved is not None and halved.dtype == bool and halved[:, :4].all() and not halved[:, 5:].any()
