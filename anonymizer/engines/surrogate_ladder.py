@@ -327,8 +327,9 @@ class Ladder(Synthesis):
     ) -> tuple[list, list[_Check], _Judgement]:
         """One rung made for every face of the group and judged (made, checks, judgement); ``skip``: a
         preview's parts left out (settings.preview_rungs)."""
+        previewing = {"skip": skip} if skip else {}  # a full rung is called as before (and as fakes take it)
         made = [
-            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, skip=skip)
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, **previewing)
             for face, ingredients in zip(faces, prepared, strict=True)
         ]
         reference = common.reference
