@@ -72,6 +72,7 @@ class _Check:
     usable: int  # reference identities counted
     out: np.ndarray | None = None  # the output's descriptor (None: the patient's face has none)
     sex: str = ""  # the output's apparent sex ("" unknown)
+    to_donor: float = float("inf")  # the distance to the nearest bank face (settings.preview_rungs reads it)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class _Attempt:
     # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
     remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
     outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
+    preview: bool = False  # judged on its preview (settings.preview_rungs): not the full rung's crops
 
     @property
     def lost_sex(self) -> bool:
@@ -258,18 +260,15 @@ class Ladder(Synthesis):
         far_all, best = False, _Attempt(choice, 0, [], reference, False, (-1.0,))
         matched: list[tuple[str | None, ...]] = []  # per rung tried: the donor each output matched
         step = common.spread[0] if common.spread is not None else None  # the shape step in ``prepared``
+        clear = True  # the rung before failed clearly (settings.preview_rungs)
         for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
-            made = [
-                self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
-                for face, ingredients in zip(faces, prepared, strict=True)
-            ]
-            checks = [
-                self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
-                for (crop, target), face in zip(made, faces, strict=True)
-            ]
-            passed, score, far_all, together = self._judge(checks, common)
+            previewed = self._previewed(faces, prepared, common, preserve, strength, repel) if clear else None
+            made, checks, (passed, score, far_all, together) = previewed or self._rung(
+                faces, prepared, common, preserve, strength, repel
+            )
+            clear = self._clearly_failed(checks, score, common)  # the next rung is previewed only after one
             if not passed and _sex_lost(score) and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
                 rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
                 if rescued is not None:
@@ -288,6 +287,7 @@ class Ladder(Synthesis):
             outs = tuple(c.out for c in checks if c.out is not None)
             crops = [c for c, _ in made]
             current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            current = replace(current, preview=previewed is not None)
             if self._rungs_tried is not None:  # verified_pick 2: every rung is a candidate
                 self._rungs_tried.append((current, self._bounding))
             if common.avoid is not None and passed:  # another patient's issued identity near: climb on
@@ -311,10 +311,89 @@ class Ladder(Synthesis):
                 break
             log.info("surrogate strength raised", extra={"level": level + 1})
         if far_all and best.score[0] <= 0:  # > 0: a rung passed the general test (_among_strangers)
-            return (
-                current  # far enough but still near a donor after the last rung tried: verification decides
-            )
-        return best
+            # far enough but still near a donor after the last rung tried: verification decides
+            return self._in_full(current, faces, common, preserve)
+        return self._in_full(best, faces, common, preserve)
+
+    def _rung(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+        skip: frozenset[str] = frozenset(),
+    ) -> tuple[list, list[_Check], _Judgement]:
+        """One rung made for every face of the group and judged (made, checks, judgement); ``skip``: a
+        preview's parts left out (settings.preview_rungs)."""
+        previewing = {"skip": skip} if skip else {}  # a full rung is called as before (and as fakes take it)
+        made = [
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, **previewing)
+            for face, ingredients in zip(faces, prepared, strict=True)
+        ]
+        reference = common.reference
+        checks = [
+            self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
+            for (crop, target), face in zip(made, faces, strict=True)
+        ]
+        return made, checks, self._judge(checks, common)
+
+    def _previewed(
+        self,
+        faces: Sequence[AlignedFace],
+        prepared: Sequence[Ingredients],
+        common: _Common,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+    ) -> tuple[list, list[_Check], _Judgement] | None:
+        """settings.preview_rungs: the rung made without the parts named there and judged; its reading
+        stands for the full rung's when it clearly fails (``_clearly_failed``). None: off, or the full rung
+        is to be made (a rung that may pass is always judged in full, so a pass is the full rung's). The
+        ladder previews a rung only after one that clearly failed: after a near one the preview would seldom
+        spare the full rung and only add its cost. Off with verified_pick 2 or an issued store, which keep
+        every rung tried."""
+        parts = frozenset(p.strip() for p in self.settings.preview_rungs.split(",") if p.strip())
+        if not parts or self._rungs_tried is not None or common.avoid is not None:
+            return None
+        made, checks, judged = self._rung(faces, prepared, common, preserve, strength, repel, parts)
+        return (made, checks, judged) if self._clearly_failed(checks, judged[1], common) else None
+
+    def _clearly_failed(self, checks: Sequence[_Check], score: tuple[float, ...], common: _Common) -> bool:
+        """Whether a rung's reading fails by more than a preview's error (``_near_pass``), the sex kept."""
+        return score[0] <= 0 and not _sex_lost(score) and not self._near_pass(checks, common)
+
+    def _near_pass(self, checks: Sequence[_Check], common: _Common) -> bool:
+        """Whether a preview that failed could read otherwise in full: some output within
+        ``preview_margin`` of the donor distance (which donors later rungs repel), or no output clearly
+        failing (a donor matched, two or more real faces too few nearer, or nearer the patient than the
+        self-check's distance by more than the margin)."""
+        margin, aim = self.settings.preview_margin, self._aim(common)
+        if any(abs(c.to_donor - self.settings.self_check_donor_distance) <= margin for c in checks):
+            return True
+        return not any(
+            c.donor is not None
+            or c.closer < min(aim, c.usable) - 1
+            or c.away <= self.settings.self_check_distance - margin
+            for c in checks
+        )
+
+    def _in_full(
+        self, attempt: _Attempt, faces: Sequence[AlignedFace], common: _Common, preserve: tuple[Region, ...]
+    ) -> _Attempt:
+        """A rung judged on its preview (settings.preview_rungs) made in full and judged again: the crops the
+        ladder returns are always the full synthesis's."""
+        if not attempt.preview or attempt.remake is None:
+            return attempt
+        prepared, strength, repel = attempt.remake
+        made, checks, (_, score, far_all, together) = self._rung(
+            faces, prepared, common, preserve, strength, repel
+        )
+        outs = tuple(c.out for c in checks if c.out is not None)
+        crops = [c for c, _ in made]
+        split = far_all and not together
+        return replace(attempt, crops=crops, score=score, split=split, outs=outs, preview=False)
 
     def _issued_step(
         self,
@@ -702,7 +781,7 @@ class Ladder(Synthesis):
             donor = self.bank.photos[nearest].identity
         sex = self._read_sex(out) if self.settings.self_check_sex else ""
         away = min([distance(out, face.descriptor)] + [distance(out, d) for d in others])
-        return _Check(away, donor, closer, usable, out, sex)
+        return _Check(away, donor, closer, usable, out, sex, float(to_donors[nearest]))
 
 
 FINISH_SLACK = 0.01  # dlib distance a finished group that did not pass may lose (colour moves it by ~0.005)

@@ -533,6 +533,17 @@ class SurrogateSettings:
     # mouth --privacy-only, off -> on: r5 11.5 -> 12.8 %, same-sex r5 15.4 -> 20.5 %, collisions 1.8 -> 1.7
     # %, the rest equal; rungs ~1,081 -> 1,010 (docs/face-engine.md, issue-11t9). Other settings not run.
     repel_reduced_blur: bool = False
+    # Rungs judged on a preview (issue-11t11; "" = off): each rung (after one that clearly failed) is first
+    # made as named here (comma-separated: "half" = warp, colour and blend at half the crop size; parts left
+    # out: "detail", "relight", "highlights", "features", "poisson" = the shaded face laid in without the
+    # solve) and self-checked; when that preview clearly fails (a donor matched, or too few real faces
+    # nearer, or nearer the patient than self_check_distance - preview_margin; no output within the margin
+    # of the donor distance; the sex kept), its reading stands for the rung's and the full rung is not
+    # made. A rung that may pass, and the rung the ladder returns, are always made and judged in full
+    # (surrogate_ladder._previewed, _in_full). Off: "relight,highlights,features" costs 70 % of a rung and
+    # loses time on 4 of 5 timing seeds; "half" ~50 % (docs/face-engine.md, issue-11t11).
+    preview_rungs: str = ""
+    preview_margin: float = 0.02
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
     # (surrogate_colour.hanging_hair, issue-11q7). Off: a strand of fringe inside the blend domain is cut at
     # a fixed row 0.15 × inter-ocular over the brows and the synthetic skin under it shows as a square notch

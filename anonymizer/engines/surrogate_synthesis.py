@@ -357,9 +357,12 @@ class Synthesis:
         strength: Strength,
         repel: Sequence[list[DonorPhoto]] = (),
         finish: bool = False,
+        skip: frozenset[str] = frozenset(),
     ) -> tuple[np.ndarray, np.ndarray]:
         """One rung's synthetic crop and target shape. ``finish``: with the colour finish (surrogate_ladder
-        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose."""
+        ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose. ``skip``:
+        the parts left out of a preview (settings.preview_rungs: "detail", "relight", "highlights",
+        "features", "poisson"), judged by the ladder in place of the full rung when it clearly fails."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         anti = strength.anti * ingredients.peers.anti
@@ -385,7 +388,8 @@ class Synthesis:
             weight, share = self._shave_weight(), self.settings.shave
             texture = shaved(texture, weight, self.bank.reference, share)
             detail = shaved_detail(detail, weight, self.bank.reference, share)
-        texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
+        if "detail" not in skip:
+            texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
         if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
@@ -401,16 +405,21 @@ class Synthesis:
         elif self.settings.eye_opening > 0:  # eye_finish: would the finish open an eye of this rung?
             opened = self._opened(target, face.landmarks, tris)
             ingredients.narrowed[strength] = not np.array_equal(opened, target)
+        if "half" in skip:  # a preview made at half size (settings.preview_rungs)
+            return self._half_size(face, texture, target, tris, preserve, ingredients.peers, skip)
         synth = piecewise_affine(
             texture, extended(self.bank.reference, size), extended(target, size), tris, size
         )
         skin = skin_mask(target, size)  # the colour match and the light's, read only by both
         synth = _match_colour(synth, target, ingredients.peers.skin, self.settings.max_std_ratio, skin)
-        synth = relight(synth, target, ingredients.peers.light, skin)
         peers = ingredients.peers
+        if "relight" not in skip:
+            synth = relight(synth, target, peers.light, skin)
         chroma = self.settings.highlight_chroma if finish else 0.0
-        synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
-        synth = match_features(synth, target, peers.features, self.settings.iris_darken)
+        if "highlights" not in skip:
+            synth = tame_highlights(synth, target, peers.light, peers.highlight, chroma)
+        if "features" not in skip:
+            synth = match_features(synth, target, peers.features, self.settings.iris_darken)
         if _named(self.settings.brow_contrast, preserve) and (finish or not self.settings.brow_finish):
             synth = match_brows(synth, target, peers.brows)
         if finish:
@@ -422,9 +431,41 @@ class Synthesis:
             target,
             peers.coloured,
             peers.blend_sides,
-            self.settings.poisson_solver,
+            "paste" if "poisson" in skip else self.settings.poisson_solver,
             self.settings.hanging_fringe,
         )
+        return blended, target
+
+    def _half_size(
+        self,
+        face: AlignedFace,
+        texture: np.ndarray,
+        target: np.ndarray,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        peers: _PeerBase,
+        skip: frozenset[str],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A preview's crop made at half the crop size from the rung's full-size texture and target: warp,
+        colour, the parts not in ``skip`` and the Poisson blend on a quarter of the pixels (the self-check
+        reads a ~150 px chip). Returns the half-size crop and target."""
+        half = self.bank.crop_size // 2
+        small = _halved(face, peers)
+        target = _half_points(target)
+        texture = cv2.resize(texture, (half, half), interpolation=cv2.INTER_AREA)
+        reference = _half_points(self.bank.reference)
+        synth = piecewise_affine(texture, extended(reference, half), extended(target, half), tris, half)
+        skin = skin_mask(target, half)
+        synth = _match_colour(synth, target, peers.skin, self.settings.max_std_ratio, skin)
+        if "relight" not in skip:
+            synth = relight(synth, target, small.light, skin)
+        if "highlights" not in skip:
+            synth = tame_highlights(synth, target, small.light, peers.highlight, 0.0)
+        if "features" not in skip:
+            synth = match_features(synth, target, peers.features, self.settings.iris_darken)
+        solver = "paste" if "poisson" in skip else self.settings.poisson_solver
+        hanging = self.settings.hanging_fringe
+        blended = _poisson(synth, small.face, preserve, target, small.coloured, small.sides, solver, hanging)
         return blended, target
 
     def _capping(self, strength: Strength, finish: bool) -> bool:
@@ -645,6 +686,43 @@ def _donor_fit(inner_fit: str, preserve: tuple[Region, ...]) -> tuple[int, ...]:
     return FIT_INNER if _named(inner_fit, preserve) else FIT_ALL
 
 
+@dataclass
+class _Half:
+    """A face's patient side at half the crop size (a half-size preview's, settings.preview_rungs)."""
+
+    face: AlignedFace
+    light: np.ndarray | None
+    coloured: np.ndarray | None
+    sides: dict[tuple, _BlendSide] = field(default_factory=dict)
+
+
+def _half_points(points: np.ndarray) -> np.ndarray:
+    """Crop coordinates (pixel centres) at half the crop size, as INTER_AREA maps them."""
+    return ((np.asarray(points, np.float32) + 0.5) / 2 - 0.5).astype(np.float32)
+
+
+def _halve(image: np.ndarray | None) -> np.ndarray | None:
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    boolean = image.dtype.kind == "b"
+    source = image.astype(np.float32) if boolean else image
+    small = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return small > 0.5 if boolean else small
+
+
+def _halved(face: AlignedFace, peers: _PeerBase) -> _Half:
+    """The face's half-size side, made once and kept with its peer base."""
+    key = ("half",)
+    found = peers.blend_sides.get(key)
+    if found is None:
+        masks = {r: _halve(m) for r, m in face.masks.items()}
+        small = replace(face, image=_halve(face.image), landmarks=_half_points(face.landmarks), masks=masks)
+        found = _Half(small, _halve(peers.light), _halve(peers.coloured))
+        peers.blend_sides[key] = found  # type: ignore[assignment]
+    return found  # type: ignore[return-value]
+
+
 def _poisson(
     synth: np.ndarray,
     face: AlignedFace,
@@ -686,6 +764,9 @@ def _poisson(
     outside = mask == 0  # before the clone, which may write into its mask
     if solver == "sine":
         cloned = poisson.clone(synth, base, mask)
+    elif solver == "paste":  # a preview's (settings.preview_rungs): the shaded face laid in, no solve
+        cloned = base.copy()
+        cv2.copyTo(synth, mask, cloned)
     else:
         x, y, w, h = cv2.boundingRect(mask)
         cloned = cv2.seamlessClone(synth, base, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
