@@ -397,6 +397,7 @@ class SurrogateSettings:
         ("mouth_population_rank", 5),
         ("mouth_donor_sets", 12),
         ("shave", 1.0),
+        ("preview_rungs", "half"),
     )
     # Yield with a region kept (issue-11w). Verification fails a photo whose output matches ANY original of
     # its group ("output-matches-patient-photo"), but the self-check measured each output against its own
@@ -541,7 +542,12 @@ class SurrogateSettings:
     # of the donor distance; the sex kept), its reading stands for the rung's and the full rung is not
     # made. A rung that may pass, and the rung the ladder returns, are always made and judged in full
     # (surrogate_ladder._previewed, _in_full). Off: "relight,highlights,features" costs 70 % of a rung and
-    # loses time on 4 of 5 timing seeds; "half" ~50 % (docs/face-engine.md, issue-11t11).
+    # loses time on 4 of 5 timing seeds; "half" ~50 % (docs/face-engine.md, issue-11t11). "half" on with
+    # the mouth kept (``mouth_kept``; the lead, 2026-12-01): eval_pixels --folds 39 --settings mouth
+    # --privacy-only, off -> on: 3 of 39 groups change (017 069 123), r5 11.5 -> 10.3 %, same-sex r5 15.4 ->
+    # 14.1 %, collisions 1.8 -> 1.9 %, forwarded, de-ID, r1, sex kept and donor leak equal; the timing
+    # photo's median seed ~0.1 s less. Not run with nothing, the nose or the eyes kept (the nose: 2 of the
+    # 22 hashed outputs change).
     preview_rungs: str = ""
     preview_margin: float = 0.02
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples
