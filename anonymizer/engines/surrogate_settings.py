@@ -376,6 +376,7 @@ class SurrogateSettings:
         ("spread_texture_clip", 7.0),
         ("spread_shape_variants", 4),
         ("shave", 1.0),
+        ("preview_rungs", "half"),
     )
     # Mouth kept (issue-11m3): in the finish, the eyes at least 0.85 × as open as the patient's (the
     # caricature of the strong rungs narrowed them to dark slits), and 4 further keyed shape steps for a rung
@@ -546,8 +547,9 @@ class SurrogateSettings:
     # the mouth kept (``mouth_kept``; the lead, 2026-12-01): eval_pixels --folds 39 --settings mouth
     # --privacy-only, off -> on: 3 of 39 groups change (017 069 123), r5 11.5 -> 10.3 %, same-sex r5 15.4 ->
     # 14.1 %, collisions 1.8 -> 1.9 %, forwarded, de-ID, r1, sex kept and donor leak equal; the timing
-    # photo's median seed ~0.1 s less. Not run with nothing, the nose or the eyes kept (the nose: 2 of the
-    # 22 hashed outputs change).
+    # photo's median seed ~0.1 s less. Also on with nothing kept (``nothing_kept``): 1 of 39 groups changes
+    # (123), collisions 2.7 -> 2.6 %, the rest equal. Off with the eyes kept: forwarded 100 -> 98.7 %, donor
+    # leak 10.3 -> 12.8 % (r5 20.5 -> 16.7 %); the nose kept not run (2 of the 22 hashed outputs change).
     preview_rungs: str = ""
     preview_margin: float = 0.02
     # The patient's hair kept where it hangs below the fringe line towards the brows and at the temples

@@ -191,13 +191,15 @@ def test_the_mouth_kept_alone_draws_twelve_donor_sets_by_default(bank_path: Path
         assert engine._for_regions(preserve)._sets(preserve) == settings.donor_sets == 6
 
 
-def test_only_the_mouth_kept_alone_judges_rungs_on_a_half_size_preview(bank_path: Path) -> None:
-    """preview_rungs "half" is measured on the whole set with the mouth kept only (issue-11t11, the lead);
-    every other setting makes every rung in full."""
+def test_the_mouth_kept_alone_and_nothing_kept_judge_rungs_on_a_half_size_preview(bank_path: Path) -> None:
+    """preview_rungs "half" held every whole-set cell with the mouth kept and with nothing kept (issue-11t11,
+    the lead) and lost a photo with the eyes kept: with the eyes or the nose kept every rung is made in
+    full."""
     settings, bank = SurrogateSettings(), load_bank(bank_path)
     assert settings.preview_rungs == ""
     engine = SurrogateEngine(settings, bank)
-    assert engine._for_regions((Region.MOUTH,)).settings.preview_rungs == "half"
-    others = ((), (Region.NOSE,), (Region.EYES,), (Region.MOUTH, Region.EYES), (Region.NOSE, Region.MOUTH))
+    for preserve in ((Region.MOUTH,), ()):
+        assert engine._for_regions(preserve).settings.preview_rungs == "half"
+    others = ((Region.NOSE,), (Region.EYES,), (Region.MOUTH, Region.EYES), (Region.NOSE, Region.MOUTH))
     for preserve in others:
         assert engine._for_regions(preserve).settings.preview_rungs == ""
