@@ -19,7 +19,10 @@ RUNG = Strength(1.7, 3.0, 1.0, 0.0, 1.4)  # the ladder's fourth rung: the outlin
 
 def _outline_moves(bank_path: Path, image: np.ndarray, keep: bool, monkeypatch: pytest.MonkeyPatch) -> float:
     """Mean distance (crop pixels) of the target's jaw line from the patient's, one rung, nothing kept."""
-    settings = SurrogateSettings(ladder=(RUNG,), donor_sets=1, k=5, k_min=3, keep_outline=keep)
+    full_size = tuple(o for o in SurrogateSettings().nothing_kept if o[0] != "preview_rungs")  # the spy reads
+    settings = SurrogateSettings(  # the full-size target, not a half-size preview's
+        ladder=(RUNG,), donor_sets=1, k=5, k_min=3, keep_outline=keep, nothing_kept=full_size
+    )
     engine = SurrogateEngine(settings, load_bank(bank_path))
     records = pipeline._align_all(
         [image], [detect_faces(image)], engine.crop_size, (), pipeline.PipelineSettings()
