@@ -327,16 +327,7 @@ class Ladder(Synthesis):
     ) -> tuple[list, list[_Check], _Judgement]:
         """One rung made for every face of the group and judged (made, checks, judgement); ``skip``: a
         preview's parts left out (settings.preview_rungs)."""
-        previewing = {"skip": skip} if skip else {}  # a full rung is called as before (and as fakes take it)
-        made = [
-            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, **previewing)
-            for face, ingredients in zip(faces, prepared, strict=True)
-        ]
-        reference = common.reference
-        checks = [
-            self._distinct(crop, target, face, common.donor_descs, reference, self._others(faces, face))
-            for (crop, target), face in zip(made, faces, strict=True)
-        ]
+        made, checks = self._remade(faces, prepared, common, preserve, strength, repel, skip)
         return made, checks, self._judge(checks, common)
 
     def _previewed(
@@ -553,10 +544,13 @@ class Ladder(Synthesis):
         preserve: tuple[Region, ...],
         strength: Strength,
         repel: Sequence[list[DonorPhoto]],
+        skip: frozenset[str] = frozenset(),
     ) -> tuple[list, list[_Check]]:
-        """A rung made again from ``prepared`` at ``strength``: (made, checks) per face."""
+        """A rung made from ``prepared`` at ``strength``: (made, checks) per face; ``skip``: a preview's
+        parts left out (settings.preview_rungs)."""
+        previewing = {"skip": skip} if skip else {}  # a full rung is called as before (and as fakes take it)
         made = [
-            self._synthesize(face, ingredients, common.tris, preserve, strength, repel)
+            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, **previewing)
             for face, ingredients in zip(faces, prepared, strict=True)
         ]
         checks = [

@@ -24,3 +24,25 @@ class FarPatient:
     """A patient face whose descriptor lies far from every output."""
 
     descriptor = np.ones(128)
+
+
+def plain_engine(monkeypatch, rungs: int, ingredients: object = None, **settings: object):  # type: ignore[no-untyped-def]
+    """A surrogate engine on ``TwoDonorBank`` with ``rungs`` plain rungs (texture n on rung n) and every
+    test but the ones a caller fakes off: no typicality, pair distance or sex check, no detail donor, and
+    ``ingredients`` for every donor set. Callers patch ``_synthesize`` and ``_distinct``."""
+    from anonymizer.engines import surrogate_ladder
+    from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings
+    from anonymizer.engines.surrogate_settings import Strength
+
+    plain = SurrogateSettings(
+        ladder=tuple(Strength(float(n), 1.0, 0.0) for n in range(rungs)),
+        typicality=0.0,
+        shape_typicality=0.0,
+        self_check_pair_distance=0.0,
+        self_check_sex=False,
+        **settings,  # type: ignore[arg-type]
+    )
+    engine = SurrogateEngine(plain, TwoDonorBank())  # type: ignore[arg-type]
+    monkeypatch.setattr(surrogate_ladder, "detail_donor", lambda *a: None)
+    monkeypatch.setattr(engine, "_ingredients", lambda *a, **k: ingredients)
+    return engine

@@ -16,12 +16,11 @@ from anonymizer.engines import surrogate_ladder
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_ladder import _Avoid, _Common
-from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.pipeline import PipelineSettings, _align_all
 from anonymizer.issued import MemoryIssued, issued_key
 from tests.faces.ladder_fakes import FarPatient as _Face
-from tests.faces.ladder_fakes import TwoDonorBank as _Bank
+from tests.faces.ladder_fakes import plain_engine
 from tests.faces.ladder_fakes import unit as _unit
 
 RUNGS = 4
@@ -29,17 +28,7 @@ RUNGS = 4
 
 def _engine(monkeypatch: pytest.MonkeyPatch, **settings: object) -> SurrogateEngine:
     """An engine whose every rung passes the self-check; rung n's outputs have descriptor ``_unit(n)``."""
-    plain = SurrogateSettings(
-        ladder=tuple(Strength(float(n), 1.0, 0.0) for n in range(RUNGS)),
-        typicality=0.0,
-        shape_typicality=0.0,
-        self_check_pair_distance=0.0,
-        self_check_sex=False,
-        **settings,  # type: ignore[arg-type]
-    )
-    engine = SurrogateEngine(plain, _Bank())  # type: ignore[arg-type]
-    monkeypatch.setattr(surrogate_ladder, "detail_donor", lambda *a: None)
-    monkeypatch.setattr(engine, "_ingredients", lambda *a, **k: None)
+    engine = plain_engine(monkeypatch, RUNGS, **settings)
 
     def synthesize(face, ingredients, tris, preserve, strength, repel, finish=False):
         return np.full((1, 1), strength.texture), np.zeros((68, 2))

@@ -13,12 +13,11 @@ from anonymizer.engines import surrogate_ladder
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_ladder import _Common
-from anonymizer.engines.surrogate_settings import Strength
 from anonymizer.faces.detect import detect_faces
 from anonymizer.faces.pipeline import PipelineSettings, _align_all
 from anonymizer.plans import Region
 from tests.faces.ladder_fakes import FarPatient as _Face
-from tests.faces.ladder_fakes import TwoDonorBank as _Bank
+from tests.faces.ladder_fakes import plain_engine
 from tests.faces.ladder_fakes import unit as _unit
 
 RUNGS = 4
@@ -30,17 +29,7 @@ def _engine(
 ) -> tuple[SurrogateEngine, list[tuple[int, bool]]]:
     """An engine whose rung n lies ``full[n]`` from the patient in full and ``cheap[n]`` in its preview
     (every other test passes); returns it and the (rung, preview) of each synthesis made."""
-    plain = SurrogateSettings(
-        ladder=tuple(Strength(float(n), 1.0, 0.0) for n in range(RUNGS)),
-        typicality=0.0,
-        shape_typicality=0.0,
-        self_check_pair_distance=0.0,
-        self_check_sex=False,
-        **settings,  # type: ignore[arg-type]
-    )
-    engine = SurrogateEngine(plain, _Bank())  # type: ignore[arg-type]
-    monkeypatch.setattr(surrogate_ladder, "detail_donor", lambda *a: None)
-    monkeypatch.setattr(engine, "_ingredients", lambda *a, **k: None)
+    engine = plain_engine(monkeypatch, RUNGS, **settings)
     made: list[tuple[int, bool]] = []
 
     def synthesize(face, ingredients, tris, preserve, strength, repel, finish=False, skip=frozenset()):

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from anonymizer.engines import surrogate_ladder
-from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
+from anonymizer.engines.surrogate import SurrogateEngine, _Check
 from anonymizer.engines.surrogate_cloud import cloud_centre, reach
 from anonymizer.engines.surrogate_donors import DonorChoice
 from anonymizer.engines.surrogate_ladder import _Common
-from anonymizer.engines.surrogate_settings import Strength
 from tests.faces.ladder_fakes import FarPatient as _Face
-from tests.faces.ladder_fakes import TwoDonorBank as _Bank
+from tests.faces.ladder_fakes import plain_engine
 from tests.faces.ladder_fakes import unit as _unit
 
 
@@ -36,19 +35,9 @@ STEPS = (np.zeros((68, 2)), np.full((68, 2), 1.0), np.full((68, 2), 2.0))
 def _engine(monkeypatch: pytest.MonkeyPatch, failing: int = -1, **settings: object) -> SurrogateEngine:
     """An engine whose every rung passes the self-check except outputs ``_unit(failing)`` (they match a
     donor); rung n made with step k has descriptor ``_unit(n + 10 k)``. Counts the faces it makes."""
-    plain = SurrogateSettings(
-        ladder=tuple(Strength(float(n), 1.0, 0.0) for n in range(3)),
-        typicality=0.0,
-        shape_typicality=0.0,
-        self_check_pair_distance=0.0,
-        self_check_sex=False,
-        **settings,  # type: ignore[arg-type]
-    )
-    engine = SurrogateEngine(plain, _Bank())  # type: ignore[arg-type]
+    engine = plain_engine(monkeypatch, 3, _Mix(np.zeros((68, 2))), **settings)
     engine._clouds["F"] = CENTRE
     engine.made = 0  # type: ignore[attr-defined]
-    monkeypatch.setattr(surrogate_ladder, "detail_donor", lambda *a: None)
-    monkeypatch.setattr(engine, "_ingredients", lambda *a, **k: _Mix(np.zeros((68, 2))))
 
     def synthesize(face, ingredients, tris, preserve, strength, repel, finish=False):
         engine.made += 1  # type: ignore[attr-defined]
