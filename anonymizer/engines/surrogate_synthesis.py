@@ -18,6 +18,7 @@ from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
+    _skin_coloured,
     boundary_base,
     boundary_hair,
     covered_average,
@@ -33,7 +34,6 @@ from anonymizer.engines.surrogate_colour import (
     match_features,
     match_lids,
     relight,
-    skin_coloured,
     skin_cover,
     skin_light,
     soften,
@@ -179,16 +179,19 @@ class Synthesis:
         population = [_closest(photos, expression(face.landmarks)) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         blur = 0.25 * interocular(self.bank.reference)
-        light = skin_light(face.image, face.landmarks)
+        # the crop's Lab, skin and skin-coloured masks, made once for the statistics below (each made its own)
+        lab, skin = _lab(face.image), skin_mask(face.landmarks, face.image.shape[0])
+        coloured = _skin_coloured(lab, face.landmarks, skin=skin.copy())
+        light = skin_light(face.image, face.landmarks, lab, skin, coloured)
         return _PeerBase(
             centre=centre,
             anti=self._sexless(_anti_face(centre, patient_texture, self._anti_weight(), blur)),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
-            skin=_skin_stats(face.image, face.landmarks),
+            skin=_skin_stats(face.image, face.landmarks, lab, skin),
             light=light,
-            features=feature_colours(face.image, face.landmarks),
-            highlight=highlight_level(face.image, face.landmarks, light),
-            coloured=skin_coloured(face.image, face.landmarks),
+            features=feature_colours(face.image, face.landmarks, lab),
+            highlight=highlight_level(face.image, face.landmarks, light, lab, skin & coloured),
+            coloured=coloured,
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
             beardless=beardless(profile, self.settings),
@@ -448,7 +451,7 @@ class Synthesis:
         finish: bool,
         skip: frozenset[str],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``_rung_base`` made: the caricatured texture with its anti-face terms and detail, and the target."""
+        """``_rung_base`` made: the caricatured texture with its anti-face terms and detail; the target."""
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         anti = strength.anti * ingredients.peers.anti
