@@ -204,6 +204,7 @@ class SurrogateEngine(Ladder):
                 setattr(self, name, getattr(chosen, name))
             return crops
         bank = self.bank
+        self._rung_bases = {}  # this group's rungs' textures and targets (Synthesis._rung_base)
         patient = _patient_profile(faces, bank, self._profile_sex_reader())
         tris = triangulate(extended(bank.reference, bank.crop_size))
         peers = [bank.by_identity()[i] for i in _peers(bank, patient)]
@@ -247,7 +248,7 @@ class SurrogateEngine(Ladder):
             else:
                 best = self._finished(best, faces, common, preserve)
         finally:
-            self._bounding = False
+            self._bounding, self._rung_bases = False, None
         self._record(identity_seed, best)
         self.last_choice, self.last_level, self.last_reference = best.choice, best.level, best.reference
         self.photo_detail = self._detail_source(best.choice, faces[0], common.profile)

@@ -46,15 +46,21 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def skin_light(
-    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None, skin: np.ndarray | None = None
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    lab: np.ndarray | None = None,
+    skin: np.ndarray | None = None,
+    coloured: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """(S, S, 3) float32 Lab of the skin at the scale of the light: a normalised blur over skin pixels only,
     defined over the whole crop; None when no skin is visible. ``lab``: ``_lab(image)``, ``skin``:
-    ``skin_mask(landmarks, size)`` when known (neither is changed)."""
+    ``skin_mask(landmarks, size)``, ``coloured``: ``_skin_coloured(lab, landmarks)`` when known (none is
+    changed)."""
     size = image.shape[0]
     lab = _lab(image) if lab is None else lab
     skin = skin_mask(landmarks, size) if skin is None else skin
-    mask = (skin & _skin_coloured(lab, landmarks, skin=skin.copy())).astype(np.float32)
+    coloured = _skin_coloured(lab, landmarks, skin=skin.copy()) if coloured is None else coloured
+    mask = (skin & coloured).astype(np.float32)
     if not mask.any():
         return None
     sigma = LIGHT_SIGMA * interocular(landmarks)
@@ -132,9 +138,12 @@ def _feature_masks(lab: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
     return masks
 
 
-def feature_colours(image: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray | None]:
-    """Mean Lab of the patient's lips, irises and eye whites (None where a part is not visible)."""
-    lab = _lab(image)
+def feature_colours(
+    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None
+) -> list[np.ndarray | None]:
+    """Mean Lab of the patient's lips, irises and eye whites (None where a part is not visible); ``lab``:
+    ``_lab(image)`` when known (read only)."""
+    lab = _lab(image) if lab is None else lab
     return [lab[m].mean(0) if m.sum() >= 8 else None for m in _feature_masks(lab, landmarks)]
 
 
@@ -368,14 +377,23 @@ def brow_ceiling(landmarks: np.ndarray, size: int) -> np.ndarray:
     return (np.interp(columns, brows[order, 0], brows[order, 1]) - lift).astype(np.float32)
 
 
-def highlight_level(image: np.ndarray, landmarks: np.ndarray, light: np.ndarray | None) -> float:
+def highlight_level(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    light: np.ndarray | None,
+    lab: np.ndarray | None = None,
+    skin: np.ndarray | None = None,
+) -> float:
     """How far the patient's brightest skin rises above its light (98th percentile of lightness minus the
-    light field on skin-coloured skin): the ceiling of the synthetic face's highlights."""
+    light field on skin-coloured skin): the ceiling of the synthetic face's highlights. ``lab``:
+    ``_lab(image)``, ``skin``: its skin-coloured skin (``skin_mask`` & ``_skin_coloured``) when known (read
+    only)."""
     if light is None:
         return float("inf")
-    lab = _lab(image)
-    skin = skin_mask(landmarks, image.shape[0])
-    skin &= _skin_coloured(lab, landmarks)
+    lab = _lab(image) if lab is None else lab
+    if skin is None:
+        skin = skin_mask(landmarks, image.shape[0])
+        skin &= _skin_coloured(lab, landmarks)
     if skin.sum() < 16:
         return float("inf")
     return max(4.0, float(np.percentile((lab[..., 0] - light[..., 0])[skin], 98)))

@@ -18,6 +18,7 @@ from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate_bound import ShapeSpace
 from anonymizer.engines.surrogate_brows import brow_contrast, match_brows
 from anonymizer.engines.surrogate_colour import (
+    _skin_coloured,
     boundary_base,
     boundary_hair,
     covered_average,
@@ -33,7 +34,6 @@ from anonymizer.engines.surrogate_colour import (
     match_features,
     match_lids,
     relight,
-    skin_coloured,
     skin_cover,
     skin_light,
     soften,
@@ -88,6 +88,7 @@ from anonymizer.faces.warp import extended, piecewise_affine
 from anonymizer.plans import Region
 
 POISSON_INSET = 0.10  # Poisson domain inset from the face outline, × inter-ocular distance
+RUNG_BASES = 16  # rungs' textures and targets a group keeps (Synthesis._rung_base; ~0.8 MB each)
 SHADING_SIGMA = 0.35  # the patient's broadest shading band (× inter-ocular distance), surrogate_shape.py
 JAW_INSET = 0.02  # the same below the nose bridge: the synthetic face reaches the jaw (surrogate_shape)
 
@@ -160,6 +161,8 @@ class Synthesis:
     _beard: np.ndarray | None = None
     _shave: np.ndarray | None = None  # surrogate_shaven.shave_weight of the bank's reference (made once)
     _interior: np.ndarray | None = None  # interior_weight of the bank's reference (made once)
+    # the group's rungs' textures and targets (_rung_base), by their inputs; None outside a group's anonymize
+    _rung_bases: dict[tuple, tuple] | None = None
 
     @property
     def bank(self) -> DonorBank:
@@ -176,16 +179,19 @@ class Synthesis:
         population = [_closest(photos, expression(face.landmarks)) for photos in peers]
         centre = np.mean([self._common_tone(p) for p in population], axis=0)
         blur = 0.25 * interocular(self.bank.reference)
-        light = skin_light(face.image, face.landmarks)
+        # the crop's Lab, skin and skin-coloured masks, made once for the statistics below (each made its own)
+        lab, skin = _lab(face.image), skin_mask(face.landmarks, face.image.shape[0])
+        coloured = _skin_coloured(lab, face.landmarks, skin=skin.copy())
+        light = skin_light(face.image, face.landmarks, lab, skin, coloured)
         return _PeerBase(
             centre=centre,
             anti=self._sexless(_anti_face(centre, patient_texture, self._anti_weight(), blur)),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
-            skin=_skin_stats(face.image, face.landmarks),
+            skin=_skin_stats(face.image, face.landmarks, lab, skin),
             light=light,
-            features=feature_colours(face.image, face.landmarks),
-            highlight=highlight_level(face.image, face.landmarks, light),
-            coloured=skin_coloured(face.image, face.landmarks),
+            features=feature_colours(face.image, face.landmarks, lab),
+            highlight=highlight_level(face.image, face.landmarks, light, lab, skin & coloured),
+            coloured=coloured,
             lids=lid_colours(face.image, face.landmarks) if self.settings.lid_colour else None,
             brows=brow_contrast(face.image, face.landmarks) if self.settings.brow_contrast else None,
             beardless=beardless(profile, self.settings),
@@ -363,42 +369,8 @@ class Synthesis:
         ``_finished``: a flash's chroma, the lids' colour), made only for the rung the ladder chose. ``skip``:
         the parts left out of a preview (settings.preview_rungs: "detail", "relight", "highlights",
         "features", "poisson"), judged by the ladder in place of the full rung when it clearly fails."""
-        size, iod = self.bank.crop_size, interocular(self.bank.reference)
-        mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
-        anti = strength.anti * ingredients.peers.anti
-        texture = mix + widen(anti)  # widen: (S, S, 1) as 3 channels
-        want = expression(face.landmarks)
-        reduced = self.settings.repel_reduced_blur
-        for photos in repel:  # the same anti-face move, away from a donor the output came too close to
-            photo = _closest(photos, want)
-            donor, speckless = self._common_tone(photo), self._speckless(photo)
-            term = strength.anti * self._sexless(
-                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
-            )
-            texture, anti = texture + widen(term), anti + term
-        if self._capping(strength, finish):  # settings.anti_cap: the strong rungs' anti-face held
-            capped = held(anti, self.settings.anti_cap)
-            texture, anti = texture + widen(capped - anti), capped
-        texture = self._beardless(texture, anti, ingredients.peers.beardless)
-        texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
-        shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
-        texture = _sharpen(texture, self.settings.sharpen)
-        detail = ingredients.detail
-        if ingredients.peers.shaven:  # no donor's moustache or stubble on a clean-shaven patient
-            weight, share = self._shave_weight(), self.settings.shave
-            texture = shaved(texture, weight, self.bank.reference, share)
-            detail = shaved_detail(detail, weight, self.bank.reference, share)
-        if "detail" not in skip:
-            texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
-        target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
-        if self._bounding and folded(target, self.bank.reference, tris, size).any():
-            # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
-            target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
-        if finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # the smile's corners
-            target = keep_corners(target, face.landmarks, self.settings.mouth_corners)
-        local = 0 <= strength.push <= self.settings.unfold_local
-        unfold = unfold_locally if local else _without_folds
-        target = unfold(target, face.landmarks, self.bank.reference, tris, size)
+        size = self.bank.crop_size
+        texture, target = self._rung_base(face, ingredients, tris, preserve, strength, repel, finish, skip)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
         if opening:  # on the unfolded target: the unfolding narrowed the eyes again
             target = self._opened(target, face.landmarks, tris)
@@ -435,6 +407,88 @@ class Synthesis:
             self.settings.hanging_fringe,
         )
         return blended, target
+
+    def _rung_base(
+        self,
+        face: AlignedFace,
+        ingredients: Ingredients,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+        finish: bool,
+        skip: frozenset[str],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A rung's texture and unfolded target (before the eye opening), kept for the group
+        (``_rung_bases``): a rung is often made again from the same inputs (a preview's rung in full, the
+        chosen rung in the colour finish, a rung judged on its preview in full), and these ~8 ms (plus ~20
+        per repelled donor) give the same bytes each time. Keyed by what they read; the inputs are held so
+        that their ids stay theirs."""
+        corners = finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve
+        capped = self._capping(strength, finish)
+        key = (id(face), id(ingredients), strength, tuple(map(id, repel)), preserve, capped, corners)
+        key += ("detail" in skip, self._bounding)
+        kept = self._rung_bases
+        found = kept.get(key) if kept is not None else None
+        if found is not None:
+            return found[-2], found[-1]
+        texture, target = self._made_base(face, ingredients, tris, preserve, strength, repel, finish, skip)
+        if kept is not None:
+            texture.flags.writeable = target.flags.writeable = False  # shared by the rungs that reuse them
+            kept[key] = (face, ingredients, tuple(repel), texture, target)
+            while len(kept) > RUNG_BASES:
+                kept.pop(next(iter(kept)))
+        return texture, target
+
+    def _made_base(
+        self,
+        face: AlignedFace,
+        ingredients: Ingredients,
+        tris: np.ndarray,
+        preserve: tuple[Region, ...],
+        strength: Strength,
+        repel: Sequence[list[DonorPhoto]],
+        finish: bool,
+        skip: frozenset[str],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_rung_base`` made: the caricatured texture with its anti-face terms and detail; the target."""
+        size, iod = self.bank.crop_size, interocular(self.bank.reference)
+        mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
+        anti = strength.anti * ingredients.peers.anti
+        texture = mix + widen(anti)  # widen: (S, S, 1) as 3 channels
+        want = expression(face.landmarks)
+        reduced = self.settings.repel_reduced_blur
+        for photos in repel:  # the same anti-face move, away from a donor the output came too close to
+            photo = _closest(photos, want)
+            donor, speckless = self._common_tone(photo), self._speckless(photo)
+            term = strength.anti * self._sexless(
+                _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
+            )
+            texture, anti = texture + widen(term), anti + term
+        if self._capping(strength, finish):  # settings.anti_cap: the strong rungs' anti-face held
+            capped = held(anti, self.settings.anti_cap)
+            texture, anti = texture + widen(capped - anti), capped
+        texture = self._beardless(texture, anti, ingredients.peers.beardless)
+        texture = soften(texture, ingredients.average, strength.soft or self.settings.soft_limit)
+        shape = _caricature(ingredients.shape, ingredients.peers.shape_centre, strength.shape)
+        texture = _sharpen(texture, self.settings.sharpen)
+        detail = ingredients.detail
+        if ingredients.peers.shaven:  # no donor's moustache or stubble on a clean-shaven patient
+            weight, share = self._shave_weight(), self.settings.shave
+            texture = shaved(texture, weight, self.bank.reference, share)
+            detail = shaved_detail(detail, weight, self.bank.reference, share)
+        if "detail" not in skip:
+            texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
+        target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
+        if self._bounding and folded(target, self.bank.reference, tris, size).any():
+            # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
+            target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
+        if finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # the smile's corners
+            target = keep_corners(target, face.landmarks, self.settings.mouth_corners)
+        local = 0 <= strength.push <= self.settings.unfold_local
+        unfold = unfold_locally if local else _without_folds
+        target = unfold(target, face.landmarks, self.bank.reference, tris, size)
+        return texture, target
 
     def _half_size(
         self,

@@ -108,12 +108,16 @@ def _lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
-def _skin_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Mean and std (per Lab channel) of a crop's skin; None when no skin is visible."""
-    mask = skin_mask(landmarks, image.shape[0])
+def _skin_stats(
+    image: np.ndarray, landmarks: np.ndarray, lab: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std (per Lab channel) of a crop's skin; None when no skin is visible. ``lab``:
+    ``_lab(image)``, ``mask``: ``skin_mask(landmarks, size)`` when known (read only)."""
+    mask = skin_mask(landmarks, image.shape[0]) if mask is None else mask
     if not mask.any():
         return None
-    mean, std = channel_stats(_lab(image)[mask])  # mean(0), std(0) bit for bit, one gather (issue-11t9)
+    lab = _lab(image) if lab is None else lab
+    mean, std = channel_stats(lab[mask])  # mean(0), std(0) bit for bit, one gather (issue-11t9)
     return mean, std + 1e-3
 
 
