@@ -257,13 +257,15 @@ def evaluate(
         kept = "+".join(r.value for r in preserve) or "nothing"
         print(f"# sex {kept} {subject.identity} {' '.join(calls)}", file=sys.stderr)
     if not PRIVACY_ONLY:
-        fidelity(row, subject, row["outputs"], photos, probes)
+        kept = "+".join(r.value for r in preserve) or "nothing"
+        fidelity(row, subject, row["outputs"], photos, probes, kept)
     if codec_checks and not PRIVACY_ONLY:
         codec_metrics(row, subject, results, preserve)
     return row
 
 
 TRACE = False
+SAVE_OUTPUTS: Path | None = None  # --save-outputs: every output as PNG (with --trace; for box probes)
 PRIVACY_ONLY = False
 
 
@@ -302,7 +304,9 @@ def save_descriptors(rows: dict[str, list[dict]], path: Path) -> None:
     np.savez(path, **data)
 
 
-def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes) -> None:
+def fidelity(
+    row: dict, subject: Subject, outputs: list, photos: list, probes: fq.Probes, kept: str = ""
+) -> None:
     """Sharpness, seam, probes and box IoU of both photos of one group (appended to ``row``)."""
     ref = probes.reference  # type: ignore[attr-defined]
     for key in ("sharp", "seam", "smile_kept", "age_diff", "iou_dlib", "iou_dlib_sizes", "iou_mtcnn"):
@@ -319,10 +323,32 @@ def fidelity(row: dict, subject: Subject, outputs: list, photos: list, probes: f
         row["age_diff"].append(
             abs(probes.predict("age", who, before) - probes.predict("age", who, p.descriptor))
         )
-        sizes = fq.box_iou_sizes(img, out, lm.mean(0))
+        pairs = fq.box_pairs_sizes(img, out, lm.mean(0))
+        sizes = [fq.box_iou(a, b) for a, b in pairs]
+        if TRACE:
+            photo = f"{who}_{EXPRESSIONS[len(row['iou_dlib'])]}"
+            change = fq.outline_change(lm, p.landmarks_out)
+            change.update(fq.contrast_change(img, out, lm, p.landmarks_out))
+            box_trace(kept, photo, pairs, sizes, change)
+            if SAVE_OUTPUTS:
+                SAVE_OUTPUTS.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(out).save(SAVE_OUTPUTS / f"{kept}_{photo}.png")
         row["iou_dlib"].append(sizes[0])
         row["iou_dlib_sizes"].append(float(np.mean(sizes)))
         row["iou_mtcnn"].append(fq.box_iou(det[0].box, p.box_out))
+
+
+def box_trace(kept: str, photo: str, pairs: list, sizes: list[float], change: dict[str, float]) -> None:
+    """Per photo (stderr): the dlib box (x, y, side) of original and output at 480 px, the IoU at the six
+    sizes, and the output's geometry against the original's (fq.outline_change)."""
+
+    def fmt(box: tuple[int, int, int, int] | None) -> str:
+        return "none" if box is None else f"{box[0]},{box[1]},{box[2] - box[0]}"
+
+    geo = " ".join(f"{k} {v:.3f}" for k, v in change.items())
+    ious = " ".join(f"{v:.2f}" for v in sizes)
+    line = f"# box {kept} {photo} orig {fmt(pairs[0][0])} out {fmt(pairs[0][1])} iou {ious} | {geo}"
+    print(line, file=sys.stderr)
 
 
 def codec_metrics(row: dict, subject: Subject, results: list, preserve: tuple[Region, ...]) -> None:
@@ -592,6 +618,7 @@ def main() -> int:
     parser.add_argument("--trace", action="store_true", help="per group: verification and rungs (stderr)")
     parser.add_argument("--population-rank", type=int, help="the surrogate's linkage aim")
     parser.add_argument("--privacy-only", action="store_true", help="skip the fidelity and codec measures")
+    parser.add_argument("--save-outputs", type=Path, help="with --trace: every output as PNG in this folder")
     parser.add_argument(
         "--issued",
         action="store_true",
@@ -608,8 +635,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    global TRACE, PRIVACY_ONLY
-    TRACE, PRIVACY_ONLY = args.trace, args.privacy_only
+    global TRACE, PRIVACY_ONLY, SAVE_OUTPUTS
+    TRACE, PRIVACY_ONLY, SAVE_OUTPUTS = args.trace, args.privacy_only, args.save_outputs
     folder = args.faces / "london_set"
     if not folder.is_dir():
         print(f"no photos at {folder}; this bench needs ../shared/data/faces", file=sys.stderr)

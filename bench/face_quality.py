@@ -103,12 +103,74 @@ def box_iou_sizes(
     further sizes within one pyramid step (5/6) below it; the first is the single reading. One reading
     decides near ties by where dlib's pyramid and HOG cells fall on the photo (issue-11b5: main's outputs read
     0.885-0.975 at six such sizes), so the mean is what a dlib user who resizes differently meets."""
-    ious = []
+    return [box_iou(a, b) for a, b in box_pairs_sizes(original, output, centre, sizes, long_side)]
+
+
+def box_pairs_sizes(
+    original: np.ndarray, output: np.ndarray, centre: np.ndarray, sizes: int = 6, long_side: int = 480
+) -> list[tuple[tuple[int, int, int, int] | None, tuple[int, int, int, int] | None]]:
+    """(original's box, output's box) in full-image pixels at the sizes of ``box_iou_sizes``."""
+    pairs = []
     for k in range(sizes):
         side = round(long_side * (5 / 6) ** (k / sizes))
         before = nearest_box(hog_detect(original, side), centre)
-        ious.append(box_iou(before, nearest_box(hog_detect(output, side), centre)))
-    return ious
+        pairs.append((before, nearest_box(hog_detect(output, side), centre)))
+    return pairs
+
+
+def contrast_change(
+    original: np.ndarray,
+    output: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    long_side: int = 480,
+) -> dict[str, float]:
+    """Gradient energy of the output ÷ the original's, at the box reading's scale (grey, Sobel magnitude),
+    in three parts each photo's own 68 landmarks place: the band along the jaw line (points 0-16, ±0.15 ×
+    inter-ocular: the face's edge against cheek, neck and background), the band along the brows (17-26) and
+    the inner face (hull of points 17-67)."""
+
+    def energy(image: np.ndarray, landmarks: np.ndarray) -> list[float]:
+        small = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        scale = min(1.0, long_side / max(image.shape[:2]))
+        small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        magnitude = np.hypot(cv2.Sobel(small, cv2.CV_32F, 1, 0), cv2.Sobel(small, cv2.CV_32F, 0, 1))
+        lm = np.round(np.asarray(landmarks, np.float64) * scale).astype(np.int32)
+        width = max(1, round(0.3 * interocular(lm)))
+        masks = []
+        for points, closed in ((lm[0:17], False), (lm[17:27], False)):
+            mask = np.zeros(small.shape, np.uint8)
+            cv2.polylines(mask, [points], closed, 1, width)
+            masks.append(mask)
+        inner = np.zeros(small.shape, np.uint8)
+        cv2.fillConvexPoly(inner, cv2.convexHull(lm[17:68]), 1)
+        masks.append(inner)
+        return [float(magnitude[m > 0].mean()) if m.any() else float("nan") for m in masks]
+
+    a, b = energy(original, before), energy(output, after)
+    return {k: b[i] / max(a[i], 1e-6) for i, k in enumerate(("edge", "brows", "innerE"))}
+
+
+def outline_change(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """How the output's face geometry differs from the original's (68 landmarks each), as the box reads it:
+    ratios out / original of the jaw's width (points 0-16), the brow-to-chin height, the inner face's size
+    (eye centres to mouth) and the whole extent, and the centre's shift in inter-ocular units (x, y)."""
+
+    def parts(lm: np.ndarray) -> tuple[float, float, float, float, np.ndarray]:
+        eyes = (lm[36:42].mean(0), lm[42:48].mean(0))
+        iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+        inner = float(np.linalg.norm((eyes[0] + eyes[1]) / 2 - lm[48:68].mean(0)))
+        height = float(lm[8, 1] - lm[17:27, 1].min())
+        extent = float(np.sqrt(np.prod(lm.max(0) - lm.min(0))))
+        return float(np.linalg.norm(lm[16] - lm[0])), height, inner, extent, lm.mean(0) / max(iod, 1e-6)
+
+    a, b = parts(np.asarray(before, float)), parts(np.asarray(after, float))
+    iod_a = interocular(np.asarray(before, float))
+    shift = (np.asarray(after, float).mean(0) - np.asarray(before, float).mean(0)) / max(iod_a, 1e-6)
+    keys = ("jaw", "height", "inner", "extent")
+    change = {k: b[i] / max(a[i], 1e-6) for i, k in enumerate(keys)}
+    change["dx"], change["dy"] = float(shift[0]), float(shift[1])
+    return change
 
 
 # --- probes -------------------------------------------------------------------------------------------------

@@ -46,6 +46,11 @@ class SurrogateSettings:
     # photos with nothing kept (IoU 0.877 -> 0.924), but the outline is identity: two patients sharing every
     # donor came out 0.53 apart instead of > 0.6 (tests/faces/test_surrogate_identity.py). Off.
     keep_outline: bool = False
+    # The settings (by kept region, as inner_fit below) whose target outline (jaw and brows) takes the
+    # patient's centroid and RMS spread on every rung but the overshoot ones (surrogate_shape.
+    # keep_outline_frame): the outline keeps the donors' shape, only its extent and place are the patient's,
+    # for dlib's HOG box. Off (docs/face-engine.md, issue-11b12).
+    outline_frame: str = ""
     # With the eyes kept, no jaw point of the target lies more than this far (× inter-ocular distance)
     # inside the patient's outline (surrogate_target.outline_floor; negative = off). A narrower synthetic
     # outline left the patient's own cheek around the synthetic face: a brown contour on the cheeks and a

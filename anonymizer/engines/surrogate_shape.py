@@ -89,6 +89,19 @@ def keep_frame(target: np.ndarray, patient: np.ndarray, free: np.ndarray) -> np.
     return out.astype(np.float32)
 
 
+OUTLINE_POINTS = tuple(range(27))  # jaw 0-16 and brows 17-26: the face's sides, chin and top edge
+
+
+def keep_outline_frame(target: np.ndarray, patient: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """``target`` with its free outline points (jaw and brows, OUTLINE_POINTS) given the patient's outline
+    centroid and RMS spread by one uniform scale and shift of those points alone: the outline keeps the
+    donors' shape, the inner face stays where it is. ``keep_frame`` matches all free points at once, so a
+    donor outline wider than the patient's leaves the face's extent off (settings.outline_frame)."""
+    outline = np.zeros(68, bool)
+    outline[list(OUTLINE_POINTS)] = True
+    return keep_frame(target, patient, np.asarray(free, bool) & outline)
+
+
 def inset_domain(mask: np.ndarray, landmarks: np.ndarray, inset: float, jaw_inset: float) -> np.ndarray:
     """The blend domain ``mask`` (uint8 0/255) pulled in from its outline by ``inset`` × inter-ocular distance
     above the nose bridge (hair and forehead, whose values would smear into the face) and by ``jaw_inset``

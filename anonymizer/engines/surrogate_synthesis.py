@@ -50,7 +50,13 @@ from anonymizer.engines.surrogate_mouth import (
     with_interior,
 )
 from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
-from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_shape import (
+    ExpressionModel,
+    broad_shading,
+    inset_domain,
+    keep_frame,
+    keep_outline_frame,
+)
 from anonymizer.engines.surrogate_shaven import is_shaven, shave_weight, shaved, shaved_detail
 from anonymizer.engines.surrogate_spread import FaceSpace, KeyedSteps, spread_key
 from anonymizer.engines.surrogate_target import (
@@ -600,9 +606,11 @@ class Synthesis:
             self._expression = ExpressionModel.fit(self.bank.reference, shapes, modes)
         target = self._expression.transfer(target, patient, free)
         anchored = Region.NOSE in preserve or Region.EYES in preserve
-        if not self.settings.keep_frame or strength.push > 0 or anchored:
-            return target
-        return keep_frame(target, patient, free)
+        if self.settings.keep_frame and strength.push <= 0 and not anchored:
+            target = keep_frame(target, patient, free)
+        if strength.push <= 0 and _named(self.settings.outline_frame, preserve):
+            target = keep_outline_frame(target, patient, free)
+        return target
 
     def _detail_source(
         self, choice: DonorChoice, face: AlignedFace, profile: tuple[str, float]

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from anonymizer.donors import expression
-from anonymizer.engines.surrogate_shape import ExpressionModel, broad_shading, inset_domain, keep_frame
+from anonymizer.engines.surrogate_shape import (
+    OUTLINE_POINTS,
+    ExpressionModel,
+    broad_shading,
+    inset_domain,
+    keep_frame,
+    keep_outline_frame,
+)
 from anonymizer.faces import align
 from anonymizer.faces.detect import detect_faces
 from tests.faces.conftest import load_rgb
@@ -92,6 +99,29 @@ def test_keep_frame_restores_place_and_size_of_the_free_points() -> None:
     assert np.nanstd(ratio[np.abs(target[free][1:] - target[free][0]) > 5]) < 1e-3
 
 
+def test_keep_outline_frame_gives_the_outline_the_patients_extent_and_leaves_the_inner_face() -> None:
+    patient = _shape(f"{PATIENT}_03")
+    target = _shape(f"{OTHER}_03").copy()
+    centre = target[:17].mean(0)
+    target[:17] = centre + 1.2 * (target[:17] - centre)  # a donor outline 20 % wider
+    free = np.ones(68, bool)
+    free[48:68] = False  # a kept mouth stays put
+    out = keep_outline_frame(target, patient, free)
+    outline = list(OUTLINE_POINTS)
+    assert np.array_equal(out[27:], target[27:].astype(np.float32))  # nose, eyes and mouth untouched
+    assert np.allclose(out[outline].mean(0), patient[outline].mean(0), atol=1e-3)
+
+    def width(points: np.ndarray) -> float:
+        return float(np.ptp(points[:, 0]))
+
+    # the jaw's width comes back to within a few percent of the patient's (it was 20 % wider than the donor's)
+    assert abs(width(out[:17]) / width(patient[:17]) - 1) < abs(width(target[:17]) / width(patient[:17]) - 1)
+    # the outline's own shape stays the donors': one uniform scale of all its points
+    before, after = target[outline] - target[outline].mean(0), out[outline] - out[outline].mean(0)
+    scale = np.linalg.norm(after) / np.linalg.norm(before)
+    assert np.allclose(after, scale * before, atol=1e-3)
+
+
 def test_broad_shading_takes_the_patients_beard_shadow_but_keeps_the_synthetic_detail() -> None:
     size = 256
     yy, xx = np.mgrid[0:size, 0:size]
@@ -120,3 +150,34 @@ def test_the_blend_domain_reaches_further_down_the_jaw_than_up_the_forehead() ->
     kept = np.flatnonzero(out.any(1))
     assert out.sum() < (mask > 0).sum() and not (out & (mask == 0)).any()
     assert rows[-1] - kept[-1] < kept[0] - rows[0]  # less pulled in at the chin than at the forehead
+
+
+def test_the_outline_frame_applies_only_where_named_and_not_on_overshoot_rungs() -> None:
+    from types import SimpleNamespace
+
+    from anonymizer.engines.surrogate_settings import Strength, SurrogateSettings
+    from anonymizer.engines.surrogate_synthesis import Synthesis
+    from anonymizer.plans import Region
+
+    patient = _shape(f"{PATIENT}_03")
+    target = _shape(f"{OTHER}_03").copy()
+    target[:17] = target[:17].mean(0) + 1.2 * (target[:17] - target[:17].mean(0))
+    plain, push = Strength(1.0, 1.0, 1.0), Strength(1.0, 1.0, 1.0, push=0.5)
+    no_expression = SimpleNamespace(transfer=lambda t, p, free: np.asarray(t, np.float32))
+
+    def followed(outline_frame: str, preserve: tuple[Region, ...], strength: Strength) -> np.ndarray:
+        settings = SurrogateSettings(outline_frame=outline_frame)
+        synthesis = SimpleNamespace(settings=settings, _expression=no_expression)
+        return Synthesis._follow_patient(synthesis, target, patient, preserve, strength)  # type: ignore[arg-type]
+
+    assert SurrogateSettings().outline_frame == ""  # off by default
+    for preserve in ((), (Region.MOUTH,)):
+        off, on = followed("", preserve, plain), followed("nothing,mouth", preserve, plain)
+        assert np.abs(on[:27] - off[:27]).max() > 1.0  # the outline moved
+        assert np.array_equal(on[27:], off[27:])  # the inner face did not
+        assert np.array_equal(followed("nothing,mouth", preserve, push), followed("", preserve, push))
+    eyes = (Region.EYES,)  # named for the eyes: the eyes stay where they are, the outline moves
+    on = followed("eyes", eyes, plain)
+    assert np.array_equal(on[36:48], target[36:48].astype(np.float32))
+    assert np.abs(on[:17] - target[:17]).max() > 1.0
+    assert np.array_equal(followed("nothing", eyes, plain), followed("", eyes, plain))
