@@ -57,6 +57,13 @@ class TextSettings:
     coarse_retry_look: bool = True
     coarse_look_pixels: int = 10_000
     coarse_retry_score: float = -12.0
+    # a line too coarse for the filter's look (its box over ~80 px across: the box, not the glyphs, sets
+    # the look's scale) is looked at once more with its own glyph height at the filter's 16 px scale (up to
+    # ``own_look_pixels``), and left unread when that look can be judged and scores below
+    # ``own_look_score`` (issue-11x12; blocks are read as before). Off: every such line is read
+    coarse_own_look: bool = False
+    own_look_pixels: int = 60_000
+    own_look_score: float = -12.0
 
 
 @dataclass(frozen=True)
@@ -136,7 +143,15 @@ def _crop(
     scale = height / max(glyph, 1.0)
     area = (along + 2 * margin) * (across + 2 * margin)
     scale = min(scale, max(0.6 * scale, (max_pixels / max(area, 1.0)) ** 0.5))
-    w, h = (along + 2 * margin) * scale, (across + 2 * margin) * scale
+    return _straightened(image, p, (along + 2 * margin, across + 2 * margin), scale, orient)
+
+
+def _straightened(
+    image: np.ndarray, p: Proposal, outer: tuple[float, float], scale: float, orient: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The box ``outer`` (along, across: the proposal with its margin) around the proposal's centre,
+    straightened to horizontal at ``scale``, as grey for OCR or the filter (:func:`_contrast`)."""
+    w, h = outer[0] * scale, outer[1] * scale
     m = cv2.getRotationMatrix2D(p.centre, p.angle, scale)
     m[0, 2] += w / 2 - p.centre[0]
     m[1, 2] += h / 2 - p.centre[1]
@@ -152,6 +167,39 @@ def look(
     judges both), and its scale."""
     crop, m = _crop(image, p, text_filter.GLYPH_PX, max_pixels, orient=False)
     return crop, float(np.hypot(m[0, 0], m[0, 1]))
+
+
+def own_look(image: np.ndarray, p: Proposal, max_pixels: int) -> tuple[np.ndarray, float]:
+    """The filter's look at the proposal's own glyph estimate: glyphs at the filter's 16 px (its box, not
+    its glyph, sets :func:`look`'s scale, so a box over ~80 px across is too coarse there at any pixel
+    budget), with the same margin, at most ``max_pixels``; and its scale."""
+    along, across = p.size
+    glyph = p.glyph_px * 1.3 if _block(p) else max(across, p.glyph_px)
+    across = max(across, glyph)
+    margin = 0.35 * glyph + 2
+    outer = (along + 2 * margin, across + 2 * margin)
+    scale = min(_own_scale(p), (max_pixels / max(outer[0] * outer[1], 1.0)) ** 0.5)
+    return _straightened(image, p, outer, scale, orient=False)[0], scale
+
+
+def _own_scale(p: Proposal) -> float:
+    return text_filter.GLYPH_PX / max(p.glyph_px, 1.0)
+
+
+def _surely_not_text(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
+    """A line too coarse for :func:`look` whose :func:`own_look` is fine enough to judge and scores below
+    ``own_look_score`` (``coarse_own_look``): hair or fabric in large blobs, not read. Blocks are read as
+    before: a block's glyph estimate can be far off its type (a card block confirmed at its first read
+    scored -13.7 in its own look, text bench seed 11), a line's is its glyphs' height."""
+    if not settings.coarse_own_look or _block(p):
+        return False
+    if _own_scale(p) * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX:
+        return False  # glyphs over ~80 px: no look at 16 px glyphs shows the smallest type; read, as before
+    crop, scale = own_look(image, p, settings.own_look_pixels)
+    if scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX:
+        return False
+    enough = settings.own_look_score
+    return text_filter.load().score(crop, enough) < enough
 
 
 def _retry(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
@@ -173,11 +221,14 @@ def _retry(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
 
 def _worth_reading(image: np.ndarray, p: Proposal, settings: TextSettings) -> bool:
     """Not surely non-text by the pre-OCR filter; a look too coarse to show the smallest type the detector
-    finds (a tall block of large glyphs, shrunk to the look's pixel budget) is always read."""
+    finds (a tall block of large glyphs, shrunk to the look's pixel budget) is read, unless its own look
+    says surely not text (``coarse_own_look``)."""
     if not settings.prefilter:
         return True
     crop, scale = look(image, p)
-    return scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX or text_filter.load().passes(crop)
+    if scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX:
+        return not _surely_not_text(image, p, settings)
+    return text_filter.load().passes(crop)
 
 
 def _in_image(words: list[ocr.Word], m: np.ndarray, p: Proposal) -> tuple[Proposal, ...]:
