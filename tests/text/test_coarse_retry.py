@@ -1,7 +1,8 @@
 """``coarse_retry_look`` (issue-11x10; on by default since issue-11x11): a proposal read only because its
 look was too coarse for the pre-OCR filter is read again only when a finer look scores at least
 ``coarse_retry_score`` (-12, far below the filter's threshold: issue-11x11), or its first read held a
-token."""
+token. (COARSE is a line whose looks the stub scores as hair: ``coarse_own_look``, issue-11x12, would leave
+it unread, so these tests of the re-reads turn that off; tests/text/test_coarse_own_look.py.)"""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _reads(
     monkeypatch.setattr(step.ocr, "read_line", lambda crop, block=False: calls.append(crop.shape) or words)
     monkeypatch.setattr(step.text_filter, "load", lambda: fake)
     image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
-    line = step._read(image, COARSE, None, step.TextSettings(coarse_retry_look=on))
+    line = step._read(image, COARSE, None, step.TextSettings(coarse_retry_look=on, coarse_own_look=False))
     assert not line.text
     return len(calls), fake.looked
 
@@ -88,7 +89,7 @@ def test_the_score_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(step.ocr, "read_line", lambda crop, block=False: calls.append(crop.shape) or UNSURE)
     monkeypatch.setattr(step.text_filter, "load", lambda: _Filter(CARD_BLOCK))
     image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
-    settings = step.TextSettings(coarse_retry_look=True, coarse_retry_score=-5.0)
+    settings = step.TextSettings(coarse_retry_look=True, coarse_retry_score=-5.0, coarse_own_look=False)
     step._read(image, COARSE, None, settings)
     assert len(calls) == 1
 
@@ -98,7 +99,7 @@ def test_the_default_reads_a_coarse_unsure_read_scoring_as_hair_once(monkeypatch
     monkeypatch.setattr(step.ocr, "read_line", lambda crop, block=False: calls.append(crop.shape) or UNSURE)
     monkeypatch.setattr(step.text_filter, "load", lambda: _Filter(HAIR))
     image = np.random.default_rng(5).integers(0, 256, (400, 800, 3), dtype=np.uint8)
-    step._read(image, COARSE, None, step.TextSettings())
+    step._read(image, COARSE, None, step.TextSettings(coarse_own_look=False))
     assert len(calls) == 1
 
 
