@@ -65,6 +65,17 @@ _Judgement = tuple[bool, tuple[float, ...], bool, bool]  # Ladder._judge: passed
 
 
 @dataclass(frozen=True)
+class RungRecipe:
+    """What makes a rung (again): each face's ingredients, the strength and the donors repelled so far.
+    ``repel`` holds the bank's own photo lists, and ``prepared`` the same ingredient objects, so a rung made
+    again from its recipe reuses its textures (``Synthesis._rung_base`` keys by their ids)."""
+
+    prepared: Sequence[Ingredients]  # per face
+    strength: Strength
+    repel: tuple[list[DonorPhoto], ...] = ()  # per donor some earlier rung's output matched
+
+
+@dataclass(frozen=True)
 class _Check:
     away: float  # distance to the patient
     donor: str | None  # the identity of a bank face it matches, or None
@@ -87,8 +98,7 @@ class _Attempt:
     ]  # (passed, likely to verify, sex kept, beyond verification's distance, no donor matched, fewest nearer
     # identities, distance): larger is better
     split: bool = False  # far from the patient but the group's outputs are two people
-    # what makes this rung again (ingredients per face, strength, donors repelled): the colour finish
-    remake: tuple[Sequence[Ingredients], Strength, tuple[list[DonorPhoto], ...]] | None = None
+    remake: RungRecipe | None = None  # what makes this rung again: the colour finish, further shape steps
     outs: tuple[np.ndarray, ...] = ()  # the outputs' self-check descriptors (the identity the store records)
     preview: bool = False  # judged on its preview (settings.preview_rungs): not the full rung's crops
 
@@ -252,7 +262,7 @@ class Ladder(Synthesis):
             coefficients = identity_coefficients(identity_key(choice.seed, choice.identities), len(donors))
         reference = common.reference
         at = detail_donor(list(donors.values()), *common.profile)
-        prepared = [
+        prepared: Sequence[Ingredients] = [
             self._ingredients(face, list(donors.values()), base, weights, at, coefficients, common.spread)
             for face, base in zip(faces, common.bases, strict=True)
         ]
@@ -264,29 +274,30 @@ class Ladder(Synthesis):
         for level, strength in enumerate(self._rungs(preserve)):
             if strength.push > 0 and far_all:
                 break  # already far from the patient: keep the plausible rung below
-            previewed = self._previewed(faces, prepared, common, preserve, strength, repel) if clear else None
+            recipe = RungRecipe(prepared, strength, tuple(repel))
+            previewed = self._previewed(faces, recipe, common, preserve) if clear else None
             made, checks, (passed, score, far_all, together) = previewed or self._rung(
-                faces, prepared, common, preserve, strength, repel
+                faces, recipe, common, preserve
             )
             clear = self._clearly_failed(checks, score, common)  # the next rung is previewed only after one
             if not passed and _sex_lost(score) and self.settings.sex_miss_anti != 1.0 and strength.anti > 0:
-                rescued = self._sex_rescue(faces, prepared, common, preserve, strength, repel)
+                rescued = self._sex_rescue(faces, recipe, common, preserve)
                 if rescued is not None:
-                    made, checks, (passed, score, far_all, together), strength = rescued
+                    made, checks, (passed, score, far_all, together), recipe = rescued
             if not passed and _sex_lost(score) and step is not None and common.shape_variants:
                 floor = float(self.settings.spread_variants_verifiable)  # 1: only a step likely to verify
-                varied = self._other_step(faces, prepared, step, common, preserve, strength, repel, floor)
+                varied = self._other_step(faces, recipe, step, common, preserve, floor)
                 if varied is not None:
-                    prepared, step, made, checks, (passed, score, far_all, together) = varied
+                    recipe, step, made, checks, (passed, score, far_all, together) = varied
+                    prepared = recipe.prepared  # later rungs keep the step that kept the sex
             if passed:
                 passed, score, far_all = self._among_strangers(score, checks, faces, choice, common)
             closest, nearer = score[-1], int(score[-2])
             self.trace.append((choice.seed, choice.tier, level, closest, nearer, [c.donor for c in checks]))
             split = far_all and not together
-            remake = (prepared, strength, tuple(repel))
             outs = tuple(c.out for c in checks if c.out is not None)
             crops = [c for c, _ in made]
-            current = _Attempt(choice, level, crops, reference, passed, score, split, remake, outs)
+            current = _Attempt(choice, level, crops, reference, passed, score, split, recipe, outs)
             current = replace(current, preview=previewed is not None)
             if self._rungs_tried is not None:  # verified_pick 2: every rung is a candidate
                 self._rungs_tried.append((current, self._bounding))
@@ -318,26 +329,18 @@ class Ladder(Synthesis):
     def _rung(
         self,
         faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
+        recipe: RungRecipe,
         common: _Common,
         preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
         skip: frozenset[str] = frozenset(),
     ) -> tuple[list, list[_Check], _Judgement]:
         """One rung made for every face of the group and judged (made, checks, judgement); ``skip``: a
         preview's parts left out (settings.preview_rungs)."""
-        made, checks = self._remade(faces, prepared, common, preserve, strength, repel, skip)
+        made, checks = self._remade(faces, recipe, common, preserve, skip)
         return made, checks, self._judge(checks, common)
 
     def _previewed(
-        self,
-        faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
-        common: _Common,
-        preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
+        self, faces: Sequence[AlignedFace], recipe: RungRecipe, common: _Common, preserve: tuple[Region, ...]
     ) -> tuple[list, list[_Check], _Judgement] | None:
         """settings.preview_rungs: the rung made without the parts named there and judged; its reading
         stands for the full rung's when it clearly fails (``_clearly_failed``). None: off, or the full rung
@@ -348,7 +351,7 @@ class Ladder(Synthesis):
         parts = frozenset(p.strip() for p in self.settings.preview_rungs.split(",") if p.strip())
         if not parts or self._rungs_tried is not None or common.avoid is not None:
             return None
-        made, checks, judged = self._rung(faces, prepared, common, preserve, strength, repel, parts)
+        made, checks, judged = self._rung(faces, recipe, common, preserve, parts)
         return (made, checks, judged) if self._clearly_failed(checks, judged[1], common) else None
 
     def _clearly_failed(self, checks: Sequence[_Check], score: tuple[float, ...], common: _Common) -> bool:
@@ -377,10 +380,7 @@ class Ladder(Synthesis):
         ladder returns are always the full synthesis's."""
         if not attempt.preview or attempt.remake is None:
             return attempt
-        prepared, strength, repel = attempt.remake
-        made, checks, (_, score, far_all, together) = self._rung(
-            faces, prepared, common, preserve, strength, repel
-        )
+        made, checks, (_, score, far_all, together) = self._rung(faces, attempt.remake, common, preserve)
         outs = tuple(c.out for c in checks if c.out is not None)
         crops = [c for c, _ in made]
         split = far_all and not together
@@ -401,12 +401,9 @@ class Ladder(Synthesis):
         avoid = common.avoid
         if not self.settings.issued_variants or avoid is None or step is None or passing.remake is None:
             return None
-        prepared, strength, repel = passing.remake
         if avoid.exhausted:
             return None
-        for moved, _, made, checks in self._stepped(
-            faces, prepared, step, common, preserve, strength, list(repel)
-        ):
+        for moved, _, made, checks in self._stepped(faces, passing.remake, step, common, preserve):
             passed, score, _, _ = self._judge(checks, common)
             if passed:
                 passed, score, _ = self._among_strangers(score, checks, faces, passing.choice, common)
@@ -415,9 +412,7 @@ class Ladder(Synthesis):
             else:
                 outs = tuple(c.out for c in checks if c.out is not None)
                 crops = [c for c, _ in made]
-                attempt = replace(
-                    passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs
-                )
+                attempt = replace(passing, crops=crops, score=score, remake=moved, outs=outs)
                 if avoid.clear(attempt, checks):
                     log.info(
                         "surrogate rung remade with another keyed shape step: it avoids issued identities"
@@ -448,9 +443,8 @@ class Ladder(Synthesis):
         if sex not in self._clouds:
             self._clouds[sex] = cloud_centre(self.bank, sex, self.settings.spread_pick_cloud)
         centre = self._clouds[sex]
-        prepared, strength, repel = passing.remake
         best, farthest, tried, passing_steps = passing, reach(passing.outs, centre), 0, 0
-        remakes = self._stepped(faces, prepared, step, common, preserve, strength, list(repel))
+        remakes = self._stepped(faces, passing.remake, step, common, preserve)
         for _, (moved, _, made, checks) in zip(range(tries), remakes, strict=False):
             passed, score, _, _ = self._judge(checks, common)
             if passed:
@@ -459,7 +453,7 @@ class Ladder(Synthesis):
             outs = tuple(c.out for c in checks if c.out is not None)
             if passed and reach(outs, centre) > farthest:
                 crops = [c for c, _ in made]
-                best = replace(passing, crops=crops, score=score, remake=(moved, strength, repel), outs=outs)
+                best = replace(passing, crops=crops, score=score, remake=moved, outs=outs)
                 farthest = reach(outs, centre)
         self.last_pick = f"{passing_steps}/{tried} {'moved' if best is not passing else 'kept'}"
         if best is not passing:
@@ -499,18 +493,13 @@ class Ladder(Synthesis):
         return False, (0.5, *score[1:-2], float(nearer), score[-1]), False
 
     def _sex_rescue(
-        self,
-        faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
-        common: _Common,
-        preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
-    ) -> tuple[list, list[_Check], tuple[bool, tuple[float, ...], bool, bool], Strength] | None:
+        self, faces: Sequence[AlignedFace], recipe: RungRecipe, common: _Common, preserve: tuple[Region, ...]
+    ) -> tuple[list, list[_Check], _Judgement, RungRecipe] | None:
         """A rung whose outputs read as the other sex made again with the anti-face × ``sex_miss_anti``
-        (made, checks, judgement, strength), or None when the remade rung does not keep the sex either."""
-        weaker = replace(strength, anti=strength.anti * self.settings.sex_miss_anti)
-        made, checks = self._remade(faces, prepared, common, preserve, weaker, repel)
+        (made, checks, judgement, recipe), or None when the remade rung does not keep the sex either."""
+        strength = recipe.strength
+        weaker = replace(recipe, strength=replace(strength, anti=strength.anti * self.settings.sex_miss_anti))
+        made, checks = self._remade(faces, weaker, common, preserve)
         judged = self._judge(checks, common)
         if _sex_lost(judged[1]):
             return None
@@ -520,38 +509,36 @@ class Ladder(Synthesis):
     def _stepped(
         self,
         faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
+        recipe: RungRecipe,
         step: np.ndarray,
         common: _Common,
         preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
-    ) -> Iterator[tuple[list[Ingredients], np.ndarray, list, list[_Check]]]:
+    ) -> Iterator[tuple[RungRecipe, np.ndarray, list, list[_Check]]]:
         """The rung made again with each of the patient's further keyed shape steps in place of ``step``, one
-        at a time as asked (ingredients, step, made, checks): the sex's and the issued check's variants."""
+        at a time as asked (recipe, step, made, checks): the sex's and the issued check's variants."""
         for other in common.shape_variants:
             if other is step:
                 continue
-            moved = [replace(i, shape=i.shape - step + other) for i in prepared]
-            made, checks = self._remade(faces, moved, common, preserve, strength, repel)
+            shifted = [replace(i, shape=i.shape - step + other) for i in recipe.prepared]
+            moved = replace(recipe, prepared=shifted)
+            made, checks = self._remade(faces, moved, common, preserve)
             yield moved, other, made, checks
 
     def _remade(
         self,
         faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
+        recipe: RungRecipe,
         common: _Common,
         preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
         skip: frozenset[str] = frozenset(),
     ) -> tuple[list, list[_Check]]:
-        """A rung made from ``prepared`` at ``strength``: (made, checks) per face; ``skip``: a preview's
-        parts left out (settings.preview_rungs)."""
+        """A rung made from ``recipe``: (made, checks) per face; ``skip``: a preview's parts left out
+        (settings.preview_rungs)."""
         previewing = {"skip": skip} if skip else {}  # a full rung is called as before (and as fakes take it)
+        strength, repel = recipe.strength, recipe.repel
         made = [
             self._synthesize(face, ingredients, common.tris, preserve, strength, repel, **previewing)
-            for face, ingredients in zip(faces, prepared, strict=True)
+            for face, ingredients in zip(faces, recipe.prepared, strict=True)
         ]
         checks = [
             self._distinct(
@@ -564,24 +551,20 @@ class Ladder(Synthesis):
     def _other_step(
         self,
         faces: Sequence[AlignedFace],
-        prepared: Sequence[Ingredients],
+        recipe: RungRecipe,
         step: np.ndarray,
         common: _Common,
         preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
         verifiable: float = 0.0,
-    ) -> tuple[list[Ingredients], np.ndarray, list, list[_Check], _Judgement] | None:
+    ) -> tuple[RungRecipe, np.ndarray, list, list[_Check], _Judgement] | None:
         """A rung whose outputs read as the other sex made again with each of the patient's further keyed
-        shape steps (``_Common.shape_variants``) in place of ``step``: (ingredients, step, made, checks,
+        shape steps (``_Common.shape_variants``) in place of ``step``: (recipe, step, made, checks,
         judgement) of the one that scores best in the self-check among those that keep the sex and are at
         least ``verifiable`` likely to verify (the score's place 1; 0 = any), or None.
         Deterministic: the same patient tries the same steps, so their photos, now or later, stay one
         person."""
         found = None
-        for moved, other, made, checks in self._stepped(
-            faces, prepared, step, common, preserve, strength, repel
-        ):
+        for moved, other, made, checks in self._stepped(faces, recipe, step, common, preserve):
             judged = self._judge(checks, common)
             eligible = not _sex_lost(judged[1]) and judged[1][1] >= verifiable
             if eligible and (found is None or judged[1] > found[-1][1]):
@@ -633,17 +616,19 @@ class Ladder(Synthesis):
         corners = mouth and Region.MOUTH not in preserve  # the free mouth's corners or teeth
         if chosen.remake is None or not (colour or brows or eyes or capped or corners):
             return chosen
-        prepared, strength, repel = chosen.remake
+        recipe = chosen.remake
         if corners and self.settings.finish_interior > 0:
             identities = chosen.choice.identities
-            prepared = [self._with_teeth(f, i, identities) for f, i in zip(faces, prepared, strict=True)]
+            teeth = [self._with_teeth(f, i, identities) for f, i in zip(faces, recipe.prepared, strict=True)]
+            recipe = replace(recipe, prepared=teeth)
+        strength = recipe.strength
         capped = capped and self._capping(strength, finish=True)
         remade = colour or brows or capped or corners
-        if not remade and not any(i.narrowed.get(strength, True) for i in prepared):
+        if not remade and not any(i.narrowed.get(strength, True) for i in recipe.prepared):
             return chosen  # no eye of the chosen rung is narrower than the floor: the finish changes nothing
         made = [
-            self._synthesize(face, ingredients, common.tris, preserve, strength, repel, finish=True)
-            for face, ingredients in zip(faces, prepared, strict=True)
+            self._synthesize(face, ingredients, common.tris, preserve, strength, recipe.repel, finish=True)
+            for face, ingredients in zip(faces, recipe.prepared, strict=True)
         ]
         checks = [
             self._distinct(

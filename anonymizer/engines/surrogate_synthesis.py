@@ -114,6 +114,19 @@ class Ingredients:
 
 
 @dataclass(frozen=True)
+class _FaceRung:
+    """One face's rung as ``_synthesize`` asks for it: what ``_rung_base`` makes its texture and target from
+    and keys them by (the face, ingredients and repelled donors by id)."""
+
+    face: AlignedFace
+    ingredients: Ingredients
+    strength: Strength
+    repel: tuple[list[DonorPhoto], ...]  # donors an earlier rung's output matched, each the bank's own list
+    finish: bool  # with the colour finish (surrogate_ladder ``_finished``)
+    skip: frozenset[str]  # a preview's parts left out (settings.preview_rungs)
+
+
+@dataclass(frozen=True)
 class _PeerBase:
     """What one face's synthesis needs from its peers and its own skin: the same for every donor set."""
 
@@ -376,7 +389,8 @@ class Synthesis:
         the parts left out of a preview (settings.preview_rungs: "detail", "relight", "highlights",
         "features", "poisson"), judged by the ladder in place of the full rung when it clearly fails."""
         size = self.bank.crop_size
-        texture, target = self._rung_base(face, ingredients, tris, preserve, strength, repel, finish, skip)
+        rung = _FaceRung(face, ingredients, strength, tuple(repel), finish, skip)
+        texture, target = self._rung_base(rung, tris, preserve)
         opening = self.settings.eye_opening > 0 and (finish or not self.settings.eye_finish)
         if opening:  # on the unfolded target: the unfolding narrowed the eyes again
             target = self._opened(target, face.landmarks, tris)
@@ -415,63 +429,49 @@ class Synthesis:
         return blended, target
 
     def _rung_base(
-        self,
-        face: AlignedFace,
-        ingredients: Ingredients,
-        tris: np.ndarray,
-        preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
-        finish: bool,
-        skip: frozenset[str],
+        self, rung: _FaceRung, tris: np.ndarray, preserve: tuple[Region, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         """A rung's texture and unfolded target (before the eye opening), kept for the group
         (``_rung_bases``): a rung is often made again from the same inputs (a preview's rung in full, the
         chosen rung in the colour finish, a rung judged on its preview in full), and these ~8 ms (plus ~20
-        per repelled donor) give the same bytes each time. Keyed by what they read; the inputs are held so
-        that their ids stay theirs."""
-        corners = finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve
-        capped = self._capping(strength, finish)
-        key = (id(face), id(ingredients), strength, tuple(map(id, repel)), preserve, capped, corners)
-        key += ("detail" in skip, self._bounding)
+        per repelled donor) give the same bytes each time. Keyed by what they read; the rung is held so that
+        the ids of its inputs stay theirs."""
+        corners = rung.finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve
+        capped = self._capping(rung.strength, rung.finish)
+        repelled = tuple(map(id, rung.repel))
+        key = (id(rung.face), id(rung.ingredients), rung.strength, repelled, preserve, capped, corners)
+        key += ("detail" in rung.skip, self._bounding)
         kept = self._rung_bases
         found = kept.get(key) if kept is not None else None
         if found is not None:
             return found[-2], found[-1]
-        texture, target = self._made_base(face, ingredients, tris, preserve, strength, repel, finish, skip)
+        texture, target = self._made_base(rung, tris, preserve)
         if kept is not None:
             texture.flags.writeable = target.flags.writeable = False  # shared by the rungs that reuse them
-            kept[key] = (face, ingredients, tuple(repel), texture, target)
+            kept[key] = (rung, texture, target)
             while len(kept) > RUNG_BASES:
                 kept.pop(next(iter(kept)))
         return texture, target
 
     def _made_base(
-        self,
-        face: AlignedFace,
-        ingredients: Ingredients,
-        tris: np.ndarray,
-        preserve: tuple[Region, ...],
-        strength: Strength,
-        repel: Sequence[list[DonorPhoto]],
-        finish: bool,
-        skip: frozenset[str],
+        self, rung: _FaceRung, tris: np.ndarray, preserve: tuple[Region, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         """``_rung_base`` made: the caricatured texture with its anti-face terms and detail; the target."""
+        face, ingredients, strength = rung.face, rung.ingredients, rung.strength
         size, iod = self.bank.crop_size, interocular(self.bank.reference)
         mix = _caricature_texture(ingredients.average, ingredients.coarse, strength.texture)
         anti = strength.anti * ingredients.peers.anti
         texture = mix + widen(anti)  # widen: (S, S, 1) as 3 channels
         want = expression(face.landmarks)
         reduced = self.settings.repel_reduced_blur
-        for photos in repel:  # the same anti-face move, away from a donor the output came too close to
+        for photos in rung.repel:  # the same anti-face move, away from a donor the output came too close to
             photo = _closest(photos, want)
             donor, speckless = self._common_tone(photo), self._speckless(photo)
             term = strength.anti * self._sexless(
                 _anti_face(mix, donor, self._anti_weight(), 0.25 * iod, speckless, reduced)
             )
             texture, anti = texture + widen(term), anti + term
-        if self._capping(strength, finish):  # settings.anti_cap: the strong rungs' anti-face held
+        if self._capping(strength, rung.finish):  # settings.anti_cap: the strong rungs' anti-face held
             capped = held(anti, self.settings.anti_cap)
             texture, anti = texture + widen(capped - anti), capped
         texture = self._beardless(texture, anti, ingredients.peers.beardless)
@@ -483,13 +483,13 @@ class Synthesis:
             weight, share = self._shave_weight(), self.settings.shave
             texture = shaved(texture, weight, self.bank.reference, share)
             detail = shaved_detail(detail, weight, self.bank.reference, share)
-        if "detail" not in skip:
+        if "detail" not in rung.skip:
             texture = _with_detail(texture, detail, self.settings.detail, self.settings.detail_sigma * iod)
         target = self._shaped(face.landmarks, shape, preserve, strength, bound=False)
         if self._bounding and folded(target, self.bank.reference, tris, size).any():
             # bounded to the bank's faces instead of pulled back towards the patient (surrogate_bound.py)
             target = self._shaped(face.landmarks, shape, preserve, strength, bound=True)
-        if finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # the smile's corners
+        if rung.finish and self.settings.mouth_corners > 0 and Region.MOUTH not in preserve:  # mouth corners
             target = keep_corners(target, face.landmarks, self.settings.mouth_corners)
         local = 0 <= strength.push <= self.settings.unfold_local
         unfold = unfold_locally if local else _without_folds

@@ -67,7 +67,7 @@ def test_a_rung_remade_for_the_sex_is_dropped_when_it_does_not_keep_the_sex(
 
     def watched(*args: object) -> object:
         result = original(*args)  # type: ignore[arg-type]
-        tried.append((args[4], result is not None))  # type: ignore[arg-type]
+        tried.append((args[1].strength, result is not None))  # type: ignore[arg-type]
         return result
 
     engine._sex_rescue = watched  # type: ignore[method-assign]

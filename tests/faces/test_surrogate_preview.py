@@ -136,11 +136,11 @@ def test_a_half_size_preview_reads_as_its_full_rung(
     readings: list[tuple[float, float]] = []
     rung = SurrogateEngine._rung
 
-    def both(self, faces, prepared, common, preserve, strength, repel, skip=frozenset()):  # type: ignore[no-untyped-def]
-        made = rung(self, faces, prepared, common, preserve, strength, repel, skip)
+    def both(self, faces, recipe, common, preserve, skip=frozenset()):  # type: ignore[no-untyped-def]
+        made = rung(self, faces, recipe, common, preserve, skip)
         if skip:
             assert made[0][0][0].shape[0] == engine.crop_size // 2
-            full = rung(self, faces, prepared, common, preserve, strength, repel)
+            full = rung(self, faces, recipe, common, preserve)
             readings.extend((a.away, b.away) for a, b in zip(made[1], full[1], strict=True))
         return made
 

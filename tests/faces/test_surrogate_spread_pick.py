@@ -74,7 +74,8 @@ def test_the_step_farthest_from_the_centre_is_chosen(monkeypatch: pytest.MonkeyP
     chosen = _climb(engine)
     assert chosen.passed and chosen.level == 0 and _picked(chosen) == 20
     assert reach(chosen.outs, CENTRE) == pytest.approx(np.linalg.norm(_unit(20) - CENTRE))
-    assert chosen.remake is not None and np.all(chosen.remake[0][0].shape == 2.0)  # the finish remakes it
+    assert chosen.remake is not None  # the finish remakes it
+    assert np.all(chosen.remake.prepared[0].shape == 2.0)
     assert engine.made == 6 and engine.last_pick == "2/2 moved"  # type: ignore[attr-defined]
 
 

@@ -15,7 +15,7 @@ from anonymizer.donors import load_bank
 from anonymizer.engines.base import AlignedFace
 from anonymizer.engines.surrogate import SurrogateEngine, SurrogateSettings, _Check
 from anonymizer.engines.surrogate_donors import apparent_sex
-from anonymizer.engines.surrogate_ladder import _Common, _kept_sex, _sex_lost
+from anonymizer.engines.surrogate_ladder import RungRecipe, _Common, _kept_sex, _sex_lost
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ def _engine(outcomes: dict[float, _Check]) -> tuple[SurrogateEngine, _Common]:
     the judgement is the engine's own."""
     engine = SurrogateEngine(SurrogateSettings(spread_shape_variants=3))
 
-    def remade(faces, prepared, common, preserve, strength, repel):  # type: ignore[no-untyped-def]
-        return [None], [outcomes[float(prepared[0].shape[0])]]
+    def remade(faces, recipe, common, preserve):  # type: ignore[no-untyped-def]
+        return [None], [outcomes[float(recipe.prepared[0].shape[0])]]
 
     engine._remade = remade  # type: ignore[method-assign]
     common = _Common(np.zeros((0, 3), int), np.zeros((0, 128)), [], [], ("F", 30.0), shape_variants=VARIANTS)
@@ -47,7 +47,8 @@ def _engine(outcomes: dict[float, _Check]) -> tuple[SurrogateEngine, _Common]:
 def _try(engine: SurrogateEngine, common: _Common, verifiable: float) -> tuple | None:
     face = AlignedFace(np.zeros((4, 4, 3), np.uint8), np.zeros((68, 2), np.float32))
     strength = SurrogateSettings().ladder[0]
-    return engine._other_step([face], [_Prepared(STEP)], STEP, common, (), strength, [], verifiable)
+    recipe = RungRecipe([_Prepared(STEP)], strength)
+    return engine._other_step([face], recipe, STEP, common, (), verifiable)
 
 
 def test_a_step_that_keeps_the_sex_near_the_patient_is_taken_only_without_the_floor() -> None:
