@@ -174,13 +174,18 @@ def own_look(image: np.ndarray, p: Proposal, max_pixels: int) -> tuple[np.ndarra
     """The filter's look at the proposal's own glyph estimate: glyphs at the filter's 16 px (its box, not
     its glyph, sets :func:`look`'s scale, so a box over ~80 px across is too coarse there at any pixel
     budget), with the same margin, at most ``max_pixels``; and its scale."""
-    along, across = p.size
-    glyph = p.glyph_px * 1.3 if _block(p) else max(across, p.glyph_px)
-    across = max(across, glyph)
-    margin = 0.35 * glyph + 2
-    outer = (along + 2 * margin, across + 2 * margin)
+    outer = _own_outer(p)
     scale = min(_own_scale(p), (max_pixels / max(outer[0] * outer[1], 1.0)) ** 0.5)
     return _straightened(image, p, outer, scale, orient=False)[0], scale
+
+
+def _own_outer(p: Proposal) -> tuple[float, float]:
+    """The proposal's box (along, across) with a margin of its own glyph estimate, as :func:`own_look` and
+    :func:`_coarsest_look` straighten it."""
+    along, across = p.size
+    glyph = p.glyph_px * 1.3 if _block(p) else max(across, p.glyph_px)
+    margin = 0.35 * glyph + 2
+    return along + 2 * margin, max(across, glyph) + 2 * margin
 
 
 def _own_scale(p: Proposal) -> float:
@@ -202,18 +207,18 @@ def _surely_not_text(image: np.ndarray, p: Proposal, settings: TextSettings) -> 
     if scale * settings.detect.min_cap_px < text_filter.MIN_TYPE_PX:
         return False
     enough = settings.own_look_score
-    looks = (lambda: crop, lambda: look(image, p, settings.coarse_look_pixels)[0],
-             lambda: _coarsest_look(image, p, settings))
+    looks = (
+        lambda: crop,
+        lambda: look(image, p, settings.coarse_look_pixels)[0],
+        lambda: _coarsest_look(image, p, settings),
+    )
     return all(text_filter.load().score(make(), enough) < enough for make in looks)
 
 
 def _coarsest_look(image: np.ndarray, p: Proposal, settings: TextSettings) -> np.ndarray:
     """The proposal at the coarsest scale at which the smallest type is still judged (2.4 px), with
     :func:`own_look`'s margin, at most ``own_look_pixels``."""
-    along, across = p.size
-    glyph = p.glyph_px * 1.3 if _block(p) else max(across, p.glyph_px)
-    margin = 0.35 * glyph + 2
-    outer = (along + 2 * margin, max(across, glyph) + 2 * margin)
+    outer = _own_outer(p)
     wanted = text_filter.MIN_TYPE_PX / settings.detect.min_cap_px
     scale = min(wanted, (settings.own_look_pixels / max(outer[0] * outer[1], 1.0)) ** 0.5)
     return _straightened(image, p, outer, scale, orient=False)[0]
