@@ -249,15 +249,14 @@ def evaluate(
         probes.call("sex", subject.identity, before) == probes.call("sex", subject.identity, p.descriptor)
         for before, p in zip(subject.descriptors, photos, strict=True)
     ]
+    kept = "+".join(r.value for r in preserve) or "nothing"
     if TRACE:  # the bench probe's reading per photo, original > output (miss_report skips these lines)
         calls = [
             f"{probes.call('sex', subject.identity, b)}>{probes.call('sex', subject.identity, p.descriptor)}"
             for b, p in zip(subject.descriptors, photos, strict=True)
         ]
-        kept = "+".join(r.value for r in preserve) or "nothing"
         print(f"# sex {kept} {subject.identity} {' '.join(calls)}", file=sys.stderr)
     if not PRIVACY_ONLY:
-        kept = "+".join(r.value for r in preserve) or "nothing"
         fidelity(row, subject, row["outputs"], photos, probes, kept)
     if codec_checks and not PRIVACY_ONLY:
         codec_metrics(row, subject, results, preserve)
