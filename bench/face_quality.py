@@ -156,13 +156,12 @@ def outline_change(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
     ratios out / original of the jaw's width (points 0-16), the brow-to-chin height, the inner face's size
     (eye centres to mouth) and the whole extent, and the centre's shift in inter-ocular units (x, y)."""
 
-    def parts(lm: np.ndarray) -> tuple[float, float, float, float, np.ndarray]:
+    def parts(lm: np.ndarray) -> tuple[float, float, float, float]:
         eyes = (lm[36:42].mean(0), lm[42:48].mean(0))
-        iod = float(np.linalg.norm(eyes[1] - eyes[0]))
         inner = float(np.linalg.norm((eyes[0] + eyes[1]) / 2 - lm[48:68].mean(0)))
         height = float(lm[8, 1] - lm[17:27, 1].min())
         extent = float(np.sqrt(np.prod(lm.max(0) - lm.min(0))))
-        return float(np.linalg.norm(lm[16] - lm[0])), height, inner, extent, lm.mean(0) / max(iod, 1e-6)
+        return float(np.linalg.norm(lm[16] - lm[0])), height, inner, extent
 
     a, b = parts(np.asarray(before, float)), parts(np.asarray(after, float))
     iod_a = interocular(np.asarray(before, float))
