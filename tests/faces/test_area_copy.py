@@ -75,8 +75,11 @@ def test_detection_on_a_london_photo_is_unchanged_and_close_on_a_large_one() -> 
     assert off.box == on.box and np.array_equal(off.landmarks, on.landmarks)
     large = cv2.resize(image, (4050, 4050), interpolation=cv2.INTER_CUBIC)  # ratio 8.4: halved twice
     off, on = detect_faces(large, halve_from=0.0)[0], detect_faces(large, halve_from=4.0)[0]
+    # dlib's fit at this size moves a few pixels with a pixel of MTCNN's box, as much as with main's copy of
+    # the photo shifted by one column (docs/face-engine.md, issue-11x13): a mean under 1.5 % of the IOD
     iod = np.linalg.norm(off.landmarks[36:42].mean(0) - off.landmarks[42:48].mean(0))
-    assert np.abs(off.landmarks - on.landmarks).max() < 0.02 * iod
+    assert np.abs(np.subtract(off.box, on.box)).max() <= 4
+    assert np.linalg.norm(off.landmarks - on.landmarks, axis=1).mean() < 0.015 * iod
     chips = [verify.descriptor(large, off.landmarks, halve_from) for halve_from in (0.0, 4.0)]
     assert verify.distance(*chips) < 0.02
 
