@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from anonymizer.faces.area import area_copy
 from anonymizer.faces.models import dlib_models, mtcnn, one_torch_thread
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,13 @@ class DetectedFace:
     detector: str  # "mtcnn" | "hog"
 
 
-def downscale(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
-    """A copy whose long side is at most ``long_side``, and the scale factor applied."""
+def downscale(image: np.ndarray, long_side: int, halve_from: float = 0.0) -> tuple[np.ndarray, float]:
+    """A copy whose long side is at most ``long_side``, and the scale factor applied (``halve_from``:
+    ``area.area_copy``'s; 0 is one ``INTER_AREA`` pass)."""
     scale = min(1.0, long_side / max(image.shape[:2]))
     if scale >= 1.0:
         return image, 1.0
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return small, scale
+    return area_copy(image, scale, halve_from), scale
 
 
 def _mtcnn_boxes(small: np.ndarray) -> list[tuple[np.ndarray, float]]:
@@ -81,10 +81,13 @@ def _predict(predictor: object, image: np.ndarray, box: np.ndarray, dlib: object
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
-def detect_faces(image: np.ndarray, *, fallback_hog: bool = True) -> list[DetectedFace]:
-    """All faces in an RGB uint8 image, largest first. MTCNN first; dlib HOG only when MTCNN finds none."""
+def detect_faces(
+    image: np.ndarray, *, fallback_hog: bool = True, halve_from: float = 0.0
+) -> list[DetectedFace]:
+    """All faces in an RGB uint8 image, largest first. MTCNN first; dlib HOG only when MTCNN finds none.
+    ``halve_from``: how the detector's copy is made (``area.area_copy``; 0: one ``INTER_AREA`` pass)."""
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8, (image.shape, image.dtype)
-    small, scale = downscale(image, DETECT_LONG_SIDE)
+    small, scale = downscale(image, DETECT_LONG_SIDE, halve_from)
     found, detector = _mtcnn_boxes(small), "mtcnn"
     if not found and fallback_hog:
         found, detector = _hog_boxes(small, 1), "hog"

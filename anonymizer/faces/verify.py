@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from anonymizer.faces.area import area_copy
 from anonymizer.faces.detect import _predict, downscale
 from anonymizer.faces.models import dlib_models
 from anonymizer.faces.regions import interocular
@@ -52,21 +52,22 @@ def _roi_around(landmarks: np.ndarray, shape: tuple[int, ...], grow: float) -> t
     return x0, y0, min(w, int(hi[0] + pad) + 1), min(h, int(hi[1] + pad) + 1)
 
 
-def descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """dlib 128-d face descriptor, computed on a face-sized, downscaled neighbourhood of the landmarks."""
-    chip = face_chip(image, landmarks)
+def descriptor(image: np.ndarray, landmarks: np.ndarray, halve_from: float = 0.0) -> np.ndarray:
+    """dlib 128-d face descriptor, computed on a face-sized, downscaled neighbourhood of the landmarks
+    (``halve_from``: how it is downscaled, ``area.area_copy``'s; 0: one ``INTER_AREA`` pass)."""
+    chip = face_chip(image, landmarks, halve_from)
     return np.asarray(dlib_models().recognizer.compute_face_descriptor(chip), np.float32)
 
 
-def torch_descriptor(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def torch_descriptor(image: np.ndarray, landmarks: np.ndarray, halve_from: float = 0.0) -> np.ndarray:
     """``descriptor`` computed by the torch port of dlib's network on the same chip (faces.descriptor_torch;
     equal within float rounding, ~1e-6, tests/faces/test_descriptor_torch.py)."""
     from anonymizer.faces.descriptor_torch import descriptors  # lazily: torch loads on first use
 
-    return descriptors([face_chip(image, landmarks)])[0]
+    return descriptors([face_chip(image, landmarks, halve_from)])[0]
 
 
-def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def face_chip(image: np.ndarray, landmarks: np.ndarray, halve_from: float = 0.0) -> np.ndarray:
     """The recognizer's aligned 150 px chip (dlib.get_face_chip) of a face-sized, downscaled neighbourhood
     of the landmarks: the input of dlib's descriptor and of its torch port (faces.descriptor_torch)."""
     import dlib
@@ -76,7 +77,7 @@ def face_chip(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     lm = np.asarray(landmarks, np.float64) - (x0, y0)
     scale = min(1.0, DESCRIPTOR_IOD / max(interocular(lm), 1.0))
     if scale < 1.0:
-        roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        roi = area_copy(roi, scale, halve_from)
         lm = lm * scale
     lo, hi = lm.min(0), lm.max(0)
     rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
@@ -88,11 +89,13 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float32) - np.asarray(b, np.float32)))
 
 
-def redetect(image: np.ndarray, landmarks: np.ndarray, long_side: int) -> np.ndarray | None:
+def redetect(
+    image: np.ndarray, landmarks: np.ndarray, long_side: int, halve_from: float = 0.0
+) -> np.ndarray | None:
     """HOG-detect the face near ``landmarks`` and re-fit 68 landmarks on it; None if none is found."""
     x0, y0, x1, y1 = _roi_around(landmarks, image.shape, 0.6)
     roi = np.ascontiguousarray(image[y0:y1, x0:x1])
-    small, scale = downscale(roi, long_side)
+    small, scale = downscale(roi, long_side, halve_from)
     rects = dlib_models().hog(small, 1)
     if not rects:
         return None
@@ -138,17 +141,22 @@ def verify_face(
     original_descriptor: np.ndarray | None = None,
     reference: Sequence[np.ndarray] = (),
     group_originals: Sequence[np.ndarray] = (),
+    halve_from: float = 0.0,
 ) -> FaceCheck:
     """Check one anonymized face. ``expect_face`` is False for engines that remove the face (mask, blur);
     ``reference`` is the engine's population of real faces (none: no population test); ``group_originals``
     are the descriptors of the other original faces of the pairing group (the patient's other photos): an
-    output that matches any of them is linked to the patient as surely as one that matches its own input."""
+    output that matches any of them is linked to the patient as surely as one that matches its own input.
+    ``halve_from``: how the HOG copy and the descriptors' chips are downscaled (``area.area_copy``)."""
     describe = torch_descriptor if settings.descriptor == "torch" else descriptor
-    before = original_descriptor if original_descriptor is not None else describe(original, landmarks)
-    found = redetect(output, landmarks, settings.detect_long_side)
+    if original_descriptor is not None:
+        before = original_descriptor
+    else:
+        before = describe(original, landmarks, halve_from)
+    found = redetect(output, landmarks, settings.detect_long_side, halve_from)
     if found is None and expect_face:
         return FaceCheck(False, float("nan"), False, "no-face-after-anonymization")
-    after = describe(output, found if found is not None else landmarks)
+    after = describe(output, found if found is not None else landmarks, halve_from)
     dist = distance(before, after)
     if dist <= settings.threshold + settings.margin:
         return FaceCheck(found is not None, dist, False, "output-matches-input")
