@@ -540,6 +540,10 @@ class SurrogateSettings:
     # mouth --privacy-only, off -> on: r5 11.5 -> 12.8 %, same-sex r5 15.4 -> 20.5 %, collisions 1.8 -> 1.7
     # %, the rest equal; rungs ~1,081 -> 1,010 (docs/face-engine.md, issue-11t9). Other settings not run.
     repel_reduced_blur: bool = False
+    # The patient's own anti-face term (once per group, surrogate_synthesis._peer_base) with its wide band
+    # blurred at reduced size, as ``repel_reduced_blur`` does for a repelled donor (issue-11t13): ~20 ms on
+    # every group. It moves every output's texture by under a level, so it re-rolls knife-edge groups.
+    patient_reduced_blur: bool = False
     # Rungs judged on a preview (issue-11t11; "" = off): each rung (after one that clearly failed) is first
     # made as named here (comma-separated: "half" = warp, colour and blend at half the crop size; parts left
     # out: "detail", "relight", "highlights", "features", "poisson" = the shaded face laid in without the

@@ -81,36 +81,39 @@ class FaceSpace:
         return cls(shape.astype(np.float32), texture.astype(np.float32), centres, blur, directions)
 
     def coordinates(
-        self, landmarks: np.ndarray, lightness: np.ndarray, reference: np.ndarray, sex: str
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, landmarks: np.ndarray, lightness: np.ndarray | None, reference: np.ndarray, sex: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """A face's coordinates (shape, texture) along the space's directions about its sex's mean, in units
-        of each direction's σ (the patient's place in the space, which the spread then points away from)."""
+        of each direction's σ (the patient's place in the space, which the spread then points away from).
+        ``lightness`` None: the shape's alone (texture None); the texture's band is two full-size blurs,
+        ~30 ms, and only a texture step pointed away from the patient reads it (issue-11t13)."""
         shape_centre, texture_centre = self.centres.get(sex, self.centres[""])
-        shape = _aligned(landmarks, reference) - shape_centre
-        texture = _band(lightness, self.blur) - texture_centre
-        return _along(self.shape, shape), _along(self.texture, texture)
+        shape = _along(self.shape, _aligned(landmarks, reference) - shape_centre)
+        if lightness is None:
+            return shape, None
+        return shape, _along(self.texture, _band(lightness, self.blur) - texture_centre)
 
     def deviation(
         self,
         key: int,
         scale: float,
-        away: tuple[np.ndarray, np.ndarray] | None = None,
+        away: tuple[np.ndarray, np.ndarray | None] | None = None,
         guard: bool = False,
         away_min: float = AWAY_MIN,
         clip: float = CLIP,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(shape (68, 2), texture lightness (S, S)): this key's point of the space, ``scale`` × one
         person's spread; the texture soft-clipped to ``CLIP`` levels. ``away``: the patient's coordinates
-        (``coordinates``); along every direction where the patient lies clearly off the mean the keyed
-        step takes the opposite sign, so the spread moves away from the patient as well as from the other
-        patients (a random step alone leaves the patient's rank among real faces as it was). ``guard``: the
-        step has no component along the sex probes' directions (it cannot move a face across them).
-        ``away_min``: how far off the mean (σ) a coordinate must lie to decide the sign along it;
-        ``clip``: the texture's soft limit in 8-bit levels."""
+        (``coordinates``; a texture of None leaves the texture's step keyed alone); along every direction
+        where the patient lies clearly off the mean the keyed step takes the opposite sign, so the spread
+        moves away from the patient as well as from the other patients (a random step alone leaves the
+        patient's rank among real faces as it was). ``guard``: the step has no component along the sex
+        probes' directions (it cannot move a face across them). ``away_min``: how far off the mean (σ) a
+        coordinate must lie to decide the sign along it; ``clip``: the texture's soft limit in 8-bit
+        levels."""
         z = keyed_direction(key, len(self.shape))
-        z_shape, z_texture = (
-            (z, z) if away is None else (_away(z, away[0], away_min), _away(z, away[1], away_min))
-        )
+        z_shape = z if away is None else _away(z, away[0], away_min)
+        z_texture = z if away is None or away[1] is None else _away(z, away[1], away_min)
         shape = scale * np.tensordot(z_shape, self.shape, axes=1)
         texture = clip * np.tanh(scale * np.tensordot(z_texture, self.texture, axes=1) / clip)
         if guard and self.sex_directions is not None:  # after the clip, which would bend it back

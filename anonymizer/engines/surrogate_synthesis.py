@@ -204,7 +204,7 @@ class Synthesis:
         light = skin_light(face.image, face.landmarks, lab, skin, coloured)
         return _PeerBase(
             centre=centre,
-            anti=self._sexless(_anti_face(centre, patient_texture, self._anti_weight(), blur)),
+            anti=self._sexless(self._patient_anti(centre, patient_texture, blur)),
             shape_centre=np.mean([p.landmarks for p in population], axis=0),
             skin=_skin_stats(face.image, face.landmarks, lab, skin),
             light=light,
@@ -218,6 +218,12 @@ class Synthesis:
             and profile[0] == "M"
             and is_shaven(patient_texture, self.bank.reference, self.settings.shave_grain),
         )
+
+    def _patient_anti(self, centre: np.ndarray, patient_texture: np.ndarray, blur: float) -> np.ndarray:
+        """The patient's anti-face term (once per group); its wide band blurred at reduced size with
+        settings.patient_reduced_blur (~20 of its ~30 ms are the full-size kernels)."""
+        reduced = self.settings.patient_reduced_blur
+        return _anti_face(centre, patient_texture, self._anti_weight(), blur, reduced=reduced)
 
     def _ingredients(
         self,
@@ -342,7 +348,8 @@ class Synthesis:
         key, away = spread_key(identity_seed, variant), None
         if patient is not None and self.settings.spread_away:
             landmarks, texture, sex = patient
-            away = self._space.coordinates(landmarks, _lightness(texture), self.bank.reference, sex)
+            light = _lightness(texture) if self.settings.spread_texture_away else None  # else unread
+            away = self._space.coordinates(landmarks, light, self.bank.reference, sex)
         # the texture's step stays keyed at random: pointed away from the patient's texture it turned
         # London-set patient 003 into a man by the sex probe (-0.32 -> +0.18 / +0.32 at rung 3, nothing
         # kept); the shape's pointed away kept her a woman (-0.61) and took her further (0.75 -> 0.85)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -82,3 +84,31 @@ def test_reduced_wide_blur_is_off_by_default_and_within_a_level_of_the_full_blur
     assert not np.array_equal(reduced, full)
     assert np.abs(reduced - full).max() < 1.0
     assert np.corrcoef(reduced.ravel(), full.ravel())[0, 1] > 0.99
+
+
+def test_the_patients_anti_face_at_reduced_size_is_a_setting_within_a_level(bank_path: Path) -> None:
+    """settings.patient_reduced_blur (issue-11t13): the patient's own anti-face term (once per group) with
+    its wide band blurred at reduced size; off by default (the full-size kernels, as before), on within a
+    level of it and not the same computation."""
+    from anonymizer.donors import load_bank
+    from anonymizer.engines.surrogate import SurrogateEngine
+    from anonymizer.engines.surrogate_settings import SurrogateSettings
+    from anonymizer.faces.regions import interocular
+
+    assert SurrogateSettings().patient_reduced_blur is False
+    bank = load_bank(bank_path)
+    off = SurrogateEngine(SurrogateSettings(), bank)
+    on = SurrogateEngine(SurrogateSettings(patient_reduced_blur=True), bank)
+    size, blur = bank.crop_size, 0.25 * interocular(bank.reference)
+    rng = np.random.default_rng(4)
+    plane = np.zeros((size, size), np.float32)
+    for _ in range(12):  # brow- and lid-sized structures of either sign
+        centre = (int(rng.integers(150, 360)), int(rng.integers(150, 360)))
+        cv2.circle(plane, centre, int(rng.integers(6, 30)), float(rng.uniform(-60, 60)), -1)
+    patient = np.repeat((128.0 + cv2.GaussianBlur(plane, (0, 0), 3.0))[..., None], 3, axis=2)
+    centre = np.full((size, size, 3), 128.0, np.float32) + rng.normal(0, 4, (size, size, 3))
+    patient, centre = patient.astype(np.float32), centre.astype(np.float32)
+    full = off._patient_anti(centre, patient, blur)
+    assert np.array_equal(full, _anti_face(centre, patient, off._anti_weight(), blur))
+    reduced = on._patient_anti(centre, patient, blur)
+    assert not np.array_equal(reduced, full) and np.abs(reduced - full).max() < 1.0

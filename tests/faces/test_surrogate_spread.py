@@ -200,3 +200,29 @@ def test_the_texture_steps_soft_limit_is_a_setting() -> None:
     assert 7.0 < np.abs(texture).max() < CLIP and np.abs(soft).max() < 7.0
     assert np.array_equal(shape, soft_shape) and np.array_equal(np.sign(texture), np.sign(soft))
     assert SurrogateSettings().spread_texture_clip == CLIP
+
+
+def test_the_patients_texture_place_is_read_only_for_a_texture_step_pointed_away() -> None:
+    """``coordinates`` without a lightness (issue-11t13: its band is two full-size blurs, ~30 ms per
+    group) gives the same shape coordinates and no texture ones; with those the shape step is the one made
+    with both, and the texture step stays the keyed one as drawn (what ``spread_texture_away`` off uses)."""
+    from anonymizer.engines.surrogate_spread import FaceSpace
+
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(0, 64, (68, 2)).astype(np.float32)
+    space = FaceSpace(
+        rng.normal(0, 1, (12, 68, 2)).astype(np.float32),
+        rng.normal(0, 1, (12, 16, 16)).astype(np.float32),
+        {"": (reference.astype(np.float64), np.zeros((16, 16)))},
+        2.0,
+    )
+    landmarks = reference + rng.normal(0, 3, (68, 2)).astype(np.float32)
+    light = rng.normal(128, 40, (16, 16)).astype(np.float32)
+    shape_place, texture_place = space.coordinates(landmarks, light, reference, "F")
+    alone, none = space.coordinates(landmarks, None, reference, "F")
+    assert none is None and texture_place is not None and np.array_equal(alone, shape_place)
+    both = space.deviation(5, 1.0, (shape_place, texture_place))
+    shape_only = space.deviation(5, 1.0, (alone, None))
+    assert np.array_equal(both[0], shape_only[0])  # the shape step as before
+    assert np.array_equal(shape_only[1], space.deviation(5, 1.0)[1])  # the texture step as drawn
+    assert not np.array_equal(both[1], shape_only[1])  # (which the texture's place would have turned)
